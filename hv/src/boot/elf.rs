@@ -1,0 +1,235 @@
+//! Reading and checking the guest kernel's ELF file.
+//!
+//! The VMM is the guest's bootloader: it reads the kernel's program headers and copies
+//! each loadable (`PT_LOAD`) segment to the guest-physical address the segment asks for
+//! (`p_paddr`). The file comes from the user, and may be anything, so every field the
+//! loader relies on is checked *before* anything is copied, and each problem gets its
+//! own message. goblin parses the headers; the policy lives here.
+
+use goblin::elf::header::{self, Header};
+use goblin::elf::program_header::{self, ProgramHeader};
+use pv_abi::layout::{KERNEL_VIRT_BASE, PAGE_SIZE, VMM_RESERVED_END};
+
+/// Largest kernel file hv reads; no guest RAM could hold more.
+pub const MAX_KERNEL_FILE_BYTES: u64 = 1 << 30;
+
+/// A validated kernel image: where to start, and what to copy where.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KernelImage {
+    /// Virtual address of the first instruction.
+    pub entry: u64,
+    /// The loadable segments, in file order.
+    pub segments: Vec<LoadSegment>,
+}
+
+/// One `PT_LOAD` segment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoadSegment {
+    /// Virtual address the kernel is linked at.
+    pub vaddr: u64,
+    /// Guest-physical address to load it at.
+    pub paddr: u64,
+    /// Where its bytes are in the file.
+    pub file_offset: u64,
+    /// How many bytes come from the file; the rest up to `mem_size` is zero (`.bss`).
+    pub file_size: u64,
+    /// Size in memory.
+    pub mem_size: u64,
+    /// The kernel may write to it.
+    pub writable: bool,
+    /// The kernel may execute it.
+    pub executable: bool,
+}
+
+impl LoadSegment {
+    /// Guest-physical pages it covers: (first page address, end page address), exclusive.
+    pub fn phys_pages(&self) -> (u64, u64) {
+        let start = self.paddr & !(PAGE_SIZE - 1);
+        let end = (self.paddr + self.mem_size).next_multiple_of(PAGE_SIZE);
+        (start, end)
+    }
+}
+
+/// What is wrong with a kernel file. Each message names the problem; the fields are the
+/// values the message quotes.
+#[allow(missing_docs)]
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ElfError {
+    /// Fewer bytes than an ELF header.
+    #[error("the file is too short to be an ELF kernel ({len} bytes; an ELF header alone is 64)")]
+    TooShort { len: usize },
+    /// No ELF magic.
+    #[error("not an ELF file: it does not start with the ELF magic bytes 7f 45 4c 46")]
+    NotElf,
+    /// 32-bit ELF.
+    #[error("it is a 32-bit ELF file; hv boots 64-bit (ELFCLASS64) kernels only")]
+    WrongClass,
+    /// Big-endian ELF.
+    #[error("it is a big-endian ELF file; x86-64 kernels are little-endian")]
+    WrongEndian,
+    /// Built for another CPU.
+    #[error("it is built for machine {machine} ({name}); hv runs x86-64 (EM_X86_64) kernels only")]
+    WrongMachine { machine: u16, name: &'static str },
+    /// Not an executable.
+    #[error("it is not an executable (ELF type {kind}); link the kernel as a static executable")]
+    NotExecutable { kind: &'static str },
+    /// goblin could not parse the headers.
+    #[error("malformed ELF headers: {0}")]
+    Malformed(String),
+    /// Nothing to load.
+    #[error("it has no loadable (PT_LOAD) segments")]
+    NoLoadableSegments,
+    /// Segment data past the end of the file.
+    #[error("the file is truncated: segment {index} needs bytes {offset:#x}..{end:#x} but the file has only {len:#x}")]
+    SegmentDataOutsideFile { index: usize, offset: u64, end: u64, len: u64 },
+    /// p_filesz > p_memsz.
+    #[error("segment {index} claims {file_size:#x} bytes of file data but only {mem_size:#x} bytes of memory")]
+    FileSizeExceedsMemSize { index: usize, file_size: u64, mem_size: u64 },
+    /// Segment outside RAM.
+    #[error("segment {index} ({paddr:#x}..{end:#x}) lies outside guest RAM (0..{ram:#x}); give the guest more memory with --mem")]
+    SegmentOutsideRam { index: usize, paddr: u64, end: u64, ram: u64 },
+    /// Segment in the VMM's reserved area.
+    #[error("segment {index} ({paddr:#x}..{end:#x}) overlaps the area hv reserves for boot info and page tables (below {reserved:#x})")]
+    SegmentInReservedArea { index: usize, paddr: u64, end: u64, reserved: u64 },
+    /// Linked at the wrong virtual address.
+    #[error("segment {index} is linked at {vaddr:#x} but loaded at {paddr:#x}; hv's kernel map needs virtual = {base:#x} + physical")]
+    WrongVirtualAddress { index: usize, vaddr: u64, paddr: u64, base: u64 },
+    /// Two segments share a page.
+    #[error("segments {first} and {second} overlap (or share a page); each page must belong to one segment")]
+    SegmentsOverlap { first: usize, second: usize },
+    /// The entry point is not in executable loaded code.
+    #[error("the entry point {entry:#x} is not inside any executable loadable segment")]
+    EntryOutsideSegments { entry: u64 },
+}
+
+/// Parses and checks `bytes` as a kernel for a guest with `ram_bytes` of RAM.
+pub fn parse_kernel(bytes: &[u8], ram_bytes: u64) -> Result<KernelImage, ElfError> {
+    let header = check_header(bytes)?;
+    let phdrs = parse_program_headers(bytes, &header)?;
+    let mut segments = Vec::new();
+    for (index, ph) in phdrs.iter().enumerate().filter(|(_, ph)| ph.p_type == program_header::PT_LOAD) {
+        let segment = LoadSegment {
+            vaddr: ph.p_vaddr,
+            paddr: ph.p_paddr,
+            file_offset: ph.p_offset,
+            file_size: ph.p_filesz,
+            mem_size: ph.p_memsz,
+            writable: ph.is_write(),
+            executable: ph.is_executable(),
+        };
+        check_segment(index, &segment, bytes.len() as u64, ram_bytes)?;
+        segments.push((index, segment));
+    }
+    if segments.is_empty() {
+        return Err(ElfError::NoLoadableSegments);
+    }
+    check_no_overlap(&segments)?;
+    let entry = header.e_entry;
+    let entry_ok = segments
+        .iter()
+        .any(|(_, s)| s.executable && entry >= s.vaddr && entry - s.vaddr < s.mem_size);
+    if !entry_ok {
+        return Err(ElfError::EntryOutsideSegments { entry });
+    }
+    Ok(KernelImage { entry, segments: segments.into_iter().map(|(_, s)| s).collect() })
+}
+
+/// The identification bytes and header fields, checked one by one for clear messages.
+fn check_header(bytes: &[u8]) -> Result<Header, ElfError> {
+    if bytes.len() < goblin::elf64::header::SIZEOF_EHDR {
+        if !bytes.starts_with(header::ELFMAG) {
+            return Err(ElfError::NotElf);
+        }
+        return Err(ElfError::TooShort { len: bytes.len() });
+    }
+    if &bytes[..header::SELFMAG] != header::ELFMAG {
+        return Err(ElfError::NotElf);
+    }
+    if bytes[header::EI_CLASS] != header::ELFCLASS64 {
+        return Err(ElfError::WrongClass);
+    }
+    if bytes[header::EI_DATA] != header::ELFDATA2LSB {
+        return Err(ElfError::WrongEndian);
+    }
+    let header = goblin::elf::Elf::parse_header(bytes).map_err(|e| ElfError::Malformed(e.to_string()))?;
+    if header.e_machine != header::EM_X86_64 {
+        return Err(ElfError::WrongMachine {
+            machine: header.e_machine,
+            name: header::machine_to_str(header.e_machine),
+        });
+    }
+    if header.e_type != header::ET_EXEC {
+        return Err(ElfError::NotExecutable { kind: header::et_to_str(header.e_type) });
+    }
+    Ok(header)
+}
+
+fn parse_program_headers(bytes: &[u8], header: &Header) -> Result<Vec<ProgramHeader>, ElfError> {
+    let table_end = (header.e_phnum as u64)
+        .checked_mul(header.e_phentsize as u64)
+        .and_then(|size| size.checked_add(header.e_phoff));
+    match table_end {
+        Some(end) if end <= bytes.len() as u64 => {}
+        _ => {
+            return Err(ElfError::Malformed(format!(
+                "the program header table ({} entries at offset {:#x}) runs past the end of the file",
+                header.e_phnum, header.e_phoff
+            )))
+        }
+    }
+    if header.e_phnum > 0 && header.e_phentsize as usize != goblin::elf64::program_header::SIZEOF_PHDR {
+        return Err(ElfError::Malformed(format!(
+            "program header entries are {} bytes, not {}",
+            header.e_phentsize,
+            goblin::elf64::program_header::SIZEOF_PHDR
+        )));
+    }
+    let ctx = goblin::container::Ctx::new(goblin::container::Container::Big, goblin::container::Endian::Little);
+    ProgramHeader::parse(bytes, header.e_phoff as usize, header.e_phnum as usize, ctx)
+        .map_err(|e| ElfError::Malformed(e.to_string()))
+}
+
+fn check_segment(index: usize, s: &LoadSegment, file_len: u64, ram: u64) -> Result<(), ElfError> {
+    if s.file_size > s.mem_size {
+        return Err(ElfError::FileSizeExceedsMemSize { index, file_size: s.file_size, mem_size: s.mem_size });
+    }
+    match s.file_offset.checked_add(s.file_size) {
+        Some(end) if end <= file_len => {}
+        end => {
+            return Err(ElfError::SegmentDataOutsideFile {
+                index,
+                offset: s.file_offset,
+                end: end.unwrap_or(u64::MAX),
+                len: file_len,
+            })
+        }
+    }
+    let end = match s.paddr.checked_add(s.mem_size) {
+        Some(end) if end <= ram => end,
+        end => return Err(ElfError::SegmentOutsideRam { index, paddr: s.paddr, end: end.unwrap_or(u64::MAX), ram }),
+    };
+    if s.paddr < VMM_RESERVED_END {
+        return Err(ElfError::SegmentInReservedArea { index, paddr: s.paddr, end, reserved: VMM_RESERVED_END });
+    }
+    if KERNEL_VIRT_BASE.checked_add(s.paddr) != Some(s.vaddr) {
+        return Err(ElfError::WrongVirtualAddress { index, vaddr: s.vaddr, paddr: s.paddr, base: KERNEL_VIRT_BASE });
+    }
+    Ok(())
+}
+
+/// Segments are mapped page by page with their own permissions, so no two may share a page.
+fn check_no_overlap(segments: &[(usize, LoadSegment)]) -> Result<(), ElfError> {
+    for (i, (first, a)) in segments.iter().enumerate() {
+        for (second, b) in &segments[i + 1..] {
+            let (a0, a1) = a.phys_pages();
+            let (b0, b1) = b.phys_pages();
+            if a0 < b1 && b0 < a1 && a.mem_size > 0 && b.mem_size > 0 {
+                return Err(ElfError::SegmentsOverlap { first: *first, second: *second });
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,179 @@
+//! Hostile-file tests for the ELF checks: each builds a small broken kernel by hand.
+
+use super::*;
+
+const RAM: u64 = 64 << 20;
+const PHYS: u64 = 0x20_0000;
+const VIRT: u64 = KERNEL_VIRT_BASE + PHYS;
+const PF_X: u32 = 1;
+const PF_W: u32 = 2;
+const PF_R: u32 = 4;
+
+/// One program header for the test builder.
+#[derive(Clone, Copy)]
+struct Ph {
+    kind: u32,
+    flags: u32,
+    offset: u64,
+    vaddr: u64,
+    paddr: u64,
+    filesz: u64,
+    memsz: u64,
+}
+
+fn text_segment() -> Ph {
+    Ph { kind: 1, flags: PF_R | PF_X, offset: 0x1000, vaddr: VIRT, paddr: PHYS, filesz: 0x100, memsz: 0x100 }
+}
+
+/// Builds an ELF64 x86-64 executable with `phdrs` and 0x2000 bytes of file.
+fn build(entry: u64, phdrs: &[Ph]) -> Vec<u8> {
+    let mut f = vec![0u8; 0x2000];
+    f[..4].copy_from_slice(b"\x7fELF");
+    f[4] = 2; // ELFCLASS64
+    f[5] = 1; // little-endian
+    f[6] = 1; // EV_CURRENT
+    f[16..18].copy_from_slice(&2u16.to_le_bytes()); // ET_EXEC
+    f[18..20].copy_from_slice(&62u16.to_le_bytes()); // EM_X86_64
+    f[20..24].copy_from_slice(&1u32.to_le_bytes());
+    f[24..32].copy_from_slice(&entry.to_le_bytes());
+    f[32..40].copy_from_slice(&64u64.to_le_bytes()); // e_phoff
+    f[52..54].copy_from_slice(&64u16.to_le_bytes()); // e_ehsize
+    f[54..56].copy_from_slice(&56u16.to_le_bytes()); // e_phentsize
+    f[56..58].copy_from_slice(&(phdrs.len() as u16).to_le_bytes());
+    f[58..60].copy_from_slice(&64u16.to_le_bytes()); // e_shentsize
+    for (i, p) in phdrs.iter().enumerate() {
+        let o = 64 + i * 56;
+        f[o..o + 4].copy_from_slice(&p.kind.to_le_bytes());
+        f[o + 4..o + 8].copy_from_slice(&p.flags.to_le_bytes());
+        for (j, v) in [p.offset, p.vaddr, p.paddr, p.filesz, p.memsz, 0x1000].iter().enumerate() {
+            f[o + 8 + j * 8..o + 16 + j * 8].copy_from_slice(&v.to_le_bytes());
+        }
+    }
+    f
+}
+
+#[test]
+fn the_built_in_guest_kernel_is_accepted() {
+    let image = parse_kernel(crate::guest_image::PV_GUEST_ELF, RAM).expect("pv-guest must load");
+    assert!(image.segments.len() >= 2);
+    assert!(image.segments.iter().any(|s| s.executable && !s.writable), "text is read-execute");
+    assert!(image.segments.iter().all(|s| !(s.executable && s.writable)), "no segment is W+X");
+}
+
+#[test]
+fn a_well_formed_minimal_kernel_is_accepted() {
+    let image = parse_kernel(&build(VIRT, &[text_segment()]), RAM).unwrap();
+    assert_eq!(image.entry, VIRT);
+    assert_eq!(image.segments[0].paddr, PHYS);
+}
+
+#[test]
+fn a_text_file_is_not_elf() {
+    assert_eq!(parse_kernel(b"# hv\n\nA paravirtual hypervisor on KVM, built for teaching.\n".repeat(4).as_slice(), RAM), Err(ElfError::NotElf));
+    assert_eq!(parse_kernel(b"", RAM), Err(ElfError::NotElf));
+}
+
+#[test]
+fn a_file_shorter_than_the_header_is_refused() {
+    assert_eq!(parse_kernel(b"\x7fELF\x02\x01", RAM), Err(ElfError::TooShort { len: 6 }));
+}
+
+#[test]
+fn a_truncated_real_kernel_is_refused() {
+    let full = crate::guest_image::PV_GUEST_ELF;
+    let cut = &full[..full.len() / 8];
+    assert!(matches!(parse_kernel(cut, RAM), Err(ElfError::SegmentDataOutsideFile { .. })), "{:?}", parse_kernel(cut, RAM));
+    // Cut inside the program header table.
+    assert!(matches!(parse_kernel(&full[..100], RAM), Err(ElfError::Malformed(_))));
+}
+
+#[test]
+fn wrong_class_endianness_machine_and_type_are_refused() {
+    let good = build(VIRT, &[text_segment()]);
+    let mut f = good.clone();
+    f[4] = 1;
+    assert_eq!(parse_kernel(&f, RAM), Err(ElfError::WrongClass));
+    let mut f = good.clone();
+    f[5] = 2;
+    assert_eq!(parse_kernel(&f, RAM), Err(ElfError::WrongEndian));
+    let mut f = good.clone();
+    f[18..20].copy_from_slice(&183u16.to_le_bytes()); // EM_AARCH64
+    assert!(matches!(parse_kernel(&f, RAM), Err(ElfError::WrongMachine { machine: 183, .. })));
+    let mut f = good;
+    f[16..18].copy_from_slice(&3u16.to_le_bytes()); // ET_DYN
+    assert!(matches!(parse_kernel(&f, RAM), Err(ElfError::NotExecutable { .. })));
+}
+
+#[test]
+fn no_loadable_segment_is_refused() {
+    let note = Ph { kind: 4, ..text_segment() }; // PT_NOTE
+    assert_eq!(parse_kernel(&build(VIRT, &[note]), RAM), Err(ElfError::NoLoadableSegments));
+    assert_eq!(parse_kernel(&build(VIRT, &[]), RAM), Err(ElfError::NoLoadableSegments));
+}
+
+#[test]
+fn a_segment_past_the_end_of_ram_is_refused() {
+    let big = Ph { memsz: RAM, ..text_segment() };
+    assert!(matches!(parse_kernel(&build(VIRT, &[big]), RAM), Err(ElfError::SegmentOutsideRam { .. })));
+}
+
+#[test]
+fn a_segment_whose_size_wraps_the_address_space_is_refused() {
+    let wrap = Ph { memsz: u64::MAX - 0x1000, ..text_segment() };
+    assert!(matches!(parse_kernel(&build(VIRT, &[wrap]), RAM), Err(ElfError::SegmentOutsideRam { .. })));
+}
+
+#[test]
+fn a_segment_over_the_boot_info_page_is_refused() {
+    let low = Ph { paddr: 0x2000, vaddr: KERNEL_VIRT_BASE + 0x2000, ..text_segment() };
+    let err = parse_kernel(&build(KERNEL_VIRT_BASE + 0x2000, &[low]), RAM).unwrap_err();
+    assert!(matches!(err, ElfError::SegmentInReservedArea { .. }));
+    assert!(err.to_string().contains("reserves"), "{err}");
+}
+
+#[test]
+fn a_segment_linked_at_the_wrong_virtual_address_is_refused() {
+    let wrong = Ph { vaddr: 0x40_0000, ..text_segment() };
+    assert!(matches!(parse_kernel(&build(0x40_0000, &[wrong]), RAM), Err(ElfError::WrongVirtualAddress { .. })));
+}
+
+#[test]
+fn overlapping_segments_are_refused() {
+    let data = Ph { flags: PF_R | PF_W, offset: 0x1000, filesz: 0x10, memsz: 0x10, paddr: PHYS + 0x80, vaddr: VIRT + 0x80, ..text_segment() };
+    assert_eq!(
+        parse_kernel(&build(VIRT, &[text_segment(), data]), RAM),
+        Err(ElfError::SegmentsOverlap { first: 0, second: 1 })
+    );
+}
+
+#[test]
+fn file_data_past_the_end_of_file_is_refused() {
+    let past = Ph { offset: 0x1f00, filesz: 0x200, memsz: 0x200, ..text_segment() };
+    assert!(matches!(parse_kernel(&build(VIRT, &[past]), RAM), Err(ElfError::SegmentDataOutsideFile { .. })));
+    let wrap = Ph { offset: u64::MAX, filesz: 2, memsz: 2, ..text_segment() };
+    assert!(matches!(parse_kernel(&build(VIRT, &[wrap]), RAM), Err(ElfError::SegmentDataOutsideFile { .. })));
+}
+
+#[test]
+fn more_file_bytes_than_memory_is_refused() {
+    let odd = Ph { filesz: 0x200, memsz: 0x100, ..text_segment() };
+    assert!(matches!(parse_kernel(&build(VIRT, &[odd]), RAM), Err(ElfError::FileSizeExceedsMemSize { .. })));
+}
+
+#[test]
+fn an_entry_point_outside_the_code_is_refused() {
+    assert_eq!(
+        parse_kernel(&build(VIRT + 0x5000, &[text_segment()]), RAM),
+        Err(ElfError::EntryOutsideSegments { entry: VIRT + 0x5000 })
+    );
+    // Inside a segment, but one that is not executable.
+    let data = Ph { flags: PF_R | PF_W, ..text_segment() };
+    assert!(matches!(parse_kernel(&build(VIRT, &[data]), RAM), Err(ElfError::EntryOutsideSegments { .. })));
+}
+
+#[test]
+fn a_huge_program_header_count_is_refused_without_reading_past_the_file() {
+    let mut f = build(VIRT, &[text_segment()]);
+    f[56..58].copy_from_slice(&u16::MAX.to_le_bytes());
+    assert!(matches!(parse_kernel(&f, RAM), Err(ElfError::Malformed(_))));
+}

@@ -1,0 +1,122 @@
+//! Booting: everything the VMM puts in place before the guest's first instruction.
+//!
+//! [`prepare`] is the whole story in order: check the ELF, copy its segments into guest
+//! RAM, build the first page tables, write the boot GDT and the boot-info page. The
+//! result, a [`BootPlan`], says where to start the vCPU; `cpu_state` turns it into
+//! register values.
+
+pub mod cpu_state;
+pub mod elf;
+pub mod page_tables;
+
+use vm_memory::ByteValued;
+
+use crate::guest_ram::{GuestRam, OutsideRam};
+use elf::{ElfError, KernelImage};
+use page_tables::{BootPageTables, PageTableError};
+use pv_abi::layout::{BOOT_INFO_GPA, PAGE_SIZE};
+use pv_abi::{BootInfo, CmdlineError, MmuMode};
+
+/// Where and how the vCPU starts.
+#[derive(Clone, Debug)]
+pub struct BootPlan {
+    /// Virtual address of the kernel's entry point.
+    pub entry: u64,
+    /// Guest-physical address of the PML4.
+    pub page_table_root: u64,
+    /// Guest-physical address of the boot-info page (passed in `rdi`).
+    pub boot_info_gpa: u64,
+    /// The boot-info page as written.
+    pub boot_info: BootInfo,
+    /// Number of loaded segments.
+    pub segments: usize,
+}
+
+/// What the boot inputs are.
+pub struct BootInputs<'a> {
+    /// The kernel ELF file.
+    pub kernel: &'a [u8],
+    /// Words for the guest command line.
+    pub guest_args: &'a [String],
+    /// Memory mode announced to the guest.
+    pub mmu: MmuMode,
+    /// TSC frequency to announce, 0 if unknown.
+    pub tsc_khz: u64,
+    /// Whether the CPU supports no-execute pages.
+    pub nx: bool,
+}
+
+/// Why the guest could not be prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum BootError {
+    /// The kernel file is bad.
+    #[error("the kernel is not bootable: {0}")]
+    Elf(#[from] ElfError),
+    /// The page tables could not be built.
+    #[error(transparent)]
+    PageTables(#[from] PageTableError),
+    /// The guest command line does not fit.
+    #[error("the guest command line does not fit in the boot-info page ({0:?}; at most {max} bytes)", max = pv_abi::boot_info::CMDLINE_MAX)]
+    Cmdline(CmdlineError),
+    /// A write outside RAM (only with a RAM too small for the layout).
+    #[error(transparent)]
+    Memory(#[from] OutsideRam),
+}
+
+/// The boot-info page as bytes for vm-memory.
+#[derive(Clone, Copy)]
+#[repr(transparent)]
+struct BootInfoPage(BootInfo);
+
+// SAFETY: BootInfo is #[repr(C)] and made only of integers and a byte array, with no
+// padding (pv-abi's layout test checks every offset and the total size), so any byte
+// pattern is a valid value and its bytes may be read and written freely.
+unsafe impl ByteValued for BootInfoPage {}
+
+/// Loads the kernel and builds everything the first instruction relies on.
+pub fn prepare(ram: &GuestRam, inputs: &BootInputs) -> Result<BootPlan, BootError> {
+    let image = elf::parse_kernel(inputs.kernel, ram.size())?;
+    load_segments(ram, inputs.kernel, &image)?;
+
+    let mut tables = BootPageTables::new(ram, inputs.nx)?;
+    tables.map_direct(ram.size())?;
+    for segment in &image.segments {
+        tables.map_segment(segment)?;
+    }
+    cpu_state::write_boot_gdt(ram)?;
+
+    let kernel_start = image.segments.iter().map(|s| s.phys_pages().0).min().unwrap_or(0);
+    let kernel_end = image.segments.iter().map(|s| s.phys_pages().1).max().unwrap_or(0);
+    let mut info = BootInfo {
+        mmu_mode: inputs.mmu as u32,
+        mem_bytes: ram.size(),
+        kernel_start,
+        kernel_end,
+        free_mem_start: kernel_end.next_multiple_of(PAGE_SIZE),
+        free_mem_end: ram.size(),
+        tsc_khz: inputs.tsc_khz,
+        ..BootInfo::empty()
+    };
+    info.set_cmdline(inputs.guest_args.iter().map(String::as_str)).map_err(BootError::Cmdline)?;
+    ram.write(BOOT_INFO_GPA, BootInfoPage(info).as_slice())?;
+
+    Ok(BootPlan {
+        entry: image.entry,
+        page_table_root: tables.root,
+        boot_info_gpa: BOOT_INFO_GPA,
+        boot_info: info,
+        segments: image.segments.len(),
+    })
+}
+
+/// Copies each segment's file bytes and zeroes the rest of its memory (`.bss`).
+fn load_segments(ram: &GuestRam, file: &[u8], image: &KernelImage) -> Result<(), OutsideRam> {
+    for s in &image.segments {
+        // Bounds were checked by parse_kernel; the slicing below cannot fail.
+        let data = &file[s.file_offset as usize..(s.file_offset + s.file_size) as usize];
+        ram.write(s.paddr, data)?;
+        let zeros = vec![0u8; (s.mem_size - s.file_size) as usize];
+        ram.write(s.paddr + s.file_size, &zeros)?;
+    }
+    Ok(())
+}

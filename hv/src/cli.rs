@@ -1,0 +1,119 @@
+//! hv's command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::outcome::EXIT_VMM_ERROR;
+use crate::run::{self, RunConfig};
+use crate::trace::TraceFormat;
+
+/// hv: a paravirtual hypervisor on KVM, built for teaching.
+///
+/// hv boots a small Rust guest kernel (pv-guest, built into hv) on KVM. The guest talks
+/// to the hypervisor through hypercalls; hv can trace every exit and hypercall.
+#[derive(Debug, Parser)]
+#[command(name = "hv", version, about, long_about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// hv's commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Boot the guest kernel and run it until it shuts down.
+    ///
+    /// The guest's console output goes to standard output; hv's own messages go to
+    /// standard error. hv exits with the code the guest passes to its shutdown
+    /// hypercall, with 101 if the guest crashed (panic, unhandled exception, triple
+    /// fault), and with 1 if the VM could not be set up.
+    #[command(after_help = GUEST_COMMANDS_HELP)]
+    Run(RunArgs),
+}
+
+const GUEST_COMMANDS_HELP: &str = "\
+Guest commands (the words after `--`, read by the built-in pv-guest):
+  (none)                  print a greeting that names the memory mode, then shut down with 0
+  selftest                run the in-guest self-tests; prints `selftest: N passed, M failed`
+  echo WORDS...           print the words back (shows how the command line reaches the guest)
+  bad-hypercalls          make deliberately bad hypercalls; each must come back as an error code
+  hypercall-bench [N]     time N null hypercalls (default 10000) and print the round trip
+  panic                   panic in the guest kernel (hv reports `guest panicked at ...`)
+  fault ud|gp|pf|de       raise a CPU exception in the guest (hv reports `guest exception ...`)
+  triple-fault            make the virtual CPU shut down (hv prints a register dump)
+
+Examples:
+  hv run
+  hv run --stats -- selftest
+  hv run --trace boot.trace -- echo hello";
+
+/// Options of `hv run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Boot this kernel ELF file instead of the built-in pv-guest.
+    ///
+    /// It must be a static x86-64 ELF executable whose segments are loaded at or above
+    /// 1 MiB and linked at 0xffffffff80000000 + their physical address (see pv-abi's
+    /// layout). hv checks all of that before loading and names any problem.
+    #[arg(long, value_name = "ELF")]
+    pub kernel: Option<PathBuf>,
+
+    /// Guest RAM in MiB: 8 to 65536, a multiple of 2.
+    #[arg(long, value_name = "MIB", default_value_t = 64)]
+    pub mem: u64,
+
+    /// Write a trace of every VM exit, hypercall and the guest's stop to PATH.
+    #[arg(long, value_name = "PATH")]
+    pub trace: Option<PathBuf>,
+
+    /// Trace file format: `text` is one deterministic line per event (same run, same
+    /// bytes); `jsonl` is one JSON object per line.
+    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = TraceFormat::Text)]
+    pub trace_format: TraceFormat,
+
+    /// When the guest stops, print a table to standard error: wall time, time to the
+    /// guest's first console line, VM exits by reason, hypercalls by name.
+    #[arg(long)]
+    pub stats: bool,
+
+    /// Words passed to the guest kernel (see "Guest commands" below).
+    #[arg(last = true, value_name = "GUEST ARGS")]
+    pub guest_args: Vec<String>,
+}
+
+/// Runs hv with the process's arguments; returns its exit code.
+pub fn main() -> ExitCode {
+    let started = Instant::now();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run(args) => run_command(args, started),
+    }
+}
+
+fn run_command(args: RunArgs, started: Instant) -> ExitCode {
+    let config = RunConfig {
+        kernel: args.kernel,
+        mem_mib: args.mem,
+        guest_args: args.guest_args,
+        trace: args.trace.map(|p| (p, args.trace_format)),
+    };
+    match run::run(&config, Box::new(std::io::stdout()), started) {
+        Ok(report) => {
+            if let Some(message) = report.stop.message() {
+                eprintln!("hv: {message}");
+            }
+            if args.stats {
+                eprintln!("{}", report.stats);
+            }
+            ExitCode::from(report.stop.exit_code())
+        }
+        Err(e) => {
+            eprintln!("hv: error: {e}");
+            ExitCode::from(EXIT_VMM_ERROR)
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! Guest RAM: one anonymous host mapping that KVM shows the guest as physical memory.
+//!
+//! Everything the VMM reads or writes in the guest goes through [`GuestRam`], and every
+//! access is bounds-checked against the guest's RAM: a guest-supplied address can name
+//! only memory the guest was given, never a byte of the VMM. (vm-memory does the actual
+//! copying; this wrapper adds the one policy hv needs: "inside RAM, or an error".)
+
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
+
+/// Why guest RAM could not be created.
+#[derive(Debug, thiserror::Error)]
+#[error("could not allocate {bytes} bytes of guest RAM: {source}")]
+pub struct RamAllocError {
+    bytes: u64,
+    #[source]
+    source: vm_memory::mmap::FromRangesError,
+}
+
+/// A guest-physical range that is not entirely inside guest RAM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("guest-physical range {gpa:#x}+{len:#x} is not inside guest RAM (0..{ram:#x})")]
+pub struct OutsideRam {
+    /// Start of the range.
+    pub gpa: u64,
+    /// Length of the range.
+    pub len: u64,
+    /// Size of guest RAM.
+    pub ram: u64,
+}
+
+/// The guest's RAM, guest-physical `0..size`.
+pub struct GuestRam {
+    memory: GuestMemoryMmap,
+    size: u64,
+}
+
+impl GuestRam {
+    /// Allocates `size` bytes of zeroed guest RAM (lazily: pages are only backed by host
+    /// memory when first touched).
+    pub fn new(size: u64) -> Result<Self, RamAllocError> {
+        let memory = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), size as usize)])
+            .map_err(|source| RamAllocError { bytes: size, source })?;
+        Ok(GuestRam { memory, size })
+    }
+
+    /// Size of guest RAM in bytes.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Checks that `gpa..gpa+len` lies inside RAM, without overflow.
+    pub fn check_range(&self, gpa: u64, len: u64) -> Result<(), OutsideRam> {
+        match gpa.checked_add(len) {
+            Some(end) if end <= self.size => Ok(()),
+            _ => Err(OutsideRam { gpa, len, ram: self.size }),
+        }
+    }
+
+    /// Copies guest memory at `gpa` into `buf`.
+    pub fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), OutsideRam> {
+        self.check_range(gpa, buf.len() as u64)?;
+        self.memory
+            .read_slice(buf, GuestAddress(gpa))
+            .map_err(|_| OutsideRam { gpa, len: buf.len() as u64, ram: self.size })
+    }
+
+    /// Copies `data` into guest memory at `gpa`.
+    pub fn write(&self, gpa: u64, data: &[u8]) -> Result<(), OutsideRam> {
+        self.check_range(gpa, data.len() as u64)?;
+        self.memory
+            .write_slice(data, GuestAddress(gpa))
+            .map_err(|_| OutsideRam { gpa, len: data.len() as u64, ram: self.size })
+    }
+
+    /// Reads a little-endian u64.
+    pub fn read_u64(&self, gpa: u64) -> Result<u64, OutsideRam> {
+        let mut b = [0u8; 8];
+        self.read(gpa, &mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+
+    /// Writes a little-endian u64.
+    pub fn write_u64(&self, gpa: u64, value: u64) -> Result<(), OutsideRam> {
+        self.write(gpa, &value.to_le_bytes())
+    }
+
+    /// The host virtual address where guest-physical 0 is mapped, for KVM's memory slot.
+    pub fn host_base(&self) -> u64 {
+        self.memory
+            .get_host_address(GuestAddress(0))
+            .map(|p| p as u64)
+            .expect("guest RAM starts at guest-physical 0 by construction")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accesses_inside_ram_work_and_outside_are_refused() {
+        let ram = GuestRam::new(1 << 20).unwrap();
+        ram.write_u64(0x1000, 0xdead_beef).unwrap();
+        assert_eq!(ram.read_u64(0x1000).unwrap(), 0xdead_beef);
+        assert!(ram.read_u64((1 << 20) - 8).is_ok());
+        assert!(ram.read_u64((1 << 20) - 4).is_err(), "straddles the end");
+        assert!(ram.check_range(u64::MAX - 3, 8).is_err(), "wraps around");
+        assert!(ram.check_range(1 << 20, 0).is_ok(), "empty range at the end");
+        assert!(ram.check_range((1 << 20) + 1, 0).is_err(), "empty range past the end");
+    }
+}

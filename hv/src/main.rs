@@ -1,0 +1,5 @@
+//! The `hv` binary: everything lives in the library; see `cli.rs`.
+
+fn main() -> std::process::ExitCode {
+    hv::cli::main()
+}

@@ -1,0 +1,120 @@
+//! How a guest run ends, and what hv tells the user about it.
+//!
+//! A guest can stop itself (the `shutdown` hypercall), report its own death (a kernel
+//! panic, an unexpected exception), or die in a way only the VMM sees (a triple fault,
+//! a halt nothing can wake, a touch of memory that is not RAM, a KVM failure). Each case
+//! is a [`GuestStop`] with a message that names what happened; only a clean shutdown
+//! gives the guest's own exit code.
+
+use crate::machine::RegisterDump;
+use pv_abi::exception::exception_mnemonic;
+
+/// hv's exit code when the guest crashed (panic, exception, triple fault, …); the same
+/// value a Rust program exits with on panic.
+pub const EXIT_GUEST_CRASHED: u8 = 101;
+/// hv's exit code when the VM could not be set up or run (bad kernel, no KVM, …).
+pub const EXIT_VMM_ERROR: u8 = 1;
+
+/// Why the guest stopped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GuestStop {
+    /// The guest called `shutdown(code)`.
+    Shutdown {
+        /// The guest's exit code.
+        code: u8,
+    },
+    /// The guest kernel panicked and said so.
+    Panicked {
+        /// `file:line:col: message`, as the guest sent it.
+        message: String,
+    },
+    /// The guest took an exception it could not handle and reported it.
+    Exception {
+        /// Exception vector (0..=31).
+        vector: u64,
+        /// Where it happened.
+        rip: u64,
+        /// The error code the CPU pushed (0 if none).
+        error_code: u64,
+        /// CR2 for a page fault.
+        cr2: u64,
+    },
+    /// The vCPU shut down: an exception while delivering a double fault.
+    TripleFault {
+        /// Registers at the time, if KVM could give them.
+        dump: Option<RegisterDump>,
+    },
+    /// The guest executed `hlt` with nothing that could ever wake it.
+    Halted {
+        /// Registers at the time.
+        dump: Option<RegisterDump>,
+    },
+    /// The guest touched a guest-physical address that is not RAM.
+    NotRam {
+        /// The address.
+        gpa: u64,
+        /// A write (or a read).
+        write: bool,
+        /// Access size.
+        len: usize,
+        /// Registers at the time.
+        dump: Option<RegisterDump>,
+    },
+    /// KVM could not run the vCPU (failed entry, internal error, unexpected exit).
+    KvmFailure {
+        /// What KVM said.
+        what: String,
+        /// Registers at the time.
+        dump: Option<RegisterDump>,
+    },
+}
+
+impl GuestStop {
+    /// hv's process exit code for this stop.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            GuestStop::Shutdown { code } => *code,
+            _ => EXIT_GUEST_CRASHED,
+        }
+    }
+
+    /// The message for the user; `None` for a clean shutdown (nothing to say).
+    pub fn message(&self) -> Option<String> {
+        let with_dump = |head: String, dump: &Option<RegisterDump>| match dump {
+            Some(d) => format!("{head}\n{d}"),
+            None => format!("{head}\n  (registers unavailable)"),
+        };
+        Some(match self {
+            GuestStop::Shutdown { .. } => return None,
+            GuestStop::Panicked { message } => format!("guest panicked at {message}"),
+            GuestStop::Exception { vector, rip, error_code, cr2 } => {
+                let mut m = format!(
+                    "guest exception {} (vector {vector}) at rip={rip:#x} error={error_code:#x}",
+                    exception_mnemonic(*vector)
+                );
+                if *vector == pv_abi::exception::PAGE_FAULT {
+                    m.push_str(&format!(" cr2={cr2:#x}"));
+                }
+                m
+            }
+            GuestStop::TripleFault { dump } => with_dump(
+                "guest triple-faulted: an exception occurred while the CPU was delivering a double fault, \
+                 so the virtual CPU shut down"
+                    .into(),
+                dump,
+            ),
+            GuestStop::Halted { dump } => with_dump(
+                "guest halted (hlt) with interrupts it cannot receive: it would sleep forever, so hv stopped it".into(),
+                dump,
+            ),
+            GuestStop::NotRam { gpa, write, len, dump } => with_dump(
+                format!(
+                    "guest {} {len} bytes at guest-physical {gpa:#x}, which is not RAM",
+                    if *write { "wrote" } else { "read" }
+                ),
+                dump,
+            ),
+            GuestStop::KvmFailure { what, dump } => with_dump(format!("KVM could not run the guest: {what}"), dump),
+        })
+    }
+}

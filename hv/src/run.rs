@@ -1,0 +1,146 @@
+//! `hv run`: create the VM, boot the guest, run it to the end.
+//!
+//! [`run`] is the whole life of a VM in order; each step is one call into the module
+//! that owns it, so this file doubles as a table of contents.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use pv_abi::layout::{LARGE_PAGE_SIZE, MAX_MEM_MIB, MIN_MEM_MIB};
+use pv_abi::MmuMode;
+
+use crate::boot::{self, BootError, BootInputs};
+use crate::console::ConsoleOutput;
+use crate::machine::{Machine, MachineError};
+use crate::outcome::GuestStop;
+use crate::stats::RunStats;
+use crate::trace::{TraceEvent, TraceFormat, TraceWriter, Tracer};
+use crate::{boot::elf::MAX_KERNEL_FILE_BYTES, guest_image, vcpu_loop};
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    /// A kernel ELF to boot instead of the built-in pv-guest.
+    pub kernel: Option<PathBuf>,
+    /// Guest RAM in MiB.
+    pub mem_mib: u64,
+    /// Words passed to the guest.
+    pub guest_args: Vec<String>,
+    /// Where to write a trace, and in which format.
+    pub trace: Option<(PathBuf, TraceFormat)>,
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub struct RunReport {
+    /// Why the guest stopped.
+    pub stop: GuestStop,
+    /// Counters.
+    pub stats: RunStats,
+}
+
+/// Why a run could not start or finish.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// --mem out of range.
+    #[error("--mem {mib}: guest RAM must be between {MIN_MEM_MIB} and {MAX_MEM_MIB} MiB and a multiple of 2 MiB")]
+    BadMemorySize {
+        /// The value given.
+        mib: u64,
+    },
+    /// The kernel file could not be read.
+    #[error("cannot read the kernel {path}: {source}")]
+    ReadKernel {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The kernel file is too large.
+    #[error("the kernel {path} is {len} bytes; hv reads kernels of at most {MAX_KERNEL_FILE_BYTES} bytes")]
+    KernelTooLarge {
+        /// The path.
+        path: PathBuf,
+        /// Its size.
+        len: u64,
+    },
+    /// The guest could not be loaded.
+    #[error("{0}")]
+    Boot(#[from] BootError),
+    /// KVM setup failed.
+    #[error(transparent)]
+    Machine(#[from] MachineError),
+    /// The trace file could not be written.
+    #[error("cannot write the trace file {path}: {source}")]
+    Trace {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+fn check_memory_size(mib: u64) -> Result<u64, RunError> {
+    let bytes = mib << 20;
+    if !(MIN_MEM_MIB..=MAX_MEM_MIB).contains(&mib) || bytes % LARGE_PAGE_SIZE != 0 {
+        return Err(RunError::BadMemorySize { mib });
+    }
+    Ok(bytes)
+}
+
+fn read_kernel(config: &RunConfig) -> Result<Vec<u8>, RunError> {
+    let Some(path) = &config.kernel else {
+        return Ok(guest_image::PV_GUEST_ELF.to_vec());
+    };
+    let read_err = |source| RunError::ReadKernel { path: path.clone(), source };
+    let len = std::fs::metadata(path).map_err(read_err)?.len();
+    if len > MAX_KERNEL_FILE_BYTES {
+        return Err(RunError::KernelTooLarge { path: path.clone(), len });
+    }
+    std::fs::read(path).map_err(read_err)
+}
+
+/// Boots the guest and runs it until it stops. `started` is when hv started (for the
+/// time-to-first-line figure); console output goes to `console`.
+pub fn run(config: &RunConfig, console: Box<dyn Write>, started: Instant) -> Result<RunReport, RunError> {
+    let ram_bytes = check_memory_size(config.mem_mib)?;
+    let kernel = read_kernel(config)?;
+    let mut tracer = match &config.trace {
+        Some((path, format)) => Tracer::to_writer(
+            TraceWriter::create(path, *format).map_err(|source| RunError::Trace { path: path.clone(), source })?,
+        ),
+        None => Tracer::default(),
+    };
+
+    let mut machine = Machine::new(ram_bytes)?;
+    let inputs = BootInputs {
+        kernel: &kernel,
+        guest_args: &config.guest_args,
+        mmu: MmuMode::Ept,
+        tsc_khz: machine.tsc_khz().map_or(0, u64::from),
+        nx: machine.nx_supported(),
+    };
+    let plan = boot::prepare(machine.ram(), &inputs)?;
+    machine.set_boot_state(&plan)?;
+    tracer.emit(|| TraceEvent::Boot {
+        entry: plan.entry,
+        mem_bytes: ram_bytes,
+        mmu: MmuMode::Ept.name(),
+        segments: plan.segments,
+        cmdline: config.guest_args.clone(),
+    });
+
+    let mut console = ConsoleOutput::new(console);
+    let mut stats = RunStats::new(started);
+    let stop = vcpu_loop::run(
+        &mut machine,
+        &mut vcpu_loop::LoopContext { console: &mut console, tracer: &mut tracer, stats: &mut stats },
+    );
+    console.flush();
+    stats.finish(console.first_line_at());
+    if let Some((path, _)) = &config.trace {
+        tracer.finish().map_err(|source| RunError::Trace { path: path.clone(), source })?;
+    }
+    Ok(RunReport { stop, stats })
+}

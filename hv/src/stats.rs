@@ -1,0 +1,86 @@
+//! `--stats`: counters for one run, printed as a table when the guest stops.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use crate::trace::ExitReason;
+
+/// What one run did.
+#[derive(Clone, Debug)]
+pub struct RunStats {
+    started: Instant,
+    /// Start of hv to the guest's first complete console line.
+    pub first_console_line: Option<Duration>,
+    /// Start of hv to the guest's stop.
+    pub wall: Duration,
+    /// VM exits by reason.
+    pub exits: BTreeMap<ExitReason, u64>,
+    /// Hypercalls by name (`unknown` for bad numbers).
+    pub hypercalls: BTreeMap<&'static str, u64>,
+    /// Hypercalls answered with an error code.
+    pub hypercall_errors: u64,
+}
+
+impl RunStats {
+    /// Counters starting at `started` (when hv started).
+    pub fn new(started: Instant) -> Self {
+        RunStats {
+            started,
+            first_console_line: None,
+            wall: Duration::ZERO,
+            exits: BTreeMap::new(),
+            hypercalls: BTreeMap::new(),
+            hypercall_errors: 0,
+        }
+    }
+
+    /// Counts one exit.
+    pub fn count_exit(&mut self, reason: ExitReason) {
+        *self.exits.entry(reason).or_default() += 1;
+    }
+
+    /// Counts one hypercall.
+    pub fn count_hypercall(&mut self, name: &'static str, failed: bool) {
+        *self.hypercalls.entry(name).or_default() += 1;
+        self.hypercall_errors += u64::from(failed);
+    }
+
+    /// Records the end of the run and the time of the first console line.
+    pub fn finish(&mut self, first_line_at: Option<Instant>) {
+        self.wall = self.started.elapsed();
+        self.first_console_line = first_line_at.map(|t| t.duration_since(self.started));
+    }
+
+    /// Total VM exits.
+    pub fn total_exits(&self) -> u64 {
+        self.exits.values().sum()
+    }
+
+    /// Total hypercalls.
+    pub fn total_hypercalls(&self) -> u64 {
+        self.hypercalls.values().sum()
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1e3)
+}
+
+impl fmt::Display for RunStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "hv stats")?;
+        writeln!(f, "  {:<32} {:>12}", "wall time", ms(self.wall))?;
+        let first = self.first_console_line.map_or("(no line)".into(), ms);
+        writeln!(f, "  {:<32} {:>12}", "start to first console line", first)?;
+        writeln!(f, "  {:<32} {:>12}", "VM exits", self.total_exits())?;
+        for (reason, n) in &self.exits {
+            writeln!(f, "    {:<30} {:>12}", reason.name(), n)?;
+        }
+        writeln!(f, "  {:<32} {:>12}", "hypercalls", self.total_hypercalls())?;
+        for (name, n) in &self.hypercalls {
+            writeln!(f, "    {:<30} {:>12}", name, n)?;
+        }
+        write!(f, "  {:<32} {:>12}", "hypercalls refused (error code)", self.hypercall_errors)
+    }
+}

@@ -1,0 +1,62 @@
+//! The JSON-lines trace: one object per event, for scripts and notebooks.
+//!
+//! Every object has `seq` and `event`; the other keys depend on the event. Addresses are
+//! hex strings, because many JSON readers lose precision on integers above 2^53.
+
+use serde_json::{json, Value};
+
+use super::{text, TraceEvent};
+use crate::outcome::GuestStop;
+
+fn hex(v: u64) -> String {
+    format!("{v:#x}")
+}
+
+/// Formats one event as a JSON object (without the newline).
+pub fn format_event(seq: u64, event: &TraceEvent) -> Value {
+    let mut v = match event {
+        TraceEvent::Boot { entry, mem_bytes, mmu, segments, cmdline } => json!({
+            "event": "boot", "entry": hex(*entry), "mem_bytes": mem_bytes, "mmu": mmu,
+            "segments": segments, "cmdline": cmdline,
+        }),
+        TraceEvent::Exit { reason, port, gpa } => json!({
+            "event": "exit", "reason": reason.name(), "port": port, "gpa": gpa.map(hex),
+        }),
+        TraceEvent::Hypercall { nr, name, args, result, text: console_text } => {
+            let (value, error) = match result {
+                Ok(v) => (Some(*v), None),
+                Err(e) => (None, Some(e.name())),
+            };
+            json!({
+                "event": "hypercall", "nr": nr, "name": name, "call": text::describe_call(*nr, args),
+                "args": args.iter().map(|a| hex(*a)).collect::<Vec<_>>(),
+                "result": value, "error": error, "text": console_text,
+            })
+        }
+        TraceEvent::UnhandledPort { port, write, size } => json!({
+            "event": "unhandled_port", "port": port, "write": write, "size": size,
+        }),
+        TraceEvent::Stop(stop) => stop_json(stop),
+    };
+    v["seq"] = json!(seq);
+    v
+}
+
+fn stop_json(stop: &GuestStop) -> Value {
+    let rip = |d: &Option<crate::machine::RegisterDump>| d.as_ref().map(|d| hex(d.rip()));
+    match stop {
+        GuestStop::Shutdown { code } => json!({"event": "stop", "kind": "shutdown", "code": code}),
+        GuestStop::Panicked { message } => json!({"event": "stop", "kind": "panic", "message": message}),
+        GuestStop::Exception { vector, rip, error_code, cr2 } => json!({
+            "event": "stop", "kind": "exception", "vector": vector,
+            "name": pv_abi::exception::exception_mnemonic(*vector),
+            "rip": hex(*rip), "error_code": hex(*error_code), "cr2": hex(*cr2),
+        }),
+        GuestStop::TripleFault { dump } => json!({"event": "stop", "kind": "triple_fault", "rip": rip(dump)}),
+        GuestStop::Halted { dump } => json!({"event": "stop", "kind": "halted", "rip": rip(dump)}),
+        GuestStop::NotRam { gpa, write, len, dump } => json!({
+            "event": "stop", "kind": "not_ram", "gpa": hex(*gpa), "write": write, "len": len, "rip": rip(dump),
+        }),
+        GuestStop::KvmFailure { what, dump } => json!({"event": "stop", "kind": "kvm_failure", "what": what, "rip": rip(dump)}),
+    }
+}

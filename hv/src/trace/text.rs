@@ -1,0 +1,116 @@
+//! The text trace: one line per event, identical for identical runs.
+//!
+//! ```text
+//! 00002 exit       io-out port=0x600
+//! 00003 hypercall  console_write(gpa=0x20a2c0, len=77) = 77 "pv-guest: hello! …\n"
+//! ```
+//!
+//! Only values the guest and hv's own logic determine appear: sequence numbers, guest
+//! addresses, arguments. Never wall-clock times or host addresses, which change from run
+//! to run.
+
+use super::{ExitReason, TraceEvent};
+use crate::outcome::GuestStop;
+use pv_abi::exception::exception_mnemonic;
+use pv_abi::Hypercall;
+
+/// Formats one event as a line (without the newline).
+pub fn format_event(seq: u64, event: &TraceEvent) -> String {
+    let (kind, detail) = describe(event);
+    format!("{seq:05} {kind:<10} {detail}")
+}
+
+fn describe(event: &TraceEvent) -> (&'static str, String) {
+    match event {
+        TraceEvent::Boot { entry, mem_bytes, mmu, segments, cmdline } => (
+            "boot",
+            format!("entry={entry:#x} mem={}MiB mmu={mmu} segments={segments} cmdline={cmdline:?}", mem_bytes >> 20),
+        ),
+        TraceEvent::Exit { reason, port, gpa } => ("exit", describe_exit(*reason, *port, *gpa)),
+        TraceEvent::Hypercall { nr, args, result, text, .. } => {
+            let mut line = format!("{} = {}", describe_call(*nr, args), describe_result(result));
+            if let Some(text) = text {
+                line.push_str(&format!(" {text:?}"));
+            }
+            ("hypercall", line)
+        }
+        TraceEvent::UnhandledPort { port, write, size } => (
+            "port",
+            format!("{} port={port:#x} size={size} (no device: {})", if *write { "out" } else { "in" }, if *write { "dropped" } else { "reads all ones" }),
+        ),
+        TraceEvent::Stop(stop) => ("stop", describe_stop(stop)),
+    }
+}
+
+fn describe_exit(reason: ExitReason, port: Option<u16>, gpa: Option<u64>) -> String {
+    let mut s = reason.name().to_string();
+    if let Some(port) = port {
+        s.push_str(&format!(" port={port:#x}"));
+    }
+    if let Some(gpa) = gpa {
+        s.push_str(&format!(" gpa={gpa:#x}"));
+    }
+    s
+}
+
+/// `name(arg=value, …)` with each hypercall's own argument names.
+pub fn describe_call(nr: u64, a: &[u64; 4]) -> String {
+    match Hypercall::from_number(nr) {
+        Some(Hypercall::Nop) => "nop()".into(),
+        Some(Hypercall::ConsoleWrite) => format!("console_write(gpa={:#x}, len={})", a[0], a[1]),
+        Some(Hypercall::Shutdown) => format!("shutdown(code={})", a[0]),
+        Some(Hypercall::ReportPanic) => format!("report_panic(gpa={:#x}, len={})", a[0], a[1]),
+        Some(Hypercall::ReportException) => {
+            format!("report_exception(vector={}, rip={:#x}, error={:#x}, cr2={:#x})", a[0], a[1], a[2], a[3])
+        }
+        None => format!("unknown_{nr:#x}({:#x}, {:#x}, {:#x}, {:#x})", a[0], a[1], a[2], a[3]),
+    }
+}
+
+fn describe_result(result: &Result<u64, pv_abi::HypercallError>) -> String {
+    match result {
+        Ok(v) => v.to_string(),
+        Err(e) => format!("-{}", e.name()),
+    }
+}
+
+fn describe_stop(stop: &GuestStop) -> String {
+    let rip = |d: &Option<crate::machine::RegisterDump>| d.as_ref().map_or("?".to_string(), |d| format!("{:#x}", d.rip()));
+    match stop {
+        GuestStop::Shutdown { code } => format!("shutdown code={code}"),
+        GuestStop::Panicked { message } => format!("panic {message:?}"),
+        GuestStop::Exception { vector, rip, error_code, cr2 } => {
+            format!("exception {} rip={rip:#x} error={error_code:#x} cr2={cr2:#x}", exception_mnemonic(*vector))
+        }
+        GuestStop::TripleFault { dump } => format!("triple-fault rip={}", rip(dump)),
+        GuestStop::Halted { dump } => format!("halted rip={}", rip(dump)),
+        GuestStop::NotRam { gpa, write, len, dump } => {
+            format!("not-ram {} gpa={gpa:#x} len={len} rip={}", if *write { "write" } else { "read" }, rip(dump))
+        }
+        GuestStop::KvmFailure { what, dump } => format!("kvm-failure {what:?} rip={}", rip(dump)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pv_abi::HypercallError;
+
+    #[test]
+    fn a_hypercall_line_names_its_arguments_and_result() {
+        let ev = TraceEvent::Hypercall {
+            nr: 1,
+            name: "console_write",
+            args: [0x2000, 3, 0, 0],
+            result: Ok(3),
+            text: Some("hi\n".into()),
+        };
+        assert_eq!(format_event(7, &ev), r#"00007 hypercall  console_write(gpa=0x2000, len=3) = 3 "hi\n""#);
+    }
+
+    #[test]
+    fn a_refused_hypercall_shows_the_error_name() {
+        let ev = TraceEvent::Hypercall { nr: 0x7777, name: "unknown", args: [1, 2, 3, 4], result: Err(HypercallError::NoSys), text: None };
+        assert_eq!(format_event(1, &ev), "00001 hypercall  unknown_0x7777(0x1, 0x2, 0x3, 0x4) = -ENOSYS");
+    }
+}

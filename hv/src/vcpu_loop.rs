@@ -1,0 +1,189 @@
+//! The vCPU exit loop: the heart of any KVM-based VMM.
+//!
+//! `KVM_RUN` runs guest code on the real CPU until something happens that the kernel
+//! cannot (or will not) handle by itself; then it returns to us with an *exit reason*.
+//! This is trap-and-emulate in its plainest form: the guest runs natively until it does
+//! something sensitive, the hypervisor takes over, emulates it, and resumes the guest.
+//!
+//! ```text
+//!   loop {
+//!       exit = KVM_RUN            // guest runs until it needs us
+//!       match exit {              // we emulate what it asked for
+//!           port write to HYPERCALL_PORT => hypercall::dispatch, set rax
+//!           triple fault, failed entry, … => stop with a message
+//!       }
+//!   }
+//! ```
+
+use kvm_ioctls::VcpuExit;
+
+use crate::console::ConsoleOutput;
+use crate::hypercall::{self, HypercallRequest};
+use crate::machine::Machine;
+use crate::outcome::GuestStop;
+use crate::stats::RunStats;
+use crate::trace::{ExitReason, TraceEvent, Tracer};
+use pv_abi::hypercall::HYPERCALL_PORT;
+
+/// An exit, copied out of KVM's shared `kvm_run` page so the vCPU can be used again.
+enum Exit {
+    IoOut { port: u16, size: usize },
+    IoIn { port: u16, size: usize },
+    Mmio { gpa: u64, len: usize, write: bool },
+    Hlt,
+    Shutdown,
+    FailEntry { reason: u64 },
+    InternalError,
+    Interrupted,
+    Other(String),
+}
+
+impl Exit {
+    fn reason(&self) -> ExitReason {
+        match self {
+            Exit::IoOut { .. } => ExitReason::IoOut,
+            Exit::IoIn { .. } => ExitReason::IoIn,
+            Exit::Mmio { write: false, .. } => ExitReason::MmioRead,
+            Exit::Mmio { write: true, .. } => ExitReason::MmioWrite,
+            Exit::Hlt => ExitReason::Hlt,
+            Exit::Shutdown => ExitReason::Shutdown,
+            Exit::FailEntry { .. } => ExitReason::FailEntry,
+            Exit::InternalError => ExitReason::InternalError,
+            Exit::Interrupted => ExitReason::Interrupted,
+            Exit::Other(_) => ExitReason::Other,
+        }
+    }
+}
+
+/// Value a read from a port with no device returns, as on a real PC bus.
+const FLOATING_BUS: u8 = 0xff;
+
+/// Everything the loop reports into.
+pub struct LoopContext<'a> {
+    /// The guest's console.
+    pub console: &'a mut ConsoleOutput,
+    /// The trace.
+    pub tracer: &'a mut Tracer,
+    /// The counters.
+    pub stats: &'a mut RunStats,
+}
+
+/// Runs the vCPU until the guest stops.
+pub fn run(machine: &mut Machine, cx: &mut LoopContext) -> GuestStop {
+    loop {
+        let exit = match next_exit(machine) {
+            Ok(exit) => exit,
+            Err(e) => {
+                return GuestStop::KvmFailure { what: format!("KVM_RUN failed: {e}"), dump: machine.register_dump() }
+            }
+        };
+        let reason = exit.reason();
+        cx.stats.count_exit(reason);
+        cx.tracer.emit(|| trace_exit(&exit));
+        if let Some(stop) = handle_exit(machine, cx, exit) {
+            cx.tracer.emit(|| TraceEvent::Stop(stop.clone()));
+            return stop;
+        }
+    }
+}
+
+fn trace_exit(exit: &Exit) -> TraceEvent {
+    let (port, gpa) = match exit {
+        Exit::IoOut { port, .. } | Exit::IoIn { port, .. } => (Some(*port), None),
+        Exit::Mmio { gpa, .. } => (None, Some(*gpa)),
+        _ => (None, None),
+    };
+    TraceEvent::Exit { reason: exit.reason(), port, gpa }
+}
+
+/// Runs the guest once and copies out why it stopped.
+fn next_exit(machine: &mut Machine) -> Result<Exit, kvm_ioctls::Error> {
+    let vcpu = machine.vcpu_mut();
+    let exit = match vcpu.run() {
+        Ok(VcpuExit::IoOut(port, data)) => Exit::IoOut { port, size: data.len() },
+        Ok(VcpuExit::IoIn(port, data)) => {
+            // Complete the `in` now: KVM copies `data` into the guest's register on the
+            // next KVM_RUN.
+            data.fill(FLOATING_BUS);
+            Exit::IoIn { port, size: data.len() }
+        }
+        Ok(VcpuExit::MmioRead(gpa, data)) => Exit::Mmio { gpa, len: data.len(), write: false },
+        Ok(VcpuExit::MmioWrite(gpa, data)) => Exit::Mmio { gpa, len: data.len(), write: true },
+        Ok(VcpuExit::Hlt) => Exit::Hlt,
+        Ok(VcpuExit::Shutdown) => Exit::Shutdown,
+        Ok(VcpuExit::FailEntry(reason, _cpu)) => Exit::FailEntry { reason },
+        Ok(VcpuExit::InternalError) => Exit::InternalError,
+        Ok(VcpuExit::Intr) => Exit::Interrupted,
+        Ok(other) => Exit::Other(format!("{other:?}")),
+        Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => Exit::Interrupted,
+        Err(e) => return Err(e),
+    };
+    Ok(exit)
+}
+
+/// Emulates one exit; `Some` when the guest must stop.
+fn handle_exit(machine: &mut Machine, cx: &mut LoopContext, exit: Exit) -> Option<GuestStop> {
+    match exit {
+        Exit::IoOut { port: HYPERCALL_PORT, .. } => handle_hypercall(machine, cx),
+        Exit::IoOut { port, size } => {
+            cx.tracer.emit(|| TraceEvent::UnhandledPort { port, write: true, size });
+            None
+        }
+        Exit::IoIn { port, size } => {
+            cx.tracer.emit(|| TraceEvent::UnhandledPort { port, write: false, size });
+            None
+        }
+        Exit::Mmio { gpa, len, write } => Some(GuestStop::NotRam { gpa, write, len, dump: machine.register_dump() }),
+        Exit::Hlt => Some(GuestStop::Halted { dump: machine.register_dump() }),
+        Exit::Shutdown => Some(GuestStop::TripleFault { dump: machine.register_dump() }),
+        Exit::FailEntry { reason } => Some(GuestStop::KvmFailure {
+            what: format!("VM entry failed (hardware reason {reason:#x}): the vCPU state is invalid"),
+            dump: machine.register_dump(),
+        }),
+        Exit::InternalError => Some(GuestStop::KvmFailure {
+            what: format!("KVM internal error (suberror {})", internal_error_suberror(machine)),
+            dump: machine.register_dump(),
+        }),
+        Exit::Interrupted => None,
+        Exit::Other(what) => {
+            Some(GuestStop::KvmFailure { what: format!("unexpected exit {what}"), dump: machine.register_dump() })
+        }
+    }
+}
+
+/// Reads the suberror of a KVM_EXIT_INTERNAL_ERROR (1 = emulation failure, …).
+fn internal_error_suberror(machine: &mut Machine) -> u32 {
+    let run = machine.vcpu_mut().get_kvm_run();
+    // SAFETY: called only right after KVM_RUN returned KVM_EXIT_INTERNAL_ERROR, so the
+    // `internal` member is the active one of the exit union; it is plain integers.
+    unsafe { run.__bindgen_anon_1.internal.suberror }
+}
+
+/// A hypercall: read the registers, dispatch, write the result to `rax`.
+fn handle_hypercall(machine: &mut Machine, cx: &mut LoopContext) -> Option<GuestStop> {
+    let mut regs = match machine.vcpu_mut().get_regs() {
+        Ok(regs) => regs,
+        Err(e) => return Some(GuestStop::KvmFailure { what: format!("KVM_GET_REGS failed: {e}"), dump: None }),
+    };
+    let req = HypercallRequest::from_regs(&regs);
+    let outcome = hypercall::dispatch(&req, machine.ram(), cx.console);
+    cx.stats.count_hypercall(req.name(), outcome.result.is_err());
+    cx.tracer.emit(|| TraceEvent::Hypercall {
+        nr: req.nr,
+        name: req.name(),
+        args: req.args,
+        result: outcome.result,
+        text: outcome.text.clone(),
+    });
+    if outcome.stop.is_some() {
+        return outcome.stop;
+    }
+    regs.rax = match outcome.result {
+        Ok(v) => v,
+        Err(e) => e.to_rax(),
+    };
+    match machine.vcpu_mut().set_regs(&regs) {
+        Ok(()) => None,
+        Err(e) => Some(GuestStop::KvmFailure { what: format!("KVM_SET_REGS failed: {e}"), dump: None }),
+    }
+}

@@ -1,0 +1,264 @@
+//! The boot-info page: what the VMM tells the guest before its first instruction.
+//!
+//! A real PC kernel discovers its machine by probing firmware tables (e820, ACPI). A
+//! paravirtual kernel is simply *told*: the VMM fills one page at
+//! [`crate::layout::BOOT_INFO_GPA`] and starts the vCPU with its guest-physical address
+//! in `rdi` (the first argument register of the System V ABI, so the kernel's entry
+//! function receives it as a parameter). Xen's `start_info` page plays the same role.
+//!
+//! The layout is `#[repr(C)]`, every field a fixed-size integer or byte array, with no
+//! padding (checked by the tests below), so both sides see the same bytes.
+
+/// The value of [`BootInfo::magic`]: "hvBOOTv1" read as a little-endian u64.
+pub const BOOT_INFO_MAGIC: u64 = u64::from_le_bytes(*b"hvBOOTv1");
+
+/// Room for the guest command line (the words after `--` on hv's command line).
+pub const CMDLINE_MAX: usize = 2048;
+
+/// How guest memory is translated; see the memory-modes documentation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum MmuMode {
+    /// KVM translates guest-physical addresses (hardware EPT/NPT where the host has it).
+    Ept = 1,
+    /// The VMM translates with its own write-protected shadow page tables.
+    Shadow = 2,
+}
+
+impl MmuMode {
+    /// Decodes [`BootInfo::mmu_mode`].
+    pub fn from_u32(v: u32) -> Option<Self> {
+        match v {
+            1 => Some(MmuMode::Ept),
+            2 => Some(MmuMode::Shadow),
+            _ => None,
+        }
+    }
+
+    /// The name used on hv's command line (`--mmu ept|shadow`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            MmuMode::Ept => "ept",
+            MmuMode::Shadow => "shadow",
+        }
+    }
+}
+
+/// The boot-info page. All addresses are guest-physical unless the name says otherwise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
+pub struct BootInfo {
+    /// [`BOOT_INFO_MAGIC`]: lets the guest check it was really given a boot-info page.
+    pub magic: u64,
+    /// [`crate::cpuid::HV_ABI_VERSION`] of the VMM that wrote this page.
+    pub abi_version: u32,
+    /// A [`MmuMode`] value.
+    pub mmu_mode: u32,
+    /// Size of guest RAM in bytes; RAM is the guest-physical range `0..mem_bytes`.
+    pub mem_bytes: u64,
+    /// First byte of the kernel image (lowest ELF segment), page-aligned down.
+    pub kernel_start: u64,
+    /// End of the kernel image (highest segment end), page-aligned up.
+    pub kernel_end: u64,
+    /// First byte of memory the guest may use freely (page-aligned).
+    pub free_mem_start: u64,
+    /// End (exclusive) of the free memory (page-aligned).
+    pub free_mem_end: u64,
+    /// Virtual address where guest-physical 0 is mapped ([`crate::layout::PHYS_MAP_BASE`]).
+    pub phys_map_base: u64,
+    /// Frequency of the guest's time-stamp counter in kHz, 0 if the VMM could not tell.
+    pub tsc_khz: u64,
+    /// Number of valid bytes in [`BootInfo::cmdline`].
+    pub cmdline_len: u32,
+    /// Reserved, zero.
+    pub reserved: u32,
+    /// The guest command line: the words after `hv run --`, each followed by one zero
+    /// byte (so a word may contain spaces), UTF-8.
+    pub cmdline: [u8; CMDLINE_MAX],
+}
+
+impl BootInfo {
+    /// A page with every field zero except the magic and version.
+    pub const fn empty() -> Self {
+        BootInfo {
+            magic: BOOT_INFO_MAGIC,
+            abi_version: crate::cpuid::HV_ABI_VERSION,
+            mmu_mode: MmuMode::Ept as u32,
+            mem_bytes: 0,
+            kernel_start: 0,
+            kernel_end: 0,
+            free_mem_start: 0,
+            free_mem_end: 0,
+            phys_map_base: crate::layout::PHYS_MAP_BASE,
+            tsc_khz: 0,
+            cmdline_len: 0,
+            reserved: 0,
+            cmdline: [0; CMDLINE_MAX],
+        }
+    }
+
+    /// The command line as bytes, clamped to the array so a bad length cannot overrun.
+    pub fn cmdline_bytes(&self) -> &[u8] {
+        let len = (self.cmdline_len as usize).min(CMDLINE_MAX);
+        &self.cmdline[..len]
+    }
+
+    /// Encodes `words` into [`BootInfo::cmdline`]: each word followed by a zero byte.
+    /// Fails (leaving the command line empty) if a word contains a zero byte or the
+    /// words do not fit.
+    pub fn set_cmdline<'a>(&mut self, words: impl IntoIterator<Item = &'a str>) -> Result<(), CmdlineError> {
+        let mut len = 0usize;
+        self.cmdline_len = 0;
+        for word in words {
+            if word.as_bytes().contains(&0) {
+                return Err(CmdlineError::ZeroByte);
+            }
+            let end = len + word.len() + 1;
+            if end > CMDLINE_MAX {
+                return Err(CmdlineError::TooLong);
+            }
+            self.cmdline[len..end - 1].copy_from_slice(word.as_bytes());
+            self.cmdline[end - 1] = 0;
+            len = end;
+        }
+        self.cmdline_len = len as u32;
+        Ok(())
+    }
+
+    /// Checks what a guest relies on: magic, version, and a free-memory range that lies
+    /// inside RAM, above the kernel and above the VMM's reserved area.
+    pub fn check(&self) -> Result<(), BootInfoProblem> {
+        use crate::layout::{PAGE_SIZE, VMM_RESERVED_END};
+        if self.magic != BOOT_INFO_MAGIC {
+            return Err(BootInfoProblem::BadMagic);
+        }
+        if self.abi_version != crate::cpuid::HV_ABI_VERSION {
+            return Err(BootInfoProblem::WrongVersion);
+        }
+        if MmuMode::from_u32(self.mmu_mode).is_none() {
+            return Err(BootInfoProblem::UnknownMmuMode);
+        }
+        let aligned = |a: u64| a % PAGE_SIZE == 0;
+        let ordered = VMM_RESERVED_END <= self.kernel_start
+            && self.kernel_start < self.kernel_end
+            && self.kernel_end <= self.free_mem_start
+            && self.free_mem_start <= self.free_mem_end
+            && self.free_mem_end <= self.mem_bytes;
+        if !ordered || !aligned(self.free_mem_start) || !aligned(self.free_mem_end) {
+            return Err(BootInfoProblem::BadMemoryRanges);
+        }
+        if self.cmdline_len as usize > CMDLINE_MAX {
+            return Err(BootInfoProblem::CmdlineTooLong);
+        }
+        Ok(())
+    }
+}
+
+/// Why a command line could not be put in the boot-info page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CmdlineError {
+    /// A word contains a zero byte, which separates words.
+    ZeroByte,
+    /// The words need more than [`CMDLINE_MAX`] bytes.
+    TooLong,
+}
+
+/// What [`BootInfo::check`] found wrong.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BootInfoProblem {
+    /// `magic` is not [`BOOT_INFO_MAGIC`].
+    BadMagic,
+    /// `abi_version` is not the version this guest was built for.
+    WrongVersion,
+    /// `mmu_mode` is no [`MmuMode`].
+    UnknownMmuMode,
+    /// The kernel and free-memory ranges are unordered, unaligned or outside RAM.
+    BadMemoryRanges,
+    /// `cmdline_len` is larger than the array.
+    CmdlineTooLong,
+}
+
+/// Size of [`BootInfo`] in bytes; it must fit in one page.
+pub const BOOT_INFO_SIZE: usize = core::mem::size_of::<BootInfo>();
+const _: () = assert!(BOOT_INFO_SIZE <= crate::layout::PAGE_SIZE as usize);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::offset_of;
+
+    #[test]
+    fn layout_has_no_padding_and_fixed_offsets() {
+        // These offsets are the ABI: changing one is a new ABI version.
+        assert_eq!(offset_of!(BootInfo, magic), 0);
+        assert_eq!(offset_of!(BootInfo, abi_version), 8);
+        assert_eq!(offset_of!(BootInfo, mmu_mode), 12);
+        assert_eq!(offset_of!(BootInfo, mem_bytes), 16);
+        assert_eq!(offset_of!(BootInfo, kernel_start), 24);
+        assert_eq!(offset_of!(BootInfo, kernel_end), 32);
+        assert_eq!(offset_of!(BootInfo, free_mem_start), 40);
+        assert_eq!(offset_of!(BootInfo, free_mem_end), 48);
+        assert_eq!(offset_of!(BootInfo, phys_map_base), 56);
+        assert_eq!(offset_of!(BootInfo, tsc_khz), 64);
+        assert_eq!(offset_of!(BootInfo, cmdline_len), 72);
+        assert_eq!(offset_of!(BootInfo, reserved), 76);
+        assert_eq!(offset_of!(BootInfo, cmdline), 80);
+        assert_eq!(BOOT_INFO_SIZE, 80 + CMDLINE_MAX, "no trailing padding");
+    }
+
+    fn sane() -> BootInfo {
+        BootInfo {
+            mem_bytes: 64 << 20,
+            kernel_start: 0x20_0000,
+            kernel_end: 0x24_0000,
+            free_mem_start: 0x24_0000,
+            free_mem_end: 64 << 20,
+            ..BootInfo::empty()
+        }
+    }
+
+    #[test]
+    fn cmdline_words_round_trip_including_spaces() {
+        let mut b = BootInfo::empty();
+        b.set_cmdline(["echo", "two words", ""]).unwrap();
+        let words: [&[u8]; 4] = [b"echo", b"two words", b"", b""];
+        assert!(b.cmdline_bytes().split(|c| *c == 0).eq(words));
+    }
+
+    #[test]
+    fn cmdline_too_long_or_with_zero_byte_is_refused() {
+        let mut b = BootInfo::empty();
+        let long = "x".repeat(CMDLINE_MAX - 2);
+        assert_eq!(b.set_cmdline(["x", long.as_str()]), Err(CmdlineError::TooLong));
+        assert_eq!(b.cmdline_len, 0);
+        assert_eq!(b.set_cmdline(["a\0b"]), Err(CmdlineError::ZeroByte));
+        // Exactly full is fine.
+        let fits = "y".repeat(CMDLINE_MAX - 1);
+        assert_eq!(b.set_cmdline([fits.as_str()]), Ok(()));
+    }
+
+    #[test]
+    fn check_accepts_a_sane_page() {
+        assert_eq!(sane().check(), Ok(()));
+    }
+
+    #[test]
+    fn check_rejects_what_a_guest_must_not_trust() {
+        let mut b = sane();
+        b.magic = 0;
+        assert_eq!(b.check(), Err(BootInfoProblem::BadMagic));
+        let mut b = sane();
+        b.free_mem_end = b.mem_bytes + 4096;
+        assert_eq!(b.check(), Err(BootInfoProblem::BadMemoryRanges));
+        let mut b = sane();
+        b.kernel_start = 0x1000;
+        assert_eq!(b.check(), Err(BootInfoProblem::BadMemoryRanges));
+        let mut b = sane();
+        b.mmu_mode = 7;
+        assert_eq!(b.check(), Err(BootInfoProblem::UnknownMmuMode));
+        let mut b = sane();
+        b.cmdline_len = u32::MAX;
+        assert_eq!(b.check(), Err(BootInfoProblem::CmdlineTooLong));
+        assert!(b.cmdline_bytes().len() == CMDLINE_MAX, "a bad length is clamped");
+    }
+}

@@ -1,0 +1,65 @@
+//! Where things are in the guest, physically and virtually.
+//!
+//! ## Guest-physical map (what the VMM places before the guest runs)
+//!
+//! ```text
+//!  0x0000_0000 ┌──────────────────────────────┐
+//!              │ null page (never used)       │
+//!  0x0000_1000 ├──────────────────────────────┤ BOOT_GDT_GPA
+//!              │ boot GDT (3 descriptors)     │
+//!  0x0000_2000 ├──────────────────────────────┤ BOOT_INFO_GPA
+//!              │ boot-info page (BootInfo)    │
+//!  0x0001_0000 ├──────────────────────────────┤ BOOT_PAGE_TABLES_GPA
+//!              │ first page tables, built by  │
+//!              │ the VMM from the ELF headers │
+//!  0x0010_0000 ├──────────────────────────────┤ VMM_RESERVED_END
+//!              │ kernel image (ELF p_paddr)   │  the linker script puts it at 2 MiB
+//!              ├──────────────────────────────┤ BootInfo::free_mem_start
+//!              │ free memory for the guest    │
+//!  mem_bytes   └──────────────────────────────┘ BootInfo::free_mem_end
+//! ```
+//!
+//! Everything below [`VMM_RESERVED_END`] belongs to the VMM: an ELF segment that
+//! asks to be loaded there is refused.
+//!
+//! ## Guest-virtual map (the first page tables)
+//!
+//! ```text
+//!  0x0000_0000_0000_0000 .. lower half       unmapped at boot (user tasks later)
+//!  PHYS_MAP_BASE + gpa                        every byte of guest RAM, read-write,
+//!                                             never executable (2 MiB pages)
+//!  KERNEL_VIRT_BASE + gpa                     the kernel image, each ELF segment with
+//!                                             its own permissions (4 KiB pages)
+//! ```
+//!
+//! The kernel is linked in the top 2 GiB ("higher half", as Linux does) so that the
+//! whole lower half stays free for user address spaces.
+
+/// Size of a small page and of a page-table page.
+pub const PAGE_SIZE: u64 = 4096;
+/// Size of a large page (one page-directory entry with the PS bit).
+pub const LARGE_PAGE_SIZE: u64 = 2 * 1024 * 1024;
+
+/// Guest-physical address of the boot GDT the VMM writes (the guest loads its own soon after).
+pub const BOOT_GDT_GPA: u64 = 0x1000;
+/// Guest-physical address of the boot-info page ([`crate::BootInfo`]).
+pub const BOOT_INFO_GPA: u64 = 0x2000;
+/// Guest-physical address where the VMM starts placing the first page tables.
+pub const BOOT_PAGE_TABLES_GPA: u64 = 0x1_0000;
+/// End (exclusive) of the region the VMM reserves for itself: guest memory below this
+/// address is never given to the kernel image or to the guest's free memory.
+pub const VMM_RESERVED_END: u64 = 0x10_0000;
+
+/// Virtual base of the direct map: guest-physical address `p` is mapped at
+/// `PHYS_MAP_BASE + p`. It is the first address of the upper half of the address space.
+pub const PHYS_MAP_BASE: u64 = 0xffff_8000_0000_0000;
+/// Virtual base of the kernel image: a segment loaded at guest-physical `p` must be
+/// linked at `KERNEL_VIRT_BASE + p`. The top 2 GiB, as x86-64's "kernel" code model expects.
+pub const KERNEL_VIRT_BASE: u64 = 0xffff_ffff_8000_0000;
+
+/// Smallest guest RAM hv accepts, in MiB: room for the reserved area, the kernel and
+/// some free memory.
+pub const MIN_MEM_MIB: u64 = 8;
+/// Largest guest RAM hv accepts, in MiB. The direct map covers it with one page
+/// directory per GiB; 64 GiB keeps the boot page tables inside the reserved area.
+pub const MAX_MEM_MIB: u64 = 64 * 1024;

@@ -1,0 +1,34 @@
+//! # pv-abi: the contract between hv and its guest
+//!
+//! A paravirtual guest *knows* it runs on a hypervisor and talks to it through an
+//! agreed interface instead of pretending to drive real hardware. This crate is that
+//! agreement, in the spirit of Xen's `xen/include/public/`: every number, structure
+//! and calling convention that both sides must agree on lives here and nowhere else.
+//! Both the VMM (`hv`, std) and the guest kernel (`pv-guest`, no_std) depend on it, so
+//! it is `no_std`, has no dependencies, and is tested on the host.
+//!
+//! | module | what it fixes |
+//! | --- | --- |
+//! | [`hypercall`] | how the guest calls the hypervisor: port, registers, numbers, error codes |
+//! | [`boot_info`] | the page the VMM fills in before the first guest instruction runs |
+//! | [`layout`] | where things are: guest-physical map, guest-virtual map |
+//! | [`cpuid`] | how the guest recognises hv (the hypervisor CPUID leaves) |
+//! | [`exception`] | the names of the x86 exception vectors, shared by both sides |
+//!
+//! ## DESIGN
+//! - Owns: numbers and `#[repr(C)]` layouts. Nothing here touches memory or hardware.
+//! - Must never: contain logic that only one side needs, or depend on `std`.
+//! - Data enters and leaves only as the plain values and structures defined here.
+// no_std for the guest; the unit tests use std (strings, formatting).
+#![cfg_attr(not(test), no_std)]
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod boot_info;
+pub mod cpuid;
+pub mod exception;
+pub mod hypercall;
+pub mod layout;
+
+pub use boot_info::{BootInfo, CmdlineError, MmuMode};
+pub use hypercall::{Hypercall, HypercallError};

@@ -1,0 +1,122 @@
+//! What the words after `hv run --` ask the guest to do.
+//!
+//! The VMM copies them into the boot-info page's command line, separated by zero bytes.
+//! With no words the kernel greets and shuts down; the other commands exist to show,
+//! and to test, what the hypervisor does in each situation.
+
+use crate::{cpu, hypercall, idt, println, selftest};
+use pv_abi::BootInfo;
+
+/// Exit code for a command line the guest does not understand (like a shell's usage error).
+const EXIT_USAGE: u8 = 2;
+
+/// Runs the command in the boot-info page; returns the exit code for `shutdown`.
+pub fn run(info: &BootInfo) -> u8 {
+    let mut words = info
+        .cmdline_bytes()
+        .split(|b| *b == 0)
+        .filter(|w| !w.is_empty())
+        .map(|w| core::str::from_utf8(w).unwrap_or("<not UTF-8>"));
+    match words.next() {
+        None => greet(info),
+        Some("selftest") => selftest::run(info),
+        Some("echo") => echo(words),
+        Some("panic") => panic!("the `panic` command asked for a guest panic"),
+        Some("fault") => fault(words.next()),
+        Some("triple-fault") => triple_fault(),
+        Some("bad-hypercalls") => selftest::run_hostile_hypercalls(info),
+        Some("hypercall-bench") => hypercall_bench(info, words.next()),
+        Some(other) => {
+            println!("pv-guest: unknown command '{other}'");
+            usage()
+        }
+    }
+}
+
+fn greet(info: &BootInfo) -> u8 {
+    let mode = pv_abi::MmuMode::from_u32(info.mmu_mode).map_or("unknown", |m| m.name());
+    println!("pv-guest: hello! I am a paravirtual Rust kernel, running on the hv hypervisor.");
+    println!(
+        "pv-guest: memory mode {mode}, {} MiB of RAM; kernel at {:#x}..{:#x}, {} KiB free above it.",
+        info.mem_bytes >> 20,
+        info.kernel_start,
+        info.kernel_end,
+        (info.free_mem_end - info.free_mem_start) >> 10,
+    );
+    println!("pv-guest: nothing else to do, shutting down. (Try `hv run -- selftest`.)");
+    0
+}
+
+fn usage() -> u8 {
+    println!("pv-guest: commands: (none) | selftest | echo WORDS... | panic | fault ud|gp|pf|de |");
+    println!("pv-guest:           triple-fault | bad-hypercalls | hypercall-bench [N]");
+    EXIT_USAGE
+}
+
+fn echo<'a>(words: impl Iterator<Item = &'a str>) -> u8 {
+    crate::print!("pv-guest: echo:");
+    for w in words {
+        crate::print!(" [{w}]");
+    }
+    println!();
+    0
+}
+
+/// An address no page table maps: the lower half is empty until user tasks exist.
+const UNMAPPED_ADDRESS: u64 = 0x1000;
+/// An address that is not canonical (bits 63..47 not all equal): any access is #GP.
+const NON_CANONICAL_ADDRESS: u64 = 0x8000_0000_0000_0000;
+
+fn fault(kind: Option<&str>) -> u8 {
+    match kind {
+        Some("ud") => cpu::invalid_opcode(),
+        Some("de") => cpu::divide_by_zero(),
+        Some("pf") => {
+            cpu::touch(UNMAPPED_ADDRESS);
+        }
+        Some("gp") => {
+            cpu::touch(NON_CANONICAL_ADDRESS);
+        }
+        _ => {
+            println!("pv-guest: fault needs one of: ud gp pf de");
+            return EXIT_USAGE;
+        }
+    }
+    println!("pv-guest: the fault did not happen");
+    1
+}
+
+fn triple_fault() -> u8 {
+    println!("pv-guest: loading an empty IDT and trapping: the CPU will triple-fault");
+    idt::load_empty_idt();
+    cpu::invalid_opcode();
+    println!("pv-guest: still alive after a triple fault?");
+    1
+}
+
+/// Default number of round trips for `hypercall-bench`.
+const BENCH_DEFAULT_CALLS: u64 = 10_000;
+
+fn hypercall_bench(info: &BootInfo, count: Option<&str>) -> u8 {
+    let calls = match count.map(str::parse::<u64>) {
+        None => BENCH_DEFAULT_CALLS,
+        Some(Ok(n)) if n > 0 => n,
+        Some(_) => {
+            println!("pv-guest: hypercall-bench takes a positive number of calls");
+            return EXIT_USAGE;
+        }
+    };
+    let start = cpu::rdtsc();
+    for _ in 0..calls {
+        let _ = hypercall::nop();
+    }
+    let cycles = (cpu::rdtsc() - start) / calls;
+    if info.tsc_khz == 0 {
+        println!("hypercall-bench: {calls} nop hypercalls, {cycles} TSC cycles each");
+    } else {
+        // cycles / (kHz * 1000) seconds = cycles * 1e6 / kHz nanoseconds.
+        let ns = cycles.saturating_mul(1_000_000) / info.tsc_khz;
+        println!("hypercall-bench: {calls} nop hypercalls, {ns} ns each ({cycles} TSC cycles)");
+    }
+    0
+}

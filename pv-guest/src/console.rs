@@ -1,0 +1,102 @@
+//! `print!` and `println!` for the kernel, over the `console_write` hypercall.
+//!
+//! Every hypercall is a VM exit, and an exit costs microseconds, so output is collected
+//! in a line buffer and sent one line (or one full buffer) per hypercall.
+
+use core::fmt::{self, Write};
+
+/// Bytes collected before a hypercall is forced even without a newline.
+const LINE_BUFFER_SIZE: usize = 256;
+
+/// A fixed-capacity byte buffer that implements `fmt::Write`, dropping what does not fit.
+pub struct FixedBuf<const N: usize> {
+    bytes: [u8; N],
+    len: usize,
+}
+
+impl<const N: usize> FixedBuf<N> {
+    /// An empty buffer.
+    pub const fn new() -> Self {
+        FixedBuf { bytes: [0; N], len: 0 }
+    }
+
+    /// What has been written so far.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+
+    /// Forgets the contents.
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    fn is_full(&self) -> bool {
+        self.len == N
+    }
+
+    fn push(&mut self, b: u8) {
+        if self.len < N {
+            self.bytes[self.len] = b;
+            self.len += 1;
+        }
+    }
+}
+
+impl<const N: usize> Write for FixedBuf<N> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for &b in s.as_bytes() {
+            self.push(b);
+        }
+        Ok(())
+    }
+}
+
+/// The console: a line buffer flushed through the `console_write` hypercall.
+struct Console {
+    line: FixedBuf<LINE_BUFFER_SIZE>,
+}
+
+impl Console {
+    fn flush(&mut self) {
+        if !self.line.as_bytes().is_empty() {
+            // Nothing useful can be done if the console itself fails.
+            let _ = crate::hypercall::console_write(self.line.as_bytes());
+            self.line.clear();
+        }
+    }
+}
+
+impl Write for Console {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for &b in s.as_bytes() {
+            self.line.push(b);
+            if b == b'\n' || self.line.is_full() {
+                self.flush();
+            }
+        }
+        Ok(())
+    }
+}
+
+static mut CONSOLE: Console = Console { line: FixedBuf::new() };
+
+/// Used by the macros; not called directly.
+pub fn _print(args: fmt::Arguments) {
+    // SAFETY: the guest has one vCPU and takes no interrupts that print, so there is
+    // never a second user of CONSOLE while this reference is alive.
+    let console = unsafe { &mut *(&raw mut CONSOLE) };
+    let _ = console.write_fmt(args);
+}
+
+/// Prints to the hv console.
+#[macro_export]
+macro_rules! print {
+    ($($arg:tt)*) => ($crate::console::_print(format_args!($($arg)*)));
+}
+
+/// Prints a line to the hv console.
+#[macro_export]
+macro_rules! println {
+    () => ($crate::print!("\n"));
+    ($($arg:tt)*) => ($crate::print!("{}\n", format_args!($($arg)*)));
+}

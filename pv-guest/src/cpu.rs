@@ -1,0 +1,150 @@
+//! Every privileged or special instruction the kernel uses, each wrapped once.
+//!
+//! Keeping the `asm!` here means the rest of the kernel is ordinary safe Rust, and a
+//! reader can see in one file exactly which parts of the machine the guest touches.
+//! Under a hypervisor, several of these are precisely the instructions that trap or are
+//! emulated (the Popek–Goldberg "sensitive" instructions): `lgdt`, `lidt`, `ltr`,
+//! `mov cr`, `cpuid`, and `out`, which is how hypercalls reach hv.
+
+use core::arch::asm;
+
+/// The operand of `lgdt` and `lidt`: a limit and a linear base address.
+#[repr(C, packed)]
+pub struct DescriptorTablePointer {
+    /// Size of the table in bytes, minus one.
+    pub limit: u16,
+    /// Virtual address of the first entry.
+    pub base: u64,
+}
+
+/// Loads the GDT register.
+///
+/// # Safety
+/// `ptr` must describe a valid GDT that stays alive (and unchanged in the entries in
+/// use) for as long as it is loaded.
+pub unsafe fn lgdt(ptr: &DescriptorTablePointer) {
+    // SAFETY: the caller guarantees the table is valid and lives long enough.
+    unsafe { asm!("lgdt [{}]", in(reg) ptr, options(readonly, nostack, preserves_flags)) };
+}
+
+/// Loads the IDT register.
+///
+/// # Safety
+/// `ptr` must describe a valid IDT whose gates point at valid handlers, alive for as
+/// long as it is loaded (or be deliberately empty, to provoke a triple fault).
+pub unsafe fn lidt(ptr: &DescriptorTablePointer) {
+    // SAFETY: the caller guarantees the table is valid and lives long enough.
+    unsafe { asm!("lidt [{}]", in(reg) ptr, options(readonly, nostack, preserves_flags)) };
+}
+
+/// Reloads CS with `code` (by a far return, the only way to change CS in 64-bit mode)
+/// and DS, ES, SS with `data`; zeroes FS and GS.
+///
+/// # Safety
+/// Both selectors must name valid kernel descriptors in the loaded GDT.
+pub unsafe fn reload_segments(code: u16, data: u16) {
+    // SAFETY: the caller guarantees both selectors are valid kernel descriptors, so the
+    // far return lands on the next instruction in the same flat code segment.
+    unsafe {
+        asm!(
+            "push {code}",
+            "lea {tmp}, [rip + 2f]",
+            "push {tmp}",
+            "retfq",
+            "2:",
+            "mov ds, {data:x}",
+            "mov es, {data:x}",
+            "mov ss, {data:x}",
+            "xor {tmp:e}, {tmp:e}",
+            "mov fs, {tmp:x}",
+            "mov gs, {tmp:x}",
+            code = in(reg) u64::from(code),
+            data = in(reg) data,
+            tmp = out(reg) _,
+        )
+    };
+}
+
+/// Loads the task register with the TSS selector.
+///
+/// # Safety
+/// `selector` must name an available 64-bit TSS descriptor in the loaded GDT.
+pub unsafe fn ltr(selector: u16) {
+    // SAFETY: guaranteed by the caller.
+    unsafe { asm!("ltr {0:x}", in(reg) selector, options(nostack, preserves_flags)) };
+}
+
+/// `cpuid`: returns (eax, ebx, ecx, edx) for a leaf (sub-leaf 0).
+pub fn cpuid(leaf: u32) -> (u32, u32, u32, u32) {
+    let r = core::arch::x86_64::__cpuid_count(leaf, 0);
+    (r.eax, r.ebx, r.ecx, r.edx)
+}
+
+/// Reads the time-stamp counter.
+pub fn rdtsc() -> u64 {
+    // SAFETY: rdtsc only reads a counter (CR4.TSD is clear: the VMM does not set it).
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+/// Reads CR2, the linear address of the last page fault.
+pub fn read_cr2() -> u64 {
+    let v: u64;
+    // SAFETY: reading CR2 has no side effects; we run in ring 0.
+    unsafe { asm!("mov {}, cr2", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
+}
+
+/// Writes `value` to I/O port `port` as a hypercall: see `hypercall.rs` for registers.
+/// Returns `rax` after the VMM has answered.
+pub fn hypercall_out(port: u16, nr: u64, args: [u64; 4]) -> u64 {
+    let ret: u64;
+    // SAFETY: `out` to the hypercall port exits to the VMM, which reads the argument
+    // registers and writes only `rax`. The VMM may read guest memory the arguments
+    // name (console bytes), so the asm is NOT marked `nomem`: the compiler must finish
+    // writing those buffers before this instruction.
+    unsafe {
+        asm!(
+            "out dx, eax",
+            in("dx") port,
+            inout("rax") nr => ret,
+            in("rdi") args[0],
+            in("rsi") args[1],
+            in("r8") args[2],
+            in("r9") args[3],
+            options(nostack, preserves_flags),
+        )
+    };
+    ret
+}
+
+/// Reads one byte at a virtual address with a volatile load. Used only by commands that
+/// provoke a fault on purpose (an unmapped or non-canonical address), to show what hv
+/// reports.
+pub fn touch(addr: u64) -> u8 {
+    let v: u8;
+    // SAFETY: not safe in general: the callers pass addresses chosen to fault, and the
+    // fault is reported to the VMM, which stops the guest; the load never completes.
+    unsafe { asm!("mov {0}, byte ptr [{1}]", out(reg_byte) v, in(reg) addr, options(nostack, readonly)) };
+    v
+}
+
+/// Executes `ud2`, the architecturally undefined instruction (raises #UD).
+pub fn invalid_opcode() {
+    // SAFETY: raises #UD, which the trap handler reports; the guest then stops.
+    unsafe { asm!("ud2", options(nomem, nostack)) };
+}
+
+/// Divides by zero with `div` (raises #DE). Rust's `/` would panic before dividing.
+pub fn divide_by_zero() {
+    // SAFETY: raises #DE, which the trap handler reports; the guest then stops.
+    unsafe {
+        asm!(
+            "xor edx, edx",
+            "mov eax, 1",
+            "xor ecx, ecx",
+            "div ecx",
+            out("eax") _, out("ecx") _, out("edx") _,
+            options(nomem, nostack),
+        )
+    };
+}

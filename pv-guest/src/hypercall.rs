@@ -1,0 +1,60 @@
+//! The guest side of the hypercall ABI (the table is in `pv_abi::hypercall`).
+//!
+//! Each function here is one row of that table. Buffers are passed by guest-physical
+//! address, so the wrappers translate the kernel's virtual addresses with
+//! [`crate::memory::virt_to_phys`] first.
+
+use crate::{cpu, memory};
+use pv_abi::hypercall::{Hypercall, HypercallError, HYPERCALL_PORT};
+
+/// Makes hypercall `nr` with up to four arguments and returns the raw `rax`.
+/// Public so the self-tests can send deliberately bad calls.
+pub fn raw(nr: u64, args: [u64; 4]) -> u64 {
+    cpu::hypercall_out(HYPERCALL_PORT, nr, args)
+}
+
+fn call(h: Hypercall, args: [u64; 4]) -> Result<u64, HypercallError> {
+    HypercallError::decode(raw(h.number(), args))
+}
+
+/// The null hypercall: a round trip to the VMM and back.
+pub fn nop() -> Result<u64, HypercallError> {
+    call(Hypercall::Nop, [0; 4])
+}
+
+/// Writes bytes to the console; returns how many were written.
+pub fn console_write(bytes: &[u8]) -> Result<u64, HypercallError> {
+    let gpa = memory::virt_to_phys(bytes.as_ptr() as u64).ok_or(HypercallError::Fault)?;
+    call(Hypercall::ConsoleWrite, [gpa, bytes.len() as u64, 0, 0])
+}
+
+/// Stops the guest; hv exits with `code`.
+pub fn shutdown(code: u8) -> ! {
+    let _ = call(Hypercall::Shutdown, [u64::from(code), 0, 0, 0]);
+    // Only reachable if the VMM refused a valid code, which would be a VMM bug.
+    panic!("shutdown hypercall returned")
+}
+
+/// Reports a kernel panic message; the VMM stops the guest.
+pub fn report_panic(message: &[u8]) -> ! {
+    if let Some(gpa) = memory::virt_to_phys(message.as_ptr() as u64) {
+        let _ = call(Hypercall::ReportPanic, [gpa, message.len() as u64, 0, 0]);
+    }
+    // The message could not be delivered: fall back to a bare shutdown.
+    let _ = call(Hypercall::Shutdown, [u64::from(PANIC_FALLBACK_EXIT_CODE), 0, 0, 0]);
+    loop {
+        core::hint::spin_loop();
+    }
+}
+
+/// Exit code used if even `report_panic` fails (like a Rust program's panic exit code).
+const PANIC_FALLBACK_EXIT_CODE: u8 = 101;
+
+/// Reports an unexpected CPU exception; the VMM stops the guest.
+pub fn report_exception(vector: u64, rip: u64, error_code: u64, cr2: u64) -> ! {
+    let _ = call(Hypercall::ReportException, [vector, rip, error_code, cr2]);
+    let _ = call(Hypercall::Shutdown, [u64::from(PANIC_FALLBACK_EXIT_CODE), 0, 0, 0]);
+    loop {
+        core::hint::spin_loop();
+    }
+}

@@ -1,0 +1,60 @@
+//! The boot-info page and the kernel's view of its own addresses.
+//!
+//! The VMM's first page tables give the kernel two windows onto guest-physical memory
+//! (see `pv_abi::layout`): the kernel image at `KERNEL_VIRT_BASE + p`, and all of RAM at
+//! `PHYS_MAP_BASE + p`. Hypercalls take guest-physical addresses, so the kernel needs
+//! the reverse: [`virt_to_phys`] undoes whichever window an address is in.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use pv_abi::layout::{KERNEL_VIRT_BASE, PHYS_MAP_BASE};
+use pv_abi::BootInfo;
+
+/// Size of RAM, recorded at boot so [`virt_to_phys`] can bound the direct map.
+static MEM_BYTES: AtomicU64 = AtomicU64::new(0);
+
+extern "C" {
+    // Defined by linker.ld: the first and one-past-last virtual byte of the image.
+    static __kernel_start: u8;
+    static __kernel_end: u8;
+}
+
+fn kernel_image_range() -> (u64, u64) {
+    // Only the addresses of the linker symbols are taken, never their contents.
+    (&raw const __kernel_start as u64, &raw const __kernel_end as u64)
+}
+
+/// Reads and checks the boot-info page; panics (which the VMM reports) if it is bad.
+pub fn init(boot_info_gpa: u64) -> &'static BootInfo {
+    let addr = PHYS_MAP_BASE + boot_info_gpa;
+    assert!(
+        boot_info_gpa % core::mem::align_of::<BootInfo>() as u64 == 0 && boot_info_gpa < (1 << 32),
+        "boot-info address {boot_info_gpa:#x} is not plausible"
+    );
+    // SAFETY: the VMM maps all of RAM at PHYS_MAP_BASE and wrote a BootInfo (a plain
+    // repr(C) struct of integers, valid for any bytes) at this aligned address, which it
+    // never changes afterwards; the reference is read-only.
+    let info: &'static BootInfo = unsafe { &*(addr as *const BootInfo) };
+    if let Err(problem) = info.check() {
+        panic!("the boot-info page is not valid: {problem:?}");
+    }
+    MEM_BYTES.store(info.mem_bytes, Ordering::Relaxed);
+    info
+}
+
+/// Translates a kernel virtual address to guest-physical, or `None` if it lies in
+/// neither window (for example a null pointer or a user address).
+pub fn virt_to_phys(virt: u64) -> Option<u64> {
+    let (start, end) = kernel_image_range();
+    if (start..end).contains(&virt) {
+        return Some(virt - KERNEL_VIRT_BASE);
+    }
+    let mem = MEM_BYTES.load(Ordering::Relaxed);
+    let offset = virt.checked_sub(PHYS_MAP_BASE)?;
+    (offset < mem).then_some(offset)
+}
+
+/// The virtual address at which guest-physical `gpa` can be read (the direct map).
+pub fn phys_to_virt(gpa: u64) -> u64 {
+    PHYS_MAP_BASE + gpa
+}

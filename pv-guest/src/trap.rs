@@ -1,0 +1,99 @@
+//! What the kernel does with each exception.
+//!
+//! Two exceptions can be expected:
+//! - `#BP` from `int3` (a trap: it is counted and execution resumes after it);
+//! - a `#UD` that the kernel announced beforehand with [`expect_invalid_opcode`]: the
+//!   handler checks that the faulting instruction really is `ud2`, steps over it and
+//!   returns. This is trap-and-emulate in miniature: the instruction faults, the
+//!   handler does what it stands for (here: nothing), and execution continues after it.
+//!   The self-tests use it to check that a fault goes through the IDT and comes back.
+//!   (Not `int3`: on a host that emulates ring 0, as PVM does, `int n` in ring 0 cannot
+//!   be emulated; see shared/docs/kvm-platform.md.)
+//!
+//! Every other exception is a bug in the guest, so the kernel reports it to the
+//! hypervisor with the `report_exception` hypercall (vector, faulting `rip`, error code,
+//! and CR2 for page faults) and the VMM stops the guest with a message like
+//! `guest exception #GP at rip=… error=…`.
+
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use crate::{cpu, hypercall};
+use pv_abi::exception::{BREAKPOINT, INVALID_OPCODE, PAGE_FAULT};
+
+/// The registers as the entry stub in `idt.rs` leaves them on the stack.
+#[derive(Debug)]
+#[repr(C)]
+pub struct TrapFrame {
+    pub r15: u64,
+    pub r14: u64,
+    pub r13: u64,
+    pub r12: u64,
+    pub r11: u64,
+    pub r10: u64,
+    pub r9: u64,
+    pub r8: u64,
+    pub rbp: u64,
+    pub rdi: u64,
+    pub rsi: u64,
+    pub rdx: u64,
+    pub rcx: u64,
+    pub rbx: u64,
+    pub rax: u64,
+    /// Pushed by the stub.
+    pub vector: u64,
+    /// Pushed by the CPU, or a zero pushed by the stub.
+    pub error_code: u64,
+    /// From here on: pushed by the CPU.
+    pub rip: u64,
+    pub cs: u64,
+    pub rflags: u64,
+    pub rsp: u64,
+    pub ss: u64,
+}
+
+/// How many `#BP` traps have been handled.
+pub static BREAKPOINTS: AtomicU64 = AtomicU64::new(0);
+/// How many announced `#UD` faults have been stepped over (read by the self-tests).
+pub static EMULATED_UD2: AtomicU64 = AtomicU64::new(0);
+/// Set by [`expect_invalid_opcode`], cleared by the handler: one `ud2` may be skipped.
+static UD2_EXPECTED: AtomicBool = AtomicBool::new(false);
+
+/// The encoding of `ud2`, and its length.
+const UD2: [u8; 2] = [0x0f, 0x0b];
+
+/// Announces that the next `#UD` comes from a deliberate `ud2` and should be stepped over.
+pub fn expect_invalid_opcode() {
+    UD2_EXPECTED.store(true, Ordering::Relaxed);
+}
+
+/// Called by the entry stubs with the saved frame; returning resumes at `frame.rip`.
+pub extern "C" fn dispatch(frame: &mut TrapFrame) {
+    match frame.vector {
+        // int3 is a trap, not a fault: rip already points past it, so returning resumes.
+        BREAKPOINT => {
+            BREAKPOINTS.fetch_add(1, Ordering::Relaxed);
+        }
+        INVALID_OPCODE if UD2_EXPECTED.swap(false, Ordering::Relaxed) && is_ud2_at(frame.rip) => {
+            // A fault leaves rip *at* the instruction: step over it by hand.
+            frame.rip += UD2.len() as u64;
+            EMULATED_UD2.fetch_add(1, Ordering::Relaxed);
+        }
+        _ => report_unexpected(frame),
+    }
+}
+
+/// Whether the kernel code at `rip` is `ud2`. Only kernel-image addresses are read.
+fn is_ud2_at(rip: u64) -> bool {
+    if crate::memory::virt_to_phys(rip).is_none() || crate::memory::virt_to_phys(rip + 1).is_none() {
+        return false;
+    }
+    // SAFETY: both bytes lie in the kernel image, which is mapped and readable.
+    let bytes = unsafe { core::ptr::read_unaligned(rip as *const [u8; 2]) };
+    bytes == UD2
+}
+
+/// Reports an exception the kernel cannot handle; the VMM stops the guest.
+fn report_unexpected(frame: &TrapFrame) -> ! {
+    let cr2 = if frame.vector == PAGE_FAULT { cpu::read_cr2() } else { 0 };
+    hypercall::report_exception(frame.vector, frame.rip, frame.error_code, cr2)
+}
