@@ -8,7 +8,7 @@
 //! read-only) comes back to the VMM as an MMIO exit.
 
 use kvm_bindings::{kvm_regs, kvm_sregs, kvm_userspace_memory_region};
-use kvm_ioctls::{Kvm, VcpuFd, VmFd};
+use kvm_ioctls::{Cap, Kvm, SyncReg, VcpuFd, VmFd};
 
 use crate::boot::{cpu_state, BootPlan};
 use crate::cpuid::{self, CpuidError};
@@ -60,6 +60,7 @@ pub struct Machine {
     kvm: Kvm,
     ram: GuestRam,
     nx: bool,
+    sync_regs: bool,
 }
 
 impl Machine {
@@ -89,7 +90,14 @@ impl Machine {
         let cpuid = cpuid::guest_cpuid(&kvm)?;
         ioctl("KVM_SET_CPUID2", vcpu.set_cpuid2(&cpuid))?;
         let nx = cpuid::nx_supported(&cpuid);
-        Ok(Machine { vcpu, vm, kvm, ram, nx })
+        let mut vcpu = vcpu;
+        let sync_regs = kvm.check_extension(Cap::SyncRegs);
+        if sync_regs {
+            // Ask KVM to copy the general registers into the shared kvm_run page at every
+            // exit, so reading them costs no extra ioctl (see `guest_regs`).
+            vcpu.set_sync_valid_reg(SyncReg::Register);
+        }
+        Ok(Machine { vcpu, vm, kvm, ram, nx, sync_regs })
     }
 
     /// Guest RAM.
@@ -120,6 +128,31 @@ impl Machine {
     /// The vCPU, for the exit loop.
     pub fn vcpu_mut(&mut self) -> &mut VcpuFd {
         &mut self.vcpu
+    }
+
+    /// The general registers at the last exit. Where KVM supports KVM_CAP_SYNC_REGS they
+    /// are already in the shared kvm_run page; otherwise one KVM_GET_REGS fetches them.
+    /// A hypercall reads them at every exit, so the saved ioctl is on the hot path.
+    pub fn guest_regs(&mut self) -> Result<kvm_regs, kvm_ioctls::Error> {
+        if self.sync_regs {
+            Ok(self.vcpu.sync_regs().regs)
+        } else {
+            self.vcpu.get_regs()
+        }
+    }
+
+    /// Sets `rax` for when the guest resumes (a hypercall's result), through the sync
+    /// area (applied by KVM at the next KVM_RUN) or with KVM_SET_REGS.
+    pub fn set_guest_rax(&mut self, rax: u64) -> Result<(), kvm_ioctls::Error> {
+        if self.sync_regs {
+            self.vcpu.sync_regs_mut().regs.rax = rax;
+            self.vcpu.set_sync_dirty_reg(SyncReg::Register);
+            Ok(())
+        } else {
+            let mut regs = self.vcpu.get_regs()?;
+            regs.rax = rax;
+            self.vcpu.set_regs(&regs)
+        }
     }
 
     /// Puts the vCPU in long mode at the plan's entry point.

@@ -83,7 +83,7 @@ pub enum RunError {
 
 fn check_memory_size(mib: u64) -> Result<u64, RunError> {
     let bytes = mib << 20;
-    if !(MIN_MEM_MIB..=MAX_MEM_MIB).contains(&mib) || bytes % LARGE_PAGE_SIZE != 0 {
+    if !(MIN_MEM_MIB..=MAX_MEM_MIB).contains(&mib) || !bytes.is_multiple_of(LARGE_PAGE_SIZE) {
         return Err(RunError::BadMemorySize { mib });
     }
     Ok(bytes)
@@ -106,6 +106,8 @@ fn read_kernel(config: &RunConfig) -> Result<Vec<u8>, RunError> {
 pub fn run(config: &RunConfig, console: Box<dyn Write>, started: Instant) -> Result<RunReport, RunError> {
     let ram_bytes = check_memory_size(config.mem_mib)?;
     let kernel = read_kernel(config)?;
+    // Check the file before touching KVM, so a bad kernel is named as such everywhere.
+    let image = boot::elf::parse_kernel(&kernel, ram_bytes).map_err(BootError::from)?;
     let mut tracer = match &config.trace {
         Some((path, format)) => Tracer::to_writer(
             TraceWriter::create(path, *format).map_err(|source| RunError::Trace { path: path.clone(), source })?,
@@ -116,6 +118,7 @@ pub fn run(config: &RunConfig, console: Box<dyn Write>, started: Instant) -> Res
     let mut machine = Machine::new(ram_bytes)?;
     let inputs = BootInputs {
         kernel: &kernel,
+        image: &image,
         guest_args: &config.guest_args,
         mmu: MmuMode::Ept,
         tsc_khz: machine.tsc_khz().map_or(0, u64::from),

@@ -81,7 +81,7 @@ pub fn run(machine: &mut Machine, cx: &mut LoopContext) -> GuestStop {
         cx.stats.count_exit(reason);
         cx.tracer.emit(|| trace_exit(&exit));
         if let Some(stop) = handle_exit(machine, cx, exit) {
-            cx.tracer.emit(|| TraceEvent::Stop(stop.clone()));
+            cx.tracer.emit(|| TraceEvent::Stop(Box::new(stop.clone())));
             return stop;
         }
     }
@@ -161,7 +161,7 @@ fn internal_error_suberror(machine: &mut Machine) -> u32 {
 
 /// A hypercall: read the registers, dispatch, write the result to `rax`.
 fn handle_hypercall(machine: &mut Machine, cx: &mut LoopContext) -> Option<GuestStop> {
-    let mut regs = match machine.vcpu_mut().get_regs() {
+    let regs = match machine.guest_regs() {
         Ok(regs) => regs,
         Err(e) => return Some(GuestStop::KvmFailure { what: format!("KVM_GET_REGS failed: {e}"), dump: None }),
     };
@@ -178,11 +178,11 @@ fn handle_hypercall(machine: &mut Machine, cx: &mut LoopContext) -> Option<Guest
     if outcome.stop.is_some() {
         return outcome.stop;
     }
-    regs.rax = match outcome.result {
+    let rax = match outcome.result {
         Ok(v) => v,
         Err(e) => e.to_rax(),
     };
-    match machine.vcpu_mut().set_regs(&regs) {
+    match machine.set_guest_rax(rax) {
         Ok(()) => None,
         Err(e) => Some(GuestStop::KvmFailure { what: format!("KVM_SET_REGS failed: {e}"), dump: None }),
     }

@@ -138,7 +138,7 @@ impl BootInfo {
         if MmuMode::from_u32(self.mmu_mode).is_none() {
             return Err(BootInfoProblem::UnknownMmuMode);
         }
-        let aligned = |a: u64| a % PAGE_SIZE == 0;
+        let aligned = |a: u64| a.is_multiple_of(PAGE_SIZE);
         let ordered = VMM_RESERVED_END <= self.kernel_start
             && self.kernel_start < self.kernel_end
             && self.kernel_end <= self.free_mem_start

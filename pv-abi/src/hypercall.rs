@@ -45,6 +45,8 @@
 /// range (0x000..0x400) so it can never collide with an emulated PC device.
 pub const HYPERCALL_PORT: u16 = 0x0600;
 
+const _: () = assert!(HYPERCALL_PORT >= 0x400, "the hypercall port must be outside the legacy PC range");
+
 /// Largest number of bytes one `console_write` or `report_panic` may carry. Bounding it
 /// keeps one hypercall from making the VMM copy an arbitrary amount of memory.
 pub const CONSOLE_WRITE_MAX: u64 = 4096;
@@ -180,8 +182,4 @@ mod tests {
         assert_eq!(HypercallError::decode((-1000i64) as u64), Err(HypercallError::Inval));
     }
 
-    #[test]
-    fn hypercall_port_is_outside_the_legacy_pc_range() {
-        assert!(HYPERCALL_PORT >= 0x400);
-    }
 }

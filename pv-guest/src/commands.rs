@@ -111,12 +111,10 @@ fn hypercall_bench(info: &BootInfo, count: Option<&str>) -> u8 {
         let _ = hypercall::nop();
     }
     let cycles = (cpu::rdtsc() - start) / calls;
-    if info.tsc_khz == 0 {
-        println!("hypercall-bench: {calls} nop hypercalls, {cycles} TSC cycles each");
-    } else {
-        // cycles / (kHz * 1000) seconds = cycles * 1e6 / kHz nanoseconds.
-        let ns = cycles.saturating_mul(1_000_000) / info.tsc_khz;
-        println!("hypercall-bench: {calls} nop hypercalls, {ns} ns each ({cycles} TSC cycles)");
+    // cycles / (kHz * 1000) seconds = cycles * 1e6 / kHz nanoseconds.
+    match cycles.saturating_mul(1_000_000).checked_div(info.tsc_khz) {
+        Some(ns) => println!("hypercall-bench: {calls} nop hypercalls, {ns} ns each ({cycles} TSC cycles)"),
+        None => println!("hypercall-bench: {calls} nop hypercalls, {cycles} TSC cycles each"),
     }
     0
 }

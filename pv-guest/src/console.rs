@@ -84,7 +84,8 @@ static mut CONSOLE: Console = Console { line: FixedBuf::new() };
 pub fn _print(args: fmt::Arguments) {
     // SAFETY: the guest has one vCPU and takes no interrupts that print, so there is
     // never a second user of CONSOLE while this reference is alive.
-    let console = unsafe { &mut *(&raw mut CONSOLE) };
+    #[allow(static_mut_refs)]
+    let console = unsafe { &mut CONSOLE };
     let _ = console.write_fmt(args);
 }
 

@@ -28,7 +28,7 @@ fn kernel_image_range() -> (u64, u64) {
 pub fn init(boot_info_gpa: u64) -> &'static BootInfo {
     let addr = PHYS_MAP_BASE + boot_info_gpa;
     assert!(
-        boot_info_gpa % core::mem::align_of::<BootInfo>() as u64 == 0 && boot_info_gpa < (1 << 32),
+        boot_info_gpa.is_multiple_of(core::mem::align_of::<BootInfo>() as u64) && boot_info_gpa < (1 << 32),
         "boot-info address {boot_info_gpa:#x} is not plausible"
     );
     // SAFETY: the VMM maps all of RAM at PHYS_MAP_BASE and wrote a BootInfo (a plain

@@ -14,6 +14,8 @@ use pv_abi::hypercall::{Hypercall, HypercallError, CONSOLE_WRITE_MAX, HYPERCALL_
 use pv_abi::BootInfo;
 
 type TestResult = Result<(), &'static str>;
+/// A named test.
+type SelfTest = (&'static str, fn(&BootInfo) -> TestResult);
 
 /// Fails the test with `why` unless `cond` holds.
 fn ensure(cond: bool, why: &'static str) -> TestResult {
@@ -26,7 +28,7 @@ fn ensure(cond: bool, why: &'static str) -> TestResult {
 
 /// Runs every test, prints one line each and a summary; returns the exit code.
 pub fn run(info: &BootInfo) -> u8 {
-    let tests: [(&str, fn(&BootInfo) -> TestResult); 8] = [
+    let tests: [SelfTest; 8] = [
         ("boot_info_is_consistent", boot_info_is_consistent),
         ("cpuid_identifies_hv", cpuid_identifies_hv),
         ("nop_hypercall_returns_zero", |_| nop_hypercall_returns_zero()),

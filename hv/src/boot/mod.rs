@@ -36,6 +36,8 @@ pub struct BootPlan {
 pub struct BootInputs<'a> {
     /// The kernel ELF file.
     pub kernel: &'a [u8],
+    /// The same file, checked by [`elf::parse_kernel`].
+    pub image: &'a KernelImage,
     /// Words for the guest command line.
     pub guest_args: &'a [String],
     /// Memory mode announced to the guest.
@@ -73,10 +75,11 @@ struct BootInfoPage(BootInfo);
 // pattern is a valid value and its bytes may be read and written freely.
 unsafe impl ByteValued for BootInfoPage {}
 
-/// Loads the kernel and builds everything the first instruction relies on.
+/// Loads the kernel and builds everything the first instruction relies on. The image
+/// must have been checked against a RAM of this size.
 pub fn prepare(ram: &GuestRam, inputs: &BootInputs) -> Result<BootPlan, BootError> {
-    let image = elf::parse_kernel(inputs.kernel, ram.size())?;
-    load_segments(ram, inputs.kernel, &image)?;
+    let image = inputs.image;
+    load_segments(ram, inputs.kernel, image)?;
 
     let mut tables = BootPageTables::new(ram, inputs.nx)?;
     tables.map_direct(ram.size())?;

@@ -107,8 +107,8 @@ pub enum TraceEvent {
         /// Access size in bytes.
         size: usize,
     },
-    /// The guest stopped.
-    Stop(GuestStop),
+    /// The guest stopped (boxed: a register dump is large, and events are moved often).
+    Stop(Box<GuestStop>),
 }
 
 /// The trace's file formats.

@@ -1,0 +1,102 @@
+//! End-to-end: hv's command line and its answers to bad input (kernel files, options),
+//! and the properties of the trace file.
+
+mod common;
+use common::{hv, temp_path};
+
+#[test]
+fn help_explains_each_run_option() {
+    let r = hv(&["run", "--help"]);
+    r.expect_code(0);
+    for option in ["--kernel", "--mem", "--trace", "--trace-format", "--stats", "GUEST ARGS", "selftest", "triple-fault"] {
+        r.expect(r.stdout.contains(option), &format!("--help mentions {option}"));
+    }
+}
+
+#[test]
+fn a_readme_as_kernel_is_refused_as_not_elf() {
+    // Needs no KVM: hv checks the kernel file before it opens /dev/kvm.
+    let readme = concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md");
+    let r = hv(&["run", "--kernel", readme]);
+    r.expect_code(1);
+    r.expect(r.stderr.contains("not an ELF file"), "names the problem");
+    r.expect(r.stderr.lines().count() == 1, "one line");
+}
+
+#[test]
+fn a_truncated_kernel_is_refused_with_a_clear_message() {
+    let path = temp_path("truncated.elf");
+    let elf = hv::guest_image::PV_GUEST_ELF;
+    std::fs::write(&path, &elf[..elf.len() / 8]).unwrap();
+    let r = hv(&["run", "--kernel", path.to_str().unwrap()]);
+    std::fs::remove_file(&path).ok();
+    r.expect_code(1);
+    r.expect(r.stderr.contains("the file is truncated"), "names the truncation");
+}
+
+#[test]
+fn a_missing_kernel_file_is_named() {
+    let r = hv(&["run", "--kernel", "/nonexistent/kernel.elf"]);
+    r.expect_code(1);
+    r.expect(r.stderr.contains("cannot read the kernel /nonexistent/kernel.elf"), "names the file");
+}
+
+#[test]
+fn a_bad_memory_size_is_refused() {
+    for mem in ["3", "7", "65537", "0"] {
+        let r = hv(&["run", "--mem", mem]);
+        r.expect_code(1);
+        r.expect(r.stderr.contains("guest RAM must be between 8 and 65536 MiB"), mem);
+    }
+}
+
+#[test]
+fn an_explicit_kernel_path_boots_like_the_built_in_one() {
+    require_kvm!();
+    let path = temp_path("pv-guest.elf");
+    std::fs::write(&path, hv::guest_image::PV_GUEST_ELF).unwrap();
+    let r = hv(&["run", "--kernel", path.to_str().unwrap(), "--mem", "16"]);
+    std::fs::remove_file(&path).ok();
+    r.expect_code(0);
+    r.expect(r.stdout.contains("16 MiB of RAM"), "the guest sees the memory size");
+}
+
+#[test]
+fn the_text_trace_is_identical_for_identical_runs() {
+    require_kvm!();
+    let (a, b) = (temp_path("a.trace"), temp_path("b.trace"));
+    for p in [&a, &b] {
+        hv(&["run", "--trace", p.to_str().unwrap(), "--", "selftest"]).expect_code(0);
+    }
+    let (ta, tb) = (std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    std::fs::remove_file(&a).ok();
+    std::fs::remove_file(&b).ok();
+    assert!(!ta.is_empty());
+    assert!(ta == tb, "two identical runs gave different traces");
+}
+
+#[test]
+fn the_jsonl_trace_is_one_json_object_per_event() {
+    require_kvm!();
+    let path = temp_path("t.jsonl");
+    hv(&["run", "--trace", path.to_str().unwrap(), "--trace-format", "jsonl"]).expect_code(0);
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::remove_file(&path).ok();
+    let events: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).expect("valid JSON")).collect();
+    assert_eq!(events[0]["event"], "boot");
+    assert_eq!(events[0]["seq"], 1);
+    assert!(events.iter().any(|e| e["event"] == "hypercall" && e["name"] == "console_write"));
+    let last = events.last().unwrap();
+    assert_eq!((last["event"].as_str(), last["kind"].as_str(), last["code"].as_u64()), (Some("stop"), Some("shutdown"), Some(0)));
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e["seq"], i as u64 + 1, "sequence numbers count up from 1");
+    }
+}
+
+#[test]
+fn an_unwritable_trace_path_is_an_error_before_the_guest_runs() {
+    let r = hv(&["run", "--trace", "/nonexistent/dir/t.trace"]);
+    r.expect_code(1);
+    r.expect(r.stderr.contains("cannot write the trace file /nonexistent/dir/t.trace"), "names the path");
+    r.expect(r.stdout.is_empty(), "the guest did not run");
+}

@@ -1,0 +1,111 @@
+//! Shared helpers for the end-to-end tests: run the real `hv` binary with a time limit,
+//! and skip (loudly) where /dev/kvm is missing.
+
+#![allow(dead_code)] // each test file uses a different subset
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// No guest run in these tests should take more than a few seconds; this bound turns a
+/// hang into a failure instead of a stuck CI job.
+const RUN_TIME_LIMIT: Duration = Duration::from_secs(60);
+
+/// What one hv process did.
+pub struct Outcome {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Outcome {
+    /// Fails the test with both outputs if `cond` is false.
+    pub fn expect(&self, cond: bool, what: &str) {
+        assert!(cond, "{what}\n--- exit code: {}\n--- stdout:\n{}\n--- stderr:\n{}", self.code, self.stdout, self.stderr);
+    }
+
+    /// Asserts hv exited with `code` and did not panic.
+    pub fn expect_code(&self, code: i32) {
+        self.expect(self.code == code, &format!("expected exit code {code}"));
+        self.expect(!self.stderr.contains("panicked at") || self.stderr.contains("guest panicked at"), "hv itself panicked");
+    }
+}
+
+/// Whether this machine can run guests. Prints why not.
+pub fn kvm_available() -> bool {
+    match std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm") {
+        Ok(_) => true,
+        Err(e) => {
+            eprintln!("SKIPPED: this test needs /dev/kvm, which cannot be opened here ({e})");
+            false
+        }
+    }
+}
+
+/// Returns early from a test (after printing why) if KVM is missing.
+#[macro_export]
+macro_rules! require_kvm {
+    () => {
+        if !common::kvm_available() {
+            return;
+        }
+    };
+}
+
+/// Runs `hv ARGS...` and collects its output, killing it after [`RUN_TIME_LIMIT`].
+pub fn hv(args: &[&str]) -> Outcome {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hv"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the hv binary runs");
+    // Drain both pipes on threads so a chatty guest cannot fill a pipe and block.
+    let mut out = child.stdout.take().expect("piped");
+    let mut err = child.stderr.take().expect("piped");
+    let out_thread = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let err_thread = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for hv") {
+            break status;
+        }
+        if start.elapsed() > RUN_TIME_LIMIT {
+            let _ = child.kill();
+            panic!("hv {args:?} ran longer than {RUN_TIME_LIMIT:?}: killed");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    Outcome {
+        code: status.code().unwrap_or(-1),
+        stdout: out_thread.join().expect("stdout reader"),
+        stderr: err_thread.join().expect("stderr reader"),
+    }
+}
+
+/// A fresh path in the system's temporary directory, unique to this process and call.
+pub fn temp_path(name: &str) -> PathBuf {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    std::env::temp_dir().join(format!("hv-test-{}-{n}-{name}", std::process::id()))
+}
+
+/// Reads `selftest: N passed, M failed` from guest output.
+pub fn selftest_counts(stdout: &str) -> Option<(u32, u32)> {
+    let line = stdout.lines().rev().find(|l| l.starts_with("selftest: ") && l.contains(" passed, "))?;
+    let rest = line.strip_prefix("selftest: ")?;
+    let (passed, rest) = rest.split_once(" passed, ")?;
+    let failed = rest.strip_suffix(" failed")?;
+    Some((passed.parse().ok()?, failed.parse().ok()?))
+}
