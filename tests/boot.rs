@@ -99,7 +99,7 @@ fn stats_show_exits_by_reason_and_hypercalls_by_name() {
     require_kvm!();
     let r = hv(&["run", "--stats"]);
     r.expect_code(0);
-    for row in ["wall time", "start to first console line", "VM exits", "io-out", "hypercalls", "console_write", "shutdown"] {
+    for row in ["wall time", "start to first console line", "VM exits", "io-out", "hypercalls", "shutdown", "device console", "doorbells"] {
         r.expect(r.stderr.contains(row), &format!("stats row {row:?}"));
     }
     r.expect(!r.stderr.contains("(no line)"), "the first console line was timed");

@@ -33,3 +33,21 @@ fn default_boot_trace() {
     let trace = redacted_trace(&[]);
     settings().bind(|| insta::assert_snapshot!("default_boot", trace));
 }
+
+/// One block request at a time, so every step is in cause-and-effect order: the
+/// backend's doorbell wake-up, the request, each grant check, the response, the upcall.
+#[test]
+fn block_read_and_write_trace() {
+    require_kvm!();
+    let disk = temp_path("snap.img");
+    std::fs::write(&disk, vec![0u8; 64 * 512]).unwrap();
+    let disk_arg = disk.to_str().unwrap().to_string();
+    let read = redacted_trace(&["--disk", &disk_arg, "--", "blk-read-sum", "0", "16"]);
+    let write = redacted_trace(&["--disk", &disk_arg, "--", "blk-fill", "8", "8", "7"]);
+    std::fs::remove_file(&disk).ok();
+    let blk_only = |t: &str| t.lines().filter(|l| l.contains(" blk ")).collect::<Vec<_>>().join("\n");
+    settings().bind(|| {
+        insta::assert_snapshot!("block_read", blk_only(&read));
+        insta::assert_snapshot!("block_write", blk_only(&write));
+    });
+}

@@ -6,7 +6,9 @@ use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::devices::DiskConfig;
 use crate::outcome::EXIT_VMM_ERROR;
+use backend_drivers::runner::NotifyPolicy;
 use crate::run::{self, RunConfig};
 use crate::trace::TraceFormat;
 
@@ -62,7 +64,15 @@ pub struct RunArgs {
     #[arg(long, value_name = "ELF")]
     pub kernel: Option<PathBuf>,
 
-    /// Guest RAM in MiB: 8 to 65536, a multiple of 2.
+    /// Attach a raw disk image as the guest's block device; `,ro` makes it read-only.
+    ///
+    /// The image is a plain file of 512-byte sectors (create one with `truncate -s 64M
+    /// disk.img`). The guest's block frontend reaches it through a shared ring; the
+    /// backend runs on its own thread. See the blk-* guest commands below.
+    #[arg(long, value_name = "PATH[,ro]")]
+    pub disk: Option<DiskConfig>,
+
+    /// Guest RAM in MiB: 8 to 3072, a multiple of 2.
     #[arg(long, value_name = "MIB", default_value_t = 64)]
     pub mem: u64,
 
@@ -100,6 +110,8 @@ fn run_command(args: RunArgs, started: Instant) -> ExitCode {
         mem_mib: args.mem,
         guest_args: args.guest_args,
         trace: args.trace.map(|p| (p, args.trace_format)),
+        disk: args.disk,
+        notify_policy: NotifyPolicy::EventIndex,
     };
     match run::run(&config, Box::new(std::io::stdout()), started) {
         Ok(report) => {

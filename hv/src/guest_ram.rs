@@ -84,6 +84,12 @@ impl GuestRam {
         self.write(gpa, &value.to_le_bytes())
     }
 
+    /// The underlying vm-memory object, for the device backends (which reach guest
+    /// memory only through `backend_drivers`' checked ring pages and grants).
+    pub fn memory(&self) -> &GuestMemoryMmap {
+        &self.memory
+    }
+
     /// The host virtual address where guest-physical 0 is mapped, for KVM's memory slot.
     pub fn host_base(&self) -> u64 {
         self.memory

@@ -14,6 +14,7 @@
 //! | [`cpuid`] | the CPUID the guest sees, with hv's own leaves |
 //! | [`vcpu_loop`] | `KVM_RUN` and what each exit means |
 //! | [`hypercall`] | the VMM side of the hypercall ABI (`pv_abi::hypercall`) |
+//! | [`devices`] | split-driver devices: doorbells (ioeventfd), upcalls (irqfd → MSI), backend threads |
 //! | [`console`] | where guest output goes |
 //! | [`outcome`] | how a run ends, and the messages for each ending |
 //! | [`trace`], [`stats`] | what a student can look at afterwards |
@@ -31,6 +32,7 @@ pub mod boot;
 pub mod cli;
 pub mod console;
 pub mod cpuid;
+pub mod devices;
 pub mod guest_image;
 pub mod guest_ram;
 pub mod hypercall;

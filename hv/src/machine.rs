@@ -86,6 +86,10 @@ impl Machine {
         // drops only after the VM fd is closed (field order), so KVM never sees the
         // mapping go away while the VM can still use it.
         ioctl("KVM_SET_USER_MEMORY_REGION", unsafe { vm.set_user_memory_region(region) })?;
+        // The in-kernel interrupt controllers (local APIC, IOAPIC, PIC) must exist before
+        // the vCPU: devices raise interrupts through them (irqfd → MSI → local APIC)
+        // without hv's vCPU loop taking part. They must also be created before any vCPU.
+        ioctl("KVM_CREATE_IRQCHIP", vm.create_irq_chip())?;
         let vcpu = ioctl("KVM_CREATE_VCPU", vm.create_vcpu(0))?;
         let cpuid = cpuid::guest_cpuid(&kvm)?;
         ioctl("KVM_SET_CPUID2", vcpu.set_cpuid2(&cpuid))?;

@@ -8,10 +8,12 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use pv_abi::layout::{LARGE_PAGE_SIZE, MAX_MEM_MIB, MIN_MEM_MIB};
+use backend_drivers::runner::NotifyPolicy;
 use pv_abi::MmuMode;
 
 use crate::boot::{self, BootError, BootInputs};
 use crate::console::ConsoleOutput;
+use crate::devices::{DeviceError, DiskConfig, Devices};
 use crate::machine::{Machine, MachineError};
 use crate::outcome::GuestStop;
 use crate::stats::RunStats;
@@ -29,6 +31,10 @@ pub struct RunConfig {
     pub guest_args: Vec<String>,
     /// Where to write a trace, and in which format.
     pub trace: Option<(PathBuf, TraceFormat)>,
+    /// A disk image for the block device.
+    pub disk: Option<DiskConfig>,
+    /// When backends signal the guest.
+    pub notify_policy: NotifyPolicy,
 }
 
 /// How a run ended.
@@ -71,6 +77,9 @@ pub enum RunError {
     /// KVM setup failed.
     #[error(transparent)]
     Machine(#[from] MachineError),
+    /// A device could not be set up.
+    #[error(transparent)]
+    Devices(#[from] DeviceError),
     /// The trace file could not be written.
     #[error("cannot write the trace file {path}: {source}")]
     Trace {
@@ -103,12 +112,13 @@ fn read_kernel(config: &RunConfig) -> Result<Vec<u8>, RunError> {
 
 /// Boots the guest and runs it until it stops. `started` is when hv started (for the
 /// time-to-first-line figure); console output goes to `console`.
-pub fn run(config: &RunConfig, console: Box<dyn Write>, started: Instant) -> Result<RunReport, RunError> {
+pub fn run(config: &RunConfig, console: Box<dyn Write + Send>, started: Instant) -> Result<RunReport, RunError> {
     let ram_bytes = check_memory_size(config.mem_mib)?;
     let kernel = read_kernel(config)?;
     // Check the file before touching KVM, so a bad kernel is named as such everywhere.
     let image = boot::elf::parse_kernel(&kernel, ram_bytes).map_err(BootError::from)?;
-    let mut tracer = match &config.trace {
+    let disk = config.disk.as_ref().map(Devices::open_disk).transpose()?;
+    let tracer = match &config.trace {
         Some((path, format)) => Tracer::to_writer(
             TraceWriter::create(path, *format).map_err(|source| RunError::Trace { path: path.clone(), source })?,
         ),
@@ -116,6 +126,8 @@ pub fn run(config: &RunConfig, console: Box<dyn Write>, started: Instant) -> Res
     };
 
     let mut machine = Machine::new(ram_bytes)?;
+    let console = ConsoleOutput::new(console);
+    let devices = Devices::attach(&machine, console.clone(), disk, &tracer, config.notify_policy)?;
     let inputs = BootInputs {
         kernel: &kernel,
         image: &image,
@@ -123,6 +135,7 @@ pub fn run(config: &RunConfig, console: Box<dyn Write>, started: Instant) -> Res
         mmu: MmuMode::Ept,
         tsc_khz: machine.tsc_khz().map_or(0, u64::from),
         nx: machine.nx_supported(),
+        devices: devices.layout(),
     };
     let plan = boot::prepare(machine.ram(), &inputs)?;
     machine.set_boot_state(&plan)?;
@@ -134,12 +147,10 @@ pub fn run(config: &RunConfig, console: Box<dyn Write>, started: Instant) -> Res
         cmdline: config.guest_args.clone(),
     });
 
-    let mut console = ConsoleOutput::new(console);
     let mut stats = RunStats::new(started);
-    let stop = vcpu_loop::run(
-        &mut machine,
-        &mut vcpu_loop::LoopContext { console: &mut console, tracer: &mut tracer, stats: &mut stats },
-    );
+    devices.start();
+    let stop = vcpu_loop::run(&mut machine, &mut vcpu_loop::LoopContext { console: &console, tracer: &tracer, stats: &mut stats });
+    stats.devices = devices.stop();
     console.flush();
     stats.finish(console.first_line_at());
     if let Some((path, _)) = &config.trace {

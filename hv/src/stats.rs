@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use crate::devices::DeviceStats;
 use crate::trace::ExitReason;
 
 /// What one run did.
@@ -20,6 +21,11 @@ pub struct RunStats {
     pub hypercalls: BTreeMap<&'static str, u64>,
     /// Hypercalls answered with an error code.
     pub hypercall_errors: u64,
+    /// Port writes to a doorbell port that reached the vCPU loop (0 when KVM's
+    /// ioeventfd handles them, as it should).
+    pub doorbell_exits: u64,
+    /// Each device backend's counters.
+    pub devices: DeviceStats,
 }
 
 impl RunStats {
@@ -32,6 +38,8 @@ impl RunStats {
             exits: BTreeMap::new(),
             hypercalls: BTreeMap::new(),
             hypercall_errors: 0,
+            doorbell_exits: 0,
+            devices: Vec::new(),
         }
     }
 
@@ -81,6 +89,23 @@ impl fmt::Display for RunStats {
         for (name, n) in &self.hypercalls {
             writeln!(f, "    {:<30} {:>12}", name, n)?;
         }
-        write!(f, "  {:<32} {:>12}", "hypercalls refused (error code)", self.hypercall_errors)
+        write!(f, "  {:<32} {:>12}", "hypercalls refused (error code)", self.hypercall_errors)?;
+        for (name, d) in &self.devices {
+            writeln!(f)?;
+            writeln!(f, "  device {name}")?;
+            writeln!(f, "    {:<30} {:>12}", "doorbells (guest → backend)", d.doorbells)?;
+            writeln!(f, "    {:<30} {:>12}", "backend wake-ups", d.wakeups)?;
+            writeln!(f, "    {:<30} {:>12}", "requests", d.requests)?;
+            writeln!(f, "    {:<30} {:>12}", "upcalls (backend → guest)", d.notifications)?;
+            writeln!(f, "    {:<30} {:>12}", "upcalls suppressed", d.notifications_suppressed)?;
+            writeln!(f, "    {:<30} {:>12}", "failed requests", d.failed_requests)?;
+            writeln!(f, "    {:<30} {:>12}", "grant refusals", d.grant_refusals)?;
+            write!(f, "    {:<30} {:>12}", "bytes guest ↔ device", d.bytes_to_guest + d.bytes_from_guest)?;
+        }
+        if !self.devices.is_empty() {
+            writeln!(f)?;
+            write!(f, "  {:<32} {:>12}", "doorbell exits to the vCPU loop", self.doorbell_exits)?;
+        }
+        Ok(())
     }
 }

@@ -44,6 +44,28 @@ impl MmuMode {
     }
 }
 
+/// Where one split-driver device lives: its ring page, event channel and doorbell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
+pub struct DeviceInfo {
+    /// Guest-physical address of the device's ring page.
+    pub ring_gpa: u64,
+    /// Its event channel (index into the shared-info page's pending flags).
+    pub channel: u32,
+    /// The port the frontend writes to ring the backend's doorbell.
+    pub doorbell_port: u16,
+    /// 1 if the device exists, 0 if not.
+    pub present: u16,
+}
+
+impl DeviceInfo {
+    /// No device.
+    pub const ABSENT: DeviceInfo = DeviceInfo { ring_gpa: 0, channel: 0, doorbell_port: 0, present: 0 };
+}
+
+/// [`BootInfo::block_flags`]: the disk is read-only.
+pub const BLOCK_READ_ONLY: u32 = 1;
+
 /// The boot-info page. All addresses are guest-physical unless the name says otherwise.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C)]
@@ -72,6 +94,20 @@ pub struct BootInfo {
     pub cmdline_len: u32,
     /// Reserved, zero.
     pub reserved: u32,
+    /// Guest-physical address of the shared-info page (see `event_channel`).
+    pub shared_info_gpa: u64,
+    /// Guest-physical address of the grant table page (see `grant`).
+    pub grant_table_gpa: u64,
+    /// The console device.
+    pub console: DeviceInfo,
+    /// The block device (`present` is 0 without `hv run --disk`).
+    pub block: DeviceInfo,
+    /// Size of the block device in 512-byte sectors.
+    pub block_sectors: u64,
+    /// [`BLOCK_READ_ONLY`] if the disk refuses writes.
+    pub block_flags: u32,
+    /// Reserved, zero.
+    pub reserved2: u32,
     /// The guest command line: the words after `hv run --`, each followed by one zero
     /// byte (so a word may contain spaces), UTF-8.
     pub cmdline: [u8; CMDLINE_MAX],
@@ -93,6 +129,13 @@ impl BootInfo {
             tsc_khz: 0,
             cmdline_len: 0,
             reserved: 0,
+            shared_info_gpa: 0,
+            grant_table_gpa: 0,
+            console: DeviceInfo::ABSENT,
+            block: DeviceInfo::ABSENT,
+            block_sectors: 0,
+            block_flags: 0,
+            reserved2: 0,
             cmdline: [0; CMDLINE_MAX],
         }
     }
@@ -202,8 +245,16 @@ mod tests {
         assert_eq!(offset_of!(BootInfo, tsc_khz), 64);
         assert_eq!(offset_of!(BootInfo, cmdline_len), 72);
         assert_eq!(offset_of!(BootInfo, reserved), 76);
-        assert_eq!(offset_of!(BootInfo, cmdline), 80);
-        assert_eq!(BOOT_INFO_SIZE, 80 + CMDLINE_MAX, "no trailing padding");
+        assert_eq!(offset_of!(BootInfo, shared_info_gpa), 80);
+        assert_eq!(offset_of!(BootInfo, grant_table_gpa), 88);
+        assert_eq!(offset_of!(BootInfo, console), 96);
+        assert_eq!(offset_of!(BootInfo, block), 112);
+        assert_eq!(offset_of!(BootInfo, block_sectors), 128);
+        assert_eq!(offset_of!(BootInfo, block_flags), 136);
+        assert_eq!(offset_of!(BootInfo, reserved2), 140);
+        assert_eq!(offset_of!(BootInfo, cmdline), 144);
+        assert_eq!(core::mem::size_of::<DeviceInfo>(), 16);
+        assert_eq!(BOOT_INFO_SIZE, 144 + CMDLINE_MAX, "no trailing padding");
     }
 
     fn sane() -> BootInfo {

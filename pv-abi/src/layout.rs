@@ -9,6 +9,15 @@
 //!              │ boot GDT (3 descriptors)     │
 //!  0x0000_2000 ├──────────────────────────────┤ BOOT_INFO_GPA
 //!              │ boot-info page (BootInfo)    │
+//!  0x0000_3000 ├──────────────────────────────┤ SHARED_INFO_GPA
+//!              │ shared-info page (event-     │
+//!              │ channel pending flags)       │
+//!  0x0000_4000 ├──────────────────────────────┤ GRANT_TABLE_GPA
+//!              │ grant table (guest writes)   │
+//!  0x0000_5000 ├──────────────────────────────┤ CONSOLE_RING_GPA
+//!              │ console ring                 │
+//!  0x0000_6000 ├──────────────────────────────┤ BLOCK_RING_GPA
+//!              │ block ring                   │
 //!  0x0001_0000 ├──────────────────────────────┤ BOOT_PAGE_TABLES_GPA
 //!              │ first page tables, built by  │
 //!              │ the VMM from the ELF headers │
@@ -30,7 +39,12 @@
 //!                                             never executable (2 MiB pages)
 //!  KERNEL_VIRT_BASE + gpa                     the kernel image, each ELF segment with
 //!                                             its own permissions (4 KiB pages)
+//!  PHYS_MAP_BASE + LOCAL_APIC_GPA             the local APIC's registers (one uncached
+//!                                             4 KiB page), for interrupt acknowledgement
 //! ```
+//!
+//! RAM is at most [`MAX_MEM_MIB`] so that it always ends below the local APIC's
+//! physical address, as on a PC, where the top of the 4 GiB space holds devices.
 //!
 //! The kernel is linked in the top 2 GiB ("higher half", as Linux does) so that the
 //! whole lower half stays free for user address spaces.
@@ -44,6 +58,19 @@ pub const LARGE_PAGE_SIZE: u64 = 2 * 1024 * 1024;
 pub const BOOT_GDT_GPA: u64 = 0x1000;
 /// Guest-physical address of the boot-info page ([`crate::BootInfo`]).
 pub const BOOT_INFO_GPA: u64 = 0x2000;
+/// Guest-physical address of the shared-info page (event channels).
+pub const SHARED_INFO_GPA: u64 = 0x3000;
+/// Guest-physical address of the grant table (one page).
+pub const GRANT_TABLE_GPA: u64 = 0x4000;
+/// Guest-physical address of the console device's ring page.
+pub const CONSOLE_RING_GPA: u64 = 0x5000;
+/// Guest-physical address of the block device's ring page.
+pub const BLOCK_RING_GPA: u64 = 0x6000;
+/// Guest-physical address of the local APIC's registers (the architectural default).
+pub const LOCAL_APIC_GPA: u64 = 0xfee0_0000;
+/// Where the guest finds the local APIC's registers.
+pub const LOCAL_APIC_VIRT: u64 = PHYS_MAP_BASE + LOCAL_APIC_GPA;
+
 /// Guest-physical address where the VMM starts placing the first page tables.
 pub const BOOT_PAGE_TABLES_GPA: u64 = 0x1_0000;
 /// End (exclusive) of the region the VMM reserves for itself: guest memory below this
@@ -60,6 +87,8 @@ pub const KERNEL_VIRT_BASE: u64 = 0xffff_ffff_8000_0000;
 /// Smallest guest RAM hv accepts, in MiB: room for the reserved area, the kernel and
 /// some free memory.
 pub const MIN_MEM_MIB: u64 = 8;
-/// Largest guest RAM hv accepts, in MiB. The direct map covers it with one page
-/// directory per GiB; 64 GiB keeps the boot page tables inside the reserved area.
-pub const MAX_MEM_MIB: u64 = 64 * 1024;
+/// Largest guest RAM hv accepts, in MiB: 3 GiB, so RAM ends well below the local
+/// APIC at [`LOCAL_APIC_GPA`] (just under 4 GiB).
+pub const MAX_MEM_MIB: u64 = 3 * 1024;
+
+const _: () = assert!((MAX_MEM_MIB << 20) <= LOCAL_APIC_GPA);

@@ -12,6 +12,10 @@
 //! | [`hypercall`] | how the guest calls the hypervisor: port, registers, numbers, error codes |
 //! | [`boot_info`] | the page the VMM fills in before the first guest instruction runs |
 //! | [`layout`] | where things are: guest-physical map, guest-virtual map |
+//! | [`event_channel`] | how the halves of a split driver wake each other: doorbells and upcalls |
+//! | [`ring`] | the shared-page request/response ring both halves of a split driver use |
+//! | [`grant`] | how a frontend lets a backend touch one of its frames, and how that is checked |
+//! | [`device`] | each device's request and response formats (console, block) |
 //! | [`cpuid`] | how the guest recognises hv (the hypervisor CPUID leaves) |
 //! | [`exception`] | the names of the x86 exception vectors, shared by both sides |
 //!
@@ -26,9 +30,13 @@
 
 pub mod boot_info;
 pub mod cpuid;
+pub mod device;
+pub mod event_channel;
 pub mod exception;
+pub mod grant;
 pub mod hypercall;
 pub mod layout;
+pub mod ring;
 
-pub use boot_info::{BootInfo, CmdlineError, MmuMode};
+pub use boot_info::{BootInfo, CmdlineError, DeviceInfo, MmuMode};
 pub use hypercall::{Hypercall, HypercallError};

@@ -26,6 +26,8 @@ pub fn run(info: &BootInfo) -> u8 {
         Some("triple-fault") => triple_fault(),
         Some("bad-hypercalls") => selftest::run_hostile_hypercalls(info),
         Some("hypercall-bench") => hypercall_bench(info, words.next()),
+        Some("blk-read-sum") => crate::blk_commands::read_sum(words),
+        Some("blk-fill") => crate::blk_commands::fill(words),
         Some(other) => {
             println!("pv-guest: unknown command '{other}'");
             usage()
@@ -49,7 +51,8 @@ fn greet(info: &BootInfo) -> u8 {
 
 fn usage() -> u8 {
     println!("pv-guest: commands: (none) | selftest | echo WORDS... | panic | fault ud|gp|pf|de |");
-    println!("pv-guest:           triple-fault | bad-hypercalls | hypercall-bench [N]");
+    println!("pv-guest:           triple-fault | bad-hypercalls | hypercall-bench [N] |");
+    println!("pv-guest:           blk-read-sum LBA COUNT | blk-fill LBA COUNT BYTE");
     EXIT_USAGE
 }
 

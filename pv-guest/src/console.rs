@@ -1,12 +1,16 @@
-//! `print!` and `println!` for the kernel, over the `console_write` hypercall.
+//! `print!` and `println!` for the kernel.
 //!
-//! Every hypercall is a VM exit, and an exit costs microseconds, so output is collected
-//! in a line buffer and sent one line (or one full buffer) per hypercall.
+//! Output is collected in a line buffer and sent one line (or one full buffer) at a
+//! time: through the console device's ring once the driver is up (no VM exit at all:
+//! the doorbell is an ioeventfd), and through the `console_write` hypercall before that
+//! (early boot) or if the device is missing. Each line is flushed before the next one
+//! starts, so the console is in effect synchronous: nothing printed is lost if the
+//! guest stops right after.
 
 use core::fmt::{self, Write};
 
-/// Bytes collected before a hypercall is forced even without a newline.
-const LINE_BUFFER_SIZE: usize = 256;
+/// Bytes collected before a flush is forced even without a newline: one console request.
+const LINE_BUFFER_SIZE: usize = pv_abi::device::console::CONSOLE_CHUNK;
 
 /// A fixed-capacity byte buffer that implements `fmt::Write`, dropping what does not fit.
 pub struct FixedBuf<const N: usize> {
@@ -58,9 +62,14 @@ struct Console {
 
 impl Console {
     fn flush(&mut self) {
-        if !self.line.as_bytes().is_empty() {
-            // Nothing useful can be done if the console itself fails.
-            let _ = crate::hypercall::console_write(self.line.as_bytes());
+        let line = self.line.as_bytes();
+        if !line.is_empty() {
+            // Nothing useful can be done if the console itself fails: fall back to the
+            // hypercall so the text at least gets out.
+            let through_device = crate::drivers::console().is_some_and(|c| c.write(line).and_then(|_| c.flush()).is_ok());
+            if !through_device {
+                let _ = crate::hypercall::console_write(line);
+            }
             self.line.clear();
         }
     }

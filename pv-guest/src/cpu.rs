@@ -148,3 +148,23 @@ pub fn divide_by_zero() {
         )
     };
 }
+
+/// Enables interrupts and halts until one arrives, then disables them again.
+///
+/// `sti` takes effect only after the next instruction, so no interrupt can slip in
+/// between `sti` and `hlt` and leave the CPU halted with nothing to wake it: either the
+/// interrupt arrives during `hlt` (and wakes it) or it was already pending (and `hlt`
+/// returns at once).
+pub fn wait_for_interrupt() {
+    // SAFETY: interrupts are only enabled for the duration of the halt; every vector the
+    // VMM can deliver (the upcall and spurious vectors) has a handler in the IDT. Not
+    // `nomem`: the handler writes memory, so this is also a compiler barrier.
+    unsafe { asm!("sti", "hlt", "cli", options(nostack)) };
+}
+
+/// Writes one byte to an I/O port (a doorbell: KVM turns it into an eventfd signal).
+pub fn outb(port: u16, value: u8) {
+    // SAFETY: the only ports the kernel writes are doorbell ports the VMM announced in
+    // the boot-info page; writing them has no effect on guest memory.
+    unsafe { asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack, preserves_flags)) };
+}

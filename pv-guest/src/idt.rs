@@ -7,10 +7,15 @@
 //! CPU pushes none, then the vector number), save the general registers, and call
 //! [`crate::trap::dispatch`] with a pointer to the resulting [`crate::trap::TrapFrame`].
 //!
-//! Every one of the 32 exception vectors has a stub, so no exception can go unhandled.
+//! Every one of the 32 exception vectors has a stub, so no exception can go unhandled,
+//! and so do the two interrupt vectors a device can raise: the upcall and the local
+//! APIC's spurious vector.
 
 use crate::cpu::{self, DescriptorTablePointer};
 use crate::gdt;
+use pv_abi::event_channel::{SPURIOUS_VECTOR, UPCALL_VECTOR};
+
+const _: () = assert!(UPCALL_VECTOR == 64 && SPURIOUS_VECTOR == 255, "the stub names below hard-code them");
 
 /// Number of CPU exception vectors.
 const EXCEPTION_VECTORS: usize = 32;
@@ -65,6 +70,10 @@ static mut IDT: [Gate; IDT_ENTRIES] = [Gate::MISSING; IDT_ENTRIES];
 extern "C" {
     /// Addresses of the 32 entry stubs, defined in the assembly below.
     static trap_stub_table: [u64; EXCEPTION_VECTORS];
+    /// Entry stub of the upcall vector (0x40 = 64).
+    fn trap_stub_64();
+    /// Entry stub of the spurious-interrupt vector (0xff = 255).
+    fn trap_stub_255();
 }
 
 /// Fills in the exception gates and loads the IDT.
@@ -78,6 +87,12 @@ pub fn init() {
         let ist = if v == pv_abi::exception::DOUBLE_FAULT { gdt::DOUBLE_FAULT_IST } else { 0 };
         // SAFETY: runs once before any trap can occur; nothing else touches IDT yet.
         unsafe { IDT[vector] = Gate::new(handler, type_attr, ist) };
+    }
+    // Device interrupts: the upcall, and the APIC's spurious vector.
+    // SAFETY: as above; the stubs below are the handlers.
+    unsafe {
+        IDT[usize::from(UPCALL_VECTOR)] = Gate::new(trap_stub_64 as *const () as u64, GATE_RING0, 0);
+        IDT[usize::from(SPURIOUS_VECTOR)] = Gate::new(trap_stub_255 as *const () as u64, GATE_RING0, 0);
     }
     let ptr = DescriptorTablePointer {
         limit: (core::mem::size_of::<[Gate; IDT_ENTRIES]>() - 1) as u16,
@@ -114,7 +129,7 @@ core::arch::global_asm!(
     "    push \\n",
     "    jmp trap_common",
     ".endm",
-    ".irp n, 0,1,2,3,4,5,6,7,9,15,16,18,19,20,22,23,24,25,26,27,28,31",
+    ".irp n, 0,1,2,3,4,5,6,7,9,15,16,18,19,20,22,23,24,25,26,27,28,31,64,255",
     "    isr_noerr \\n",
     ".endr",
     ".irp n, 8,10,11,12,13,14,17,21,29,30",

@@ -13,7 +13,12 @@
 //! | `idt.rs`, `trap.rs` | the interrupt table, entry stubs, and what each exception does |
 //! | `hypercall.rs` | the guest side of the hypercall ABI |
 //! | `memory.rs` | the boot-info page and the kernel's address translations |
-//! | `console.rs` | `println!` over the console hypercall |
+//! | `console.rs` | `println!` over the console device (or the console hypercall early on) |
+//! | `apic.rs`, `event_channel.rs` | receiving upcalls from device backends |
+//! | `shared_page.rs` | pages shared with the hypervisor (rings, grant table) |
+//! | `drivers.rs` | the split-driver frontends (crate `frontend-drivers`) set up from boot info |
+//! | `frames.rs` | the frame allocator |
+//! | `blk_commands.rs` | `blk-read-sum`, `blk-fill`: block I/O you can check from outside |
 //! | `panic.rs` | a Rust panic becomes a `report_panic` hypercall |
 //! | `commands.rs` | what the words after `hv run --` ask the guest to do |
 //! | `selftest.rs` | in-guest tests run by `hv run -- selftest` |
@@ -25,16 +30,22 @@
 #![no_std]
 #![no_main]
 
+mod apic;
+mod blk_commands;
 mod boot;
 mod commands;
 mod console;
 mod cpu;
+mod drivers;
+mod event_channel;
+mod frames;
 mod gdt;
 mod hypercall;
 mod idt;
 mod memory;
 mod panic;
 mod selftest;
+mod shared_page;
 mod trap;
 
 /// The kernel's Rust entry point, called by `_start` with the guest-physical address of
@@ -47,6 +58,10 @@ pub extern "C" fn kmain(boot_info_gpa: u64) -> ! {
     idt::init();
     // From here on every exception reaches trap::dispatch, which reports it to the VMM.
     let boot_info = memory::init(boot_info_gpa);
+    frames::init(boot_info);
+    // The local APIC and the split-driver frontends: from here on, output goes through
+    // the console device's ring instead of a hypercall per line.
+    drivers::init(boot_info);
     let code = commands::run(boot_info);
     hypercall::shutdown(code)
 }

@@ -78,9 +78,15 @@ pub extern "C" fn dispatch(frame: &mut TrapFrame) {
             frame.rip += UD2.len() as u64;
             EMULATED_UD2.fetch_add(1, Ordering::Relaxed);
         }
+        UPCALL => crate::event_channel::upcall(),
+        // A spurious interrupt needs no end-of-interrupt: there is nothing to acknowledge.
+        SPURIOUS => {}
         _ => report_unexpected(frame),
     }
 }
+
+const UPCALL: u64 = pv_abi::event_channel::UPCALL_VECTOR as u64;
+const SPURIOUS: u64 = pv_abi::event_channel::SPURIOUS_VECTOR as u64;
 
 /// Whether the kernel code at `rip` is `ud2`. Only kernel-image addresses are read.
 fn is_ud2_at(rip: u64) -> bool {

@@ -11,10 +11,11 @@ pub mod page_tables;
 
 use vm_memory::ByteValued;
 
+use crate::devices::DeviceLayout;
 use crate::guest_ram::{GuestRam, OutsideRam};
 use elf::{ElfError, KernelImage};
 use page_tables::{BootPageTables, PageTableError};
-use pv_abi::layout::{BOOT_INFO_GPA, PAGE_SIZE};
+use pv_abi::layout::{BOOT_INFO_GPA, GRANT_TABLE_GPA, PAGE_SIZE, SHARED_INFO_GPA};
 use pv_abi::{BootInfo, CmdlineError, MmuMode};
 
 /// Where and how the vCPU starts.
@@ -46,6 +47,8 @@ pub struct BootInputs<'a> {
     pub tsc_khz: u64,
     /// Whether the CPU supports no-execute pages.
     pub nx: bool,
+    /// Where the devices are.
+    pub devices: DeviceLayout,
 }
 
 /// Why the guest could not be prepared.
@@ -86,6 +89,7 @@ pub fn prepare(ram: &GuestRam, inputs: &BootInputs) -> Result<BootPlan, BootErro
     for segment in &image.segments {
         tables.map_segment(segment)?;
     }
+    tables.map_local_apic()?;
     cpu_state::write_boot_gdt(ram)?;
 
     let kernel_start = image.segments.iter().map(|s| s.phys_pages().0).min().unwrap_or(0);
@@ -98,6 +102,12 @@ pub fn prepare(ram: &GuestRam, inputs: &BootInputs) -> Result<BootPlan, BootErro
         free_mem_start: kernel_end.next_multiple_of(PAGE_SIZE),
         free_mem_end: ram.size(),
         tsc_khz: inputs.tsc_khz,
+        shared_info_gpa: SHARED_INFO_GPA,
+        grant_table_gpa: GRANT_TABLE_GPA,
+        console: inputs.devices.console,
+        block: inputs.devices.block,
+        block_sectors: inputs.devices.block_sectors,
+        block_flags: inputs.devices.block_flags,
         ..BootInfo::empty()
     };
     info.set_cmdline(inputs.guest_args.iter().map(String::as_str)).map_err(BootError::Cmdline)?;

@@ -20,12 +20,19 @@
 
 use super::elf::LoadSegment;
 use crate::guest_ram::{GuestRam, OutsideRam};
-use pv_abi::layout::{BOOT_PAGE_TABLES_GPA, KERNEL_VIRT_BASE, LARGE_PAGE_SIZE, PAGE_SIZE, PHYS_MAP_BASE, VMM_RESERVED_END};
+use pv_abi::layout::{
+    BOOT_PAGE_TABLES_GPA, KERNEL_VIRT_BASE, LARGE_PAGE_SIZE, LOCAL_APIC_GPA, LOCAL_APIC_VIRT, PAGE_SIZE, PHYS_MAP_BASE,
+    VMM_RESERVED_END,
+};
 
 /// Present.
 pub const PTE_PRESENT: u64 = 1 << 0;
 /// Writable.
 pub const PTE_WRITABLE: u64 = 1 << 1;
+/// Write-through caching.
+pub const PTE_WRITE_THROUGH: u64 = 1 << 3;
+/// Caching disabled: for device registers, whose reads and writes must reach the device.
+pub const PTE_CACHE_DISABLE: u64 = 1 << 4;
 /// Large page (in a PD entry: maps 2 MiB).
 pub const PTE_LARGE: u64 = 1 << 7;
 /// Not executable (needs EFER.NXE).
@@ -105,16 +112,21 @@ impl<'a> BootPageTables<'a> {
 
     /// Maps one 4 KiB page.
     pub fn map_page(&mut self, vaddr: u64, gpa: u64, writable: bool, executable: bool) -> Result<(), PageTableError> {
-        let mut table = self.root;
-        for level in [4, 3, 2] {
-            table = self.next_table(table, vaddr, level)?;
-        }
         let mut entry = gpa | PTE_PRESENT;
         if writable {
             entry |= PTE_WRITABLE;
         }
         if !executable {
             entry |= self.no_execute();
+        }
+        self.set_leaf(vaddr, entry)
+    }
+
+    /// Writes the level-1 entry for `vaddr`, creating the tables above it.
+    fn set_leaf(&mut self, vaddr: u64, entry: u64) -> Result<(), PageTableError> {
+        let mut table = self.root;
+        for level in [4, 3, 2] {
+            table = self.next_table(table, vaddr, level)?;
         }
         self.ram.write_u64(table + table_index(vaddr, 1) * 8, entry)?;
         Ok(())
@@ -136,6 +148,13 @@ impl<'a> BootPageTables<'a> {
         Ok(())
     }
 
+    /// Maps the local APIC's register page at `LOCAL_APIC_VIRT`, uncached: its
+    /// registers are a device, and every read and write must reach it.
+    pub fn map_local_apic(&mut self) -> Result<(), PageTableError> {
+        let entry = LOCAL_APIC_GPA | PTE_PRESENT | PTE_WRITABLE | PTE_CACHE_DISABLE | PTE_WRITE_THROUGH | self.no_execute();
+        self.set_leaf(LOCAL_APIC_VIRT, entry)
+    }
+
     /// Maps each page of a kernel segment at `KERNEL_VIRT_BASE + gpa`.
     pub fn map_segment(&mut self, segment: &LoadSegment) -> Result<(), PageTableError> {
         let (start, end) = segment.phys_pages();
@@ -149,8 +168,9 @@ impl<'a> BootPageTables<'a> {
 /// Guarantees the reserved area can hold the direct map for the largest RAM hv allows.
 const _: () = {
     let max_ram = pv_abi::layout::MAX_MEM_MIB << 20;
-    // PML4 + direct-map PDPT + one PD per GiB + kernel PDPT, PD and a few PTs.
-    let tables = 2 + max_ram / GIB + 8;
+    // PML4 + direct-map PDPT + one PD per GiB + kernel PDPT, PD and a few PTs + the
+    // local APIC's PD and PT.
+    let tables = 2 + max_ram / GIB + 8 + 2;
     assert!(BOOT_PAGE_TABLES_GPA + tables * PAGE_SIZE <= VMM_RESERVED_END);
 };
 
@@ -214,6 +234,16 @@ mod tests {
         for v in [0, 0x1000, 0x20_0000, 0x7fff_ffff_f000] {
             assert_eq!(walk(&ram, pt.root, v), None, "{v:#x}");
         }
+    }
+
+    #[test]
+    fn the_local_apic_is_mapped_uncached_beside_ram() {
+        let ram = GuestRam::new(16 << 20).unwrap();
+        let mut pt = BootPageTables::new(&ram, true).unwrap();
+        pt.map_direct(16 << 20).unwrap();
+        pt.map_local_apic().unwrap();
+        assert_eq!(walk(&ram, pt.root, LOCAL_APIC_VIRT + 0xb0), Some((LOCAL_APIC_GPA + 0xb0, true, false)));
+        assert_eq!(walk(&ram, pt.root, PHYS_MAP_BASE + (16 << 20)), None, "RAM's direct map still ends at RAM");
     }
 
     #[test]

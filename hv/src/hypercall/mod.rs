@@ -61,7 +61,7 @@ impl HypercallOutcome {
 }
 
 /// Carries out one hypercall.
-pub fn dispatch(req: &HypercallRequest, ram: &GuestRam, console: &mut ConsoleOutput) -> HypercallOutcome {
+pub fn dispatch(req: &HypercallRequest, ram: &GuestRam, console: &ConsoleOutput) -> HypercallOutcome {
     let [a0, a1, a2, a3] = req.args;
     match Hypercall::from_number(req.nr) {
         None => HypercallOutcome::error(HypercallError::NoSys),
@@ -84,7 +84,7 @@ fn read_guest_buffer(ram: &GuestRam, gpa: u64, len: u64) -> Result<Vec<u8>, Hype
     Ok(buf)
 }
 
-fn console_write(ram: &GuestRam, console: &mut ConsoleOutput, gpa: u64, len: u64) -> HypercallOutcome {
+fn console_write(ram: &GuestRam, console: &ConsoleOutput, gpa: u64, len: u64) -> HypercallOutcome {
     match read_guest_buffer(ram, gpa, len) {
         Ok(bytes) => {
             console.write_guest_bytes(&bytes);

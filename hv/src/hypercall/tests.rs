@@ -1,19 +1,18 @@
 //! Hostile-argument tests for hypercall dispatch, against plain guest RAM (no KVM).
 
 use super::*;
-use std::cell::RefCell;
 use std::io::Write;
-use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 
 const RAM: u64 = 4 << 20;
 
 /// A console that keeps what it was given.
 #[derive(Clone, Default)]
-struct Captured(Rc<RefCell<Vec<u8>>>);
+struct Captured(Arc<Mutex<Vec<u8>>>);
 
 impl Write for Captured {
     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.borrow_mut().extend_from_slice(b);
+        self.0.lock().unwrap().extend_from_slice(b);
         Ok(b.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -27,7 +26,7 @@ fn setup() -> (GuestRam, ConsoleOutput, Captured) {
     (ram, ConsoleOutput::new(Box::new(captured.clone())), captured)
 }
 
-fn call(ram: &GuestRam, console: &mut ConsoleOutput, h: u64, args: [u64; 4]) -> HypercallOutcome {
+fn call(ram: &GuestRam, console: &ConsoleOutput, h: u64, args: [u64; 4]) -> HypercallOutcome {
     dispatch(&HypercallRequest { nr: h, args }, ram, console)
 }
 
@@ -39,7 +38,7 @@ fn console_write_copies_exactly_the_bytes_asked_for() {
     ram.write(0x5000, b"hello, world").unwrap();
     let r = call(&ram, &mut con, WRITE, [0x5000, 5, 0, 0]);
     assert_eq!(r.result, Ok(5));
-    assert_eq!(out.0.borrow().as_slice(), b"hello");
+    assert_eq!(out.0.lock().unwrap().as_slice(), b"hello");
     assert_eq!(r.text.as_deref(), Some("hello"));
 }
 
@@ -49,7 +48,7 @@ fn console_write_past_the_end_of_ram_is_efault_and_prints_nothing() {
     for (gpa, len) in [(RAM, 1), (RAM - 4, 8), (u64::MAX - 3, 8), (u64::MAX, 1)] {
         assert_eq!(call(&ram, &mut con, WRITE, [gpa, len, 0, 0]).result, Err(HypercallError::Fault), "{gpa:#x}+{len}");
     }
-    assert!(out.0.borrow().is_empty());
+    assert!(out.0.lock().unwrap().is_empty());
 }
 
 #[test]
@@ -65,7 +64,7 @@ fn control_characters_from_the_guest_do_not_reach_the_terminal() {
     let (ram, mut con, out) = setup();
     ram.write(0x100, b"\x1b[2Jok\n").unwrap();
     call(&ram, &mut con, WRITE, [0x100, 7, 0, 0]);
-    assert_eq!(out.0.borrow().as_slice(), b"?[2Jok\n");
+    assert_eq!(out.0.lock().unwrap().as_slice(), b"?[2Jok\n");
 }
 
 #[test]

@@ -6,6 +6,8 @@
 use serde_json::{json, Value};
 
 use super::{text, TraceEvent};
+use backend_drivers::events::DeviceEvent;
+use pv_abi::grant::GrantAccess;
 use crate::outcome::GuestStop;
 
 fn hex(v: u64) -> String {
@@ -36,10 +38,31 @@ pub fn format_event(seq: u64, event: &TraceEvent) -> Value {
         TraceEvent::UnhandledPort { port, write, size } => json!({
             "event": "unhandled_port", "port": port, "write": write, "size": size,
         }),
+        TraceEvent::Device(event) => device_json(event),
         TraceEvent::Stop(stop) => stop_json(stop),
     };
     v["seq"] = json!(seq);
     v
+}
+
+fn device_json(event: &DeviceEvent) -> Value {
+    match event {
+        DeviceEvent::Doorbell { device, count } => json!({"event": "doorbell", "device": device, "count": count}),
+        DeviceEvent::RequestPopped { device, id, summary } => {
+            json!({"event": "ring_pop", "device": device, "id": id, "request": summary})
+        }
+        DeviceEvent::GrantCheck { device, gref, access, result } => json!({
+            "event": "grant_check", "device": device, "gref": gref,
+            "access": match access { GrantAccess::Read => "read", GrantAccess::Write => "write" },
+            "gpa": result.as_ref().ok().map(|g| hex(*g)),
+            "refused": result.as_ref().err().map(|p| p.name()),
+        }),
+        DeviceEvent::ResponsePushed { device, id, status } => {
+            json!({"event": "ring_push", "device": device, "id": id, "status": status})
+        }
+        DeviceEvent::Published { device, notified } => json!({"event": "publish", "device": device, "upcall": notified}),
+        DeviceEvent::RingError { device, what } => json!({"event": "ring_error", "device": device, "what": what}),
+    }
 }
 
 fn stop_json(stop: &GuestStop) -> Value {

@@ -13,6 +13,9 @@ pub mod text;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use backend_drivers::events::{DeviceEvent, DeviceEventSink};
 
 use crate::outcome::GuestStop;
 use pv_abi::HypercallError;
@@ -107,6 +110,8 @@ pub enum TraceEvent {
         /// Access size in bytes.
         size: usize,
     },
+    /// Something a device backend did (on its own thread).
+    Device(DeviceEvent),
     /// The guest stopped (boxed: a register dump is large, and events are moved often).
     Stop(Box<GuestStop>),
 }
@@ -149,9 +154,17 @@ impl TraceWriter {
     }
 }
 
-/// An optional trace: events are only built when someone will read them.
-#[derive(Default)]
+/// A handle on the run's trace, shared by the vCPU loop and the backend threads.
+///
+/// Every source writes through the same lock, in the order things happen, so the file
+/// shows cause before effect (a backend records its response before it signals the
+/// guest). With tracing off the handle is empty and events are never even built.
+#[derive(Clone, Default)]
 pub struct Tracer {
+    shared: Option<Arc<Mutex<TraceState>>>,
+}
+
+struct TraceState {
     writer: Option<TraceWriter>,
     error: Option<std::io::Error>,
 }
@@ -159,33 +172,50 @@ pub struct Tracer {
 impl Tracer {
     /// A tracer that writes to `writer`.
     pub fn to_writer(writer: TraceWriter) -> Self {
-        Tracer { writer: Some(writer), error: None }
+        Tracer { shared: Some(Arc::new(Mutex::new(TraceState { writer: Some(writer), error: None }))) }
     }
 
     /// Whether events are being recorded.
     pub fn enabled(&self) -> bool {
-        self.writer.is_some()
+        self.shared.is_some()
     }
 
     /// Records the event `make` builds, if tracing is on. The first write error is kept
     /// and tracing stops (the guest run goes on).
-    pub fn emit(&mut self, make: impl FnOnce() -> TraceEvent) {
-        if let Some(w) = &mut self.writer {
+    pub fn emit(&self, make: impl FnOnce() -> TraceEvent) {
+        let Some(shared) = &self.shared else { return };
+        // A backend thread that panicked while holding the lock leaves it poisoned; the
+        // trace is still consistent line by line, so keep writing.
+        let mut state = shared.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(w) = &mut state.writer {
             if let Err(e) = w.record(&make()) {
-                self.error = Some(e);
-                self.writer = None;
+                state.error = Some(e);
+                state.writer = None;
             }
         }
     }
 
     /// Flushes; returns the first error seen, if any.
-    pub fn finish(&mut self) -> std::io::Result<()> {
-        if let Some(w) = &mut self.writer {
+    pub fn finish(&self) -> std::io::Result<()> {
+        let Some(shared) = &self.shared else { return Ok(()) };
+        let mut state = shared.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(w) = &mut state.writer {
             w.finish()?;
         }
-        match self.error.take() {
+        match state.error.take() {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+}
+
+/// Backends record their events into the run's trace.
+impl DeviceEventSink for Tracer {
+    fn enabled(&self) -> bool {
+        Tracer::enabled(self)
+    }
+
+    fn record(&self, event: DeviceEvent) {
+        self.emit(|| TraceEvent::Device(event));
     }
 }

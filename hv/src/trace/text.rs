@@ -10,6 +10,8 @@
 //! to run.
 
 use super::{ExitReason, TraceEvent};
+use backend_drivers::events::DeviceEvent;
+use pv_abi::grant::GrantAccess;
 use crate::outcome::GuestStop;
 use pv_abi::exception::exception_mnemonic;
 use pv_abi::Hypercall;
@@ -38,7 +40,32 @@ fn describe(event: &TraceEvent) -> (&'static str, String) {
             "port",
             format!("{} port={port:#x} size={size} (no device: {})", if *write { "out" } else { "in" }, if *write { "dropped" } else { "reads all ones" }),
         ),
+        TraceEvent::Device(event) => describe_device(event),
         TraceEvent::Stop(stop) => ("stop", describe_stop(stop)),
+    }
+}
+
+/// A backend's event: the device name is the kind column.
+fn describe_device(event: &DeviceEvent) -> (&'static str, String) {
+    match event {
+        DeviceEvent::Doorbell { device, count } => (device, format!("doorbell woke the backend (count={count})")),
+        DeviceEvent::RequestPopped { device, id, summary } => (device, format!("pop request id={id}: {summary}")),
+        DeviceEvent::GrantCheck { device, gref, access, result } => {
+            let access = match access {
+                GrantAccess::Read => "read",
+                GrantAccess::Write => "write",
+            };
+            let result = match result {
+                Ok(gpa) => format!("ok gpa={gpa:#x}"),
+                Err(problem) => format!("REFUSED {}", problem.name()),
+            };
+            (device, format!("grant check gref={gref} {access}: {result}"))
+        }
+        DeviceEvent::ResponsePushed { device, id, status } => (device, format!("push response id={id}: {status}")),
+        DeviceEvent::Published { device, notified } => {
+            (device, format!("publish responses: {}", if *notified { "notify guest (upcall)" } else { "guest not waiting, no upcall" }))
+        }
+        DeviceEvent::RingError { device, what } => (device, format!("RING ERROR {what}")),
     }
 }
 

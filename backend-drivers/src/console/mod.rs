@@ -1,0 +1,71 @@
+//! The console backend: guest text to hv's standard output.
+//!
+//! Requests carry their text inline (see `pv_abi::device::console`), so this backend
+//! needs no grants: it copies each request's bytes, sanitised, to its output in ring
+//! order and answers with the number of bytes written.
+
+use std::io::Write;
+
+use pv_abi::device::console::{ConsoleRequest, ConsoleResponse, CONSOLE_EINVAL};
+
+use crate::runner::{HandlerContext, RequestHandler};
+
+/// What replaces a control character the guest sent.
+const REPLACEMENT: u8 = b'?';
+
+/// Replaces control characters other than newline, tab and carriage return, so a guest
+/// cannot send escape sequences to the user's terminal.
+pub fn sanitize(bytes: &[u8]) -> Vec<u8> {
+    bytes
+        .iter()
+        .map(|&b| if b.is_ascii_control() && !matches!(b, b'\n' | b'\t' | b'\r') { REPLACEMENT } else { b })
+        .collect()
+}
+
+/// The console device's backend.
+pub struct ConsoleBackend {
+    out: Box<dyn Write + Send>,
+}
+
+impl ConsoleBackend {
+    /// A console that writes to `out`.
+    pub fn new(out: Box<dyn Write + Send>) -> Self {
+        ConsoleBackend { out }
+    }
+}
+
+impl RequestHandler for ConsoleBackend {
+    type Request = ConsoleRequest;
+    type Response = ConsoleResponse;
+    const NAME: &'static str = "console";
+
+    fn handle(&mut self, request: &ConsoleRequest, cx: &mut HandlerContext) -> ConsoleResponse {
+        let Some(text) = request.text() else {
+            cx.stats.failed_requests += 1;
+            return ConsoleResponse { id: request.id, status: CONSOLE_EINVAL };
+        };
+        // Our own stdout failing is not the guest's fault: report the bytes as written.
+        let _ = self.out.write_all(&sanitize(text));
+        if text.contains(&b'\n') {
+            let _ = self.out.flush();
+        }
+        cx.stats.bytes_from_guest += text.len() as u64;
+        ConsoleResponse { id: request.id, status: text.len() as i32 }
+    }
+
+    fn request_id(request: &ConsoleRequest) -> u64 {
+        request.id
+    }
+
+    fn summarize(request: &ConsoleRequest) -> String {
+        match request.text() {
+            Some(text) => format!("write {:?}", String::from_utf8_lossy(text)),
+            None => format!("write len={} (too long)", request.len),
+        }
+    }
+
+    fn describe_response(response: &ConsoleResponse) -> (u64, String) {
+        let status = if response.status >= 0 { format!("{} bytes", response.status) } else { "EINVAL".into() };
+        (response.id, status)
+    }
+}

@@ -1,0 +1,47 @@
+//! The backend's end of an event channel: waking the guest.
+//!
+//! To tell the guest "look at your ring", a backend sets its channel's pending flag in
+//! the shared-info page (so the guest's upcall handler knows which device fired) and
+//! then signals its irqfd, an eventfd that KVM turns into an MSI to the guest's upcall
+//! vector (see `pv_abi::event_channel`). The order matters: flag first, then interrupt,
+//! so the handler that the interrupt starts always finds the flag.
+
+use std::sync::atomic::Ordering;
+
+use pv_abi::event_channel::{MAX_CHANNELS, SHARED_INFO_PENDING_OFFSET};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vmm_sys_util::eventfd::EventFd;
+
+/// Wakes the guest for one channel.
+pub struct GuestNotifier {
+    memory: GuestMemoryMmap,
+    pending_flag: GuestAddress,
+    irqfd: EventFd,
+}
+
+/// The channel number is out of range.
+#[derive(Debug, thiserror::Error)]
+#[error("event channel {0} does not exist (there are {MAX_CHANNELS})")]
+pub struct NoSuchChannel(pub u32);
+
+impl GuestNotifier {
+    /// A notifier for `channel`, whose pending flag lives in the shared-info page at
+    /// `shared_info_gpa`, and which raises the upcall through `irqfd`.
+    pub fn new(memory: GuestMemoryMmap, shared_info_gpa: u64, channel: u32, irqfd: EventFd) -> Result<Self, NoSuchChannel> {
+        if channel as usize >= MAX_CHANNELS {
+            return Err(NoSuchChannel(channel));
+        }
+        let pending_flag = GuestAddress(shared_info_gpa + (SHARED_INFO_PENDING_OFFSET + channel as usize) as u64);
+        Ok(GuestNotifier { memory, pending_flag, irqfd })
+    }
+
+    /// Sets the pending flag, then signals the upcall.
+    pub fn notify(&self) {
+        // Release: the responses the backend just published are visible to a guest that
+        // sees the flag.
+        let _ = self.memory.store(1u8, self.pending_flag, Ordering::Release);
+        // An eventfd write fails only if the counter would overflow (2^64 - 1 pending
+        // signals); the guest is then certainly going to be woken anyway.
+        let _ = self.irqfd.write(1);
+    }
+}

@@ -1,0 +1,172 @@
+//! The hypervisor's grant check: a backend's only way into guest memory.
+//!
+//! A backend is handed a [`GrantTable`], never guest memory itself. To touch a frame it
+//! must present the grant reference from the request; [`GrantTable::check`] reads that
+//! entry from the guest's grant table (once: the guest can change it at any moment),
+//! checks it with `pv_abi::grant::check_grant`, and only then returns a
+//! [`GrantedFrame`], through which the backend can copy into or out of exactly that one
+//! frame, and only in the direction the grant allows.
+
+use std::ops::Range;
+use std::sync::atomic::Ordering;
+
+use pv_abi::grant::{check_grant, GrantAccess, GrantProblem, GrantRef, GRANT_ENTRIES, GRANT_ENTRY_SIZE, GRANT_FLAGS_OFFSET, GRANT_FRAME_OFFSET};
+use pv_abi::layout::PAGE_SIZE;
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+/// The guest's grant table, as the hypervisor checks it.
+#[derive(Clone)]
+pub struct GrantTable {
+    memory: GuestMemoryMmap,
+    table_gpa: u64,
+    usable_frames: Range<u64>,
+}
+
+/// A frame a backend may use for the request at hand.
+pub struct GrantedFrame<'a> {
+    memory: &'a GuestMemoryMmap,
+    gpa: u64,
+    access: GrantAccess,
+}
+
+/// A copy to or from a granted frame that it does not allow.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FrameAccessError {
+    /// The range leaves the frame.
+    #[error("{len} bytes at offset {offset} do not fit in a 4 KiB frame")]
+    OutOfFrame {
+        /// Offset asked for.
+        offset: usize,
+        /// Length asked for.
+        len: usize,
+    },
+    /// A write through a read grant.
+    #[error("the frame is granted for reading only")]
+    NotWritable,
+    /// The memory access itself failed (cannot happen for a checked frame).
+    #[error("guest memory access failed")]
+    Memory,
+}
+
+impl GrantTable {
+    /// The table at `table_gpa`; grants may only name frames in `usable_frames` (frame
+    /// numbers, i.e. gpa >> 12: the guest's RAM above the VMM's reserved area).
+    pub fn new(memory: GuestMemoryMmap, table_gpa: u64, usable_frames: Range<u64>) -> Self {
+        GrantTable { memory, table_gpa, usable_frames }
+    }
+
+    /// Checks `gref` for `access` and returns the frame it grants.
+    pub fn check(&self, gref: GrantRef, access: GrantAccess) -> Result<GrantedFrame<'_>, GrantProblem> {
+        if gref >= GRANT_ENTRIES {
+            return Err(GrantProblem::OutOfRange);
+        }
+        let entry = self.table_gpa + u64::from(gref) * GRANT_ENTRY_SIZE as u64;
+        // Flags first with Acquire, pairing with the frontend's Release store of the
+        // flags after the frame: if we see "permitted", we see the frame written with it.
+        let flags: u32 = self
+            .memory
+            .load(GuestAddress(entry + GRANT_FLAGS_OFFSET as u64), Ordering::Acquire)
+            .map_err(|_| GrantProblem::OutOfRange)?;
+        let frame: u64 = self
+            .memory
+            .read_obj(GuestAddress(entry + GRANT_FRAME_OFFSET as u64))
+            .map_err(|_| GrantProblem::OutOfRange)?;
+        let frame = check_grant(gref, flags, frame, access, |f| self.usable_frames.contains(&f))?;
+        Ok(GrantedFrame { memory: &self.memory, gpa: frame * PAGE_SIZE, access })
+    }
+}
+
+impl GrantedFrame<'_> {
+    /// The frame's guest-physical address.
+    pub fn gpa(&self) -> u64 {
+        self.gpa
+    }
+
+    fn range(offset: usize, len: usize) -> Result<(), FrameAccessError> {
+        match offset.checked_add(len) {
+            Some(end) if end <= PAGE_SIZE as usize => Ok(()),
+            _ => Err(FrameAccessError::OutOfFrame { offset, len }),
+        }
+    }
+
+    /// Copies from the frame (allowed for both read and write grants).
+    pub fn read(&self, offset: usize, buf: &mut [u8]) -> Result<(), FrameAccessError> {
+        Self::range(offset, buf.len())?;
+        self.memory
+            .read_slice(buf, GuestAddress(self.gpa + offset as u64))
+            .map_err(|_| FrameAccessError::Memory)
+    }
+
+    /// Copies into the frame (only for a write grant).
+    pub fn write(&self, offset: usize, data: &[u8]) -> Result<(), FrameAccessError> {
+        if self.access != GrantAccess::Write {
+            return Err(FrameAccessError::NotWritable);
+        }
+        Self::range(offset, data.len())?;
+        self.memory
+            .write_slice(data, GuestAddress(self.gpa + offset as u64))
+            .map_err(|_| FrameAccessError::Memory)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pv_abi::grant::{GTF_PERMIT_ACCESS, GTF_READONLY};
+
+    const TABLE: u64 = 0x4000;
+
+    fn setup() -> (GuestMemoryMmap, GrantTable) {
+        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
+        let table = GrantTable::new(mem.clone(), TABLE, 16..256);
+        (mem, table)
+    }
+
+    fn grant(mem: &GuestMemoryMmap, gref: u32, frame: u64, flags: u32) {
+        let e = TABLE + u64::from(gref) * 16;
+        mem.write_obj(frame, GuestAddress(e + 8)).unwrap();
+        mem.write_obj(flags, GuestAddress(e)).unwrap();
+    }
+
+    #[test]
+    fn a_write_grant_allows_reading_and_writing_that_frame_only() {
+        let (mem, table) = setup();
+        grant(&mem, 3, 20, GTF_PERMIT_ACCESS);
+        let f = table.check(3, GrantAccess::Write).unwrap();
+        f.write(100, b"abc").unwrap();
+        assert_eq!(mem.read_obj::<[u8; 3]>(GuestAddress(20 * 4096 + 100)).unwrap(), *b"abc");
+        assert!(matches!(f.write(4095, b"ab"), Err(FrameAccessError::OutOfFrame { .. })), "cannot spill into the next frame");
+        assert!(matches!(f.read(usize::MAX, &mut [0u8; 2]), Err(FrameAccessError::OutOfFrame { .. })));
+    }
+
+    #[test]
+    fn a_read_grant_cannot_be_written_through() {
+        let (mem, table) = setup();
+        grant(&mem, 4, 21, GTF_PERMIT_ACCESS | GTF_READONLY);
+        assert_eq!(table.check(4, GrantAccess::Write).err(), Some(GrantProblem::ReadOnly));
+        let f = table.check(4, GrantAccess::Read).unwrap();
+        assert_eq!(f.write(0, b"x"), Err(FrameAccessError::NotWritable));
+    }
+
+    #[test]
+    fn ungranted_revoked_and_out_of_range_references_are_refused() {
+        let (mem, table) = setup();
+        assert_eq!(table.check(5, GrantAccess::Read).err(), Some(GrantProblem::NotGranted));
+        grant(&mem, 5, 22, GTF_PERMIT_ACCESS);
+        assert!(table.check(5, GrantAccess::Read).is_ok());
+        grant(&mem, 5, 22, 0); // revoked
+        assert_eq!(table.check(5, GrantAccess::Read).err(), Some(GrantProblem::NotGranted));
+        assert_eq!(table.check(GRANT_ENTRIES, GrantAccess::Read).err(), Some(GrantProblem::OutOfRange));
+        assert_eq!(table.check(u32::MAX, GrantAccess::Read).err(), Some(GrantProblem::OutOfRange));
+        assert_eq!(table.check(0, GrantAccess::Read).err(), Some(GrantProblem::OutOfRange));
+    }
+
+    #[test]
+    fn grants_of_reserved_or_nonexistent_frames_are_refused() {
+        let (mem, table) = setup();
+        grant(&mem, 6, 4, GTF_PERMIT_ACCESS); // inside the VMM's reserved area
+        assert_eq!(table.check(6, GrantAccess::Read).err(), Some(GrantProblem::BadFrame));
+        grant(&mem, 7, 1 << 40, GTF_PERMIT_ACCESS); // past the end of RAM
+        assert_eq!(table.check(7, GrantAccess::Read).err(), Some(GrantProblem::BadFrame));
+    }
+}

@@ -1,0 +1,75 @@
+//! A page of guest memory, seen from the host, as the ring protocol needs it.
+//!
+//! The ring (pv_abi::ring) is written once for both sides against the `SharedPage`
+//! trait. This is the host's implementation: every access goes through vm-memory, which
+//! bounds-checks it, and the index loads and stores are atomic with the orderings the
+//! protocol asks for, because the guest's vCPU writes the same page at the same time.
+
+use std::sync::atomic::{fence, Ordering};
+
+use pv_abi::layout::PAGE_SIZE;
+use pv_abi::ring::SharedPage;
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+/// One 4 KiB page of guest memory.
+#[derive(Clone, Debug)]
+pub struct GuestPage {
+    memory: GuestMemoryMmap,
+    gpa: u64,
+}
+
+/// The page is not entirely inside guest memory, or not page-aligned.
+#[derive(Debug, thiserror::Error)]
+#[error("guest page {gpa:#x} is not an aligned page inside guest memory")]
+pub struct BadPage {
+    /// The address given.
+    pub gpa: u64,
+}
+
+impl GuestPage {
+    /// The page at `gpa`; checked once here, so the accessors cannot fail afterwards.
+    pub fn new(memory: GuestMemoryMmap, gpa: u64) -> Result<Self, BadPage> {
+        let mut probe = [0u8; PAGE_SIZE as usize];
+        if gpa % PAGE_SIZE != 0 || memory.read_slice(&mut probe, GuestAddress(gpa)).is_err() {
+            return Err(BadPage { gpa });
+        }
+        Ok(GuestPage { memory, gpa })
+    }
+
+    /// Its guest-physical address.
+    pub fn gpa(&self) -> u64 {
+        self.gpa
+    }
+
+    fn addr(&self, offset: usize) -> GuestAddress {
+        // The ring computes offsets inside the page; clamp anyway so a bug here can
+        // never reach outside it.
+        GuestAddress(self.gpa + (offset as u64 % PAGE_SIZE))
+    }
+}
+
+// The page was checked to be inside guest memory in `new`, so these accesses cannot
+// fail; if one somehow did, reads see zeros and writes are dropped rather than panic.
+impl SharedPage for GuestPage {
+    fn load_u32(&self, offset: usize) -> u32 {
+        self.memory.load::<u32>(self.addr(offset), Ordering::Acquire).unwrap_or(0)
+    }
+
+    fn store_u32(&self, offset: usize, value: u32) {
+        let _ = self.memory.store(value, self.addr(offset), Ordering::Release);
+    }
+
+    fn read_bytes(&self, offset: usize, buf: &mut [u8]) {
+        if self.memory.read_slice(buf, self.addr(offset)).is_err() {
+            buf.fill(0);
+        }
+    }
+
+    fn write_bytes(&self, offset: usize, data: &[u8]) {
+        let _ = self.memory.write_slice(data, self.addr(offset));
+    }
+
+    fn full_fence(&self) {
+        fence(Ordering::SeqCst);
+    }
+}

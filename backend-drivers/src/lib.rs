@@ -1,0 +1,47 @@
+//! # backend-drivers: the host halves of hv's split drivers
+//!
+//! A *split driver* puts a device's driver in two halves that talk through shared
+//! memory: a **frontend** in the guest (crate `frontend-drivers`) that turns I/O into
+//! requests on a ring, and a **backend** here, outside the guest, that carries them out
+//! on real host resources. In Xen the backend runs in a separate "driver domain"; in hv
+//! each backend runs on its own host thread, which is the same idea in miniature: the
+//! backend is not part of the vCPU loop, sleeps until the guest rings its doorbell, and
+//! reaches guest memory only through what the guest granted.
+//!
+//! Follow one block request through this crate:
+//!
+//! ```text
+//!  doorbell eventfd fires (KVM ioeventfd: the guest wrote its doorbell port)
+//!    └─► runner::run_backend            the backend thread wakes
+//!          └─► runner::service_ring     take each request off the ring (a copy)
+//!                └─► block::BlockBackend::handle
+//!                      ├─ block::check::check_request   every field checked first
+//!                      ├─ grant_table::GrantTable::check each frame, as granted
+//!                      └─ block::image::DiskImage       pread / pwrite / fdatasync
+//!                push the response, publish, and if the guest asked to be woken:
+//!          └─► event_channel::GuestNotifier::notify     pending flag + irqfd → upcall
+//! ```
+//!
+//! ## DESIGN
+//! - Owns: the backend threads, their rings' back ends, and the host resources (the
+//!   disk image, hv's standard output).
+//! - Must never: touch guest memory except its ring page, its pending flag and frames
+//!   that [`grant_table::GrantTable`] has just checked; trust any value read from
+//!   shared memory before copying and checking it; panic or loop forever on anything a
+//!   guest writes.
+//! - Data enters through the ring and granted frames; leaves through responses,
+//!   the pending flag and the irqfd; control (start, stop, stats) comes over crossbeam
+//!   channels from hv.
+//!
+//! Everything here works on plain `vm_memory::GuestMemoryMmap` and plain eventfds, so
+//! frontend and backend are tested together in one process without KVM
+//! (`tests/split_driver.rs`).
+#![deny(missing_docs)]
+
+pub mod block;
+pub mod console;
+pub mod event_channel;
+pub mod events;
+pub mod grant_table;
+pub mod guest_page;
+pub mod runner;

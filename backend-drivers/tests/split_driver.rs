@@ -1,0 +1,373 @@
+//! Frontend and backend together in one process, on simulated guest memory (no KVM).
+//!
+//! The backend runs on its real thread with its real loop; the frontend is the same
+//! code the guest kernel runs. Only the two "hardware" links are simulated, each with
+//! the same kind of object KVM uses: the doorbell is the backend's eventfd written
+//! directly (KVM's ioeventfd would write it), and the upcall is the irqfd read directly
+//! (KVM would turn it into an interrupt).
+
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use backend_drivers::block::image::DiskImage;
+use backend_drivers::block::BlockBackend;
+use backend_drivers::console::ConsoleBackend;
+use backend_drivers::event_channel::GuestNotifier;
+use backend_drivers::events::{DeviceEvent, DeviceEventSink};
+use backend_drivers::grant_table::GrantTable;
+use backend_drivers::guest_page::GuestPage;
+use backend_drivers::runner::{self, BackendHandle, BackendWiring, NotifyPolicy, RequestHandler};
+use frontend_drivers::block::BlockFront;
+use frontend_drivers::console::ConsoleFront;
+use frontend_drivers::grant_table::GrantTableFront;
+use frontend_drivers::{Doorbell, WaitForEvent};
+use pv_abi::device::block::{BlockOp, BlockRequest, BlockResponse, BlockStatus, BLOCK_MAX_SEGMENTS, BLOCK_OP_READ};
+use pv_abi::device::console::{ConsoleRequest, ConsoleResponse, CONSOLE_EINVAL};
+use pv_abi::ring::{FrontRing, SharedPage};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
+const MEM: u64 = 8 << 20;
+const SHARED_INFO: u64 = 0x3000;
+const GRANT_TABLE: u64 = 0x4000;
+const RING: u64 = 0x5000;
+/// Data frames live above the "reserved" first MiB, as in a real guest.
+const FIRST_DATA_FRAME: u64 = 0x100;
+/// A test that waits longer than this has found a lost wake-up.
+const WAIT_LIMIT: Duration = Duration::from_secs(20);
+
+/// The simulated doorbell: writes the backend's eventfd, as KVM's ioeventfd would.
+struct EventFdDoorbell(EventFd);
+impl Doorbell for EventFdDoorbell {
+    fn ring(&self) {
+        self.0.write(1).unwrap();
+    }
+}
+
+/// The simulated upcall: waits for the irqfd the backend signals.
+struct IrqfdWait(EventFd);
+impl WaitForEvent for IrqfdWait {
+    fn wait(&self) {
+        let start = Instant::now();
+        while self.0.read().is_err() {
+            assert!(start.elapsed() < WAIT_LIMIT, "no upcall arrived: a notification was lost");
+            std::thread::sleep(Duration::from_micros(50));
+        }
+    }
+}
+
+/// Collects the backend's events.
+#[derive(Default)]
+struct Collected(Mutex<Vec<DeviceEvent>>);
+impl DeviceEventSink for Collected {
+    fn enabled(&self) -> bool {
+        true
+    }
+    fn record(&self, e: DeviceEvent) {
+        self.0.lock().unwrap().push(e);
+    }
+}
+
+/// A console output the test can read.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+impl Write for Captured {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+struct Rig {
+    memory: GuestMemoryMmap,
+    backend: BackendHandle,
+    doorbell: EventFd,
+    irqfd: EventFd,
+    events: Arc<Collected>,
+}
+
+fn rig<H: RequestHandler>(memory: &GuestMemoryMmap, handler: H, policy: NotifyPolicy) -> Rig {
+    let doorbell = EventFd::new(EFD_NONBLOCK).unwrap();
+    let irqfd = EventFd::new(EFD_NONBLOCK).unwrap();
+    let events = Arc::new(Collected::default());
+    let wiring = BackendWiring {
+        ring_page: GuestPage::new(memory.clone(), RING).unwrap(),
+        doorbell: doorbell.try_clone().unwrap(),
+        notifier: GuestNotifier::new(memory.clone(), SHARED_INFO, 1, irqfd.try_clone().unwrap()).unwrap(),
+        events: events.clone(),
+        notify_policy: policy,
+    };
+    let backend = runner::spawn(handler, wiring).unwrap();
+    backend.start();
+    Rig { memory: memory.clone(), backend, doorbell, irqfd, events }
+}
+
+fn memory() -> GuestMemoryMmap {
+    GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM as usize)]).unwrap()
+}
+
+fn page(m: &GuestMemoryMmap, gpa: u64) -> GuestPage {
+    GuestPage::new(m.clone(), gpa).unwrap()
+}
+
+impl Rig {
+    fn doorbell(&self) -> EventFdDoorbell {
+        EventFdDoorbell(self.doorbell.try_clone().unwrap())
+    }
+    fn waiter(&self) -> IrqfdWait {
+        IrqfdWait(self.irqfd.try_clone().unwrap())
+    }
+}
+
+// ---------------------------------------------------------------- console
+
+#[test]
+fn a_console_burst_larger_than_the_ring_arrives_whole_and_in_order() {
+    let m = memory();
+    let out = Captured::default();
+    let rig = rig(&m, ConsoleBackend::new(Box::new(out.clone())), NotifyPolicy::EventIndex);
+    let mut console = ConsoleFront::new(page(&m, RING), rig.doorbell(), rig.waiter());
+    let mut expected = Vec::new();
+    for i in 0..500 {
+        let line = format!("line {i:03}: the quick brown fox jumps over the lazy dog\n");
+        console.write(line.as_bytes()).unwrap();
+        expected.extend_from_slice(line.as_bytes());
+    }
+    console.flush().unwrap();
+    assert!(expected.len() > 32 * 48 * 10, "the burst is many times the ring's capacity");
+    assert_eq!(*out.0.lock().unwrap(), expected);
+    let stats = rig.backend.stop().unwrap();
+    assert_eq!(stats.requests, console.stats().requests);
+    assert!(console.stats().waits > 0, "the frontend had to wait for the ring to drain");
+}
+
+#[test]
+fn a_console_request_whose_length_runs_past_its_slot_is_refused() {
+    let m = memory();
+    let out = Captured::default();
+    let rig = rig(&m, ConsoleBackend::new(Box::new(out.clone())), NotifyPolicy::EventIndex);
+    let mut ring: FrontRing<GuestPage, ConsoleRequest, ConsoleResponse> = FrontRing::init(page(&m, RING));
+    let mut hostile = ConsoleRequest::new(7, b"abc");
+    hostile.len = 100_000;
+    ring.push_request(&hostile).unwrap();
+    ring.publish_requests();
+    rig.doorbell().ring();
+    let response = wait_for(|| ring.take_response().unwrap());
+    assert_eq!(response, ConsoleResponse { id: 7, status: CONSOLE_EINVAL });
+    assert!(out.0.lock().unwrap().is_empty(), "nothing was printed");
+}
+
+#[test]
+fn a_corrupt_producer_index_is_reported_and_nothing_is_consumed() {
+    let m = memory();
+    let out = Captured::default();
+    let rig = rig(&m, ConsoleBackend::new(Box::new(out.clone())), NotifyPolicy::EventIndex);
+    let _ring: FrontRing<GuestPage, ConsoleRequest, ConsoleResponse> = FrontRing::init(page(&m, RING));
+    // req_prod is the first u32 of the ring page: claim a million requests.
+    page(&m, RING).store_u32(0, 1_000_000);
+    rig.doorbell().ring();
+    wait_for(|| rig.events.0.lock().unwrap().iter().any(|e| matches!(e, DeviceEvent::RingError { .. })).then_some(()));
+    let stats = rig.backend.stats().expect("the backend thread is still alive");
+    assert_eq!((stats.requests, stats.ring_errors), (0, 1));
+    assert!(out.0.lock().unwrap().is_empty());
+}
+
+// ---------------------------------------------------------------- block
+
+/// A temporary disk image filled with a pattern.
+struct TempImage(std::path::PathBuf);
+impl TempImage {
+    fn new(name: &str, sectors: u64) -> Self {
+        let path = std::env::temp_dir().join(format!("hv-split-{}-{name}.img", std::process::id()));
+        let data: Vec<u8> = (0..sectors * 512).map(|i| (i * 7 + i / 512) as u8).collect();
+        std::fs::write(&path, data).unwrap();
+        TempImage(path)
+    }
+    fn bytes(&self) -> Vec<u8> {
+        std::fs::read(&self.0).unwrap()
+    }
+}
+impl Drop for TempImage {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn block_rig(m: &GuestMemoryMmap, image: &TempImage, read_only: bool) -> Rig {
+    let disk = DiskImage::open(&image.0, read_only).unwrap();
+    let grants = GrantTable::new(m.clone(), GRANT_TABLE, FIRST_DATA_FRAME..MEM / 4096);
+    rig(m, BlockBackend::new(disk, grants), NotifyPolicy::EventIndex)
+}
+
+type Front = BlockFront<GuestPage, GuestPage, EventFdDoorbell, IrqfdWait>;
+
+fn block_front(m: &GuestMemoryMmap, rig: &Rig) -> Front {
+    let grants = GrantTableFront::new(page(m, GRANT_TABLE));
+    BlockFront::new(page(m, RING), grants, rig.doorbell(), rig.waiter())
+}
+
+fn frame_bytes(m: &GuestMemoryMmap, frame: u64, len: usize) -> Vec<u8> {
+    let mut v = vec![0; len];
+    m.read_slice(&mut v, GuestAddress(frame * 4096)).unwrap();
+    v
+}
+
+#[test]
+fn thirty_two_reads_in_flight_return_exactly_the_image_bytes() {
+    let m = memory();
+    let image = TempImage::new("reads", 32 * 8);
+    let rig = block_rig(&m, &image, false);
+    let mut front = block_front(&m, &rig);
+    let mut ids = Vec::new();
+    for i in 0..32u64 {
+        ids.push((front.submit(BlockOp::Read, i * 8, 8, &[FIRST_DATA_FRAME + i]).unwrap(), i));
+    }
+    assert_eq!(front.in_flight(), 32);
+    front.kick();
+    for _ in 0..32 {
+        let (_, status) = front.wait_for_completion().unwrap();
+        assert_eq!(status, BlockStatus::Ok);
+    }
+    let disk = image.bytes();
+    for (_, i) in ids {
+        let start = (i * 4096) as usize;
+        assert_eq!(frame_bytes(&m, FIRST_DATA_FRAME + i, 4096), disk[start..start + 4096], "request {i}");
+    }
+    let stats = rig.backend.stop().unwrap();
+    assert_eq!(stats.requests, 32);
+    assert!(stats.doorbells < 32, "one publish of 32 requests needs one doorbell, not 32");
+}
+
+#[test]
+fn a_write_then_flush_reaches_the_image_file() {
+    let m = memory();
+    let image = TempImage::new("write", 64);
+    let rig = block_rig(&m, &image, false);
+    let mut front = block_front(&m, &rig);
+    let frames = [FIRST_DATA_FRAME, FIRST_DATA_FRAME + 1];
+    m.write_slice(&[0xab; 8192], GuestAddress(frames[0] * 4096)).unwrap();
+    assert_eq!(front.transfer(BlockOp::Write, 10, 12, &frames).unwrap(), BlockStatus::Ok);
+    assert_eq!(front.transfer(BlockOp::Flush, 0, 0, &[]).unwrap(), BlockStatus::Ok);
+    let disk = image.bytes();
+    assert!(disk[10 * 512..22 * 512].iter().all(|b| *b == 0xab));
+    assert_ne!(disk[22 * 512], 0xab, "exactly 12 sectors were written");
+    assert_ne!(disk[10 * 512 - 1], 0xab);
+}
+
+#[test]
+fn a_read_only_disk_refuses_writes_and_keeps_its_bytes() {
+    let m = memory();
+    let image = TempImage::new("ro", 16);
+    let before = image.bytes();
+    let rig = block_rig(&m, &image, true);
+    let mut front = block_front(&m, &rig);
+    assert_eq!(front.transfer(BlockOp::Write, 0, 8, &[FIRST_DATA_FRAME]).unwrap(), BlockStatus::ReadOnly);
+    assert_eq!(front.transfer(BlockOp::Read, 0, 8, &[FIRST_DATA_FRAME]).unwrap(), BlockStatus::Ok);
+    assert_eq!(image.bytes(), before);
+}
+
+/// Sends one hand-made request straight through the ring and returns the response.
+fn raw_block_request(m: &GuestMemoryMmap, rig: &Rig, request: BlockRequest) -> BlockResponse {
+    let mut ring: FrontRing<GuestPage, BlockRequest, BlockResponse> = FrontRing::init(page(m, RING));
+    ring.push_request(&request).unwrap();
+    ring.publish_requests();
+    rig.doorbell().ring();
+    wait_for(|| ring.take_response().unwrap())
+}
+
+fn read_request(sector: u64, grefs: [u32; BLOCK_MAX_SEGMENTS]) -> BlockRequest {
+    BlockRequest { id: 42, sector, op: BLOCK_OP_READ, nr_segments: 1, nr_sectors: 8, grefs }
+}
+
+#[test]
+fn an_ungranted_reference_gets_an_error_and_no_data_moves() {
+    let m = memory();
+    let image = TempImage::new("nogrant", 16);
+    let rig = block_rig(&m, &image, false);
+    let _grants = GrantTableFront::new(page(&m, GRANT_TABLE)); // every entry revoked
+    let mut grefs = [0; BLOCK_MAX_SEGMENTS];
+    grefs[0] = 5;
+    let r = raw_block_request(&m, &rig, read_request(0, grefs));
+    assert_eq!(BlockStatus::from_i32(r.status), BlockStatus::BadGrant);
+    let events = rig.events.0.lock().unwrap();
+    assert!(events.iter().any(|e| matches!(e, DeviceEvent::GrantCheck { gref: 5, result: Err(_), .. })));
+    assert_eq!(rig.backend.stats().unwrap().bytes_to_guest, 0);
+}
+
+#[test]
+fn a_grant_of_a_frame_outside_guest_ram_is_refused() {
+    let m = memory();
+    let image = TempImage::new("badframe", 16);
+    let rig = block_rig(&m, &image, false);
+    let mut grants = GrantTableFront::new(page(&m, GRANT_TABLE));
+    let gref = grants.grant(u64::MAX / 4096, false).unwrap();
+    let mut grefs = [0; BLOCK_MAX_SEGMENTS];
+    grefs[0] = gref;
+    let r = raw_block_request(&m, &rig, read_request(0, grefs));
+    assert_eq!(BlockStatus::from_i32(r.status), BlockStatus::BadGrant);
+}
+
+#[test]
+fn a_sector_near_u64_max_is_refused() {
+    let m = memory();
+    let image = TempImage::new("bigsector", 16);
+    let rig = block_rig(&m, &image, false);
+    let mut grants = GrantTableFront::new(page(&m, GRANT_TABLE));
+    let mut grefs = [0; BLOCK_MAX_SEGMENTS];
+    grefs[0] = grants.grant(FIRST_DATA_FRAME, false).unwrap();
+    let r = raw_block_request(&m, &rig, read_request(u64::MAX - 3, grefs));
+    assert_eq!(BlockStatus::from_i32(r.status), BlockStatus::BadRequest);
+}
+
+#[test]
+fn a_disk_that_shrinks_under_the_backend_gives_io_errors_not_a_hang() {
+    let m = memory();
+    let image = TempImage::new("shrink", 64);
+    let rig = block_rig(&m, &image, false);
+    let mut front = block_front(&m, &rig);
+    std::fs::OpenOptions::new().write(true).open(&image.0).unwrap().set_len(512).unwrap();
+    assert_eq!(front.transfer(BlockOp::Read, 8, 8, &[FIRST_DATA_FRAME]).unwrap(), BlockStatus::IoError);
+    // And the device still works for what is left.
+    std::fs::File::options().write(true).open(&image.0).unwrap().write_all_at(&[1; 512], 0).unwrap();
+    assert_eq!(front.transfer(BlockOp::Read, 0, 1, &[FIRST_DATA_FRAME]).unwrap(), BlockStatus::Ok);
+}
+
+#[test]
+fn event_index_suppression_cuts_upcalls_compared_with_always_notifying() {
+    let mut upcalls = Vec::new();
+    for policy in [NotifyPolicy::EventIndex, NotifyPolicy::Always] {
+        let m = memory();
+        let image = TempImage::new(&format!("{policy:?}"), 256);
+        let disk = DiskImage::open(&image.0, false).unwrap();
+        let grants = GrantTable::new(m.clone(), GRANT_TABLE, FIRST_DATA_FRAME..MEM / 4096);
+        let rig = rig(&m, BlockBackend::new(disk, grants), policy);
+        let mut front = block_front(&m, &rig);
+        for i in 0..32 {
+            front.submit(BlockOp::Read, i * 8, 8, &[FIRST_DATA_FRAME + i]).unwrap();
+        }
+        front.kick();
+        for _ in 0..32 {
+            front.wait_for_completion().unwrap();
+        }
+        upcalls.push(rig.backend.stop().unwrap().notifications);
+    }
+    assert_eq!(upcalls[1], 32, "always: one upcall per response");
+    assert!(upcalls[0] <= upcalls[1], "suppression never adds upcalls: {upcalls:?}");
+}
+
+/// Polls `f` until it returns Some, failing the test after WAIT_LIMIT.
+fn wait_for<T>(mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < WAIT_LIMIT, "timed out waiting for the backend");
+        std::thread::sleep(Duration::from_micros(100));
+    }
+}

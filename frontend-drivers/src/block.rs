@@ -1,0 +1,205 @@
+//! The block frontend: sector reads and writes through the ring and granted frames.
+//!
+//! The caller brings the data frames (guest-physical frame numbers): one frame per 4 KiB
+//! of transfer, up to `BLOCK_MAX_SEGMENTS` per request. [`BlockFront::submit`] grants
+//! them (read-only for a write: the backend only needs to read them) and queues the
+//! request; [`BlockFront::kick`] publishes; completions come back from
+//! [`BlockFront::poll`] or [`BlockFront::wait_for_completion`], which also revoke the
+//! request's grants. Up to one ring's worth of requests can be in flight.
+
+use pv_abi::device::block::{BlockOp, BlockRequest, BlockResponse, BlockStatus, BLOCK_MAX_SEGMENTS, SECTORS_PER_SEGMENT};
+use pv_abi::grant::GrantRef;
+use pv_abi::ring::{FrontRing, RingError, SharedPage};
+
+use crate::grant_table::{GrantTableFront, GrantTableFull};
+use crate::{Doorbell, WaitForEvent};
+
+/// Most requests in flight at once: one ring's worth (32 for the block ring).
+pub const MAX_IN_FLIGHT: usize = 32;
+
+/// What went wrong on the block device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockError {
+    /// No free ring slot: wait for a completion first.
+    RingFull,
+    /// More frames than one request carries, no frames for a read or write, or sectors
+    /// that do not match the frames.
+    BadShape,
+    /// The grant table is full.
+    NoGrants,
+    /// The backend corrupted the ring.
+    Ring(RingError),
+    /// The backend answered an id that is not in flight.
+    UnexpectedResponse {
+        /// The id it answered.
+        id: u64,
+    },
+}
+
+impl From<RingError> for BlockError {
+    fn from(e: RingError) -> Self {
+        BlockError::Ring(e)
+    }
+}
+
+/// A request waiting for its response.
+#[derive(Clone, Copy)]
+struct InFlight {
+    id: u64,
+    grefs: [GrantRef; BLOCK_MAX_SEGMENTS],
+    segments: usize,
+}
+
+/// Counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BlockFrontStats {
+    /// Requests sent.
+    pub requests: u64,
+    /// Doorbells rung.
+    pub doorbells: u64,
+    /// Publishes that needed no doorbell (the backend was still busy).
+    pub doorbells_suppressed: u64,
+    /// Times the frontend slept waiting for the backend.
+    pub waits: u64,
+}
+
+/// The block device's frontend.
+pub struct BlockFront<P: SharedPage, G: SharedPage, D: Doorbell, W: WaitForEvent> {
+    ring: FrontRing<P, BlockRequest, BlockResponse>,
+    grants: GrantTableFront<G>,
+    doorbell: D,
+    waiter: W,
+    in_flight: [Option<InFlight>; MAX_IN_FLIGHT],
+    next_id: u64,
+    always_ring: bool,
+    stats: BlockFrontStats,
+}
+
+impl<P: SharedPage, G: SharedPage, D: Doorbell, W: WaitForEvent> BlockFront<P, G, D, W> {
+    /// Initialises the ring in `ring_page`; grants come from `grants`.
+    pub fn new(ring_page: P, grants: GrantTableFront<G>, doorbell: D, waiter: W) -> Self {
+        BlockFront {
+            ring: FrontRing::init(ring_page),
+            grants,
+            doorbell,
+            waiter,
+            in_flight: [None; MAX_IN_FLIGHT],
+            next_id: 1,
+            always_ring: false,
+            stats: BlockFrontStats::default(),
+        }
+    }
+
+    /// Rings the doorbell on every publish, ignoring the backend's event index (to
+    /// measure what the suppression saves).
+    pub fn set_always_ring(&mut self, always: bool) {
+        self.always_ring = always;
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> BlockFrontStats {
+        self.stats
+    }
+
+    /// Requests waiting for a response.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.iter().filter(|s| s.is_some()).count()
+    }
+
+    /// Queues one request (not yet published: call [`BlockFront::kick`]). `frames` are
+    /// frame numbers, one per 4 KiB of `nr_sectors`. Returns the request's id.
+    pub fn submit(&mut self, op: BlockOp, sector: u64, nr_sectors: u32, frames: &[u64]) -> Result<u64, BlockError> {
+        let shape_ok = match op {
+            BlockOp::Flush => frames.is_empty() && nr_sectors == 0,
+            _ => {
+                !frames.is_empty()
+                    && frames.len() <= BLOCK_MAX_SEGMENTS
+                    && nr_sectors.div_ceil(SECTORS_PER_SEGMENT) as usize == frames.len()
+            }
+        };
+        if !shape_ok {
+            return Err(BlockError::BadShape);
+        }
+        let slot = self.in_flight.iter().position(Option::is_none).ok_or(BlockError::RingFull)?;
+        if self.ring.free_slots() == 0 {
+            return Err(BlockError::RingFull);
+        }
+        let mut grefs = [0; BLOCK_MAX_SEGMENTS];
+        for (i, &frame) in frames.iter().enumerate() {
+            match self.grants.grant(frame, op == BlockOp::Write) {
+                Ok(gref) => grefs[i] = gref,
+                Err(GrantTableFull) => {
+                    grefs[..i].iter().for_each(|g| self.grants.revoke(*g));
+                    return Err(BlockError::NoGrants);
+                }
+            }
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let request = BlockRequest { id, sector, op: op.to_u8(), nr_segments: frames.len() as u8, nr_sectors, grefs };
+        // free_slots() > 0, so this cannot fail.
+        let _ = self.ring.push_request(&request);
+        self.in_flight[slot] = Some(InFlight { id, grefs, segments: frames.len() });
+        self.stats.requests += 1;
+        Ok(id)
+    }
+
+    /// Publishes queued requests and rings the doorbell if the backend asked for it.
+    ///
+    /// First it re-arms the upcall for responses (hv's rule: re-arm your own
+    /// notification before you publish to the other side), so the backend's answer
+    /// raises an upcall whatever the timing; see `backend_drivers::runner::service_ring`.
+    pub fn kick(&mut self) {
+        self.ring.final_check_for_responses();
+        let needed = self.ring.publish_requests();
+        if needed || self.always_ring {
+            self.stats.doorbells += 1;
+            self.doorbell.ring();
+        } else {
+            self.stats.doorbells_suppressed += 1;
+        }
+    }
+
+    /// Takes one response if there is one: its id and status. Revokes its grants.
+    pub fn poll(&mut self) -> Result<Option<(u64, BlockStatus)>, BlockError> {
+        let Some(response) = self.ring.take_response()? else {
+            return Ok(None);
+        };
+        let slot = self
+            .in_flight
+            .iter()
+            .position(|s| s.is_some_and(|f| f.id == response.id))
+            .ok_or(BlockError::UnexpectedResponse { id: response.id })?;
+        if let Some(done) = self.in_flight[slot].take() {
+            for gref in &done.grefs[..done.segments] {
+                self.grants.revoke(*gref);
+            }
+        }
+        Ok(Some((response.id, BlockStatus::from_i32(response.status))))
+    }
+
+    /// Waits for the next response (sleeping until the upcall when none is there).
+    pub fn wait_for_completion(&mut self) -> Result<(u64, BlockStatus), BlockError> {
+        loop {
+            if let Some(done) = self.poll()? {
+                return Ok(done);
+            }
+            if !self.ring.final_check_for_responses() {
+                self.stats.waits += 1;
+                self.waiter.wait();
+            }
+        }
+    }
+
+    /// Submits one request, kicks, and waits for exactly its completion. Only for use
+    /// when nothing else is in flight.
+    pub fn transfer(&mut self, op: BlockOp, sector: u64, nr_sectors: u32, frames: &[u64]) -> Result<BlockStatus, BlockError> {
+        let id = self.submit(op, sector, nr_sectors, frames)?;
+        self.kick();
+        let (done, status) = self.wait_for_completion()?;
+        if done != id {
+            return Err(BlockError::UnexpectedResponse { id: done });
+        }
+        Ok(status)
+    }
+}

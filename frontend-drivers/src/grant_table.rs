@@ -1,0 +1,73 @@
+//! The guest's side of the grant table: handing out and taking back grants.
+//!
+//! The table is one page of entries (`pv_abi::grant`). To grant frame `f` the frontend
+//! picks a free entry, writes `f`, and *then* writes the flags with release ordering:
+//! a backend that sees the permission also sees the frame. Revoking clears the flags.
+//! Entry 0 is never handed out, so a zero reference in a request always fails.
+
+use pv_abi::grant::{GrantRef, GRANT_ENTRIES, GRANT_ENTRY_SIZE, GRANT_FLAGS_OFFSET, GRANT_FRAME_OFFSET, GTF_PERMIT_ACCESS, GTF_READONLY};
+use pv_abi::ring::SharedPage;
+
+/// Words in the in-use bitmap: one bit per entry.
+const BITMAP_WORDS: usize = GRANT_ENTRIES as usize / 64;
+
+/// Every entry is in use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GrantTableFull;
+
+/// The guest's grant table.
+pub struct GrantTableFront<P: SharedPage> {
+    page: P,
+    in_use: [u64; BITMAP_WORDS],
+}
+
+impl<P: SharedPage> GrantTableFront<P> {
+    /// Takes over the table page and revokes every entry.
+    pub fn new(page: P) -> Self {
+        for gref in 0..GRANT_ENTRIES {
+            page.store_u32(Self::offset(gref) + GRANT_FLAGS_OFFSET, 0);
+        }
+        // Entry 0 is reserved: mark it used forever.
+        let mut in_use = [0; BITMAP_WORDS];
+        in_use[0] = 1;
+        GrantTableFront { page, in_use }
+    }
+
+    fn offset(gref: GrantRef) -> usize {
+        gref as usize * GRANT_ENTRY_SIZE
+    }
+
+    /// Grants the backend access to frame number `frame` (gpa >> 12); read-only if
+    /// `read_only` (the backend may then only read it).
+    pub fn grant(&mut self, frame: u64, read_only: bool) -> Result<GrantRef, GrantTableFull> {
+        let (word, bit) = self
+            .in_use
+            .iter()
+            .enumerate()
+            .find(|(_, w)| **w != u64::MAX)
+            .map(|(i, w)| (i, (!w).trailing_zeros() as usize))
+            .ok_or(GrantTableFull)?;
+        self.in_use[word] |= 1 << bit;
+        let gref = (word * 64 + bit) as GrantRef;
+        let entry = Self::offset(gref);
+        self.page.write_bytes(entry + GRANT_FRAME_OFFSET, &frame.to_le_bytes());
+        let flags = GTF_PERMIT_ACCESS | if read_only { GTF_READONLY } else { 0 };
+        // Release: the frame above is visible before the permission is.
+        self.page.store_u32(entry + GRANT_FLAGS_OFFSET, flags);
+        Ok(gref)
+    }
+
+    /// Takes a grant back. Unknown or reserved references are ignored.
+    pub fn revoke(&mut self, gref: GrantRef) {
+        if gref == 0 || gref >= GRANT_ENTRIES {
+            return;
+        }
+        self.page.store_u32(Self::offset(gref) + GRANT_FLAGS_OFFSET, 0);
+        self.in_use[gref as usize / 64] &= !(1 << (gref % 64));
+    }
+
+    /// Number of grants currently given.
+    pub fn granted(&self) -> u32 {
+        self.in_use.iter().map(|w| w.count_ones()).sum::<u32>() - 1
+    }
+}

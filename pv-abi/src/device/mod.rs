@@ -1,0 +1,19 @@
+//! The request and response formats of each paravirtual device, like Xen's
+//! `io/blkif.h` and `io/console.h`. Each type implements the ring's `RingEntry`: a
+//! fixed-size little-endian encoding, and a decoder that accepts any bytes (checking
+//! the decoded values is the receiver's job).
+
+pub mod block;
+pub mod console;
+
+/// Reads a little-endian u32 at `at` (the caller guarantees the range).
+pub(crate) fn le_u32(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+/// Reads a little-endian u64 at `at`.
+pub(crate) fn le_u64(b: &[u8], at: usize) -> u64 {
+    let mut x = [0u8; 8];
+    x.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(x)
+}

@@ -1,0 +1,130 @@
+//! The frontend's end of the ring: the guest driver, which pushes requests and takes
+//! responses. Xen's `FRONT_RING_INIT`, `RING_PUSH_REQUESTS_AND_CHECK_NOTIFY` and
+//! `RING_FINAL_CHECK_FOR_RESPONSES` are its methods here. The protocol is described in
+//! the [module documentation](super).
+
+use core::marker::PhantomData;
+
+use super::{
+    must_notify, Geometry, HeaderField, RingEntry, RingError, RingFull, SharedPage, HEADER_SIZE, REQ_EVENT_OFFSET,
+    REQ_PROD_OFFSET, RSP_EVENT_OFFSET, RSP_PROD_OFFSET,
+};
+
+/// The frontend's end of a ring in page `P`, sending `Req`s and receiving `Rsp`s.
+pub struct FrontRing<P, Req, Rsp> {
+    page: P,
+    /// Requests pushed, published or not: the next request goes into this index's slot.
+    req_prod_pvt: u32,
+    /// The `req_prod` we last published. Kept here rather than read back from the page,
+    /// where the backend could have changed it.
+    req_prod_published: u32,
+    /// Responses taken: the next response is at this index.
+    rsp_cons: u32,
+    entries: PhantomData<(Req, Rsp)>,
+}
+
+impl<P: SharedPage, Req: RingEntry, Rsp: RingEntry> FrontRing<P, Req, Rsp> {
+    /// Number of slots, N: the most requests that can be outstanding at once.
+    pub const SLOTS: u32 = Geometry::<Req, Rsp>::SLOTS;
+
+    /// Initialises the ring in `page` (the frontend owns the page's initialisation) with
+    /// every index at 0, the start [`BackRing::attach`](super::BackRing::attach) assumes.
+    pub fn init(page: P) -> Self {
+        Self::init_at(page, 0)
+    }
+
+    /// Initialises the ring with every index at `start`; the backend must attach with
+    /// [`BackRing::attach_at`](super::BackRing::attach_at) and the same `start`. Starting
+    /// near `u32::MAX` makes the indices wrap soon, which is what the tests use it for.
+    pub fn init_at(page: P, start: u32) -> Self {
+        // Naming SLOTS makes the compiler evaluate it for these entry types, which
+        // rejects entries too large for a slot at compile time.
+        let _ = Self::SLOTS;
+        // Zero the whole header, padding included, then set the indices. Only here does
+        // the frontend write the backend's req_event: the backend is not looking yet.
+        page.write_bytes(0, &[0u8; HEADER_SIZE]);
+        page.store_u32(REQ_PROD_OFFSET, start);
+        page.store_u32(RSP_PROD_OFFSET, start);
+        // Each side asks to be told about the first entry coming its way.
+        page.store_u32(REQ_EVENT_OFFSET, start.wrapping_add(1));
+        page.store_u32(RSP_EVENT_OFFSET, start.wrapping_add(1));
+        FrontRing { page, req_prod_pvt: start, req_prod_published: start, rsp_cons: start, entries: PhantomData }
+    }
+
+    /// Slots free for new requests: N minus the requests whose responses have not been
+    /// taken yet.
+    pub fn free_slots(&self) -> u32 {
+        Self::SLOTS - self.req_prod_pvt.wrapping_sub(self.rsp_cons)
+    }
+
+    /// Writes `request` into the next free slot. The backend cannot see it until
+    /// [`publish_requests`](Self::publish_requests): push several, publish once.
+    pub fn push_request(&mut self, request: &Req) -> Result<(), RingFull> {
+        if self.free_slots() == 0 {
+            return Err(RingFull);
+        }
+        Geometry::<Req, Rsp>::write_slot(&self.page, self.req_prod_pvt, request);
+        self.req_prod_pvt = self.req_prod_pvt.wrapping_add(1);
+        Ok(())
+    }
+
+    /// Publishes every pushed request and says whether the backend asked to be notified
+    /// (then the caller rings its doorbell). Xen's `RING_PUSH_REQUESTS_AND_CHECK_NOTIFY`.
+    pub fn publish_requests(&mut self) -> bool {
+        let old = self.req_prod_published;
+        let new = self.req_prod_pvt;
+        if new == old {
+            return false;
+        }
+        // The requests' bytes were written before this Release store, so a backend that
+        // sees the new req_prod also sees them.
+        self.page.store_u32(REQ_PROD_OFFSET, new);
+        self.req_prod_published = new;
+        // req_prod must be visible before we read req_event. Otherwise the backend could,
+        // at the same moment, re-arm req_event and re-read the old req_prod, and we read
+        // the old req_event: it sleeps, we do not ring, the requests wait forever.
+        self.page.full_fence();
+        let event = self.page.load_u32(REQ_EVENT_OFFSET);
+        must_notify(old, new, event)
+    }
+
+    /// Takes the next response, if one has been published. Reads `rsp_prod` once; if it
+    /// claims more responses than requests the backend has seen, returns
+    /// [`RingError::CorruptProducer`] and takes nothing. The response is a copy: the
+    /// backend cannot change it any more.
+    pub fn take_response(&mut self) -> Result<Option<Rsp>, RingError> {
+        // Acquire: the responses before rsp_prod are visible. Read once, judged once.
+        let rsp_prod = self.page.load_u32(RSP_PROD_OFFSET);
+        let waiting = rsp_prod.wrapping_sub(self.rsp_cons);
+        // Only requests we published and have no answer for yet can be answered, and
+        // there are never more than N of them.
+        let limit = self.req_prod_published.wrapping_sub(self.rsp_cons);
+        if waiting > limit {
+            return Err(RingError::CorruptProducer {
+                field: HeaderField::RspProd,
+                value: rsp_prod,
+                consumer: self.rsp_cons,
+                limit,
+            });
+        }
+        if waiting == 0 {
+            return Ok(None);
+        }
+        let response = Geometry::<Req, Rsp>::read_slot(&self.page, self.rsp_cons);
+        self.rsp_cons = self.rsp_cons.wrapping_add(1);
+        Ok(Some(response))
+    }
+
+    /// The last step before sleeping: asks to be notified of the next response, then
+    /// looks once more. Returns `true` if a response is there after all (take it
+    /// instead of sleeping; a corrupt `rsp_prod` also answers `true`, so that
+    /// `take_response` reports it). Xen's `RING_FINAL_CHECK_FOR_RESPONSES`.
+    pub fn final_check_for_responses(&mut self) -> bool {
+        self.page.store_u32(RSP_EVENT_OFFSET, self.rsp_cons);
+        // rsp_event must be visible before we re-read rsp_prod: then either the backend
+        // sees our request to be notified, or we see its response (the fence in
+        // publish_responses is the other half).
+        self.page.full_fence();
+        self.page.load_u32(RSP_PROD_OFFSET) != self.rsp_cons
+    }
+}

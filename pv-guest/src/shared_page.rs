@@ -1,0 +1,66 @@
+//! A page shared with the hypervisor, as the ring protocol needs it: the guest's
+//! implementation of `pv_abi::ring::SharedPage` (and of the grant table's page).
+//!
+//! The page is reached through the direct map. Index loads and stores are atomic with
+//! the orderings the protocol asks for, because a backend thread on another host CPU
+//! reads and writes the same memory while this vCPU runs.
+
+use core::sync::atomic::{fence, AtomicU32, Ordering};
+
+use pv_abi::layout::PAGE_SIZE;
+use pv_abi::ring::SharedPage;
+
+use crate::memory;
+
+/// One guest-physical page, seen through the direct map.
+#[derive(Clone, Copy)]
+pub struct PhysPage {
+    virt: u64,
+}
+
+impl PhysPage {
+    /// The page at guest-physical `gpa` (page-aligned; the VMM chose it and announced
+    /// it in the boot-info page).
+    pub fn new(gpa: u64) -> Self {
+        assert!(gpa.is_multiple_of(PAGE_SIZE), "shared page {gpa:#x} is not page-aligned");
+        PhysPage { virt: memory::phys_to_virt(gpa) }
+    }
+
+    /// Address of byte `offset`, kept inside the page.
+    fn at(&self, offset: usize) -> u64 {
+        self.virt + (offset as u64 % PAGE_SIZE)
+    }
+}
+
+impl SharedPage for PhysPage {
+    fn load_u32(&self, offset: usize) -> u32 {
+        // SAFETY: the page is guest RAM mapped read-write by the direct map, the offset
+        // is inside it and 4-byte aligned (the ring only uses aligned index offsets), and
+        // AtomicU32 has the same layout as u32.
+        let cell = unsafe { &*(self.at(offset) as *const AtomicU32) };
+        cell.load(Ordering::Acquire)
+    }
+
+    fn store_u32(&self, offset: usize, value: u32) {
+        // SAFETY: as in load_u32.
+        let cell = unsafe { &*(self.at(offset) as *const AtomicU32) };
+        cell.store(value, Ordering::Release);
+    }
+
+    fn read_bytes(&self, offset: usize, buf: &mut [u8]) {
+        let len = buf.len().min(PAGE_SIZE as usize - offset % PAGE_SIZE as usize);
+        // SAFETY: source and destination are valid for `len` bytes (the source stays
+        // inside the mapped page) and do not overlap (buf is private memory).
+        unsafe { core::ptr::copy_nonoverlapping(self.at(offset) as *const u8, buf.as_mut_ptr(), len) };
+    }
+
+    fn write_bytes(&self, offset: usize, data: &[u8]) {
+        let len = data.len().min(PAGE_SIZE as usize - offset % PAGE_SIZE as usize);
+        // SAFETY: as in read_bytes, in the other direction.
+        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), self.at(offset) as *mut u8, len) };
+    }
+
+    fn full_fence(&self) {
+        fence(Ordering::SeqCst);
+    }
+}
