@@ -120,7 +120,7 @@ impl<P: SharedPage, Req: RingEntry, Rsp: RingEntry> FrontRing<P, Req, Rsp> {
     /// instead of sleeping; a corrupt `rsp_prod` also answers `true`, so that
     /// `take_response` reports it). Xen's `RING_FINAL_CHECK_FOR_RESPONSES`.
     pub fn final_check_for_responses(&mut self) -> bool {
-        self.page.store_u32(RSP_EVENT_OFFSET, self.rsp_cons);
+        self.page.store_u32(RSP_EVENT_OFFSET, self.rsp_cons.wrapping_add(1));
         // rsp_event must be visible before we re-read rsp_prod: then either the backend
         // sees our request to be notified, or we see its response (the fence in
         // publish_responses is the other half).

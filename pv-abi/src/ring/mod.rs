@@ -35,10 +35,10 @@
 //! | slot bytes | slots N | used by |
 //! | --- | --- | --- |
 //! | 8 (the smallest) | 256 | |
-//! | 64 | 32 | console: 64-byte requests |
+//! | 64 | 32 | |
 //! | 88 | 32 | block: 88-byte requests |
 //! | 128 | 16 | |
-//! | 256 ([`MAX_ENTRY_SIZE`]) | 8 | the largest entries allowed |
+//! | 256 ([`MAX_ENTRY_SIZE`]) | 8 | console: 256-byte requests; the largest entries allowed |
 //!
 //! ## Indices
 //!
@@ -229,8 +229,8 @@ const _: () = {
     assert!(RING_PAGE_SIZE as u64 == crate::layout::PAGE_SIZE);
     // The four indices fit in the header, each 4-byte aligned; the slots after it
     // start aligned.
-    assert!(RSP_EVENT_OFFSET + 4 <= HEADER_SIZE && RSP_EVENT_OFFSET % 4 == 0);
-    assert!(HEADER_SIZE % SLOT_ALIGN == 0);
+    assert!(RSP_EVENT_OFFSET + 4 <= HEADER_SIZE && RSP_EVENT_OFFSET.is_multiple_of(4));
+    assert!(HEADER_SIZE.is_multiple_of(SLOT_ALIGN));
     // The smallest slot gives the most slots: 256. The wrapping index arithmetic needs
     // N <= 2^31 (so that "more than N ahead" is distinguishable from "behind").
     assert!(ring_size(slot_size(0, 0)) == 256);

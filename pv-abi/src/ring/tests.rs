@@ -57,7 +57,8 @@ fn slot_and_ring_sizes_of_common_entries() {
         assert_eq!(ring_size(slot), n, "slot of {slot} bytes");
     }
     assert_eq!(FrontRing::<CellPage, BlockRequest, BlockResponse>::SLOTS, 32);
-    assert_eq!(BackRing::<CellPage, ConsoleRequest, ConsoleResponse>::SLOTS, 32);
+    let console_slot = slot_size(ConsoleRequest::SIZE, ConsoleResponse::SIZE);
+    assert_eq!(BackRing::<CellPage, ConsoleRequest, ConsoleResponse>::SLOTS as usize, ring_size(console_slot));
     assert_eq!(Front::SLOTS, N);
 }
 

@@ -104,7 +104,7 @@ fn backend(page: AtomicPage, doorbell: &Event, upcall: &Event, deadline: Instant
             ring.push_response(&Rsp::new(r.id, answer(r.value))).unwrap();
             handled += 1;
             // Publish now and then mid-batch, so the frontend sees partial progress.
-            if next_random(&mut random) % 4 == 0 && ring.publish_responses() {
+            if next_random(&mut random).is_multiple_of(4) && ring.publish_responses() {
                 upcalls += 1;
                 upcall.notify();
             }
