@@ -155,3 +155,29 @@ fn doorbell_exits(stderr: &str) -> Option<u64> {
         .find(|l| l.trim_start().starts_with("doorbell exits to the vCPU loop"))
         .and_then(|l| l.split_whitespace().last()?.parse().ok())
 }
+
+#[test]
+fn blk_bench_reports_every_configuration_with_ratios_and_notification_counts() {
+    require_kvm!();
+    // A few requests only: this checks the report's shape and sanity, never its times.
+    let r = hv(&["blk-bench", "--requests", "40"]);
+    r.expect_code(0);
+    r.expect(r.stdout.contains("host:"), "the host is described");
+    let rows: Vec<Vec<&str>> = r
+        .stdout
+        .lines()
+        .filter(|l| l.trim_start().starts_with("4 KiB") || l.trim_start().starts_with("64 KiB"))
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 4, "two sizes × two notification modes:\n{}", r.stdout);
+    for row in &rows {
+        // size(2) mode(2 or 1) then 6 numbers
+        let numbers: Vec<f64> = row.iter().rev().take(6).map(|v| v.parse().unwrap()).collect();
+        let (upcalls, doorbells, ratio, host, guest) = (numbers[0], numbers[1], numbers[2], numbers[3], numbers[4]);
+        assert!(guest > 0.0 && host > 0.0, "{row:?}");
+        assert!((ratio - guest / host).abs() <= 0.0001 + ratio * 0.01, "ratio computed from the figures: {row:?}");
+        assert!(doorbells > 0.0 && doorbells <= 1.0 && upcalls > 0.0 && upcalls <= 1.0, "{row:?}");
+    }
+    let always: Vec<f64> = rows.iter().filter(|r| r.contains(&"always")).map(|r| r[r.len() - 1].parse().unwrap()).collect();
+    assert!(always.iter().all(|u| *u == 1.0), "always-notify means one upcall per request: {always:?}");
+}

@@ -30,7 +30,7 @@ impl GuestPage {
     /// The page at `gpa`; checked once here, so the accessors cannot fail afterwards.
     pub fn new(memory: GuestMemoryMmap, gpa: u64) -> Result<Self, BadPage> {
         let mut probe = [0u8; PAGE_SIZE as usize];
-        if gpa % PAGE_SIZE != 0 || memory.read_slice(&mut probe, GuestAddress(gpa)).is_err() {
+        if !gpa.is_multiple_of(PAGE_SIZE) || memory.read_slice(&mut probe, GuestAddress(gpa)).is_err() {
             return Err(BadPage { gpa });
         }
         Ok(GuestPage { memory, gpa })

@@ -84,7 +84,6 @@ impl Write for Captured {
 }
 
 struct Rig {
-    memory: GuestMemoryMmap,
     backend: BackendHandle,
     doorbell: EventFd,
     irqfd: EventFd,
@@ -104,7 +103,7 @@ fn rig<H: RequestHandler>(memory: &GuestMemoryMmap, handler: H, policy: NotifyPo
     };
     let backend = runner::spawn(handler, wiring).unwrap();
     backend.start();
-    Rig { memory: memory.clone(), backend, doorbell, irqfd, events }
+    Rig { backend, doorbell, irqfd, events }
 }
 
 fn memory() -> GuestMemoryMmap {

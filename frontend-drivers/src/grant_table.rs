@@ -71,3 +71,63 @@ impl<P: SharedPage> GrantTableFront<P> {
         self.in_use.iter().map(|w| w.count_ones()).sum::<u32>() - 1
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+
+    /// A page in a plain buffer (single-threaded tests).
+    struct TestPage(RefCell<[u8; 4096]>);
+    impl SharedPage for TestPage {
+        fn load_u32(&self, o: usize) -> u32 {
+            u32::from_le_bytes(self.0.borrow()[o..o + 4].try_into().unwrap())
+        }
+        fn store_u32(&self, o: usize, v: u32) {
+            self.0.borrow_mut()[o..o + 4].copy_from_slice(&v.to_le_bytes());
+        }
+        fn read_bytes(&self, o: usize, buf: &mut [u8]) {
+            buf.copy_from_slice(&self.0.borrow()[o..o + buf.len()]);
+        }
+        fn write_bytes(&self, o: usize, data: &[u8]) {
+            self.0.borrow_mut()[o..o + data.len()].copy_from_slice(data);
+        }
+        fn full_fence(&self) {}
+    }
+
+    fn entry(t: &GrantTableFront<TestPage>, gref: GrantRef) -> (u32, u64) {
+        let o = gref as usize * GRANT_ENTRY_SIZE;
+        let mut frame = [0u8; 8];
+        t.page.read_bytes(o + GRANT_FRAME_OFFSET, &mut frame);
+        (t.page.load_u32(o + GRANT_FLAGS_OFFSET), u64::from_le_bytes(frame))
+    }
+
+    #[test]
+    fn a_grant_writes_frame_and_flags_and_revoke_clears_them() {
+        let mut t = GrantTableFront::new(TestPage(RefCell::new([0xff; 4096])));
+        let g = t.grant(0x1234, true).unwrap();
+        assert_ne!(g, 0, "entry 0 is never handed out");
+        assert_eq!(entry(&t, g), (GTF_PERMIT_ACCESS | GTF_READONLY, 0x1234));
+        t.revoke(g);
+        assert_eq!(entry(&t, g).0, 0);
+        assert_eq!(t.granted(), 0);
+    }
+
+    #[test]
+    fn new_revokes_whatever_the_page_held() {
+        let t = GrantTableFront::new(TestPage(RefCell::new([0xff; 4096])));
+        assert!((0..GRANT_ENTRIES).all(|g| entry(&t, g).0 == 0));
+    }
+
+    #[test]
+    fn the_table_runs_out_after_255_grants_and_recovers_after_a_revoke() {
+        let mut t = GrantTableFront::new(TestPage(RefCell::new([0; 4096])));
+        let refs: Vec<_> = (0..GRANT_ENTRIES - 1).map(|f| t.grant(u64::from(f), false).unwrap()).collect();
+        assert_eq!(t.grant(9, false), Err(GrantTableFull));
+        t.revoke(refs[17]);
+        assert_eq!(t.grant(9, false), Ok(refs[17]));
+        t.revoke(0);
+        t.revoke(u32::MAX);
+        assert_eq!(t.granted(), GRANT_ENTRIES - 1, "bogus revokes change nothing");
+    }
+}

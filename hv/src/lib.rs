@@ -18,6 +18,7 @@
 //! | [`console`] | where guest output goes |
 //! | [`outcome`] | how a run ends, and the messages for each ending |
 //! | [`trace`], [`stats`] | what a student can look at afterwards |
+//! | [`blk_bench`], [`host_info`] | `hv blk-bench`: block ring throughput against the host, honestly labelled |
 //!
 //! ## DESIGN
 //! - Owns: the KVM file descriptors, guest RAM, and all policy about guest input.
@@ -28,6 +29,7 @@
 //!   console, the trace and the exit code.
 #![deny(missing_docs)]
 
+pub mod blk_bench;
 pub mod boot;
 pub mod cli;
 pub mod console;
@@ -35,6 +37,7 @@ pub mod cpuid;
 pub mod devices;
 pub mod guest_image;
 pub mod guest_ram;
+pub mod host_info;
 pub mod hypercall;
 pub mod machine;
 pub mod outcome;

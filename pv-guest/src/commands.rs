@@ -28,6 +28,7 @@ pub fn run(info: &BootInfo) -> u8 {
         Some("hypercall-bench") => hypercall_bench(info, words.next()),
         Some("blk-read-sum") => crate::blk_commands::read_sum(words),
         Some("blk-fill") => crate::blk_commands::fill(words),
+        Some("blk-bench") => crate::blk_commands::bench(info, words),
         Some(other) => {
             println!("pv-guest: unknown command '{other}'");
             usage()
@@ -52,7 +53,7 @@ fn greet(info: &BootInfo) -> u8 {
 fn usage() -> u8 {
     println!("pv-guest: commands: (none) | selftest | echo WORDS... | panic | fault ud|gp|pf|de |");
     println!("pv-guest:           triple-fault | bad-hypercalls | hypercall-bench [N] |");
-    println!("pv-guest:           blk-read-sum LBA COUNT | blk-fill LBA COUNT BYTE");
+    println!("pv-guest:           blk-read-sum LBA COUNT | blk-fill LBA COUNT BYTE | blk-bench SECTORS COUNT [always]");
     EXIT_USAGE
 }
 

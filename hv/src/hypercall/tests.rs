@@ -34,9 +34,9 @@ const WRITE: u64 = Hypercall::ConsoleWrite as u64;
 
 #[test]
 fn console_write_copies_exactly_the_bytes_asked_for() {
-    let (ram, mut con, out) = setup();
+    let (ram, con, out) = setup();
     ram.write(0x5000, b"hello, world").unwrap();
-    let r = call(&ram, &mut con, WRITE, [0x5000, 5, 0, 0]);
+    let r = call(&ram, &con, WRITE, [0x5000, 5, 0, 0]);
     assert_eq!(r.result, Ok(5));
     assert_eq!(out.0.lock().unwrap().as_slice(), b"hello");
     assert_eq!(r.text.as_deref(), Some("hello"));
@@ -44,34 +44,34 @@ fn console_write_copies_exactly_the_bytes_asked_for() {
 
 #[test]
 fn console_write_past_the_end_of_ram_is_efault_and_prints_nothing() {
-    let (ram, mut con, out) = setup();
+    let (ram, con, out) = setup();
     for (gpa, len) in [(RAM, 1), (RAM - 4, 8), (u64::MAX - 3, 8), (u64::MAX, 1)] {
-        assert_eq!(call(&ram, &mut con, WRITE, [gpa, len, 0, 0]).result, Err(HypercallError::Fault), "{gpa:#x}+{len}");
+        assert_eq!(call(&ram, &con, WRITE, [gpa, len, 0, 0]).result, Err(HypercallError::Fault), "{gpa:#x}+{len}");
     }
     assert!(out.0.lock().unwrap().is_empty());
 }
 
 #[test]
 fn console_write_of_one_gib_is_e2big_without_allocating_it() {
-    let (ram, mut con, _) = setup();
-    assert_eq!(call(&ram, &mut con, WRITE, [0, 1 << 30, 0, 0]).result, Err(HypercallError::TooBig));
-    assert_eq!(call(&ram, &mut con, WRITE, [0, u64::MAX, 0, 0]).result, Err(HypercallError::TooBig));
-    assert_eq!(call(&ram, &mut con, WRITE, [0, CONSOLE_WRITE_MAX, 0, 0]).result, Ok(CONSOLE_WRITE_MAX));
+    let (ram, con, _) = setup();
+    assert_eq!(call(&ram, &con, WRITE, [0, 1 << 30, 0, 0]).result, Err(HypercallError::TooBig));
+    assert_eq!(call(&ram, &con, WRITE, [0, u64::MAX, 0, 0]).result, Err(HypercallError::TooBig));
+    assert_eq!(call(&ram, &con, WRITE, [0, CONSOLE_WRITE_MAX, 0, 0]).result, Ok(CONSOLE_WRITE_MAX));
 }
 
 #[test]
 fn control_characters_from_the_guest_do_not_reach_the_terminal() {
-    let (ram, mut con, out) = setup();
+    let (ram, con, out) = setup();
     ram.write(0x100, b"\x1b[2Jok\n").unwrap();
-    call(&ram, &mut con, WRITE, [0x100, 7, 0, 0]);
+    call(&ram, &con, WRITE, [0x100, 7, 0, 0]);
     assert_eq!(out.0.lock().unwrap().as_slice(), b"?[2Jok\n");
 }
 
 #[test]
 fn unknown_numbers_are_enosys() {
-    let (ram, mut con, _) = setup();
+    let (ram, con, _) = setup();
     for nr in [5, 0x7777, u64::MAX] {
-        let r = call(&ram, &mut con, nr, [0; 4]);
+        let r = call(&ram, &con, nr, [0; 4]);
         assert_eq!(r.result, Err(HypercallError::NoSys));
         assert!(r.stop.is_none());
     }
@@ -79,11 +79,11 @@ fn unknown_numbers_are_enosys() {
 
 #[test]
 fn shutdown_accepts_one_byte_codes_only() {
-    let (ram, mut con, _) = setup();
+    let (ram, con, _) = setup();
     let sd = Hypercall::Shutdown as u64;
-    assert_eq!(call(&ram, &mut con, sd, [7, 0, 0, 0]).stop, Some(GuestStop::Shutdown { code: 7 }));
+    assert_eq!(call(&ram, &con, sd, [7, 0, 0, 0]).stop, Some(GuestStop::Shutdown { code: 7 }));
     for code in [256, u64::MAX] {
-        let r = call(&ram, &mut con, sd, [code, 0, 0, 0]);
+        let r = call(&ram, &con, sd, [code, 0, 0, 0]);
         assert_eq!(r.result, Err(HypercallError::Inval));
         assert!(r.stop.is_none(), "a refused shutdown must not stop the guest");
     }
@@ -91,20 +91,20 @@ fn shutdown_accepts_one_byte_codes_only() {
 
 #[test]
 fn report_panic_reads_the_message_and_checks_its_range() {
-    let (ram, mut con, _) = setup();
+    let (ram, con, _) = setup();
     let rp = Hypercall::ReportPanic as u64;
     ram.write(0x200, b"src/x.rs:1:2: boom").unwrap();
-    let r = call(&ram, &mut con, rp, [0x200, 18, 0, 0]);
+    let r = call(&ram, &con, rp, [0x200, 18, 0, 0]);
     assert_eq!(r.stop, Some(GuestStop::Panicked { message: "src/x.rs:1:2: boom".into() }));
-    assert_eq!(call(&ram, &mut con, rp, [RAM, 4, 0, 0]).result, Err(HypercallError::Fault));
-    assert_eq!(call(&ram, &mut con, rp, [0, 1 << 40, 0, 0]).result, Err(HypercallError::TooBig));
+    assert_eq!(call(&ram, &con, rp, [RAM, 4, 0, 0]).result, Err(HypercallError::Fault));
+    assert_eq!(call(&ram, &con, rp, [0, 1 << 40, 0, 0]).result, Err(HypercallError::TooBig));
 }
 
 #[test]
 fn report_exception_accepts_cpu_vectors_only() {
-    let (ram, mut con, _) = setup();
+    let (ram, con, _) = setup();
     let re = Hypercall::ReportException as u64;
-    let r = call(&ram, &mut con, re, [13, 0xffff_ffff_8020_0000, 0, 0]);
+    let r = call(&ram, &con, re, [13, 0xffff_ffff_8020_0000, 0, 0]);
     assert!(matches!(r.stop, Some(GuestStop::Exception { vector: 13, .. })));
-    assert_eq!(call(&ram, &mut con, re, [32, 0, 0, 0]).result, Err(HypercallError::Inval));
+    assert_eq!(call(&ram, &con, re, [32, 0, 0, 0]).result, Err(HypercallError::Inval));
 }
