@@ -116,7 +116,7 @@ pub fn run(config: &RunConfig, console: Box<dyn Write + Send>, started: Instant)
     let ram_bytes = check_memory_size(config.mem_mib)?;
     let kernel = read_kernel(config)?;
     // Check the file before touching KVM, so a bad kernel is named as such everywhere.
-    let image = boot::elf::parse_kernel(&kernel, ram_bytes).map_err(BootError::from)?;
+    let image = boot::elf::parse_kernel(&kernel, boot::kernel_memory_limit(ram_bytes)).map_err(BootError::from)?;
     let disk = config.disk.as_ref().map(Devices::open_disk).transpose()?;
     let tracer = match &config.trace {
         Some((path, format)) => Tracer::to_writer(
@@ -149,7 +149,11 @@ pub fn run(config: &RunConfig, console: Box<dyn Write + Send>, started: Instant)
 
     let mut stats = RunStats::new(started);
     devices.start();
-    let stop = vcpu_loop::run(&mut machine, &mut vcpu_loop::LoopContext { console: &console, tracer: &tracer, stats: &mut stats });
+    let pt_pool = plan.boot_info.pt_pool_start..plan.boot_info.pt_pool_end;
+    let stop = vcpu_loop::run(
+        &mut machine,
+        &mut vcpu_loop::LoopContext { console: &console, tracer: &tracer, stats: &mut stats, pt_pool },
+    );
     stats.devices = devices.stop();
     console.flush();
     stats.finish(console.first_line_at());

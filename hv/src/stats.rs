@@ -21,6 +21,8 @@ pub struct RunStats {
     pub hypercalls: BTreeMap<&'static str, u64>,
     /// Hypercalls answered with an error code.
     pub hypercall_errors: u64,
+    /// Page-table entries written through `mmu_update`.
+    pub mmu_update_entries: u64,
     /// Port writes to a doorbell port that reached the vCPU loop (0 when KVM's
     /// ioeventfd handles them, as it should).
     pub doorbell_exits: u64,
@@ -38,6 +40,7 @@ impl RunStats {
             exits: BTreeMap::new(),
             hypercalls: BTreeMap::new(),
             hypercall_errors: 0,
+            mmu_update_entries: 0,
             doorbell_exits: 0,
             devices: Vec::new(),
         }
@@ -89,7 +92,8 @@ impl fmt::Display for RunStats {
         for (name, n) in &self.hypercalls {
             writeln!(f, "    {:<30} {:>12}", name, n)?;
         }
-        write!(f, "  {:<32} {:>12}", "hypercalls refused (error code)", self.hypercall_errors)?;
+        writeln!(f, "  {:<32} {:>12}", "hypercalls refused (error code)", self.hypercall_errors)?;
+        write!(f, "  {:<32} {:>12}", "page-table entries via mmu_update", self.mmu_update_entries)?;
         for (name, d) in &self.devices {
             writeln!(f)?;
             writeln!(f, "  device {name}")?;

@@ -25,6 +25,7 @@ use crate::stats::RunStats;
 use crate::trace::{ExitReason, TraceEvent, Tracer};
 use pv_abi::event_channel::{DOORBELL_PORT_BASE, MAX_CHANNELS};
 use pv_abi::hypercall::HYPERCALL_PORT;
+use pv_abi::Hypercall;
 
 /// An exit, copied out of KVM's shared `kvm_run` page so the vCPU can be used again.
 enum Exit {
@@ -67,6 +68,8 @@ pub struct LoopContext<'a> {
     pub tracer: &'a Tracer,
     /// The counters.
     pub stats: &'a mut RunStats,
+    /// The page-table pool, for `mmu_update`.
+    pub pt_pool: std::ops::Range<u64>,
 }
 
 /// Runs the vCPU until the guest stops.
@@ -172,7 +175,11 @@ fn handle_hypercall(machine: &mut Machine, cx: &mut LoopContext) -> Option<Guest
         Err(e) => return Some(GuestStop::KvmFailure { what: format!("KVM_GET_REGS failed: {e}"), dump: None }),
     };
     let req = HypercallRequest::from_regs(&regs);
-    let outcome = hypercall::dispatch(&req, machine.ram(), cx.console);
+    let hcx = hypercall::HypercallContext { ram: machine.ram(), console: cx.console, pt_pool: cx.pt_pool.clone() };
+    let outcome = hypercall::dispatch(&req, &hcx);
+    if let (Some(Hypercall::MmuUpdate), Ok(n)) = (Hypercall::from_number(req.nr), outcome.result) {
+        cx.stats.mmu_update_entries += n;
+    }
     cx.stats.count_hypercall(req.name(), outcome.result.is_err());
     cx.tracer.emit(|| TraceEvent::Hypercall {
         nr: req.nr,

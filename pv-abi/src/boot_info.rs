@@ -108,6 +108,16 @@ pub struct BootInfo {
     pub block_flags: u32,
     /// Reserved, zero.
     pub reserved2: u32,
+    /// First frame of the page-table pool: every page table the guest uses must be a
+    /// frame of `pt_pool_start..pt_pool_end` (see `layout`, "the page-table pool").
+    pub pt_pool_start: u64,
+    /// End (exclusive) of the page-table pool.
+    pub pt_pool_end: u64,
+    /// First pool frame the VMM's boot page tables did not use: the guest's own page
+    /// tables come from `pt_pool_free..pt_pool_end`.
+    pub pt_pool_free: u64,
+    /// Guest-physical address of the PML4 the VMM built (the guest's first CR3).
+    pub boot_page_table_root: u64,
     /// The guest command line: the words after `hv run --`, each followed by one zero
     /// byte (so a word may contain spaces), UTF-8.
     pub cmdline: [u8; CMDLINE_MAX],
@@ -136,6 +146,10 @@ impl BootInfo {
             block_sectors: 0,
             block_flags: 0,
             reserved2: 0,
+            pt_pool_start: 0,
+            pt_pool_end: 0,
+            pt_pool_free: 0,
+            boot_page_table_root: 0,
             cmdline: [0; CMDLINE_MAX],
         }
     }
@@ -190,6 +204,16 @@ impl BootInfo {
         if !ordered || !aligned(self.free_mem_start) || !aligned(self.free_mem_end) {
             return Err(BootInfoProblem::BadMemoryRanges);
         }
+        let pool_ok = self.free_mem_end <= self.pt_pool_start
+            && self.pt_pool_start <= self.pt_pool_free
+            && self.pt_pool_free <= self.pt_pool_end
+            && self.pt_pool_end <= self.mem_bytes
+            && (self.pt_pool_start..self.pt_pool_free).contains(&self.boot_page_table_root)
+            && aligned(self.pt_pool_start)
+            && aligned(self.pt_pool_end);
+        if !pool_ok {
+            return Err(BootInfoProblem::BadPageTablePool);
+        }
         if self.cmdline_len as usize > CMDLINE_MAX {
             return Err(BootInfoProblem::CmdlineTooLong);
         }
@@ -219,6 +243,8 @@ pub enum BootInfoProblem {
     BadMemoryRanges,
     /// `cmdline_len` is larger than the array.
     CmdlineTooLong,
+    /// The page-table pool is not a page-aligned range after free memory and inside RAM.
+    BadPageTablePool,
 }
 
 /// Size of [`BootInfo`] in bytes; it must fit in one page.
@@ -252,9 +278,13 @@ mod tests {
         assert_eq!(offset_of!(BootInfo, block_sectors), 128);
         assert_eq!(offset_of!(BootInfo, block_flags), 136);
         assert_eq!(offset_of!(BootInfo, reserved2), 140);
-        assert_eq!(offset_of!(BootInfo, cmdline), 144);
+        assert_eq!(offset_of!(BootInfo, pt_pool_start), 144);
+        assert_eq!(offset_of!(BootInfo, pt_pool_end), 152);
+        assert_eq!(offset_of!(BootInfo, pt_pool_free), 160);
+        assert_eq!(offset_of!(BootInfo, boot_page_table_root), 168);
+        assert_eq!(offset_of!(BootInfo, cmdline), 176);
         assert_eq!(core::mem::size_of::<DeviceInfo>(), 16);
-        assert_eq!(BOOT_INFO_SIZE, 144 + CMDLINE_MAX, "no trailing padding");
+        assert_eq!(BOOT_INFO_SIZE, 176 + CMDLINE_MAX, "no trailing padding");
     }
 
     fn sane() -> BootInfo {
@@ -263,7 +293,11 @@ mod tests {
             kernel_start: 0x20_0000,
             kernel_end: 0x24_0000,
             free_mem_start: 0x24_0000,
-            free_mem_end: 64 << 20,
+            free_mem_end: 60 << 20,
+            pt_pool_start: 60 << 20,
+            pt_pool_free: (60 << 20) + 0x8000,
+            pt_pool_end: 64 << 20,
+            boot_page_table_root: 60 << 20,
             ..BootInfo::empty()
         }
     }
@@ -304,6 +338,12 @@ mod tests {
         let mut b = sane();
         b.kernel_start = 0x1000;
         assert_eq!(b.check(), Err(BootInfoProblem::BadMemoryRanges));
+        let mut b = sane();
+        b.pt_pool_end = b.mem_bytes + 4096;
+        assert_eq!(b.check(), Err(BootInfoProblem::BadPageTablePool));
+        let mut b = sane();
+        b.boot_page_table_root = 0x1000;
+        assert_eq!(b.check(), Err(BootInfoProblem::BadPageTablePool));
         let mut b = sane();
         b.mmu_mode = 7;
         assert_eq!(b.check(), Err(BootInfoProblem::UnknownMmuMode));

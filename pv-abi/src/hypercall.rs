@@ -36,6 +36,7 @@
 //! | 2 | `shutdown` | a0 = exit code | does not return | `EINVAL` code > 255 |
 //! | 3 | `report_panic` | a0 = gpa of message, a1 = length | does not return | `EFAULT`; `E2BIG` length > [`CONSOLE_WRITE_MAX`] |
 //! | 4 | `report_exception` | a0 = vector, a1 = rip, a2 = error code, a3 = cr2 | does not return | `EINVAL` vector > 31 |
+//! | 5 | `mmu_update` | a0 = gpa of an array of [`MmuUpdate`], a1 = count | count (all applied) | `EFAULT` array outside RAM; `E2BIG` count > [`MMU_UPDATE_MAX`]; `EINVAL` an entry address outside the page-table pool or not 8-byte aligned (then none is applied) |
 //!
 //! Any other number returns `ENOSYS`. Every call, good or bad, appears in hv's trace.
 //! A bad argument is never fatal: the guest gets the error code and carries on, so a
@@ -57,6 +58,23 @@ pub const SHUTDOWN_CODE_MAX: u64 = 255;
 /// Highest exception vector `report_exception` accepts (0..=31 are the CPU exceptions).
 pub const EXCEPTION_VECTOR_MAX: u64 = 31;
 
+/// Largest number of page-table writes one `mmu_update` may carry.
+pub const MMU_UPDATE_MAX: u64 = 512;
+
+/// One page-table write for `mmu_update`: store `value` at guest-physical `entry`.
+/// In memory: two little-endian u64, `entry` first (16 bytes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
+pub struct MmuUpdate {
+    /// Guest-physical address of the page-table entry (inside the page-table pool).
+    pub entry: u64,
+    /// The new entry.
+    pub value: u64,
+}
+
+/// Size of one [`MmuUpdate`] in the array.
+pub const MMU_UPDATE_SIZE: u64 = 16;
+
 /// The hypercall numbers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u64)]
@@ -71,16 +89,19 @@ pub enum Hypercall {
     ReportPanic = 3,
     /// Tell the VMM an unexpected CPU exception happened; stops the guest.
     ReportException = 4,
+    /// Apply a batch of page-table writes in one exit (the paravirtual MMU interface).
+    MmuUpdate = 5,
 }
 
 impl Hypercall {
     /// Every hypercall, in number order.
-    pub const ALL: [Hypercall; 5] = [
+    pub const ALL: [Hypercall; 6] = [
         Hypercall::Nop,
         Hypercall::ConsoleWrite,
         Hypercall::Shutdown,
         Hypercall::ReportPanic,
         Hypercall::ReportException,
+        Hypercall::MmuUpdate,
     ];
 
     /// Decodes a number from `rax`; `None` for a number hv does not know.
@@ -101,6 +122,7 @@ impl Hypercall {
             Hypercall::Shutdown => "shutdown",
             Hypercall::ReportPanic => "report_panic",
             Hypercall::ReportException => "report_exception",
+            Hypercall::MmuUpdate => "mmu_update",
         }
     }
 }
@@ -167,7 +189,7 @@ mod tests {
         for h in Hypercall::ALL {
             assert_eq!(Hypercall::from_number(h.number()), Some(h));
         }
-        assert_eq!(Hypercall::from_number(5), None);
+        assert_eq!(Hypercall::from_number(6), None);
         assert_eq!(Hypercall::from_number(u64::MAX), None);
     }
 

@@ -18,15 +18,25 @@
 //!              │ console ring                 │
 //!  0x0000_6000 ├──────────────────────────────┤ BLOCK_RING_GPA
 //!              │ block ring                   │
-//!  0x0001_0000 ├──────────────────────────────┤ BOOT_PAGE_TABLES_GPA
-//!              │ first page tables, built by  │
-//!              │ the VMM from the ELF headers │
+//!  0x0001_0000 ├──────────────────────────────┤
+//!              │ (unused)                     │
 //!  0x0010_0000 ├──────────────────────────────┤ VMM_RESERVED_END
 //!              │ kernel image (ELF p_paddr)   │  the linker script puts it at 2 MiB
 //!              ├──────────────────────────────┤ BootInfo::free_mem_start
 //!              │ free memory for the guest    │
-//!  mem_bytes   └──────────────────────────────┘ BootInfo::free_mem_end
+//!              ├──────────────────────────────┤ BootInfo::free_mem_end = pt_pool_start
+//!              │ page-table pool: the VMM's   │
+//!              │ first page tables, then the  │  pt_pool_free
+//!              │ guest's own                  │
+//!  mem_bytes   └──────────────────────────────┘ pt_pool_end
 //! ```
+//!
+//! ## The page-table pool
+//!
+//! Every page table the guest uses (the VMM's first ones included) is a frame of the
+//! pool at the top of RAM. Keeping them together is what lets a hypervisor watch them:
+//! in shadow-paging mode the pool can be mapped read-only, so each page-table write traps
+//! to the VMM, which keeps its shadow tables in step (see the memory-modes docs).
 //!
 //! Everything below [`VMM_RESERVED_END`] belongs to the VMM: an ELF segment that
 //! asks to be loaded there is refused.
@@ -71,8 +81,21 @@ pub const LOCAL_APIC_GPA: u64 = 0xfee0_0000;
 /// Where the guest finds the local APIC's registers.
 pub const LOCAL_APIC_VIRT: u64 = PHYS_MAP_BASE + LOCAL_APIC_GPA;
 
-/// Guest-physical address where the VMM starts placing the first page tables.
-pub const BOOT_PAGE_TABLES_GPA: u64 = 0x1_0000;
+/// Size of the page-table pool: one sixteenth of RAM, between these bounds.
+pub const fn pt_pool_bytes(mem_bytes: u64) -> u64 {
+    let sixteenth = (mem_bytes / 16) & !(LARGE_PAGE_SIZE - 1);
+    if sixteenth < PT_POOL_MIN_BYTES {
+        PT_POOL_MIN_BYTES
+    } else if sixteenth > PT_POOL_MAX_BYTES {
+        PT_POOL_MAX_BYTES
+    } else {
+        sixteenth
+    }
+}
+/// Smallest page-table pool (256 tables).
+pub const PT_POOL_MIN_BYTES: u64 = 1 << 20;
+/// Largest page-table pool (16384 tables).
+pub const PT_POOL_MAX_BYTES: u64 = 64 << 20;
 /// End (exclusive) of the region the VMM reserves for itself: guest memory below this
 /// address is never given to the kernel image or to the guest's free memory.
 pub const VMM_RESERVED_END: u64 = 0x10_0000;

@@ -168,3 +168,17 @@ pub fn outb(port: u16, value: u8) {
     // the boot-info page; writing them has no effect on guest memory.
     unsafe { asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack, preserves_flags)) };
 }
+
+/// Loads CR3: switches to the address space whose PML4 is at guest-physical `root`
+/// (and flushes the TLB's non-global entries).
+pub fn write_cr3(root: u64) {
+    // SAFETY: callers pass the root of a complete address space whose upper half is the
+    // kernel's (copied from the boot tables), so the code running now stays mapped.
+    unsafe { asm!("mov cr3, {}", in(reg) root, options(nostack, preserves_flags)) };
+}
+
+/// Drops the TLB entry for one virtual address after its mapping changed.
+pub fn invlpg(va: u64) {
+    // SAFETY: invalidating a TLB entry never breaks anything; at worst it costs a walk.
+    unsafe { asm!("invlpg [{}]", in(reg) va, options(nostack, preserves_flags)) };
+}

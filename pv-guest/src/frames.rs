@@ -73,6 +73,39 @@ pub fn free(frame: u64) {
     a.in_use -= 1;
 }
 
+/// A 2 MiB-aligned run of 512 frames for a large page, from the never-used part of
+/// free memory (the frames skipped to reach the alignment go on the free list).
+pub fn alloc_large() -> Option<u64> {
+    const LARGE: u64 = 2 << 20;
+    let start = allocator().next.next_multiple_of(LARGE);
+    if start + LARGE > allocator().end {
+        return None;
+    }
+    while allocator().next < start {
+        let skipped = allocator().next;
+        allocator().next += PAGE_SIZE;
+        allocator().in_use += 1;
+        free(skipped);
+    }
+    let a = allocator();
+    a.next = start + LARGE;
+    a.in_use += LARGE / PAGE_SIZE;
+    Some(start)
+}
+
+/// Gives back a large page's 512 frames.
+pub fn free_large(start: u64) {
+    for i in 0..512 {
+        free(start + i * PAGE_SIZE);
+    }
+}
+
+/// Zeroes `len` bytes of frames from `start` (a frame or a large page).
+pub fn zero(start: u64, len: u64) {
+    // SAFETY: the range is frames the caller owns, guest RAM in the direct map.
+    unsafe { core::ptr::write_bytes(memory::phys_to_virt(start) as *mut u8, 0, len as usize) };
+}
+
 /// Frames currently handed out.
 pub fn in_use() -> u64 {
     allocator().in_use

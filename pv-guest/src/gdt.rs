@@ -15,8 +15,10 @@ use crate::cpu::{self, DescriptorTablePointer};
 pub const KERNEL_CODE: u16 = 0x08;
 /// Kernel data segment selector (GDT index 2, ring 0).
 pub const KERNEL_DATA: u16 = 0x10;
-// GDT index 3 (0x18) is user data and index 4 (0x20) user code, both DPL 3, ready
-// for ring-3 tasks.
+/// User data segment selector (GDT index 3, requested privilege 3).
+pub const USER_DATA: u16 = 0x18 | 3;
+/// User code segment selector (GDT index 4, requested privilege 3).
+pub const USER_CODE: u16 = 0x20 | 3;
 /// TSS selector (GDT indices 5 and 6: a system descriptor takes two slots in long mode).
 pub const TSS: u16 = 0x28;
 

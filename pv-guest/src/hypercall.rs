@@ -28,6 +28,12 @@ pub fn console_write(bytes: &[u8]) -> Result<u64, HypercallError> {
     call(Hypercall::ConsoleWrite, [gpa, bytes.len() as u64, 0, 0])
 }
 
+/// Applies a batch of page-table writes (`pv_abi::hypercall::MmuUpdate`).
+pub fn mmu_update(batch: &[pv_abi::hypercall::MmuUpdate]) -> Result<u64, HypercallError> {
+    let gpa = memory::virt_to_phys(batch.as_ptr() as u64).ok_or(HypercallError::Fault)?;
+    call(Hypercall::MmuUpdate, [gpa, batch.len() as u64, 0, 0])
+}
+
 /// Stops the guest; hv exits with `code`.
 pub fn shutdown(code: u8) -> ! {
     let _ = call(Hypercall::Shutdown, [u64::from(code), 0, 0, 0]);

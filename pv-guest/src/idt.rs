@@ -74,6 +74,8 @@ extern "C" {
     fn trap_stub_64();
     /// Entry stub of the spurious-interrupt vector (0xff = 255).
     fn trap_stub_255();
+    /// Entry stub of the system-call vector (0x80 = 128).
+    fn trap_stub_128();
 }
 
 /// Fills in the exception gates and loads the IDT.
@@ -93,6 +95,8 @@ pub fn init() {
     unsafe {
         IDT[usize::from(UPCALL_VECTOR)] = Gate::new(trap_stub_64 as *const () as u64, GATE_RING0, 0);
         IDT[usize::from(SPURIOUS_VECTOR)] = Gate::new(trap_stub_255 as *const () as u64, GATE_RING0, 0);
+        // System calls: DPL 3, so `int 0x80` from ring 3 may use this gate.
+        IDT[crate::trap::SYSCALL as usize] = Gate::new(trap_stub_128 as *const () as u64, GATE_RING3, 0);
     }
     let ptr = DescriptorTablePointer {
         limit: (core::mem::size_of::<[Gate; IDT_ENTRIES]>() - 1) as u16,
@@ -129,7 +133,7 @@ core::arch::global_asm!(
     "    push \\n",
     "    jmp trap_common",
     ".endm",
-    ".irp n, 0,1,2,3,4,5,6,7,9,15,16,18,19,20,22,23,24,25,26,27,28,31,64,255",
+    ".irp n, 0,1,2,3,4,5,6,7,9,15,16,18,19,20,22,23,24,25,26,27,28,31,64,128,255",
     "    isr_noerr \\n",
     ".endr",
     ".irp n, 8,10,11,12,13,14,17,21,29,30",

@@ -18,6 +18,9 @@
 //! | `shared_page.rs` | pages shared with the hypervisor (rings, grant table) |
 //! | `drivers.rs` | the split-driver frontends (crate `frontend-drivers`) set up from boot info |
 //! | `frames.rs` | the frame allocator |
+//! | `mmu/` | page tables through the paravirtual MMU interface; address spaces |
+//! | `task/` | ring-3 tasks: user programs, system calls, scheduling, demand paging |
+//! | `selftest_memory.rs` | self-tests of address spaces and tasks |
 //! | `blk_commands.rs` | `blk-read-sum`, `blk-fill`: block I/O you can check from outside |
 //! | `panic.rs` | a Rust panic becomes a `report_panic` hypercall |
 //! | `commands.rs` | what the words after `hv run --` ask the guest to do |
@@ -43,9 +46,12 @@ mod gdt;
 mod hypercall;
 mod idt;
 mod memory;
+mod mmu;
 mod panic;
 mod selftest;
+mod selftest_memory;
 mod shared_page;
+mod task;
 mod trap;
 
 /// The kernel's Rust entry point, called by `_start` with the guest-physical address of
@@ -59,6 +65,8 @@ pub extern "C" fn kmain(boot_info_gpa: u64) -> ! {
     // From here on every exception reaches trap::dispatch, which reports it to the VMM.
     let boot_info = memory::init(boot_info_gpa);
     frames::init(boot_info);
+    mmu::pool::init(boot_info);
+    task::init(boot_info.boot_page_table_root);
     // The local APIC and the split-driver frontends: from here on, output goes through
     // the console device's ring instead of a hypercall per line.
     drivers::init(boot_info);

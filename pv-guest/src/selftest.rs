@@ -54,6 +54,9 @@ pub fn run(info: &BootInfo) -> u8 {
     for (name, test) in tests {
         record(name, test(info));
     }
+    for (name, test) in crate::selftest_memory::TESTS {
+        record(name, test(info));
+    }
     for call in hostile_hypercalls(info) {
         record(call.name, call.check());
     }

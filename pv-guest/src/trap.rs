@@ -20,9 +20,11 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use crate::{cpu, hypercall};
 use pv_abi::exception::{BREAKPOINT, INVALID_OPCODE, PAGE_FAULT};
 
-/// The registers as the entry stub in `idt.rs` leaves them on the stack.
-#[derive(Debug)]
+/// The registers as the entry stub in `idt.rs` leaves them on the stack. A task's saved
+/// registers are kept in the same shape, so switching tasks is copying one of these.
+#[derive(Clone, Copy, Debug)]
 #[repr(C)]
+#[allow(missing_docs)]
 pub struct TrapFrame {
     pub r15: u64,
     pub r14: u64,
@@ -51,6 +53,19 @@ pub struct TrapFrame {
     pub ss: u64,
 }
 
+impl TrapFrame {
+    /// All zero.
+    pub const ZERO: TrapFrame = TrapFrame {
+        r15: 0, r14: 0, r13: 0, r12: 0, r11: 0, r10: 0, r9: 0, r8: 0, rbp: 0, rdi: 0, rsi: 0, rdx: 0, rcx: 0,
+        rbx: 0, rax: 0, vector: 0, error_code: 0, rip: 0, cs: 0, rflags: 0, rsp: 0, ss: 0,
+    };
+
+    /// Whether the trap came from ring 3.
+    pub fn from_user(&self) -> bool {
+        self.cs & 3 == 3
+    }
+}
+
 /// How many `#BP` traps have been handled.
 pub static BREAKPOINTS: AtomicU64 = AtomicU64::new(0);
 /// How many announced `#UD` faults have been stepped over (read by the self-tests).
@@ -73,6 +88,20 @@ pub extern "C" fn dispatch(frame: &mut TrapFrame) {
         BREAKPOINT => {
             BREAKPOINTS.fetch_add(1, Ordering::Relaxed);
         }
+        // A system call through the DPL-3 gate (on a host where `int 0x80` works).
+        SYSCALL if frame.from_user() => crate::task::syscall::handle(frame),
+        // On a host where `int n` from ring 3 raises #UD: recognise `int 0x80` at rip,
+        // step over it, and make the same call (see task/syscall.rs).
+        INVALID_OPCODE if frame.from_user() && crate::task::user_code_bytes(frame.rip) == Some(INT_0X80) => {
+            frame.rip += INT_0X80.len() as u64;
+            crate::task::syscall::handle(frame);
+        }
+        PAGE_FAULT if crate::task::serve_demand_fault(cpu::read_cr2(), frame.error_code) => {}
+        // Any other exception in ring 3 is the task's fault: kill the task, not the kernel.
+        vector if frame.from_user() && vector < 32 => {
+            let address = if vector == PAGE_FAULT { cpu::read_cr2() } else { 0 };
+            crate::task::kill_current(frame, vector, address);
+        }
         INVALID_OPCODE if UD2_EXPECTED.swap(false, Ordering::Relaxed) && is_ud2_at(frame.rip) => {
             // A fault leaves rip *at* the instruction: step over it by hand.
             frame.rip += UD2.len() as u64;
@@ -86,6 +115,10 @@ pub extern "C" fn dispatch(frame: &mut TrapFrame) {
 }
 
 const UPCALL: u64 = pv_abi::event_channel::UPCALL_VECTOR as u64;
+/// The system-call vector (`int 0x80`).
+pub const SYSCALL: u64 = 0x80;
+/// The encoding of `int 0x80`.
+const INT_0X80: [u8; 2] = [0xcd, 0x80];
 const SPURIOUS: u64 = pv_abi::event_channel::SPURIOUS_VECTOR as u64;
 
 /// Whether the kernel code at `rip` is `ud2`. Only kernel-image addresses are read.

@@ -85,8 +85,8 @@ pub enum ElfError {
     /// p_filesz > p_memsz.
     #[error("segment {index} claims {file_size:#x} bytes of file data but only {mem_size:#x} bytes of memory")]
     FileSizeExceedsMemSize { index: usize, file_size: u64, mem_size: u64 },
-    /// Segment outside RAM.
-    #[error("segment {index} ({paddr:#x}..{end:#x}) lies outside guest RAM (0..{ram:#x}); give the guest more memory with --mem")]
+    /// Segment outside the memory available to the kernel.
+    #[error("segment {index} ({paddr:#x}..{end:#x}) lies outside the guest memory available to the kernel (0..{ram:#x}, below the page-table pool); give the guest more memory with --mem")]
     SegmentOutsideRam { index: usize, paddr: u64, end: u64, ram: u64 },
     /// Segment in the VMM's reserved area.
     #[error("segment {index} ({paddr:#x}..{end:#x}) overlaps the area hv reserves for boot info and page tables (below {reserved:#x})")]
@@ -102,7 +102,8 @@ pub enum ElfError {
     EntryOutsideSegments { entry: u64 },
 }
 
-/// Parses and checks `bytes` as a kernel for a guest with `ram_bytes` of RAM.
+/// Parses and checks `bytes` as a kernel whose segments must lie below `ram_bytes`
+/// (the start of the page-table pool: see `boot::kernel_memory_limit`).
 pub fn parse_kernel(bytes: &[u8], ram_bytes: u64) -> Result<KernelImage, ElfError> {
     let header = check_header(bytes)?;
     let phdrs = parse_program_headers(bytes, &header)?;

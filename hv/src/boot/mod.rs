@@ -15,7 +15,7 @@ use crate::devices::DeviceLayout;
 use crate::guest_ram::{GuestRam, OutsideRam};
 use elf::{ElfError, KernelImage};
 use page_tables::{BootPageTables, PageTableError};
-use pv_abi::layout::{BOOT_INFO_GPA, GRANT_TABLE_GPA, PAGE_SIZE, SHARED_INFO_GPA};
+use pv_abi::layout::{pt_pool_bytes, BOOT_INFO_GPA, GRANT_TABLE_GPA, PAGE_SIZE, SHARED_INFO_GPA};
 use pv_abi::{BootInfo, CmdlineError, MmuMode};
 
 /// Where and how the vCPU starts.
@@ -84,7 +84,8 @@ pub fn prepare(ram: &GuestRam, inputs: &BootInputs) -> Result<BootPlan, BootErro
     let image = inputs.image;
     load_segments(ram, inputs.kernel, image)?;
 
-    let mut tables = BootPageTables::new(ram, inputs.nx)?;
+    let pool = kernel_memory_limit(ram.size())..ram.size();
+    let mut tables = BootPageTables::new(ram, inputs.nx, pool.clone())?;
     tables.map_direct(ram.size())?;
     for segment in &image.segments {
         tables.map_segment(segment)?;
@@ -100,7 +101,11 @@ pub fn prepare(ram: &GuestRam, inputs: &BootInputs) -> Result<BootPlan, BootErro
         kernel_start,
         kernel_end,
         free_mem_start: kernel_end.next_multiple_of(PAGE_SIZE),
-        free_mem_end: ram.size(),
+        free_mem_end: pool.start,
+        pt_pool_start: pool.start,
+        pt_pool_end: pool.end,
+        pt_pool_free: tables.next_free(),
+        boot_page_table_root: tables.root,
         tsc_khz: inputs.tsc_khz,
         shared_info_gpa: SHARED_INFO_GPA,
         grant_table_gpa: GRANT_TABLE_GPA,
@@ -120,6 +125,12 @@ pub fn prepare(ram: &GuestRam, inputs: &BootInputs) -> Result<BootPlan, BootErro
         boot_info: info,
         segments: image.segments.len(),
     })
+}
+
+/// Where the page-table pool starts: everything below is for the kernel image and the
+/// guest's free memory, so an ELF segment must end below it.
+pub fn kernel_memory_limit(ram_bytes: u64) -> u64 {
+    ram_bytes - pt_pool_bytes(ram_bytes)
 }
 
 /// Copies each segment's file bytes and zeroes the rest of its memory (`.bss`).

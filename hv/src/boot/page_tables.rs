@@ -1,7 +1,7 @@
 //! The guest's first page tables, built by the VMM.
 //!
 //! The guest starts with paging already on, so someone must have built page tables:
-//! hv does, in the reserved area at `BOOT_PAGE_TABLES_GPA`, following pv-abi's virtual
+//! hv does, in the first frames of the page-table pool at the top of RAM, following pv-abi's virtual
 //! layout. x86-64 paging is a 4-level tree (PML4 → PDPT → PD → PT); each level uses 9
 //! bits of the virtual address, and the last 12 bits are the offset in a 4 KiB page.
 //!
@@ -21,9 +21,9 @@
 use super::elf::LoadSegment;
 use crate::guest_ram::{GuestRam, OutsideRam};
 use pv_abi::layout::{
-    BOOT_PAGE_TABLES_GPA, KERNEL_VIRT_BASE, LARGE_PAGE_SIZE, LOCAL_APIC_GPA, LOCAL_APIC_VIRT, PAGE_SIZE, PHYS_MAP_BASE,
-    VMM_RESERVED_END,
+    KERNEL_VIRT_BASE, LARGE_PAGE_SIZE, LOCAL_APIC_GPA, LOCAL_APIC_VIRT, PAGE_SIZE, PHYS_MAP_BASE, PT_POOL_MIN_BYTES,
 };
+use std::ops::Range;
 
 /// Present.
 pub const PTE_PRESENT: u64 = 1 << 0;
@@ -46,10 +46,10 @@ const GIB: u64 = 1 << 30;
 /// Why the page tables could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum PageTableError {
-    /// The reserved area ran out of pages for tables.
-    #[error("the boot page tables do not fit in the reserved area (below {limit:#x})")]
+    /// The page-table pool ran out of pages for tables.
+    #[error("the boot page tables do not fit in the page-table pool (which ends at {limit:#x})")]
     OutOfTablePages {
-        /// End of the reserved area.
+        /// End of the pool.
         limit: u64,
     },
     /// A table or entry lies outside RAM (only possible with a tiny --mem).
@@ -62,27 +62,34 @@ fn table_index(vaddr: u64, level: u32) -> u64 {
     (vaddr >> (12 + 9 * (level - 1))) & (ENTRIES_PER_TABLE - 1)
 }
 
-/// Builds tables in guest RAM from a bump allocator over the reserved area.
+/// Builds tables in guest RAM from a bump allocator over the page-table pool.
 pub struct BootPageTables<'a> {
     ram: &'a GuestRam,
     next_free: u64,
+    pool_end: u64,
     nx: bool,
     /// Guest-physical address of the PML4: what CR3 will hold.
     pub root: u64,
 }
 
 impl<'a> BootPageTables<'a> {
-    /// Starts an empty tree. `nx` says whether the CPU supports no-execute pages.
-    pub fn new(ram: &'a GuestRam, nx: bool) -> Result<Self, PageTableError> {
-        let mut tables = BootPageTables { ram, next_free: BOOT_PAGE_TABLES_GPA, nx, root: 0 };
+    /// Starts an empty tree with tables from `pool`. `nx` says whether the CPU
+    /// supports no-execute pages.
+    pub fn new(ram: &'a GuestRam, nx: bool, pool: Range<u64>) -> Result<Self, PageTableError> {
+        let mut tables = BootPageTables { ram, next_free: pool.start, pool_end: pool.end, nx, root: 0 };
         tables.root = tables.alloc_table()?;
         Ok(tables)
     }
 
+    /// The first pool frame not used by these tables.
+    pub fn next_free(&self) -> u64 {
+        self.next_free
+    }
+
     fn alloc_table(&mut self) -> Result<u64, PageTableError> {
         let page = self.next_free;
-        if page + PAGE_SIZE > VMM_RESERVED_END {
-            return Err(PageTableError::OutOfTablePages { limit: VMM_RESERVED_END });
+        if page + PAGE_SIZE > self.pool_end {
+            return Err(PageTableError::OutOfTablePages { limit: self.pool_end });
         }
         self.next_free += PAGE_SIZE;
         self.ram.write(page, &[0u8; PAGE_SIZE as usize])?;
@@ -165,18 +172,21 @@ impl<'a> BootPageTables<'a> {
     }
 }
 
-/// Guarantees the reserved area can hold the direct map for the largest RAM hv allows.
+/// Guarantees the smallest pool can hold the boot tables for the largest RAM hv allows.
 const _: () = {
     let max_ram = pv_abi::layout::MAX_MEM_MIB << 20;
     // PML4 + direct-map PDPT + one PD per GiB + kernel PDPT, PD and a few PTs + the
     // local APIC's PD and PT.
     let tables = 2 + max_ram / GIB + 8 + 2;
-    assert!(BOOT_PAGE_TABLES_GPA + tables * PAGE_SIZE <= VMM_RESERVED_END);
+    assert!(tables * PAGE_SIZE <= PT_POOL_MIN_BYTES);
 };
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A pool in the low MiB of the small test RAMs.
+    const POOL: Range<u64> = 0x1_0000..0x10_0000;
 
     /// Walks the tables in software, as the MMU would: (gpa, writable, executable).
     fn walk(ram: &GuestRam, root: u64, vaddr: u64) -> Option<(u64, bool, bool)> {
@@ -205,7 +215,7 @@ mod tests {
     #[test]
     fn kernel_segments_get_their_own_permissions() {
         let ram = GuestRam::new(16 << 20).unwrap();
-        let mut pt = BootPageTables::new(&ram, true).unwrap();
+        let mut pt = BootPageTables::new(&ram, true, POOL).unwrap();
         pt.map_segment(&segment(0x20_0000, 0x3000, false, true)).unwrap();
         pt.map_segment(&segment(0x20_3000, 0x1800, true, false)).unwrap();
         let v = KERNEL_VIRT_BASE + 0x20_0123;
@@ -218,7 +228,7 @@ mod tests {
     #[test]
     fn direct_map_covers_exactly_ram() {
         let ram = GuestRam::new(6 << 20).unwrap();
-        let mut pt = BootPageTables::new(&ram, true).unwrap();
+        let mut pt = BootPageTables::new(&ram, true, POOL).unwrap();
         pt.map_direct(6 << 20).unwrap();
         assert_eq!(walk(&ram, pt.root, PHYS_MAP_BASE), Some((0, true, false)));
         assert_eq!(walk(&ram, pt.root, PHYS_MAP_BASE + (6 << 20) - 1), Some(((6 << 20) - 1, true, false)));
@@ -228,7 +238,7 @@ mod tests {
     #[test]
     fn the_lower_half_is_unmapped() {
         let ram = GuestRam::new(16 << 20).unwrap();
-        let mut pt = BootPageTables::new(&ram, true).unwrap();
+        let mut pt = BootPageTables::new(&ram, true, POOL).unwrap();
         pt.map_direct(16 << 20).unwrap();
         pt.map_segment(&segment(0x20_0000, 0x1000, false, true)).unwrap();
         for v in [0, 0x1000, 0x20_0000, 0x7fff_ffff_f000] {
@@ -239,7 +249,7 @@ mod tests {
     #[test]
     fn the_local_apic_is_mapped_uncached_beside_ram() {
         let ram = GuestRam::new(16 << 20).unwrap();
-        let mut pt = BootPageTables::new(&ram, true).unwrap();
+        let mut pt = BootPageTables::new(&ram, true, POOL).unwrap();
         pt.map_direct(16 << 20).unwrap();
         pt.map_local_apic().unwrap();
         assert_eq!(walk(&ram, pt.root, LOCAL_APIC_VIRT + 0xb0), Some((LOCAL_APIC_GPA + 0xb0, true, false)));
@@ -249,7 +259,7 @@ mod tests {
     #[test]
     fn without_nx_support_no_entry_sets_the_nx_bit() {
         let ram = GuestRam::new(4 << 20).unwrap();
-        let mut pt = BootPageTables::new(&ram, false).unwrap();
+        let mut pt = BootPageTables::new(&ram, false, POOL).unwrap();
         pt.map_direct(4 << 20).unwrap();
         assert_eq!(walk(&ram, pt.root, PHYS_MAP_BASE + 0x1000), Some((0x1000, true, true)));
     }

@@ -6,8 +6,10 @@
 //! make the VMM panic or touch memory outside guest RAM: addresses and lengths go
 //! through [`GuestRam`]'s checked accessors, and lengths are bounded before any copy.
 
+use std::ops::Range;
+
 use kvm_bindings::kvm_regs;
-use pv_abi::hypercall::{CONSOLE_WRITE_MAX, EXCEPTION_VECTOR_MAX, SHUTDOWN_CODE_MAX};
+use pv_abi::hypercall::{CONSOLE_WRITE_MAX, EXCEPTION_VECTOR_MAX, MMU_UPDATE_MAX, MMU_UPDATE_SIZE, SHUTDOWN_CODE_MAX};
 use pv_abi::{Hypercall, HypercallError};
 
 use crate::console::ConsoleOutput;
@@ -60,16 +62,27 @@ impl HypercallOutcome {
     }
 }
 
+/// What a hypercall may use.
+pub struct HypercallContext<'a> {
+    /// Guest RAM.
+    pub ram: &'a GuestRam,
+    /// The console.
+    pub console: &'a ConsoleOutput,
+    /// The page-table pool (guest-physical), the only place `mmu_update` may write.
+    pub pt_pool: Range<u64>,
+}
+
 /// Carries out one hypercall.
-pub fn dispatch(req: &HypercallRequest, ram: &GuestRam, console: &ConsoleOutput) -> HypercallOutcome {
+pub fn dispatch(req: &HypercallRequest, cx: &HypercallContext) -> HypercallOutcome {
     let [a0, a1, a2, a3] = req.args;
     match Hypercall::from_number(req.nr) {
         None => HypercallOutcome::error(HypercallError::NoSys),
         Some(Hypercall::Nop) => HypercallOutcome::value(0),
-        Some(Hypercall::ConsoleWrite) => console_write(ram, console, a0, a1),
+        Some(Hypercall::ConsoleWrite) => console_write(cx.ram, cx.console, a0, a1),
         Some(Hypercall::Shutdown) => shutdown(a0),
-        Some(Hypercall::ReportPanic) => report_panic(ram, a0, a1),
+        Some(Hypercall::ReportPanic) => report_panic(cx.ram, a0, a1),
         Some(Hypercall::ReportException) => report_exception(a0, a1, a2, a3),
+        Some(Hypercall::MmuUpdate) => mmu_update(cx, a0, a1),
     }
 }
 
@@ -116,6 +129,36 @@ fn report_exception(vector: u64, rip: u64, error_code: u64, cr2: u64) -> Hyperca
         return HypercallOutcome::error(HypercallError::Inval);
     }
     HypercallOutcome::stop(GuestStop::Exception { vector, rip, error_code, cr2 })
+}
+
+/// `mmu_update`: many page-table writes for the price of one exit.
+///
+/// The whole batch is read and checked first (every entry address 8-byte aligned and
+/// inside the page-table pool), then applied; a batch with one bad address changes
+/// nothing. In `ept` mode the entries' *values* need no check: the guest could write
+/// them directly anyway, and KVM confines whatever they point at to guest RAM.
+fn mmu_update(cx: &HypercallContext, gpa: u64, count: u64) -> HypercallOutcome {
+    if count > MMU_UPDATE_MAX {
+        return HypercallOutcome::error(HypercallError::TooBig);
+    }
+    let mut bytes = vec![0u8; (count * MMU_UPDATE_SIZE) as usize];
+    if cx.ram.read(gpa, &mut bytes).is_err() {
+        return HypercallOutcome::error(HypercallError::Fault);
+    }
+    let updates: Vec<(u64, u64)> = bytes
+        .chunks_exact(MMU_UPDATE_SIZE as usize)
+        .map(|c| (u64::from_le_bytes(c[..8].try_into().unwrap_or_default()), u64::from_le_bytes(c[8..].try_into().unwrap_or_default())))
+        .collect();
+    let in_pool = |entry: u64| entry.is_multiple_of(8) && cx.pt_pool.start <= entry && entry < cx.pt_pool.end;
+    if !updates.iter().all(|(entry, _)| in_pool(*entry)) {
+        return HypercallOutcome::error(HypercallError::Inval);
+    }
+    for (entry, value) in updates {
+        if cx.ram.write_u64(entry, value).is_err() {
+            return HypercallOutcome::error(HypercallError::Fault);
+        }
+    }
+    HypercallOutcome::value(count)
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Hostile-argument tests for hypercall dispatch, against plain guest RAM (no KVM).
 
 use super::*;
+use pv_abi::hypercall::MMU_UPDATE_MAX;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
@@ -26,8 +27,11 @@ fn setup() -> (GuestRam, ConsoleOutput, Captured) {
     (ram, ConsoleOutput::new(Box::new(captured.clone())), captured)
 }
 
+/// The page-table pool of the test RAM.
+const POOL: std::ops::Range<u64> = 0x30_0000..0x40_0000;
+
 fn call(ram: &GuestRam, console: &ConsoleOutput, h: u64, args: [u64; 4]) -> HypercallOutcome {
-    dispatch(&HypercallRequest { nr: h, args }, ram, console)
+    dispatch(&HypercallRequest { nr: h, args }, &HypercallContext { ram, console, pt_pool: POOL })
 }
 
 const WRITE: u64 = Hypercall::ConsoleWrite as u64;
@@ -70,7 +74,7 @@ fn control_characters_from_the_guest_do_not_reach_the_terminal() {
 #[test]
 fn unknown_numbers_are_enosys() {
     let (ram, con, _) = setup();
-    for nr in [5, 0x7777, u64::MAX] {
+    for nr in [6, 0x7777, u64::MAX] {
         let r = call(&ram, &con, nr, [0; 4]);
         assert_eq!(r.result, Err(HypercallError::NoSys));
         assert!(r.stop.is_none());
@@ -107,4 +111,45 @@ fn report_exception_accepts_cpu_vectors_only() {
     let r = call(&ram, &con, re, [13, 0xffff_ffff_8020_0000, 0, 0]);
     assert!(matches!(r.stop, Some(GuestStop::Exception { vector: 13, .. })));
     assert_eq!(call(&ram, &con, re, [32, 0, 0, 0]).result, Err(HypercallError::Inval));
+}
+
+const MMU: u64 = Hypercall::MmuUpdate as u64;
+
+fn write_batch(ram: &GuestRam, at: u64, pairs: &[(u64, u64)]) {
+    for (i, (e, v)) in pairs.iter().enumerate() {
+        ram.write_u64(at + 16 * i as u64, *e).unwrap();
+        ram.write_u64(at + 16 * i as u64 + 8, *v).unwrap();
+    }
+}
+
+#[test]
+fn mmu_update_applies_a_batch_inside_the_pool() {
+    let (ram, con, _) = setup();
+    write_batch(&ram, 0x1000, &[(POOL.start, 0x1234_5007), (POOL.start + 8, 0x2003), (POOL.end - 8, 7)]);
+    assert_eq!(call(&ram, &con, MMU, [0x1000, 3, 0, 0]).result, Ok(3));
+    assert_eq!(ram.read_u64(POOL.start).unwrap(), 0x1234_5007);
+    assert_eq!(ram.read_u64(POOL.end - 8).unwrap(), 7);
+}
+
+#[test]
+fn mmu_update_with_one_entry_outside_the_pool_changes_nothing() {
+    let (ram, con, _) = setup();
+    let kernel_data = 0x20_0000;
+    write_batch(&ram, 0x1000, &[(POOL.start, 0x1007), (kernel_data, 0xdead)]);
+    assert_eq!(call(&ram, &con, MMU, [0x1000, 2, 0, 0]).result, Err(HypercallError::Inval));
+    assert_eq!(ram.read_u64(POOL.start).unwrap(), 0, "not even the good entry was applied");
+    assert_eq!(ram.read_u64(kernel_data).unwrap(), 0);
+    write_batch(&ram, 0x1000, &[(POOL.start + 4, 1)]);
+    assert_eq!(call(&ram, &con, MMU, [0x1000, 1, 0, 0]).result, Err(HypercallError::Inval), "unaligned");
+    write_batch(&ram, 0x1000, &[(POOL.end, 1)]);
+    assert_eq!(call(&ram, &con, MMU, [0x1000, 1, 0, 0]).result, Err(HypercallError::Inval), "one past the pool");
+}
+
+#[test]
+fn mmu_update_refuses_huge_counts_and_arrays_outside_ram() {
+    let (ram, con, _) = setup();
+    assert_eq!(call(&ram, &con, MMU, [0, MMU_UPDATE_MAX + 1, 0, 0]).result, Err(HypercallError::TooBig));
+    assert_eq!(call(&ram, &con, MMU, [0, u64::MAX, 0, 0]).result, Err(HypercallError::TooBig));
+    assert_eq!(call(&ram, &con, MMU, [RAM - 16, 2, 0, 0]).result, Err(HypercallError::Fault));
+    assert_eq!(call(&ram, &con, MMU, [0, 0, 0, 0]).result, Ok(0), "an empty batch is fine");
 }

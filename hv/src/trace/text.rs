@@ -90,6 +90,7 @@ pub fn describe_call(nr: u64, a: &[u64; 4]) -> String {
         Some(Hypercall::ReportException) => {
             format!("report_exception(vector={}, rip={:#x}, error={:#x}, cr2={:#x})", a[0], a[1], a[2], a[3])
         }
+        Some(Hypercall::MmuUpdate) => format!("mmu_update(gpa={:#x}, count={})", a[0], a[1]),
         None => format!("unknown_{nr:#x}({:#x}, {:#x}, {:#x}, {:#x})", a[0], a[1], a[2], a[3]),
     }
 }

@@ -1,0 +1,165 @@
+//! An address space: one tree of page tables from the pool.
+//!
+//! The upper half (PML4 entries 256..512) is the kernel's, copied from the VMM's boot
+//! PML4 when the space is made, so every space shares the same kernel tables and a
+//! system call or trap finds the kernel mapped. The lower half belongs to the space.
+//!
+//! ```text
+//!  PML4 ─► PDPT ─► PD ─► PT ─► 4 KiB frame          (map with PageSize::Small)
+//!                   └──────► 2 MiB frame (PS bit)   (map with PageSize::Large)
+//! ```
+
+use super::writer::{read, PageTableWriter};
+use super::{pool, MmuError, PageSize, Protection, PTE_ADDR_MASK, PTE_LARGE, PTE_PRESENT, PTE_USER, PTE_WRITABLE};
+
+/// Entries in one table.
+const ENTRIES: u64 = 512;
+/// First PML4 entry of the kernel's half.
+const KERNEL_HALF: u64 = 256;
+/// End (exclusive) of the lower half: user addresses are below it.
+pub const USER_END: u64 = 0x0000_8000_0000_0000;
+
+fn index(va: u64, level: u32) -> u64 {
+    (va >> (12 + 9 * (level - 1))) & (ENTRIES - 1)
+}
+
+/// One address space.
+pub struct AddressSpace {
+    root: u64,
+}
+
+impl AddressSpace {
+    /// A space with an empty lower half and the kernel's upper half.
+    pub fn new(w: &mut PageTableWriter, kernel_root: u64) -> Result<Self, MmuError> {
+        let root = pool::alloc_table().ok_or(MmuError::NoTables)?;
+        for i in KERNEL_HALF..ENTRIES {
+            let entry = read(kernel_root + i * 8);
+            if entry != 0 {
+                w.write(root + i * 8, entry)?;
+            }
+        }
+        w.flush()?;
+        Ok(AddressSpace { root })
+    }
+
+    /// Guest-physical address of the PML4: what CR3 holds while this space runs.
+    pub fn root(&self) -> u64 {
+        self.root
+    }
+
+    /// The entry for `va` at `level`, creating the tables above it if `create`.
+    /// Returns the entry's guest-physical address.
+    fn entry(&self, w: &mut PageTableWriter, va: u64, level: u32, create: bool) -> Result<u64, MmuError> {
+        let mut table = self.root;
+        for l in (level + 1..=4).rev() {
+            let e = table + index(va, l) * 8;
+            let value = read(e);
+            if value & PTE_PRESENT == 0 {
+                if !create {
+                    return Err(MmuError::NotMapped);
+                }
+                let new = pool::alloc_table().ok_or(MmuError::NoTables)?;
+                // Intermediate entries allow everything; the leaf decides. Flush at once:
+                // the walk reads through this entry next.
+                w.write(e, new | PTE_PRESENT | PTE_WRITABLE | PTE_USER)?;
+                w.flush()?;
+                table = new;
+            } else if value & PTE_LARGE != 0 {
+                return Err(MmuError::AlreadyMapped);
+            } else {
+                table = value & PTE_ADDR_MASK;
+            }
+        }
+        Ok(table + index(va, level) * 8)
+    }
+
+    fn check(va: u64, size: PageSize) -> Result<(), MmuError> {
+        if !va.is_multiple_of(size.bytes()) || va >= USER_END {
+            return Err(MmuError::BadAddress);
+        }
+        Ok(())
+    }
+
+    /// Maps `frame` (a guest-physical address, aligned to `size`) at user address `va`.
+    pub fn map(&mut self, w: &mut PageTableWriter, va: u64, frame: u64, prot: Protection, size: PageSize) -> Result<(), MmuError> {
+        Self::check(va, size)?;
+        let level = if size == PageSize::Large { 2 } else { 1 };
+        let e = self.entry(w, va, level, true)?;
+        if read(e) & PTE_PRESENT != 0 {
+            return Err(MmuError::AlreadyMapped);
+        }
+        let large = if size == PageSize::Large { PTE_LARGE } else { 0 };
+        w.write(e, frame | prot.bits() | large)
+    }
+
+    /// Finds the leaf entry mapping `va`: (entry gpa, value, size).
+    fn leaf(&self, va: u64) -> Option<(u64, u64, PageSize)> {
+        let mut table = self.root;
+        for level in (1..=4).rev() {
+            let e = table + index(va, level) * 8;
+            let value = read(e);
+            if value & PTE_PRESENT == 0 {
+                return None;
+            }
+            if level == 1 {
+                return Some((e, value, PageSize::Small));
+            }
+            if level == 2 && value & PTE_LARGE != 0 {
+                return Some((e, value, PageSize::Large));
+            }
+            table = value & PTE_ADDR_MASK;
+        }
+        None
+    }
+
+    /// Removes the mapping of `va`; returns the frame it mapped and its size. The caller
+    /// flushes the TLB entry if this space is live.
+    pub fn unmap(&mut self, w: &mut PageTableWriter, va: u64) -> Result<(u64, PageSize), MmuError> {
+        let (e, value, size) = self.leaf(va).ok_or(MmuError::NotMapped)?;
+        w.write(e, 0)?;
+        Ok((value & PTE_ADDR_MASK & !(size.bytes() - 1), size))
+    }
+
+    /// Changes the protection of the mapping of `va`.
+    pub fn protect(&mut self, w: &mut PageTableWriter, va: u64, prot: Protection) -> Result<(), MmuError> {
+        let (e, value, size) = self.leaf(va).ok_or(MmuError::NotMapped)?;
+        let large = if size == PageSize::Large { PTE_LARGE } else { 0 };
+        w.write(e, (value & PTE_ADDR_MASK) | prot.bits() | large)
+    }
+
+    /// Translates `va` in software, as the MMU would: (guest-physical address, entry).
+    pub fn translate(&self, va: u64) -> Option<(u64, u64)> {
+        let (_, value, size) = self.leaf(va)?;
+        let base = value & PTE_ADDR_MASK & !(size.bytes() - 1);
+        Some((base + (va & (size.bytes() - 1)), value))
+    }
+
+    /// Frees the lower half: every data frame still mapped (through `free_frame`, which
+    /// knows the frame's size) and every table; then the PML4. Must not be the live space.
+    pub fn destroy(self, free_frame: &mut dyn FnMut(u64, PageSize)) {
+        for i in 0..KERNEL_HALF {
+            let e = read(self.root + i * 8);
+            if e & PTE_PRESENT != 0 {
+                free_subtree(e & PTE_ADDR_MASK, 3, free_frame);
+            }
+        }
+        pool::free_table(self.root);
+    }
+}
+
+/// Frees a table at `level` (3 = PDPT … 1 = PT) and everything below it.
+fn free_subtree(table: u64, level: u32, free_frame: &mut dyn FnMut(u64, PageSize)) {
+    for i in 0..ENTRIES {
+        let e = read(table + i * 8);
+        if e & PTE_PRESENT == 0 {
+            continue;
+        }
+        let target = e & PTE_ADDR_MASK;
+        match level {
+            1 => free_frame(target, PageSize::Small),
+            2 if e & PTE_LARGE != 0 => free_frame(target & !(PageSize::Large.bytes() - 1), PageSize::Large),
+            _ => free_subtree(target, level - 1, free_frame),
+        }
+    }
+    pool::free_table(table);
+}

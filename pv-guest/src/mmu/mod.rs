@@ -1,0 +1,101 @@
+//! The guest's memory management, through a paravirtual MMU interface.
+//!
+//! A native kernel edits its page tables with ordinary stores. A paravirtual kernel must
+//! be ready for a hypervisor that wants to see every edit (to keep shadow page tables in
+//! step), so all page-table writes here go through one interface,
+//! [`writer::PageTableWriter`], with two back ends:
+//!
+//! - **direct**: a plain store per entry. Under `ept` the hypervisor never notices;
+//!   under shadow paging each store to the (read-only) page-table pool would trap.
+//! - **batched**: entries are collected and sent with the `mmu_update` hypercall, many
+//!   writes for the price of one exit. That is Xen's PV MMU interface in miniature.
+//!
+//! Page tables come only from the page-table pool the boot-info page announces
+//! ([`pool`]), and an [`address_space::AddressSpace`] is one tree of them: its own
+//! lower (user) half, and the kernel's upper half shared with every other space.
+
+pub mod address_space;
+pub mod pool;
+pub mod writer;
+
+/// Present.
+pub const PTE_PRESENT: u64 = 1 << 0;
+/// Writable.
+pub const PTE_WRITABLE: u64 = 1 << 1;
+/// Reachable from ring 3.
+pub const PTE_USER: u64 = 1 << 2;
+/// Large page (a PD entry mapping 2 MiB).
+pub const PTE_LARGE: u64 = 1 << 7;
+/// Not executable.
+pub const PTE_NO_EXECUTE: u64 = 1 << 63;
+/// The physical address bits of an entry.
+pub const PTE_ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
+
+/// Size of a mapping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PageSize {
+    /// 4 KiB: a PT entry.
+    Small,
+    /// 2 MiB: a PD entry with the PS bit.
+    Large,
+}
+
+impl PageSize {
+    /// Bytes.
+    pub const fn bytes(self) -> u64 {
+        match self {
+            PageSize::Small => 4096,
+            PageSize::Large => 2 << 20,
+        }
+    }
+}
+
+/// What a mapping allows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Protection {
+    /// May be written.
+    pub writable: bool,
+    /// May be executed.
+    pub executable: bool,
+    /// May be used from ring 3.
+    pub user: bool,
+}
+
+impl Protection {
+    /// User data: read, write, no execute.
+    pub const USER_DATA: Protection = Protection { writable: true, executable: false, user: true };
+    /// User code: read, execute.
+    pub const USER_CODE: Protection = Protection { writable: false, executable: true, user: true };
+    /// User read-only data.
+    pub const USER_READ_ONLY: Protection = Protection { writable: false, executable: false, user: true };
+
+    /// The entry bits for this protection.
+    pub fn bits(self) -> u64 {
+        let mut bits = PTE_PRESENT;
+        if self.writable {
+            bits |= PTE_WRITABLE;
+        }
+        if self.user {
+            bits |= PTE_USER;
+        }
+        if !self.executable {
+            bits |= PTE_NO_EXECUTE;
+        }
+        bits
+    }
+}
+
+/// Why a mapping operation failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MmuError {
+    /// The page-table pool is exhausted.
+    NoTables,
+    /// Something is already mapped there.
+    AlreadyMapped,
+    /// Nothing is mapped there.
+    NotMapped,
+    /// The address is not aligned to the page size, or not in the lower half.
+    BadAddress,
+    /// The hypervisor refused a batch.
+    Refused,
+}

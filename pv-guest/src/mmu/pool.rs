@@ -1,0 +1,70 @@
+//! The page-table pool allocator.
+//!
+//! Page tables must come from the pool the boot-info page announces (`pt_pool_free ..
+//! pt_pool_end`; the VMM's first tables use the frames before that). A free pool frame
+//! is always all zeroes: a table is cleared when it is freed, so a freshly allocated one
+//! is a valid empty table at once. Freed frames go on a small stack; fresh ones come
+//! from a bump pointer.
+
+use pv_abi::layout::PAGE_SIZE;
+use pv_abi::BootInfo;
+
+/// Freed tables remembered for reuse (beyond this, they are simply not reused).
+const FREE_STACK: usize = 256;
+
+struct Pool {
+    next: u64,
+    end: u64,
+    free: [u64; FREE_STACK],
+    free_len: usize,
+    in_use: u64,
+}
+
+static mut POOL: Pool = Pool { next: 0, end: 0, free: [0; FREE_STACK], free_len: 0, in_use: 0 };
+
+fn pool() -> &'static mut Pool {
+    // SAFETY: one vCPU, never used from interrupt handlers: at most one reference at once.
+    #[allow(static_mut_refs)]
+    unsafe {
+        &mut POOL
+    }
+}
+
+/// Takes over the pool described by the boot-info page.
+pub fn init(info: &BootInfo) {
+    let p = pool();
+    p.next = info.pt_pool_free;
+    p.end = info.pt_pool_end;
+}
+
+/// A zeroed pool frame for a page table.
+pub fn alloc_table() -> Option<u64> {
+    let p = pool();
+    let frame = if p.free_len > 0 {
+        p.free_len -= 1;
+        p.free[p.free_len]
+    } else if p.next + PAGE_SIZE <= p.end {
+        p.next += PAGE_SIZE;
+        p.next - PAGE_SIZE
+    } else {
+        return None;
+    };
+    p.in_use += 1;
+    Some(frame)
+}
+
+/// Returns a table, clearing it so the pool's frames stay zero.
+pub fn free_table(frame: u64) {
+    crate::frames::bytes(frame).fill(0);
+    let p = pool();
+    p.in_use -= 1;
+    if p.free_len < FREE_STACK {
+        p.free[p.free_len] = frame;
+        p.free_len += 1;
+    }
+}
+
+/// Tables handed out and not freed.
+pub fn in_use() -> u64 {
+    pool().in_use
+}

@@ -1,0 +1,87 @@
+//! The one path by which the kernel changes a page-table entry.
+//!
+//! [`PageTableWriter::Direct`] stores each entry at once. [`PageTableWriter::Batched`]
+//! queues entries and sends them in one `mmu_update` hypercall when the batch is full
+//! or when [`PageTableWriter::flush`] is called. A caller that is about to *read*
+//! through an entry it just wrote (walking into a new table) must flush first; the
+//! address-space code does so.
+
+use pv_abi::hypercall::MmuUpdate;
+
+use crate::{hypercall, memory};
+
+/// Entries one batch holds before it is sent.
+pub const BATCH: usize = 64;
+
+/// How page-table writes reach the tables.
+// The batch is 1 KiB inline on purpose: the kernel has no heap to box it into, and there
+// are only a few writers (one for tasks, a couple in the self-tests).
+#[allow(clippy::large_enum_variant)]
+pub enum PageTableWriter {
+    /// One store per entry.
+    Direct,
+    /// Queued, sent with `mmu_update`.
+    Batched {
+        /// The queue.
+        queue: [MmuUpdate; BATCH],
+        /// Entries queued.
+        len: usize,
+        /// Hypercalls made so far.
+        hypercalls: u64,
+    },
+}
+
+impl PageTableWriter {
+    /// A batching writer with an empty queue.
+    pub const fn batched() -> Self {
+        PageTableWriter::Batched { queue: [MmuUpdate { entry: 0, value: 0 }; BATCH], len: 0, hypercalls: 0 }
+    }
+
+    /// Writes (or queues) `value` into the entry at guest-physical `entry`.
+    pub fn write(&mut self, entry: u64, value: u64) -> Result<(), super::MmuError> {
+        match self {
+            PageTableWriter::Direct => {
+                // SAFETY: `entry` is an 8-byte-aligned entry of a page table in the pool,
+                // which is guest RAM in the direct map; a volatile store keeps the
+                // compiler from merging or dropping a write the MMU will read.
+                unsafe { core::ptr::write_volatile(memory::phys_to_virt(entry) as *mut u64, value) };
+                Ok(())
+            }
+            PageTableWriter::Batched { queue, len, .. } => {
+                queue[*len] = MmuUpdate { entry, value };
+                *len += 1;
+                if *len == BATCH {
+                    self.flush()?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Sends queued entries.
+    pub fn flush(&mut self) -> Result<(), super::MmuError> {
+        if let PageTableWriter::Batched { queue, len, hypercalls } = self {
+            if *len > 0 {
+                let count = *len;
+                *len = 0;
+                *hypercalls += 1;
+                hypercall::mmu_update(&queue[..count]).map_err(|_| super::MmuError::Refused)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `mmu_update` hypercalls made (0 for the direct writer).
+    pub fn hypercalls(&self) -> u64 {
+        match self {
+            PageTableWriter::Direct => 0,
+            PageTableWriter::Batched { hypercalls, .. } => *hypercalls,
+        }
+    }
+}
+
+/// Reads a page-table entry (reads never need the hypervisor).
+pub fn read(entry: u64) -> u64 {
+    // SAFETY: as in `write`: an aligned entry of a pool table in the direct map.
+    unsafe { core::ptr::read_volatile(memory::phys_to_virt(entry) as *const u64) }
+}

@@ -1,0 +1,177 @@
+//! Self-tests of the memory-management layer and of ring-3 tasks.
+//!
+//! They cover what the course notes promise of virtual memory: a mapping translates as
+//! written and disappears when removed; protection is enforced (a task that writes its
+//! own code or reads the kernel is killed, and only it); anonymous memory arrives as
+//! zeroes on first touch; tasks in different address spaces switch CR3 and keep their
+//! own memory; 2 MiB pages work; and page-table writes can go through the batched
+//! `mmu_update` hypercall.
+
+use core::sync::atomic::Ordering;
+
+use crate::mmu::address_space::AddressSpace;
+use crate::mmu::writer::PageTableWriter;
+use crate::mmu::{pool, PageSize, Protection, PTE_NO_EXECUTE, PTE_USER, PTE_WRITABLE};
+use crate::task::programs::{HELLO, MAP_UNMAP_LOOP, READ_ADDRESS, TOUCH_PAGES, WRITE_OWN_CODE, YIELD_LOOP};
+use crate::task::{self, TaskExit, USER_STACK_TOP};
+use crate::frames;
+use pv_abi::exception::PAGE_FAULT;
+use pv_abi::BootInfo;
+
+type TestResult = Result<(), &'static str>;
+/// A named test.
+type MemoryTest = (&'static str, fn(&BootInfo) -> TestResult);
+
+fn ensure(cond: bool, why: &'static str) -> TestResult {
+    if cond {
+        Ok(())
+    } else {
+        Err(why)
+    }
+}
+
+/// The tests, by name.
+pub const TESTS: [MemoryTest; 11] = [
+    ("address_space_maps_translates_and_unmaps", |i| map_translate_unmap(i, false)),
+    ("batched_mmu_update_maps_the_same", |i| map_translate_unmap(i, true)),
+    ("protect_changes_permissions", protect_changes_permissions),
+    ("large_page_translates_across_2_mib", large_page_translates),
+    ("task_runs_in_ring_3_and_exits", |_| task_runs_and_exits()),
+    ("demand_zero_pages_read_as_zero", |_| demand_zero()),
+    ("writing_own_code_kills_only_that_task", |_| write_own_code_is_killed()),
+    ("reading_kernel_memory_kills_the_task", |_| read_kernel_is_killed()),
+    ("tasks_switch_address_spaces", |_| tasks_switch()),
+    ("map_unmap_system_calls_free_their_frames", |_| map_unmap_loop(false)),
+    ("map_unmap_through_batched_mmu_update", |_| map_unmap_loop(true)),
+];
+
+/// A user address no test maps otherwise.
+const TEST_VA: u64 = 0x1000_0000;
+
+fn map_translate_unmap(info: &BootInfo, batched: bool) -> TestResult {
+    let mut w = if batched { PageTableWriter::batched() } else { PageTableWriter::Direct };
+    let tables_before = pool::in_use();
+    let mut space = AddressSpace::new(&mut w, info.boot_page_table_root).map_err(|_| "no page tables")?;
+    let frames: [u64; 80] = core::array::from_fn(|_| frames::alloc().unwrap_or(0));
+    ensure(frames.iter().all(|f| *f != 0), "out of frames")?;
+    for (i, f) in frames.iter().enumerate() {
+        space.map(&mut w, TEST_VA + i as u64 * 4096, *f, Protection::USER_DATA, PageSize::Small).map_err(|_| "map failed")?;
+    }
+    w.flush().map_err(|_| "mmu_update refused the batch")?;
+    if batched {
+        // 80 leaves and a few intermediate entries: at least two batches of 64.
+        ensure(w.hypercalls() >= 2, "the batched writer did not use mmu_update")?;
+    }
+    for (i, f) in frames.iter().enumerate() {
+        let (gpa, entry) = space.translate(TEST_VA + i as u64 * 4096 + 5).ok_or("mapped page does not translate")?;
+        ensure(gpa == f + 5, "translation gives the wrong frame")?;
+        ensure(entry & PTE_USER != 0 && entry & PTE_WRITABLE != 0 && entry & PTE_NO_EXECUTE != 0, "wrong permissions")?;
+    }
+    for (i, f) in frames.iter().enumerate() {
+        let (frame, size) = space.unmap(&mut w, TEST_VA + i as u64 * 4096).map_err(|_| "unmap failed")?;
+        ensure(frame == *f && size == PageSize::Small, "unmap returned the wrong frame")?;
+    }
+    w.flush().map_err(|_| "mmu_update refused the batch")?;
+    ensure(space.translate(TEST_VA).is_none(), "an unmapped page still translates")?;
+    space.destroy(&mut |_, _| {});
+    frames.iter().for_each(|f| frames::free(*f));
+    ensure(pool::in_use() == tables_before, "destroy did not return every page table")
+}
+
+fn protect_changes_permissions(info: &BootInfo) -> TestResult {
+    let mut w = PageTableWriter::Direct;
+    let mut space = AddressSpace::new(&mut w, info.boot_page_table_root).map_err(|_| "no page tables")?;
+    let f = frames::alloc().ok_or("out of frames")?;
+    space.map(&mut w, TEST_VA, f, Protection::USER_DATA, PageSize::Small).map_err(|_| "map failed")?;
+    space.protect(&mut w, TEST_VA, Protection::USER_READ_ONLY).map_err(|_| "protect failed")?;
+    let (_, entry) = space.translate(TEST_VA).ok_or("gone after protect")?;
+    ensure(entry & PTE_WRITABLE == 0, "still writable")?;
+    space.protect(&mut w, TEST_VA, Protection::USER_CODE).map_err(|_| "protect failed")?;
+    let (_, entry) = space.translate(TEST_VA).ok_or("gone after protect")?;
+    ensure(entry & PTE_NO_EXECUTE == 0, "not executable")?;
+    ensure(space.protect(&mut w, TEST_VA + 4096, Protection::USER_DATA).is_err(), "protected an unmapped page")?;
+    space.destroy(&mut |f, _| frames::free(f));
+    Ok(())
+}
+
+fn large_page_translates(info: &BootInfo) -> TestResult {
+    let mut w = PageTableWriter::Direct;
+    let mut space = AddressSpace::new(&mut w, info.boot_page_table_root).map_err(|_| "no page tables")?;
+    let big = frames::alloc_large().ok_or("no 2 MiB frame")?;
+    ensure(big % (2 << 20) == 0, "large frame not aligned")?;
+    let va = 0x4000_0000;
+    space.map(&mut w, va, big, Protection::USER_DATA, PageSize::Large).map_err(|_| "map failed")?;
+    let (gpa, _) = space.translate(va + 0x1f_f123).ok_or("no translation near the end")?;
+    ensure(gpa == big + 0x1f_f123, "wrong translation inside the large page")?;
+    ensure(space.map(&mut w, va + 4096, big, Protection::USER_DATA, PageSize::Small).is_err(), "mapped over a large page")?;
+    ensure(space.map(&mut w, va + 4096, big, Protection::USER_DATA, PageSize::Large).is_err(), "accepted an unaligned large page")?;
+    space.destroy(&mut |f, size| match size {
+        PageSize::Small => frames::free(f),
+        PageSize::Large => frames::free_large(f),
+    });
+    Ok(())
+}
+
+/// Spawns the given tasks, runs them all, and returns how each ended.
+fn run(tasks: &[(&crate::task::programs::UserProgram, [u64; 2])]) -> Result<[Option<TaskExit>; task::MAX_TASKS], &'static str> {
+    let mut slots = [usize::MAX; task::MAX_TASKS];
+    for (i, (program, args)) in tasks.iter().enumerate() {
+        slots[i] = task::spawn(program, *args).map_err(|_| "spawn failed")?;
+    }
+    let results = task::run_all();
+    let mut by_order = [None; task::MAX_TASKS];
+    for (i, slot) in slots.iter().enumerate().take(tasks.len()) {
+        by_order[i] = results[*slot];
+    }
+    Ok(by_order)
+}
+
+fn task_runs_and_exits() -> TestResult {
+    let frames_before = frames::in_use();
+    let r = run(&[(&HELLO, [0, 0])])?;
+    ensure(r[0] == Some(TaskExit::Exited(0)), "hello did not exit with 0")?;
+    ensure(frames::in_use() == frames_before, "the task's frames were not all freed")
+}
+
+fn demand_zero() -> TestResult {
+    let before = task::DEMAND_FAULTS.load(Ordering::Relaxed);
+    let pages = 12;
+    let r = run(&[(&TOUCH_PAGES, [USER_STACK_TOP - pages * 4096, pages])])?;
+    ensure(r[0] == Some(TaskExit::Exited(0)), "a fresh page did not read as zero")?;
+    ensure(task::DEMAND_FAULTS.load(Ordering::Relaxed) - before == pages, "not one demand fault per page")
+}
+
+fn write_own_code_is_killed() -> TestResult {
+    let r = run(&[(&WRITE_OWN_CODE, [0, 0]), (&HELLO, [0, 0])])?;
+    ensure(matches!(r[0], Some(TaskExit::Killed { vector: PAGE_FAULT, .. })), "writing code was not a page fault")?;
+    ensure(r[1] == Some(TaskExit::Exited(0)), "the other task did not survive")
+}
+
+fn read_kernel_is_killed() -> TestResult {
+    let kernel = crate::kmain as *const () as u64;
+    let r = run(&[(&READ_ADDRESS, [kernel, 0])])?;
+    match r[0] {
+        Some(TaskExit::Killed { vector: PAGE_FAULT, address, .. }) if address == kernel => Ok(()),
+        _ => Err("reading kernel memory from ring 3 was not refused"),
+    }
+}
+
+fn tasks_switch() -> TestResult {
+    let loads = task::CR3_LOADS.load(Ordering::Relaxed);
+    let rounds = 40;
+    let r = run(&[(&YIELD_LOOP, [rounds, 0]), (&YIELD_LOOP, [rounds, 0]), (&YIELD_LOOP, [rounds, 0])])?;
+    ensure(r[..3].iter().all(|x| *x == Some(TaskExit::Exited(0))), "a yielding task did not finish")?;
+    ensure(task::CR3_LOADS.load(Ordering::Relaxed) - loads >= 3 * rounds, "tasks did not switch address spaces")
+}
+
+fn map_unmap_loop(batched: bool) -> TestResult {
+    task::use_batched_updates(batched);
+    let frames_before = frames::in_use();
+    let hypercalls = task::mmu_hypercalls();
+    let r = run(&[(&MAP_UNMAP_LOOP, [TEST_VA, 25])]);
+    let used_hypercalls = task::mmu_hypercalls() > hypercalls;
+    task::use_batched_updates(false);
+    ensure(r?[0] == Some(TaskExit::Exited(0)), "map/write/unmap did not work")?;
+    ensure(frames::in_use() == frames_before, "frames leaked")?;
+    ensure(!batched || used_hypercalls, "the batched writer made no mmu_update hypercall")
+}

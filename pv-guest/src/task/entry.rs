@@ -1,0 +1,79 @@
+//! Entering ring 3 from the kernel, and getting back when every task is done.
+//!
+//! [`enter_user`] is a `setjmp`: it saves the kernel's callee-saved registers and stack
+//! pointer, loads a task's saved registers and `iretq`s into ring 3. From then on the
+//! kernel only runs when a task traps (a system call, a fault, an interrupt): the CPU
+//! switches to the TSS's ring-0 stack, and the trap handler may switch tasks by
+//! rewriting the frame it returns through. When no task is left, the handler calls
+//! [`back_to_kernel`], the matching `longjmp`, and `enter_user` returns.
+
+use crate::trap::TrapFrame;
+
+extern "C" {
+    fn enter_user_asm(context: *const TrapFrame);
+    fn back_to_kernel_asm() -> !;
+}
+
+/// The kernel stack pointer saved by `enter_user_asm`.
+#[no_mangle]
+static mut KERNEL_RSP: u64 = 0;
+
+core::arch::global_asm!(
+    ".global enter_user_asm",
+    "enter_user_asm:",
+    "    push rbp",
+    "    push rbx",
+    "    push r12",
+    "    push r13",
+    "    push r14",
+    "    push r15",
+    "    mov [rip + KERNEL_RSP], rsp",
+    // Pop the task's registers straight out of its saved frame (TrapFrame order), skip
+    // vector and error code, and iretq with the saved rip, cs, rflags, rsp, ss.
+    "    mov rsp, rdi",
+    "    pop r15",
+    "    pop r14",
+    "    pop r13",
+    "    pop r12",
+    "    pop r11",
+    "    pop r10",
+    "    pop r9",
+    "    pop r8",
+    "    pop rbp",
+    "    pop rdi",
+    "    pop rsi",
+    "    pop rdx",
+    "    pop rcx",
+    "    pop rbx",
+    "    pop rax",
+    "    add rsp, 16",
+    "    iretq",
+    ".global back_to_kernel_asm",
+    "back_to_kernel_asm:",
+    "    mov rsp, [rip + KERNEL_RSP]",
+    "    pop r15",
+    "    pop r14",
+    "    pop r13",
+    "    pop r12",
+    "    pop rbx",
+    "    pop rbp",
+    "    ret",
+);
+
+/// Runs the task whose saved registers are `context` in ring 3; returns once some trap
+/// handler calls [`back_to_kernel`].
+pub fn enter_user(context: &TrapFrame) {
+    // SAFETY: `context` holds a ring-3 frame (user code and stack selectors, a user rip
+    // in the current CR3's lower half) built by the task module; the asm saves every
+    // callee-saved register and the stack pointer, which back_to_kernel_asm restores
+    // before returning here, as an ordinary function return.
+    unsafe { enter_user_asm(context) }
+}
+
+/// Returns from the [`enter_user`] call, abandoning the trap handler's stack.
+pub fn back_to_kernel() -> ! {
+    // SAFETY: only called from a trap taken while running a task entered through
+    // enter_user, so KERNEL_RSP holds that call's saved stack, still intact (traps run
+    // on the TSS's separate ring-0 stack).
+    unsafe { back_to_kernel_asm() }
+}

@@ -1,0 +1,162 @@
+//! The user programs: tiny position-independent routines that run in ring 3.
+//!
+//! Each program is a few instructions of assembly between two labels. To start a task
+//! the kernel copies those bytes into a fresh frame mapped at [`USER_CODE_BASE`] (user,
+//! read + execute) and jumps there with the program's two arguments in `rdi` and `rsi`.
+//! Writing them in assembly keeps them honest: they cannot call into the kernel's code
+//! or read its data, which is not mapped for ring 3; all they can do is compute, touch
+//! their own memory, and make system calls (`int 0x80`, see `syscall.rs`).
+
+/// Where a task's code page is mapped.
+pub const USER_CODE_BASE: u64 = 0x40_0000;
+
+/// A user program: its code bytes.
+#[derive(Clone, Copy)]
+pub struct UserProgram {
+    /// Name for messages.
+    pub name: &'static str,
+    start: unsafe extern "C" fn(),
+    end: unsafe extern "C" fn(),
+}
+
+impl UserProgram {
+    /// The program's machine code.
+    pub fn code(&self) -> &'static [u8] {
+        let (start, end) = (self.start as *const () as usize, self.end as *const () as usize);
+        // SAFETY: start and end are labels around one program in the kernel's text,
+        // which is mapped and never changes; end follows start (checked).
+        unsafe { core::slice::from_raw_parts(start as *const u8, end.saturating_sub(start)) }
+    }
+}
+
+extern "C" {
+    fn user_hello();
+    fn user_hello_end();
+    fn user_touch_pages();
+    fn user_touch_pages_end();
+    fn user_write_own_code();
+    fn user_write_own_code_end();
+    fn user_read_address();
+    fn user_read_address_end();
+    fn user_yield_loop();
+    fn user_yield_loop_end();
+    fn user_map_unmap_loop();
+    fn user_map_unmap_loop_end();
+}
+
+/// Writes a greeting with the `write` system call and exits with 0.
+pub const HELLO: UserProgram = UserProgram { name: "hello", start: user_hello, end: user_hello_end };
+/// `touch_pages(base, n)`: checks that each of n fresh pages from `base` reads as zero,
+/// then writes it; exits 0 if all were zero (demand-zero paging works), 1 if not.
+pub const TOUCH_PAGES: UserProgram = UserProgram { name: "touch-pages", start: user_touch_pages, end: user_touch_pages_end };
+/// Writes to its own (read-only) code page: must be killed with a page fault.
+pub const WRITE_OWN_CODE: UserProgram =
+    UserProgram { name: "write-own-code", start: user_write_own_code, end: user_write_own_code_end };
+/// `read_address(addr)`: reads a byte at `addr`; used with a kernel address, must be killed.
+pub const READ_ADDRESS: UserProgram = UserProgram { name: "read-address", start: user_read_address, end: user_read_address_end };
+/// `yield_loop(n)`: yields n times, then exits with 0.
+pub const YIELD_LOOP: UserProgram = UserProgram { name: "yield-loop", start: user_yield_loop, end: user_yield_loop_end };
+/// `map_unmap_loop(addr, n)`: n times: map a page at addr, write and read it back, unmap.
+pub const MAP_UNMAP_LOOP: UserProgram =
+    UserProgram { name: "map-unmap-loop", start: user_map_unmap_loop, end: user_map_unmap_loop_end };
+
+// System call numbers are those of syscall.rs: 0 exit, 1 yield, 2 map, 3 unmap, 4 write.
+core::arch::global_asm!(
+    ".section .text.user_programs, \"ax\"",
+    // hello: write(message, length); exit(0)
+    ".global user_hello",
+    "user_hello:",
+    "    lea rdi, [rip + 2f]",
+    "    lea rsi, [rip + 3f]",
+    "    sub rsi, rdi",
+    "    mov eax, 4",
+    "    int 0x80",
+    "    xor edi, edi",
+    "    xor eax, eax",
+    "    int 0x80",
+    "    ud2",
+    "2:  .ascii \"hello from ring 3\\n\"",
+    "3:",
+    ".global user_hello_end",
+    "user_hello_end:",
+    // touch_pages(rdi = base, rsi = pages)
+    ".global user_touch_pages",
+    "user_touch_pages:",
+    "    xor edx, edx",
+    "2:  cmp byte ptr [rdi], 0",
+    "    setne cl",
+    "    or dl, cl",
+    "    mov byte ptr [rdi], 0xaa",
+    "    add rdi, 4096",
+    "    dec rsi",
+    "    jnz 2b",
+    "    movzx edi, dl",
+    "    xor eax, eax",
+    "    int 0x80",
+    "    ud2",
+    ".global user_touch_pages_end",
+    "user_touch_pages_end:",
+    // write_own_code: store into the code page (mapped read + execute)
+    ".global user_write_own_code",
+    "user_write_own_code:",
+    "    lea rdi, [rip]",
+    "    mov byte ptr [rdi], 0x90",
+    "    xor edi, edi",
+    "    xor eax, eax",
+    "    int 0x80",
+    ".global user_write_own_code_end",
+    "user_write_own_code_end:",
+    // read_address(rdi = address)
+    ".global user_read_address",
+    "user_read_address:",
+    "    mov al, byte ptr [rdi]",
+    "    xor edi, edi",
+    "    xor eax, eax",
+    "    int 0x80",
+    ".global user_read_address_end",
+    "user_read_address_end:",
+    // yield_loop(rdi = count)
+    ".global user_yield_loop",
+    "user_yield_loop:",
+    "    mov rbx, rdi",
+    "2:  mov eax, 1",
+    "    int 0x80",
+    "    dec rbx",
+    "    jnz 2b",
+    "    xor edi, edi",
+    "    xor eax, eax",
+    "    int 0x80",
+    ".global user_yield_loop_end",
+    "user_yield_loop_end:",
+    // map_unmap_loop(rdi = address, rsi = count)
+    ".global user_map_unmap_loop",
+    "user_map_unmap_loop:",
+    "    mov r12, rdi",
+    "    mov r13, rsi",
+    "2:  mov rdi, r12",
+    "    mov esi, 4096",
+    "    mov eax, 2",
+    "    int 0x80",
+    "    test rax, rax",
+    "    jnz 3f",
+    "    mov byte ptr [r12], 0x5a",
+    "    cmp byte ptr [r12], 0x5a",
+    "    jne 3f",
+    "    mov rdi, r12",
+    "    mov esi, 4096",
+    "    mov eax, 3",
+    "    int 0x80",
+    "    test rax, rax",
+    "    jnz 3f",
+    "    dec r13",
+    "    jnz 2b",
+    "    xor edi, edi",
+    "    xor eax, eax",
+    "    int 0x80",
+    "3:  mov edi, 1",
+    "    xor eax, eax",
+    "    int 0x80",
+    ".global user_map_unmap_loop_end",
+    "user_map_unmap_loop_end:",
+    ".text",
+);

@@ -1,0 +1,83 @@
+//! The system calls tasks make: `int 0x80` with the number in `rax`, arguments in
+//! `rdi`, `rsi`, `rdx`, the result in `rax` (negative: an error). Every other register is
+//! preserved.
+//!
+//! | nr | call | arguments | result |
+//! | --- | --- | --- | --- |
+//! | 0 | exit | code | does not return |
+//! | 1 | yield | — | 0, when the task runs again |
+//! | 2 | map | address, length, flags (1 = 2 MiB pages) | 0: anonymous demand-zero memory, read-write |
+//! | 3 | unmap | address, length | 0 |
+//! | 4 | write | buffer, length (≤ 4096) | bytes written to the console |
+//!
+//! ## How a system call reaches the kernel, on every host
+//!
+//! `int 0x80` goes through IDT gate 0x80, whose DPL of 3 lets ring 3 use it. On the
+//! development machines (KVM on PVM, see shared/docs/kvm-platform.md) `int n` from ring
+//! 3 raises `#UD` instead. The `#UD` handler then finds the bytes `cd 80` at the faulting
+//! `rip`, steps over them, and makes the same call. It is trap-and-emulate in miniature:
+//! the instruction faults, the kernel does what it stands for. On a normal host the
+//! gate runs and the `#UD` path is never taken.
+
+use crate::trap::TrapFrame;
+use crate::{println, task};
+
+/// End the task.
+pub const SYS_EXIT: u64 = 0;
+/// Let another task run.
+pub const SYS_YIELD: u64 = 1;
+/// Map anonymous memory.
+pub const SYS_MAP: u64 = 2;
+/// Unmap it.
+pub const SYS_UNMAP: u64 = 3;
+/// Write to the console.
+pub const SYS_WRITE: u64 = 4;
+
+/// Error results (negated errno values, as hypercalls use).
+const EINVAL: u64 = (-22i64) as u64;
+const EFAULT: u64 = (-14i64) as u64;
+const ENOSYS: u64 = (-38i64) as u64;
+const ENOMEM: u64 = (-12i64) as u64;
+
+/// Largest write one call may make.
+const WRITE_MAX: u64 = 4096;
+
+/// Handles the system call in `frame` (which is the calling task's saved registers).
+pub fn handle(frame: &mut TrapFrame) {
+    task::count_syscall();
+    match frame.rax {
+        SYS_EXIT => task::exit_current(frame, task::TaskExit::Exited(frame.rdi)),
+        SYS_YIELD => {
+            frame.rax = 0;
+            task::yield_current(frame);
+        }
+        SYS_MAP => {
+            frame.rax = match task::map_anonymous(frame.rdi, frame.rsi, frame.rdx & 1 != 0) {
+                Ok(()) => 0,
+                Err(task::MapError::Invalid) => EINVAL,
+                Err(task::MapError::NoMemory) => ENOMEM,
+            }
+        }
+        SYS_UNMAP => frame.rax = if task::unmap_anonymous(frame.rdi, frame.rsi) { 0 } else { EINVAL },
+        SYS_WRITE => frame.rax = write(frame.rdi, frame.rsi),
+        _ => frame.rax = ENOSYS,
+    }
+}
+
+/// Copies a user buffer to the console, page by page through the task's own mappings
+/// (so a bad pointer is an error, never a kernel fault).
+fn write(buffer: u64, len: u64) -> u64 {
+    if len > WRITE_MAX {
+        return EINVAL;
+    }
+    let mut text = [0u8; WRITE_MAX as usize];
+    if !task::copy_from_user(buffer, &mut text[..len as usize]) {
+        return EFAULT;
+    }
+    let text = core::str::from_utf8(&text[..len as usize]).unwrap_or("<not UTF-8>");
+    crate::print!("{}", text);
+    if !text.ends_with('\n') {
+        println!();
+    }
+    len
+}
