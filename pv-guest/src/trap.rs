@@ -61,7 +61,7 @@ impl TrapFrame {
     };
 
     /// Whether the trap came from ring 3.
-    pub fn from_user(&self) -> bool {
+    pub fn came_from_user(&self) -> bool {
         self.cs & 3 == 3
     }
 }
@@ -89,16 +89,16 @@ pub extern "C" fn dispatch(frame: &mut TrapFrame) {
             BREAKPOINTS.fetch_add(1, Ordering::Relaxed);
         }
         // A system call through the DPL-3 gate (on a host where `int 0x80` works).
-        SYSCALL if frame.from_user() => crate::task::syscall::handle(frame),
+        SYSCALL if frame.came_from_user() => crate::task::syscall::handle(frame),
         // On a host where `int n` from ring 3 raises #UD: recognise `int 0x80` at rip,
         // step over it, and make the same call (see task/syscall.rs).
-        INVALID_OPCODE if frame.from_user() && crate::task::user_code_bytes(frame.rip) == Some(INT_0X80) => {
+        INVALID_OPCODE if frame.came_from_user() && crate::task::user_code_bytes(frame.rip) == Some(INT_0X80) => {
             frame.rip += INT_0X80.len() as u64;
             crate::task::syscall::handle(frame);
         }
         PAGE_FAULT if crate::task::serve_demand_fault(cpu::read_cr2(), frame.error_code) => {}
         // Any other exception in ring 3 is the task's fault: kill the task, not the kernel.
-        vector if frame.from_user() && vector < 32 => {
+        vector if frame.came_from_user() && vector < 32 => {
             let address = if vector == PAGE_FAULT { cpu::read_cr2() } else { 0 };
             crate::task::kill_current(frame, vector, address);
         }
