@@ -160,6 +160,10 @@ core::arch::global_asm!(
     "    mov rdi, rsp",
     "    cld",
     "    call {dispatch}",
+    // Also the way into ring 3 for a new task (task/entry.rs): point rsp at a saved
+    // frame and jump here.
+    ".global trap_return",
+    "trap_return:",
     "    pop r15",
     "    pop r14",
     "    pop r13",

@@ -13,12 +13,12 @@ use pv_abi::cpuid::{self, LEAF1_ECX_HYPERVISOR};
 use pv_abi::hypercall::{Hypercall, HypercallError, CONSOLE_WRITE_MAX, HYPERCALL_PORT};
 use pv_abi::BootInfo;
 
-type TestResult = Result<(), &'static str>;
+pub(crate) type TestResult = Result<(), &'static str>;
 /// A named test.
 type SelfTest = (&'static str, fn(&BootInfo) -> TestResult);
 
 /// Fails the test with `why` unless `cond` holds.
-fn ensure(cond: bool, why: &'static str) -> TestResult {
+pub(crate) fn ensure(cond: bool, why: &'static str) -> TestResult {
     if cond {
         Ok(())
     } else {

@@ -18,17 +18,10 @@ use crate::frames;
 use pv_abi::exception::PAGE_FAULT;
 use pv_abi::BootInfo;
 
-type TestResult = Result<(), &'static str>;
+use crate::selftest::{ensure, TestResult};
+
 /// A named test.
 type MemoryTest = (&'static str, fn(&BootInfo) -> TestResult);
-
-fn ensure(cond: bool, why: &'static str) -> TestResult {
-    if cond {
-        Ok(())
-    } else {
-        Err(why)
-    }
-}
 
 /// The tests, by name.
 pub const TESTS: [MemoryTest; 11] = [

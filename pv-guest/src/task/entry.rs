@@ -28,26 +28,12 @@ core::arch::global_asm!(
     "    push r14",
     "    push r15",
     "    mov [rip + KERNEL_RSP], rsp",
-    // Pop the task's registers straight out of its saved frame (TrapFrame order), skip
-    // vector and error code, and iretq with the saved rip, cs, rflags, rsp, ss.
+    // Entering ring 3 is returning from a trap that never happened: point rsp at the
+    // task's saved frame (TrapFrame layout) and take the trap handlers' own way out
+    // (idt.rs), which pops the registers and `iretq`s to the saved rip, cs, rflags,
+    // rsp, ss.
     "    mov rsp, rdi",
-    "    pop r15",
-    "    pop r14",
-    "    pop r13",
-    "    pop r12",
-    "    pop r11",
-    "    pop r10",
-    "    pop r9",
-    "    pop r8",
-    "    pop rbp",
-    "    pop rdi",
-    "    pop rsi",
-    "    pop rdx",
-    "    pop rcx",
-    "    pop rbx",
-    "    pop rax",
-    "    add rsp, 16",
-    "    iretq",
+    "    jmp trap_return",
     ".global back_to_kernel_asm",
     "back_to_kernel_asm:",
     "    mov rsp, [rip + KERNEL_RSP]",
