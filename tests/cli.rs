@@ -101,3 +101,63 @@ fn an_unwritable_trace_path_is_an_error_before_the_guest_runs() {
     r.expect(r.stderr.contains("cannot write the trace file /nonexistent/dir/t.trace"), "names the path");
     r.expect(r.stdout.is_empty(), "the guest did not run");
 }
+
+/// A minimal kernel ELF whose whole code is `code`, loaded at 2 MiB.
+fn tiny_kernel(code: &[u8]) -> Vec<u8> {
+    let virt: u64 = 0xffff_ffff_8020_0000;
+    let mut f = vec![0u8; 0x1000];
+    f[..4].copy_from_slice(b"\x7fELF");
+    f[4..7].copy_from_slice(&[2, 1, 1]);
+    let u16s = |f: &mut Vec<u8>, at: usize, v: u16| f[at..at + 2].copy_from_slice(&v.to_le_bytes());
+    let u64s = |f: &mut Vec<u8>, at: usize, v: u64| f[at..at + 8].copy_from_slice(&v.to_le_bytes());
+    u16s(&mut f, 16, 2); // ET_EXEC
+    u16s(&mut f, 18, 62); // EM_X86_64
+    f[20] = 1;
+    u64s(&mut f, 24, virt); // entry
+    u64s(&mut f, 32, 64); // phoff
+    u16s(&mut f, 52, 64);
+    u16s(&mut f, 54, 56);
+    u16s(&mut f, 56, 1);
+    u16s(&mut f, 58, 64);
+    f[64] = 1; // PT_LOAD
+    f[68] = 5; // R+X
+    u64s(&mut f, 72, 0x1000); // offset
+    u64s(&mut f, 80, virt);
+    u64s(&mut f, 88, 0x20_0000);
+    u64s(&mut f, 96, code.len() as u64);
+    u64s(&mut f, 104, code.len() as u64);
+    f.extend_from_slice(code);
+    f
+}
+
+#[test]
+fn a_kernel_that_halts_with_interrupts_off_is_stopped_by_the_timeout() {
+    require_kvm!();
+    let path = temp_path("hang.elf");
+    std::fs::write(&path, tiny_kernel(&[0xfa, 0xf4, 0xeb, 0xfd])).unwrap(); // cli; hlt; jmp back
+    let r = hv(&["run", "--kernel", path.to_str().unwrap(), "--timeout", "0.5"]);
+    std::fs::remove_file(&path).ok();
+    r.expect_code(124);
+    r.expect(r.stderr.contains("still running after 0.5 s (--timeout)"), "names the timeout");
+    r.expect(r.stderr.contains("rip=0xffffffff80200002"), "the dump shows where it halted");
+}
+
+#[test]
+fn a_kernel_that_spins_forever_is_stopped_by_the_timeout() {
+    require_kvm!();
+    let path = temp_path("spin.elf");
+    std::fs::write(&path, tiny_kernel(&[0xeb, 0xfe])).unwrap(); // jmp $
+    let r = hv(&["run", "--kernel", path.to_str().unwrap(), "--timeout", "0.5"]);
+    std::fs::remove_file(&path).ok();
+    r.expect_code(124);
+    r.expect(r.stderr.contains("rip=0xffffffff80200000"), "the dump shows the loop");
+}
+
+#[test]
+fn a_bad_timeout_is_a_usage_error() {
+    for bad in ["0", "-1", "soon", "NaN"] {
+        let r = hv(&["run", &format!("--timeout={bad}")]);
+        r.expect_code(2);
+        r.expect(r.stderr.contains("is not a number of seconds greater than 0"), bad);
+    }
+}

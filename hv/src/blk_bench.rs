@@ -169,6 +169,8 @@ fn guest_run(disk: &Path, sectors: u64, requests: u64, suppression: bool) -> Res
         trace: None,
         disk: Some(DiskConfig { path: disk.to_path_buf(), read_only: true }),
         notify_policy: if suppression { NotifyPolicy::EventIndex } else { NotifyPolicy::Always },
+        // Generous: the slowest configuration takes seconds on an emulated ring 0.
+        timeout: Some(std::time::Duration::from_secs(600)),
     };
     let console = Captured::default();
     let report = run::run(&config, Box::new(console.clone()), Instant::now())?;

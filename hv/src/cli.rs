@@ -32,7 +32,7 @@ pub enum Command {
     /// The guest's console output goes to standard output; hv's own messages go to
     /// standard error. hv exits with the code the guest passes to its shutdown
     /// hypercall, with 101 if the guest crashed (panic, unhandled exception, triple
-    /// fault), and with 1 if the VM could not be set up.
+    /// fault), 124 if --timeout stopped it, and 1 if the VM could not be set up.
     #[command(after_help = GUEST_COMMANDS_HELP)]
     Run(RunArgs),
 
@@ -105,6 +105,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "FORMAT", value_enum, default_value_t = TraceFormat::Text)]
     pub trace_format: TraceFormat,
 
+    /// Stop the guest if it is still running after SECS seconds (exit code 124), with a
+    /// register dump showing where it was. Use it when running a kernel that might hang,
+    /// e.g. one that halts with interrupts off: such a guest never exits to hv by itself.
+    #[arg(long, value_name = "SECS", value_parser = parse_timeout)]
+    pub timeout: Option<std::time::Duration>,
+
     /// When the guest stops, print a table to standard error: wall time, time to the
     /// guest's first console line, VM exits by reason, hypercalls by name.
     #[arg(long)]
@@ -122,6 +128,14 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Run(args) => run_command(args, started),
         Command::BlkBench(args) => blk_bench_command(args),
+    }
+}
+
+/// `--timeout`: positive seconds, fractions allowed.
+fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
+    match s.parse::<f64>() {
+        Ok(secs) if secs > 0.0 && secs.is_finite() && secs <= 1e6 => Ok(std::time::Duration::from_secs_f64(secs)),
+        _ => Err(format!("'{s}' is not a number of seconds greater than 0 (and at most 1000000)")),
     }
 }
 
@@ -151,6 +165,7 @@ fn run_command(args: RunArgs, started: Instant) -> ExitCode {
         trace: args.trace.map(|p| (p, args.trace_format)),
         disk: args.disk,
         notify_policy: NotifyPolicy::EventIndex,
+        timeout: args.timeout,
     };
     match run::run(&config, Box::new(std::io::stdout()), started) {
         Ok(report) => {

@@ -13,6 +13,7 @@
 //! | [`boot`] | ELF loading, first page tables, registers for 64-bit mode |
 //! | [`cpuid`] | the CPUID the guest sees, with hv's own leaves |
 //! | [`vcpu_loop`] | `KVM_RUN` and what each exit means |
+//! | [`watchdog`] | `--timeout`: kicking a guest that never stops out of `KVM_RUN` |
 //! | [`hypercall`] | the VMM side of the hypercall ABI (`pv_abi::hypercall`) |
 //! | [`devices`] | split-driver devices: doorbells (ioeventfd), upcalls (irqfd → MSI), backend threads |
 //! | [`console`] | where guest output goes |
@@ -45,3 +46,4 @@ pub mod run;
 pub mod stats;
 pub mod trace;
 pub mod vcpu_loop;
+pub mod watchdog;

@@ -14,6 +14,8 @@ use pv_abi::exception::exception_mnemonic;
 pub const EXIT_GUEST_CRASHED: u8 = 101;
 /// hv's exit code when the VM could not be set up or run (bad kernel, no KVM, …).
 pub const EXIT_VMM_ERROR: u8 = 1;
+/// hv's exit code when `--timeout` stopped the guest (the same as timeout(1)'s).
+pub const EXIT_TIMED_OUT: u8 = 124;
 
 /// Why the guest stopped.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,6 +62,13 @@ pub enum GuestStop {
         /// Registers at the time.
         dump: Option<RegisterDump>,
     },
+    /// The guest was still running when `--timeout` ran out.
+    TimedOut {
+        /// The timeout, in milliseconds.
+        millis: u64,
+        /// Registers at the time.
+        dump: Option<RegisterDump>,
+    },
     /// KVM could not run the vCPU (failed entry, internal error, unexpected exit).
     KvmFailure {
         /// What KVM said.
@@ -74,6 +83,7 @@ impl GuestStop {
     pub fn exit_code(&self) -> u8 {
         match self {
             GuestStop::Shutdown { code } => *code,
+            GuestStop::TimedOut { .. } => EXIT_TIMED_OUT,
             _ => EXIT_GUEST_CRASHED,
         }
     }
@@ -111,6 +121,14 @@ impl GuestStop {
                 format!(
                     "guest {} {len} bytes at guest-physical {gpa:#x}, which is not RAM",
                     if *write { "wrote" } else { "read" }
+                ),
+                dump,
+            ),
+            GuestStop::TimedOut { millis, dump } => with_dump(
+                format!(
+                    "the guest was still running after {} s (--timeout), so hv stopped it; \
+                     it may be halted with interrupts off, or in an endless loop",
+                    *millis as f64 / 1000.0
                 ),
                 dump,
             ),

@@ -18,6 +18,7 @@ use crate::machine::{Machine, MachineError};
 use crate::outcome::GuestStop;
 use crate::stats::RunStats;
 use crate::trace::{TraceEvent, TraceFormat, TraceWriter, Tracer};
+use crate::watchdog::Watchdog;
 use crate::{boot::elf::MAX_KERNEL_FILE_BYTES, guest_image, vcpu_loop};
 
 /// What to run.
@@ -35,6 +36,8 @@ pub struct RunConfig {
     pub disk: Option<DiskConfig>,
     /// When backends signal the guest.
     pub notify_policy: NotifyPolicy,
+    /// Stop the guest if it is still running after this long.
+    pub timeout: Option<std::time::Duration>,
 }
 
 /// How a run ended.
@@ -77,6 +80,9 @@ pub enum RunError {
     /// KVM setup failed.
     #[error(transparent)]
     Machine(#[from] MachineError),
+    /// The --timeout watchdog could not be started.
+    #[error("cannot start the --timeout watchdog: {0}")]
+    Watchdog(std::io::Error),
     /// A device could not be set up.
     #[error(transparent)]
     Devices(#[from] DeviceError),
@@ -150,10 +156,12 @@ pub fn run(config: &RunConfig, console: Box<dyn Write + Send>, started: Instant)
     let mut stats = RunStats::new(started);
     devices.start();
     let pt_pool = plan.boot_info.pt_pool_start..plan.boot_info.pt_pool_end;
+    let watchdog = config.timeout.map(Watchdog::arm).transpose().map_err(RunError::Watchdog)?;
     let stop = vcpu_loop::run(
         &mut machine,
-        &mut vcpu_loop::LoopContext { console: &console, tracer: &tracer, stats: &mut stats, pt_pool },
+        &mut vcpu_loop::LoopContext { console: &console, tracer: &tracer, stats: &mut stats, pt_pool, watchdog: watchdog.as_ref() },
     );
+    drop(watchdog);
     stats.devices = devices.stop();
     console.flush();
     stats.finish(console.first_line_at());

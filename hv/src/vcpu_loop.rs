@@ -23,6 +23,7 @@ use crate::machine::Machine;
 use crate::outcome::GuestStop;
 use crate::stats::RunStats;
 use crate::trace::{ExitReason, TraceEvent, Tracer};
+use crate::watchdog::Watchdog;
 use pv_abi::event_channel::{DOORBELL_PORT_BASE, MAX_CHANNELS};
 use pv_abi::hypercall::HYPERCALL_PORT;
 use pv_abi::Hypercall;
@@ -70,6 +71,8 @@ pub struct LoopContext<'a> {
     pub stats: &'a mut RunStats,
     /// The page-table pool, for `mmu_update`.
     pub pt_pool: std::ops::Range<u64>,
+    /// The `--timeout` watchdog, if armed.
+    pub watchdog: Option<&'a Watchdog>,
 }
 
 /// Runs the vCPU until the guest stops.
@@ -153,7 +156,13 @@ fn handle_exit(machine: &mut Machine, cx: &mut LoopContext, exit: Exit) -> Optio
             what: format!("KVM internal error (suberror {})", internal_error_suberror(machine)),
             dump: machine.register_dump(),
         }),
-        Exit::Interrupted => None,
+        // A signal interrupted KVM_RUN: the watchdog's, if its time is up.
+        Exit::Interrupted => match cx.watchdog {
+            Some(w) if w.fired() => {
+                Some(GuestStop::TimedOut { millis: w.timeout().as_millis() as u64, dump: machine.register_dump() })
+            }
+            _ => None,
+        },
         Exit::Other(what) => {
             Some(GuestStop::KvmFailure { what: format!("unexpected exit {what}"), dump: machine.register_dump() })
         }

@@ -80,6 +80,7 @@ fn stop_json(stop: &GuestStop) -> Value {
         GuestStop::NotRam { gpa, write, len, dump } => json!({
             "event": "stop", "kind": "not_ram", "gpa": hex(*gpa), "write": write, "len": len, "rip": rip(dump),
         }),
+        GuestStop::TimedOut { millis, dump } => json!({"event": "stop", "kind": "timed_out", "millis": millis, "rip": rip(dump)}),
         GuestStop::KvmFailure { what, dump } => json!({"event": "stop", "kind": "kvm_failure", "what": what, "rip": rip(dump)}),
     }
 }

@@ -115,6 +115,7 @@ fn describe_stop(stop: &GuestStop) -> String {
         GuestStop::NotRam { gpa, write, len, dump } => {
             format!("not-ram {} gpa={gpa:#x} len={len} rip={}", if *write { "write" } else { "read" }, rip(dump))
         }
+        GuestStop::TimedOut { millis, dump } => format!("timed-out after={millis}ms rip={}", rip(dump)),
         GuestStop::KvmFailure { what, dump } => format!("kvm-failure {what:?} rip={}", rip(dump)),
     }
 }
