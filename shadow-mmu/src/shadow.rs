@@ -1,0 +1,339 @@
+//! The engine: shadow tables built from the guest's, and kept in step with them.
+//!
+//! Three operations drive it, each what a trap in the VMM turns into:
+//! - [`ShadowMmu::load_root`]: the guest loads an address space (`set_cr3`). Returns the
+//!   machine address of its shadow PML4, from the root cache or newly built.
+//! - [`ShadowMmu::guest_pt_write`]: the guest wrote one page-table entry (a trapped
+//!   write). The engine stores it in the guest's table, then re-derives that entry in
+//!   every shadow of that table ([`ShadowMmu::reflect`] is the one rule for turning a
+//!   guest entry into a shadow entry).
+//! - [`ShadowMmu::mmu_update`]: many writes at once (the paravirtual batch).
+
+use std::collections::{HashMap, VecDeque};
+use std::ops::Range;
+
+use crate::addr::{GuestPhys, GuestVirt, Machine, PAGE_SIZE};
+use crate::event::{Refusal, ShadowEvent, ShadowStats};
+use crate::memory::{MachineMemory, MemoryError};
+use crate::p2m::P2m;
+use crate::pte;
+use crate::reference::{read_guest_entry, shadow_translate, Translation};
+
+/// Frames in a 2 MiB page.
+const LARGE_FRAMES: u64 = 512;
+/// Entries in a table.
+const ENTRIES: u64 = 512;
+
+/// How the engine is set up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShadowConfig {
+    /// Guest frames that may hold page tables (the page-table pool).
+    pub pool: Range<u64>,
+    /// Machine frames the engine may use for shadow tables. No guest frame maps here.
+    pub shadow_area: Range<u64>,
+    /// Most shadow roots kept at once.
+    pub root_cache: usize,
+    /// Whether the pool's machine frames trap writes themselves (a read-only memslot):
+    /// then a writable guest mapping of a pool frame may stay writable in the shadow,
+    /// because a store through it never reaches the frame but exits to the VMM. If
+    /// false, such mappings are reflected read-only.
+    pub pool_traps_writes: bool,
+}
+
+/// What went wrong.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ShadowError {
+    /// The shadow area overlaps frames of the guest.
+    #[error("the shadow area overlaps machine frame {0:#x}, which holds guest memory")]
+    AreaOverlapsGuest(u64),
+    /// A root or entry outside the page-table pool.
+    #[error("guest-physical {0:#x} is not in the page-table pool")]
+    NotInPool(u64),
+    /// The shadow area is full even after dropping every shadow.
+    #[error("the shadow area is too small for one address space")]
+    AreaTooSmall,
+    /// Memory access failed.
+    #[error(transparent)]
+    Memory(#[from] MemoryError),
+}
+
+/// What a guest write led to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncOutcome {
+    /// The shadows were updated in place.
+    Synced,
+    /// The shadow area filled up and every shadow was dropped: the caller must load the
+    /// current root again (its old shadow root is gone).
+    AllDropped,
+}
+
+/// The frames a leaf entry maps: (first frame, count), or why it cannot be reflected.
+pub fn leaf_frames(entry: u64, large: bool) -> Result<(u64, u64), Refusal> {
+    let first = pte::address(entry) / PAGE_SIZE;
+    if large {
+        if first % LARGE_FRAMES != 0 {
+            return Err(Refusal::Misaligned);
+        }
+        Ok((first, LARGE_FRAMES))
+    } else {
+        Ok((first, 1))
+    }
+}
+
+/// The shadow-paging engine.
+pub struct ShadowMmu {
+    config: ShadowConfig,
+    p2m: P2m,
+    /// (guest table frame, level) → its shadow's machine frame.
+    shadows: HashMap<(u64, u32), u64>,
+    free: Vec<u64>,
+    next_fresh: u64,
+    /// Guest roots with a cached shadow, most recently loaded first.
+    roots: VecDeque<u64>,
+    stats: ShadowStats,
+    events: Vec<ShadowEvent>,
+}
+
+impl ShadowMmu {
+    /// An engine with no shadows yet.
+    pub fn new(config: ShadowConfig, p2m: P2m) -> Result<Self, ShadowError> {
+        for f in 0..p2m.frames() {
+            if let Some(m) = p2m.machine_frame(f).filter(|m| config.shadow_area.contains(m)) {
+                return Err(ShadowError::AreaOverlapsGuest(m));
+            }
+        }
+        let next_fresh = config.shadow_area.start;
+        Ok(ShadowMmu { config, p2m, shadows: HashMap::new(), free: Vec::new(), next_fresh, roots: VecDeque::new(), stats: ShadowStats::default(), events: Vec::new() })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ShadowConfig {
+        &self.config
+    }
+
+    /// The p2m table.
+    pub fn p2m(&self) -> &P2m {
+        &self.p2m
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> ShadowStats {
+        self.stats
+    }
+
+    /// Events since the last call.
+    pub fn drain_events(&mut self) -> Vec<ShadowEvent> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// Whether `frame` is a shadow table (for tests: nothing else may point here).
+    pub fn is_shadow_frame(&self, frame: u64) -> bool {
+        self.config.shadow_area.contains(&frame)
+    }
+
+    /// The shadow root for guest root `root` (a pool frame), building it if needed.
+    pub fn load_root(&mut self, mem: &mut dyn MachineMemory, root: GuestPhys) -> Result<Machine, ShadowError> {
+        let frame = root.frame();
+        if !self.config.pool.contains(&frame) || root.0 % PAGE_SIZE != 0 {
+            return Err(ShadowError::NotInPool(root.0));
+        }
+        if let Some(&shadow) = self.shadows.get(&(frame, 4)) {
+            self.stats.root_hits += 1;
+            self.roots.retain(|r| *r != frame);
+            self.roots.push_front(frame);
+            return Ok(Machine(shadow * PAGE_SIZE));
+        }
+        // A full area is emptied and the build tried once more; a build that still
+        // fails leaves nothing half-built behind (build_or_drop_all).
+        let shadow = match self.build_or_drop_all(mem, frame) {
+            Err(BuildError::AreaFull) => self.build_or_drop_all(mem, frame),
+            other => other,
+        }
+        .map_err(BuildError::into_error)?;
+        self.stats.roots_built += 1;
+        self.events.push(ShadowEvent::RootBuilt { guest: root, shadow: Machine(shadow * PAGE_SIZE) });
+        self.roots.push_front(frame);
+        while self.roots.len() > self.config.root_cache.max(1) {
+            if let Some(old) = self.roots.pop_back() {
+                if let Some(s) = self.shadows.remove(&(old, 4)) {
+                    self.free.push(s);
+                }
+                self.stats.roots_evicted += 1;
+                self.events.push(ShadowEvent::RootEvicted { guest: GuestPhys(old * PAGE_SIZE) });
+            }
+        }
+        Ok(Machine(shadow * PAGE_SIZE))
+    }
+
+    /// The guest wrote `value` to the entry at `entry` (in a pool frame): store it in the
+    /// guest's table, then bring every shadow of that table up to date.
+    pub fn guest_pt_write(&mut self, mem: &mut dyn MachineMemory, entry: GuestPhys, value: u64) -> Result<SyncOutcome, ShadowError> {
+        let frame = entry.frame();
+        if !self.config.pool.contains(&frame) || entry.0 % 8 != 0 {
+            return Err(ShadowError::NotInPool(entry.0));
+        }
+        let machine = self.p2m.machine_frame(frame).ok_or(ShadowError::NotInPool(entry.0))?;
+        mem.write_u64(Machine(machine * PAGE_SIZE + entry.0 % PAGE_SIZE), value)?;
+        self.stats.guest_writes += 1;
+        let index = (entry.0 % PAGE_SIZE) / 8;
+        let mut updated = 0;
+        for level in 1..=4 {
+            let Some(&shadow) = self.shadows.get(&(frame, level)) else { continue };
+            let new = match self.reflect(mem, value, level) {
+                Ok(e) => e,
+                Err(BuildError::AreaFull) => {
+                    self.drop_all(mem);
+                    return Ok(SyncOutcome::AllDropped);
+                }
+                Err(e) => return Err(e.into_error()),
+            };
+            mem.write_u64(Machine(shadow * PAGE_SIZE + index * 8), new)?;
+            updated += 1;
+            self.stats.shadow_syncs += 1;
+        }
+        self.events.push(ShadowEvent::Synced { entry, value, shadows: updated });
+        Ok(SyncOutcome::Synced)
+    }
+
+    /// Applies a batch of writes; all entries are checked first, so a bad batch changes
+    /// nothing. Returns the outcome of the whole batch.
+    pub fn mmu_update(&mut self, mem: &mut dyn MachineMemory, updates: &[(GuestPhys, u64)]) -> Result<SyncOutcome, ShadowError> {
+        if let Some((bad, _)) = updates.iter().find(|(e, _)| !self.config.pool.contains(&e.frame()) || e.0 % 8 != 0) {
+            return Err(ShadowError::NotInPool(bad.0));
+        }
+        let mut outcome = SyncOutcome::Synced;
+        for (entry, value) in updates {
+            if self.guest_pt_write(mem, *entry, *value)? == SyncOutcome::AllDropped {
+                outcome = SyncOutcome::AllDropped;
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Translates through a shadow root, as the CPU would.
+    pub fn translate_shadow(&self, mem: &dyn MachineMemory, root: Machine, va: GuestVirt) -> Option<Translation> {
+        shadow_translate(mem, root, va)
+    }
+
+    /// Builds the shadow of root `frame`; if that fails part-way, drops every shadow, so
+    /// that no half-filled shadow table can ever be found in the cache later.
+    fn build_or_drop_all(&mut self, mem: &mut dyn MachineMemory, frame: u64) -> Result<u64, BuildError> {
+        let result = self.shadow_of(mem, frame, 4);
+        if result.is_err() {
+            self.drop_all(mem);
+        }
+        result
+    }
+
+    /// The shadow of guest table `frame` used at `level`, built (completely) if needed.
+    fn shadow_of(&mut self, mem: &mut dyn MachineMemory, frame: u64, level: u32) -> Result<u64, BuildError> {
+        if let Some(&s) = self.shadows.get(&(frame, level)) {
+            return Ok(s);
+        }
+        let shadow = self.alloc_shadow(mem)?;
+        // Registered before it is filled: a guest table that reaches itself again lower
+        // down is at another level, so this never recurses forever (levels only fall).
+        self.shadows.insert((frame, level), shadow);
+        self.stats.tables_built += 1;
+        for index in 0..ENTRIES {
+            let guest = read_guest_entry(mem, &self.p2m, frame, index).unwrap_or(0);
+            let entry = self.reflect(mem, guest, level)?;
+            if entry != 0 {
+                mem.write_u64(Machine(shadow * PAGE_SIZE + index * 8), entry).map_err(BuildError::Memory)?;
+            }
+        }
+        Ok(shadow)
+    }
+
+    /// The one rule: the shadow entry for guest entry `e` at `level`.
+    pub fn reflect(&mut self, mem: &mut dyn MachineMemory, e: u64, level: u32) -> Result<u64, BuildError> {
+        if !pte::present(e) {
+            return Ok(0);
+        }
+        let refuse = |s: &mut Self, why| {
+            s.stats.refused += 1;
+            s.events.push(ShadowEvent::Refused { value: e, level, why });
+            Ok(0)
+        };
+        if e & pte::RESERVED != 0 {
+            return refuse(self, Refusal::ReservedBits);
+        }
+        if level >= 3 && e & pte::PS != 0 {
+            return refuse(self, Refusal::HugePage);
+        }
+        let large = level == 2 && e & pte::PS != 0;
+        if level > 1 && !large {
+            let child = pte::address(e) / PAGE_SIZE;
+            if !self.config.pool.contains(&child) {
+                return refuse(self, Refusal::TableOutsidePool);
+            }
+            let shadow_child = self.shadow_of(mem, child, level - 1)?;
+            return Ok(shadow_child * PAGE_SIZE | pte::P | pte::A | (e & pte::COPIED));
+        }
+        let (first, count) = match leaf_frames(e, large) {
+            Ok(r) => r,
+            Err(why) => return refuse(self, why),
+        };
+        if first + count > self.p2m.frames() {
+            return refuse(self, Refusal::OutsideGuest);
+        }
+        if !self.p2m.contiguous(first, count) {
+            return refuse(self, Refusal::NotContiguous);
+        }
+        let mut bits = e & pte::COPIED;
+        if !self.config.pool_traps_writes && bits & pte::RW != 0 && (first..first + count).any(|f| self.config.pool.contains(&f)) {
+            bits &= !pte::RW;
+            self.stats.write_protected += 1;
+            self.events.push(ShadowEvent::WriteProtected { value: e });
+        }
+        let machine = self.p2m.machine_frame(first).unwrap_or(0) * PAGE_SIZE;
+        let size = if large { pte::PS } else { 0 };
+        Ok(machine | pte::P | pte::A | pte::D | size | (e & pte::G) | bits)
+    }
+
+    fn alloc_shadow(&mut self, mem: &mut dyn MachineMemory) -> Result<u64, BuildError> {
+        let frame = match self.free.pop() {
+            Some(f) => f,
+            None if self.next_fresh < self.config.shadow_area.end => {
+                self.next_fresh += 1;
+                self.next_fresh - 1
+            }
+            None => return Err(BuildError::AreaFull),
+        };
+        for i in 0..ENTRIES {
+            mem.write_u64(Machine(frame * PAGE_SIZE + i * 8), 0).map_err(BuildError::Memory)?;
+        }
+        Ok(frame)
+    }
+
+    /// Forgets every shadow (the area is full): they are rebuilt on the next root load.
+    fn drop_all(&mut self, _mem: &mut dyn MachineMemory) {
+        self.shadows.clear();
+        self.roots.clear();
+        self.free.clear();
+        self.next_fresh = self.config.shadow_area.start;
+        self.stats.all_dropped += 1;
+        self.events.push(ShadowEvent::AllDropped);
+    }
+}
+
+/// Why building a shadow stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BuildError {
+    /// No free frame in the shadow area.
+    AreaFull,
+    /// Memory access failed.
+    Memory(MemoryError),
+}
+
+impl BuildError {
+    fn into_error(self) -> ShadowError {
+        match self {
+            BuildError::AreaFull => ShadowError::AreaTooSmall,
+            BuildError::Memory(e) => ShadowError::Memory(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
