@@ -31,11 +31,11 @@ impl VecMemory {
 
 impl MachineMemory for VecMemory {
     fn read_u64(&self, addr: Machine) -> Result<u64, MemoryError> {
-        self.words.get((addr.0 / 8) as usize).copied().filter(|_| addr.0 % 8 == 0).ok_or(MemoryError(addr.0))
+        self.words.get((addr.0 / 8) as usize).copied().filter(|_| addr.0.is_multiple_of(8)).ok_or(MemoryError(addr.0))
     }
 
     fn write_u64(&mut self, addr: Machine, value: u64) -> Result<(), MemoryError> {
-        if addr.0 % 8 != 0 {
+        if !addr.0.is_multiple_of(8) {
             return Err(MemoryError(addr.0));
         }
         let w = self.words.get_mut((addr.0 / 8) as usize).ok_or(MemoryError(addr.0))?;

@@ -71,7 +71,7 @@ pub enum SyncOutcome {
 pub fn leaf_frames(entry: u64, large: bool) -> Result<(u64, u64), Refusal> {
     let first = pte::address(entry) / PAGE_SIZE;
     if large {
-        if first % LARGE_FRAMES != 0 {
+        if !first.is_multiple_of(LARGE_FRAMES) {
             return Err(Refusal::Misaligned);
         }
         Ok((first, LARGE_FRAMES))
@@ -134,7 +134,7 @@ impl ShadowMmu {
     /// The shadow root for guest root `root` (a pool frame), building it if needed.
     pub fn load_root(&mut self, mem: &mut dyn MachineMemory, root: GuestPhys) -> Result<Machine, ShadowError> {
         let frame = root.frame();
-        if !self.config.pool.contains(&frame) || root.0 % PAGE_SIZE != 0 {
+        if !self.config.pool.contains(&frame) || !root.0.is_multiple_of(PAGE_SIZE) {
             return Err(ShadowError::NotInPool(root.0));
         }
         if let Some(&shadow) = self.shadows.get(&(frame, 4)) {
@@ -169,7 +169,7 @@ impl ShadowMmu {
     /// guest's table, then bring every shadow of that table up to date.
     pub fn guest_pt_write(&mut self, mem: &mut dyn MachineMemory, entry: GuestPhys, value: u64) -> Result<SyncOutcome, ShadowError> {
         let frame = entry.frame();
-        if !self.config.pool.contains(&frame) || entry.0 % 8 != 0 {
+        if !self.config.pool.contains(&frame) || !entry.0.is_multiple_of(8) {
             return Err(ShadowError::NotInPool(entry.0));
         }
         let machine = self.p2m.machine_frame(frame).ok_or(ShadowError::NotInPool(entry.0))?;
@@ -268,7 +268,7 @@ impl ShadowMmu {
                 return refuse(self, Refusal::TableOutsidePool);
             }
             let shadow_child = self.shadow_of(mem, child, level - 1)?;
-            return Ok(shadow_child * PAGE_SIZE | pte::P | pte::A | (e & pte::COPIED));
+            return Ok((shadow_child * PAGE_SIZE) | pte::P | pte::A | (e & pte::COPIED));
         }
         let (first, count) = match leaf_frames(e, large) {
             Ok(r) => r,

@@ -34,9 +34,9 @@ impl Value {
     fn encode(&self) -> u64 {
         match *self {
             Value::Empty => 0,
-            Value::Table { table, flags } => (POOL_START + table) * PAGE | pte::P | flags,
-            Value::Page { frame, flags } => frame * PAGE | pte::P | flags,
-            Value::LargePage { frame, flags } => frame * PAGE | pte::P | pte::PS | flags,
+            Value::Table { table, flags } => ((POOL_START + table) * PAGE) | pte::P | flags,
+            Value::Page { frame, flags } => (frame * PAGE) | pte::P | flags,
+            Value::LargePage { frame, flags } => (frame * PAGE) | pte::P | pte::PS | flags,
             Value::Garbage(v) => v,
         }
     }

@@ -30,10 +30,10 @@ const DATA: u64 = pte::P | pte::RW | pte::US | pte::NX;
 
 /// PML4 960 → PDPT 961 → PD 962 → PT 963 → data frame 100, for va 0.
 fn simple_tree(mem: &mut VecMemory, s: &mut ShadowMmu) {
-    write(mem, s, 960, 0, 961 * PAGE_SIZE | TABLE);
-    write(mem, s, 961, 0, 962 * PAGE_SIZE | TABLE);
-    write(mem, s, 962, 0, 963 * PAGE_SIZE | TABLE);
-    write(mem, s, 963, 0, 100 * PAGE_SIZE | DATA);
+    write(mem, s, 960, 0, (961 * PAGE_SIZE) | TABLE);
+    write(mem, s, 961, 0, (962 * PAGE_SIZE) | TABLE);
+    write(mem, s, 962, 0, (963 * PAGE_SIZE) | TABLE);
+    write(mem, s, 963, 0, (100 * PAGE_SIZE) | DATA);
 }
 
 fn check_against_reference(mem: &VecMemory, s: &ShadowMmu, root: u64, shadow: Machine, va: u64) {
@@ -60,7 +60,7 @@ fn a_write_after_the_root_is_built_reaches_the_shadow() {
     let (mut mem, mut s) = setup(false);
     simple_tree(&mut mem, &mut s);
     let root = s.load_root(&mut mem, GuestPhys(960 * PAGE_SIZE)).unwrap();
-    write(&mut mem, &mut s, 963, 1, 101 * PAGE_SIZE | pte::P | pte::US);
+    write(&mut mem, &mut s, 963, 1, (101 * PAGE_SIZE) | pte::P | pte::US);
     let t = s.translate_shadow(&mem, root, GuestVirt(0x1000)).unwrap();
     assert!(!t.writable && t.executable, "permissions follow the guest entry");
     write(&mut mem, &mut s, 963, 0, 0);
@@ -72,7 +72,7 @@ fn a_write_after_the_root_is_built_reaches_the_shadow() {
 fn permissions_combine_across_levels() {
     let (mut mem, mut s) = setup(false);
     simple_tree(&mut mem, &mut s);
-    write(&mut mem, &mut s, 961, 0, 962 * PAGE_SIZE | pte::P | pte::RW); // no US at the PDPT
+    write(&mut mem, &mut s, 961, 0, (962 * PAGE_SIZE) | pte::P | pte::RW); // no US at the PDPT
     let root = s.load_root(&mut mem, GuestPhys(960 * PAGE_SIZE)).unwrap();
     let t = s.translate_shadow(&mem, root, GuestVirt(0)).unwrap();
     assert!(!t.user, "a supervisor-only PDPT entry makes the whole range supervisor-only");
@@ -82,10 +82,10 @@ fn permissions_combine_across_levels() {
 #[test]
 fn a_2m_page_translates_and_a_misaligned_one_is_refused() {
     let (mut mem, mut s) = setup(false);
-    write(&mut mem, &mut s, 960, 0, 961 * PAGE_SIZE | TABLE);
-    write(&mut mem, &mut s, 961, 0, 962 * PAGE_SIZE | TABLE);
-    write(&mut mem, &mut s, 962, 1, 512 * PAGE_SIZE | DATA | pte::PS);
-    write(&mut mem, &mut s, 962, 2, 513 * PAGE_SIZE | DATA | pte::PS);
+    write(&mut mem, &mut s, 960, 0, (961 * PAGE_SIZE) | TABLE);
+    write(&mut mem, &mut s, 961, 0, (962 * PAGE_SIZE) | TABLE);
+    write(&mut mem, &mut s, 962, 1, (512 * PAGE_SIZE) | DATA | pte::PS);
+    write(&mut mem, &mut s, 962, 2, (513 * PAGE_SIZE) | DATA | pte::PS);
     let root = s.load_root(&mut mem, GuestPhys(960 * PAGE_SIZE)).unwrap();
     let t = s.translate_shadow(&mem, root, GuestVirt(0x20_0000 + 0x1f_f123)).unwrap();
     assert_eq!(t.machine.0, s.p2m().machine_frame(512).unwrap() * PAGE_SIZE + 0x1f_f123);
@@ -101,8 +101,8 @@ fn a_large_page_across_the_p2m_halves_is_refused() {
     let p2m = P2m::from_table((0..GUEST_FRAMES).map(|f| MACHINE_BASE + (f ^ 1)).collect());
     let config = s.config().clone();
     s = ShadowMmu::new(config, p2m).unwrap();
-    write(&mut mem, &mut s, 960, 0, 961 * PAGE_SIZE | TABLE);
-    write(&mut mem, &mut s, 961, 0, 962 * PAGE_SIZE | TABLE);
+    write(&mut mem, &mut s, 960, 0, (961 * PAGE_SIZE) | TABLE);
+    write(&mut mem, &mut s, 961, 0, (962 * PAGE_SIZE) | TABLE);
     write(&mut mem, &mut s, 962, 0, DATA | pte::PS);
     let root = s.load_root(&mut mem, GuestPhys(960 * PAGE_SIZE)).unwrap();
     assert!(s.translate_shadow(&mem, root, GuestVirt(0)).is_none());
@@ -113,7 +113,7 @@ fn a_large_page_across_the_p2m_halves_is_refused() {
 fn an_entry_pointing_past_the_last_guest_frame_is_not_reflected() {
     let (mut mem, mut s) = setup(false);
     simple_tree(&mut mem, &mut s);
-    write(&mut mem, &mut s, 963, 0, GUEST_FRAMES * PAGE_SIZE | DATA);
+    write(&mut mem, &mut s, 963, 0, (GUEST_FRAMES * PAGE_SIZE) | DATA);
     write(&mut mem, &mut s, 963, 1, 0x000f_ffff_ffff_f000 | DATA);
     let root = s.load_root(&mut mem, GuestPhys(960 * PAGE_SIZE)).unwrap();
     assert!(s.translate_shadow(&mem, root, GuestVirt(0)).is_none());
@@ -128,7 +128,7 @@ fn an_entry_can_never_reach_the_shadow_area() {
     let (mut mem, mut s) = setup(false);
     simple_tree(&mut mem, &mut s);
     for f in [0, 1, 255, 256, 511] {
-        write(&mut mem, &mut s, 963, 2, f * PAGE_SIZE | DATA);
+        write(&mut mem, &mut s, 963, 2, (f * PAGE_SIZE) | DATA);
         let root = s.load_root(&mut mem, GuestPhys(960 * PAGE_SIZE)).unwrap();
         if let Some(t) = s.translate_shadow(&mem, root, GuestVirt(0x2000)) {
             assert!(!s.is_shadow_frame(t.machine.frame()), "guest frame {f} reached the shadow area");
@@ -142,7 +142,7 @@ fn an_entry_can_never_reach_the_shadow_area() {
 #[test]
 fn a_page_table_outside_the_pool_is_refused() {
     let (mut mem, mut s) = setup(false);
-    write(&mut mem, &mut s, 960, 0, 100 * PAGE_SIZE | TABLE); // "PDPT" in ordinary RAM
+    write(&mut mem, &mut s, 960, 0, (100 * PAGE_SIZE) | TABLE); // "PDPT" in ordinary RAM
     let root = s.load_root(&mut mem, GuestPhys(960 * PAGE_SIZE)).unwrap();
     assert!(s.translate_shadow(&mem, root, GuestVirt(0)).is_none());
     assert!(s.drain_events().iter().any(|e| matches!(e, ShadowEvent::Refused { why: Refusal::TableOutsidePool, .. })));
@@ -154,7 +154,7 @@ fn a_page_table_outside_the_pool_is_refused() {
 fn a_writable_mapping_of_a_pool_frame_is_reflected_read_only() {
     let (mut mem, mut s) = setup(false);
     simple_tree(&mut mem, &mut s);
-    write(&mut mem, &mut s, 963, 3, 961 * PAGE_SIZE | DATA); // the guest maps its own PDPT writable
+    write(&mut mem, &mut s, 963, 3, (961 * PAGE_SIZE) | DATA); // the guest maps its own PDPT writable
     let root = s.load_root(&mut mem, GuestPhys(960 * PAGE_SIZE)).unwrap();
     let t = s.translate_shadow(&mem, root, GuestVirt(0x3000)).unwrap();
     assert!(!t.writable);
@@ -165,7 +165,7 @@ fn a_writable_mapping_of_a_pool_frame_is_reflected_read_only() {
 fn with_a_write_trapping_pool_the_mapping_stays_writable() {
     let (mut mem, mut s) = setup(true);
     simple_tree(&mut mem, &mut s);
-    write(&mut mem, &mut s, 963, 3, 961 * PAGE_SIZE | DATA);
+    write(&mut mem, &mut s, 963, 3, (961 * PAGE_SIZE) | DATA);
     let root = s.load_root(&mut mem, GuestPhys(960 * PAGE_SIZE)).unwrap();
     assert!(s.translate_shadow(&mem, root, GuestVirt(0x3000)).unwrap().writable, "the memslot, not the shadow, protects it");
 }
@@ -174,7 +174,7 @@ fn with_a_write_trapping_pool_the_mapping_stays_writable() {
 fn reserved_bits_and_1g_pages_are_refused() {
     let (mut mem, mut s) = setup(false);
     simple_tree(&mut mem, &mut s);
-    write(&mut mem, &mut s, 963, 4, 100 * PAGE_SIZE | DATA | (1 << 55));
+    write(&mut mem, &mut s, 963, 4, (100 * PAGE_SIZE) | DATA | (1 << 55));
     write(&mut mem, &mut s, 961, 1, DATA | pte::PS); // a 1 GiB page at va 1 GiB
     let root = s.load_root(&mut mem, GuestPhys(960 * PAGE_SIZE)).unwrap();
     assert!(s.translate_shadow(&mem, root, GuestVirt(0x4000)).is_none());
@@ -187,9 +187,9 @@ fn reserved_bits_and_1g_pages_are_refused() {
 fn changing_a_non_leaf_entry_replaces_the_whole_subtree() {
     let (mut mem, mut s) = setup(false);
     simple_tree(&mut mem, &mut s);
-    write(&mut mem, &mut s, 964, 0, 200 * PAGE_SIZE | DATA); // a second PT
+    write(&mut mem, &mut s, 964, 0, (200 * PAGE_SIZE) | DATA); // a second PT
     let root = s.load_root(&mut mem, GuestPhys(960 * PAGE_SIZE)).unwrap();
-    write(&mut mem, &mut s, 962, 0, 964 * PAGE_SIZE | TABLE);
+    write(&mut mem, &mut s, 962, 0, (964 * PAGE_SIZE) | TABLE);
     let t = s.translate_shadow(&mem, root, GuestVirt(0)).unwrap();
     assert_eq!(t.machine.frame(), s.p2m().machine_frame(200).unwrap());
 }
@@ -199,12 +199,12 @@ fn a_table_shared_by_two_spaces_and_used_at_two_levels_stays_in_step_everywhere(
     let (mut mem, mut s) = setup(false);
     simple_tree(&mut mem, &mut s);
     // A second root sharing the same PDPT (as every space shares the kernel half).
-    write(&mut mem, &mut s, 970, 0, 961 * PAGE_SIZE | TABLE);
+    write(&mut mem, &mut s, 970, 0, (961 * PAGE_SIZE) | TABLE);
     // And PT 963 also used as a PD (level 2) from PDPT entry 1.
-    write(&mut mem, &mut s, 961, 1, 963 * PAGE_SIZE | TABLE);
+    write(&mut mem, &mut s, 961, 1, (963 * PAGE_SIZE) | TABLE);
     let a = s.load_root(&mut mem, GuestPhys(960 * PAGE_SIZE)).unwrap();
     let b = s.load_root(&mut mem, GuestPhys(970 * PAGE_SIZE)).unwrap();
-    write(&mut mem, &mut s, 963, 0, 300 * PAGE_SIZE | DATA);
+    write(&mut mem, &mut s, 963, 0, (300 * PAGE_SIZE) | DATA);
     for root in [a, b] {
         assert_eq!(s.translate_shadow(&mem, root, GuestVirt(0)).unwrap().machine.frame(), s.p2m().machine_frame(300).unwrap());
     }
@@ -220,8 +220,8 @@ fn a_table_shared_by_two_spaces_and_used_at_two_levels_stays_in_step_everywhere(
 #[test]
 fn a_table_that_maps_itself_terminates() {
     let (mut mem, mut s) = setup(false);
-    write(&mut mem, &mut s, 960, 0, 960 * PAGE_SIZE | TABLE); // PML4[0] → the PML4 itself
-    write(&mut mem, &mut s, 960, 1, 960 * PAGE_SIZE | TABLE);
+    write(&mut mem, &mut s, 960, 0, (960 * PAGE_SIZE) | TABLE); // PML4[0] → the PML4 itself
+    write(&mut mem, &mut s, 960, 1, (960 * PAGE_SIZE) | TABLE);
     let root = s.load_root(&mut mem, GuestPhys(960 * PAGE_SIZE)).unwrap();
     for va in [0, 0x1000, 1 << 39, (1 << 39) + (1 << 30)] {
         check_against_reference(&mem, &s, 960, root, va);
@@ -254,7 +254,7 @@ fn a_full_shadow_area_drops_everything_instead_of_failing() {
     check_against_reference(&mem, &s, 960, root, 0);
     // A second PT does not fit: the write drops every shadow and says so.
     write(&mut mem, &mut s, 964, 0, 0);
-    assert_eq!(s.guest_pt_write(&mut mem, entry(962, 1), 964 * PAGE_SIZE | TABLE), Ok(SyncOutcome::AllDropped));
+    assert_eq!(s.guest_pt_write(&mut mem, entry(962, 1), (964 * PAGE_SIZE) | TABLE), Ok(SyncOutcome::AllDropped));
     let root = s.load_root(&mut mem, GuestPhys(960 * PAGE_SIZE));
     assert_eq!(root, Err(ShadowError::AreaTooSmall), "5 tables never fit in 4 frames");
 }
@@ -265,7 +265,7 @@ fn a_storm_of_writes_is_bounded_work() {
     simple_tree(&mut mem, &mut s);
     let root = s.load_root(&mut mem, GuestPhys(960 * PAGE_SIZE)).unwrap();
     for i in 0..100_000u64 {
-        write(&mut mem, &mut s, 963, i % 512, (i % 900) * PAGE_SIZE | DATA);
+        write(&mut mem, &mut s, 963, i % 512, ((i % 900) * PAGE_SIZE) | DATA);
     }
     check_against_reference(&mem, &s, 960, root, 0x1000 * (99_999 % 512));
     assert_eq!(s.stats().guest_writes, 100_004);
@@ -276,10 +276,10 @@ fn mmu_update_checks_the_whole_batch_first() {
     let (mut mem, mut s) = setup(false);
     simple_tree(&mut mem, &mut s);
     let root = s.load_root(&mut mem, GuestPhys(960 * PAGE_SIZE)).unwrap();
-    let bad = [(entry(963, 5), 105 * PAGE_SIZE | DATA), (entry(100, 0), 1)];
+    let bad = [(entry(963, 5), (105 * PAGE_SIZE) | DATA), (entry(100, 0), 1)];
     assert!(s.mmu_update(&mut mem, &bad).is_err());
     assert!(s.translate_shadow(&mem, root, GuestVirt(0x5000)).is_none(), "nothing of a bad batch applied");
-    let good = [(entry(963, 5), 105 * PAGE_SIZE | DATA), (entry(963, 6), 106 * PAGE_SIZE | DATA)];
+    let good = [(entry(963, 5), (105 * PAGE_SIZE) | DATA), (entry(963, 6), (106 * PAGE_SIZE) | DATA)];
     assert_eq!(s.mmu_update(&mut mem, &good), Ok(SyncOutcome::Synced));
     assert!(s.translate_shadow(&mem, root, GuestVirt(0x6000)).is_some());
 }
