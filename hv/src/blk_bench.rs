@@ -11,11 +11,11 @@
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use backend_drivers::runner::{BackendStats, NotifyPolicy};
 
+use crate::console::CapturedOutput;
 use crate::devices::DiskConfig;
 use crate::host_info::{cpu_model, HostMmu};
 use crate::outcome::GuestStop;
@@ -108,20 +108,6 @@ impl Drop for ScratchImage {
     }
 }
 
-/// A console that keeps what the guest prints.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Runs the whole benchmark, printing progress to stderr.
 pub fn run(config: &BlkBenchConfig) -> Result<Vec<BlkBenchRow>, BlkBenchError> {
     let scratch = match &config.disk {
@@ -172,9 +158,9 @@ fn guest_run(disk: &Path, sectors: u64, requests: u64, suppression: bool) -> Res
         // Generous: the slowest configuration takes seconds on an emulated ring 0.
         timeout: Some(std::time::Duration::from_secs(600)),
     };
-    let console = Captured::default();
+    let console = CapturedOutput::default();
     let report = run::run(&config, Box::new(console.clone()), Instant::now())?;
-    let output = String::from_utf8_lossy(&console.0.lock().unwrap_or_else(|p| p.into_inner())).into_owned();
+    let output = console.text();
     if report.stop != (GuestStop::Shutdown { code: 0 }) {
         let why = report.stop.message().unwrap_or_else(|| format!("exit code {}", report.stop.exit_code()));
         return Err(BlkBenchError::Guest(why, output));

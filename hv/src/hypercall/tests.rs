@@ -2,28 +2,13 @@
 
 use super::*;
 use pv_abi::hypercall::MMU_UPDATE_MAX;
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use crate::console::CapturedOutput;
 
 const RAM: u64 = 4 << 20;
 
-/// A console that keeps what it was given.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn setup() -> (GuestRam, ConsoleOutput, Captured) {
+fn setup() -> (GuestRam, ConsoleOutput, CapturedOutput) {
     let ram = GuestRam::new(RAM).unwrap();
-    let captured = Captured::default();
+    let captured = CapturedOutput::default();
     (ram, ConsoleOutput::new(Box::new(captured.clone())), captured)
 }
 
@@ -42,7 +27,7 @@ fn console_write_copies_exactly_the_bytes_asked_for() {
     ram.write(0x5000, b"hello, world").unwrap();
     let r = call(&ram, &con, WRITE, [0x5000, 5, 0, 0]);
     assert_eq!(r.result, Ok(5));
-    assert_eq!(out.0.lock().unwrap().as_slice(), b"hello");
+    assert_eq!(out.bytes().as_slice(), b"hello");
     assert_eq!(r.text.as_deref(), Some("hello"));
 }
 
@@ -52,7 +37,7 @@ fn console_write_past_the_end_of_ram_is_efault_and_prints_nothing() {
     for (gpa, len) in [(RAM, 1), (RAM - 4, 8), (u64::MAX - 3, 8), (u64::MAX, 1)] {
         assert_eq!(call(&ram, &con, WRITE, [gpa, len, 0, 0]).result, Err(HypercallError::Fault), "{gpa:#x}+{len}");
     }
-    assert!(out.0.lock().unwrap().is_empty());
+    assert!(out.bytes().is_empty());
 }
 
 #[test]
@@ -68,7 +53,7 @@ fn control_characters_from_the_guest_do_not_reach_the_terminal() {
     let (ram, con, out) = setup();
     ram.write(0x100, b"\x1b[2Jok\n").unwrap();
     call(&ram, &con, WRITE, [0x100, 7, 0, 0]);
-    assert_eq!(out.0.lock().unwrap().as_slice(), b"?[2Jok\n");
+    assert_eq!(out.bytes().as_slice(), b"?[2Jok\n");
 }
 
 #[test]
