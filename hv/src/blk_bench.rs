@@ -149,6 +149,7 @@ fn guest_run(disk: &Path, sectors: u64, requests: u64, suppression: bool) -> Res
         args.push("always".into());
     }
     let config = RunConfig {
+        mmu: pv_abi::MmuMode::Ept,
         kernel: None,
         mem_mib: 64,
         guest_args: args,

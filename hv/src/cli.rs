@@ -92,6 +92,17 @@ pub struct RunArgs {
     #[arg(long, value_name = "PATH[,ro]")]
     pub disk: Option<DiskConfig>,
 
+    /// How guest memory is translated.
+    ///
+    /// `ept`: one read-write memslot; the guest writes its own page tables and loads CR3
+    /// itself, and KVM translates guest-physical addresses (hardware EPT/NPT where the
+    /// host has it). `shadow`: hv places guest frames at machine addresses of its own
+    /// choosing, keeps the page-table pool read-only so every guest page-table write
+    /// exits to hv, and points the CPU at shadow page tables it builds from the guest's.
+    /// See docs/memory-modes.md.
+    #[arg(long, value_name = "MODE", value_enum, default_value_t = MmuArg::Ept)]
+    pub mmu: MmuArg,
+
     /// Guest RAM in MiB: 8 to 3072, a multiple of 2.
     #[arg(long, value_name = "MIB", default_value_t = 64)]
     pub mem: u64,
@@ -119,6 +130,24 @@ pub struct RunArgs {
     /// Words passed to the guest kernel (see "Guest commands" below).
     #[arg(last = true, value_name = "GUEST ARGS")]
     pub guest_args: Vec<String>,
+}
+
+/// `--mmu` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum MmuArg {
+    /// KVM's two-dimensional paging (EPT/NPT, or KVM's own MMU where the host has none).
+    Ept,
+    /// hv's shadow page tables.
+    Shadow,
+}
+
+impl From<MmuArg> for pv_abi::MmuMode {
+    fn from(m: MmuArg) -> Self {
+        match m {
+            MmuArg::Ept => pv_abi::MmuMode::Ept,
+            MmuArg::Shadow => pv_abi::MmuMode::Shadow,
+        }
+    }
 }
 
 /// Runs hv with the process's arguments; returns its exit code.
@@ -166,6 +195,7 @@ fn run_command(args: RunArgs, started: Instant) -> ExitCode {
         disk: args.disk,
         notify_policy: NotifyPolicy::EventIndex,
         timeout: args.timeout,
+        mmu: args.mmu.into(),
     };
     match run::run(&config, Box::new(std::io::stdout()), started) {
         Ok(report) => {

@@ -38,6 +38,8 @@ pub struct RunConfig {
     pub notify_policy: NotifyPolicy,
     /// Stop the guest if it is still running after this long.
     pub timeout: Option<std::time::Duration>,
+    /// How guest memory is translated (`--mmu`).
+    pub mmu: MmuMode,
 }
 
 /// How a run ended.
@@ -58,6 +60,9 @@ pub enum RunError {
         /// The value given.
         mib: u64,
     },
+    /// Shadow mode is being wired in (temporary, removed before this lands).
+    #[error("--mmu shadow is not available yet")]
+    ShadowNotReady,
     /// The kernel file could not be read.
     #[error("cannot read the kernel {path}: {source}")]
     ReadKernel {
@@ -120,6 +125,9 @@ fn read_kernel(config: &RunConfig) -> Result<Vec<u8>, RunError> {
 /// time-to-first-line figure); console output goes to `console`.
 pub fn run(config: &RunConfig, console: Box<dyn Write + Send>, started: Instant) -> Result<RunReport, RunError> {
     let ram_bytes = check_memory_size(config.mem_mib)?;
+    if config.mmu == MmuMode::Shadow {
+        return Err(RunError::ShadowNotReady);
+    }
     let kernel = read_kernel(config)?;
     // Check the file before touching KVM, so a bad kernel is named as such everywhere.
     let image = boot::elf::parse_kernel(&kernel, boot::kernel_memory_limit(ram_bytes)).map_err(BootError::from)?;
@@ -138,7 +146,7 @@ pub fn run(config: &RunConfig, console: Box<dyn Write + Send>, started: Instant)
         kernel: &kernel,
         image: &image,
         guest_args: &config.guest_args,
-        mmu: MmuMode::Ept,
+        mmu: config.mmu,
         tsc_khz: machine.tsc_khz().map_or(0, u64::from),
         nx: machine.nx_supported(),
         devices: devices.layout(),
@@ -148,12 +156,13 @@ pub fn run(config: &RunConfig, console: Box<dyn Write + Send>, started: Instant)
     tracer.emit(|| TraceEvent::Boot {
         entry: plan.entry,
         mem_bytes: ram_bytes,
-        mmu: MmuMode::Ept.name(),
+        mmu: config.mmu.name(),
         segments: plan.segments,
         cmdline: config.guest_args.clone(),
     });
 
     let mut stats = RunStats::new(started);
+    stats.mmu = config.mmu;
     devices.start();
     let pt_pool = plan.boot_info.pt_pool_start..plan.boot_info.pt_pool_end;
     let watchdog = config.timeout.map(Watchdog::arm).transpose().map_err(RunError::Watchdog)?;

@@ -4,6 +4,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use pv_abi::hypercall::GuestCounters;
+use pv_abi::MmuMode;
+
 use crate::devices::DeviceStats;
 use crate::trace::ExitReason;
 
@@ -28,6 +31,10 @@ pub struct RunStats {
     pub doorbell_exits: u64,
     /// Each device backend's counters.
     pub devices: DeviceStats,
+    /// The memory mode the guest ran in.
+    pub mmu: MmuMode,
+    /// What the guest counted itself (`report_counters`), if it reported.
+    pub guest: Option<GuestCounters>,
 }
 
 impl RunStats {
@@ -43,6 +50,8 @@ impl RunStats {
             mmu_update_entries: 0,
             doorbell_exits: 0,
             devices: Vec::new(),
+            mmu: MmuMode::Ept,
+            guest: None,
         }
     }
 
@@ -74,6 +83,23 @@ impl RunStats {
     }
 }
 
+impl RunStats {
+    /// The memory-mode section: what the VMM did for the MMU, and what the guest counted.
+    fn fmt_memory(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f)?;
+        write!(f, "  memory mode {}", self.mmu.name())?;
+        if let Some(g) = &self.guest {
+            writeln!(f)?;
+            writeln!(f, "    {:<30} {:>12}", "guest page faults", g.page_faults)?;
+            writeln!(f, "    {:<30} {:>12}", "guest CR3 loads", g.cr3_loads)?;
+            writeln!(f, "    {:<30} {:>12}", "guest system calls", g.syscalls)?;
+            writeln!(f, "    {:<30} {:>12}", "guest direct page-table writes", g.direct_pt_writes)?;
+            write!(f, "    {:<30} {:>12}", "guest batched page-table writes", g.batched_pt_writes)?;
+        }
+        Ok(())
+    }
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1e3)
 }
@@ -94,6 +120,7 @@ impl fmt::Display for RunStats {
         }
         writeln!(f, "  {:<32} {:>12}", "hypercalls refused (error code)", self.hypercall_errors)?;
         write!(f, "  {:<32} {:>12}", "page-table entries via mmu_update", self.mmu_update_entries)?;
+        self.fmt_memory(f)?;
         for (name, d) in &self.devices {
             writeln!(f)?;
             writeln!(f, "  device {name}")?;

@@ -189,6 +189,9 @@ fn handle_hypercall(machine: &mut Machine, cx: &mut LoopContext) -> Option<Guest
     if let (Some(Hypercall::MmuUpdate), Ok(n)) = (Hypercall::from_number(req.nr), outcome.result) {
         cx.stats.mmu_update_entries += n;
     }
+    if let Some(counters) = outcome.counters {
+        cx.stats.guest = Some(counters);
+    }
     cx.stats.count_hypercall(req.name(), outcome.result.is_err());
     cx.tracer.emit(|| TraceEvent::Hypercall {
         nr: req.nr,

@@ -33,10 +33,11 @@
 //! | --- | --- | --- | --- | --- |
 //! | 0 | `nop` | none | 0 | none. Exists to measure the bare round trip. |
 //! | 1 | `console_write` | a0 = gpa of bytes, a1 = length | bytes written (= length) | `EFAULT` range not inside guest RAM; `E2BIG` length > [`CONSOLE_WRITE_MAX`] |
-//! | 2 | `shutdown` | a0 = exit code | does not return | `EINVAL` code > 255 |
+//! | 2 | `shutdown` | a0 = exit code, a1 = gpa of the guest's [`GuestCounters`] (0: none) | does not return | `EINVAL` code > 255; `EFAULT` counters outside guest RAM |
 //! | 3 | `report_panic` | a0 = gpa of message, a1 = length | does not return | `EFAULT`; `E2BIG` length > [`CONSOLE_WRITE_MAX`] |
 //! | 4 | `report_exception` | a0 = vector, a1 = rip, a2 = error code, a3 = cr2 | does not return | `EINVAL` vector > 31 |
 //! | 5 | `mmu_update` | a0 = gpa of an array of [`MmuUpdate`], a1 = count | count (all applied) | `EFAULT` array outside RAM; `E2BIG` count > [`MMU_UPDATE_MAX`]; `EINVAL` an entry address outside the page-table pool or not 8-byte aligned (then none is applied) |
+//! | 6 | `set_cr3` | a0 = gpa of a PML4 (in the page-table pool, 4 KiB aligned) | 0 | `EINVAL` not a pool frame or not aligned; `ENOSYS` in ept mode (there the guest loads CR3 itself) |
 //!
 //! Any other number returns `ENOSYS`. Every call, good or bad, appears in hv's trace.
 //! A bad argument is never fatal: the guest gets the error code and carries on, so a
@@ -75,6 +76,30 @@ pub struct MmuUpdate {
 /// Size of one [`MmuUpdate`] in the array.
 pub const MMU_UPDATE_SIZE: u64 = 16;
 
+/// What the guest kernel counted that the VMM cannot see: events that never leave the
+/// guest (a page fault KVM delivers straight to the guest's IDT, a `mov cr3` under
+/// ept). The guest hands them over with `shutdown` (so that reporting them costs no
+/// extra exit), and
+/// `--stats` and `hv bench` show them. In memory: little-endian u64s in this order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct GuestCounters {
+    /// Page faults taken by the guest kernel (demand-zero faults and fatal ones).
+    pub page_faults: u64,
+    /// Address-space loads (`mov cr3` in ept mode, `set_cr3` in shadow mode).
+    pub cr3_loads: u64,
+    /// System calls from ring-3 tasks.
+    pub syscalls: u64,
+    /// Page-table entries the guest wrote directly (each one traps in shadow mode).
+    pub direct_pt_writes: u64,
+    /// Page-table entries the guest sent through `mmu_update`.
+    pub batched_pt_writes: u64,
+}
+
+/// Size of [`GuestCounters`] in memory.
+pub const GUEST_COUNTERS_SIZE: u64 = 40;
+const _: () = assert!(core::mem::size_of::<GuestCounters>() as u64 == GUEST_COUNTERS_SIZE);
+
 /// The hypercall numbers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u64)]
@@ -91,17 +116,20 @@ pub enum Hypercall {
     ReportException = 4,
     /// Apply a batch of page-table writes in one exit (the paravirtual MMU interface).
     MmuUpdate = 5,
+    /// Load an address space (shadow mode: the VMM points CR3 at its shadow).
+    SetCr3 = 6,
 }
 
 impl Hypercall {
     /// Every hypercall, in number order.
-    pub const ALL: [Hypercall; 6] = [
+    pub const ALL: [Hypercall; 7] = [
         Hypercall::Nop,
         Hypercall::ConsoleWrite,
         Hypercall::Shutdown,
         Hypercall::ReportPanic,
         Hypercall::ReportException,
         Hypercall::MmuUpdate,
+        Hypercall::SetCr3,
     ];
 
     /// Decodes a number from `rax`; `None` for a number hv does not know.
@@ -123,6 +151,7 @@ impl Hypercall {
             Hypercall::ReportPanic => "report_panic",
             Hypercall::ReportException => "report_exception",
             Hypercall::MmuUpdate => "mmu_update",
+            Hypercall::SetCr3 => "set_cr3",
         }
     }
 }
@@ -189,7 +218,7 @@ mod tests {
         for h in Hypercall::ALL {
             assert_eq!(Hypercall::from_number(h.number()), Some(h));
         }
-        assert_eq!(Hypercall::from_number(6), None);
+        assert_eq!(Hypercall::from_number(7), None);
         assert_eq!(Hypercall::from_number(u64::MAX), None);
     }
 

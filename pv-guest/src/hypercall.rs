@@ -28,15 +28,23 @@ pub fn console_write(bytes: &[u8]) -> Result<u64, HypercallError> {
     call(Hypercall::ConsoleWrite, [gpa, bytes.len() as u64, 0, 0])
 }
 
+/// Loads the address space whose PML4 is at guest-physical `root` (shadow mode: the
+/// VMM points CR3 at the shadow of that root).
+pub fn set_cr3(root: u64) -> Result<u64, HypercallError> {
+    call(Hypercall::SetCr3, [root, 0, 0, 0])
+}
+
 /// Applies a batch of page-table writes (`pv_abi::hypercall::MmuUpdate`).
 pub fn mmu_update(batch: &[pv_abi::hypercall::MmuUpdate]) -> Result<u64, HypercallError> {
     let gpa = memory::virt_to_phys(batch.as_ptr() as u64).ok_or(HypercallError::Fault)?;
     call(Hypercall::MmuUpdate, [gpa, batch.len() as u64, 0, 0])
 }
 
-/// Stops the guest; hv exits with `code`.
+/// Stops the guest; hv exits with `code`. The kernel's own counters go with it.
 pub fn shutdown(code: u8) -> ! {
-    let _ = call(Hypercall::Shutdown, [u64::from(code), 0, 0, 0]);
+    let counters = crate::counters::snapshot();
+    let gpa = memory::virt_to_phys(&counters as *const _ as u64).unwrap_or(0);
+    let _ = call(Hypercall::Shutdown, [u64::from(code), gpa, 0, 0]);
     // Only reachable if the VMM refused a valid code, which would be a VMM bug.
     panic!("shutdown hypercall returned")
 }

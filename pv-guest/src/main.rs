@@ -38,6 +38,7 @@ mod blk_commands;
 mod boot;
 mod commands;
 mod console;
+mod counters;
 mod cpu;
 mod drivers;
 mod event_channel;

@@ -175,7 +175,7 @@ impl HostileCall {
 }
 
 /// The bad calls: every one must be refused with an error code and leave the guest running.
-pub fn hostile_hypercalls(info: &BootInfo) -> [HostileCall; 8] {
+pub fn hostile_hypercalls(info: &BootInfo) -> [HostileCall; 9] {
     let mem = info.mem_bytes;
     let some_ram = info.free_mem_start;
     let gib = 1 << 30;
@@ -188,6 +188,7 @@ pub fn hostile_hypercalls(info: &BootInfo) -> [HostileCall; 8] {
         call("console_write_one_past_limit_is_e2big", Hypercall::ConsoleWrite, [some_ram, CONSOLE_WRITE_MAX + 1, 0, 0], HypercallError::TooBig),
         HostileCall { name: "unknown_hypercall_is_enosys", nr: 0x7777, args: [0; 4], expected: HypercallError::NoSys },
         call("shutdown_with_code_256_is_einval", Hypercall::Shutdown, [256, 0, 0, 0], HypercallError::Inval),
+        call("shutdown_with_counters_past_end_of_ram_is_efault", Hypercall::Shutdown, [0, mem - 8, 0, 0], HypercallError::Fault),
         call("report_exception_vector_99_is_einval", Hypercall::ReportException, [99, 0, 0, 0], HypercallError::Inval),
     ]
 }

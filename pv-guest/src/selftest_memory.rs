@@ -24,7 +24,7 @@ use crate::selftest::{ensure, TestResult};
 type MemoryTest = (&'static str, fn(&BootInfo) -> TestResult);
 
 /// The tests, by name.
-pub const TESTS: [MemoryTest; 11] = [
+pub const TESTS: [MemoryTest; 15] = [
     ("address_space_maps_translates_and_unmaps", |i| map_translate_unmap(i, false)),
     ("batched_mmu_update_maps_the_same", |i| map_translate_unmap(i, true)),
     ("protect_changes_permissions", protect_changes_permissions),
@@ -36,6 +36,10 @@ pub const TESTS: [MemoryTest; 11] = [
     ("tasks_switch_address_spaces", |_| tasks_switch()),
     ("map_unmap_system_calls_free_their_frames", |_| map_unmap_loop(false)),
     ("map_unmap_through_batched_mmu_update", |_| map_unmap_loop(true)),
+    ("remap_is_seen_by_the_cpu", |i| remap_is_seen_by_the_cpu(i, false)),
+    ("remap_through_mmu_update_is_seen_by_the_cpu", |i| remap_is_seen_by_the_cpu(i, true)),
+    ("reused_page_tables_are_seen_by_the_cpu", |i| reused_tables_are_seen_by_the_cpu(i, false)),
+    ("reused_page_tables_through_mmu_update_are_seen", |i| reused_tables_are_seen_by_the_cpu(i, true)),
 ];
 
 /// A user address no test maps otherwise.
@@ -66,7 +70,7 @@ fn map_translate_unmap(info: &BootInfo, batched: bool) -> TestResult {
     }
     w.flush().map_err(|_| "mmu_update refused the batch")?;
     ensure(space.translate(TEST_VA).is_none(), "an unmapped page still translates")?;
-    space.destroy(&mut |_, _| {});
+    space.destroy(&mut w, &mut |_, _| {}).map_err(|_| "destroy failed")?;
     frames.iter().for_each(|f| frames::free(*f));
     ensure(pool::in_use() == tables_before, "destroy did not return every page table")
 }
@@ -83,7 +87,7 @@ fn protect_changes_permissions(info: &BootInfo) -> TestResult {
     let (_, entry) = space.translate(TEST_VA).ok_or("gone after protect")?;
     ensure(entry & PTE_NO_EXECUTE == 0, "not executable")?;
     ensure(space.protect(&mut w, TEST_VA + 4096, Protection::USER_DATA).is_err(), "protected an unmapped page")?;
-    space.destroy(&mut |f, _| frames::free(f));
+    space.destroy(&mut w, &mut |f, _| frames::free(f)).map_err(|_| "destroy failed")?;
     Ok(())
 }
 
@@ -98,10 +102,12 @@ fn large_page_translates(info: &BootInfo) -> TestResult {
     ensure(gpa == big + 0x1f_f123, "wrong translation inside the large page")?;
     ensure(space.map(&mut w, va + 4096, big, Protection::USER_DATA, PageSize::Small).is_err(), "mapped over a large page")?;
     ensure(space.map(&mut w, va + 4096, big, Protection::USER_DATA, PageSize::Large).is_err(), "accepted an unaligned large page")?;
-    space.destroy(&mut |f, size| match size {
-        PageSize::Small => frames::free(f),
-        PageSize::Large => frames::free_large(f),
-    });
+    space
+        .destroy(&mut w, &mut |f, size| match size {
+            PageSize::Small => frames::free(f),
+            PageSize::Large => frames::free_large(f),
+        })
+        .map_err(|_| "destroy failed")?;
     Ok(())
 }
 
@@ -167,4 +173,76 @@ fn map_unmap_loop(batched: bool) -> TestResult {
     ensure(r?[0] == Some(TaskExit::Exited(0)), "map/write/unmap did not work")?;
     ensure(frames::in_use() == frames_before, "frames leaked")?;
     ensure(!batched || used_hypercalls, "the batched writer made no mmu_update hypercall")
+}
+
+/// Changes a mapping the CPU has already used, and reads through it again.
+///
+/// The software walk (`translate`) only shows what the tables say; this test shows what
+/// the CPU does. After a remap and `invlpg` the CPU must see the new frame, whichever
+/// component really translates: the guest's own tables (ept mode), or shadow tables the
+/// VMM rewrote when it applied the change (shadow mode, and `mmu_update` in any mode).
+fn remap_is_seen_by_the_cpu(info: &BootInfo, batched: bool) -> TestResult {
+    let mut w = if batched { PageTableWriter::batched() } else { PageTableWriter::Direct };
+    let mut space = AddressSpace::new(&mut w, info.boot_page_table_root).map_err(|_| "no page tables")?;
+    let (a, b) = (frames::alloc().ok_or("out of frames")?, frames::alloc().ok_or("out of frames")?);
+    write_frame(a, 0xaaaa);
+    write_frame(b, 0xbbbb);
+    space.map(&mut w, TEST_VA, a, Protection::USER_DATA, PageSize::Small).map_err(|_| "map failed")?;
+    w.flush().map_err(|_| "mmu_update refused the batch")?;
+    let seen = task::with_address_space(space.root(), || {
+        let first = read_user(TEST_VA);
+        let remapped = space
+            .unmap(&mut w, TEST_VA)
+            .and_then(|_| space.map(&mut w, TEST_VA, b, Protection::USER_DATA, PageSize::Small))
+            .and_then(|_| w.flush());
+        crate::cpu::invlpg(TEST_VA);
+        let second = read_user(TEST_VA);
+        let _ = space.unmap(&mut w, TEST_VA).and_then(|_| w.flush());
+        crate::cpu::invlpg(TEST_VA);
+        remapped.map(|_| (first, second))
+    });
+    space.destroy(&mut w, &mut |_, _| {}).map_err(|_| "destroy failed")?;
+    frames::free(a);
+    frames::free(b);
+    let (first, second) = seen.map_err(|_| "remap failed")?;
+    ensure(first == 0xaaaa, "the first mapping reads the wrong frame")?;
+    ensure(second == 0xbbbb, "after remap and invlpg the CPU still reads the old frame")
+}
+
+fn write_frame(frame: u64, value: u64) {
+    // SAFETY: the frame was just allocated to this test and the direct map covers all RAM.
+    unsafe { core::ptr::write_volatile(crate::memory::phys_to_virt(frame) as *mut u64, value) };
+}
+
+fn read_user(va: u64) -> u64 {
+    // SAFETY: the caller has mapped `va` in the loaded address space (SMAP is off, so
+    // ring 0 may read a user page).
+    unsafe { core::ptr::read_volatile(va as *const u64) }
+}
+
+/// Builds an address space, uses it, destroys it, and builds another over the same
+/// page-table frames, at other levels: the CPU must see only the new tables.
+///
+/// Under shadow paging this is the hard case: every one of those frames already has
+/// shadows, built when it was a table at another level.
+fn reused_tables_are_seen_by_the_cpu(info: &BootInfo, batched: bool) -> TestResult {
+    let mut w = if batched { PageTableWriter::batched() } else { PageTableWriter::Direct };
+    let (a, b) = (frames::alloc().ok_or("out of frames")?, frames::alloc().ok_or("out of frames")?);
+    write_frame(a, 0xaaaa);
+    write_frame(b, 0xbbbb);
+    let mut reads = [0u64; 2];
+    for (round, frame) in [a, b].into_iter().enumerate() {
+        // Round 1 takes one table first, so every later table lands one level off.
+        let spacer = if round == 1 { Some(pool::alloc_table().ok_or("no page tables")?) } else { None };
+        let mut space = AddressSpace::new(&mut w, info.boot_page_table_root).map_err(|_| "no page tables")?;
+        space.map(&mut w, TEST_VA, frame, Protection::USER_DATA, PageSize::Small).map_err(|_| "map failed")?;
+        w.flush().map_err(|_| "mmu_update refused the batch")?;
+        reads[round] = task::with_address_space(space.root(), || read_user(TEST_VA));
+        space.destroy(&mut w, &mut |_, _| {}).map_err(|_| "destroy failed")?;
+        spacer.into_iter().for_each(pool::free_table);
+    }
+    frames::free(a);
+    frames::free(b);
+    ensure(reads[0] == 0xaaaa, "the first address space reads the wrong frame")?;
+    ensure(reads[1] == 0xbbbb, "an address space built over reused tables reads the old frame")
 }

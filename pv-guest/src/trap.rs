@@ -83,6 +83,9 @@ pub fn expect_invalid_opcode() {
 
 /// Called by the entry stubs with the saved frame; returning resumes at `frame.rip`.
 pub extern "C" fn dispatch(frame: &mut TrapFrame) {
+    if frame.vector == PAGE_FAULT {
+        crate::counters::bump(&crate::counters::PAGE_FAULTS);
+    }
     match frame.vector {
         // int3 is a trap, not a fault: rip already points past it, so returning resumes.
         BREAKPOINT => {

@@ -9,7 +9,10 @@
 use std::ops::Range;
 
 use kvm_bindings::kvm_regs;
-use pv_abi::hypercall::{CONSOLE_WRITE_MAX, EXCEPTION_VECTOR_MAX, MMU_UPDATE_MAX, MMU_UPDATE_SIZE, SHUTDOWN_CODE_MAX};
+use pv_abi::hypercall::{
+    GuestCounters, CONSOLE_WRITE_MAX, EXCEPTION_VECTOR_MAX, GUEST_COUNTERS_SIZE, MMU_UPDATE_MAX, MMU_UPDATE_SIZE,
+    SHUTDOWN_CODE_MAX,
+};
 use pv_abi::{Hypercall, HypercallError};
 
 use crate::console::ConsoleOutput;
@@ -46,19 +49,21 @@ pub struct HypercallOutcome {
     pub stop: Option<GuestStop>,
     /// For console writes: the text, for the trace.
     pub text: Option<String>,
+    /// For `report_counters`: what the guest counted.
+    pub counters: Option<GuestCounters>,
 }
 
 impl HypercallOutcome {
     fn value(v: u64) -> Self {
-        HypercallOutcome { result: Ok(v), stop: None, text: None }
+        HypercallOutcome { result: Ok(v), stop: None, text: None, counters: None }
     }
 
     fn error(e: HypercallError) -> Self {
-        HypercallOutcome { result: Err(e), stop: None, text: None }
+        HypercallOutcome { result: Err(e), stop: None, text: None, counters: None }
     }
 
     fn stop(stop: GuestStop) -> Self {
-        HypercallOutcome { result: Ok(0), stop: Some(stop), text: None }
+        HypercallOutcome { result: Ok(0), stop: Some(stop), text: None, counters: None }
     }
 }
 
@@ -79,11 +84,29 @@ pub fn dispatch(req: &HypercallRequest, cx: &HypercallContext) -> HypercallOutco
         None => HypercallOutcome::error(HypercallError::NoSys),
         Some(Hypercall::Nop) => HypercallOutcome::value(0),
         Some(Hypercall::ConsoleWrite) => console_write(cx.ram, cx.console, a0, a1),
-        Some(Hypercall::Shutdown) => shutdown(a0),
+        Some(Hypercall::Shutdown) => shutdown(cx.ram, a0, a1),
         Some(Hypercall::ReportPanic) => report_panic(cx.ram, a0, a1),
         Some(Hypercall::ReportException) => report_exception(a0, a1, a2, a3),
         Some(Hypercall::MmuUpdate) => mmu_update(cx, a0, a1),
+        // In ept mode the guest loads CR3 itself; there is nothing for the VMM to do.
+        Some(Hypercall::SetCr3) => HypercallOutcome::error(HypercallError::NoSys),
     }
+}
+
+/// The guest's own counts (page faults, CR3 loads…) handed over at shutdown, for
+/// `--stats`. They are the guest's word, shown as such; nothing in the VMM depends on them.
+fn read_counters(ram: &GuestRam, gpa: u64) -> Result<GuestCounters, HypercallError> {
+    let mut bytes = [0u8; GUEST_COUNTERS_SIZE as usize];
+    ram.read(gpa, &mut bytes).map_err(|_| HypercallError::Fault)?;
+    let word = |i: usize| u64::from_le_bytes(bytes[i * 8..i * 8 + 8].try_into().unwrap_or_default());
+    let counters = GuestCounters {
+        page_faults: word(0),
+        cr3_loads: word(1),
+        syscalls: word(2),
+        direct_pt_writes: word(3),
+        batched_pt_writes: word(4),
+    };
+    Ok(counters)
 }
 
 /// Copies a guest buffer of at most [`CONSOLE_WRITE_MAX`] bytes out of guest RAM.
@@ -107,11 +130,19 @@ fn console_write(ram: &GuestRam, console: &ConsoleOutput, gpa: u64, len: u64) ->
     }
 }
 
-fn shutdown(code: u64) -> HypercallOutcome {
-    match u8::try_from(code) {
-        Ok(code) if code as u64 <= SHUTDOWN_CODE_MAX => HypercallOutcome::stop(GuestStop::Shutdown { code }),
-        _ => HypercallOutcome::error(HypercallError::Inval),
-    }
+fn shutdown(ram: &GuestRam, code: u64, counters_gpa: u64) -> HypercallOutcome {
+    let code = match u8::try_from(code) {
+        Ok(code) if code as u64 <= SHUTDOWN_CODE_MAX => code,
+        _ => return HypercallOutcome::error(HypercallError::Inval),
+    };
+    let counters = match counters_gpa {
+        0 => None,
+        gpa => match read_counters(ram, gpa) {
+            Ok(c) => Some(c),
+            Err(e) => return HypercallOutcome::error(e),
+        },
+    };
+    HypercallOutcome { counters, ..HypercallOutcome::stop(GuestStop::Shutdown { code }) }
 }
 
 fn report_panic(ram: &GuestRam, gpa: u64, len: u64) -> HypercallOutcome {

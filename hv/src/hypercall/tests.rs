@@ -59,7 +59,7 @@ fn control_characters_from_the_guest_do_not_reach_the_terminal() {
 #[test]
 fn unknown_numbers_are_enosys() {
     let (ram, con, _) = setup();
-    for nr in [6, 0x7777, u64::MAX] {
+    for nr in [7, 0x7777, u64::MAX] {
         let r = call(&ram, &con, nr, [0; 4]);
         assert_eq!(r.result, Err(HypercallError::NoSys));
         assert!(r.stop.is_none());
@@ -74,6 +74,23 @@ fn shutdown_accepts_one_byte_codes_only() {
     for code in [256, u64::MAX] {
         let r = call(&ram, &con, sd, [code, 0, 0, 0]);
         assert_eq!(r.result, Err(HypercallError::Inval));
+        assert!(r.stop.is_none(), "a refused shutdown must not stop the guest");
+    }
+}
+
+#[test]
+fn shutdown_carries_the_guests_counters_and_checks_their_address() {
+    let (ram, con, _) = setup();
+    let sd = Hypercall::Shutdown as u64;
+    let words: Vec<u8> = (1u64..=5).flat_map(u64::to_le_bytes).collect();
+    ram.write(0x300, &words).unwrap();
+    let r = call(&ram, &con, sd, [0, 0x300, 0, 0]);
+    assert_eq!(r.stop, Some(GuestStop::Shutdown { code: 0 }));
+    let c = r.counters.expect("counters read");
+    assert_eq!((c.page_faults, c.cr3_loads, c.syscalls, c.direct_pt_writes, c.batched_pt_writes), (1, 2, 3, 4, 5));
+    for bad in [RAM - 8, u64::MAX - 3] {
+        let r = call(&ram, &con, sd, [0, bad, 0, 0]);
+        assert_eq!(r.result, Err(HypercallError::Fault));
         assert!(r.stop.is_none(), "a refused shutdown must not stop the guest");
     }
 }

@@ -85,12 +85,13 @@ pub fn describe_call(nr: u64, a: &[u64; 4]) -> String {
     match Hypercall::from_number(nr) {
         Some(Hypercall::Nop) => "nop()".into(),
         Some(Hypercall::ConsoleWrite) => format!("console_write(gpa={:#x}, len={})", a[0], a[1]),
-        Some(Hypercall::Shutdown) => format!("shutdown(code={})", a[0]),
+        Some(Hypercall::Shutdown) => format!("shutdown(code={}, counters={:#x})", a[0], a[1]),
         Some(Hypercall::ReportPanic) => format!("report_panic(gpa={:#x}, len={})", a[0], a[1]),
         Some(Hypercall::ReportException) => {
             format!("report_exception(vector={}, rip={:#x}, error={:#x}, cr2={:#x})", a[0], a[1], a[2], a[3])
         }
         Some(Hypercall::MmuUpdate) => format!("mmu_update(gpa={:#x}, count={})", a[0], a[1]),
+        Some(Hypercall::SetCr3) => format!("set_cr3(root={:#x})", a[0]),
         None => format!("unknown_{nr:#x}({:#x}, {:#x}, {:#x}, {:#x})", a[0], a[1], a[2], a[3]),
     }
 }

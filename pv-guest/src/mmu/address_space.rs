@@ -53,7 +53,7 @@ impl AddressSpace {
         let mut table = self.root;
         for l in (level + 1..=4).rev() {
             let e = table + index(va, l) * 8;
-            let value = read(e);
+            let value = w.read(e);
             if value & PTE_PRESENT == 0 {
                 if !create {
                     return Err(MmuError::NotMapped);
@@ -85,15 +85,16 @@ impl AddressSpace {
         Self::check(va, size)?;
         let level = if size == PageSize::Large { 2 } else { 1 };
         let e = self.entry(w, va, level, true)?;
-        if read(e) & PTE_PRESENT != 0 {
+        if w.read(e) & PTE_PRESENT != 0 {
             return Err(MmuError::AlreadyMapped);
         }
         let large = if size == PageSize::Large { PTE_LARGE } else { 0 };
         w.write(e, frame | prot.bits() | large)
     }
 
-    /// Finds the leaf entry mapping `va`: (entry gpa, value, size).
-    fn leaf(&self, va: u64) -> Option<(u64, u64, PageSize)> {
+    /// Finds the leaf entry mapping `va`: (entry gpa, value, size), reading entries
+    /// through `read` (the writer's view, or the tables themselves).
+    fn leaf(&self, read: impl Fn(u64) -> u64, va: u64) -> Option<(u64, u64, PageSize)> {
         let mut table = self.root;
         for level in (1..=4).rev() {
             let e = table + index(va, level) * 8;
@@ -115,51 +116,72 @@ impl AddressSpace {
     /// Removes the mapping of `va`; returns the frame it mapped and its size. The caller
     /// flushes the TLB entry if this space is live.
     pub fn unmap(&mut self, w: &mut PageTableWriter, va: u64) -> Result<(u64, PageSize), MmuError> {
-        let (e, value, size) = self.leaf(va).ok_or(MmuError::NotMapped)?;
+        let (e, value, size) = self.leaf(|e| w.read(e), va).ok_or(MmuError::NotMapped)?;
         w.write(e, 0)?;
         Ok((value & PTE_ADDR_MASK & !(size.bytes() - 1), size))
     }
 
     /// Changes the protection of the mapping of `va`.
     pub fn protect(&mut self, w: &mut PageTableWriter, va: u64, prot: Protection) -> Result<(), MmuError> {
-        let (e, value, size) = self.leaf(va).ok_or(MmuError::NotMapped)?;
+        let (e, value, size) = self.leaf(|e| w.read(e), va).ok_or(MmuError::NotMapped)?;
         let large = if size == PageSize::Large { PTE_LARGE } else { 0 };
         w.write(e, (value & PTE_ADDR_MASK) | prot.bits() | large)
     }
 
     /// Translates `va` in software, as the MMU would: (guest-physical address, entry).
     pub fn translate(&self, va: u64) -> Option<(u64, u64)> {
-        let (_, value, size) = self.leaf(va)?;
+        let (_, value, size) = self.leaf(read, va)?;
         let base = value & PTE_ADDR_MASK & !(size.bytes() - 1);
         Some((base + (va & (size.bytes() - 1)), value))
     }
 
     /// Frees the lower half: every data frame still mapped (through `free_frame`, which
     /// knows the frame's size) and every table; then the PML4. Must not be the live space.
-    pub fn destroy(self, free_frame: &mut dyn FnMut(u64, PageSize)) {
+    ///
+    /// Each present entry is cleared through the writer before its table is freed, so
+    /// the pool's free tables are always all-zero and `pool::alloc_table` need not zero
+    /// them. That matters under shadow paging, where every store to a table traps: a
+    /// table costs as many clearing writes as it had entries, not 512.
+    pub fn destroy(self, w: &mut PageTableWriter, free_frame: &mut dyn FnMut(u64, PageSize)) -> Result<(), MmuError> {
         for i in 0..KERNEL_HALF {
-            let e = read(self.root + i * 8);
-            if e & PTE_PRESENT != 0 {
-                free_subtree(e & PTE_ADDR_MASK, 3, free_frame);
+            let e = self.root + i * 8;
+            let value = w.read(e);
+            if value & PTE_PRESENT != 0 {
+                free_subtree(w, value & PTE_ADDR_MASK, 3, free_frame)?;
+                w.write(e, 0)?;
             }
         }
+        // The kernel half is shared with every other space: clear this copy of it too.
+        for i in KERNEL_HALF..ENTRIES {
+            let e = self.root + i * 8;
+            if w.read(e) != 0 {
+                w.write(e, 0)?;
+            }
+        }
+        w.flush()?;
         pool::free_table(self.root);
+        Ok(())
     }
 }
 
 /// Frees a table at `level` (3 = PDPT … 1 = PT) and everything below it.
-fn free_subtree(table: u64, level: u32, free_frame: &mut dyn FnMut(u64, PageSize)) {
+fn free_subtree(w: &mut PageTableWriter, table: u64, level: u32, free_frame: &mut dyn FnMut(u64, PageSize)) -> Result<(), MmuError> {
     for i in 0..ENTRIES {
-        let e = read(table + i * 8);
-        if e & PTE_PRESENT == 0 {
+        let e = table + i * 8;
+        let value = w.read(e);
+        if value & PTE_PRESENT == 0 {
             continue;
         }
-        let target = e & PTE_ADDR_MASK;
+        let target = value & PTE_ADDR_MASK;
         match level {
             1 => free_frame(target, PageSize::Small),
-            2 if e & PTE_LARGE != 0 => free_frame(target & !(PageSize::Large.bytes() - 1), PageSize::Large),
-            _ => free_subtree(target, level - 1, free_frame),
+            2 if value & PTE_LARGE != 0 => free_frame(target & !(PageSize::Large.bytes() - 1), PageSize::Large),
+            _ => free_subtree(w, target, level - 1, free_frame)?,
         }
+        w.write(e, 0)?;
     }
+    // The clearing writes must be applied before the table can be handed out again.
+    w.flush()?;
     pool::free_table(table);
+    Ok(())
 }

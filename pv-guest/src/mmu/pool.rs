@@ -53,9 +53,9 @@ pub fn alloc_table() -> Option<u64> {
     Some(frame)
 }
 
-/// Returns a table, clearing it so the pool's frames stay zero.
+/// Returns a table. The caller has already cleared every entry
+/// (`AddressSpace::destroy`), so the pool's free frames stay zero.
 pub fn free_table(frame: u64) {
-    crate::frames::bytes(frame).fill(0);
     let p = pool();
     p.in_use -= 1;
     if p.free_len < FREE_STACK {

@@ -41,6 +41,7 @@ impl PageTableWriter {
     pub fn write(&mut self, entry: u64, value: u64) -> Result<(), super::MmuError> {
         match self {
             PageTableWriter::Direct => {
+                crate::counters::bump(&crate::counters::DIRECT_PT_WRITES);
                 // SAFETY: `entry` is an 8-byte-aligned entry of a page table in the pool,
                 // which is guest RAM in the direct map; a volatile store keeps the
                 // compiler from merging or dropping a write the MMU will read.
@@ -48,6 +49,7 @@ impl PageTableWriter {
                 Ok(())
             }
             PageTableWriter::Batched { queue, len, .. } => {
+                crate::counters::bump(&crate::counters::BATCHED_PT_WRITES);
                 queue[*len] = MmuUpdate { entry, value };
                 *len += 1;
                 if *len == BATCH {
@@ -69,6 +71,19 @@ impl PageTableWriter {
             }
         }
         Ok(())
+    }
+
+    /// Reads an entry as it will be once queued writes are sent: a batched writer's
+    /// latest queued value for `entry` wins over what the table holds now. (Without
+    /// this, unmapping and mapping the same address in one batch would see the old
+    /// entry still present.)
+    pub fn read(&self, entry: u64) -> u64 {
+        if let PageTableWriter::Batched { queue, len, .. } = self {
+            if let Some(u) = queue[..*len].iter().rev().find(|u| u.entry == entry) {
+                return u.value;
+            }
+        }
+        read(entry)
     }
 
     /// `mmu_update` hypercalls made (0 for the direct writer).

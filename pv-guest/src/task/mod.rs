@@ -131,6 +131,15 @@ fn load_cr3(root: u64) {
     cpu::write_cr3(root);
 }
 
+/// Runs `f` with the address space whose PML4 is `root` loaded, then returns to the
+/// kernel's own address space (for kernel code that must see a user mapping).
+pub fn with_address_space<R>(root: u64, f: impl FnOnce() -> R) -> R {
+    load_cr3(root);
+    let r = f();
+    load_cr3(KERNEL_ROOT.load(Ordering::Relaxed));
+    r
+}
+
 /// Creates a task running `program` with `args` in rdi and rsi; returns its slot.
 pub fn spawn(program: &UserProgram, args: [u64; 2]) -> Result<usize, MmuError> {
     let st = state();
@@ -218,10 +227,13 @@ pub fn exit_current(frame: &mut TrapFrame, how: TaskExit) {
     let Some(task) = st.tasks[current].take() else { return };
     // Leave its address space before freeing it.
     load_cr3(KERNEL_ROOT.load(Ordering::Relaxed));
-    task.space.destroy(&mut |frame, size| match size {
+    let destroyed = task.space.destroy(st.writer, &mut |frame, size| match size {
         PageSize::Small => frames::free(frame),
         PageSize::Large => frames::free_large(frame),
     });
+    if destroyed.is_err() {
+        crate::println!("task {current}: the VMM refused a page-table write while freeing its address space");
+    }
     switch_away(frame);
 }
 
