@@ -33,8 +33,29 @@ pub struct RunStats {
     pub devices: DeviceStats,
     /// The memory mode the guest ran in.
     pub mmu: MmuMode,
-    /// What the guest counted itself (`report_counters`), if it reported.
+    /// What the guest counted itself (handed over with `shutdown`), if it reported.
     pub guest: Option<GuestCounters>,
+    /// What the shadow-paging engine did (shadow mode only).
+    pub shadow: Option<ShadowCounters>,
+}
+
+/// Shadow mode's counters: the work the VMM does that EPT does in hardware.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ShadowCounters {
+    /// Guest page-table stores that hit the read-only pool and exited as MMIO.
+    pub trapped_pt_writes: u64,
+    /// Shadow entries re-derived after a guest page-table change (trapped or batched).
+    pub shadow_syncs: u64,
+    /// `set_cr3` hypercalls served.
+    pub cr3_loads: u64,
+    /// Shadow roots built (cache misses).
+    pub roots_built: u64,
+    /// `set_cr3` served from the root cache.
+    pub root_hits: u64,
+    /// Roots evicted to keep the cache within its bound.
+    pub roots_evicted: u64,
+    /// Guest entries refused by the isolation rules.
+    pub refused: u64,
 }
 
 impl RunStats {
@@ -52,6 +73,7 @@ impl RunStats {
             devices: Vec::new(),
             mmu: MmuMode::Ept,
             guest: None,
+            shadow: None,
         }
     }
 
