@@ -49,6 +49,11 @@ pub enum ShadowEvent {
         /// The guest's PML4.
         guest: GuestPhys,
     },
+    /// A cached root that was not loaded had its PML4 written, and was dropped.
+    RootInvalidated {
+        /// The guest's PML4.
+        guest: GuestPhys,
+    },
     /// A guest entry was refused.
     Refused {
         /// The entry's value.
@@ -89,8 +94,12 @@ pub struct ShadowStats {
     pub roots_built: u64,
     /// Root loads served from the cache.
     pub root_hits: u64,
-    /// Roots evicted from the cache.
+    /// Roots evicted from the cache to stay within its bound.
     pub roots_evicted: u64,
+    /// Cached roots dropped because the guest wrote their PML4 while they were not loaded.
+    pub roots_invalidated: u64,
+    /// Shadow tables freed because nothing reached them any more.
+    pub tables_freed: u64,
     /// Entries refused.
     pub refused: u64,
     /// Writable mappings of page-table frames made read-only.

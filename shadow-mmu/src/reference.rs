@@ -10,7 +10,7 @@ use crate::addr::{GuestPhys, GuestVirt, Machine, PAGE_SIZE};
 use crate::memory::MachineMemory;
 use crate::p2m::P2m;
 use crate::pte;
-use crate::shadow::{leaf_frames, ShadowConfig};
+use crate::shadow::{device_frame, leaf_frames, ShadowConfig};
 
 /// A translation with its effective permissions (AND of every level).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,6 +52,9 @@ pub fn reference_translate(mem: &dyn MachineMemory, p2m: &P2m, config: &ShadowCo
             continue;
         }
         let (first, count) = leaf_frames(e, large).ok()?;
+        if let Some(device) = device_frame(config, first, large) {
+            return Some(Translation { machine: Machine(device * PAGE_SIZE + (va.0 & (PAGE_SIZE - 1))), writable, user, executable });
+        }
         if !p2m.contiguous(first, count) {
             return None;
         }

@@ -38,13 +38,16 @@ pub struct ShadowConfig {
     /// because a store through it never reaches the frame but exits to the VMM. If
     /// false, such mappings are reflected read-only.
     pub pool_traps_writes: bool,
+    /// Device frames outside RAM the guest may map (4 KiB pages only): guest frame →
+    /// machine frame. hv passes the local APIC's register page through this way.
+    pub device_frames: Vec<(u64, u64)>,
 }
 
 /// What went wrong.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ShadowError {
     /// The shadow area overlaps frames of the guest.
-    #[error("the shadow area overlaps machine frame {0:#x}, which holds guest memory")]
+    #[error("the shadow area overlaps machine frame {0:#x}, which holds guest memory or a device")]
     AreaOverlapsGuest(u64),
     /// A root or entry outside the page-table pool.
     #[error("guest-physical {0:#x} is not in the page-table pool")]
@@ -80,16 +83,31 @@ pub fn leaf_frames(entry: u64, large: bool) -> Result<(u64, u64), Refusal> {
     }
 }
 
+/// One shadow table: which guest table it shadows, at which level, and how many
+/// references keep it alive (shadow entries one level up, plus the root cache for a
+/// PML4). At zero references nothing can reach it, and it is freed.
+#[derive(Clone, Copy, Debug)]
+struct ShadowTable {
+    guest: u64,
+    level: u32,
+    refs: u32,
+}
+
 /// The shadow-paging engine.
 pub struct ShadowMmu {
     config: ShadowConfig,
     p2m: P2m,
-    /// (guest table frame, level) → its shadow's machine frame.
+    /// (guest table frame, level) → its shadow's machine frame. This is the reverse map
+    /// a trapped write needs: from the guest table written to every shadow of it.
     shadows: HashMap<(u64, u32), u64>,
+    /// Shadow machine frame → what it shadows.
+    tables: HashMap<u64, ShadowTable>,
     free: Vec<u64>,
     next_fresh: u64,
     /// Guest roots with a cached shadow, most recently loaded first.
     roots: VecDeque<u64>,
+    /// The guest root loaded now.
+    current: Option<u64>,
     stats: ShadowStats,
     events: Vec<ShadowEvent>,
 }
@@ -97,13 +115,24 @@ pub struct ShadowMmu {
 impl ShadowMmu {
     /// An engine with no shadows yet.
     pub fn new(config: ShadowConfig, p2m: P2m) -> Result<Self, ShadowError> {
-        for f in 0..p2m.frames() {
-            if let Some(m) = p2m.machine_frame(f).filter(|m| config.shadow_area.contains(m)) {
-                return Err(ShadowError::AreaOverlapsGuest(m));
-            }
+        let guest = (0..p2m.frames()).filter_map(|f| p2m.machine_frame(f));
+        let devices = config.device_frames.iter().map(|(_, m)| *m);
+        if let Some(m) = guest.chain(devices).find(|m| config.shadow_area.contains(m)) {
+            return Err(ShadowError::AreaOverlapsGuest(m));
         }
         let next_fresh = config.shadow_area.start;
-        Ok(ShadowMmu { config, p2m, shadows: HashMap::new(), free: Vec::new(), next_fresh, roots: VecDeque::new(), stats: ShadowStats::default(), events: Vec::new() })
+        Ok(ShadowMmu {
+            config,
+            p2m,
+            shadows: HashMap::new(),
+            tables: HashMap::new(),
+            free: Vec::new(),
+            next_fresh,
+            roots: VecDeque::new(),
+            current: None,
+            stats: ShadowStats::default(),
+            events: Vec::new(),
+        })
     }
 
     /// The configuration.
@@ -131,12 +160,19 @@ impl ShadowMmu {
         self.config.shadow_area.contains(&frame)
     }
 
+    /// Shadow tables alive now.
+    pub fn live_tables(&self) -> usize {
+        self.tables.len()
+    }
+
     /// The shadow root for guest root `root` (a pool frame), building it if needed.
+    /// From now on `root` is the loaded address space.
     pub fn load_root(&mut self, mem: &mut dyn MachineMemory, root: GuestPhys) -> Result<Machine, ShadowError> {
         let frame = root.frame();
         if !self.config.pool.contains(&frame) || !root.0.is_multiple_of(PAGE_SIZE) {
             return Err(ShadowError::NotInPool(root.0));
         }
+        self.current = Some(frame);
         if let Some(&shadow) = self.shadows.get(&(frame, 4)) {
             self.stats.root_hits += 1;
             self.roots.retain(|r| *r != frame);
@@ -150,14 +186,13 @@ impl ShadowMmu {
             other => other,
         }
         .map_err(BuildError::into_error)?;
+        self.add_ref(shadow); // the root cache's reference
         self.stats.roots_built += 1;
         self.events.push(ShadowEvent::RootBuilt { guest: root, shadow: Machine(shadow * PAGE_SIZE) });
         self.roots.push_front(frame);
         while self.roots.len() > self.config.root_cache.max(1) {
             if let Some(old) = self.roots.pop_back() {
-                if let Some(s) = self.shadows.remove(&(old, 4)) {
-                    self.free.push(s);
-                }
+                self.drop_cached_root(mem, old);
                 self.stats.roots_evicted += 1;
                 self.events.push(ShadowEvent::RootEvicted { guest: GuestPhys(old * PAGE_SIZE) });
             }
@@ -175,6 +210,15 @@ impl ShadowMmu {
         let machine = self.p2m.machine_frame(frame).ok_or(ShadowError::NotInPool(entry.0))?;
         mem.write_u64(Machine(machine * PAGE_SIZE + entry.0 % PAGE_SIZE), value)?;
         self.stats.guest_writes += 1;
+        // A cached root that is not loaded is not kept in step: a kernel writes the PML4
+        // of an idle address space mostly to build or tear it down, so the cached shadow
+        // is dropped and built afresh if that space is ever loaded again.
+        if self.roots.contains(&frame) && self.current != Some(frame) {
+            self.roots.retain(|r| *r != frame);
+            self.drop_cached_root(mem, frame);
+            self.stats.roots_invalidated += 1;
+            self.events.push(ShadowEvent::RootInvalidated { guest: GuestPhys(frame * PAGE_SIZE) });
+        }
         let index = (entry.0 % PAGE_SIZE) / 8;
         let mut updated = 0;
         for level in 1..=4 {
@@ -182,12 +226,17 @@ impl ShadowMmu {
             let new = match self.reflect(mem, value, level) {
                 Ok(e) => e,
                 Err(BuildError::AreaFull) => {
-                    self.drop_all(mem);
+                    self.drop_all();
                     return Ok(SyncOutcome::AllDropped);
                 }
                 Err(e) => return Err(e.into_error()),
             };
-            mem.write_u64(Machine(shadow * PAGE_SIZE + index * 8), new)?;
+            let slot = Machine(shadow * PAGE_SIZE + index * 8);
+            let old = mem.read_u64(slot)?;
+            mem.write_u64(slot, new)?;
+            // Only now may the old child go: if it is also the new one, the reference
+            // `reflect` just took keeps it alive.
+            self.release_child(mem, old, level);
             updated += 1;
             self.stats.shadow_syncs += 1;
         }
@@ -215,17 +264,37 @@ impl ShadowMmu {
         shadow_translate(mem, root, va)
     }
 
+    /// Shadow tables that no cached root reaches (for tests: it must always be 0, or
+    /// the reference counts are wrong and shadow memory leaks).
+    pub fn unreachable_tables(&self, mem: &dyn MachineMemory) -> usize {
+        let mut seen = std::collections::HashSet::new();
+        let mut stack: Vec<(u64, u32)> = self.roots.iter().filter_map(|r| self.shadows.get(&(*r, 4)).map(|s| (*s, 4))).collect();
+        while let Some((frame, level)) = stack.pop() {
+            if !seen.insert(frame) || level == 1 {
+                continue;
+            }
+            for i in 0..ENTRIES {
+                let e = mem.read_u64(Machine(frame * PAGE_SIZE + i * 8)).unwrap_or(0);
+                if pte::present(e) && !(level == 2 && e & pte::PS != 0) {
+                    stack.push((pte::address(e) / PAGE_SIZE, level - 1));
+                }
+            }
+        }
+        self.tables.len() - self.tables.keys().filter(|f| seen.contains(f)).count()
+    }
+
     /// Builds the shadow of root `frame`; if that fails part-way, drops every shadow, so
     /// that no half-filled shadow table can ever be found in the cache later.
     fn build_or_drop_all(&mut self, mem: &mut dyn MachineMemory, frame: u64) -> Result<u64, BuildError> {
         let result = self.shadow_of(mem, frame, 4);
         if result.is_err() {
-            self.drop_all(mem);
+            self.drop_all();
         }
         result
     }
 
     /// The shadow of guest table `frame` used at `level`, built (completely) if needed.
+    /// The caller takes a reference to it.
     fn shadow_of(&mut self, mem: &mut dyn MachineMemory, frame: u64, level: u32) -> Result<u64, BuildError> {
         if let Some(&s) = self.shadows.get(&(frame, level)) {
             return Ok(s);
@@ -234,6 +303,7 @@ impl ShadowMmu {
         // Registered before it is filled: a guest table that reaches itself again lower
         // down is at another level, so this never recurses forever (levels only fall).
         self.shadows.insert((frame, level), shadow);
+        self.tables.insert(shadow, ShadowTable { guest: frame, level, refs: 0 });
         self.stats.tables_built += 1;
         for index in 0..ENTRIES {
             let guest = read_guest_entry(mem, &self.p2m, frame, index).unwrap_or(0);
@@ -245,8 +315,10 @@ impl ShadowMmu {
         Ok(shadow)
     }
 
-    /// The one rule: the shadow entry for guest entry `e` at `level`.
-    pub fn reflect(&mut self, mem: &mut dyn MachineMemory, e: u64, level: u32) -> Result<u64, BuildError> {
+    /// The one rule: the shadow entry for guest entry `e` at `level`. An entry that
+    /// points at a lower shadow table counts as a reference to it, so the caller must
+    /// store what this returns.
+    fn reflect(&mut self, mem: &mut dyn MachineMemory, e: u64, level: u32) -> Result<u64, BuildError> {
         if !pte::present(e) {
             return Ok(0);
         }
@@ -268,12 +340,17 @@ impl ShadowMmu {
                 return refuse(self, Refusal::TableOutsidePool);
             }
             let shadow_child = self.shadow_of(mem, child, level - 1)?;
+            self.add_ref(shadow_child);
             return Ok((shadow_child * PAGE_SIZE) | pte::P | pte::A | (e & pte::COPIED));
         }
         let (first, count) = match leaf_frames(e, large) {
             Ok(r) => r,
             Err(why) => return refuse(self, why),
         };
+        let size = if large { pte::PS } else { 0 };
+        if let Some(device) = device_frame(&self.config, first, large) {
+            return Ok((device * PAGE_SIZE) | pte::P | pte::A | pte::D | (e & pte::G) | (e & pte::COPIED));
+        }
         if first + count > self.p2m.frames() {
             return refuse(self, Refusal::OutsideGuest);
         }
@@ -287,8 +364,47 @@ impl ShadowMmu {
             self.events.push(ShadowEvent::WriteProtected { value: e });
         }
         let machine = self.p2m.machine_frame(first).unwrap_or(0) * PAGE_SIZE;
-        let size = if large { pte::PS } else { 0 };
         Ok(machine | pte::P | pte::A | pte::D | size | (e & pte::G) | bits)
+    }
+
+    fn add_ref(&mut self, shadow: u64) {
+        if let Some(t) = self.tables.get_mut(&shadow) {
+            t.refs += 1;
+        }
+    }
+
+    /// A shadow entry `old` at `level` was overwritten: drop its reference to the lower
+    /// shadow table it pointed at, if any.
+    fn release_child(&mut self, mem: &mut dyn MachineMemory, old: u64, level: u32) {
+        if level > 1 && pte::present(old) && !(level == 2 && old & pte::PS != 0) {
+            self.release(mem, pte::address(old) / PAGE_SIZE);
+        }
+    }
+
+    /// Drops one reference to shadow table `shadow`; at zero it is freed, and with it
+    /// its own references to the tables below.
+    fn release(&mut self, mem: &mut dyn MachineMemory, shadow: u64) {
+        let Some(t) = self.tables.get_mut(&shadow) else { return };
+        t.refs = t.refs.saturating_sub(1);
+        if t.refs > 0 {
+            return;
+        }
+        let t = *t;
+        self.tables.remove(&shadow);
+        self.shadows.remove(&(t.guest, t.level));
+        for i in 0..ENTRIES {
+            let e = mem.read_u64(Machine(shadow * PAGE_SIZE + i * 8)).unwrap_or(0);
+            self.release_child(mem, e, t.level);
+        }
+        self.stats.tables_freed += 1;
+        self.free.push(shadow);
+    }
+
+    /// Forgets cached root `guest` (already taken out of `roots`).
+    fn drop_cached_root(&mut self, mem: &mut dyn MachineMemory, guest: u64) {
+        if let Some(&shadow) = self.shadows.get(&(guest, 4)) {
+            self.release(mem, shadow);
+        }
     }
 
     fn alloc_shadow(&mut self, mem: &mut dyn MachineMemory) -> Result<u64, BuildError> {
@@ -307,14 +423,23 @@ impl ShadowMmu {
     }
 
     /// Forgets every shadow (the area is full): they are rebuilt on the next root load.
-    fn drop_all(&mut self, _mem: &mut dyn MachineMemory) {
+    fn drop_all(&mut self) {
         self.shadows.clear();
+        self.tables.clear();
         self.roots.clear();
         self.free.clear();
         self.next_fresh = self.config.shadow_area.start;
         self.stats.all_dropped += 1;
         self.events.push(ShadowEvent::AllDropped);
     }
+}
+
+/// The machine frame of a passed-through device frame, if `first` is one (4 KiB only).
+pub fn device_frame(config: &ShadowConfig, first: u64, large: bool) -> Option<u64> {
+    if large {
+        return None;
+    }
+    config.device_frames.iter().find(|(g, _)| *g == first).map(|(_, m)| *m)
 }
 
 /// Why building a shadow stopped.

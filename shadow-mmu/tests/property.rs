@@ -18,6 +18,8 @@ const MACHINE_BASE: u64 = 512;
 /// The pool: guest frames 960..1024. The tests use the first TABLES of them.
 const POOL_START: u64 = 960;
 const TABLES: u64 = 8;
+/// A device frame passed through (as hv passes the local APIC's page).
+const DEVICE_FRAME: u64 = 0xfee00;
 /// Entry indices the generated writes use, so that trees connect often.
 const INDICES: [u64; 3] = [0, 1, 511];
 
@@ -59,7 +61,7 @@ fn value() -> impl Strategy<Value = Value> {
     prop_oneof![
         1 => Just(Value::Empty),
         4 => (0..TABLES, flags()).prop_map(|(table, flags)| Value::Table { table, flags }),
-        4 => (prop_oneof![0..64u64, 956..1030u64], flags()).prop_map(|(frame, flags)| Value::Page { frame, flags }),
+        4 => (prop_oneof![8 => 0..64u64, 8 => 956..1030u64, 1 => Just(DEVICE_FRAME)], flags()).prop_map(|(frame, flags)| Value::Page { frame, flags }),
         1 => (prop_oneof![Just(0u64), Just(512), Just(1024), 0..1100u64], flags()).prop_map(|(frame, flags)| Value::LargePage { frame, flags }),
         1 => any::<u64>().prop_map(Value::Garbage),
     ]
@@ -95,7 +97,7 @@ fn probe_addresses() -> Vec<u64> {
 fn run(ops: &[Op], pool_traps_writes: bool, shadow_frames: u64) -> Result<(), TestCaseError> {
     let mut mem = VecMemory::new(MACHINE_BASE + GUEST_FRAMES);
     let p2m = P2m::swapped_halves(GUEST_FRAMES, MACHINE_BASE, 512);
-    let config = ShadowConfig { pool: POOL_START..GUEST_FRAMES, shadow_area: 0..shadow_frames, root_cache: 2, pool_traps_writes };
+    let config = ShadowConfig { pool: POOL_START..GUEST_FRAMES, shadow_area: 0..shadow_frames, root_cache: 2, pool_traps_writes, device_frames: vec![(DEVICE_FRAME, DEVICE_FRAME)] };
     let mut s = ShadowMmu::new(config, p2m).unwrap();
     let probes = probe_addresses();
     let mut current: Option<(u64, Machine)> = None;
@@ -124,6 +126,7 @@ fn run(ops: &[Op], pool_traps_writes: bool, shadow_frames: u64) -> Result<(), Te
             // The VMM's duty after AllDropped: load the running root again.
             current = current.and_then(|(g, _)| s.load_root(&mut mem, GuestPhys(g * PAGE)).ok().map(|m| (g, m)));
         }
+        prop_assert_eq!(s.unreachable_tables(&mem), 0, "a shadow table outlived every reference to it after {:?}", op);
         let Some((guest, shadow)) = current else { continue };
         for &va in &probes {
             let expected = reference_translate(&mem, s.p2m(), s.config(), GuestPhys(guest * PAGE), GuestVirt(va));
@@ -132,7 +135,7 @@ fn run(ops: &[Op], pool_traps_writes: bool, shadow_frames: u64) -> Result<(), Te
             if let Some(t) = got {
                 let frame = t.machine.frame();
                 prop_assert!(!s.is_shadow_frame(frame), "a translation reached the shadow area");
-                prop_assert!((MACHINE_BASE..MACHINE_BASE + GUEST_FRAMES).contains(&frame), "outside the guest's frames");
+                prop_assert!((MACHINE_BASE..MACHINE_BASE + GUEST_FRAMES).contains(&frame) || frame == DEVICE_FRAME, "outside the guest's frames");
                 let guest_frame = (0..GUEST_FRAMES).find(|f| s.p2m().machine_frame(*f) == Some(frame));
                 let is_pool = guest_frame.is_some_and(|f| f >= POOL_START);
                 prop_assert!(!(is_pool && t.writable && !pool_traps_writes), "a page table was mapped writable");

@@ -13,7 +13,7 @@ const MACHINE_BASE: u64 = 512;
 fn setup(traps: bool) -> (VecMemory, ShadowMmu) {
     let mem = VecMemory::new(MACHINE_BASE + GUEST_FRAMES);
     let p2m = P2m::swapped_halves(GUEST_FRAMES, MACHINE_BASE, 512);
-    let config = ShadowConfig { pool: POOL, shadow_area: 0..SHADOW, root_cache: 4, pool_traps_writes: traps };
+    let config = ShadowConfig { pool: POOL, shadow_area: 0..SHADOW, root_cache: 4, pool_traps_writes: traps, device_frames: Vec::new() };
     (mem, ShadowMmu::new(config, p2m).unwrap())
 }
 
@@ -135,7 +135,7 @@ fn an_entry_can_never_reach_the_shadow_area() {
         }
     }
     let p2m = P2m::from_table(vec![5; 4]);
-    let config = ShadowConfig { pool: 2..4, shadow_area: 0..8, root_cache: 1, pool_traps_writes: false };
+    let config = ShadowConfig { pool: 2..4, shadow_area: 0..8, root_cache: 1, pool_traps_writes: false, device_frames: Vec::new() };
     assert_eq!(ShadowMmu::new(config, p2m).err(), Some(ShadowError::AreaOverlapsGuest(5)));
 }
 
@@ -247,7 +247,7 @@ fn the_root_cache_is_bounded_and_evicts_the_oldest() {
 fn a_full_shadow_area_drops_everything_instead_of_failing() {
     let mem_frames = MACHINE_BASE + GUEST_FRAMES;
     let mut mem = VecMemory::new(mem_frames);
-    let config = ShadowConfig { pool: POOL, shadow_area: 0..4, root_cache: 4, pool_traps_writes: false };
+    let config = ShadowConfig { pool: POOL, shadow_area: 0..4, root_cache: 4, pool_traps_writes: false, device_frames: Vec::new() };
     let mut s = ShadowMmu::new(config, P2m::swapped_halves(GUEST_FRAMES, MACHINE_BASE, 512)).unwrap();
     simple_tree(&mut mem, &mut s);
     let root = s.load_root(&mut mem, GuestPhys(960 * PAGE_SIZE)).unwrap();
@@ -282,4 +282,49 @@ fn mmu_update_checks_the_whole_batch_first() {
     let good = [(entry(963, 5), (105 * PAGE_SIZE) | DATA), (entry(963, 6), (106 * PAGE_SIZE) | DATA)];
     assert_eq!(s.mmu_update(&mut mem, &good), Ok(SyncOutcome::Synced));
     assert!(s.translate_shadow(&mem, root, GuestVirt(0x6000)).is_some());
+}
+
+#[test]
+fn a_passed_through_device_frame_maps_to_its_machine_frame_and_no_other_outside_frame_does() {
+    let mem_frames = MACHINE_BASE + GUEST_FRAMES;
+    let mut mem = VecMemory::new(mem_frames);
+    let apic = 0xfee00;
+    let config = ShadowConfig { pool: POOL, shadow_area: 0..SHADOW, root_cache: 4, pool_traps_writes: false, device_frames: vec![(apic, apic)] };
+    let mut s = ShadowMmu::new(config, P2m::swapped_halves(GUEST_FRAMES, MACHINE_BASE, 512)).unwrap();
+    simple_tree(&mut mem, &mut s);
+    write(&mut mem, &mut s, 963, 1, (apic * PAGE_SIZE) | DATA);
+    write(&mut mem, &mut s, 963, 2, ((apic + 1) * PAGE_SIZE) | DATA);
+    let root = s.load_root(&mut mem, GuestPhys(960 * PAGE_SIZE)).unwrap();
+    assert_eq!(s.translate_shadow(&mem, root, GuestVirt(0x1010)).unwrap().machine, Machine(apic * PAGE_SIZE + 0x10));
+    assert!(s.translate_shadow(&mem, root, GuestVirt(0x2000)).is_none(), "the frame after the device is not passed through");
+    let overlap = ShadowConfig { pool: POOL, shadow_area: apic..apic + 1, root_cache: 4, pool_traps_writes: false, device_frames: vec![(apic, apic)] };
+    assert_eq!(ShadowMmu::new(overlap, P2m::swapped_halves(GUEST_FRAMES, MACHINE_BASE, 512)).err(), Some(ShadowError::AreaOverlapsGuest(apic)));
+}
+
+#[test]
+fn writing_the_pml4_of_an_idle_cached_space_drops_its_shadow_and_frees_its_tables() {
+    let (mut mem, mut s) = setup(false);
+    simple_tree(&mut mem, &mut s);
+    s.load_root(&mut mem, GuestPhys(960 * PAGE_SIZE)).unwrap();
+    s.load_root(&mut mem, GuestPhys(970 * PAGE_SIZE)).unwrap(); // another space is loaded now
+    assert_eq!(s.live_tables(), 5, "four tables of the first space, one (empty) root of the second");
+    write(&mut mem, &mut s, 960, 0, 0); // tearing down the idle space
+    assert_eq!(s.stats().roots_invalidated, 1);
+    assert_eq!(s.live_tables(), 1, "its whole shadow tree was freed");
+    assert_eq!(s.unreachable_tables(&mem), 0);
+    let root = s.load_root(&mut mem, GuestPhys(960 * PAGE_SIZE)).unwrap();
+    assert!(s.translate_shadow(&mem, root, GuestVirt(0)).is_none(), "rebuilt from the guest's tables as they are now");
+}
+
+#[test]
+fn unlinking_a_subtree_frees_its_shadows_for_reuse() {
+    let (mut mem, mut s) = setup(false);
+    simple_tree(&mut mem, &mut s);
+    s.load_root(&mut mem, GuestPhys(960 * PAGE_SIZE)).unwrap();
+    write(&mut mem, &mut s, 961, 0, 0); // PDPT entry gone: the PD and PT shadows go too
+    assert_eq!(s.stats().tables_freed, 2);
+    assert_eq!(s.unreachable_tables(&mem), 0);
+    write(&mut mem, &mut s, 961, 0, (962 * PAGE_SIZE) | TABLE);
+    assert_eq!(s.stats().tables_built, 6, "rebuilt, in frames taken from the free list");
+    assert!(s.drain_events().iter().all(|e| !matches!(e, ShadowEvent::Refused { .. })));
 }
