@@ -43,6 +43,7 @@ pub mod hypercall;
 pub mod machine;
 pub mod outcome;
 pub mod run;
+pub mod shadow;
 pub mod stats;
 pub mod trace;
 pub mod vcpu_loop;

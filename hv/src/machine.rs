@@ -10,7 +10,11 @@
 use kvm_bindings::{kvm_regs, kvm_sregs, kvm_userspace_memory_region};
 use kvm_ioctls::{Cap, Kvm, SyncReg, VcpuFd, VmFd};
 
+use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
+
 use crate::boot::{cpu_state, BootPlan};
+use crate::shadow::layout::Backing;
+use crate::shadow::ShadowPaging;
 use crate::cpuid::{self, CpuidError};
 use crate::guest_ram::{GuestRam, RamAllocError};
 
@@ -44,6 +48,9 @@ pub enum MachineError {
     /// The CPUID table could not be built.
     #[error(transparent)]
     Cpuid(#[from] CpuidError),
+    /// Shadow mode needs read-only memslots.
+    #[error("this KVM has no read-only memory slots (KVM_CAP_READONLY_MEM), which --mmu shadow needs to trap page-table writes; use --mmu ept")]
+    NoReadonlyMemslots,
 }
 
 fn ioctl<T>(what: &'static str, r: Result<T, kvm_ioctls::Error>) -> Result<T, MachineError> {
@@ -59,14 +66,22 @@ pub struct Machine {
     vm: VmFd,
     kvm: Kvm,
     ram: GuestRam,
+    /// Shadow mode's shadow area (a second reference to its mapping, held so it outlives
+    /// the memslot that points at it).
+    _shadow_area: Option<GuestMemoryMmap>,
+    /// The shadow area's memslot, to re-register it (`forget_shadow_area`).
+    shadow_slot: Option<kvm_userspace_memory_region>,
     nx: bool,
     sync_regs: bool,
 }
 
 impl Machine {
-    /// Opens KVM, creates the VM with `ram_bytes` of RAM in slot 0, and one vCPU with
-    /// hv's CPUID.
-    pub fn new(ram_bytes: u64) -> Result<Self, MachineError> {
+    /// Opens KVM, creates the VM with `ram_bytes` of RAM and one vCPU with hv's CPUID.
+    ///
+    /// ept mode (`shadow` is `None`): RAM is one read-write slot at guest-physical 0.
+    /// Shadow mode: the slots `shadow`'s layout describes (RAM scattered over machine
+    /// addresses, the page-table pool and the shadow area read-only).
+    pub fn new(ram_bytes: u64, shadow: Option<&ShadowPaging>) -> Result<Self, MachineError> {
         let kvm = Kvm::new().map_err(MachineError::OpenKvm)?;
         let version = kvm.get_api_version();
         if version != KVM_API_VERSION {
@@ -75,17 +90,49 @@ impl Machine {
         let vm = ioctl("KVM_CREATE_VM", kvm.create_vm())?;
         ioctl("KVM_SET_TSS_ADDR", vm.set_tss_address(KVM_TSS_ADDRESS))?;
         let ram = GuestRam::new(ram_bytes)?;
-        let region = kvm_userspace_memory_region {
-            slot: 0,
-            flags: 0,
-            guest_phys_addr: 0,
-            memory_size: ram.size(),
-            userspace_addr: ram.host_base(),
+        let slots = match shadow {
+            None => vec![(0, ram.size(), ram.host_base(), false)],
+            Some(s) => {
+                if !kvm.check_extension(Cap::ReadonlyMem) {
+                    return Err(MachineError::NoReadonlyMemslots);
+                }
+                let area_base = s
+                    .area()
+                    .get_host_address(GuestAddress(crate::shadow::layout::SHADOW_AREA_BASE))
+                    .map(|p| p as u64)
+                    .expect("the shadow area starts at SHADOW_AREA_BASE by construction");
+                s.layout()
+                    .slots()
+                    .iter()
+                    .map(|slot| {
+                        let host = match slot.backing {
+                            Backing::Ram { pseudo } => ram.host_base() + pseudo,
+                            Backing::ShadowArea => area_base,
+                        };
+                        (slot.machine, slot.size, host, slot.read_only)
+                    })
+                    .collect()
+            }
         };
-        // SAFETY: the region is exactly GuestRam's host mapping, which Machine owns and
-        // drops only after the VM fd is closed (field order), so KVM never sees the
-        // mapping go away while the VM can still use it.
-        ioctl("KVM_SET_USER_MEMORY_REGION", unsafe { vm.set_user_memory_region(region) })?;
+        let mut shadow_slot = None;
+        for (number, (machine, size, host, read_only)) in slots.into_iter().enumerate() {
+            let region = kvm_userspace_memory_region {
+                slot: number as u32,
+                flags: if read_only { kvm_bindings::KVM_MEM_READONLY } else { 0 },
+                guest_phys_addr: machine,
+                memory_size: size,
+                userspace_addr: host,
+            };
+            // SAFETY: every region lies inside a host mapping Machine owns (guest RAM, or
+            // the shadow area, of which Machine keeps a reference) and drops only after
+            // the VM fd is closed (field order), so KVM never sees a mapping go away
+            // while the VM can still use it. The layout's test shows slots never overlap.
+            ioctl("KVM_SET_USER_MEMORY_REGION", unsafe { vm.set_user_memory_region(region) })?;
+            if shadow.is_some_and(|s| s.layout().in_shadow_area(machine)) {
+                shadow_slot = Some(region);
+            }
+        }
+        let shadow_area = shadow.map(|s| s.area().clone());
         // The in-kernel interrupt controllers (local APIC, IOAPIC, PIC) must exist before
         // the vCPU: devices raise interrupts through them (irqfd → MSI → local APIC)
         // without hv's vCPU loop taking part. They must also be created before any vCPU.
@@ -101,7 +148,7 @@ impl Machine {
             // exit, so reading them costs no extra ioctl (see `guest_regs`).
             vcpu.set_sync_valid_reg(SyncReg::Register);
         }
-        Ok(Machine { vcpu, vm, kvm, ram, nx, sync_regs })
+        Ok(Machine { vcpu, vm, kvm, ram, _shadow_area: shadow_area, shadow_slot, nx, sync_regs })
     }
 
     /// Guest RAM.
@@ -159,13 +206,36 @@ impl Machine {
         }
     }
 
-    /// Puts the vCPU in long mode at the plan's entry point.
-    pub fn set_boot_state(&mut self, plan: &BootPlan) -> Result<(), MachineError> {
+    /// Puts the vCPU in long mode at the plan's entry point, with CR3 = `cr3` (the
+    /// plan's page-table root in ept mode, its shadow in shadow mode).
+    pub fn set_boot_state(&mut self, plan: &BootPlan, cr3: u64) -> Result<(), MachineError> {
         let sregs = ioctl("KVM_GET_SREGS", self.vcpu.get_sregs())?;
-        let sregs = cpu_state::long_mode_sregs(sregs, plan.page_table_root, self.nx);
+        let sregs = cpu_state::long_mode_sregs(sregs, cr3, self.nx);
         ioctl("KVM_SET_SREGS", self.vcpu.set_sregs(&sregs))?;
         let regs = cpu_state::entry_regs(plan.entry, plan.boot_info_gpa);
         ioctl("KVM_SET_REGS", self.vcpu.set_regs(&regs))
+    }
+
+    /// Points CR3 at another page-table root (shadow mode's `set_cr3`). KVM flushes the
+    /// guest's TLB as a real CR3 load would.
+    pub fn set_cr3(&mut self, cr3: u64) -> Result<(), kvm_ioctls::Error> {
+        let mut sregs = self.vcpu.get_sregs()?;
+        sregs.cr3 = cr3;
+        self.vcpu.set_sregs(&sregs)
+    }
+
+    /// Makes KVM forget everything it derived from the shadow area, by removing its
+    /// memslot and adding it back. Where KVM implements the guest's paging in software,
+    /// that discards KVM's own cached copies of hv's shadow tables (see
+    /// `shadow_mmu::ShadowMmu::take_recycled`); with EPT/NPT it only costs the ioctls.
+    pub fn forget_shadow_area(&mut self) -> Result<(), kvm_ioctls::Error> {
+        let Some(region) = self.shadow_slot else { return Ok(()) };
+        let removed = kvm_userspace_memory_region { memory_size: 0, ..region };
+        // SAFETY: a size of 0 deletes the slot; KVM stops using the mapping.
+        unsafe { self.vm.set_user_memory_region(removed) }?;
+        // SAFETY: the same region as at creation: the shadow area mapping, which Machine
+        // keeps alive (`_shadow_area`) until after the VM fd is closed.
+        unsafe { self.vm.set_user_memory_region(region) }
     }
 
     /// Reads the registers for a dump; `None` if KVM refuses.

@@ -16,6 +16,7 @@ use crate::console::ConsoleOutput;
 use crate::devices::{DeviceError, DiskConfig, Devices};
 use crate::machine::{Machine, MachineError};
 use crate::outcome::GuestStop;
+use crate::shadow::{ShadowPaging, ShadowSetupError};
 use crate::stats::RunStats;
 use crate::trace::{TraceEvent, TraceFormat, TraceWriter, Tracer};
 use crate::watchdog::Watchdog;
@@ -60,9 +61,12 @@ pub enum RunError {
         /// The value given.
         mib: u64,
     },
-    /// Shadow mode is being wired in (temporary, removed before this lands).
-    #[error("--mmu shadow is not available yet")]
-    ShadowNotReady,
+    /// Shadow paging could not be set up.
+    #[error(transparent)]
+    ShadowSetup(#[from] ShadowSetupError),
+    /// The boot page tables could not be shadowed.
+    #[error("cannot shadow the boot page tables: {0}")]
+    ShadowBoot(shadow_mmu::ShadowError),
     /// The kernel file could not be read.
     #[error("cannot read the kernel {path}: {source}")]
     ReadKernel {
@@ -125,9 +129,6 @@ fn read_kernel(config: &RunConfig) -> Result<Vec<u8>, RunError> {
 /// time-to-first-line figure); console output goes to `console`.
 pub fn run(config: &RunConfig, console: Box<dyn Write + Send>, started: Instant) -> Result<RunReport, RunError> {
     let ram_bytes = check_memory_size(config.mem_mib)?;
-    if config.mmu == MmuMode::Shadow {
-        return Err(RunError::ShadowNotReady);
-    }
     let kernel = read_kernel(config)?;
     // Check the file before touching KVM, so a bad kernel is named as such everywhere.
     let image = boot::elf::parse_kernel(&kernel, boot::kernel_memory_limit(ram_bytes)).map_err(BootError::from)?;
@@ -139,7 +140,11 @@ pub fn run(config: &RunConfig, console: Box<dyn Write + Send>, started: Instant)
         None => Tracer::default(),
     };
 
-    let mut machine = Machine::new(ram_bytes)?;
+    let mut shadow = match config.mmu {
+        MmuMode::Ept => None,
+        MmuMode::Shadow => Some(ShadowPaging::new(ram_bytes)?),
+    };
+    let mut machine = Machine::new(ram_bytes, shadow.as_ref())?;
     let console = ConsoleOutput::new(console);
     let devices = Devices::attach(&machine, console.clone(), disk, &tracer, config.notify_policy)?;
     let inputs = BootInputs {
@@ -152,7 +157,12 @@ pub fn run(config: &RunConfig, console: Box<dyn Write + Send>, started: Instant)
         devices: devices.layout(),
     };
     let plan = boot::prepare(machine.ram(), &inputs)?;
-    machine.set_boot_state(&plan)?;
+    // ept: CR3 is the guest's own root. shadow: the shadow of it, in the shadow area.
+    let cr3 = match shadow.as_mut() {
+        None => plan.page_table_root,
+        Some(s) => s.load_root(machine.ram(), plan.page_table_root).map_err(RunError::ShadowBoot)?,
+    };
+    machine.set_boot_state(&plan, cr3)?;
     tracer.emit(|| TraceEvent::Boot {
         entry: plan.entry,
         mem_bytes: ram_bytes,
@@ -160,6 +170,9 @@ pub fn run(config: &RunConfig, console: Box<dyn Write + Send>, started: Instant)
         segments: plan.segments,
         cmdline: config.guest_args.clone(),
     });
+    for event in shadow.as_mut().map(ShadowPaging::drain_events).unwrap_or_default() {
+        tracer.emit(|| TraceEvent::Shadow(event));
+    }
 
     let mut stats = RunStats::new(started);
     stats.mmu = config.mmu;
@@ -168,8 +181,16 @@ pub fn run(config: &RunConfig, console: Box<dyn Write + Send>, started: Instant)
     let watchdog = config.timeout.map(Watchdog::arm).transpose().map_err(RunError::Watchdog)?;
     let stop = vcpu_loop::run(
         &mut machine,
-        &mut vcpu_loop::LoopContext { console: &console, tracer: &tracer, stats: &mut stats, pt_pool, watchdog: watchdog.as_ref() },
+        &mut vcpu_loop::LoopContext {
+            console: &console,
+            tracer: &tracer,
+            stats: &mut stats,
+            pt_pool,
+            watchdog: watchdog.as_ref(),
+            shadow: shadow.as_mut(),
+        },
     );
+    stats.shadow = shadow.as_ref().map(ShadowPaging::counters);
     drop(watchdog);
     stats.devices = devices.stop();
     console.flush();

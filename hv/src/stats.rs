@@ -54,6 +54,14 @@ pub struct ShadowCounters {
     pub root_hits: u64,
     /// Roots evicted to keep the cache within its bound.
     pub roots_evicted: u64,
+    /// Cached roots dropped because the guest rewrote them while they were not loaded.
+    pub roots_invalidated: u64,
+    /// Shadow tables built.
+    pub tables_built: u64,
+    /// Shadow tables freed (nothing reached them any more).
+    pub tables_freed: u64,
+    /// Times freed shadow frames were recycled in bulk (each costs one memslot flip).
+    pub recycles: u64,
     /// Guest entries refused by the isolation rules.
     pub refused: u64,
 }
@@ -110,6 +118,23 @@ impl RunStats {
     fn fmt_memory(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f)?;
         write!(f, "  memory mode {}", self.mmu.name())?;
+        if let Some(c) = &self.shadow {
+            writeln!(f)?;
+            writeln!(f, "    {:<30} {:>12}", "trapped page-table writes", c.trapped_pt_writes)?;
+            writeln!(f, "    {:<30} {:>12}", "entries via mmu_update", self.mmu_update_entries)?;
+            writeln!(f, "    {:<30} {:>12}", "shadow entries synced", c.shadow_syncs)?;
+            writeln!(f, "    {:<30} {:>12}", "CR3 loads (set_cr3)", c.cr3_loads)?;
+            writeln!(f, "    {:<30} {:>12}", "shadow roots built", c.roots_built)?;
+            writeln!(f, "    {:<30} {:>12}", "shadow roots from the cache", c.root_hits)?;
+            writeln!(f, "    {:<30} {:>12}", "shadow roots evicted", c.roots_evicted)?;
+            writeln!(f, "    {:<30} {:>12}", "idle shadow roots dropped", c.roots_invalidated)?;
+            writeln!(f, "    {:<30} {:>12}", "shadow tables built / freed", format!("{} / {}", c.tables_built, c.tables_freed))?;
+            writeln!(f, "    {:<30} {:>12}", "shadow area recycled", c.recycles)?;
+            write!(f, "    {:<30} {:>12}", "guest entries refused", c.refused)?;
+        } else {
+            writeln!(f)?;
+            write!(f, "    {:<30} {:>12}", "trapped page-table writes", "0 (none trap)")?;
+        }
         if let Some(g) = &self.guest {
             writeln!(f)?;
             writeln!(f, "    {:<30} {:>12}", "guest page faults", g.page_faults)?;

@@ -21,6 +21,7 @@ use crate::console::ConsoleOutput;
 use crate::hypercall::{self, HypercallRequest};
 use crate::machine::Machine;
 use crate::outcome::GuestStop;
+use crate::shadow::{MmioWrite, ShadowPaging};
 use crate::stats::RunStats;
 use crate::trace::{ExitReason, TraceEvent, Tracer};
 use crate::watchdog::Watchdog;
@@ -32,7 +33,7 @@ use pv_abi::Hypercall;
 enum Exit {
     IoOut { port: u16, size: usize },
     IoIn { port: u16, size: usize },
-    Mmio { gpa: u64, len: usize, write: bool },
+    Mmio { gpa: u64, len: usize, write: bool, data: [u8; 8] },
     Hlt,
     Shutdown,
     FailEntry { reason: u64 },
@@ -73,6 +74,8 @@ pub struct LoopContext<'a> {
     pub pt_pool: std::ops::Range<u64>,
     /// The `--timeout` watchdog, if armed.
     pub watchdog: Option<&'a Watchdog>,
+    /// Shadow paging, in shadow mode.
+    pub shadow: Option<&'a mut ShadowPaging>,
 }
 
 /// Runs the vCPU until the guest stops.
@@ -87,7 +90,8 @@ pub fn run(machine: &mut Machine, cx: &mut LoopContext) -> GuestStop {
         let reason = exit.reason();
         cx.stats.count_exit(reason);
         cx.tracer.emit(|| trace_exit(&exit));
-        if let Some(stop) = handle_exit(machine, cx, exit) {
+        let stop = handle_exit(machine, cx, exit).or_else(|| forget_recycled_shadows(machine, cx));
+        if let Some(stop) = stop {
             cx.tracer.emit(|| TraceEvent::Stop(Box::new(stop.clone())));
             return stop;
         }
@@ -114,8 +118,13 @@ fn next_exit(machine: &mut Machine) -> Result<Exit, kvm_ioctls::Error> {
             data.fill(FLOATING_BUS);
             Exit::IoIn { port, size: data.len() }
         }
-        Ok(VcpuExit::MmioRead(gpa, data)) => Exit::Mmio { gpa, len: data.len(), write: false },
-        Ok(VcpuExit::MmioWrite(gpa, data)) => Exit::Mmio { gpa, len: data.len(), write: true },
+        Ok(VcpuExit::MmioRead(gpa, data)) => Exit::Mmio { gpa, len: data.len(), write: false, data: [0; 8] },
+        Ok(VcpuExit::MmioWrite(gpa, data)) => {
+            let mut bytes = [0u8; 8];
+            let len = data.len().min(8);
+            bytes[..len].copy_from_slice(&data[..len]);
+            Exit::Mmio { gpa, len, write: true, data: bytes }
+        }
         Ok(VcpuExit::Hlt) => Exit::Hlt,
         Ok(VcpuExit::Shutdown) => Exit::Shutdown,
         Ok(VcpuExit::FailEntry(reason, _cpu)) => Exit::FailEntry { reason },
@@ -145,7 +154,8 @@ fn handle_exit(machine: &mut Machine, cx: &mut LoopContext, exit: Exit) -> Optio
             cx.tracer.emit(|| TraceEvent::UnhandledPort { port, write: false, size });
             None
         }
-        Exit::Mmio { gpa, len, write } => Some(GuestStop::NotRam { gpa, write, len, dump: machine.register_dump() }),
+        Exit::Mmio { gpa, len, write: true, data } if cx.shadow.is_some() => handle_mmio_write(machine, cx, gpa, &data[..len]),
+        Exit::Mmio { gpa, len, write, .. } => Some(GuestStop::NotRam { gpa, write, len, dump: machine.register_dump() }),
         Exit::Hlt => Some(GuestStop::Halted { dump: machine.register_dump() }),
         Exit::Shutdown => Some(GuestStop::TripleFault { dump: machine.register_dump() }),
         Exit::FailEntry { reason } => Some(GuestStop::KvmFailure {
@@ -177,6 +187,47 @@ fn internal_error_suberror(machine: &mut Machine) -> u32 {
     unsafe { run.__bindgen_anon_1.internal.suberror }
 }
 
+/// Shadow mode: a store to a read-only slot. A page-table write is applied and the
+/// shadows synced; a store to the shadow area is dropped (ROM semantics) and traced.
+fn handle_mmio_write(machine: &mut Machine, cx: &mut LoopContext, gpa: u64, data: &[u8]) -> Option<GuestStop> {
+    let shadow = cx.shadow.as_deref_mut()?;
+    let result = shadow.trapped_write(machine.ram(), gpa, data);
+    let events = shadow.drain_events();
+    match result {
+        Ok(MmioWrite::PageTable(w)) => {
+            cx.tracer.emit(|| TraceEvent::PtWrite { machine: gpa, entry: w.entry, value: w.value });
+            events.into_iter().for_each(|e| cx.tracer.emit(|| TraceEvent::Shadow(e)));
+            w.reload.and_then(|cr3| load_cr3(machine, cr3))
+        }
+        Ok(MmioWrite::ShadowArea) => {
+            cx.tracer.emit(|| TraceEvent::ShadowAreaWrite { machine: gpa });
+            None
+        }
+        Ok(MmioWrite::Elsewhere) => Some(GuestStop::NotRam { gpa, write: true, len: data.len(), dump: machine.register_dump() }),
+        Err(e) => Some(GuestStop::KvmFailure { what: format!("shadow paging failed on a page-table write: {e}"), dump: machine.register_dump() }),
+    }
+}
+
+/// Shadow mode: if the engine recycled shadow frames while handling this exit, KVM must
+/// forget the shadow area before the guest runs again.
+fn forget_recycled_shadows(machine: &mut Machine, cx: &mut LoopContext) -> Option<GuestStop> {
+    if !cx.shadow.as_deref_mut().is_some_and(ShadowPaging::take_recycled) {
+        return None;
+    }
+    match machine.forget_shadow_area() {
+        Ok(()) => None,
+        Err(e) => Some(GuestStop::KvmFailure { what: format!("re-registering the shadow area failed: {e}"), dump: None }),
+    }
+}
+
+/// Points the vCPU at a new shadow root.
+fn load_cr3(machine: &mut Machine, cr3: u64) -> Option<GuestStop> {
+    match machine.set_cr3(cr3) {
+        Ok(()) => None,
+        Err(e) => Some(GuestStop::KvmFailure { what: format!("KVM_SET_SREGS (CR3) failed: {e}"), dump: None }),
+    }
+}
+
 /// A hypercall: read the registers, dispatch, write the result to `rax`.
 fn handle_hypercall(machine: &mut Machine, cx: &mut LoopContext) -> Option<GuestStop> {
     let regs = match machine.guest_regs() {
@@ -184,8 +235,14 @@ fn handle_hypercall(machine: &mut Machine, cx: &mut LoopContext) -> Option<Guest
         Err(e) => return Some(GuestStop::KvmFailure { what: format!("KVM_GET_REGS failed: {e}"), dump: None }),
     };
     let req = HypercallRequest::from_regs(&regs);
-    let hcx = hypercall::HypercallContext { ram: machine.ram(), console: cx.console, pt_pool: cx.pt_pool.clone() };
-    let outcome = hypercall::dispatch(&req, &hcx);
+    let mut hcx = hypercall::HypercallContext {
+        ram: machine.ram(),
+        console: cx.console,
+        pt_pool: cx.pt_pool.clone(),
+        shadow: cx.shadow.as_deref_mut(),
+    };
+    let outcome = hypercall::dispatch(&req, &mut hcx);
+    let shadow_events = cx.shadow.as_deref_mut().map(ShadowPaging::drain_events).unwrap_or_default();
     if let (Some(Hypercall::MmuUpdate), Ok(n)) = (Hypercall::from_number(req.nr), outcome.result) {
         cx.stats.mmu_update_entries += n;
     }
@@ -200,6 +257,12 @@ fn handle_hypercall(machine: &mut Machine, cx: &mut LoopContext) -> Option<Guest
         result: outcome.result,
         text: outcome.text.clone(),
     });
+    shadow_events.into_iter().for_each(|e| cx.tracer.emit(|| TraceEvent::Shadow(e)));
+    if let Some(cr3) = outcome.cr3 {
+        if let Some(stop) = load_cr3(machine, cr3) {
+            return Some(stop);
+        }
+    }
     if outcome.stop.is_some() {
         return outcome.stop;
     }

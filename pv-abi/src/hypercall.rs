@@ -37,7 +37,7 @@
 //! | 3 | `report_panic` | a0 = gpa of message, a1 = length | does not return | `EFAULT`; `E2BIG` length > [`CONSOLE_WRITE_MAX`] |
 //! | 4 | `report_exception` | a0 = vector, a1 = rip, a2 = error code, a3 = cr2 | does not return | `EINVAL` vector > 31 |
 //! | 5 | `mmu_update` | a0 = gpa of an array of [`MmuUpdate`], a1 = count | count (all applied) | `EFAULT` array outside RAM; `E2BIG` count > [`MMU_UPDATE_MAX`]; `EINVAL` an entry address outside the page-table pool or not 8-byte aligned (then none is applied) |
-//! | 6 | `set_cr3` | a0 = gpa of a PML4 (in the page-table pool, 4 KiB aligned) | 0 | `EINVAL` not a pool frame or not aligned; `ENOSYS` in ept mode (there the guest loads CR3 itself) |
+//! | 6 | `set_cr3` | a0 = gpa of a PML4 (in the page-table pool, 4 KiB aligned) | 0 | `EINVAL` not a pool frame or not aligned; `E2BIG` the address space does not fit in the VMM's shadow area; `ENOSYS` in ept mode (there the guest loads CR3 itself) |
 //!
 //! Any other number returns `ENOSYS`. Every call, good or bad, appears in hv's trace.
 //! A bad argument is never fatal: the guest gets the error code and carries on, so a

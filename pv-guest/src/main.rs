@@ -67,7 +67,7 @@ pub extern "C" fn kmain(boot_info_gpa: u64) -> ! {
     let boot_info = memory::init(boot_info_gpa);
     frames::init(boot_info);
     mmu::pool::init(boot_info);
-    task::init(boot_info.boot_page_table_root);
+    task::init(boot_info);
     // The local APIC and the split-driver frontends: from here on, output goes through
     // the console device's ring instead of a hypercall per line.
     drivers::init(boot_info);

@@ -79,6 +79,8 @@ pub enum ShadowEvent {
     },
     /// The shadow area filled up and every shadow was dropped.
     AllDropped,
+    /// Fresh shadow frames ran out, and frames freed earlier were made reusable.
+    AreaRecycled,
 }
 
 /// Counters.
@@ -106,4 +108,6 @@ pub struct ShadowStats {
     pub write_protected: u64,
     /// Times the shadow area filled and was emptied.
     pub all_dropped: u64,
+    /// Times freed shadow frames were made reusable in bulk.
+    pub recycles: u64,
 }

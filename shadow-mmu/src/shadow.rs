@@ -102,7 +102,13 @@ pub struct ShadowMmu {
     shadows: HashMap<(u64, u32), u64>,
     /// Shadow machine frame → what it shadows.
     tables: HashMap<u64, ShadowTable>,
+    /// Freed shadow frames that may be reused now.
     free: Vec<u64>,
+    /// Freed shadow frames that may not be reused until the caller has made the CPU
+    /// forget what it cached from them (see [`ShadowMmu::take_recycled`]).
+    retired: Vec<u64>,
+    /// Set when retired frames became reusable; cleared by `take_recycled`.
+    recycled: bool,
     next_fresh: u64,
     /// Guest roots with a cached shadow, most recently loaded first.
     roots: VecDeque<u64>,
@@ -127,6 +133,8 @@ impl ShadowMmu {
             shadows: HashMap::new(),
             tables: HashMap::new(),
             free: Vec::new(),
+            retired: Vec::new(),
+            recycled: false,
             next_fresh,
             roots: VecDeque::new(),
             current: None,
@@ -397,7 +405,7 @@ impl ShadowMmu {
             self.release_child(mem, e, t.level);
         }
         self.stats.tables_freed += 1;
-        self.free.push(shadow);
+        self.retired.push(shadow);
     }
 
     /// Forgets cached root `guest` (already taken out of `roots`).
@@ -408,6 +416,9 @@ impl ShadowMmu {
     }
 
     fn alloc_shadow(&mut self, mem: &mut dyn MachineMemory) -> Result<u64, BuildError> {
+        if self.free.is_empty() && self.next_fresh == self.config.shadow_area.end && !self.retired.is_empty() {
+            self.recycle();
+        }
         let frame = match self.free.pop() {
             Some(f) => f,
             None if self.next_fresh < self.config.shadow_area.end => {
@@ -422,12 +433,39 @@ impl ShadowMmu {
         Ok(frame)
     }
 
+    /// Makes every retired frame reusable, and flags that the caller must now make the
+    /// CPU forget translations cached from shadow tables.
+    fn recycle(&mut self) {
+        self.free.append(&mut self.retired);
+        self.recycled = true;
+        self.stats.recycles += 1;
+        self.events.push(ShadowEvent::AreaRecycled);
+    }
+
+    /// Whether freed shadow frames were made reusable since the last call. If so, the
+    /// caller must make the CPU drop everything it may have cached from the shadow area
+    /// before the guest runs again.
+    ///
+    /// Why: a CPU with a TLB only caches translations, and a CR3 load flushes them. But
+    /// where KVM itself implements the guest's paging in software (hosts without EPT/NPT,
+    /// nested setups), KVM keeps its own shadow of *our* shadow tables, keyed by frame,
+    /// across CR3 loads; it trusts that a table only changes through writes it sees.
+    /// hv's writes come from the host side, which KVM does not see. Changes the guest
+    /// itself follows with `invlpg` are picked up; a frame reused for a different table
+    /// is not. So freed frames rest in a retired list and are reused only in bulk, after
+    /// the VMM has told KVM the shadow area changed (hv re-registers its memslot).
+    pub fn take_recycled(&mut self) -> bool {
+        std::mem::take(&mut self.recycled)
+    }
+
     /// Forgets every shadow (the area is full): they are rebuilt on the next root load.
     fn drop_all(&mut self) {
         self.shadows.clear();
         self.tables.clear();
         self.roots.clear();
         self.free.clear();
+        self.retired.clear();
+        self.recycled = true;
         self.next_fresh = self.config.shadow_area.start;
         self.stats.all_dropped += 1;
         self.events.push(ShadowEvent::AllDropped);

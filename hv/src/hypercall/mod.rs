@@ -18,6 +18,7 @@ use pv_abi::{Hypercall, HypercallError};
 use crate::console::ConsoleOutput;
 use crate::guest_ram::GuestRam;
 use crate::outcome::GuestStop;
+use crate::shadow::ShadowPaging;
 
 /// A hypercall as the guest made it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,21 +50,23 @@ pub struct HypercallOutcome {
     pub stop: Option<GuestStop>,
     /// For console writes: the text, for the trace.
     pub text: Option<String>,
-    /// For `report_counters`: what the guest counted.
+    /// For `shutdown`: what the guest counted.
     pub counters: Option<GuestCounters>,
+    /// Shadow mode: the machine address CR3 must hold from now on.
+    pub cr3: Option<u64>,
 }
 
 impl HypercallOutcome {
     fn value(v: u64) -> Self {
-        HypercallOutcome { result: Ok(v), stop: None, text: None, counters: None }
+        HypercallOutcome { result: Ok(v), stop: None, text: None, counters: None, cr3: None }
     }
 
     fn error(e: HypercallError) -> Self {
-        HypercallOutcome { result: Err(e), stop: None, text: None, counters: None }
+        HypercallOutcome { result: Err(e), stop: None, text: None, counters: None, cr3: None }
     }
 
     fn stop(stop: GuestStop) -> Self {
-        HypercallOutcome { result: Ok(0), stop: Some(stop), text: None, counters: None }
+        HypercallOutcome { result: Ok(0), stop: Some(stop), text: None, counters: None, cr3: None }
     }
 }
 
@@ -75,10 +78,12 @@ pub struct HypercallContext<'a> {
     pub console: &'a ConsoleOutput,
     /// The page-table pool (guest-physical), the only place `mmu_update` may write.
     pub pt_pool: Range<u64>,
+    /// Shadow paging, in shadow mode.
+    pub shadow: Option<&'a mut ShadowPaging>,
 }
 
 /// Carries out one hypercall.
-pub fn dispatch(req: &HypercallRequest, cx: &HypercallContext) -> HypercallOutcome {
+pub fn dispatch(req: &HypercallRequest, cx: &mut HypercallContext) -> HypercallOutcome {
     let [a0, a1, a2, a3] = req.args;
     match Hypercall::from_number(req.nr) {
         None => HypercallOutcome::error(HypercallError::NoSys),
@@ -88,8 +93,7 @@ pub fn dispatch(req: &HypercallRequest, cx: &HypercallContext) -> HypercallOutco
         Some(Hypercall::ReportPanic) => report_panic(cx.ram, a0, a1),
         Some(Hypercall::ReportException) => report_exception(a0, a1, a2, a3),
         Some(Hypercall::MmuUpdate) => mmu_update(cx, a0, a1),
-        // In ept mode the guest loads CR3 itself; there is nothing for the VMM to do.
-        Some(Hypercall::SetCr3) => HypercallOutcome::error(HypercallError::NoSys),
+        Some(Hypercall::SetCr3) => set_cr3(cx, a0),
     }
 }
 
@@ -168,7 +172,7 @@ fn report_exception(vector: u64, rip: u64, error_code: u64, cr2: u64) -> Hyperca
 /// inside the page-table pool), then applied; a batch with one bad address changes
 /// nothing. In `ept` mode the entries' *values* need no check: the guest could write
 /// them directly anyway, and KVM confines whatever they point at to guest RAM.
-fn mmu_update(cx: &HypercallContext, gpa: u64, count: u64) -> HypercallOutcome {
+fn mmu_update(cx: &mut HypercallContext, gpa: u64, count: u64) -> HypercallOutcome {
     if count > MMU_UPDATE_MAX {
         return HypercallOutcome::error(HypercallError::TooBig);
     }
@@ -184,12 +188,40 @@ fn mmu_update(cx: &HypercallContext, gpa: u64, count: u64) -> HypercallOutcome {
     if !updates.iter().all(|(entry, _)| in_pool(*entry)) {
         return HypercallOutcome::error(HypercallError::Inval);
     }
+    if let Some(shadow) = cx.shadow.as_deref_mut() {
+        // Shadow mode: the engine writes the guest's tables and brings the shadows in step.
+        return match shadow.mmu_update(cx.ram, &updates) {
+            Ok(cr3) => HypercallOutcome { cr3, ..HypercallOutcome::value(count) },
+            Err(e) => HypercallOutcome::error(shadow_error(e)),
+        };
+    }
     for (entry, value) in updates {
         if cx.ram.write_u64(entry, value).is_err() {
             return HypercallOutcome::error(HypercallError::Fault);
         }
     }
     HypercallOutcome::value(count)
+}
+
+/// `set_cr3`: load an address space. Only shadow mode needs it: in ept mode the guest
+/// loads CR3 itself, so the call does not exist there (`ENOSYS`).
+fn set_cr3(cx: &mut HypercallContext, root: u64) -> HypercallOutcome {
+    let Some(shadow) = cx.shadow.as_deref_mut() else {
+        return HypercallOutcome::error(HypercallError::NoSys);
+    };
+    match shadow.load_root(cx.ram, root) {
+        Ok(machine) => HypercallOutcome { cr3: Some(machine), ..HypercallOutcome::value(0) },
+        Err(e) => HypercallOutcome::error(shadow_error(e)),
+    }
+}
+
+/// The guest's error code for an engine refusal.
+fn shadow_error(e: shadow_mmu::ShadowError) -> HypercallError {
+    match e {
+        shadow_mmu::ShadowError::NotInPool(_) => HypercallError::Inval,
+        shadow_mmu::ShadowError::AreaTooSmall => HypercallError::TooBig,
+        shadow_mmu::ShadowError::AreaOverlapsGuest(_) | shadow_mmu::ShadowError::Memory(_) => HypercallError::Fault,
+    }
 }
 
 #[cfg(test)]

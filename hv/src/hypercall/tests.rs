@@ -16,7 +16,12 @@ fn setup() -> (GuestRam, ConsoleOutput, CapturedOutput) {
 const POOL: std::ops::Range<u64> = 0x30_0000..0x40_0000;
 
 fn call(ram: &GuestRam, console: &ConsoleOutput, h: u64, args: [u64; 4]) -> HypercallOutcome {
-    dispatch(&HypercallRequest { nr: h, args }, &HypercallContext { ram, console, pt_pool: POOL })
+    dispatch(&HypercallRequest { nr: h, args }, &mut HypercallContext { ram, console, pt_pool: POOL, shadow: None })
+}
+
+fn call_shadow(ram: &GuestRam, console: &ConsoleOutput, shadow: &mut ShadowPaging, h: u64, args: [u64; 4]) -> HypercallOutcome {
+    let pt_pool = shadow.layout().pool.clone();
+    dispatch(&HypercallRequest { nr: h, args }, &mut HypercallContext { ram, console, pt_pool, shadow: Some(shadow) })
 }
 
 const WRITE: u64 = Hypercall::ConsoleWrite as u64;
@@ -154,4 +159,40 @@ fn mmu_update_refuses_huge_counts_and_arrays_outside_ram() {
     assert_eq!(call(&ram, &con, MMU, [0, u64::MAX, 0, 0]).result, Err(HypercallError::TooBig));
     assert_eq!(call(&ram, &con, MMU, [RAM - 16, 2, 0, 0]).result, Err(HypercallError::Fault));
     assert_eq!(call(&ram, &con, MMU, [0, 0, 0, 0]).result, Ok(0), "an empty batch is fine");
+}
+
+const SET_CR3: u64 = Hypercall::SetCr3 as u64;
+
+#[test]
+fn set_cr3_exists_only_in_shadow_mode_and_takes_only_pool_frames() {
+    let (ram, con, _) = setup();
+    assert_eq!(call(&ram, &con, SET_CR3, [POOL.start, 0, 0, 0]).result, Err(HypercallError::NoSys));
+    let mut shadow = ShadowPaging::new(RAM).unwrap();
+    let pool = shadow.layout().pool.clone();
+    let r = call_shadow(&ram, &con, &mut shadow, SET_CR3, [pool.start, 0, 0, 0]);
+    assert_eq!(r.result, Ok(0));
+    let cr3 = r.cr3.expect("a shadow root for CR3");
+    assert!(shadow.layout().in_shadow_area(cr3), "CR3 points into the shadow area, never at the guest's table");
+    for bad in [0x1000, pool.start + 8, pool.end, !0xfff] {
+        let r = call_shadow(&ram, &con, &mut shadow, SET_CR3, [bad, 0, 0, 0]);
+        assert_eq!(r.result, Err(HypercallError::Inval), "root {bad:#x}");
+        assert_eq!(r.cr3, None);
+    }
+    assert_eq!(shadow.counters().cr3_loads, 1);
+}
+
+#[test]
+fn mmu_update_in_shadow_mode_goes_through_the_engine() {
+    let (ram, con, _) = setup();
+    let mut shadow = ShadowPaging::new(RAM).unwrap();
+    let pool = shadow.layout().pool.clone();
+    call_shadow(&ram, &con, &mut shadow, SET_CR3, [pool.start, 0, 0, 0]);
+    // PML4[0] → a PDPT in the pool: one guest write, one shadow entry re-derived.
+    write_batch(&ram, 0x1000, &[(pool.start, (pool.start + 0x1000) | 7)]);
+    assert_eq!(call_shadow(&ram, &con, &mut shadow, MMU, [0x1000, 1, 0, 0]).result, Ok(1));
+    assert_eq!(ram.read_u64(pool.start).unwrap(), (pool.start + 0x1000) | 7);
+    let c = shadow.counters();
+    assert_eq!((c.shadow_syncs, c.trapped_pt_writes), (1, 0));
+    write_batch(&ram, 0x1000, &[(0x2000, 1)]);
+    assert_eq!(call_shadow(&ram, &con, &mut shadow, MMU, [0x1000, 1, 0, 0]).result, Err(HypercallError::Inval));
 }

@@ -39,6 +39,11 @@ pub fn format_event(seq: u64, event: &TraceEvent) -> Value {
             "event": "unhandled_port", "port": port, "write": write, "size": size,
         }),
         TraceEvent::Device(event) => device_json(event),
+        TraceEvent::PtWrite { machine, entry, value } => json!({
+            "event": "pt_write", "machine": hex(*machine), "entry": hex(*entry), "value": hex(*value),
+        }),
+        TraceEvent::Shadow(event) => json!({"event": "shadow", "what": text::describe_shadow(event)}),
+        TraceEvent::ShadowAreaWrite { machine } => json!({"event": "shadow_area_write", "machine": hex(*machine)}),
         TraceEvent::Stop(stop) => stop_json(stop),
     };
     v["seq"] = json!(seq);

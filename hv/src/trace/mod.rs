@@ -110,6 +110,23 @@ pub enum TraceEvent {
         /// Access size in bytes.
         size: usize,
     },
+    /// Shadow mode: a guest store to its page-table pool, trapped (an MMIO exit).
+    PtWrite {
+        /// Machine address of the store.
+        machine: u64,
+        /// The entry written (pseudo-physical).
+        entry: u64,
+        /// Its new value.
+        value: u64,
+    },
+    /// Shadow mode: what the shadow-paging engine did.
+    Shadow(shadow_mmu::ShadowEvent),
+    /// Shadow mode: a store to the shadow area (possible only through page tables the
+    /// guest loaded behind hv's back); dropped.
+    ShadowAreaWrite {
+        /// Machine address of the store.
+        machine: u64,
+    },
     /// Something a device backend did (on its own thread).
     Device(DeviceEvent),
     /// The guest stopped (boxed: a register dump is large, and events are moved often).

@@ -41,7 +41,27 @@ fn describe(event: &TraceEvent) -> (&'static str, String) {
             format!("{} port={port:#x} size={size} (no device: {})", if *write { "out" } else { "in" }, if *write { "dropped" } else { "reads all ones" }),
         ),
         TraceEvent::Device(event) => describe_device(event),
+        TraceEvent::PtWrite { machine, entry, value } => {
+            ("pt-write", format!("trapped store machine={machine:#x} entry={entry:#x} value={value:#x}"))
+        }
+        TraceEvent::Shadow(event) => ("shadow", describe_shadow(event)),
+        TraceEvent::ShadowAreaWrite { machine } => ("shadow", format!("REFUSED store to the shadow area machine={machine:#x}")),
         TraceEvent::Stop(stop) => ("stop", describe_stop(stop)),
+    }
+}
+
+/// What the shadow-paging engine did.
+pub fn describe_shadow(event: &shadow_mmu::ShadowEvent) -> String {
+    use shadow_mmu::ShadowEvent as E;
+    match event {
+        E::RootBuilt { guest, shadow } => format!("root built guest={:#x} shadow={:#x}", guest.0, shadow.0),
+        E::RootEvicted { guest } => format!("root evicted (cache full) guest={:#x}", guest.0),
+        E::RootInvalidated { guest } => format!("root dropped (written while not loaded) guest={:#x}", guest.0),
+        E::Refused { value, level, why } => format!("REFUSED entry={value:#x} level={level}: {}", why.name()),
+        E::WriteProtected { value } => format!("write-protected entry={value:#x} (maps a page table)"),
+        E::Synced { entry, value, shadows } => format!("sync entry={:#x} value={value:#x} shadows={shadows}", entry.0),
+        E::AllDropped => "shadow area full: every shadow dropped".to_string(),
+        E::AreaRecycled => "fresh shadow frames used up: freed frames recycled (KVM told to forget the area)".to_string(),
     }
 }
 

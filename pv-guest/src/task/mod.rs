@@ -17,7 +17,7 @@ mod entry;
 pub mod programs;
 pub mod syscall;
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::mmu::address_space::{AddressSpace, USER_END};
 use crate::mmu::writer::PageTableWriter;
@@ -107,9 +107,15 @@ fn state() -> State {
     }
 }
 
-/// Records the kernel's own page-table root (the VMM's boot PML4).
-pub fn init(kernel_root: u64) {
-    KERNEL_ROOT.store(kernel_root, Ordering::Relaxed);
+/// Whether address spaces are loaded with the `set_cr3` hypercall (shadow mode).
+static SET_CR3_BY_HYPERCALL: AtomicBool = AtomicBool::new(false);
+
+/// Records the kernel's own page-table root (the VMM's boot PML4), and how address
+/// spaces are loaded in this memory mode.
+pub fn init(info: &pv_abi::BootInfo) {
+    KERNEL_ROOT.store(info.boot_page_table_root, Ordering::Relaxed);
+    let shadow = pv_abi::MmuMode::from_u32(info.mmu_mode) == Some(pv_abi::MmuMode::Shadow);
+    SET_CR3_BY_HYPERCALL.store(shadow, Ordering::Relaxed);
 }
 
 /// Chooses how page-table writes reach the tables: direct stores or `mmu_update` batches.
@@ -126,9 +132,18 @@ pub(crate) fn count_syscall() {
     SYSCALLS.fetch_add(1, Ordering::Relaxed);
 }
 
+/// Loads an address space. In ept mode the kernel writes CR3 itself; in shadow mode
+/// the CPU must never see the guest's own tables, so the VMM does it (`set_cr3`) and
+/// points CR3 at its shadow of them.
 fn load_cr3(root: u64) {
     CR3_LOADS.fetch_add(1, Ordering::Relaxed);
-    cpu::write_cr3(root);
+    if SET_CR3_BY_HYPERCALL.load(Ordering::Relaxed) {
+        if crate::hypercall::set_cr3(root).is_err() {
+            panic!("the VMM refused to load address space {root:#x}");
+        }
+    } else {
+        cpu::write_cr3(root);
+    }
 }
 
 /// Runs `f` with the address space whose PML4 is `root` loaded, then returns to the

@@ -1,0 +1,219 @@
+//! Shadow mode (`hv run --mmu shadow`): hv, not KVM's two-dimensional paging, decides
+//! what the guest's virtual addresses reach.
+//!
+//! The idea (course notes: "shadow page tables"): the guest keeps writing ordinary page
+//! tables, but they map virtual addresses to *pseudo-physical* frames, and the CPU never
+//! walks them. hv builds a second set, the **shadow**, mapping the same virtual
+//! addresses straight to machine frames, and loads *that* into CR3. To keep the shadow
+//! right, hv must see every change the guest makes to its tables:
+//!
+//! 1. **Trapped writes.** The page-table pool is a read-only memslot ([`layout`]), so a
+//!    guest store to a page table exits to hv as KVM_EXIT_MMIO with the address and the
+//!    bytes. [`ShadowPaging::trapped_write`] applies it to the guest's table and re-derives
+//!    every shadow entry it affects (the `shadow-mmu` engine).
+//! 2. **Batched writes.** `mmu_update` brings many writes in one exit
+//!    ([`ShadowPaging::mmu_update`]): the paravirtual way to pay for shadow paging.
+//! 3. **Address-space switches.** The guest cannot load CR3 itself (it would name a
+//!    pseudo-physical table the CPU must not walk); it asks with the `set_cr3`
+//!    hypercall, and hv points CR3 at the cached shadow of that root
+//!    ([`ShadowPaging::load_root`]).
+//!
+//! EPT/NPT make all of this unnecessary: the hardware walks both tables on a TLB miss.
+//! `hv bench` measures the difference.
+//!
+//! A limit worth knowing: hv runs in user space and KVM delivers the guest's page faults
+//! straight to the guest. So hv cannot use the classic trick of write-protecting page
+//! tables *in the shadow* and catching the fault; the read-only memslot does the
+//! protecting instead, and the shadow keeps the guest's write permission on pool frames
+//! (`ShadowConfig::pool_traps_writes`): a store through such a mapping reaches the
+//! read-only slot and exits, so it still never reaches the frame.
+
+pub mod layout;
+pub mod memory;
+
+use shadow_mmu::shadow::SyncOutcome;
+use shadow_mmu::{GuestPhys, ShadowConfig, ShadowError, ShadowEvent, ShadowMmu};
+use vm_memory::GuestMemoryMmap;
+
+use pv_abi::layout::{LOCAL_APIC_GPA, PAGE_SIZE};
+
+use crate::guest_ram::GuestRam;
+use crate::stats::ShadowCounters;
+use layout::MachineLayout;
+use memory::MachineView;
+
+/// Most shadow roots cached at once: enough for every task the guest runs at a time
+/// plus the kernel's own, small enough that eviction shows up in traces of bigger runs.
+pub const ROOT_CACHE: usize = 8;
+
+/// Why shadow mode could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ShadowSetupError {
+    /// The shadow area could not be allocated.
+    #[error("could not allocate the shadow area: {0}")]
+    Area(#[from] vm_memory::mmap::FromRangesError),
+    /// The engine refused the configuration.
+    #[error("shadow paging setup: {0}")]
+    Engine(#[from] ShadowError),
+}
+
+/// A guest store that reached the read-only page-table pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TrappedWrite {
+    /// Pseudo-physical address of the (first) entry written.
+    pub entry: u64,
+    /// Its new value.
+    pub value: u64,
+    /// `Some(machine root)` if every shadow was dropped and CR3 must be reloaded.
+    pub reload: Option<u64>,
+}
+
+/// What an MMIO write in shadow mode was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MmioWrite {
+    /// A page-table write, applied.
+    PageTable(TrappedWrite),
+    /// A store to the shadow area: only a guest that built its own page tables behind
+    /// hv's back can do that. Refused (the memory is unchanged).
+    ShadowArea,
+    /// Not a page-table-pool or shadow-area address.
+    Elsewhere,
+}
+
+/// Shadow paging for one VM.
+pub struct ShadowPaging {
+    layout: MachineLayout,
+    area: GuestMemoryMmap,
+    engine: ShadowMmu,
+    /// The guest root loaded now (pseudo-physical), for reloading after a drop-all.
+    current: Option<u64>,
+    trapped_writes: u64,
+    cr3_loads: u64,
+}
+
+impl ShadowPaging {
+    /// Shadow paging for `ram_bytes` of guest RAM.
+    pub fn new(ram_bytes: u64) -> Result<Self, ShadowSetupError> {
+        let layout = MachineLayout::new(ram_bytes);
+        let area = memory::allocate_area(&layout)?;
+        let frames = |r: &std::ops::Range<u64>| r.start / PAGE_SIZE..r.end / PAGE_SIZE;
+        let area_start = layout::SHADOW_AREA_BASE;
+        let config = ShadowConfig {
+            pool: frames(&layout.pool),
+            shadow_area: frames(&(area_start..area_start + layout.shadow_bytes)),
+            root_cache: ROOT_CACHE,
+            pool_traps_writes: true,
+            // The local APIC's register page sits at the same address in both worlds.
+            device_frames: vec![(LOCAL_APIC_GPA / PAGE_SIZE, LOCAL_APIC_GPA / PAGE_SIZE)],
+        };
+        let engine = ShadowMmu::new(config, layout.p2m())?;
+        Ok(ShadowPaging { layout, area, engine, current: None, trapped_writes: 0, cr3_loads: 0 })
+    }
+
+    /// Where guest memory sits in the machine.
+    pub fn layout(&self) -> &MachineLayout {
+        &self.layout
+    }
+
+    /// The shadow area's memory (for its memslot).
+    pub fn area(&self) -> &GuestMemoryMmap {
+        &self.area
+    }
+
+    fn view<'a>(layout: &'a MachineLayout, area: &'a GuestMemoryMmap, ram: &'a GuestRam) -> MachineView<'a> {
+        MachineView { ram, area, layout }
+    }
+
+    /// Loads guest root `root` (pseudo-physical): returns the machine address of its
+    /// shadow, for CR3.
+    pub fn load_root(&mut self, ram: &GuestRam, root: u64) -> Result<u64, ShadowError> {
+        let mut view = Self::view(&self.layout, &self.area, ram);
+        let shadow = self.engine.load_root(&mut view, GuestPhys(root))?;
+        self.current = Some(root);
+        self.cr3_loads += 1;
+        Ok(shadow.0)
+    }
+
+    /// A guest store of `data` at machine address `machine` exited as MMIO.
+    pub fn trapped_write(&mut self, ram: &GuestRam, machine: u64, data: &[u8]) -> Result<MmioWrite, ShadowError> {
+        if self.layout.in_shadow_area(machine) {
+            return Ok(MmioWrite::ShadowArea);
+        }
+        let Some(pseudo) = self.layout.pseudo_of(machine).filter(|p| self.layout.pool.contains(p)) else {
+            return Ok(MmioWrite::Elsewhere);
+        };
+        self.trapped_writes += 1;
+        // A store may be narrower than an entry, or straddle two: merge it into each
+        // 8-byte entry it touches and apply those whole.
+        let end = pseudo + data.len() as u64;
+        let mut first = None;
+        let mut dropped = false;
+        let mut word = pseudo & !7;
+        while word < end {
+            let mut bytes = ram.read_u64(word).map_err(|_| ShadowError::NotInPool(word))?.to_le_bytes();
+            for (i, b) in bytes.iter_mut().enumerate() {
+                let at = word + i as u64;
+                if (pseudo..end).contains(&at) {
+                    *b = data[(at - pseudo) as usize];
+                }
+            }
+            let value = u64::from_le_bytes(bytes);
+            let mut view = Self::view(&self.layout, &self.area, ram);
+            dropped |= self.engine.guest_pt_write(&mut view, GuestPhys(word), value)? == SyncOutcome::AllDropped;
+            first.get_or_insert((word, value));
+            word += 8;
+        }
+        let (entry, value) = first.unwrap_or((pseudo, 0));
+        let reload = if dropped { self.reload_current(ram)? } else { None };
+        Ok(MmioWrite::PageTable(TrappedWrite { entry, value, reload }))
+    }
+
+    /// `mmu_update` in shadow mode: the batch goes through the engine. Returns the new
+    /// CR3 if every shadow was dropped on the way.
+    pub fn mmu_update(&mut self, ram: &GuestRam, updates: &[(u64, u64)]) -> Result<Option<u64>, ShadowError> {
+        let batch: Vec<(GuestPhys, u64)> = updates.iter().map(|(e, v)| (GuestPhys(*e), *v)).collect();
+        let mut view = Self::view(&self.layout, &self.area, ram);
+        match self.engine.mmu_update(&mut view, &batch)? {
+            SyncOutcome::AllDropped => self.reload_current(ram),
+            SyncOutcome::Synced => Ok(None),
+        }
+    }
+
+    /// After a drop-all the loaded shadow root is gone: build the current one again.
+    fn reload_current(&mut self, ram: &GuestRam) -> Result<Option<u64>, ShadowError> {
+        let Some(root) = self.current else { return Ok(None) };
+        let mut view = Self::view(&self.layout, &self.area, ram);
+        Ok(Some(self.engine.load_root(&mut view, GuestPhys(root))?.0))
+    }
+
+    /// Whether freed shadow frames became reusable since the last call: then the vCPU
+    /// must not run again before KVM has forgotten what it cached from the shadow area
+    /// ([`crate::machine::Machine::forget_shadow_area`]; the reason is at
+    /// `ShadowMmu::take_recycled`).
+    pub fn take_recycled(&mut self) -> bool {
+        self.engine.take_recycled()
+    }
+
+    /// The engine's events since the last call, for the trace.
+    pub fn drain_events(&mut self) -> Vec<ShadowEvent> {
+        self.engine.drain_events()
+    }
+
+    /// Counters for `--stats`.
+    pub fn counters(&self) -> ShadowCounters {
+        let s = self.engine.stats();
+        ShadowCounters {
+            trapped_pt_writes: self.trapped_writes,
+            shadow_syncs: s.shadow_syncs,
+            cr3_loads: self.cr3_loads,
+            roots_built: s.roots_built,
+            root_hits: s.root_hits,
+            roots_evicted: s.roots_evicted,
+            roots_invalidated: s.roots_invalidated,
+            tables_built: s.tables_built,
+            tables_freed: s.tables_freed,
+            recycles: s.recycles,
+            refused: s.refused,
+        }
+    }
+}
