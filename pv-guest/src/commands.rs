@@ -29,6 +29,8 @@ pub fn run(info: &BootInfo) -> u8 {
         Some("blk-read-sum") => crate::blk_commands::read_sum(words),
         Some("blk-fill") => crate::blk_commands::fill(words),
         Some("blk-bench") => crate::blk_commands::bench(info, words),
+        Some("hostile-ptes") => crate::hostile_ptes::run(info),
+        Some("task-demo") => task_demo(),
         Some(other) => {
             println!("pv-guest: unknown command '{other}'");
             usage()
@@ -121,4 +123,18 @@ fn hypercall_bench(info: &BootInfo, count: Option<&str>) -> u8 {
         None => println!("hypercall-bench: {calls} nop hypercalls, {cycles} TSC cycles each"),
     }
     0
+}
+
+/// `task-demo`: one small ring-3 task, start to finish: its address space is built
+/// (page-table writes), loaded (a CR3 load), it prints a line (a system call) and exits,
+/// and its address space is torn down. Small and fixed, so its trace is a snapshot test
+/// in each memory mode.
+fn task_demo() -> u8 {
+    if crate::task::spawn(&crate::task::programs::HELLO, [0, 0]).is_err() {
+        println!("task-demo: could not create the task");
+        return 1;
+    }
+    let result = crate::task::run_all()[0];
+    println!("task-demo: the task ended: {result:?}");
+    u8::from(result != Some(crate::task::TaskExit::Exited(0)))
 }

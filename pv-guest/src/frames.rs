@@ -66,6 +66,12 @@ pub fn alloc() -> Option<u64> {
 /// Gives a frame back.
 pub fn free(frame: u64) {
     let a = allocator();
+    // Only a frame this allocator handed out may come back: anything else (say, from a
+    // page-table entry a hostile test wrote) would corrupt the free list.
+    if !frame.is_multiple_of(PAGE_SIZE) || frame >= a.next {
+        crate::println!("frames: refusing to free {frame:#x}: not a frame of free memory");
+        return;
+    }
     // SAFETY: the frame came from `alloc`, so it is free memory in the direct map, and
     // the caller no longer uses it.
     unsafe { core::ptr::write(memory::phys_to_virt(frame) as *mut u64, a.free_list) };

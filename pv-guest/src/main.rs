@@ -44,6 +44,7 @@ mod drivers;
 mod event_channel;
 mod frames;
 mod gdt;
+mod hostile_ptes;
 mod hypercall;
 mod idt;
 mod memory;

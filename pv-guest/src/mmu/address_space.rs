@@ -92,6 +92,15 @@ impl AddressSpace {
         w.write(e, frame | prot.bits() | large)
     }
 
+    /// Writes `value`, whatever it is, into the entry for `va` at `level` (creating the
+    /// tables above it). Only for the `hostile-ptes` demonstration: it lets the kernel
+    /// play a hostile kernel and write entries the VMM must refuse.
+    pub fn write_raw_entry(&mut self, w: &mut PageTableWriter, va: u64, level: u32, value: u64) -> Result<(), MmuError> {
+        let e = self.entry(w, va, level, true)?;
+        w.write(e, value)?;
+        w.flush()
+    }
+
     /// Finds the leaf entry mapping `va`: (entry gpa, value, size), reading entries
     /// through `read` (the writer's view, or the tables themselves).
     fn leaf(&self, read: impl Fn(u64) -> u64, va: u64) -> Option<(u64, u64, PageSize)> {

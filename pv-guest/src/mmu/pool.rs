@@ -13,6 +13,8 @@ use pv_abi::BootInfo;
 const FREE_STACK: usize = 256;
 
 struct Pool {
+    /// First frame handed out to the guest (the VMM's boot tables lie below).
+    start: u64,
     next: u64,
     end: u64,
     free: [u64; FREE_STACK],
@@ -20,7 +22,7 @@ struct Pool {
     in_use: u64,
 }
 
-static mut POOL: Pool = Pool { next: 0, end: 0, free: [0; FREE_STACK], free_len: 0, in_use: 0 };
+static mut POOL: Pool = Pool { start: 0, next: 0, end: 0, free: [0; FREE_STACK], free_len: 0, in_use: 0 };
 
 fn pool() -> &'static mut Pool {
     // SAFETY: one vCPU, never used from interrupt handlers: at most one reference at once.
@@ -33,6 +35,7 @@ fn pool() -> &'static mut Pool {
 /// Takes over the pool described by the boot-info page.
 pub fn init(info: &BootInfo) {
     let p = pool();
+    p.start = info.pt_pool_free;
     p.next = info.pt_pool_free;
     p.end = info.pt_pool_end;
 }
@@ -56,6 +59,10 @@ pub fn alloc_table() -> Option<u64> {
 /// Returns a table. The caller has already cleared every entry
 /// (`AddressSpace::destroy`), so the pool's free frames stay zero.
 pub fn free_table(frame: u64) {
+    if !frame.is_multiple_of(PAGE_SIZE) || frame < pool().start || frame >= pool().next {
+        crate::println!("pool: refusing to free {frame:#x}: not a page-table pool frame");
+        return;
+    }
     let p = pool();
     p.in_use -= 1;
     if p.free_len < FREE_STACK {

@@ -187,6 +187,13 @@ pub fn spawn(program: &UserProgram, args: [u64; 2]) -> Result<usize, MmuError> {
     Ok(slot)
 }
 
+/// Lets `edit` change the address space of the task in `slot` before it runs.
+pub fn edit_space(slot: usize, edit: impl FnOnce(&mut AddressSpace, &mut PageTableWriter) -> Result<(), MmuError>) -> Result<(), MmuError> {
+    let st = state();
+    let task = st.tasks.get_mut(slot).and_then(Option::as_mut).ok_or(MmuError::NotMapped)?;
+    edit(&mut task.space, st.writer)
+}
+
 /// Runs every task until all have ended; returns how each slot's task ended.
 pub fn run_all() -> [Option<TaskExit>; MAX_TASKS] {
     let st = state();

@@ -1,0 +1,108 @@
+//! `hostile-ptes`: the kernel plays a hostile kernel, and the VMM's shadow paging must
+//! refuse what it writes (run with `hv run --mmu shadow`).
+//!
+//! Under shadow paging the CPU never walks the guest's page tables; it walks the shadow
+//! tables hv derives from them, and hv reflects a guest entry only if it is safe
+//! (`shadow-mmu`, `ShadowMmu::reflect`). Each case below gives a ring-3 task an address
+//! space with one entry that must not be reflected, then lets the task read through it.
+//! A refused entry is simply absent from the shadow, so the read faults and the kernel
+//! kills the task: the guest learns nothing and reaches nothing. hv's trace shows each
+//! refusal (`shadow REFUSED …`) with its reason.
+//!
+//! Under ept the same entries would reach KVM, which confines the guest in its own way
+//! (an address outside RAM is an MMIO exit, and hv stops the guest), so the command
+//! runs only in shadow mode.
+
+use pv_abi::exception::PAGE_FAULT;
+use pv_abi::{BootInfo, MmuMode};
+
+use crate::frames;
+use crate::mmu::{PageSize, Protection, PTE_LARGE, PTE_PRESENT, PTE_USER, PTE_WRITABLE};
+use crate::task::programs::READ_ADDRESS;
+use crate::task::{self, TaskExit};
+
+/// A hostile entry: what it claims, the address it is reached by, its level, its value
+/// (for a leaf with `own_frame`, ORed with the frame the task's legitimate mapping used,
+/// so that freeing the task frees that frame once).
+struct HostileEntry {
+    name: &'static str,
+    va: u64,
+    level: u32,
+    value: u64,
+    own_frame: bool,
+}
+
+const USER: u64 = PTE_PRESENT | PTE_WRITABLE | PTE_USER;
+
+fn cases(info: &BootInfo, frame: u64) -> [HostileEntry; 5] {
+    [
+        // A frame past the end of RAM: memory the guest was never given.
+        HostileEntry { name: "frame beyond guest RAM", va: 0x1000_0000, level: 1, value: (info.mem_bytes + (16 << 20)) | USER, own_frame: false },
+        // Where hv keeps its shadow tables in machine memory (8 GiB). To the guest it
+        // is just another address outside its RAM, and refused as such.
+        HostileEntry { name: "hv's shadow area", va: 0x1020_0000, level: 1, value: (8 << 30) | USER, own_frame: false },
+        // A "page table" that is a data frame outside the page-table pool: if hv
+        // followed it, the guest could change mappings without hv seeing the writes.
+        HostileEntry { name: "page table outside the pool", va: 0x1040_0000, level: 2, value: frame | USER, own_frame: false },
+        // A 1 GiB page: not supported by hv's shadow paging.
+        HostileEntry { name: "1 GiB page", va: 0x4000_0000, level: 3, value: frame | USER | PTE_LARGE, own_frame: false },
+        // Bits 52..62 set: hv treats them as reserved.
+        HostileEntry { name: "reserved bits", va: 0x1060_0000, level: 1, value: USER | (1 << 55), own_frame: true },
+    ]
+}
+
+/// Runs every case; returns the exit code (0 if every read was refused).
+pub fn run(info: &BootInfo) -> u8 {
+    if MmuMode::from_u32(info.mmu_mode) != Some(MmuMode::Shadow) {
+        crate::println!("hostile-ptes: run this with `hv run --mmu shadow` (under ept, KVM confines the guest instead)");
+        return 2;
+    }
+    let Some(frame) = frames::alloc() else {
+        crate::println!("hostile-ptes: out of memory");
+        return 1;
+    };
+    frames::bytes(frame).fill(0);
+    let mut refused = 0;
+    let all = cases(info, frame);
+    for case in &all {
+        match attack(case) {
+            Ok(true) => {
+                refused += 1;
+                crate::println!("hostile-ptes: {} ... not reflected: the task's read faulted", case.name);
+            }
+            Ok(false) => crate::println!("hostile-ptes: {} ... REACHED: the task read through it", case.name),
+            Err(e) => crate::println!("hostile-ptes: {} ... could not set up: {e}", case.name),
+        }
+    }
+    frames::free(frame);
+    crate::println!("hostile-ptes: {refused} of {} hostile entries refused", all.len());
+    u8::from(refused != all.len())
+}
+
+/// Spawns a task that reads `case.va`, plants the entry, runs the task. `Ok(true)` if
+/// the task was killed by a page fault at exactly that address.
+fn attack(case: &HostileEntry) -> Result<bool, &'static str> {
+    let slot = task::spawn(&READ_ADDRESS, [case.va, 0]).map_err(|_| "spawn failed")?;
+    let planted = task::edit_space(slot, |space, w| {
+        let mut value = case.value;
+        if case.level == 1 {
+            // A legitimate mapping first, so the tables above exist.
+            let legit = frames::alloc().ok_or(crate::mmu::MmuError::NoTables)?;
+            frames::bytes(legit).fill(0);
+            space.map(w, case.va, legit, Protection::USER_DATA, PageSize::Small)?;
+            if case.own_frame {
+                value |= legit;
+            } else {
+                frames::free(legit);
+            }
+        }
+        space.write_raw_entry(w, case.va, case.level, value)
+    });
+    if planted.is_err() {
+        // The task still has to run to be freed; its result no longer matters.
+        task::run_all();
+        return Err("could not write the entry");
+    }
+    let result = task::run_all()[slot];
+    Ok(matches!(result, Some(TaskExit::Killed { vector: PAGE_FAULT, address, .. }) if address == case.va))
+}

@@ -1,0 +1,101 @@
+//! The two memory modes end to end: the same guest, the same answers, different work.
+//!
+//! - `selftest` prints the same results under `--mmu ept` and `--mmu shadow`;
+//! - `--stats` shows trapped page-table writes and shadow syncs in shadow mode, none in ept;
+//! - `hostile-ptes` plants entries a hostile kernel might write, and shadow mode refuses
+//!   each one, with a trace event naming why;
+//! - the trace of one small fixed workload (`task-demo`) is a snapshot in each mode.
+
+mod common;
+use common::{hv, selftest_counts, temp_path};
+
+fn selftest_lines(stdout: &str) -> Vec<&str> {
+    stdout.lines().filter(|l| l.starts_with("selftest: ")).collect()
+}
+
+#[test]
+fn selftest_gives_the_same_results_in_both_modes() {
+    require_kvm!();
+    let ept = hv(&["run", "--mmu", "ept", "--", "selftest"]);
+    let shadow = hv(&["run", "--mmu", "shadow", "--", "selftest"]);
+    ept.expect_code(0);
+    shadow.expect_code(0);
+    let (passed, failed) = selftest_counts(&shadow.stdout).expect("a selftest summary");
+    assert!(passed >= 34 && failed == 0, "shadow mode: {passed} passed, {failed} failed");
+    assert_eq!(selftest_lines(&ept.stdout), selftest_lines(&shadow.stdout), "the two modes must print the same results");
+}
+
+/// The value of a `--stats` row, by its label.
+fn stat(stderr: &str, label: &str) -> Option<String> {
+    stderr.lines().find(|l| l.trim_start().starts_with(label)).map(|l| l[l.find(label).unwrap_or(0) + label.len()..].trim().to_string())
+}
+
+#[test]
+fn only_shadow_mode_traps_page_table_writes() {
+    require_kvm!();
+    let shadow = hv(&["run", "--mmu", "shadow", "--stats", "--", "selftest"]);
+    shadow.expect_code(0);
+    let number = |label| stat(&shadow.stderr, label).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    assert!(number("trapped page-table writes") > 0, "shadow mode traps writes:\n{}", shadow.stderr);
+    assert!(number("shadow entries synced") > 0, "and syncs shadows:\n{}", shadow.stderr);
+    assert!(number("CR3 loads (set_cr3)") > 0 && number("shadow roots built") > 0);
+    assert!(number("shadow area recycled") > 0, "the self-tests reuse enough page tables to recycle the area");
+    assert_eq!(number("guest entries refused"), 0, "a well-behaved guest has nothing refused");
+    let ept = hv(&["run", "--mmu", "ept", "--stats", "--", "selftest"]);
+    ept.expect_code(0);
+    assert_eq!(stat(&ept.stderr, "trapped page-table writes").as_deref(), Some("0 (none trap)"), "{}", ept.stderr);
+    assert!(!ept.stderr.contains("mmio-write"), "no page-table write exits in ept mode:\n{}", ept.stderr);
+    for r in [&shadow, &ept] {
+        let cr3 = stat(&r.stderr, "guest CR3 loads").and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        assert!(cr3 > 0, "the guest reports its own CR3 loads in both modes");
+    }
+}
+
+#[test]
+fn shadow_mode_refuses_every_hostile_entry_and_says_why() {
+    require_kvm!();
+    let trace = temp_path("hostile.trace");
+    let r = hv(&["run", "--mmu", "shadow", "--trace", trace.to_str().unwrap(), "--", "hostile-ptes"]);
+    let text = std::fs::read_to_string(&trace).unwrap_or_default();
+    std::fs::remove_file(&trace).ok();
+    r.expect_code(0);
+    r.expect(r.stdout.contains("hostile-ptes: 5 of 5 hostile entries refused"), "every entry refused");
+    for why in ["outside-guest-memory", "table-outside-pool", "1gib-page", "reserved-bits"] {
+        assert!(text.lines().any(|l| l.contains("REFUSED") && l.ends_with(why)), "no refusal for {why} in the trace");
+    }
+    let ept = hv(&["run", "--mmu", "ept", "--", "hostile-ptes"]);
+    ept.expect_code(2);
+}
+
+fn task_demo_trace(mode: &str) -> String {
+    let path = temp_path("task-demo.trace");
+    hv(&["run", "--mmu", mode, "--trace", path.to_str().unwrap(), "--", "task-demo"]).expect_code(0);
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::remove_file(&path).ok();
+    text
+}
+
+/// Addresses that move when the guest kernel changes size are redacted; the order of
+/// events, the pool and shadow addresses, and the counts stay.
+fn settings() -> insta::Settings {
+    let mut s = insta::Settings::clone_current();
+    s.add_filter(r"entry=0x[0-9a-f]+", "entry=[entry]");
+    s.add_filter(r"gpa=0x[0-9a-f]+", "gpa=[gpa]");
+    s.add_filter(r"value=0x[0-9a-f]+", "value=[value]");
+    s.add_filter(r"counters=0x[0-9a-f]+", "counters=[counters]");
+    s.add_filter(r"kernel at 0x[0-9a-f]+\.\.0x[0-9a-f]+, \d+ KiB", "kernel at [range], [N] KiB");
+    s
+}
+
+#[test]
+fn task_demo_trace_in_each_mode() {
+    require_kvm!();
+    let ept = task_demo_trace("ept");
+    let shadow = task_demo_trace("shadow");
+    assert!(!ept.contains("pt-write") && shadow.contains("pt-write"), "only shadow mode traps page-table writes");
+    assert_eq!(shadow, task_demo_trace("shadow"), "a shadow-mode trace is deterministic");
+    settings().bind(|| {
+        insta::assert_snapshot!("task_demo_ept", ept);
+        insta::assert_snapshot!("task_demo_shadow", shadow);
+    });
+}
