@@ -67,10 +67,16 @@ Guest commands (the words after `--`, read by the built-in pv-guest):
   panic                   panic in the guest kernel (hv reports `guest panicked at ...`)
   fault ud|gp|pf|de       raise a CPU exception in the guest (hv reports `guest exception ...`)
   triple-fault            make the virtual CPU shut down (hv prints a register dump)
+  blk-read-sum LBA COUNT  (--disk) read COUNT sectors from LBA and print their FNV-1a hash
+  blk-fill LBA COUNT BYTE (--disk) fill COUNT sectors from LBA with BYTE
+  blk-bench SECTORS COUNT read COUNT requests of SECTORS sectors (used by `hv blk-bench`)
+  task-demo               run one small ring-3 task (a short trace: compare --mmu ept and shadow)
+  hostile-ptes            (--mmu shadow) write page-table entries hv must refuse; each is refused
 
 Examples:
   hv run
   hv run --stats -- selftest
+  hv run --mmu shadow --stats -- selftest
   hv run --trace boot.trace -- echo hello";
 
 /// Options of `hv run`.
