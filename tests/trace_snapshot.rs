@@ -23,6 +23,7 @@ fn settings() -> insta::Settings {
     let mut s = insta::Settings::clone_current();
     s.add_filter(r"entry=0x[0-9a-f]+", "entry=[entry]");
     s.add_filter(r"gpa=0x[0-9a-f]+", "gpa=[gpa]");
+    s.add_filter(r"counters=0x[0-9a-f]+", "counters=[counters]");
     s.add_filter(r"kernel at 0x[0-9a-f]+\.\.0x[0-9a-f]+, \d+ KiB", "kernel at [range], [N] KiB");
     s
 }
