@@ -75,17 +75,6 @@ fn task_demo_trace(mode: &str) -> String {
     text
 }
 
-/// Addresses that move when the guest kernel changes size are redacted; the order of
-/// events, the pool and shadow addresses, and the counts stay.
-fn settings() -> insta::Settings {
-    let mut s = insta::Settings::clone_current();
-    s.add_filter(r"entry=0x[0-9a-f]+", "entry=[entry]");
-    s.add_filter(r"gpa=0x[0-9a-f]+", "gpa=[gpa]");
-    s.add_filter(r"value=0x[0-9a-f]+", "value=[value]");
-    s.add_filter(r"counters=0x[0-9a-f]+", "counters=[counters]");
-    s.add_filter(r"kernel at 0x[0-9a-f]+\.\.0x[0-9a-f]+, \d+ KiB", "kernel at [range], [N] KiB");
-    s
-}
 
 #[test]
 fn task_demo_trace_in_each_mode() {
@@ -94,7 +83,7 @@ fn task_demo_trace_in_each_mode() {
     let shadow = task_demo_trace("shadow");
     assert!(!ept.contains("pt-write") && shadow.contains("pt-write"), "only shadow mode traps page-table writes");
     assert_eq!(shadow, task_demo_trace("shadow"), "a shadow-mode trace is deterministic");
-    settings().bind(|| {
+    common::trace_snapshot_settings().bind(|| {
         insta::assert_snapshot!("task_demo_ept", ept);
         insta::assert_snapshot!("task_demo_shadow", shadow);
     });

@@ -19,20 +19,11 @@ fn redacted_trace(args: &[&str]) -> String {
     text
 }
 
-fn settings() -> insta::Settings {
-    let mut s = insta::Settings::clone_current();
-    s.add_filter(r"entry=0x[0-9a-f]+", "entry=[entry]");
-    s.add_filter(r"gpa=0x[0-9a-f]+", "gpa=[gpa]");
-    s.add_filter(r"counters=0x[0-9a-f]+", "counters=[counters]");
-    s.add_filter(r"kernel at 0x[0-9a-f]+\.\.0x[0-9a-f]+, \d+ KiB", "kernel at [range], [N] KiB");
-    s
-}
-
 #[test]
 fn default_boot_trace() {
     require_kvm!();
     let trace = redacted_trace(&[]);
-    settings().bind(|| insta::assert_snapshot!("default_boot", trace));
+    common::trace_snapshot_settings().bind(|| insta::assert_snapshot!("default_boot", trace));
 }
 
 /// One block request at a time, so every step is in cause-and-effect order: the
@@ -47,7 +38,7 @@ fn block_read_and_write_trace() {
     let write = redacted_trace(&["--disk", &disk_arg, "--", "blk-fill", "8", "8", "7"]);
     std::fs::remove_file(&disk).ok();
     let blk_only = |t: &str| t.lines().filter(|l| l.contains(" blk ")).collect::<Vec<_>>().join("\n");
-    settings().bind(|| {
+    common::trace_snapshot_settings().bind(|| {
         insta::assert_snapshot!("block_read", blk_only(&read));
         insta::assert_snapshot!("block_write", blk_only(&write));
     });

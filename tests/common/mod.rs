@@ -109,3 +109,16 @@ pub fn selftest_counts(stdout: &str) -> Option<(u32, u32)> {
     let failed = rest.strip_suffix(" failed")?;
     Some((passed.parse().ok()?, failed.parse().ok()?))
 }
+
+/// Filters for trace snapshots: addresses that move whenever the guest kernel changes
+/// size are redacted; the order of events, the page-table pool and shadow addresses, and
+/// the counts stay.
+pub fn trace_snapshot_settings() -> insta::Settings {
+    let mut s = insta::Settings::clone_current();
+    s.add_filter(r"entry=0x[0-9a-f]+", "entry=[entry]");
+    s.add_filter(r"gpa=0x[0-9a-f]+", "gpa=[gpa]");
+    s.add_filter(r"value=0x[0-9a-f]+", "value=[value]");
+    s.add_filter(r"counters=0x[0-9a-f]+", "counters=[counters]");
+    s.add_filter(r"kernel at 0x[0-9a-f]+\.\.0x[0-9a-f]+, \d+ KiB", "kernel at [range], [N] KiB");
+    s
+}
