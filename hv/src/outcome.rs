@@ -69,6 +69,14 @@ pub enum GuestStop {
         /// Registers at the time.
         dump: Option<RegisterDump>,
     },
+    /// Shadow mode: a page-table store hv could not apply (say, one that runs past the
+    /// end of the page-table pool).
+    PageTableStoreRefused {
+        /// Why.
+        what: String,
+        /// Registers at the time.
+        dump: Option<RegisterDump>,
+    },
     /// KVM could not run the vCPU (failed entry, internal error, unexpected exit).
     KvmFailure {
         /// What KVM said.
@@ -132,6 +140,9 @@ impl GuestStop {
                 ),
                 dump,
             ),
+            GuestStop::PageTableStoreRefused { what, dump } => {
+                with_dump(format!("hv could not apply a guest page-table store (shadow mode): {what}"), dump)
+            }
             GuestStop::KvmFailure { what, dump } => with_dump(format!("KVM could not run the guest: {what}"), dump),
         })
     }

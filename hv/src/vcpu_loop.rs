@@ -204,7 +204,7 @@ fn handle_mmio_write(machine: &mut Machine, cx: &mut LoopContext, gpa: u64, data
             None
         }
         Ok(MmioWrite::Elsewhere) => Some(GuestStop::NotRam { gpa, write: true, len: data.len(), dump: machine.register_dump() }),
-        Err(e) => Some(GuestStop::KvmFailure { what: format!("shadow paging failed on a page-table write: {e}"), dump: machine.register_dump() }),
+        Err(e) => Some(GuestStop::PageTableStoreRefused { what: format!("store at machine {gpa:#x}: {e}"), dump: machine.register_dump() }),
     }
 }
 

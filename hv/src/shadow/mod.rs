@@ -217,3 +217,49 @@ impl ShadowPaging {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use layout::SHADOW_AREA_BASE;
+
+    const RAM: u64 = 8 << 20;
+
+    fn setup() -> (GuestRam, ShadowPaging, u64) {
+        let ram = GuestRam::new(RAM).unwrap();
+        let mut shadow = ShadowPaging::new(RAM).unwrap();
+        let root = shadow.layout().pool.start;
+        shadow.load_root(&ram, root).unwrap();
+        (ram, shadow, root)
+    }
+
+    #[test]
+    fn a_narrow_store_is_merged_into_its_entry() {
+        let (ram, mut shadow, root) = setup();
+        ram.write_u64(root + 8, 0x1111_2222_3333_4444).unwrap();
+        let machine = shadow.layout().machine_of(root + 8 + 4).unwrap();
+        let w = shadow.trapped_write(&ram, machine, &[0xaa, 0xbb, 0xcc, 0xdd]).unwrap();
+        assert_eq!(w, MmioWrite::PageTable(TrappedWrite { entry: root + 8, value: 0xddcc_bbaa_3333_4444, reload: None }));
+        assert_eq!(ram.read_u64(root + 8).unwrap(), 0xddcc_bbaa_3333_4444);
+        assert_eq!(shadow.counters().trapped_pt_writes, 1);
+    }
+
+    #[test]
+    fn a_store_straddling_two_entries_updates_both() {
+        let (ram, mut shadow, root) = setup();
+        let machine = shadow.layout().machine_of(root + 4).unwrap();
+        shadow.trapped_write(&ram, machine, &[1, 2, 3, 4, 5, 6, 7, 8]).unwrap();
+        assert_eq!(ram.read_u64(root).unwrap(), 0x0403_0201_0000_0000);
+        assert_eq!(ram.read_u64(root + 8).unwrap(), 0x0000_0000_0807_0605);
+    }
+
+    #[test]
+    fn stores_outside_the_pool_are_not_page_table_writes() {
+        let (ram, mut shadow, _) = setup();
+        assert_eq!(shadow.trapped_write(&ram, SHADOW_AREA_BASE + 16, &[0; 8]), Ok(MmioWrite::ShadowArea));
+        let data = shadow.layout().machine_of(0x1000).unwrap();
+        assert_eq!(shadow.trapped_write(&ram, data, &[0; 8]), Ok(MmioWrite::Elsewhere));
+        assert_eq!(shadow.trapped_write(&ram, 0xfee0_0000, &[0; 4]), Ok(MmioWrite::Elsewhere));
+        assert_eq!(shadow.counters().trapped_pt_writes, 0);
+    }
+}

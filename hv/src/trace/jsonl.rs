@@ -86,6 +86,9 @@ fn stop_json(stop: &GuestStop) -> Value {
             "event": "stop", "kind": "not_ram", "gpa": hex(*gpa), "write": write, "len": len, "rip": rip(dump),
         }),
         GuestStop::TimedOut { millis, dump } => json!({"event": "stop", "kind": "timed_out", "millis": millis, "rip": rip(dump)}),
+        GuestStop::PageTableStoreRefused { what, dump } => {
+            json!({"event": "stop", "kind": "page_table_store_refused", "what": what, "rip": rip(dump)})
+        }
         GuestStop::KvmFailure { what, dump } => json!({"event": "stop", "kind": "kvm_failure", "what": what, "rip": rip(dump)}),
     }
 }

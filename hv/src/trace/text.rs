@@ -137,6 +137,7 @@ fn describe_stop(stop: &GuestStop) -> String {
             format!("not-ram {} gpa={gpa:#x} len={len} rip={}", if *write { "write" } else { "read" }, rip(dump))
         }
         GuestStop::TimedOut { millis, dump } => format!("timed-out after={millis}ms rip={}", rip(dump)),
+        GuestStop::PageTableStoreRefused { what, dump } => format!("page-table-store-refused {what:?} rip={}", rip(dump)),
         GuestStop::KvmFailure { what, dump } => format!("kvm-failure {what:?} rip={}", rip(dump)),
     }
 }
