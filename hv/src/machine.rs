@@ -69,8 +69,9 @@ pub struct Machine {
     /// Shadow mode's shadow area (a second reference to its mapping, held so it outlives
     /// the memslot that points at it).
     _shadow_area: Option<GuestMemoryMmap>,
-    /// The shadow area's memslot, to re-register it (`forget_shadow_area`).
-    shadow_slot: Option<kvm_userspace_memory_region>,
+    /// The memslot holding the page tables the CPU walks (guest RAM under ept, the
+    /// shadow area under shadow), to re-register it (`forget_cached_translations`).
+    page_table_slot: Option<kvm_userspace_memory_region>,
     nx: bool,
     sync_regs: bool,
 }
@@ -114,7 +115,7 @@ impl Machine {
                     .collect()
             }
         };
-        let mut shadow_slot = None;
+        let mut page_table_slot = None;
         for (number, (machine, size, host, read_only)) in slots.into_iter().enumerate() {
             let region = kvm_userspace_memory_region {
                 slot: number as u32,
@@ -128,8 +129,8 @@ impl Machine {
             // the VM fd is closed (field order), so KVM never sees a mapping go away
             // while the VM can still use it. The layout's test shows slots never overlap.
             ioctl("KVM_SET_USER_MEMORY_REGION", unsafe { vm.set_user_memory_region(region) })?;
-            if shadow.is_some_and(|s| s.layout().in_shadow_area(machine)) {
-                shadow_slot = Some(region);
+            if shadow.is_none_or(|s| s.layout().in_shadow_area(machine)) {
+                page_table_slot = Some(region);
             }
         }
         let shadow_area = shadow.map(|s| s.area().clone());
@@ -148,7 +149,7 @@ impl Machine {
             // exit, so reading them costs no extra ioctl (see `guest_regs`).
             vcpu.set_sync_valid_reg(SyncReg::Register);
         }
-        Ok(Machine { vcpu, vm, kvm, ram, _shadow_area: shadow_area, shadow_slot, nx, sync_regs })
+        Ok(Machine { vcpu, vm, kvm, ram, _shadow_area: shadow_area, page_table_slot, nx, sync_regs })
     }
 
     /// Guest RAM.
@@ -224,17 +225,20 @@ impl Machine {
         self.vcpu.set_sregs(&sregs)
     }
 
-    /// Makes KVM forget everything it derived from the shadow area, by removing its
-    /// memslot and adding it back. Where KVM implements the guest's paging in software,
-    /// that discards KVM's own cached copies of hv's shadow tables (see
-    /// `shadow_mmu::ShadowMmu::take_recycled`); with EPT/NPT it only costs the ioctls.
-    pub fn forget_shadow_area(&mut self) -> Result<(), kvm_ioctls::Error> {
-        let Some(region) = self.shadow_slot else { return Ok(()) };
+    /// Makes KVM forget every translation it derived from the page tables the CPU walks,
+    /// by removing their memslot and adding it back. Needed after hv (from the host
+    /// side) changed or removed an entry the CPU may have used: where KVM implements the
+    /// guest's paging in software, it keeps its own copy of those tables and does not
+    /// see host-side writes (see `shadow_mmu::ShadowMmu::take_flush_needed`). Deleting a
+    /// memslot is the documented way to make KVM drop what it derived from it. With
+    /// EPT/NPT it is not needed for correctness, and costs the ioctls and refaults.
+    pub fn forget_cached_translations(&mut self) -> Result<(), kvm_ioctls::Error> {
+        let Some(region) = self.page_table_slot else { return Ok(()) };
         let removed = kvm_userspace_memory_region { memory_size: 0, ..region };
         // SAFETY: a size of 0 deletes the slot; KVM stops using the mapping.
         unsafe { self.vm.set_user_memory_region(removed) }?;
-        // SAFETY: the same region as at creation: the shadow area mapping, which Machine
-        // keeps alive (`_shadow_area`) until after the VM fd is closed.
+        // SAFETY: the same region as at creation, over a mapping Machine keeps alive (guest
+        // RAM, or `_shadow_area`) until after the VM fd is closed.
         unsafe { self.vm.set_user_memory_region(region) }
     }
 

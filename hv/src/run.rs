@@ -188,6 +188,7 @@ pub fn run(config: &RunConfig, console: Box<dyn Write + Send>, started: Instant)
             pt_pool,
             watchdog: watchdog.as_ref(),
             shadow: shadow.as_mut(),
+            stale_translations: false,
         },
     );
     stats.shadow = shadow.as_ref().map(ShadowPaging::counters);

@@ -31,6 +31,8 @@ pub struct RunStats {
     pub doorbell_exits: u64,
     /// Each device backend's counters.
     pub devices: DeviceStats,
+    /// Times KVM was made to forget cached translations (a memslot removed and re-added).
+    pub translation_flushes: u64,
     /// The memory mode the guest ran in.
     pub mmu: MmuMode,
     /// What the guest counted itself (handed over with `shutdown`), if it reported.
@@ -60,8 +62,10 @@ pub struct ShadowCounters {
     pub tables_built: u64,
     /// Shadow tables freed (nothing reached them any more).
     pub tables_freed: u64,
-    /// Times freed shadow frames were recycled in bulk (each costs one memslot flip).
+    /// Times freed shadow frames were recycled in bulk.
     pub recycles: u64,
+    /// Present shadow entries changed or removed.
+    pub entries_changed: u64,
     /// Guest entries refused by the isolation rules.
     pub refused: u64,
 }
@@ -79,6 +83,7 @@ impl RunStats {
             mmu_update_entries: 0,
             doorbell_exits: 0,
             devices: Vec::new(),
+            translation_flushes: 0,
             mmu: MmuMode::Ept,
             guest: None,
             shadow: None,
@@ -129,12 +134,15 @@ impl RunStats {
             writeln!(f, "    {:<30} {:>12}", "shadow roots evicted", c.roots_evicted)?;
             writeln!(f, "    {:<30} {:>12}", "idle shadow roots dropped", c.roots_invalidated)?;
             writeln!(f, "    {:<30} {:>12}", "shadow tables built / freed", format!("{} / {}", c.tables_built, c.tables_freed))?;
+            writeln!(f, "    {:<30} {:>12}", "present shadow entries changed", c.entries_changed)?;
             writeln!(f, "    {:<30} {:>12}", "shadow area recycled", c.recycles)?;
             write!(f, "    {:<30} {:>12}", "guest entries refused", c.refused)?;
         } else {
             writeln!(f)?;
             write!(f, "    {:<30} {:>12}", "trapped page-table writes", "0 (none trap)")?;
         }
+        writeln!(f)?;
+        write!(f, "    {:<30} {:>12}", "KVM translation flushes", self.translation_flushes)?;
         if let Some(g) = &self.guest {
             writeln!(f)?;
             writeln!(f, "    {:<30} {:>12}", "guest page faults", g.page_faults)?;

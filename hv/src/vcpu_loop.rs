@@ -76,6 +76,8 @@ pub struct LoopContext<'a> {
     pub watchdog: Option<&'a Watchdog>,
     /// Shadow paging, in shadow mode.
     pub shadow: Option<&'a mut ShadowPaging>,
+    /// Set when an ept-mode `mmu_update` changed an entry the CPU may have cached.
+    pub stale_translations: bool,
 }
 
 /// Runs the vCPU until the guest stops.
@@ -90,7 +92,7 @@ pub fn run(machine: &mut Machine, cx: &mut LoopContext) -> GuestStop {
         let reason = exit.reason();
         cx.stats.count_exit(reason);
         cx.tracer.emit(|| trace_exit(&exit));
-        let stop = handle_exit(machine, cx, exit).or_else(|| forget_recycled_shadows(machine, cx));
+        let stop = handle_exit(machine, cx, exit).or_else(|| forget_stale_translations(machine, cx));
         if let Some(stop) = stop {
             cx.tracer.emit(|| TraceEvent::Stop(Box::new(stop.clone())));
             return stop;
@@ -208,15 +210,19 @@ fn handle_mmio_write(machine: &mut Machine, cx: &mut LoopContext, gpa: u64, data
     }
 }
 
-/// Shadow mode: if the engine recycled shadow frames while handling this exit, KVM must
-/// forget the shadow area before the guest runs again.
-fn forget_recycled_shadows(machine: &mut Machine, cx: &mut LoopContext) -> Option<GuestStop> {
-    if !cx.shadow.as_deref_mut().is_some_and(ShadowPaging::take_recycled) {
+/// If hv changed or removed, from the host side, a page-table entry the CPU may have
+/// used (a shadow sync, a recycle, or an ept-mode `mmu_update`), KVM must forget its
+/// cached translations before the guest runs again (`Machine::forget_cached_translations`).
+fn forget_stale_translations(machine: &mut Machine, cx: &mut LoopContext) -> Option<GuestStop> {
+    let shadow_stale = cx.shadow.as_deref_mut().is_some_and(ShadowPaging::take_flush_needed);
+    if !(std::mem::take(&mut cx.stale_translations) || shadow_stale) {
         return None;
     }
-    match machine.forget_shadow_area() {
+    cx.stats.translation_flushes += 1;
+    cx.tracer.emit(|| TraceEvent::TranslationFlush);
+    match machine.forget_cached_translations() {
         Ok(()) => None,
-        Err(e) => Some(GuestStop::KvmFailure { what: format!("re-registering the shadow area failed: {e}"), dump: None }),
+        Err(e) => Some(GuestStop::KvmFailure { what: format!("re-registering a memslot failed: {e}"), dump: None }),
     }
 }
 
@@ -246,6 +252,7 @@ fn handle_hypercall(machine: &mut Machine, cx: &mut LoopContext) -> Option<Guest
     if let (Some(Hypercall::MmuUpdate), Ok(n)) = (Hypercall::from_number(req.nr), outcome.result) {
         cx.stats.mmu_update_entries += n;
     }
+    cx.stale_translations |= outcome.stale_translations;
     if let Some(counters) = outcome.counters {
         cx.stats.guest = Some(counters);
     }

@@ -12,7 +12,7 @@ use core::sync::atomic::Ordering;
 use crate::mmu::address_space::AddressSpace;
 use crate::mmu::writer::PageTableWriter;
 use crate::mmu::{pool, PageSize, Protection, PTE_NO_EXECUTE, PTE_USER, PTE_WRITABLE};
-use crate::task::programs::{HELLO, MAP_UNMAP_LOOP, READ_ADDRESS, TOUCH_PAGES, WRITE_OWN_CODE, YIELD_LOOP};
+use crate::task::programs::{HELLO, MAP_UNMAP_LOOP, READ_ADDRESS, TOUCH_PAGES, USE_AFTER_UNMAP, WRITE_OWN_CODE, YIELD_LOOP};
 use crate::task::{self, TaskExit, USER_STACK_TOP};
 use crate::frames;
 use pv_abi::exception::PAGE_FAULT;
@@ -24,7 +24,7 @@ use crate::selftest::{ensure, TestResult};
 type MemoryTest = (&'static str, fn(&BootInfo) -> TestResult);
 
 /// The tests, by name.
-pub const TESTS: [MemoryTest; 15] = [
+pub const TESTS: [MemoryTest; 17] = [
     ("address_space_maps_translates_and_unmaps", |i| map_translate_unmap(i, false)),
     ("batched_mmu_update_maps_the_same", |i| map_translate_unmap(i, true)),
     ("protect_changes_permissions", protect_changes_permissions),
@@ -38,6 +38,8 @@ pub const TESTS: [MemoryTest; 15] = [
     ("map_unmap_through_batched_mmu_update", |_| map_unmap_loop(true)),
     ("remap_is_seen_by_the_cpu", |i| remap_is_seen_by_the_cpu(i, false)),
     ("remap_through_mmu_update_is_seen_by_the_cpu", |i| remap_is_seen_by_the_cpu(i, true)),
+    ("a_page_is_gone_after_unmap", |_| use_after_unmap(false)),
+    ("a_page_is_gone_after_unmap_through_mmu_update", |_| use_after_unmap(true)),
     ("reused_page_tables_are_seen_by_the_cpu", |i| reused_tables_are_seen_by_the_cpu(i, false, 4)),
     ("many_reused_page_tables_through_mmu_update_are_seen", |i| reused_tables_are_seen_by_the_cpu(i, true, 80)),
 ];
@@ -161,6 +163,20 @@ fn tasks_switch() -> TestResult {
     let r = run(&[(&YIELD_LOOP, [rounds, 0]), (&YIELD_LOOP, [rounds, 0]), (&YIELD_LOOP, [rounds, 0])])?;
     ensure(r[..3].iter().all(|x| *x == Some(TaskExit::Exited(0))), "a yielding task did not finish")?;
     ensure(task::CR3_LOADS.load(Ordering::Relaxed) - loads >= 3 * rounds, "tasks did not switch address spaces")
+}
+
+/// A task maps, touches and unmaps a page, then reads it again: the read must fault.
+/// The CPU has used the mapping, so this checks that removing it really removes it,
+/// whoever keeps the translation (the guest's tables, KVM's MMU, hv's shadow).
+fn use_after_unmap(batched: bool) -> TestResult {
+    task::use_batched_updates(batched);
+    let r = run(&[(&USE_AFTER_UNMAP, [TEST_VA, 0])]);
+    task::use_batched_updates(false);
+    match r?[0] {
+        Some(TaskExit::Killed { vector: PAGE_FAULT, address, .. }) if address == TEST_VA => Ok(()),
+        Some(TaskExit::Exited(0)) => Err("the page was still readable after unmap"),
+        _ => Err("the task ended some other way"),
+    }
 }
 
 fn map_unmap_loop(batched: bool) -> TestResult {

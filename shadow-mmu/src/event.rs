@@ -110,4 +110,6 @@ pub struct ShadowStats {
     pub all_dropped: u64,
     /// Times freed shadow frames were made reusable in bulk.
     pub recycles: u64,
+    /// Present shadow entries changed or removed (each needs the CPU's cached copy gone).
+    pub entries_changed: u64,
 }

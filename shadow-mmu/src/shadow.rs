@@ -107,8 +107,9 @@ pub struct ShadowMmu {
     /// Freed shadow frames that may not be reused until the caller has made the CPU
     /// forget what it cached from them (see [`ShadowMmu::take_recycled`]).
     retired: Vec<u64>,
-    /// Set when retired frames became reusable; cleared by `take_recycled`.
-    recycled: bool,
+    /// Set when something the CPU may have cached from the shadow area changed in a way
+    /// it would not notice by itself; cleared by `take_flush_needed`.
+    flush_needed: bool,
     next_fresh: u64,
     /// Guest roots with a cached shadow, most recently loaded first.
     roots: VecDeque<u64>,
@@ -134,7 +135,7 @@ impl ShadowMmu {
             tables: HashMap::new(),
             free: Vec::new(),
             retired: Vec::new(),
-            recycled: false,
+            flush_needed: false,
             next_fresh,
             roots: VecDeque::new(),
             current: None,
@@ -242,6 +243,11 @@ impl ShadowMmu {
             let slot = Machine(shadow * PAGE_SIZE + index * 8);
             let old = mem.read_u64(slot)?;
             mem.write_u64(slot, new)?;
+            if pte::present(old) && old != new {
+                // A translation the CPU may hold was changed or removed.
+                self.flush_needed = true;
+                self.stats.entries_changed += 1;
+            }
             // Only now may the old child go: if it is also the new one, the reference
             // `reflect` just took keeps it alive.
             self.release_child(mem, old, level);
@@ -437,25 +443,27 @@ impl ShadowMmu {
     /// CPU forget translations cached from shadow tables.
     fn recycle(&mut self) {
         self.free.append(&mut self.retired);
-        self.recycled = true;
+        self.flush_needed = true;
         self.stats.recycles += 1;
         self.events.push(ShadowEvent::AreaRecycled);
     }
 
-    /// Whether freed shadow frames were made reusable since the last call. If so, the
-    /// caller must make the CPU drop everything it may have cached from the shadow area
-    /// before the guest runs again.
+    /// Whether, since the last call, a shadow entry the CPU may have cached was changed
+    /// or removed, or freed shadow frames were made reusable. If so, the caller must make
+    /// the CPU drop everything it cached from the shadow area before the guest runs again.
     ///
-    /// Why: a CPU with a TLB only caches translations, and a CR3 load flushes them. But
-    /// where KVM itself implements the guest's paging in software (hosts without EPT/NPT,
-    /// nested setups), KVM keeps its own shadow of *our* shadow tables, keyed by frame,
-    /// across CR3 loads; it trusts that a table only changes through writes it sees.
-    /// hv's writes come from the host side, which KVM does not see. Changes the guest
-    /// itself follows with `invlpg` are picked up; a frame reused for a different table
-    /// is not. So freed frames rest in a retired list and are reused only in bulk, after
-    /// the VMM has told KVM the shadow area changed (hv re-registers its memslot).
-    pub fn take_recycled(&mut self) -> bool {
-        std::mem::take(&mut self.recycled)
+    /// Why this is needed beyond the guest's own `invlpg`: a CPU with a TLB only caches
+    /// translations, and `invlpg` or a CR3 load drops them. But where KVM itself
+    /// implements the guest's paging in software (hosts without EPT/NPT, nested setups,
+    /// the PVM development machines), KVM keeps its own shadow of *our* shadow tables,
+    /// keyed by frame, across `invlpg` and CR3 loads. It keeps that copy right by
+    /// write-protecting the tables against the guest; writes from the host side, which is
+    /// where hv writes, go unnoticed. Measured on the development host: pages unmapped
+    /// this way stayed readable, and a frame reused at once for another table gave wrong
+    /// translations. Entries that only become present need nothing (nothing was cached),
+    /// and freed frames are reused in bulk (a recycle) so that this happens rarely.
+    pub fn take_flush_needed(&mut self) -> bool {
+        std::mem::take(&mut self.flush_needed)
     }
 
     /// Forgets every shadow (the area is full): they are rebuilt on the next root load.
@@ -465,7 +473,7 @@ impl ShadowMmu {
         self.roots.clear();
         self.free.clear();
         self.retired.clear();
-        self.recycled = true;
+        self.flush_needed = true;
         self.next_fresh = self.config.shadow_area.start;
         self.stats.all_dropped += 1;
         self.events.push(ShadowEvent::AllDropped);

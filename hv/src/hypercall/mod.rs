@@ -54,19 +54,21 @@ pub struct HypercallOutcome {
     pub counters: Option<GuestCounters>,
     /// Shadow mode: the machine address CR3 must hold from now on.
     pub cr3: Option<u64>,
+    /// ept mode: `mmu_update` changed or removed an entry the CPU may have cached.
+    pub stale_translations: bool,
 }
 
 impl HypercallOutcome {
     fn value(v: u64) -> Self {
-        HypercallOutcome { result: Ok(v), stop: None, text: None, counters: None, cr3: None }
+        HypercallOutcome { result: Ok(v), stop: None, text: None, counters: None, cr3: None, stale_translations: false }
     }
 
     fn error(e: HypercallError) -> Self {
-        HypercallOutcome { result: Err(e), stop: None, text: None, counters: None, cr3: None }
+        HypercallOutcome { result: Err(e), stop: None, text: None, counters: None, cr3: None, stale_translations: false }
     }
 
     fn stop(stop: GuestStop) -> Self {
-        HypercallOutcome { result: Ok(0), stop: Some(stop), text: None, counters: None, cr3: None }
+        HypercallOutcome { result: Ok(0), stop: Some(stop), text: None, counters: None, cr3: None, stale_translations: false }
     }
 }
 
@@ -195,12 +197,18 @@ fn mmu_update(cx: &mut HypercallContext, gpa: u64, count: u64) -> HypercallOutco
             Err(e) => HypercallOutcome::error(shadow_error(e)),
         };
     }
+    // In ept mode the CPU walks these very tables. Where KVM does that in software it
+    // keeps its own copy and does not see these host-side writes, so replacing a
+    // present entry means KVM must be told to forget (see `forget_stale_translations`).
+    let mut stale_translations = false;
     for (entry, value) in updates {
+        let old = cx.ram.read_u64(entry).unwrap_or(0);
         if cx.ram.write_u64(entry, value).is_err() {
             return HypercallOutcome::error(HypercallError::Fault);
         }
+        stale_translations |= old & 1 != 0 && old != value;
     }
-    HypercallOutcome::value(count)
+    HypercallOutcome { stale_translations, ..HypercallOutcome::value(count) }
 }
 
 /// `set_cr3`: load an address space. Only shadow mode needs it: in ept mode the guest

@@ -186,12 +186,12 @@ impl ShadowPaging {
         Ok(Some(self.engine.load_root(&mut view, GuestPhys(root))?.0))
     }
 
-    /// Whether freed shadow frames became reusable since the last call: then the vCPU
-    /// must not run again before KVM has forgotten what it cached from the shadow area
-    /// ([`crate::machine::Machine::forget_shadow_area`]; the reason is at
-    /// `ShadowMmu::take_recycled`).
-    pub fn take_recycled(&mut self) -> bool {
-        self.engine.take_recycled()
+    /// Whether a shadow entry the CPU may have cached changed, or shadow frames were
+    /// recycled, since the last call: then the vCPU must not run again before KVM has
+    /// forgotten what it cached ([`crate::machine::Machine::forget_cached_translations`];
+    /// the reason is at `ShadowMmu::take_flush_needed`).
+    pub fn take_flush_needed(&mut self) -> bool {
+        self.engine.take_flush_needed()
     }
 
     /// The engine's events since the last call, for the trace.
@@ -213,6 +213,7 @@ impl ShadowPaging {
             tables_built: s.tables_built,
             tables_freed: s.tables_freed,
             recycles: s.recycles,
+            entries_changed: s.entries_changed,
             refused: s.refused,
         }
     }

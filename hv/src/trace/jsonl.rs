@@ -43,6 +43,7 @@ pub fn format_event(seq: u64, event: &TraceEvent) -> Value {
             "event": "pt_write", "machine": hex(*machine), "entry": hex(*entry), "value": hex(*value),
         }),
         TraceEvent::Shadow(event) => json!({"event": "shadow", "what": text::describe_shadow(event)}),
+        TraceEvent::TranslationFlush => json!({"event": "translation_flush"}),
         TraceEvent::ShadowAreaWrite { machine } => json!({"event": "shadow_area_write", "machine": hex(*machine)}),
         TraceEvent::Stop(stop) => stop_json(stop),
     };

@@ -127,6 +127,9 @@ pub enum TraceEvent {
         /// Machine address of the store.
         machine: u64,
     },
+    /// KVM was made to forget its cached translations (a memslot removed and re-added)
+    /// because hv changed a page-table entry the CPU may have cached.
+    TranslationFlush,
     /// Something a device backend did (on its own thread).
     Device(DeviceEvent),
     /// The guest stopped (boxed: a register dump is large, and events are moved often).

@@ -45,6 +45,7 @@ fn describe(event: &TraceEvent) -> (&'static str, String) {
             ("pt-write", format!("trapped store machine={machine:#x} entry={entry:#x} value={value:#x}"))
         }
         TraceEvent::Shadow(event) => ("shadow", describe_shadow(event)),
+        TraceEvent::TranslationFlush => ("flush", "KVM told to forget cached translations (memslot re-registered)".to_string()),
         TraceEvent::ShadowAreaWrite { machine } => ("shadow", format!("REFUSED store to the shadow area machine={machine:#x}")),
         TraceEvent::Stop(stop) => ("stop", describe_stop(stop)),
     }

@@ -323,18 +323,58 @@ pub fn unmap_anonymous(address: u64, len: u64) -> bool {
         return false;
     };
     let Some(region) = task.regions[slot].take() else { return false };
+    // The order matters: the entries must be gone from the tables (the batch sent)
+    // before the TLB entries are dropped, or the CPU could refill them from the old
+    // entries; and a frame may be reused only after no mapping of it can remain.
+    let mut unmapped = UnmappedPages::new();
     let mut va = region.start;
+    let mut ok = true;
     while va < region.end {
         if let Ok((frame, size)) = task.space.unmap(st.writer, va) {
+            if unmapped.is_full() {
+                ok &= unmapped.release(st.writer);
+            }
+            unmapped.push(va, frame, size);
+        }
+        va += region.size.bytes();
+    }
+    ok & unmapped.release(st.writer)
+}
+
+/// Pages taken out of an address space whose TLB entries and frames are released
+/// together once their page-table writes have been sent.
+struct UnmappedPages {
+    pages: [(u64, u64, PageSize); 64],
+    len: usize,
+}
+
+impl UnmappedPages {
+    fn new() -> Self {
+        UnmappedPages { pages: [(0, 0, PageSize::Small); 64], len: 0 }
+    }
+
+    fn is_full(&self) -> bool {
+        self.len == self.pages.len()
+    }
+
+    fn push(&mut self, va: u64, frame: u64, size: PageSize) {
+        self.pages[self.len] = (va, frame, size);
+        self.len += 1;
+    }
+
+    /// Sends the writes, then drops each TLB entry and frees each frame.
+    fn release(&mut self, w: &mut PageTableWriter) -> bool {
+        let sent = w.flush().is_ok();
+        for &(va, frame, size) in &self.pages[..self.len] {
             cpu::invlpg(va);
             match size {
                 PageSize::Small => frames::free(frame),
                 PageSize::Large => frames::free_large(frame),
             }
         }
-        va += region.size.bytes();
+        self.len = 0;
+        sent
     }
-    st.writer.flush().is_ok()
 }
 
 /// Copies from the running task's memory through its page tables; false if any byte is

@@ -42,6 +42,8 @@ extern "C" {
     fn user_yield_loop_end();
     fn user_map_unmap_loop();
     fn user_map_unmap_loop_end();
+    fn user_use_after_unmap();
+    fn user_use_after_unmap_end();
 }
 
 /// Writes a greeting with the `write` system call and exits with 0.
@@ -56,6 +58,11 @@ pub const WRITE_OWN_CODE: UserProgram =
 pub const READ_ADDRESS: UserProgram = UserProgram { name: "read-address", start: user_read_address, end: user_read_address_end };
 /// `yield_loop(n)`: yields n times, then exits with 0.
 pub const YIELD_LOOP: UserProgram = UserProgram { name: "yield-loop", start: user_yield_loop, end: user_yield_loop_end };
+/// `use_after_unmap(addr)`: maps a page at addr, writes it, unmaps it, then reads it
+/// again: must be killed with a page fault at addr (exits 0 only if a stale mapping
+/// survived the unmap).
+pub const USE_AFTER_UNMAP: UserProgram =
+    UserProgram { name: "use-after-unmap", start: user_use_after_unmap, end: user_use_after_unmap_end };
 /// `map_unmap_loop(addr, n)`: n times: map a page at addr, write and read it back, unmap.
 pub const MAP_UNMAP_LOOP: UserProgram =
     UserProgram { name: "map-unmap-loop", start: user_map_unmap_loop, end: user_map_unmap_loop_end };
@@ -158,5 +165,24 @@ core::arch::global_asm!(
     "    int 0x80",
     ".global user_map_unmap_loop_end",
     "user_map_unmap_loop_end:",
+    // use_after_unmap(rdi = address)
+    ".global user_use_after_unmap",
+    "user_use_after_unmap:",
+    "    mov r12, rdi",
+    "    mov esi, 4096",
+    "    xor edx, edx",
+    "    mov eax, 2",
+    "    int 0x80",
+    "    mov byte ptr [r12], 0x5a",
+    "    mov rdi, r12",
+    "    mov esi, 4096",
+    "    mov eax, 3",
+    "    int 0x80",
+    "    mov al, byte ptr [r12]",
+    "    xor edi, edi",
+    "    xor eax, eax",
+    "    int 0x80",
+    ".global user_use_after_unmap_end",
+    "user_use_after_unmap_end:",
     ".text",
 );
