@@ -29,6 +29,7 @@ pub fn run(info: &BootInfo) -> u8 {
         Some("blk-read-sum") => crate::blk_commands::read_sum(words),
         Some("blk-fill") => crate::blk_commands::fill(words),
         Some("blk-bench") => crate::blk_commands::bench(info, words),
+        Some("bench") => crate::bench::run(info, words),
         Some(other) => {
             println!("pv-guest: unknown command '{other}'");
             usage()
