@@ -286,8 +286,8 @@ fn bench_command(args: BenchArgs) -> ExitCode {
     };
     print!("{}", bench::report::render(&report));
     let mut ok = report.complete();
-    let outputs: [(&Option<PathBuf>, fn(&bench::results::BenchReport, &std::path::Path) -> std::io::Result<()>, &str); 2] =
-        [(&args.json, bench::json::write, "JSON"), (&args.plot, bench::plot::write, "plot")];
+    type Writer = fn(&bench::results::BenchReport, &std::path::Path) -> std::io::Result<()>;
+    let outputs: [(&Option<PathBuf>, Writer, &str); 2] = [(&args.json, bench::json::write, "JSON"), (&args.plot, bench::plot::write, "plot")];
     for (path, write, what) in outputs {
         if let Some(path) = path {
             match write(&report, path) {

@@ -44,10 +44,10 @@ pub fn render(report: &BenchReport) -> String {
     let _ = writeln!(s);
     let _ = writeln!(
         s,
-        "  {:<18} {:<6} {:>10} {:>6} {:>8} {:>8} {:>8} {:>7} {:>6} {:>7}  {}",
-        "workload", "mode", "time/op", "spread", "exits", "trapped", "mmu_upd", "syncs", "CR3", "faults", "exits by reason"
+        "  {:<18} {:<6} {:>10} {:>6} {:>8} {:>8} {:>8} {:>7} {:>6} {:>7}  exits by reason",
+        "workload", "mode", "time/op", "spread", "exits", "trapped", "mmu_upd", "syncs", "CR3", "faults"
     );
-    let _ = writeln!(s, "  {:<18} {:<6} {:>10} {:>6} {:>8} {:>8} {:>8} {:>7} {:>6} {:>7}", "", "", "", "", "/op", "PT wr/op", "ent./op", "/op", "/op", "/op");
+    let _ = writeln!(s, "  {:<44} {:>8} {:>8} {:>8} {:>7} {:>6} {:>7}", "", "/op", "PT wr/op", "ent./op", "/op", "/op", "/op");
     for r in &report.results {
         match &r.measured {
             Some(m) => {
@@ -67,6 +67,9 @@ pub fn render(report: &BenchReport) -> String {
                     opt(p.guest_page_faults),
                     main_exit_reasons(r)
                 );
+            }
+            None if report.mode_failures.iter().any(|m| m.mode == r.mode) => {
+                let _ = writeln!(s, "  {:<18} {:<6} not measured: no VM could run in this mode (see failures)", r.workload, r.mode);
             }
             None => {
                 let why = r.error.as_deref().unwrap_or("failed").lines().next().unwrap_or("");
