@@ -64,8 +64,7 @@ fn colour(mode: &str) -> &'static str {
 
 /// The chart as an SVG document.
 pub fn render(report: &BenchReport) -> String {
-    let mut workloads: Vec<&str> = report.results.iter().map(|r| r.workload).collect();
-    workloads.dedup();
+    let workloads = report.workloads();
     let modes = &report.modes;
     let group = BAR * modes.len().max(1) as f64 + GROUP_GAP;
     let height = TOP + group * workloads.len() as f64 + BOTTOM;
@@ -159,8 +158,8 @@ mod tests {
             modes: vec!["ept", "shadow"],
             results: vec![
                 result("tlb-miss/4k", "ept", Some(measured(150.0))),
-                result("tlb-miss/4k", "shadow", Some(measured(160.0))),
                 result("aspace", "ept", Some(measured(30e6))),
+                result("tlb-miss/4k", "shadow", Some(measured(160.0))),
                 result("aspace", "shadow", None),
             ],
             mode_failures: vec![],
@@ -179,6 +178,7 @@ mod tests {
         assert_eq!(svg.matches("shadow: not measured").count(), 1);
         assert_eq!(svg.matches("<text").count(), svg.matches("</text>").count());
         assert!(svg.contains("tlb-miss/4k") && svg.contains("aspace") && svg.contains("bare KVM exit"));
+        assert_eq!(svg.matches(">aspace</text>").count(), 1, "one group per workload, results come mode by mode");
     }
 
     #[test]

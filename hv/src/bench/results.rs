@@ -168,6 +168,17 @@ impl BenchReport {
         self.results.iter().find(|r| r.workload == workload && r.mode == mode)?.measured.as_ref()
     }
 
+    /// The workloads in the results, each once, in order.
+    pub fn workloads(&self) -> Vec<&'static str> {
+        let mut seen = Vec::new();
+        for r in &self.results {
+            if !seen.contains(&r.workload) {
+                seen.push(r.workload);
+            }
+        }
+        seen
+    }
+
     /// Whether everything asked for was measured and verified.
     pub fn complete(&self) -> bool {
         self.mode_failures.is_empty()
@@ -180,12 +191,7 @@ impl BenchReport {
     pub fn compute_comparisons(&mut self) {
         let mut out = Vec::new();
         let median = |m: &Measured| m.time_per_op_ns.median;
-        let workloads: Vec<&'static str> = {
-            let mut w: Vec<_> = self.results.iter().map(|r| r.workload).collect();
-            w.dedup();
-            w
-        };
-        for w in &workloads {
+        for w in &self.workloads() {
             if let (Some(s), Some(e)) = (self.measured(w, "shadow"), self.measured(w, "ept")) {
                 out.push(Comparison::new(w, "shadow/ept", None, median(s), median(e)));
             }
