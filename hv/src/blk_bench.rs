@@ -78,17 +78,23 @@ pub enum BlkBenchError {
     Image(#[from] std::io::Error),
 }
 
-/// A scratch image, removed when dropped.
-struct ScratchImage(PathBuf);
+/// A scratch image, removed when dropped (`hv bench` uses it too).
+pub(crate) struct ScratchImage(PathBuf);
 
 impl ScratchImage {
-    fn create() -> std::io::Result<Self> {
+    /// Where the image is.
+    pub(crate) fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// An image of `bytes` (whole MiB) of varying, non-zero content.
+    pub(crate) fn create(bytes: u64) -> std::io::Result<Self> {
         let path = std::env::temp_dir().join(format!("hv-blk-bench-{}.img", std::process::id()));
         let mut file = std::fs::File::create(&path)?;
         // Non-zero, varying content, so neither side can take a shortcut on zeros.
         let mut block = vec![0u8; 1 << 20];
         let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        for mib in 0..SCRATCH_IMAGE_BYTES >> 20 {
+        for mib in 0..bytes >> 20 {
             for chunk in block.chunks_mut(8) {
                 x ^= x << 13;
                 x ^= x >> 7;
@@ -114,7 +120,7 @@ pub fn run(config: &BlkBenchConfig) -> Result<Vec<BlkBenchRow>, BlkBenchError> {
         Some(_) => None,
         None => {
             eprintln!("hv blk-bench: making a {} MiB scratch image", SCRATCH_IMAGE_BYTES >> 20);
-            Some(ScratchImage::create()?)
+            Some(ScratchImage::create(SCRATCH_IMAGE_BYTES)?)
         }
     };
     let disk = config.disk.clone().unwrap_or_else(|| scratch.as_ref().map(|s| s.0.clone()).unwrap_or_default());
@@ -182,7 +188,7 @@ fn guest_run(disk: &Path, sectors: u64, requests: u64, suppression: bool) -> Res
 }
 
 /// The host reading the same bytes the guest read: sequential preads of the same size.
-fn host_read_seconds(disk: &Path, request_bytes: u64, requests: u64) -> Result<f64, BlkBenchError> {
+pub(crate) fn host_read_seconds(disk: &Path, request_bytes: u64, requests: u64) -> Result<f64, BlkBenchError> {
     let file = std::fs::File::open(disk)?;
     let len = file.metadata()?.len();
     let mut buf = vec![0u8; request_bytes as usize];

@@ -19,6 +19,7 @@
 //! | [`console`] | where guest output goes |
 //! | [`outcome`] | how a run ends, and the messages for each ending |
 //! | [`trace`], [`stats`] | what a student can look at afterwards |
+//! | [`bench`] | `hv bench`: shadow paging against ept, workloads and baselines in one run |
 //! | [`blk_bench`], [`host_info`] | `hv blk-bench`: block ring throughput against the host, honestly labelled |
 //!
 //! ## DESIGN
@@ -30,6 +31,7 @@
 //!   console, the trace and the exit code.
 #![deny(missing_docs)]
 
+pub mod bench;
 pub mod blk_bench;
 pub mod boot;
 pub mod cli;

@@ -31,6 +31,7 @@ pub fn run(info: &BootInfo) -> u8 {
         Some("blk-bench") => crate::blk_commands::bench(info, words),
         Some("hostile-ptes") => crate::hostile_ptes::run(info),
         Some("task-demo") => task_demo(),
+        Some("bench") => crate::bench::run(info, words),
         Some(other) => {
             println!("pv-guest: unknown command '{other}'");
             usage()

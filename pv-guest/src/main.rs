@@ -21,6 +21,7 @@
 //! | `mmu/` | page tables through the paravirtual MMU interface; address spaces |
 //! | `task/` | ring-3 tasks: user programs, system calls, scheduling, demand paging |
 //! | `selftest_memory.rs` | self-tests of address spaces and tasks |
+//! | `bench/` | the guest half of `hv bench`: workloads as ring-3 tasks |
 //! | `blk_commands.rs` | `blk-read-sum`, `blk-fill`: block I/O you can check from outside |
 //! | `panic.rs` | a Rust panic becomes a `report_panic` hypercall |
 //! | `commands.rs` | what the words after `hv run --` ask the guest to do |
@@ -34,6 +35,7 @@
 #![no_main]
 
 mod apic;
+mod bench;
 mod blk_commands;
 mod boot;
 mod commands;

@@ -20,6 +20,12 @@ pub struct UserProgram {
 }
 
 impl UserProgram {
+    /// A program whose code lies between the labels `start` and `end` (for programs
+    /// defined outside this file, such as the benchmark workloads in `bench/`).
+    pub const fn new(name: &'static str, start: unsafe extern "C" fn(), end: unsafe extern "C" fn()) -> Self {
+        UserProgram { name, start, end }
+    }
+
     /// The program's machine code.
     pub fn code(&self) -> &'static [u8] {
         let (start, end) = (self.start as *const () as usize, self.end as *const () as usize);

@@ -9,6 +9,7 @@
 //! | 2 | map | address, length, flags (1 = 2 MiB pages) | 0: anonymous demand-zero memory, read-write |
 //! | 3 | unmap | address, length | 0 |
 //! | 4 | write | buffer, length (≤ 4096) | bytes written to the console |
+//! | 5 | bench_report | TSC cycles, checksum | 0 (`-ENOSPC` when the record is full); see `bench/` |
 //!
 //! ## How a system call reaches the kernel, on every host
 //!
@@ -32,6 +33,8 @@ pub const SYS_MAP: u64 = 2;
 pub const SYS_UNMAP: u64 = 3;
 /// Write to the console.
 pub const SYS_WRITE: u64 = 4;
+/// Hand a benchmark measurement to the kernel (see `crate::bench`).
+pub const SYS_BENCH_REPORT: u64 = 5;
 
 /// Error results (negated errno values, as hypercalls use).
 const EINVAL: u64 = (-22i64) as u64;
@@ -60,6 +63,7 @@ pub fn handle(frame: &mut TrapFrame) {
         }
         SYS_UNMAP => frame.rax = if task::unmap_anonymous(frame.rdi, frame.rsi) { 0 } else { EINVAL },
         SYS_WRITE => frame.rax = write(frame.rdi, frame.rsi),
+        SYS_BENCH_REPORT => frame.rax = crate::bench::record_report(frame.rdi, frame.rsi),
         _ => frame.rax = ENOSYS,
     }
 }

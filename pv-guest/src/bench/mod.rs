@@ -1,0 +1,248 @@
+//! The guest half of `hv bench`: `bench WORKLOAD REPS OPS [ARG]`.
+//!
+//! hv boots a fresh VM per workload and memory mode and passes this command. The kernel
+//! runs the workload REPS times with OPS operations each and prints one line per
+//! repetition, then a closing line:
+//!
+//! ```text
+//! bench-rep: rep=0 ops=256 cycles=1234567 check=0x1f00
+//! bench-done: workload=pt-update-direct reps=5 ops=256 tsc_khz=2100000
+//! ```
+//!
+//! `cycles` is guest TSC cycles for the repetition's OPS operations; `check` is the
+//! workload's checksum, which hv compares with the value it predicts (so a fast wrong
+//! answer fails). On failure the last line is `bench-error: MESSAGE`.
+//!
+//! Most workloads are ring-3 tasks (`programs.rs`) that time their own loop and hand
+//! the kernel (cycles, checksum) with the `bench_report` system call. Three are timed
+//! by the kernel, because what they measure is kernel work: `aspace` (creating and
+//! destroying address spaces is the kernel's job), `hypercall` (a ring-3 task cannot
+//! make one) and `blk` (the block frontend is in the kernel, see `blk_commands.rs`,
+//! whose own `blk-bench` lines are the repetitions there).
+//!
+//! With OPS = 0 every workload does its fixed work (boot, tasks spawned, memory mapped
+//! and unmapped, working set filled) without the measured operations. hv runs that too
+//! and subtracts its counters, so "exits per operation" excludes boot and setup.
+
+mod programs;
+
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use pv_abi::BootInfo;
+
+use crate::task::programs::UserProgram;
+use crate::task::{self, TaskExit};
+use crate::{cpu, hypercall, println};
+use programs::{ASPACE_CHILD, PAGEFAULT, PING_PONG, PT_UPDATE, PT_UPDATE_PAGES_PER_ROUND, TLB_MISS};
+
+/// Exit code for a command line the kernel does not understand.
+const EXIT_USAGE: u8 = 2;
+/// Most repetitions one run may ask for.
+const MAX_REPS: u64 = 32;
+/// Where `pt-update` maps its pages.
+const PT_UPDATE_BASE: u64 = 0x1000_0000;
+/// Where `pagefault` maps its region.
+const PAGEFAULT_BASE: u64 = 0x2000_0000;
+/// Where an `aspace` child maps its pages, and how many it populates.
+const ASPACE_BASE: u64 = 0x3000_0000;
+const ASPACE_PAGES: u64 = 8;
+/// The seeds of the two `ctxswitch` tasks.
+const PING_PONG_SEEDS: [u64; 2] = [1, 2];
+/// Sectors `blk` hashes after its timed reads, to check the data path.
+const BLK_VERIFY_SECTORS: &str = "64";
+
+/// Reports a task has handed over with `bench_report` and the kernel has not printed yet.
+const MAX_REPORTS: usize = 64;
+static REPORT_CYCLES: [AtomicU64; MAX_REPORTS] = [const { AtomicU64::new(0) }; MAX_REPORTS];
+static REPORT_CHECKS: [AtomicU64; MAX_REPORTS] = [const { AtomicU64::new(0) }; MAX_REPORTS];
+static REPORT_COUNT: AtomicUsize = AtomicUsize::new(0);
+
+/// `-ENOSPC`, for a report that does not fit.
+const ENOSPC: u64 = (-28i64) as u64;
+
+/// The `bench_report` system call: keeps (cycles, checksum) for the kernel to print.
+pub fn record_report(cycles: u64, check: u64) -> u64 {
+    let n = REPORT_COUNT.load(Ordering::Relaxed);
+    if n >= MAX_REPORTS {
+        return ENOSPC;
+    }
+    REPORT_CYCLES[n].store(cycles, Ordering::Relaxed);
+    REPORT_CHECKS[n].store(check, Ordering::Relaxed);
+    REPORT_COUNT.store(n + 1, Ordering::Relaxed);
+    0
+}
+
+/// The reports since the last call, in the order they were made.
+fn take_reports() -> ([(u64, u64); MAX_REPORTS], usize) {
+    let n = REPORT_COUNT.swap(0, Ordering::Relaxed).min(MAX_REPORTS);
+    let mut out = [(0, 0); MAX_REPORTS];
+    for (i, slot) in out.iter_mut().enumerate().take(n) {
+        *slot = (REPORT_CYCLES[i].load(Ordering::Relaxed), REPORT_CHECKS[i].load(Ordering::Relaxed));
+    }
+    (out, n)
+}
+
+/// A workload failure, printed as `bench-error:`.
+type BenchResult = Result<(), &'static str>;
+
+fn emit(rep: u64, ops: u64, cycles: u64, check: u64) {
+    println!("bench-rep: rep={rep} ops={ops} cycles={cycles} check={check:#x}");
+}
+
+fn parse(word: Option<&str>) -> Option<u64> {
+    word?.parse().ok()
+}
+
+/// `bench WORKLOAD REPS OPS [ARG]`; returns the exit code for `shutdown`.
+pub fn run<'a>(info: &BootInfo, mut words: impl Iterator<Item = &'a str>) -> u8 {
+    let name = words.next().unwrap_or("");
+    let reps_word = words.next();
+    let ops_word = words.next();
+    let extra = words.next();
+    let (Some(reps), Some(ops)) = (parse(reps_word), parse(ops_word)) else {
+        println!("bench-error: usage: bench WORKLOAD REPS OPS [ARG]");
+        return EXIT_USAGE;
+    };
+    if reps == 0 || reps > MAX_REPS {
+        println!("bench-error: REPS must be 1..={MAX_REPS}");
+        return EXIT_USAGE;
+    }
+    take_reports();
+    let result = match name {
+        "pt-update-direct" => pt_update(false, reps, ops),
+        "pt-update-batched" => pt_update(true, reps, ops),
+        "pagefault" => pagefault(reps, ops),
+        "ctxswitch" => ctxswitch(reps, ops),
+        "aspace" => aspace(reps, ops),
+        "tlb-miss-4k" => tlb_miss(false, reps, ops, parse(extra)),
+        "tlb-miss-2m" => tlb_miss(true, reps, ops, parse(extra)),
+        "hypercall" => hypercalls(reps, ops),
+        "blk" => blk(info, reps, ops_word.unwrap_or("0"), extra),
+        _ => Err("unknown workload"),
+    };
+    match result {
+        Ok(()) => {
+            println!("bench-done: workload={name} reps={reps} ops={ops} tsc_khz={}", info.tsc_khz);
+            0
+        }
+        Err(why) => {
+            println!("bench-error: {name}: {why}");
+            1
+        }
+    }
+}
+
+/// Spawns the tasks, runs them to the end, and checks that each exited with 0.
+fn run_tasks(tasks: &[(&UserProgram, [u64; 2])]) -> BenchResult {
+    for (program, args) in tasks {
+        task::spawn(program, *args).map_err(|_| "could not spawn a task")?;
+    }
+    let results = task::run_all();
+    let exited_cleanly = results.iter().flatten().all(|r| *r == TaskExit::Exited(0));
+    if results.iter().flatten().count() != tasks.len() || !exited_cleanly {
+        return Err("a task failed (its system call was refused, or it was killed)");
+    }
+    Ok(())
+}
+
+/// Runs one task that makes exactly one report, and prints it as repetition `rep`.
+fn one_report(rep: u64, ops: u64, tasks: &[(&UserProgram, [u64; 2])]) -> BenchResult {
+    run_tasks(tasks)?;
+    let (reports, n) = take_reports();
+    if n != tasks.len() {
+        return Err("a task did not report its measurement");
+    }
+    // With several tasks (ctxswitch) the longest window covers all of the operations.
+    let cycles = reports[..n].iter().map(|r| r.0).max().unwrap_or(0);
+    let check = reports[..n].iter().fold(0u64, |sum, r| sum.wrapping_add(r.1));
+    emit(rep, ops, cycles, check);
+    Ok(())
+}
+
+fn pt_update(batched: bool, reps: u64, ops: u64) -> BenchResult {
+    if !ops.is_multiple_of(PT_UPDATE_PAGES_PER_ROUND) {
+        return Err("OPS must be a multiple of 16 (pages per round)");
+    }
+    task::use_batched_updates(batched);
+    let result = (0..reps).try_for_each(|rep| one_report(rep, ops, &[(&PT_UPDATE, [PT_UPDATE_BASE, ops / PT_UPDATE_PAGES_PER_ROUND])]));
+    task::use_batched_updates(false);
+    result
+}
+
+fn pagefault(reps: u64, ops: u64) -> BenchResult {
+    (0..reps).try_for_each(|rep| one_report(rep, ops, &[(&PAGEFAULT, [PAGEFAULT_BASE, ops])]))
+}
+
+fn ctxswitch(reps: u64, ops: u64) -> BenchResult {
+    if !ops.is_multiple_of(2) {
+        return Err("OPS (switches) must be even: each of the two tasks yields OPS/2 times");
+    }
+    let [a, b] = PING_PONG_SEEDS;
+    (0..reps).try_for_each(|rep| one_report(rep, ops, &[(&PING_PONG, [ops / 2, a]), (&PING_PONG, [ops / 2, b])]))
+}
+
+fn tlb_miss(large: bool, reps: u64, steps: u64, working_set_mib: Option<u64>) -> BenchResult {
+    const STEP_BITS: u32 = 40;
+    let mib = working_set_mib.ok_or("tlb-miss needs ARG: the working set in MiB (a power of two)")?;
+    if !mib.is_power_of_two() || (large && mib < 2) || mib > 1 << 20 || steps >= 1 << STEP_BITS {
+        return Err("the working set must be a power-of-two MiB (at least 2 with 2 MiB pages), steps < 2^40");
+    }
+    run_tasks(&[(&TLB_MISS, [(mib << 20) | u64::from(large), steps | reps << STEP_BITS])])?;
+    let (reports, n) = take_reports();
+    if n as u64 != reps {
+        return Err("the task did not report every repetition");
+    }
+    for (rep, (cycles, check)) in reports[..n].iter().enumerate() {
+        emit(rep as u64, steps, *cycles, *check);
+    }
+    Ok(())
+}
+
+/// Timed by the kernel: a task cannot create or destroy its own address space.
+fn aspace(reps: u64, ops: u64) -> BenchResult {
+    for rep in 0..reps {
+        let start = cpu::rdtsc();
+        let mut check = 0u64;
+        for _ in 0..ops {
+            task::spawn(&ASPACE_CHILD, [ASPACE_BASE, ASPACE_PAGES]).map_err(|_| "could not spawn a task")?;
+            for result in task::run_all().iter().flatten() {
+                match result {
+                    TaskExit::Exited(code) => check = check.wrapping_add(*code),
+                    TaskExit::Killed { .. } => return Err("an aspace child was killed"),
+                }
+            }
+        }
+        emit(rep, ops, cpu::rdtsc() - start, check);
+    }
+    Ok(())
+}
+
+/// Timed by the kernel: only ring 0 may make a hypercall (a port write).
+fn hypercalls(reps: u64, ops: u64) -> BenchResult {
+    for rep in 0..reps {
+        let start = cpu::rdtsc();
+        let mut answered = 0u64;
+        for _ in 0..ops {
+            answered += u64::from(hypercall::nop() == Ok(0));
+        }
+        emit(rep, ops, cpu::rdtsc() - start, answered);
+    }
+    Ok(())
+}
+
+/// The block ring: `blk-bench SECTORS OPS` REPS times (each prints its own line),
+/// then a hash of the first sectors read through the ring, for hv to check.
+fn blk(info: &BootInfo, reps: u64, ops_word: &str, sectors_word: Option<&str>) -> BenchResult {
+    let sectors_word = sectors_word.ok_or("blk needs ARG: sectors per request")?;
+    if ops_word != "0" {
+        for _ in 0..reps {
+            if crate::blk_commands::bench(info, [sectors_word, ops_word].into_iter()) != 0 {
+                return Err("blk-bench failed");
+            }
+        }
+    }
+    if crate::blk_commands::read_sum(["0", BLK_VERIFY_SECTORS].into_iter()) != 0 {
+        return Err("the verification read failed");
+    }
+    Ok(())
+}
