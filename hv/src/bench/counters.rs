@@ -28,6 +28,7 @@ pub fn counts(stats: &RunStats) -> Counts {
         c.insert(format!("hypercall/{name}"), *n);
     }
     c.insert("mmu_update_entries".into(), stats.mmu_update_entries);
+    c.insert("translation_flushes".into(), stats.translation_flushes);
     if let Some(g) = &stats.guest {
         c.insert("guest/page_faults".into(), g.page_faults);
         c.insert("guest/cr3_loads".into(), g.cr3_loads);
@@ -68,6 +69,9 @@ pub struct PerOp {
     pub trapped_pt_writes: f64,
     /// Page-table entries applied through `mmu_update`.
     pub mmu_update_entries: f64,
+    /// Times KVM was made to forget cached translations because hv changed a page-table
+    /// entry from the host side (a memslot flip; see `Machine::forget_cached_translations`).
+    pub translation_flushes: f64,
     /// Shadow entries re-derived (shadow mode only).
     pub shadow_syncs: Option<f64>,
     /// Shadow roots built, i.e. root-cache misses (shadow mode only).
@@ -115,6 +119,7 @@ pub fn per_op(measured: &Counts, zero_work: &Counts, operations: u64) -> PerOp {
         vm_exits_by_reason,
         hypercalls_by_name: by_prefix("hypercall/"),
         mmu_update_entries: delta("mmu_update_entries").unwrap_or(0.0),
+        translation_flushes: delta("translation_flushes").unwrap_or(0.0),
         shadow_syncs: delta("shadow/shadow_syncs"),
         shadow_roots_built: delta("shadow/roots_built"),
         cr3_loads: delta("guest/cr3_loads"),

@@ -44,17 +44,17 @@ pub fn render(report: &BenchReport) -> String {
     let _ = writeln!(s);
     let _ = writeln!(
         s,
-        "  {:<18} {:<6} {:>10} {:>6} {:>8} {:>8} {:>8} {:>7} {:>6} {:>7}  exits by reason",
-        "workload", "mode", "time/op", "spread", "exits", "trapped", "mmu_upd", "syncs", "CR3", "faults"
+        "  {:<18} {:<6} {:>10} {:>6} {:>8} {:>8} {:>8} {:>7} {:>7} {:>6} {:>7}  exits by reason",
+        "workload", "mode", "time/op", "spread", "exits", "trapped", "mmu_upd", "syncs", "flushes", "CR3", "faults"
     );
-    let _ = writeln!(s, "  {:<44} {:>8} {:>8} {:>8} {:>7} {:>6} {:>7}", "", "/op", "PT wr/op", "ent./op", "/op", "/op", "/op");
+    let _ = writeln!(s, "  {:<44} {:>8} {:>8} {:>8} {:>7} {:>7} {:>6} {:>7}", "", "/op", "PT wr/op", "ent./op", "/op", "/op", "/op", "/op");
     for r in &report.results {
         match &r.measured {
             Some(m) => {
                 let p = &m.per_op;
                 let _ = writeln!(
                     s,
-                    "  {:<18} {:<6} {:>10} {:>5.0}% {:>8.2} {:>8.2} {:>8.2} {:>7} {:>6} {:>7}  {}",
+                    "  {:<18} {:<6} {:>10} {:>5.0}% {:>8.2} {:>8.2} {:>8.2} {:>7} {:>7.2} {:>6} {:>7}  {}",
                     r.workload,
                     r.mode,
                     format_ns(m.time_per_op_ns.median),
@@ -63,6 +63,7 @@ pub fn render(report: &BenchReport) -> String {
                     p.trapped_pt_writes,
                     p.mmu_update_entries,
                     opt(p.shadow_syncs),
+                    p.translation_flushes,
                     opt(p.cr3_loads),
                     opt(p.guest_page_faults),
                     main_exit_reasons(r)
