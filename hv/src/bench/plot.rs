@@ -81,11 +81,14 @@ pub fn render(report: &BenchReport) -> String {
     let subtitle = format!("{}; {} (log scale: each step is 10x)", report.host.cpu, report.host.mmu_description);
     let _ = writeln!(s, r##"<text x="{LEFT}" y="76" font-size="17" fill="#444">{}</text>"##, escape(&subtitle));
     // Legend.
-    for (i, mode) in modes.iter().enumerate() {
-        let x = LEFT + i as f64 * 220.0;
+    // Each entry is placed after the previous label (about 12 px per character at this
+    // size), so a long label never runs into the next swatch.
+    let mut x = LEFT;
+    for mode in modes.iter() {
         let _ = writeln!(s, r##"<rect x="{x}" y="96" width="28" height="28" fill="{}"/>"##, colour(mode));
         let label = if *mode == "ept" && !report.host.hardware_two_dimensional_paging { "ept (KVM's MMU)" } else { mode };
         let _ = writeln!(s, r##"<text x="{}" y="118" font-size="22">{}</text>"##, x + 36.0, escape(label));
+        x += 36.0 + 12.0 * label.chars().count() as f64 + 40.0;
     }
     // Decade grid.
     for decade in axis.low..=axis.high {
