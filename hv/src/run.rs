@@ -14,6 +14,7 @@ use pv_abi::MmuMode;
 use crate::boot::{self, BootError, BootInputs};
 use crate::console::ConsoleOutput;
 use crate::devices::{DeviceError, DiskConfig, Devices};
+use crate::host_info::HostMmu;
 use crate::machine::{Machine, MachineError};
 use crate::outcome::GuestStop;
 use crate::shadow::{ShadowPaging, ShadowSetupError};
@@ -189,6 +190,9 @@ pub fn run(config: &RunConfig, console: Box<dyn Write + Send>, started: Instant)
             watchdog: watchdog.as_ref(),
             shadow: shadow.as_mut(),
             stale_translations: false,
+            // With hardware EPT/NPT the CPU walks the tables in memory itself and sees
+            // every write; only a software MMU in KVM keeps a copy that can go stale.
+            flush_after_host_writes: !HostMmu::detect().has_hardware_two_dimensional_paging(),
         },
     );
     stats.shadow = shadow.as_ref().map(ShadowPaging::counters);

@@ -78,6 +78,10 @@ pub struct LoopContext<'a> {
     pub shadow: Option<&'a mut ShadowPaging>,
     /// Set when an ept-mode `mmu_update` changed an entry the CPU may have cached.
     pub stale_translations: bool,
+    /// Whether KVM must be told to forget translations after hv changed a page-table
+    /// entry from the host side: true wherever KVM implements the guest's paging in
+    /// software (see `Machine::forget_cached_translations`).
+    pub flush_after_host_writes: bool,
 }
 
 /// Runs the vCPU until the guest stops.
@@ -215,7 +219,7 @@ fn handle_mmio_write(machine: &mut Machine, cx: &mut LoopContext, gpa: u64, data
 /// cached translations before the guest runs again (`Machine::forget_cached_translations`).
 fn forget_stale_translations(machine: &mut Machine, cx: &mut LoopContext) -> Option<GuestStop> {
     let shadow_stale = cx.shadow.as_deref_mut().is_some_and(ShadowPaging::take_flush_needed);
-    if !(std::mem::take(&mut cx.stale_translations) || shadow_stale) {
+    if !(std::mem::take(&mut cx.stale_translations) || shadow_stale) || !cx.flush_after_host_writes {
         return None;
     }
     cx.stats.translation_flushes += 1;
