@@ -49,7 +49,7 @@ pub mod pte;
 pub mod reference;
 pub mod shadow;
 
-pub use addr::{GuestPhys, GuestVirt, Machine};
+pub use addr::{GuestFrame, GuestPhys, GuestVirt, Machine, MachineFrame};
 pub use event::{Refusal, ShadowEvent, ShadowStats};
 pub use memory::{MachineMemory, MemoryError, VecMemory};
 pub use p2m::P2m;

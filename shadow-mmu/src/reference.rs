@@ -6,7 +6,7 @@
 //! shadow tables as the CPU would. The engine keeps its shadow up to date write by
 //! write; the property test checks that the two always agree.
 
-use crate::addr::{GuestPhys, GuestVirt, Machine, PAGE_SIZE};
+use crate::addr::{GuestFrame, GuestPhys, GuestVirt, Machine, PAGE_SIZE};
 use crate::memory::MachineMemory;
 use crate::p2m::P2m;
 use crate::pte;
@@ -26,9 +26,9 @@ pub struct Translation {
 }
 
 /// Reads a guest table entry through the p2m.
-pub fn read_guest_entry(mem: &dyn MachineMemory, p2m: &P2m, table_frame: u64, index: u64) -> Option<u64> {
+pub fn read_guest_entry(mem: &dyn MachineMemory, p2m: &P2m, table_frame: GuestFrame, index: u64) -> Option<u64> {
     let machine = p2m.machine_frame(table_frame)?;
-    mem.read_u64(Machine(machine * PAGE_SIZE + index * 8)).ok()
+    mem.read_u64(machine.entry(index)).ok()
 }
 
 /// What the shadow must translate `va` to, for the guest tree rooted at `root`.
@@ -45,7 +45,7 @@ pub fn reference_translate(mem: &dyn MachineMemory, p2m: &P2m, config: &ShadowCo
         executable &= e & pte::NX == 0;
         let large = level == 2 && e & pte::PS != 0;
         if level > 1 && !large {
-            table = pte::address(e) / PAGE_SIZE;
+            table = GuestPhys(pte::address(e)).frame();
             if !config.pool.contains(&table) {
                 return None;
             }
@@ -53,16 +53,16 @@ pub fn reference_translate(mem: &dyn MachineMemory, p2m: &P2m, config: &ShadowCo
         }
         let (first, count) = leaf_frames(e, large).ok()?;
         if let Some(device) = device_frame(config, first, large) {
-            return Some(Translation { machine: Machine(device * PAGE_SIZE + (va.0 & (PAGE_SIZE - 1))), writable, user, executable });
+            return Some(Translation { machine: Machine(device.address().0 + (va.0 & (PAGE_SIZE - 1))), writable, user, executable });
         }
         if !p2m.contiguous(first, count) {
             return None;
         }
-        if !config.pool_traps_writes && (first..first + count).any(|f| config.pool.contains(&f)) {
+        if !config.pool_traps_writes && (first.0..first.0 + count).any(|f| config.pool.contains(&GuestFrame(f))) {
             writable = false;
         }
         let size = count * PAGE_SIZE;
-        let machine = p2m.machine_frame(first)? * PAGE_SIZE + (va.0 & (size - 1));
+        let machine = p2m.machine_frame(first)?.address().0 + (va.0 & (size - 1));
         return Some(Translation { machine: Machine(machine), writable, user, executable });
     }
     None

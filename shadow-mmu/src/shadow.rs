@@ -12,7 +12,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::ops::Range;
 
-use crate::addr::{GuestPhys, GuestVirt, Machine, PAGE_SIZE};
+use crate::addr::{GuestFrame, GuestPhys, GuestVirt, Machine, MachineFrame, PAGE_SIZE};
 use crate::event::{Refusal, ShadowEvent, ShadowStats};
 use crate::memory::{MachineMemory, MemoryError};
 use crate::p2m::P2m;
@@ -28,9 +28,9 @@ const ENTRIES: u64 = 512;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ShadowConfig {
     /// Guest frames that may hold page tables (the page-table pool).
-    pub pool: Range<u64>,
+    pub pool: Range<GuestFrame>,
     /// Machine frames the engine may use for shadow tables. No guest frame maps here.
-    pub shadow_area: Range<u64>,
+    pub shadow_area: Range<MachineFrame>,
     /// Most shadow roots kept at once.
     pub root_cache: usize,
     /// Whether the pool's machine frames trap writes themselves (a read-only memslot):
@@ -40,15 +40,15 @@ pub struct ShadowConfig {
     pub pool_traps_writes: bool,
     /// Device frames outside RAM the guest may map (4 KiB pages only): guest frame →
     /// machine frame. hv passes the local APIC's register page through this way.
-    pub device_frames: Vec<(u64, u64)>,
+    pub device_frames: Vec<(GuestFrame, MachineFrame)>,
 }
 
 /// What went wrong.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ShadowError {
     /// The shadow area overlaps frames of the guest.
-    #[error("the shadow area overlaps machine frame {0:#x}, which holds guest memory or a device")]
-    AreaOverlapsGuest(u64),
+    #[error("the shadow area overlaps machine frame {:#x}, which holds guest memory or a device", .0.0)]
+    AreaOverlapsGuest(MachineFrame),
     /// A root or entry outside the page-table pool.
     #[error("guest-physical {0:#x} is not in the page-table pool")]
     NotInPool(u64),
@@ -71,10 +71,10 @@ pub enum SyncOutcome {
 }
 
 /// The frames a leaf entry maps: (first frame, count), or why it cannot be reflected.
-pub fn leaf_frames(entry: u64, large: bool) -> Result<(u64, u64), Refusal> {
-    let first = pte::address(entry) / PAGE_SIZE;
+pub fn leaf_frames(entry: u64, large: bool) -> Result<(GuestFrame, u64), Refusal> {
+    let first = GuestFrame(pte::address(entry) / PAGE_SIZE);
     if large {
-        if !first.is_multiple_of(LARGE_FRAMES) {
+        if !first.0.is_multiple_of(LARGE_FRAMES) {
             return Err(Refusal::Misaligned);
         }
         Ok((first, LARGE_FRAMES))
@@ -88,7 +88,7 @@ pub fn leaf_frames(entry: u64, large: bool) -> Result<(u64, u64), Refusal> {
 /// PML4). At zero references nothing can reach it, and it is freed.
 #[derive(Clone, Copy, Debug)]
 struct ShadowTable {
-    guest: u64,
+    guest: GuestFrame,
     level: u32,
     refs: u32,
 }
@@ -99,22 +99,22 @@ pub struct ShadowMmu {
     p2m: P2m,
     /// (guest table frame, level) → its shadow's machine frame. This is the reverse map
     /// a trapped write needs: from the guest table written to every shadow of it.
-    shadows: HashMap<(u64, u32), u64>,
+    shadows: HashMap<(GuestFrame, u32), MachineFrame>,
     /// Shadow machine frame → what it shadows.
-    tables: HashMap<u64, ShadowTable>,
+    tables: HashMap<MachineFrame, ShadowTable>,
     /// Freed shadow frames that may be reused now.
-    free: Vec<u64>,
+    free: Vec<MachineFrame>,
     /// Freed shadow frames that may not be reused until the caller has made the CPU
     /// forget what it cached from them (see [`ShadowMmu::take_recycled`]).
-    retired: Vec<u64>,
+    retired: Vec<MachineFrame>,
     /// Set when something the CPU may have cached from the shadow area changed in a way
     /// it would not notice by itself; cleared by `take_flush_needed`.
     flush_needed: bool,
-    next_fresh: u64,
+    next_fresh: MachineFrame,
     /// Guest roots with a cached shadow, most recently loaded first.
-    roots: VecDeque<u64>,
+    roots: VecDeque<GuestFrame>,
     /// The guest root loaded now.
-    current: Option<u64>,
+    current: Option<GuestFrame>,
     stats: ShadowStats,
     events: Vec<ShadowEvent>,
 }
@@ -122,7 +122,7 @@ pub struct ShadowMmu {
 impl ShadowMmu {
     /// An engine with no shadows yet.
     pub fn new(config: ShadowConfig, p2m: P2m) -> Result<Self, ShadowError> {
-        let guest = (0..p2m.frames()).filter_map(|f| p2m.machine_frame(f));
+        let guest = (0..p2m.frames()).filter_map(|f| p2m.machine_frame(GuestFrame(f)));
         let devices = config.device_frames.iter().map(|(_, m)| *m);
         if let Some(m) = guest.chain(devices).find(|m| config.shadow_area.contains(m)) {
             return Err(ShadowError::AreaOverlapsGuest(m));
@@ -165,7 +165,7 @@ impl ShadowMmu {
     }
 
     /// Whether `frame` is a shadow table (for tests: nothing else may point here).
-    pub fn is_shadow_frame(&self, frame: u64) -> bool {
+    pub fn is_shadow_frame(&self, frame: MachineFrame) -> bool {
         self.config.shadow_area.contains(&frame)
     }
 
@@ -186,7 +186,7 @@ impl ShadowMmu {
             self.stats.root_hits += 1;
             self.roots.retain(|r| *r != frame);
             self.roots.push_front(frame);
-            return Ok(Machine(shadow * PAGE_SIZE));
+            return Ok(shadow.address());
         }
         // A full area is emptied and the build tried once more; a build that still
         // fails leaves nothing half-built behind (build_or_drop_all).
@@ -197,16 +197,16 @@ impl ShadowMmu {
         .map_err(BuildError::into_error)?;
         self.add_ref(shadow); // the root cache's reference
         self.stats.roots_built += 1;
-        self.events.push(ShadowEvent::RootBuilt { guest: root, shadow: Machine(shadow * PAGE_SIZE) });
+        self.events.push(ShadowEvent::RootBuilt { guest: root, shadow: shadow.address() });
         self.roots.push_front(frame);
         while self.roots.len() > self.config.root_cache.max(1) {
             if let Some(old) = self.roots.pop_back() {
                 self.drop_cached_root(mem, old);
                 self.stats.roots_evicted += 1;
-                self.events.push(ShadowEvent::RootEvicted { guest: GuestPhys(old * PAGE_SIZE) });
+                self.events.push(ShadowEvent::RootEvicted { guest: old.address() });
             }
         }
-        Ok(Machine(shadow * PAGE_SIZE))
+        Ok(shadow.address())
     }
 
     /// The guest wrote `value` to the entry at `entry` (in a pool frame): store it in the
@@ -217,7 +217,7 @@ impl ShadowMmu {
             return Err(ShadowError::NotInPool(entry.0));
         }
         let machine = self.p2m.machine_frame(frame).ok_or(ShadowError::NotInPool(entry.0))?;
-        mem.write_u64(Machine(machine * PAGE_SIZE + entry.0 % PAGE_SIZE), value)?;
+        mem.write_u64(Machine(machine.address().0 + entry.0 % PAGE_SIZE), value)?;
         self.stats.guest_writes += 1;
         // A cached root that is not loaded is not kept in step: a kernel writes the PML4
         // of an idle address space mostly to build or tear it down, so the cached shadow
@@ -226,7 +226,7 @@ impl ShadowMmu {
             self.roots.retain(|r| *r != frame);
             self.drop_cached_root(mem, frame);
             self.stats.roots_invalidated += 1;
-            self.events.push(ShadowEvent::RootInvalidated { guest: GuestPhys(frame * PAGE_SIZE) });
+            self.events.push(ShadowEvent::RootInvalidated { guest: frame.address() });
         }
         let index = (entry.0 % PAGE_SIZE) / 8;
         let mut updated = 0;
@@ -240,7 +240,7 @@ impl ShadowMmu {
                 }
                 Err(e) => return Err(e.into_error()),
             };
-            let slot = Machine(shadow * PAGE_SIZE + index * 8);
+            let slot = shadow.entry(index);
             let old = mem.read_u64(slot)?;
             mem.write_u64(slot, new)?;
             if pte::present(old) && old != new {
@@ -282,15 +282,15 @@ impl ShadowMmu {
     /// the reference counts are wrong and shadow memory leaks).
     pub fn unreachable_tables(&self, mem: &dyn MachineMemory) -> usize {
         let mut seen = std::collections::HashSet::new();
-        let mut stack: Vec<(u64, u32)> = self.roots.iter().filter_map(|r| self.shadows.get(&(*r, 4)).map(|s| (*s, 4))).collect();
+        let mut stack: Vec<(MachineFrame, u32)> = self.roots.iter().filter_map(|r| self.shadows.get(&(*r, 4)).map(|s| (*s, 4))).collect();
         while let Some((frame, level)) = stack.pop() {
             if !seen.insert(frame) || level == 1 {
                 continue;
             }
             for i in 0..ENTRIES {
-                let e = mem.read_u64(Machine(frame * PAGE_SIZE + i * 8)).unwrap_or(0);
+                let e = mem.read_u64(frame.entry(i)).unwrap_or(0);
                 if pte::present(e) && !(level == 2 && e & pte::PS != 0) {
-                    stack.push((pte::address(e) / PAGE_SIZE, level - 1));
+                    stack.push((Machine(pte::address(e)).frame(), level - 1));
                 }
             }
         }
@@ -299,7 +299,7 @@ impl ShadowMmu {
 
     /// Builds the shadow of root `frame`; if that fails part-way, drops every shadow, so
     /// that no half-filled shadow table can ever be found in the cache later.
-    fn build_or_drop_all(&mut self, mem: &mut dyn MachineMemory, frame: u64) -> Result<u64, BuildError> {
+    fn build_or_drop_all(&mut self, mem: &mut dyn MachineMemory, frame: GuestFrame) -> Result<MachineFrame, BuildError> {
         let result = self.shadow_of(mem, frame, 4);
         if result.is_err() {
             self.drop_all();
@@ -309,7 +309,7 @@ impl ShadowMmu {
 
     /// The shadow of guest table `frame` used at `level`, built (completely) if needed.
     /// The caller takes a reference to it.
-    fn shadow_of(&mut self, mem: &mut dyn MachineMemory, frame: u64, level: u32) -> Result<u64, BuildError> {
+    fn shadow_of(&mut self, mem: &mut dyn MachineMemory, frame: GuestFrame, level: u32) -> Result<MachineFrame, BuildError> {
         if let Some(&s) = self.shadows.get(&(frame, level)) {
             return Ok(s);
         }
@@ -323,7 +323,7 @@ impl ShadowMmu {
             let guest = read_guest_entry(mem, &self.p2m, frame, index).unwrap_or(0);
             let entry = self.reflect(mem, guest, level)?;
             if entry != 0 {
-                mem.write_u64(Machine(shadow * PAGE_SIZE + index * 8), entry).map_err(BuildError::Memory)?;
+                mem.write_u64(shadow.entry(index), entry).map_err(BuildError::Memory)?;
             }
         }
         Ok(shadow)
@@ -349,13 +349,13 @@ impl ShadowMmu {
         }
         let large = level == 2 && e & pte::PS != 0;
         if level > 1 && !large {
-            let child = pte::address(e) / PAGE_SIZE;
+            let child = GuestPhys(pte::address(e)).frame();
             if !self.config.pool.contains(&child) {
                 return refuse(self, Refusal::TableOutsidePool);
             }
             let shadow_child = self.shadow_of(mem, child, level - 1)?;
             self.add_ref(shadow_child);
-            return Ok((shadow_child * PAGE_SIZE) | pte::P | pte::A | (e & pte::COPIED));
+            return Ok(shadow_child.address().0 | pte::P | pte::A | (e & pte::COPIED));
         }
         let (first, count) = match leaf_frames(e, large) {
             Ok(r) => r,
@@ -363,25 +363,25 @@ impl ShadowMmu {
         };
         let size = if large { pte::PS } else { 0 };
         if let Some(device) = device_frame(&self.config, first, large) {
-            return Ok((device * PAGE_SIZE) | pte::P | pte::A | pte::D | (e & pte::G) | (e & pte::COPIED));
+            return Ok(device.address().0 | pte::P | pte::A | pte::D | (e & pte::G) | (e & pte::COPIED));
         }
-        if first + count > self.p2m.frames() {
+        if first.0 + count > self.p2m.frames() {
             return refuse(self, Refusal::OutsideGuest);
         }
         if !self.p2m.contiguous(first, count) {
             return refuse(self, Refusal::NotContiguous);
         }
         let mut bits = e & pte::COPIED;
-        if !self.config.pool_traps_writes && bits & pte::RW != 0 && (first..first + count).any(|f| self.config.pool.contains(&f)) {
+        if !self.config.pool_traps_writes && bits & pte::RW != 0 && (first.0..first.0 + count).any(|f| self.config.pool.contains(&GuestFrame(f))) {
             bits &= !pte::RW;
             self.stats.write_protected += 1;
             self.events.push(ShadowEvent::WriteProtected { value: e });
         }
-        let machine = self.p2m.machine_frame(first).unwrap_or(0) * PAGE_SIZE;
+        let machine = self.p2m.machine_frame(first).map_or(0, |m| m.address().0);
         Ok(machine | pte::P | pte::A | pte::D | size | (e & pte::G) | bits)
     }
 
-    fn add_ref(&mut self, shadow: u64) {
+    fn add_ref(&mut self, shadow: MachineFrame) {
         if let Some(t) = self.tables.get_mut(&shadow) {
             t.refs += 1;
         }
@@ -391,13 +391,13 @@ impl ShadowMmu {
     /// shadow table it pointed at, if any.
     fn release_child(&mut self, mem: &mut dyn MachineMemory, old: u64, level: u32) {
         if level > 1 && pte::present(old) && !(level == 2 && old & pte::PS != 0) {
-            self.release(mem, pte::address(old) / PAGE_SIZE);
+            self.release(mem, Machine(pte::address(old)).frame());
         }
     }
 
     /// Drops one reference to shadow table `shadow`; at zero it is freed, and with it
     /// its own references to the tables below.
-    fn release(&mut self, mem: &mut dyn MachineMemory, shadow: u64) {
+    fn release(&mut self, mem: &mut dyn MachineMemory, shadow: MachineFrame) {
         let Some(t) = self.tables.get_mut(&shadow) else { return };
         t.refs = t.refs.saturating_sub(1);
         if t.refs > 0 {
@@ -407,7 +407,7 @@ impl ShadowMmu {
         self.tables.remove(&shadow);
         self.shadows.remove(&(t.guest, t.level));
         for i in 0..ENTRIES {
-            let e = mem.read_u64(Machine(shadow * PAGE_SIZE + i * 8)).unwrap_or(0);
+            let e = mem.read_u64(shadow.entry(i)).unwrap_or(0);
             self.release_child(mem, e, t.level);
         }
         self.stats.tables_freed += 1;
@@ -415,26 +415,27 @@ impl ShadowMmu {
     }
 
     /// Forgets cached root `guest` (already taken out of `roots`).
-    fn drop_cached_root(&mut self, mem: &mut dyn MachineMemory, guest: u64) {
+    fn drop_cached_root(&mut self, mem: &mut dyn MachineMemory, guest: GuestFrame) {
         if let Some(&shadow) = self.shadows.get(&(guest, 4)) {
             self.release(mem, shadow);
         }
     }
 
-    fn alloc_shadow(&mut self, mem: &mut dyn MachineMemory) -> Result<u64, BuildError> {
+    fn alloc_shadow(&mut self, mem: &mut dyn MachineMemory) -> Result<MachineFrame, BuildError> {
         if self.free.is_empty() && self.next_fresh == self.config.shadow_area.end && !self.retired.is_empty() {
             self.recycle();
         }
         let frame = match self.free.pop() {
             Some(f) => f,
             None if self.next_fresh < self.config.shadow_area.end => {
-                self.next_fresh += 1;
-                self.next_fresh - 1
+                let frame = self.next_fresh;
+                self.next_fresh = frame.offset(1);
+                frame
             }
             None => return Err(BuildError::AreaFull),
         };
         for i in 0..ENTRIES {
-            mem.write_u64(Machine(frame * PAGE_SIZE + i * 8), 0).map_err(BuildError::Memory)?;
+            mem.write_u64(frame.entry(i), 0).map_err(BuildError::Memory)?;
         }
         Ok(frame)
     }
@@ -481,7 +482,7 @@ impl ShadowMmu {
 }
 
 /// The machine frame of a passed-through device frame, if `first` is one (4 KiB only).
-pub fn device_frame(config: &ShadowConfig, first: u64, large: bool) -> Option<u64> {
+pub fn device_frame(config: &ShadowConfig, first: GuestFrame, large: bool) -> Option<MachineFrame> {
     if large {
         return None;
     }

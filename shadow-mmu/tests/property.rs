@@ -10,7 +10,7 @@ use proptest::prelude::*;
 use shadow_mmu::pte;
 use shadow_mmu::reference::reference_translate;
 use shadow_mmu::shadow::SyncOutcome;
-use shadow_mmu::{GuestPhys, GuestVirt, Machine, P2m, ShadowConfig, ShadowMmu, VecMemory};
+use shadow_mmu::{GuestFrame, GuestPhys, GuestVirt, Machine, MachineFrame, P2m, ShadowConfig, ShadowMmu, VecMemory};
 
 const PAGE: u64 = 4096;
 const GUEST_FRAMES: u64 = 1024;
@@ -97,7 +97,7 @@ fn probe_addresses() -> Vec<u64> {
 fn run(ops: &[Op], pool_traps_writes: bool, shadow_frames: u64) -> Result<(), TestCaseError> {
     let mut mem = VecMemory::new(MACHINE_BASE + GUEST_FRAMES);
     let p2m = P2m::swapped_halves(GUEST_FRAMES, MACHINE_BASE, 512);
-    let config = ShadowConfig { pool: POOL_START..GUEST_FRAMES, shadow_area: 0..shadow_frames, root_cache: 2, pool_traps_writes, device_frames: vec![(DEVICE_FRAME, DEVICE_FRAME)] };
+    let config = ShadowConfig { pool: GuestFrame(POOL_START)..GuestFrame(GUEST_FRAMES), shadow_area: MachineFrame(0)..MachineFrame(shadow_frames), root_cache: 2, pool_traps_writes, device_frames: vec![(GuestFrame(DEVICE_FRAME), MachineFrame(DEVICE_FRAME))] };
     let mut s = ShadowMmu::new(config, p2m).unwrap();
     let probes = probe_addresses();
     let mut current: Option<(u64, Machine)> = None;
@@ -135,8 +135,8 @@ fn run(ops: &[Op], pool_traps_writes: bool, shadow_frames: u64) -> Result<(), Te
             if let Some(t) = got {
                 let frame = t.machine.frame();
                 prop_assert!(!s.is_shadow_frame(frame), "a translation reached the shadow area");
-                prop_assert!((MACHINE_BASE..MACHINE_BASE + GUEST_FRAMES).contains(&frame) || frame == DEVICE_FRAME, "outside the guest's frames");
-                let guest_frame = (0..GUEST_FRAMES).find(|f| s.p2m().machine_frame(*f) == Some(frame));
+                prop_assert!((MACHINE_BASE..MACHINE_BASE + GUEST_FRAMES).contains(&frame.0) || frame.0 == DEVICE_FRAME, "outside the guest's frames");
+                let guest_frame = (0..GUEST_FRAMES).find(|f| s.p2m().machine_frame(GuestFrame(*f)) == Some(frame));
                 let is_pool = guest_frame.is_some_and(|f| f >= POOL_START);
                 prop_assert!(!(is_pool && t.writable && !pool_traps_writes), "a page table was mapped writable");
             }

@@ -32,10 +32,10 @@ pub mod layout;
 pub mod memory;
 
 use shadow_mmu::shadow::SyncOutcome;
-use shadow_mmu::{GuestPhys, ShadowConfig, ShadowError, ShadowEvent, ShadowMmu};
+use shadow_mmu::{GuestPhys, Machine, ShadowConfig, ShadowError, ShadowEvent, ShadowMmu};
 use vm_memory::GuestMemoryMmap;
 
-use pv_abi::layout::{LOCAL_APIC_GPA, PAGE_SIZE};
+use pv_abi::layout::LOCAL_APIC_GPA;
 
 use crate::guest_ram::GuestRam;
 use crate::stats::ShadowCounters;
@@ -96,15 +96,14 @@ impl ShadowPaging {
     pub fn new(ram_bytes: u64) -> Result<Self, ShadowSetupError> {
         let layout = MachineLayout::new(ram_bytes);
         let area = memory::allocate_area(&layout)?;
-        let frames = |r: &std::ops::Range<u64>| r.start / PAGE_SIZE..r.end / PAGE_SIZE;
-        let area_start = layout::SHADOW_AREA_BASE;
+        let area_machine = layout::SHADOW_AREA_BASE..layout::SHADOW_AREA_BASE + layout.shadow_bytes;
         let config = ShadowConfig {
-            pool: frames(&layout.pool),
-            shadow_area: frames(&(area_start..area_start + layout.shadow_bytes)),
+            pool: GuestPhys(layout.pool.start).frame()..GuestPhys(layout.pool.end).frame(),
+            shadow_area: Machine(area_machine.start).frame()..Machine(area_machine.end).frame(),
             root_cache: ROOT_CACHE,
             pool_traps_writes: true,
             // The local APIC's register page sits at the same address in both worlds.
-            device_frames: vec![(LOCAL_APIC_GPA / PAGE_SIZE, LOCAL_APIC_GPA / PAGE_SIZE)],
+            device_frames: vec![(GuestPhys(LOCAL_APIC_GPA).frame(), Machine(LOCAL_APIC_GPA).frame())],
         };
         let engine = ShadowMmu::new(config, layout.p2m())?;
         Ok(ShadowPaging { layout, area, engine, current: None, trapped_writes: 0, cr3_loads: 0 })

@@ -13,7 +13,7 @@ const MACHINE_BASE: u64 = 512;
 fn setup(traps: bool) -> (VecMemory, ShadowMmu) {
     let mem = VecMemory::new(MACHINE_BASE + GUEST_FRAMES);
     let p2m = P2m::swapped_halves(GUEST_FRAMES, MACHINE_BASE, 512);
-    let config = ShadowConfig { pool: POOL, shadow_area: 0..SHADOW, root_cache: 4, pool_traps_writes: traps, device_frames: Vec::new() };
+    let config = ShadowConfig { pool: GuestFrame(POOL.start)..GuestFrame(POOL.end), shadow_area: MachineFrame(0)..MachineFrame(SHADOW), root_cache: 4, pool_traps_writes: traps, device_frames: Vec::new() };
     (mem, ShadowMmu::new(config, p2m).unwrap())
 }
 
@@ -48,9 +48,9 @@ fn a_4k_mapping_translates_through_the_p2m() {
     let root = s.load_root(&mut mem, GuestPhys(960 * PAGE_SIZE)).unwrap();
     assert!(s.is_shadow_frame(root.frame()));
     let t = s.translate_shadow(&mem, root, GuestVirt(0x123)).unwrap();
-    let machine = s.p2m().machine_frame(100).unwrap();
-    assert_ne!(machine, 100, "the p2m is not the identity");
-    assert_eq!(t.machine, Machine(machine * PAGE_SIZE + 0x123));
+    let machine = s.p2m().machine_frame(GuestFrame(100)).unwrap();
+    assert_ne!(machine, MachineFrame(100), "the p2m is not the identity");
+    assert_eq!(t.machine, Machine(machine.0 * PAGE_SIZE + 0x123));
     assert!(t.writable && t.user && !t.executable);
     assert!(s.translate_shadow(&mem, root, GuestVirt(0x1000)).is_none());
 }
@@ -88,7 +88,7 @@ fn a_2m_page_translates_and_a_misaligned_one_is_refused() {
     write(&mut mem, &mut s, 962, 2, (513 * PAGE_SIZE) | DATA | pte::PS);
     let root = s.load_root(&mut mem, GuestPhys(960 * PAGE_SIZE)).unwrap();
     let t = s.translate_shadow(&mem, root, GuestVirt(0x20_0000 + 0x1f_f123)).unwrap();
-    assert_eq!(t.machine.0, s.p2m().machine_frame(512).unwrap() * PAGE_SIZE + 0x1f_f123);
+    assert_eq!(t.machine.0, s.p2m().machine_frame(GuestFrame(512)).unwrap().0 * PAGE_SIZE + 0x1f_f123);
     assert!(s.translate_shadow(&mem, root, GuestVirt(0x40_0000)).is_none());
     assert!(s.drain_events().iter().any(|e| matches!(e, ShadowEvent::Refused { why: Refusal::Misaligned, .. })));
 }
@@ -98,7 +98,7 @@ fn a_large_page_across_the_p2m_halves_is_refused() {
     let (mut mem, mut s) = setup(false);
     // Frames 0..512 and 512..1024 are swapped in machine memory; a page spanning the seam
     // cannot be 2 MiB-aligned in this p2m, so build a p2m where it can.
-    let p2m = P2m::from_table((0..GUEST_FRAMES).map(|f| MACHINE_BASE + (f ^ 1)).collect());
+    let p2m = P2m::from_table((0..GUEST_FRAMES).map(|f| MachineFrame(MACHINE_BASE + (f ^ 1))).collect());
     let config = s.config().clone();
     s = ShadowMmu::new(config, p2m).unwrap();
     write(&mut mem, &mut s, 960, 0, (961 * PAGE_SIZE) | TABLE);
@@ -134,9 +134,9 @@ fn an_entry_can_never_reach_the_shadow_area() {
             assert!(!s.is_shadow_frame(t.machine.frame()), "guest frame {f} reached the shadow area");
         }
     }
-    let p2m = P2m::from_table(vec![5; 4]);
-    let config = ShadowConfig { pool: 2..4, shadow_area: 0..8, root_cache: 1, pool_traps_writes: false, device_frames: Vec::new() };
-    assert_eq!(ShadowMmu::new(config, p2m).err(), Some(ShadowError::AreaOverlapsGuest(5)));
+    let p2m = P2m::from_table(vec![MachineFrame(5); 4]);
+    let config = ShadowConfig { pool: GuestFrame(2)..GuestFrame(4), shadow_area: MachineFrame(0)..MachineFrame(8), root_cache: 1, pool_traps_writes: false, device_frames: Vec::new() };
+    assert_eq!(ShadowMmu::new(config, p2m).err(), Some(ShadowError::AreaOverlapsGuest(MachineFrame(5))));
 }
 
 #[test]
@@ -191,7 +191,7 @@ fn changing_a_non_leaf_entry_replaces_the_whole_subtree() {
     let root = s.load_root(&mut mem, GuestPhys(960 * PAGE_SIZE)).unwrap();
     write(&mut mem, &mut s, 962, 0, (964 * PAGE_SIZE) | TABLE);
     let t = s.translate_shadow(&mem, root, GuestVirt(0)).unwrap();
-    assert_eq!(t.machine.frame(), s.p2m().machine_frame(200).unwrap());
+    assert_eq!(t.machine.frame(), s.p2m().machine_frame(GuestFrame(200)).unwrap());
 }
 
 #[test]
@@ -206,7 +206,7 @@ fn a_table_shared_by_two_spaces_and_used_at_two_levels_stays_in_step_everywhere(
     let b = s.load_root(&mut mem, GuestPhys(970 * PAGE_SIZE)).unwrap();
     write(&mut mem, &mut s, 963, 0, (300 * PAGE_SIZE) | DATA);
     for root in [a, b] {
-        assert_eq!(s.translate_shadow(&mem, root, GuestVirt(0)).unwrap().machine.frame(), s.p2m().machine_frame(300).unwrap());
+        assert_eq!(s.translate_shadow(&mem, root, GuestVirt(0)).unwrap().machine.frame(), s.p2m().machine_frame(GuestFrame(300)).unwrap());
     }
     // Through the level-2 use, entry 0 of 963 is a PD entry pointing at frame 300 as a
     // PT, which is not a pool frame: refused there, exactly as the reference says.
@@ -247,7 +247,7 @@ fn the_root_cache_is_bounded_and_evicts_the_oldest() {
 fn a_full_shadow_area_drops_everything_instead_of_failing() {
     let mem_frames = MACHINE_BASE + GUEST_FRAMES;
     let mut mem = VecMemory::new(mem_frames);
-    let config = ShadowConfig { pool: POOL, shadow_area: 0..4, root_cache: 4, pool_traps_writes: false, device_frames: Vec::new() };
+    let config = ShadowConfig { pool: GuestFrame(POOL.start)..GuestFrame(POOL.end), shadow_area: MachineFrame(0)..MachineFrame(4), root_cache: 4, pool_traps_writes: false, device_frames: Vec::new() };
     let mut s = ShadowMmu::new(config, P2m::swapped_halves(GUEST_FRAMES, MACHINE_BASE, 512)).unwrap();
     simple_tree(&mut mem, &mut s);
     let root = s.load_root(&mut mem, GuestPhys(960 * PAGE_SIZE)).unwrap();
@@ -289,7 +289,7 @@ fn a_passed_through_device_frame_maps_to_its_machine_frame_and_no_other_outside_
     let mem_frames = MACHINE_BASE + GUEST_FRAMES;
     let mut mem = VecMemory::new(mem_frames);
     let apic = 0xfee00;
-    let config = ShadowConfig { pool: POOL, shadow_area: 0..SHADOW, root_cache: 4, pool_traps_writes: false, device_frames: vec![(apic, apic)] };
+    let config = ShadowConfig { pool: GuestFrame(POOL.start)..GuestFrame(POOL.end), shadow_area: MachineFrame(0)..MachineFrame(SHADOW), root_cache: 4, pool_traps_writes: false, device_frames: vec![(GuestFrame(apic), MachineFrame(apic))] };
     let mut s = ShadowMmu::new(config, P2m::swapped_halves(GUEST_FRAMES, MACHINE_BASE, 512)).unwrap();
     simple_tree(&mut mem, &mut s);
     write(&mut mem, &mut s, 963, 1, (apic * PAGE_SIZE) | DATA);
@@ -297,8 +297,8 @@ fn a_passed_through_device_frame_maps_to_its_machine_frame_and_no_other_outside_
     let root = s.load_root(&mut mem, GuestPhys(960 * PAGE_SIZE)).unwrap();
     assert_eq!(s.translate_shadow(&mem, root, GuestVirt(0x1010)).unwrap().machine, Machine(apic * PAGE_SIZE + 0x10));
     assert!(s.translate_shadow(&mem, root, GuestVirt(0x2000)).is_none(), "the frame after the device is not passed through");
-    let overlap = ShadowConfig { pool: POOL, shadow_area: apic..apic + 1, root_cache: 4, pool_traps_writes: false, device_frames: vec![(apic, apic)] };
-    assert_eq!(ShadowMmu::new(overlap, P2m::swapped_halves(GUEST_FRAMES, MACHINE_BASE, 512)).err(), Some(ShadowError::AreaOverlapsGuest(apic)));
+    let overlap = ShadowConfig { pool: GuestFrame(POOL.start)..GuestFrame(POOL.end), shadow_area: MachineFrame(apic)..MachineFrame(apic + 1), root_cache: 4, pool_traps_writes: false, device_frames: vec![(GuestFrame(apic), MachineFrame(apic))] };
+    assert_eq!(ShadowMmu::new(overlap, P2m::swapped_halves(GUEST_FRAMES, MACHINE_BASE, 512)).err(), Some(ShadowError::AreaOverlapsGuest(MachineFrame(apic))));
 }
 
 #[test]
