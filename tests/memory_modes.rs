@@ -39,6 +39,7 @@ fn only_shadow_mode_traps_page_table_writes() {
     assert!(number("trapped page-table writes") > 0, "shadow mode traps writes:\n{}", shadow.stderr);
     assert!(number("shadow entries synced") > 0, "and syncs shadows:\n{}", shadow.stderr);
     assert!(number("CR3 loads (set_cr3)") > 0 && number("shadow roots built") > 0);
+    assert!(number("shadow roots evicted") > 0, "eight tasks in turn overflow the root cache of 8");
     assert!(number("shadow area recycled") > 0, "the self-tests reuse enough page tables to recycle the area");
     assert_eq!(number("guest entries refused"), 0, "a well-behaved guest has nothing refused");
     let ept = hv(&["run", "--mmu", "ept", "--stats", "--", "selftest"]);

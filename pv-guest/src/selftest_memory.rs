@@ -24,7 +24,7 @@ use crate::selftest::{ensure, TestResult};
 type MemoryTest = (&'static str, fn(&BootInfo) -> TestResult);
 
 /// The tests, by name.
-pub const TESTS: [MemoryTest; 17] = [
+pub const TESTS: [MemoryTest; 18] = [
     ("address_space_maps_translates_and_unmaps", |i| map_translate_unmap(i, false)),
     ("batched_mmu_update_maps_the_same", |i| map_translate_unmap(i, true)),
     ("protect_changes_permissions", protect_changes_permissions),
@@ -34,6 +34,7 @@ pub const TESTS: [MemoryTest; 17] = [
     ("writing_own_code_kills_only_that_task", |_| write_own_code_is_killed()),
     ("reading_kernel_memory_kills_the_task", |_| read_kernel_is_killed()),
     ("tasks_switch_address_spaces", |_| tasks_switch()),
+    ("as_many_tasks_as_slots_switch_round_robin", |_| all_slots_switch()),
     ("map_unmap_system_calls_free_their_frames", |_| map_unmap_loop(false)),
     ("map_unmap_through_batched_mmu_update", |_| map_unmap_loop(true)),
     ("remap_is_seen_by_the_cpu", |i| remap_is_seen_by_the_cpu(i, false)),
@@ -177,6 +178,16 @@ fn use_after_unmap(batched: bool) -> TestResult {
         Some(TaskExit::Exited(0)) => Err("the page was still readable after unmap"),
         _ => Err("the task ended some other way"),
     }
+}
+
+/// Every task slot busy, each task yielding to the next: more address spaces in turn
+/// than hv's shadow-root cache holds (8, plus the kernel's), so under shadow paging
+/// roots are evicted and rebuilt (`--stats`: "shadow roots evicted").
+fn all_slots_switch() -> TestResult {
+    let rounds = 6;
+    let tasks = [(&YIELD_LOOP, [rounds, 0]); task::MAX_TASKS];
+    let r = run(&tasks)?;
+    ensure(r.iter().all(|x| *x == Some(TaskExit::Exited(0))), "a yielding task did not finish")
 }
 
 fn map_unmap_loop(batched: bool) -> TestResult {
