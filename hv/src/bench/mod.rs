@@ -58,17 +58,37 @@ const BLK_VERIFY_BYTES: usize = 64 * 512;
 const BARE_EXITS_QUICK: u64 = 20_000;
 const BARE_EXITS_FULL: u64 = 100_000;
 
-/// One line per step on standard error, with the time since the start.
+/// Progress on standard error: each step as it starts, with the time since the start.
 struct Progress {
     total: usize,
     done: usize,
     started: Instant,
+    /// On a terminal: one line redrawn in place, with a bar. Otherwise (a log, a test,
+    /// CI): one plain line per step, which reads well in a file.
+    terminal: bool,
 }
 
 impl Progress {
+    fn new(total: usize) -> Self {
+        use std::io::IsTerminal;
+        Progress { total, done: 0, started: Instant::now(), terminal: std::io::stderr().is_terminal() }
+    }
+
     fn step(&mut self, what: &str) {
         self.done += 1;
-        eprintln!("hv bench [{:>2}/{}] {:>6.1} s  {what}", self.done, self.total, self.started.elapsed().as_secs_f64());
+        let secs = self.started.elapsed().as_secs_f64();
+        if self.terminal {
+            const WIDTH: usize = 30;
+            let filled = WIDTH * self.done / self.total.max(1);
+            let bar = format!("{}{}", "#".repeat(filled), "-".repeat(WIDTH - filled));
+            // \r returns to the line start; \x1b[K clears what a longer line left behind.
+            eprint!("\r\x1b[Khv bench [{bar}] {:>2}/{} {secs:>6.1} s  {what}", self.done, self.total);
+            if self.done == self.total {
+                eprintln!();
+            }
+        } else {
+            eprintln!("hv bench [{:>2}/{}] {secs:>6.1} s  {what}", self.done, self.total);
+        }
     }
 }
 
@@ -90,7 +110,7 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport, BenchError> {
     let needs_disk = config.workloads.iter().any(|w| w.needs_disk());
     let has_baseline = |w: &&&Workload| matches!(w.kind, Kind::TlbMiss { .. } | Kind::Blk { .. });
     let baseline_steps = 1 + usize::from(needs_disk) + config.workloads.iter().filter(has_baseline).count();
-    let mut progress = Progress { total: baseline_steps + 2 * config.modes.len() * config.workloads.len(), done: 0, started };
+    let mut progress = Progress::new(baseline_steps + 2 * config.modes.len() * config.workloads.len());
 
     let disk = if needs_disk {
         progress.step(&format!("making a {} MiB scratch disk image", SCRATCH_IMAGE_BYTES >> 20));
