@@ -72,7 +72,7 @@ Workloads (--workload NAME selects a workload with all its variants, or NAME/VAR
   blk         reads through the block ring; variants 4k, 64k (request size)
 
 Examples:
-  hv bench --quick                                   both modes, all workloads, about 20 s
+  hv bench --quick                                   both modes, all workloads, about 11 s here
   hv bench --mmu ept --workload tlb-miss             one mode, one workload, full size
   hv bench --json bench.json --plot bench.svg        the full run (under 3 minutes), saved
 See docs/bench.md for what each figure means and what the literature predicts.";
