@@ -52,7 +52,8 @@ pub enum Command {
     /// times each repetition with its TSC and checks its own result; hv verifies the
     /// checksum. The table gives time per operation (median and spread), VM exits per
     /// operation by reason, trapped page-table writes, mmu_update entries, shadow syncs,
-    /// CR3 loads and page faults per operation, the shadow/ept ratios, and the
+    /// KVM translation flushes, CR3 loads and page faults per operation, the shadow/ept
+    /// ratios, and the
     /// baselines: a bare KVM exit, the tlb-miss loop run natively, the host reading the
     /// disk image. The header names the host's memory virtualization; where it has no
     /// hardware EPT/NPT, it says that `ept` means KVM's own MMU there. hv exits with 0
