@@ -24,7 +24,9 @@ use kvm_bindings::{kvm_irq_routing_entry, KvmIrqRouting, KVM_IRQ_ROUTING_MSI};
 use kvm_ioctls::{IoEventAddress, NoDatamatch};
 use pv_abi::boot_info::BLOCK_READ_ONLY;
 use pv_abi::event_channel::{doorbell_port, BLOCK_CHANNEL, CONSOLE_CHANNEL, UPCALL_VECTOR};
-use pv_abi::layout::{BLOCK_RING_GPA, CONSOLE_RING_GPA, GRANT_TABLE_GPA, LOCAL_APIC_GPA, PAGE_SIZE, SHARED_INFO_GPA, VMM_RESERVED_END};
+use pv_abi::layout::{
+    pt_pool_bytes, BLOCK_RING_GPA, CONSOLE_RING_GPA, GRANT_TABLE_GPA, LOCAL_APIC_GPA, PAGE_SIZE, SHARED_INFO_GPA, VMM_RESERVED_END,
+};
 use pv_abi::DeviceInfo;
 use std::sync::Arc;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
@@ -169,8 +171,13 @@ impl Devices {
             None => None,
             Some(image) => {
                 let (sectors, read_only) = (image.sectors(), image.read_only());
-                let ram_frames = machine.ram().size() / PAGE_SIZE;
-                let grants = GrantTable::new(machine.ram().memory().clone(), GRANT_TABLE_GPA, VMM_RESERVED_END / PAGE_SIZE..ram_frames);
+                // Grants may name the guest's RAM between hv's reserved area and the
+                // page-table pool. Page tables are never I/O buffers: a device writing one
+                // would change the guest's mappings behind the MMU's back (in shadow
+                // mode, without the write ever being trapped).
+                let ram = machine.ram().size();
+                let pool_start = ram - pt_pool_bytes(ram);
+                let grants = GrantTable::new(machine.ram().memory().clone(), GRANT_TABLE_GPA, VMM_RESERVED_END / PAGE_SIZE..pool_start / PAGE_SIZE);
                 let backend = BlockBackend::new(image, grants);
                 Some((wire(machine, backend, BLOCK_RING_GPA, BLOCK_CHANNEL, gsis[1], tracer, policy)?, sectors, read_only))
             }
