@@ -126,7 +126,6 @@ impl RunStats {
         if let Some(c) = &self.shadow {
             writeln!(f)?;
             writeln!(f, "    {:<30} {:>12}", "trapped page-table writes", c.trapped_pt_writes)?;
-            writeln!(f, "    {:<30} {:>12}", "entries via mmu_update", self.mmu_update_entries)?;
             writeln!(f, "    {:<30} {:>12}", "shadow entries synced", c.shadow_syncs)?;
             writeln!(f, "    {:<30} {:>12}", "CR3 loads (set_cr3)", c.cr3_loads)?;
             writeln!(f, "    {:<30} {:>12}", "shadow roots built", c.roots_built)?;

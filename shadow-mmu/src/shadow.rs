@@ -169,6 +169,11 @@ impl ShadowMmu {
         self.config.shadow_area.contains(&frame)
     }
 
+    /// The guest root loaded last (what the CPU runs on), if any.
+    pub fn current_root(&self) -> Option<GuestPhys> {
+        self.current.map(GuestFrame::address)
+    }
+
     /// Shadow tables alive now.
     pub fn live_tables(&self) -> usize {
         self.tables.len()
@@ -181,8 +186,8 @@ impl ShadowMmu {
         if !self.config.pool.contains(&frame) || !root.0.is_multiple_of(PAGE_SIZE) {
             return Err(ShadowError::NotInPool(root.0));
         }
-        self.current = Some(frame);
         if let Some(&shadow) = self.shadows.get(&(frame, 4)) {
+            self.current = Some(frame);
             self.stats.root_hits += 1;
             self.roots.retain(|r| *r != frame);
             self.roots.push_front(frame);
@@ -195,6 +200,8 @@ impl ShadowMmu {
             other => other,
         }
         .map_err(BuildError::into_error)?;
+        // Only a root that loaded becomes current: after a failure the CPU stays where it was.
+        self.current = Some(frame);
         self.add_ref(shadow); // the root cache's reference
         self.stats.roots_built += 1;
         self.events.push(ShadowEvent::RootBuilt { guest: root, shadow: shadow.address() });

@@ -206,7 +206,7 @@ fn mmu_update(cx: &mut HypercallContext, gpa: u64, count: u64) -> HypercallOutco
         if cx.ram.write_u64(entry, value).is_err() {
             return HypercallOutcome::error(HypercallError::Fault);
         }
-        stale_translations |= old & 1 != 0 && old != value;
+        stale_translations |= shadow_mmu::pte::present(old) && old != value;
     }
     HypercallOutcome { stale_translations, ..HypercallOutcome::value(count) }
 }

@@ -85,8 +85,6 @@ pub struct ShadowPaging {
     layout: MachineLayout,
     area: GuestMemoryMmap,
     engine: ShadowMmu,
-    /// The guest root loaded now (pseudo-physical), for reloading after a drop-all.
-    current: Option<u64>,
     trapped_writes: u64,
     cr3_loads: u64,
 }
@@ -106,7 +104,7 @@ impl ShadowPaging {
             device_frames: vec![(GuestPhys(LOCAL_APIC_GPA).frame(), Machine(LOCAL_APIC_GPA).frame())],
         };
         let engine = ShadowMmu::new(config, layout.p2m())?;
-        Ok(ShadowPaging { layout, area, engine, current: None, trapped_writes: 0, cr3_loads: 0 })
+        Ok(ShadowPaging { layout, area, engine, trapped_writes: 0, cr3_loads: 0 })
     }
 
     /// Where guest memory sits in the machine.
@@ -128,7 +126,6 @@ impl ShadowPaging {
     pub fn load_root(&mut self, ram: &GuestRam, root: u64) -> Result<u64, ShadowError> {
         let mut view = Self::view(&self.layout, &self.area, ram);
         let shadow = self.engine.load_root(&mut view, GuestPhys(root))?;
-        self.current = Some(root);
         self.cr3_loads += 1;
         Ok(shadow.0)
     }
@@ -180,9 +177,9 @@ impl ShadowPaging {
 
     /// After a drop-all the loaded shadow root is gone: build the current one again.
     fn reload_current(&mut self, ram: &GuestRam) -> Result<Option<u64>, ShadowError> {
-        let Some(root) = self.current else { return Ok(None) };
+        let Some(root) = self.engine.current_root() else { return Ok(None) };
         let mut view = Self::view(&self.layout, &self.area, ram);
-        Ok(Some(self.engine.load_root(&mut view, GuestPhys(root))?.0))
+        Ok(Some(self.engine.load_root(&mut view, root)?.0))
     }
 
     /// Whether a shadow entry the CPU may have cached changed, or shadow frames were
