@@ -5,27 +5,43 @@
 //! talks to the hypervisor through hypercalls (see `pv_abi::hypercall`). Start reading at
 //! [`kmain`]; the order of the calls there is the order a kernel must set itself up in.
 //!
-//! | file | what it does |
-//! | --- | --- |
-//! | `boot.rs` | the first instructions: a stack, then `kmain` |
-//! | `cpu.rs` | every privileged instruction the kernel uses, each wrapped once |
-//! | `gdt.rs` | segments and the TSS (where the CPU finds stacks for traps) |
-//! | `idt.rs`, `trap.rs` | the interrupt table, entry stubs, and what each exception does |
-//! | `hypercall.rs` | the guest side of the hypercall ABI |
-//! | `memory.rs` | the boot-info page and the kernel's address translations |
-//! | `console.rs` | `println!` over the console device (or the console hypercall early on) |
-//! | `apic.rs`, `event_channel.rs` | receiving upcalls from device backends |
-//! | `shared_page.rs` | pages shared with the hypervisor (rings, grant table) |
-//! | `drivers.rs` | the split-driver frontends (crate `frontend-drivers`) set up from boot info |
-//! | `frames.rs` | the frame allocator |
-//! | `mmu/` | page tables through the paravirtual MMU interface; address spaces |
-//! | `task/` | ring-3 tasks: user programs, system calls, scheduling, demand paging |
-//! | `selftest_memory.rs` | self-tests of address spaces and tasks |
-//! | `bench/` | the guest half of `hv bench`: workloads as ring-3 tasks |
-//! | `blk_commands.rs` | `blk-read-sum`, `blk-fill`: block I/O you can check from outside |
-//! | `panic.rs` | a Rust panic becomes a `report_panic` hypercall |
-//! | `commands.rs` | what the words after `hv run --` ask the guest to do |
-//! | `selftest.rs` | in-guest tests run by `hv run -- selftest` |
+//! ## Layers
+//! Each layer uses only the layers below it (`python3 shared/hooks/module-cycles.py
+//! pv-guest/src` checks that no two modules import each other in a circle):
+//!
+//! ```text
+//!   commands/   what the words after `hv run --` ask for: selftest, bench, blk-*, hostile-ptes
+//!      │
+//!   trap        what each exception and interrupt does (called by arch's entry stubs)
+//!      │
+//!   task/       ring-3 tasks: scheduler, demand paging, system calls, user programs
+//!      │
+//!   mm/         frames, the page-table pool, typed page-table entries, the writer, address spaces
+//!      │
+//!   hv/         hypercalls, shared pages, event channels, driver frontends, console, panic
+//!      │
+//!   arch/       every asm! and CPU structure: boot, cpu, gdt, idt, trap frame, user entry,
+//!      │        apic, the kernel's address windows, and VcpuCell (the one mutable global)
+//!   counters    every number the kernel counts about itself (imports nothing)
+//! ```
+//!
+//! Two calls go *up* the layers, and neither is an import: `arch::boot` calls [`kmain`]
+//! and `arch::idt`'s entry stubs call `trap::trap_dispatch`, each by its link name,
+//! the way hardware calls a handler it was given the address of.
+//!
+//! ## DESIGN
+//! - Owns: the guest's side of everything: its CPU tables, its frames and page tables,
+//!   its tasks, the frontends of its devices. All mutable global state is a
+//!   `counters` atomic or an `arch::cpu_local::VcpuCell` (sound because the guest has
+//!   one vCPU; a trap handler that re-enters state in use panics instead of aliasing).
+//! - Must never: trust what it cannot check (the boot-info page is validated before
+//!   use, shared-ring indices are checked by `frontend-drivers`), write a page table
+//!   except through `mm::writer` (under shadow paging the VMM must see every write),
+//!   or do in ring 0 what a ring-3 task can do (ring 0 may be emulated, and slow).
+//! - Data enters through the boot-info page (read once at boot), hypercall results,
+//!   shared pages (device rings, the grant table, event flags) and upcall interrupts,
+//!   and the command line. It leaves through hypercalls (console, page-table updates,
+//!   shutdown with the `counters`), device rings and doorbells; that is all hv sees.
 //!
 //! ## Why so little work happens here
 //! On some hosts (see `shared/docs/kvm-platform.md`) ring-0 guest code is emulated one
@@ -34,46 +50,30 @@
 #![no_std]
 #![no_main]
 
-mod apic;
-mod bench;
-mod blk_commands;
-mod boot;
-mod commands;
-mod console;
-mod counters;
-mod cpu;
-mod drivers;
-mod event_channel;
-mod frames;
-mod gdt;
-mod hostile_ptes;
-mod hypercall;
-mod idt;
-mod memory;
-mod mmu;
-mod panic;
-mod selftest;
-mod selftest_memory;
-mod shared_page;
-mod task;
-mod trap;
+pub mod arch;
+pub mod commands;
+pub mod counters;
+pub mod hv;
+pub mod mm;
+pub mod task;
+pub mod trap;
 
-/// The kernel's Rust entry point, called by `_start` with the guest-physical address of
-/// the boot-info page (the VMM put it in `rdi`).
+/// The kernel's Rust entry point, called by `_start` (`arch::boot`) with the
+/// guest-physical address of the boot-info page (the VMM put it in `rdi`).
 #[no_mangle]
 pub extern "C" fn kmain(boot_info_gpa: u64) -> ! {
     // Segments and the TSS first: the IDT's gates name a code segment and the
     // double-fault stack, and both must exist before any exception can be taken.
-    gdt::init();
-    idt::init();
-    // From here on every exception reaches trap::dispatch, which reports it to the VMM.
-    let boot_info = memory::init(boot_info_gpa);
-    frames::init(boot_info);
-    mmu::pool::init(boot_info);
-    task::init(boot_info);
+    arch::gdt::init();
+    arch::idt::init();
+    // From here on every exception reaches trap::trap_dispatch, which reports it to the VMM.
+    let boot_info = arch::kernel_map::init(boot_info_gpa);
+    mm::frames::init(boot_info);
+    mm::pool::init(boot_info);
+    task::scheduler::init(boot_info);
     // The local APIC and the split-driver frontends: from here on, output goes through
     // the console device's ring instead of a hypercall per line.
-    drivers::init(boot_info);
+    hv::drivers::init(boot_info);
     let code = commands::run(boot_info);
-    hypercall::shutdown(code)
+    hv::hypercall::shutdown(code)
 }

@@ -1,5 +1,5 @@
 # The inner loop of the `tlb-miss` workload, shared word for word by two programs:
-# the ring-3 guest task (pv-guest/src/bench/programs.rs) and the native run on the host
+# the ring-3 guest task (pv-guest/src/commands/bench/programs.rs) and the native run on the host
 # (hv/src/bench/native.rs), which include this file. Same instructions, same data, so
 # guest time / native time is the price of running it in the VM.
 #

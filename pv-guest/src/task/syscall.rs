@@ -20,8 +20,12 @@
 //! the instruction faults, the kernel does what it stands for. On a normal host the
 //! gate runs and the `#UD` path is never taken.
 
-use crate::trap::TrapFrame;
-use crate::{println, task};
+use super::demand_paging::MapError;
+use super::scheduler::{self, TaskExit, USER_CODE_END};
+use super::reports;
+use crate::arch::trap_frame::TrapFrame;
+use crate::counters::{self, SYSCALLS};
+use crate::println;
 
 /// End the task.
 pub const SYS_EXIT: u64 = 0;
@@ -33,7 +37,7 @@ pub const SYS_MAP: u64 = 2;
 pub const SYS_UNMAP: u64 = 3;
 /// Write to the console.
 pub const SYS_WRITE: u64 = 4;
-/// Hand a benchmark measurement to the kernel (see `crate::bench`).
+/// Hand a benchmark measurement to the kernel (see `crate::commands::bench`).
 pub const SYS_BENCH_REPORT: u64 = 5;
 
 /// Error results (negated errno values, as hypercalls use).
@@ -41,29 +45,36 @@ const EINVAL: u64 = (-22i64) as u64;
 const EFAULT: u64 = (-14i64) as u64;
 const ENOSYS: u64 = (-38i64) as u64;
 const ENOMEM: u64 = (-12i64) as u64;
+const ENOSPC: u64 = (-28i64) as u64;
 
 /// Largest write one call may make.
 const WRITE_MAX: u64 = 4096;
 
 /// Handles the system call in `frame` (which is the calling task's saved registers).
 pub fn handle(frame: &mut TrapFrame) {
-    task::count_syscall();
+    counters::bump(&SYSCALLS);
     match frame.rax {
-        SYS_EXIT => task::exit_current(frame, task::TaskExit::Exited(frame.rdi)),
+        SYS_EXIT => scheduler::exit_current(frame, TaskExit::Exited(frame.rdi)),
         SYS_YIELD => {
             frame.rax = 0;
-            task::yield_current(frame);
+            scheduler::yield_current(frame);
         }
         SYS_MAP => {
-            frame.rax = match task::map_anonymous(frame.rdi, frame.rsi, frame.rdx & 1 != 0) {
+            let (address, len, large) = (frame.rdi, frame.rsi, frame.rdx & 1 != 0);
+            let mapped = scheduler::with_current_memory(|m, _| m.map_anonymous(address, len, large, USER_CODE_END));
+            frame.rax = match mapped.unwrap_or(Err(MapError::Invalid)) {
                 Ok(()) => 0,
-                Err(task::MapError::Invalid) => EINVAL,
-                Err(task::MapError::NoMemory) => ENOMEM,
+                Err(MapError::Invalid) => EINVAL,
+                Err(MapError::NoMemory) => ENOMEM,
             }
         }
-        SYS_UNMAP => frame.rax = if task::unmap_anonymous(frame.rdi, frame.rsi) { 0 } else { EINVAL },
+        SYS_UNMAP => {
+            let (address, len) = (frame.rdi, frame.rsi);
+            let unmapped = scheduler::with_current_memory(|m, w| m.unmap_anonymous(w, address, len));
+            frame.rax = if unmapped == Some(true) { 0 } else { EINVAL };
+        }
         SYS_WRITE => frame.rax = write(frame.rdi, frame.rsi),
-        SYS_BENCH_REPORT => frame.rax = crate::bench::record_report(frame.rdi, frame.rsi),
+        SYS_BENCH_REPORT => frame.rax = if reports::record(frame.rdi, frame.rsi).is_ok() { 0 } else { ENOSPC },
         _ => frame.rax = ENOSYS,
     }
 }
@@ -75,7 +86,8 @@ fn write(buffer: u64, len: u64) -> u64 {
         return EINVAL;
     }
     let mut text = [0u8; WRITE_MAX as usize];
-    if !task::copy_from_user(buffer, &mut text[..len as usize]) {
+    let copied = scheduler::with_current_memory(|m, w| m.copy_from_user(w, buffer, &mut text[..len as usize]));
+    if copied != Some(true) {
         return EFAULT;
     }
     let text = core::str::from_utf8(&text[..len as usize]).unwrap_or("<not UTF-8>");

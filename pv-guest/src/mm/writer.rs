@@ -8,7 +8,9 @@
 
 use pv_abi::hypercall::MmuUpdate;
 
-use crate::{hypercall, memory};
+use super::table::EntryAddr;
+use crate::counters::{self, BATCHED_PT_WRITES, DIRECT_PT_WRITES};
+use crate::hv::hypercall;
 
 /// Entries one batch holds before it is sent.
 pub const BATCH: usize = 64;
@@ -37,20 +39,17 @@ impl PageTableWriter {
         PageTableWriter::Batched { queue: [MmuUpdate { entry: 0, value: 0 }; BATCH], len: 0, hypercalls: 0 }
     }
 
-    /// Writes (or queues) `value` into the entry at guest-physical `entry`.
-    pub fn write(&mut self, entry: u64, value: u64) -> Result<(), super::MmuError> {
+    /// Writes (or queues) `value` into `entry`.
+    pub fn write(&mut self, entry: EntryAddr, value: u64) -> Result<(), super::MmuError> {
         match self {
             PageTableWriter::Direct => {
-                crate::counters::bump(&crate::counters::DIRECT_PT_WRITES);
-                // SAFETY: `entry` is an 8-byte-aligned entry of a page table in the pool,
-                // which is guest RAM in the direct map; a volatile store keeps the
-                // compiler from merging or dropping a write the MMU will read.
-                unsafe { core::ptr::write_volatile(memory::phys_to_virt(entry) as *mut u64, value) };
+                counters::bump(&DIRECT_PT_WRITES);
+                entry.store(value);
                 Ok(())
             }
             PageTableWriter::Batched { queue, len, .. } => {
-                crate::counters::bump(&crate::counters::BATCHED_PT_WRITES);
-                queue[*len] = MmuUpdate { entry, value };
+                counters::bump(&BATCHED_PT_WRITES);
+                queue[*len] = MmuUpdate { entry: entry.gpa(), value };
                 *len += 1;
                 if *len == BATCH {
                     self.flush()?;
@@ -77,13 +76,13 @@ impl PageTableWriter {
     /// latest queued value for `entry` wins over what the table holds now. (Without
     /// this, unmapping and mapping the same address in one batch would see the old
     /// entry still present.)
-    pub fn read(&self, entry: u64) -> u64 {
+    pub fn read(&self, entry: EntryAddr) -> u64 {
         if let PageTableWriter::Batched { queue, len, .. } = self {
-            if let Some(u) = queue[..*len].iter().rev().find(|u| u.entry == entry) {
+            if let Some(u) = queue[..*len].iter().rev().find(|u| u.entry == entry.gpa()) {
                 return u.value;
             }
         }
-        read(entry)
+        entry.load()
     }
 
     /// `mmu_update` hypercalls made (0 for the direct writer).
@@ -93,10 +92,4 @@ impl PageTableWriter {
             PageTableWriter::Batched { hypercalls, .. } => *hypercalls,
         }
     }
-}
-
-/// Reads a page-table entry (reads never need the hypervisor).
-pub fn read(entry: u64) -> u64 {
-    // SAFETY: as in `write`: an aligned entry of a pool table in the direct map.
-    unsafe { core::ptr::read_volatile(memory::phys_to_virt(entry) as *const u64) }
 }

@@ -2,9 +2,9 @@
 //!
 //! Each function here is one row of that table. Buffers are passed by guest-physical
 //! address, so the wrappers translate the kernel's virtual addresses with
-//! [`crate::memory::virt_to_phys`] first.
+//! [`kernel_map::virt_to_phys`] first.
 
-use crate::{cpu, memory};
+use crate::arch::{cpu, kernel_map};
 use pv_abi::hypercall::{Hypercall, HypercallError, HYPERCALL_PORT};
 
 /// Makes hypercall `nr` with up to four arguments and returns the raw `rax`.
@@ -24,7 +24,7 @@ pub fn nop() -> Result<u64, HypercallError> {
 
 /// Writes bytes to the console; returns how many were written.
 pub fn console_write(bytes: &[u8]) -> Result<u64, HypercallError> {
-    let gpa = memory::virt_to_phys(bytes.as_ptr() as u64).ok_or(HypercallError::Fault)?;
+    let gpa = kernel_map::virt_to_phys(bytes.as_ptr() as u64).ok_or(HypercallError::Fault)?;
     call(Hypercall::ConsoleWrite, [gpa, bytes.len() as u64, 0, 0])
 }
 
@@ -36,14 +36,14 @@ pub fn set_cr3(root: u64) -> Result<u64, HypercallError> {
 
 /// Applies a batch of page-table writes (`pv_abi::hypercall::MmuUpdate`).
 pub fn mmu_update(batch: &[pv_abi::hypercall::MmuUpdate]) -> Result<u64, HypercallError> {
-    let gpa = memory::virt_to_phys(batch.as_ptr() as u64).ok_or(HypercallError::Fault)?;
+    let gpa = kernel_map::virt_to_phys(batch.as_ptr() as u64).ok_or(HypercallError::Fault)?;
     call(Hypercall::MmuUpdate, [gpa, batch.len() as u64, 0, 0])
 }
 
 /// Stops the guest; hv exits with `code`. The kernel's own counters go with it.
 pub fn shutdown(code: u8) -> ! {
     let counters = crate::counters::snapshot();
-    let gpa = memory::virt_to_phys(&counters as *const _ as u64).unwrap_or(0);
+    let gpa = kernel_map::virt_to_phys(&counters as *const _ as u64).unwrap_or(0);
     let _ = call(Hypercall::Shutdown, [u64::from(code), gpa, 0, 0]);
     // Only reachable if the VMM refused a valid code, which would be a VMM bug.
     panic!("shutdown hypercall returned")
@@ -51,7 +51,7 @@ pub fn shutdown(code: u8) -> ! {
 
 /// Reports a kernel panic message; the VMM stops the guest.
 pub fn report_panic(message: &[u8]) -> ! {
-    if let Some(gpa) = memory::virt_to_phys(message.as_ptr() as u64) {
+    if let Some(gpa) = kernel_map::virt_to_phys(message.as_ptr() as u64) {
         let _ = call(Hypercall::ReportPanic, [gpa, message.len() as u64, 0, 0]);
     }
     // The message could not be delivered: fall back to a bare shutdown.

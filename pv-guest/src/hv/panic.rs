@@ -8,7 +8,7 @@
 use core::fmt::Write;
 use core::panic::PanicInfo;
 
-use crate::console::FixedBuf;
+use super::console::FixedBuf;
 
 /// Longest panic message passed on; the rest is cut.
 const PANIC_MESSAGE_MAX: usize = 512;
@@ -20,5 +20,5 @@ fn panic(info: &PanicInfo) -> ! {
         let _ = write!(message, "{}:{}:{}: ", location.file(), location.line(), location.column());
     }
     let _ = write!(message, "{}", info.message());
-    crate::hypercall::report_panic(message.as_bytes())
+    super::hypercall::report_panic(message.as_bytes())
 }

@@ -10,42 +10,33 @@
 //! [`wait_for_event`] is how a driver sleeps: `sti; hlt` with interrupts otherwise off,
 //! so an upcall can only arrive while the kernel is waiting for one.
 
-use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU8, Ordering};
 
-use pv_abi::event_channel::{MAX_CHANNELS, SHARED_INFO_PENDING_OFFSET};
+use pv_abi::event_channel::SHARED_INFO_PENDING_OFFSET;
 use pv_abi::layout::SHARED_INFO_GPA;
 
-use crate::{apic, cpu, memory};
-
-/// Upcalls taken, per channel (a channel counts once per upcall that found it pending).
-static EVENTS: [AtomicU64; MAX_CHANNELS] = [const { AtomicU64::new(0) }; MAX_CHANNELS];
-/// Upcall interrupts taken.
-pub static UPCALLS: AtomicU64 = AtomicU64::new(0);
+use crate::arch::{apic, cpu, kernel_map};
+use crate::counters::{self, CHANNEL_EVENTS, UPCALLS};
 
 fn pending_flag(channel: usize) -> &'static AtomicU8 {
-    let addr = memory::phys_to_virt(SHARED_INFO_GPA) + (SHARED_INFO_PENDING_OFFSET + channel) as u64;
+    let addr = kernel_map::phys_to_virt(SHARED_INFO_GPA) + (SHARED_INFO_PENDING_OFFSET + channel) as u64;
     // SAFETY: the shared-info page is guest RAM in the direct map, the flag is one byte
     // inside it, and AtomicU8 has the layout of u8. The VMM's backends write it with
     // atomic stores too.
     unsafe { &*(addr as *const AtomicU8) }
 }
 
-/// The upcall handler (called from trap::dispatch for the upcall vector).
+/// The upcall handler (called from `crate::trap` for the upcall vector).
 pub fn upcall() {
-    UPCALLS.fetch_add(1, Ordering::Relaxed);
-    for (channel, count) in EVENTS.iter().enumerate() {
+    counters::bump(&UPCALLS);
+    for (channel, count) in CHANNEL_EVENTS.iter().enumerate() {
         // Acquire: pairs with the backend's release store, so the responses it
         // published before setting the flag are visible to the driver that follows.
         if pending_flag(channel).swap(0, Ordering::Acquire) != 0 {
-            count.fetch_add(1, Ordering::Relaxed);
+            counters::bump(count);
         }
     }
     apic::end_of_interrupt();
-}
-
-/// Events seen on `channel` so far.
-pub fn events(channel: u32) -> u64 {
-    EVENTS.get(channel as usize).map_or(0, |c| c.load(Ordering::Relaxed))
 }
 
 /// Sleeps until an interrupt (an upcall) arrives.

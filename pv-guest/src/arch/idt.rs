@@ -5,14 +5,19 @@
 //! some vectors, an error code) and jumps to the gate's handler. Our handlers are tiny
 //! assembly stubs that make every frame look the same (push a zero error code where the
 //! CPU pushes none, then the vector number), save the general registers, and call
-//! [`crate::trap::dispatch`] with a pointer to the resulting [`crate::trap::TrapFrame`].
+//! `trap_dispatch` with a pointer to the resulting [`TrapFrame`]. That function is the
+//! kernel's (`crate::trap`); the stubs name it by its link name, so this bottom layer
+//! does not import the layers above it.
 //!
 //! Every one of the 32 exception vectors has a stub, so no exception can go unhandled,
 //! and so do the two interrupt vectors a device can raise: the upcall and the local
 //! APIC's spurious vector.
 
-use crate::cpu::{self, DescriptorTablePointer};
-use crate::gdt;
+use super::cpu::{self, DescriptorTablePointer};
+use super::cpu_local::VcpuCell;
+use super::gdt;
+#[cfg(doc)]
+use super::trap_frame::TrapFrame;
 use pv_abi::event_channel::{SPURIOUS_VECTOR, UPCALL_VECTOR};
 
 const _: () = assert!(UPCALL_VECTOR == 64 && SPURIOUS_VECTOR == 255, "the stub names below hard-code them");
@@ -65,7 +70,11 @@ impl Gate {
     }
 }
 
-static mut IDT: [Gate; IDT_ENTRIES] = [Gate::MISSING; IDT_ENTRIES];
+/// The IDT: filled in by [`init`], read by the CPU from then on.
+static IDT: VcpuCell<[Gate; IDT_ENTRIES]> = VcpuCell::new([Gate::MISSING; IDT_ENTRIES]);
+
+/// The system-call vector (`int 0x80`).
+pub const SYSCALL_VECTOR: u8 = 0x80;
 
 extern "C" {
     /// Addresses of the 32 entry stubs, defined in the assembly below.
@@ -80,30 +89,31 @@ extern "C" {
 
 /// Fills in the exception gates and loads the IDT.
 pub fn init() {
-    for vector in 0..EXCEPTION_VECTORS {
-        // SAFETY: trap_stub_table is a read-only table of 32 addresses emitted below.
-        let handler = unsafe { trap_stub_table[vector] };
-        let v = vector as u64;
-        let type_attr = if v == pv_abi::exception::BREAKPOINT { GATE_RING3 } else { GATE_RING0 };
-        // A double fault may come from a broken stack: give it a stack of its own.
-        let ist = if v == pv_abi::exception::DOUBLE_FAULT { gdt::DOUBLE_FAULT_IST } else { 0 };
-        // SAFETY: runs once before any trap can occur; nothing else touches IDT yet.
-        unsafe { IDT[vector] = Gate::new(handler, type_attr, ist) };
-    }
-    // Device interrupts: the upcall, and the APIC's spurious vector.
-    // SAFETY: as above; the stubs below are the handlers.
-    unsafe {
-        IDT[usize::from(UPCALL_VECTOR)] = Gate::new(trap_stub_64 as *const () as u64, GATE_RING0, 0);
-        IDT[usize::from(SPURIOUS_VECTOR)] = Gate::new(trap_stub_255 as *const () as u64, GATE_RING0, 0);
+    {
+        let mut idt = IDT.borrow_mut();
+        for (vector, gate) in idt.iter_mut().enumerate().take(EXCEPTION_VECTORS) {
+            // SAFETY: trap_stub_table is a read-only table of 32 addresses emitted below;
+            // reading one of them is reading an initialised u64.
+            let handler = unsafe { trap_stub_table[vector] };
+            let v = vector as u64;
+            let type_attr = if v == pv_abi::exception::BREAKPOINT { GATE_RING3 } else { GATE_RING0 };
+            // A double fault may come from a broken stack: give it a stack of its own.
+            let ist = if v == pv_abi::exception::DOUBLE_FAULT { gdt::DOUBLE_FAULT_IST } else { 0 };
+            *gate = Gate::new(handler, type_attr, ist);
+        }
+        // Device interrupts: the upcall, and the APIC's spurious vector.
+        idt[usize::from(UPCALL_VECTOR)] = Gate::new(trap_stub_64 as *const () as u64, GATE_RING0, 0);
+        idt[usize::from(SPURIOUS_VECTOR)] = Gate::new(trap_stub_255 as *const () as u64, GATE_RING0, 0);
         // System calls: DPL 3, so `int 0x80` from ring 3 may use this gate.
-        IDT[crate::trap::SYSCALL as usize] = Gate::new(trap_stub_128 as *const () as u64, GATE_RING3, 0);
+        idt[usize::from(SYSCALL_VECTOR)] = Gate::new(trap_stub_128 as *const () as u64, GATE_RING3, 0);
     }
     let ptr = DescriptorTablePointer {
         limit: (core::mem::size_of::<[Gate; IDT_ENTRIES]>() - 1) as u16,
-        base: &raw const IDT as u64,
+        base: IDT.as_ptr() as u64,
     };
-    // SAFETY: IDT is a static; its first 32 gates point at the stubs below and the rest
-    // are marked not present (using one raises #GP, which has a gate).
+    // SAFETY: IDT is a static that Rust never writes again; its exception, upcall,
+    // spurious and system-call gates point at the stubs below and the rest are marked
+    // not present (using one raises #GP, which has a gate).
     unsafe { cpu::lidt(&ptr) };
 }
 
@@ -159,8 +169,9 @@ core::arch::global_asm!(
     "    push r15",
     "    mov rdi, rsp",
     "    cld",
-    "    call {dispatch}",
-    // Also the way into ring 3 for a new task (task/entry.rs): point rsp at a saved
+    // trap_dispatch is `#[no_mangle] extern "C"` in crate::trap.
+    "    call trap_dispatch",
+    // Also the way into ring 3 for a new task (user_entry.rs): point rsp at a saved
     // frame and jump here.
     ".global trap_return",
     "trap_return:",
@@ -189,5 +200,4 @@ core::arch::global_asm!(
     "    .quad trap_stub_\\n",
     ".endr",
     ".text",
-    dispatch = sym crate::trap::dispatch,
 );

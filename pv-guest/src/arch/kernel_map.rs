@@ -4,6 +4,10 @@
 //! (see `pv_abi::layout`): the kernel image at `KERNEL_VIRT_BASE + p`, and all of RAM at
 //! `PHYS_MAP_BASE + p`. Hypercalls take guest-physical addresses, so the kernel needs
 //! the reverse: [`virt_to_phys`] undoes whichever window an address is in.
+//!
+//! This sits in `arch` because it is the shape of the address space the CPU runs in
+//! from the first instruction (the boot page tables and the linker script fix it), and
+//! every layer above, down to the hypercall wrappers, needs it.
 
 use core::sync::atomic::{AtomicU64, Ordering};
 

@@ -10,7 +10,7 @@ use core::sync::atomic::{fence, AtomicU32, Ordering};
 use pv_abi::layout::PAGE_SIZE;
 use pv_abi::ring::SharedPage;
 
-use crate::memory;
+use crate::arch::kernel_map;
 
 /// One guest-physical page, seen through the direct map.
 #[derive(Clone, Copy)]
@@ -23,7 +23,7 @@ impl PhysPage {
     /// it in the boot-info page).
     pub fn new(gpa: u64) -> Self {
         assert!(gpa.is_multiple_of(PAGE_SIZE), "shared page {gpa:#x} is not page-aligned");
-        PhysPage { virt: memory::phys_to_virt(gpa) }
+        PhysPage { virt: kernel_map::phys_to_virt(gpa) }
     }
 
     /// Address of byte `offset`, kept inside the page.

@@ -1,4 +1,5 @@
-//! The guest's memory management, through a paravirtual MMU interface.
+//! The guest's memory management: frames, page tables, address spaces, through a
+//! paravirtual MMU interface.
 //!
 //! A native kernel edits its page tables with ordinary stores. A paravirtual kernel must
 //! be ready for a hypervisor that wants to see every edit (to keep shadow page tables in
@@ -13,9 +14,21 @@
 //! Page tables come only from the page-table pool the boot-info page announces
 //! ([`pool`]), and an [`address_space::AddressSpace`] is one tree of them: its own
 //! lower (user) half, and the kernel's upper half shared with every other space.
+//! Data frames come from [`frames`]. Entry addresses are typed ([`table`]), so the
+//! one way to store into a page table is through an entry of a table.
+//!
+//! | module | what it holds |
+//! | --- | --- |
+//! | [`frames`] | the frame allocator (free memory from the boot-info page) |
+//! | [`pool`] | the page-table pool allocator |
+//! | [`table`] | a page table and an entry's address, as types |
+//! | [`writer`] | the one path by which entries change: direct stores or `mmu_update` batches |
+//! | [`address_space`] | one tree of tables: map, unmap, protect, translate, destroy |
 
 pub mod address_space;
+pub mod frames;
 pub mod pool;
+pub mod table;
 pub mod writer;
 
 /// Present.

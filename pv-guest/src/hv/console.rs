@@ -9,6 +9,8 @@
 
 use core::fmt::{self, Write};
 
+use crate::arch::cpu_local::VcpuCell;
+
 /// Bytes collected before a flush is forced even without a newline: one console request.
 const LINE_BUFFER_SIZE: usize = pv_abi::device::console::CONSOLE_CHUNK;
 
@@ -46,6 +48,12 @@ impl<const N: usize> FixedBuf<N> {
     }
 }
 
+impl<const N: usize> Default for FixedBuf<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl<const N: usize> Write for FixedBuf<N> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         for &b in s.as_bytes() {
@@ -66,9 +74,10 @@ impl Console {
         if !line.is_empty() {
             // Nothing useful can be done if the console itself fails: fall back to the
             // hypercall so the text at least gets out.
-            let through_device = crate::drivers::console().is_some_and(|c| c.write(line).and_then(|_| c.flush()).is_ok());
+            let through_device =
+                super::drivers::console().as_mut().is_some_and(|c| c.write(line).and_then(|_| c.flush()).is_ok());
             if !through_device {
-                let _ = crate::hypercall::console_write(line);
+                let _ = super::hypercall::console_write(line);
             }
             self.line.clear();
         }
@@ -87,21 +96,18 @@ impl Write for Console {
     }
 }
 
-static mut CONSOLE: Console = Console { line: FixedBuf::new() };
+/// The line buffer. No interrupt handler prints, so a borrow never meets another.
+static CONSOLE: VcpuCell<Console> = VcpuCell::new(Console { line: FixedBuf::new() });
 
 /// Used by the macros; not called directly.
 pub fn _print(args: fmt::Arguments) {
-    // SAFETY: the guest has one vCPU and takes no interrupts that print, so there is
-    // never a second user of CONSOLE while this reference is alive.
-    #[allow(static_mut_refs)]
-    let console = unsafe { &mut CONSOLE };
-    let _ = console.write_fmt(args);
+    let _ = CONSOLE.borrow_mut().write_fmt(args);
 }
 
 /// Prints to the hv console.
 #[macro_export]
 macro_rules! print {
-    ($($arg:tt)*) => ($crate::console::_print(format_args!($($arg)*)));
+    ($($arg:tt)*) => ($crate::hv::console::_print(format_args!($($arg)*)));
 }
 
 /// Prints a line to the hv console.

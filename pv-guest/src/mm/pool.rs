@@ -9,6 +9,9 @@
 use pv_abi::layout::PAGE_SIZE;
 use pv_abi::BootInfo;
 
+use super::table::PageTable;
+use crate::arch::cpu_local::{VcpuCell, VcpuRefMut};
+
 /// Freed tables remembered for reuse (beyond this, they are simply not reused).
 const FREE_STACK: usize = 256;
 
@@ -22,27 +25,26 @@ struct Pool {
     in_use: u64,
 }
 
-static mut POOL: Pool = Pool { start: 0, next: 0, end: 0, free: [0; FREE_STACK], free_len: 0, in_use: 0 };
+/// The pool. A demand-zero fault in ring 3 may take a table; kernel code never holds
+/// the pool while such a fault can happen.
+static POOL: VcpuCell<Pool> =
+    VcpuCell::new(Pool { start: 0, next: 0, end: 0, free: [0; FREE_STACK], free_len: 0, in_use: 0 });
 
-fn pool() -> &'static mut Pool {
-    // SAFETY: one vCPU, never used from interrupt handlers: at most one reference at once.
-    #[allow(static_mut_refs)]
-    unsafe {
-        &mut POOL
-    }
+fn pool() -> VcpuRefMut<'static, Pool> {
+    POOL.borrow_mut()
 }
 
 /// Takes over the pool described by the boot-info page.
 pub fn init(info: &BootInfo) {
-    let p = pool();
+    let mut p = pool();
     p.start = info.pt_pool_free;
     p.next = info.pt_pool_free;
     p.end = info.pt_pool_end;
 }
 
 /// A zeroed pool frame for a page table.
-pub fn alloc_table() -> Option<u64> {
-    let p = pool();
+pub fn alloc_table() -> Option<PageTable> {
+    let mut p = pool();
     let frame = if p.free_len > 0 {
         p.free_len -= 1;
         p.free[p.free_len]
@@ -53,20 +55,25 @@ pub fn alloc_table() -> Option<u64> {
         return None;
     };
     p.in_use += 1;
-    Some(frame)
+    // SAFETY: the frame is a page-aligned pool frame, guest RAM set aside for page
+    // tables, that no one else holds (it was free), and free pool frames are all zero.
+    Some(unsafe { PageTable::at(frame) })
 }
 
 /// Returns a table. The caller has already cleared every entry
 /// (`AddressSpace::destroy`), so the pool's free frames stay zero.
-pub fn free_table(frame: u64) {
-    if !frame.is_multiple_of(PAGE_SIZE) || frame < pool().start || frame >= pool().next {
+pub fn free_table(table: PageTable) {
+    let frame = table.gpa();
+    let mut p = pool();
+    if !frame.is_multiple_of(PAGE_SIZE) || frame < p.start || frame >= p.next {
+        drop(p);
         crate::println!("pool: refusing to free {frame:#x}: not a page-table pool frame");
         return;
     }
-    let p = pool();
     p.in_use -= 1;
     if p.free_len < FREE_STACK {
-        p.free[p.free_len] = frame;
+        let slot = p.free_len;
+        p.free[slot] = frame;
         p.free_len += 1;
     }
 }

@@ -4,7 +4,10 @@
 //! paging on (the VMM built the first page tables from our ELF headers), and `rdi` holds
 //! the guest-physical address of the boot-info page. All that is missing is a stack,
 //! so `_start` points `rsp` at the top of [`BOOT_STACK`] and calls `kmain`, which
-//! receives `rdi` unchanged as its first argument.
+//! receives `rdi` unchanged as its first argument. (`kmain` is named by its link name,
+//! not imported: `arch` is the bottom layer and imports nothing above it.)
+
+use super::cpu_local::VcpuCell;
 
 /// Size of the kernel's stack. Generous: formatting with `core::fmt` is stack-hungry.
 pub const BOOT_STACK_SIZE: usize = 64 * 1024;
@@ -14,9 +17,9 @@ pub const BOOT_STACK_SIZE: usize = 64 * 1024;
 #[repr(C, align(16))]
 pub struct Stack(pub [u8; BOOT_STACK_SIZE]);
 
-/// The stack `_start` switches to.
-#[no_mangle]
-pub static mut BOOT_STACK: Stack = Stack([0; BOOT_STACK_SIZE]);
+/// The stack `_start` switches to. Only the CPU uses it (through `rsp`), so Rust never
+/// borrows the cell; the cell's address is the stack's lowest byte (see `cpu_local`).
+pub static BOOT_STACK: VcpuCell<Stack> = VcpuCell::new(Stack([0; BOOT_STACK_SIZE]));
 
 core::arch::global_asm!(
     ".section .text.boot, \"ax\"",
@@ -27,10 +30,10 @@ core::arch::global_asm!(
     "    add rsp, {size}",
     // A zero frame pointer ends stack walks here.
     "    xor ebp, ebp",
-    "    call {kmain}",
+    // kmain is `#[no_mangle] extern "C"` in main.rs.
+    "    call kmain",
     // kmain never returns; if it somehow did, fault rather than run off the end.
     "    ud2",
     stack = sym BOOT_STACK,
     size = const BOOT_STACK_SIZE,
-    kmain = sym crate::kmain,
 );

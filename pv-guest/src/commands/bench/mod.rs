@@ -17,7 +17,7 @@
 //! the kernel (cycles, checksum) with the `bench_report` system call. Three are timed
 //! by the kernel, because what they measure is kernel work: `aspace` (creating and
 //! destroying address spaces is the kernel's job), `hypercall` (a ring-3 task cannot
-//! make one) and `blk` (the block frontend is in the kernel, see `blk_commands.rs`,
+//! make one) and `blk` (the block frontend is in the kernel, see `commands/blk.rs`,
 //! whose own `blk-bench` lines are the repetitions there).
 //!
 //! With OPS = 0 every workload does its fixed work (boot, tasks spawned, memory mapped
@@ -26,13 +26,15 @@
 
 mod programs;
 
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-
 use pv_abi::BootInfo;
 
+use super::blk;
+use crate::arch::cpu;
+use crate::hv::hypercall;
+use crate::println;
 use crate::task::programs::UserProgram;
-use crate::task::{self, TaskExit};
-use crate::{cpu, hypercall, println};
+use crate::task::reports;
+use crate::task::scheduler::{self as task, TaskExit};
 use programs::{ASPACE_CHILD, PAGEFAULT, PING_PONG, PT_UPDATE, PT_UPDATE_PAGES_PER_ROUND, TLB_MISS};
 
 /// Exit code for a command line the kernel does not understand.
@@ -50,37 +52,6 @@ const ASPACE_PAGES: u64 = 8;
 const PING_PONG_SEEDS: [u64; 2] = [1, 2];
 /// Sectors `blk` hashes after its timed reads, to check the data path.
 const BLK_VERIFY_SECTORS: &str = "64";
-
-/// Reports a task has handed over with `bench_report` and the kernel has not printed yet.
-const MAX_REPORTS: usize = 64;
-static REPORT_CYCLES: [AtomicU64; MAX_REPORTS] = [const { AtomicU64::new(0) }; MAX_REPORTS];
-static REPORT_CHECKS: [AtomicU64; MAX_REPORTS] = [const { AtomicU64::new(0) }; MAX_REPORTS];
-static REPORT_COUNT: AtomicUsize = AtomicUsize::new(0);
-
-/// `-ENOSPC`, for a report that does not fit.
-const ENOSPC: u64 = (-28i64) as u64;
-
-/// The `bench_report` system call: keeps (cycles, checksum) for the kernel to print.
-pub fn record_report(cycles: u64, check: u64) -> u64 {
-    let n = REPORT_COUNT.load(Ordering::Relaxed);
-    if n >= MAX_REPORTS {
-        return ENOSPC;
-    }
-    REPORT_CYCLES[n].store(cycles, Ordering::Relaxed);
-    REPORT_CHECKS[n].store(check, Ordering::Relaxed);
-    REPORT_COUNT.store(n + 1, Ordering::Relaxed);
-    0
-}
-
-/// The reports since the last call, in the order they were made.
-fn take_reports() -> ([(u64, u64); MAX_REPORTS], usize) {
-    let n = REPORT_COUNT.swap(0, Ordering::Relaxed).min(MAX_REPORTS);
-    let mut out = [(0, 0); MAX_REPORTS];
-    for (i, slot) in out.iter_mut().enumerate().take(n) {
-        *slot = (REPORT_CYCLES[i].load(Ordering::Relaxed), REPORT_CHECKS[i].load(Ordering::Relaxed));
-    }
-    (out, n)
-}
 
 /// A workload failure, printed as `bench-error:`.
 type BenchResult = Result<(), &'static str>;
@@ -107,7 +78,7 @@ pub fn run<'a>(info: &BootInfo, mut words: impl Iterator<Item = &'a str>) -> u8 
         println!("bench-error: REPS must be 1..={MAX_REPS}");
         return EXIT_USAGE;
     }
-    take_reports();
+    reports::take();
     let result = match name {
         "pt-update-direct" => pt_update(false, reps, ops),
         "pt-update-batched" => pt_update(true, reps, ops),
@@ -148,7 +119,7 @@ fn run_tasks(tasks: &[(&UserProgram, [u64; 2])]) -> BenchResult {
 /// Runs one task that makes exactly one report, and prints it as repetition `rep`.
 fn one_report(rep: u64, ops: u64, tasks: &[(&UserProgram, [u64; 2])]) -> BenchResult {
     run_tasks(tasks)?;
-    let (reports, n) = take_reports();
+    let (reports, n) = reports::take();
     if n != tasks.len() {
         return Err("a task did not report its measurement");
     }
@@ -188,7 +159,7 @@ fn tlb_miss(large: bool, reps: u64, steps: u64, working_set_mib: Option<u64>) ->
         return Err("the working set must be a power-of-two MiB (at least 2 with 2 MiB pages), steps < 2^40");
     }
     run_tasks(&[(&TLB_MISS, [(mib << 20) | u64::from(large), steps | reps << STEP_BITS])])?;
-    let (reports, n) = take_reports();
+    let (reports, n) = reports::take();
     if n as u64 != reps {
         return Err("the task did not report every repetition");
     }
@@ -236,12 +207,12 @@ fn blk(info: &BootInfo, reps: u64, ops_word: &str, sectors_word: Option<&str>) -
     let sectors_word = sectors_word.ok_or("blk needs ARG: sectors per request")?;
     if ops_word != "0" {
         for _ in 0..reps {
-            if crate::blk_commands::bench(info, [sectors_word, ops_word].into_iter()) != 0 {
+            if blk::bench(info, [sectors_word, ops_word].into_iter()) != 0 {
                 return Err("blk-bench failed");
             }
         }
     }
-    if crate::blk_commands::read_sum(["0", BLK_VERIFY_SECTORS].into_iter()) != 0 {
+    if blk::read_sum(["0", BLK_VERIFY_SECTORS].into_iter()) != 0 {
         return Err("the verification read failed");
     }
     Ok(())

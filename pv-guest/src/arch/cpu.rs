@@ -94,7 +94,8 @@ pub fn read_cr2() -> u64 {
     v
 }
 
-/// Writes `value` to I/O port `port` as a hypercall: see `hypercall.rs` for registers.
+/// Makes a hypercall: an `out` to the hypercall port with the number in `rax` and the
+/// arguments in `rdi`, `rsi`, `r8`, `r9` (see `pv_abi::hypercall`).
 /// Returns `rax` after the VMM has answered.
 pub fn hypercall_out(port: u16, nr: u64, args: [u64; 4]) -> u64 {
     let ret: u64;
@@ -120,10 +121,14 @@ pub fn hypercall_out(port: u16, nr: u64, args: [u64; 4]) -> u64 {
 /// Reads one byte at a virtual address with a volatile load. Used only by commands that
 /// provoke a fault on purpose (an unmapped or non-canonical address), to show what hv
 /// reports.
-pub fn touch(addr: u64) -> u8 {
+///
+/// # Safety
+/// `addr` must be either readable memory that nothing is writing, or an address whose
+/// load faults (the trap handler then reports the fault and the guest stops).
+pub unsafe fn touch(addr: u64) -> u8 {
     let v: u8;
-    // SAFETY: not safe in general: the callers pass addresses chosen to fault, and the
-    // fault is reported to the VMM, which stops the guest; the load never completes.
+    // SAFETY: the caller guarantees the address is readable or faults; the load writes
+    // nothing and only the output register changes.
     unsafe { asm!("mov {0}, byte ptr [{1}]", out(reg_byte) v, in(reg) addr, options(nostack, readonly)) };
     v
 }
@@ -171,9 +176,13 @@ pub fn outb(port: u16, value: u8) {
 
 /// Loads CR3: switches to the address space whose PML4 is at guest-physical `root`
 /// (and flushes the TLB's non-global entries).
-pub fn write_cr3(root: u64) {
-    // SAFETY: callers pass the root of a complete address space whose upper half is the
-    // kernel's (copied from the boot tables), so the code running now stays mapped.
+///
+/// # Safety
+/// `root` must be the PML4 of a complete address space whose upper half is the
+/// kernel's (copied from the boot tables), so that the code running now, its stack and
+/// every kernel static stay mapped at the same addresses.
+pub unsafe fn write_cr3(root: u64) {
+    // SAFETY: the caller guarantees the kernel stays mapped as it is.
     unsafe { asm!("mov cr3, {}", in(reg) root, options(nostack, preserves_flags)) };
 }
 

@@ -7,24 +7,21 @@
 //! own memory; 2 MiB pages work; and page-table writes can go through the batched
 //! `mmu_update` hypercall.
 
-use core::sync::atomic::Ordering;
-
-use crate::mmu::address_space::AddressSpace;
-use crate::mmu::writer::PageTableWriter;
-use crate::mmu::{pool, PageSize, Protection, PTE_NO_EXECUTE, PTE_USER, PTE_WRITABLE};
-use crate::task::programs::{HELLO, MAP_UNMAP_LOOP, READ_ADDRESS, TOUCH_PAGES, USE_AFTER_UNMAP, WRITE_OWN_CODE, YIELD_LOOP};
-use crate::task::{self, TaskExit, USER_STACK_TOP};
-use crate::frames;
 use pv_abi::exception::PAGE_FAULT;
 use pv_abi::BootInfo;
 
-use crate::selftest::{ensure, TestResult};
-
-/// A named test.
-type MemoryTest = (&'static str, fn(&BootInfo) -> TestResult);
+use super::check::{ensure, SelfTest, TestResult};
+use crate::arch::{cpu, kernel_map};
+use crate::counters::{self, CR3_LOADS, DEMAND_FAULTS};
+use crate::mm::address_space::AddressSpace;
+use crate::mm::frames;
+use crate::mm::writer::PageTableWriter;
+use crate::mm::{pool, PageSize, Protection, PTE_NO_EXECUTE, PTE_USER, PTE_WRITABLE};
+use crate::task::programs::{UserProgram, HELLO, MAP_UNMAP_LOOP, READ_ADDRESS, TOUCH_PAGES, USE_AFTER_UNMAP, WRITE_OWN_CODE, YIELD_LOOP};
+use crate::task::scheduler::{self as task, TaskExit, USER_STACK_TOP};
 
 /// The tests, by name.
-pub const TESTS: [MemoryTest; 19] = [
+pub const TESTS: [SelfTest; 19] = [
     ("address_space_maps_translates_and_unmaps", |i| map_translate_unmap(i, false)),
     ("batched_mmu_update_maps_the_same", |i| map_translate_unmap(i, true)),
     ("protect_changes_permissions", protect_changes_permissions),
@@ -32,8 +29,8 @@ pub const TESTS: [MemoryTest; 19] = [
     ("a_2_mib_page_is_seen_by_the_cpu", large_page_is_seen_by_the_cpu),
     ("task_runs_in_ring_3_and_exits", |_| task_runs_and_exits()),
     ("demand_zero_pages_read_as_zero", |_| demand_zero()),
-    ("writing_own_code_kills_only_that_task", |_| write_own_code_is_killed()),
-    ("reading_kernel_memory_kills_the_task", |_| read_kernel_is_killed()),
+    ("writing_own_code_kills_only_that_task", |_| hostile_write_own_code_is_killed()),
+    ("reading_kernel_memory_kills_the_task", |_| hostile_read_kernel_is_killed()),
     ("tasks_switch_address_spaces", |_| tasks_switch()),
     ("as_many_tasks_as_slots_switch_round_robin", |_| all_slots_switch()),
     ("map_unmap_system_calls_free_their_frames", |_| map_unmap_loop(false)),
@@ -123,17 +120,21 @@ fn large_page_is_seen_by_the_cpu(info: &BootInfo) -> TestResult {
     let mut space = AddressSpace::new(&mut w, info.boot_page_table_root).map_err(|_| "no page tables")?;
     let big = frames::alloc_large().ok_or("no 2 MiB frame")?;
     let last = big + (2 << 20) - 4096;
-    write_frame(big, 0x1111);
-    write_frame(last, 0x2222);
+    // SAFETY: the large page was just allocated to this test; both frames are in it.
+    unsafe {
+        write_frame(big, 0x1111);
+        write_frame(last, 0x2222);
+    }
     let va = 0x4000_0000;
     space.map(&mut w, va, big, Protection::USER_DATA, PageSize::Large).map_err(|_| "map failed")?;
-    let seen = task::with_address_space(space.root(), || (read_user(va), read_user(va + (2 << 20) - 4096)));
+    // SAFETY: both addresses lie in the 2 MiB page mapped at `va` in the loaded space.
+    let seen = task::with_address_space(&mut space, |_| unsafe { (read_user(va), read_user(va + (2 << 20) - 4096)) });
     space.destroy(&mut w, &mut |f, _| frames::free_large(f)).map_err(|_| "destroy failed")?;
     ensure(seen == (0x1111, 0x2222), "the CPU reads other memory through the 2 MiB mapping")
 }
 
 /// Spawns the given tasks, runs them all, and returns how each ended.
-fn run(tasks: &[(&crate::task::programs::UserProgram, [u64; 2])]) -> Result<[Option<TaskExit>; task::MAX_TASKS], &'static str> {
+fn run(tasks: &[(&UserProgram, [u64; 2])]) -> Result<[Option<TaskExit>; task::MAX_TASKS], &'static str> {
     let mut slots = [usize::MAX; task::MAX_TASKS];
     for (i, (program, args)) in tasks.iter().enumerate() {
         slots[i] = task::spawn(program, *args).map_err(|_| "spawn failed")?;
@@ -154,20 +155,20 @@ fn task_runs_and_exits() -> TestResult {
 }
 
 fn demand_zero() -> TestResult {
-    let before = task::DEMAND_FAULTS.load(Ordering::Relaxed);
+    let before = counters::read(&DEMAND_FAULTS);
     let pages = 12;
     let r = run(&[(&TOUCH_PAGES, [USER_STACK_TOP - pages * 4096, pages])])?;
     ensure(r[0] == Some(TaskExit::Exited(0)), "a fresh page did not read as zero")?;
-    ensure(task::DEMAND_FAULTS.load(Ordering::Relaxed) - before == pages, "not one demand fault per page")
+    ensure(counters::read(&DEMAND_FAULTS) - before == pages, "not one demand fault per page")
 }
 
-fn write_own_code_is_killed() -> TestResult {
+fn hostile_write_own_code_is_killed() -> TestResult {
     let r = run(&[(&WRITE_OWN_CODE, [0, 0]), (&HELLO, [0, 0])])?;
     ensure(matches!(r[0], Some(TaskExit::Killed { vector: PAGE_FAULT, .. })), "writing code was not a page fault")?;
     ensure(r[1] == Some(TaskExit::Exited(0)), "the other task did not survive")
 }
 
-fn read_kernel_is_killed() -> TestResult {
+fn hostile_read_kernel_is_killed() -> TestResult {
     let kernel = crate::kmain as *const () as u64;
     let r = run(&[(&READ_ADDRESS, [kernel, 0])])?;
     match r[0] {
@@ -177,11 +178,11 @@ fn read_kernel_is_killed() -> TestResult {
 }
 
 fn tasks_switch() -> TestResult {
-    let loads = task::CR3_LOADS.load(Ordering::Relaxed);
+    let loads = counters::read(&CR3_LOADS);
     let rounds = 40;
     let r = run(&[(&YIELD_LOOP, [rounds, 0]), (&YIELD_LOOP, [rounds, 0]), (&YIELD_LOOP, [rounds, 0])])?;
     ensure(r[..3].iter().all(|x| *x == Some(TaskExit::Exited(0))), "a yielding task did not finish")?;
-    ensure(task::CR3_LOADS.load(Ordering::Relaxed) - loads >= 3 * rounds, "tasks did not switch address spaces")
+    ensure(counters::read(&CR3_LOADS) - loads >= 3 * rounds, "tasks did not switch address spaces")
 }
 
 /// A task maps, touches and unmaps a page, then reads it again: the read must fault.
@@ -230,21 +231,29 @@ fn remap_is_seen_by_the_cpu(info: &BootInfo, batched: bool) -> TestResult {
     let mut w = if batched { PageTableWriter::batched() } else { PageTableWriter::Direct };
     let mut space = AddressSpace::new(&mut w, info.boot_page_table_root).map_err(|_| "no page tables")?;
     let (a, b) = (frames::alloc().ok_or("out of frames")?, frames::alloc().ok_or("out of frames")?);
-    write_frame(a, 0xaaaa);
-    write_frame(b, 0xbbbb);
+    // SAFETY: both frames were just allocated to this test.
+    unsafe {
+        write_frame(a, 0xaaaa);
+        write_frame(b, 0xbbbb);
+    }
     space.map(&mut w, TEST_VA, a, Protection::USER_DATA, PageSize::Small).map_err(|_| "map failed")?;
     w.flush().map_err(|_| "mmu_update refused the batch")?;
-    let seen = task::with_address_space(space.root(), || {
-        let first = read_user(TEST_VA);
+    let seen = task::with_address_space(&mut space, |space| {
+        // SAFETY: TEST_VA is mapped (to `a`) in the loaded space.
+        let first = unsafe { read_user(TEST_VA) };
         let remapped = space
             .unmap(&mut w, TEST_VA)
             .and_then(|_| space.map(&mut w, TEST_VA, b, Protection::USER_DATA, PageSize::Small))
             .and_then(|_| w.flush());
-        crate::cpu::invlpg(TEST_VA);
-        let second = read_user(TEST_VA);
+        cpu::invlpg(TEST_VA);
+        if remapped.is_err() {
+            return Err(());
+        }
+        // SAFETY: TEST_VA is mapped again (to `b`): the remap succeeded.
+        let second = unsafe { read_user(TEST_VA) };
         let _ = space.unmap(&mut w, TEST_VA).and_then(|_| w.flush());
-        crate::cpu::invlpg(TEST_VA);
-        remapped.map(|_| (first, second))
+        cpu::invlpg(TEST_VA);
+        Ok((first, second))
     });
     space.destroy(&mut w, &mut |_, _| {}).map_err(|_| "destroy failed")?;
     frames::free(a);
@@ -254,14 +263,22 @@ fn remap_is_seen_by_the_cpu(info: &BootInfo, batched: bool) -> TestResult {
     ensure(second == 0xbbbb, "after remap and invlpg the CPU still reads the old frame")
 }
 
-fn write_frame(frame: u64, value: u64) {
-    // SAFETY: the frame was just allocated to this test and the direct map covers all RAM.
-    unsafe { core::ptr::write_volatile(crate::memory::phys_to_virt(frame) as *mut u64, value) };
+/// Writes `value` at the start of `frame`, through the direct map.
+///
+/// # Safety
+/// The caller owns `frame` (from `frames`, not freed) and holds no reference to it.
+unsafe fn write_frame(frame: u64, value: u64) {
+    // SAFETY: the caller owns the frame, guest RAM in the direct map.
+    unsafe { core::ptr::write_volatile(kernel_map::phys_to_virt(frame) as *mut u64, value) };
 }
 
-fn read_user(va: u64) -> u64 {
-    // SAFETY: the caller has mapped `va` in the loaded address space (SMAP is off, so
-    // ring 0 may read a user page).
+/// Reads the u64 at user address `va` in the loaded address space.
+///
+/// # Safety
+/// `va` must be mapped in the loaded address space, to a frame this test owns (SMAP is
+/// off, so ring 0 may read a user page).
+unsafe fn read_user(va: u64) -> u64 {
+    // SAFETY: guaranteed by the caller.
     unsafe { core::ptr::read_volatile(va as *const u64) }
 }
 
@@ -276,8 +293,11 @@ fn read_user(va: u64) -> u64 {
 fn reused_tables_are_seen_by_the_cpu(info: &BootInfo, batched: bool, rounds: usize) -> TestResult {
     let mut w = if batched { PageTableWriter::batched() } else { PageTableWriter::Direct };
     let frames = [frames::alloc().ok_or("out of frames")?, frames::alloc().ok_or("out of frames")?];
-    write_frame(frames[0], 0xaaaa);
-    write_frame(frames[1], 0xbbbb);
+    // SAFETY: both frames were just allocated to this test.
+    unsafe {
+        write_frame(frames[0], 0xaaaa);
+        write_frame(frames[1], 0xbbbb);
+    }
     let mut result = Ok(());
     for round in 0..rounds {
         let frame = frames[round % 2];
@@ -286,7 +306,8 @@ fn reused_tables_are_seen_by_the_cpu(info: &BootInfo, batched: bool, rounds: usi
         let mut space = AddressSpace::new(&mut w, info.boot_page_table_root).map_err(|_| "no page tables")?;
         space.map(&mut w, TEST_VA, frame, Protection::USER_DATA, PageSize::Small).map_err(|_| "map failed")?;
         w.flush().map_err(|_| "mmu_update refused the batch")?;
-        let seen = task::with_address_space(space.root(), || read_user(TEST_VA));
+        // SAFETY: TEST_VA is mapped to `frame` in the loaded space.
+        let seen = task::with_address_space(&mut space, |_| unsafe { read_user(TEST_VA) });
         space.destroy(&mut w, &mut |_, _| {}).map_err(|_| "destroy failed")?;
         spacer.into_iter().for_each(pool::free_table);
         if seen != [0xaaaa, 0xbbbb][round % 2] {

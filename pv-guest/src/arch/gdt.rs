@@ -9,7 +9,8 @@
 //! The order of the descriptors follows Linux's, because `syscall`/`sysret` (used by
 //! later work) derive the user selectors from the kernel ones at fixed offsets.
 
-use crate::cpu::{self, DescriptorTablePointer};
+use super::cpu::{self, DescriptorTablePointer};
+use super::cpu_local::VcpuCell;
 
 /// Kernel code segment selector (GDT index 1, ring 0).
 pub const KERNEL_CODE: u16 = 0x08;
@@ -58,10 +59,13 @@ const _: () = assert!(TSS_SIZE == 104);
 #[repr(C, align(16))]
 struct TrapStack([u8; TRAP_STACK_SIZE]);
 
-static mut DOUBLE_FAULT_STACK: TrapStack = TrapStack([0; TRAP_STACK_SIZE]);
-static mut RING0_STACK: TrapStack = TrapStack([0; TRAP_STACK_SIZE]);
+/// The stack a double fault runs on. Only the CPU uses it (through the TSS).
+static DOUBLE_FAULT_STACK: VcpuCell<TrapStack> = VcpuCell::new(TrapStack([0; TRAP_STACK_SIZE]));
+/// The stack a trap from ring 3 runs on. Only the CPU uses it (through the TSS).
+static RING0_STACK: VcpuCell<TrapStack> = VcpuCell::new(TrapStack([0; TRAP_STACK_SIZE]));
 
-static mut TSS_TABLE: TaskStateSegment = TaskStateSegment {
+/// The TSS: filled in by [`init`], read by the CPU from then on.
+static TSS_TABLE: VcpuCell<TaskStateSegment> = VcpuCell::new(TaskStateSegment {
     reserved0: 0,
     rsp: [0; 3],
     reserved1: 0,
@@ -69,9 +73,19 @@ static mut TSS_TABLE: TaskStateSegment = TaskStateSegment {
     reserved2: 0,
     reserved3: 0,
     iomap_base: TSS_SIZE as u16,
-};
+});
 
-static mut GDT: [u64; 7] = [0, KERNEL_CODE_DESC, KERNEL_DATA_DESC, USER_DATA_DESC, USER_CODE_DESC, 0, 0];
+/// Descriptors in a GDT (the null descriptor, four segments, the TSS's two slots).
+const GDT_ENTRIES: usize = 7;
+
+/// The GDT: its TSS slots are filled in by [`init`], read by the CPU from then on.
+static GDT: VcpuCell<[u64; GDT_ENTRIES]> =
+    VcpuCell::new([0, KERNEL_CODE_DESC, KERNEL_DATA_DESC, USER_DATA_DESC, USER_CODE_DESC, 0, 0]);
+
+/// The top of a trap stack (stacks grow down).
+fn stack_top(stack: &VcpuCell<TrapStack>) -> u64 {
+    stack.as_ptr() as u64 + TRAP_STACK_SIZE as u64
+}
 
 /// Builds the two halves of a 64-bit TSS descriptor for a TSS at `base`.
 fn tss_descriptor(base: u64) -> (u64, u64) {
@@ -87,25 +101,25 @@ fn tss_descriptor(base: u64) -> (u64, u64) {
 
 /// Fills in the TSS and GDT and loads them. Call once, first thing in `kmain`.
 pub fn init() {
-    let tss_base = &raw const TSS_TABLE as u64;
-    let (tss_low, tss_high) = tss_descriptor(tss_base);
-    // SAFETY: init runs once, on the only CPU, before interrupts or traps can occur, so
-    // nothing else is reading these statics while we fill them in. After this they are
-    // only read by the CPU.
-    unsafe {
-        let df_top = (&raw const DOUBLE_FAULT_STACK as u64) + TRAP_STACK_SIZE as u64;
-        let r0_top = (&raw const RING0_STACK as u64) + TRAP_STACK_SIZE as u64;
-        TSS_TABLE.ist[(DOUBLE_FAULT_IST - 1) as usize] = df_top;
-        TSS_TABLE.rsp[0] = r0_top;
-        GDT[5] = tss_low;
-        GDT[6] = tss_high;
+    {
+        let mut tss = TSS_TABLE.borrow_mut();
+        tss.ist[(DOUBLE_FAULT_IST - 1) as usize] = stack_top(&DOUBLE_FAULT_STACK);
+        tss.rsp[0] = stack_top(&RING0_STACK);
+    }
+    let (tss_low, tss_high) = tss_descriptor(TSS_TABLE.as_ptr() as u64);
+    {
+        let mut gdt = GDT.borrow_mut();
+        gdt[5] = tss_low;
+        gdt[6] = tss_high;
     }
     let ptr = DescriptorTablePointer {
-        limit: (core::mem::size_of::<[u64; 7]>() - 1) as u16,
-        base: &raw const GDT as u64,
+        limit: (core::mem::size_of::<[u64; GDT_ENTRIES]>() - 1) as u16,
+        base: GDT.as_ptr() as u64,
     };
-    // SAFETY: GDT is a static with valid descriptors; the selectors name its kernel code
-    // and data entries and its TSS entry, which was just filled in.
+    // SAFETY: GDT is a static (alive for ever) holding valid descriptors, and after this
+    // nothing in Rust writes it again; the selectors name its kernel code and data
+    // entries and its TSS entry, which was just filled in and points at TSS_TABLE,
+    // another static that Rust no longer writes.
     unsafe {
         cpu::lgdt(&ptr);
         cpu::reload_segments(KERNEL_CODE, KERNEL_DATA);

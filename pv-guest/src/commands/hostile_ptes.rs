@@ -16,10 +16,10 @@
 use pv_abi::exception::PAGE_FAULT;
 use pv_abi::{BootInfo, MmuMode};
 
-use crate::frames;
-use crate::mmu::{PageSize, Protection, PTE_LARGE, PTE_PRESENT, PTE_USER, PTE_WRITABLE};
+use crate::mm::frames;
+use crate::mm::{MmuError, PageSize, Protection, PTE_LARGE, PTE_PRESENT, PTE_USER, PTE_WRITABLE};
 use crate::task::programs::READ_ADDRESS;
-use crate::task::{self, TaskExit};
+use crate::task::scheduler::{self as task, TaskExit};
 
 /// A hostile entry: what it claims, the address it is reached by, its level, its value
 /// (for a leaf with `own_frame`, ORed with the frame the task's legitimate mapping used,
@@ -61,7 +61,8 @@ pub fn run(info: &BootInfo) -> u8 {
         crate::println!("hostile-ptes: out of memory");
         return 1;
     };
-    frames::bytes(frame).fill(0);
+    // SAFETY: the frame was just allocated, and this is the only reference to it.
+    unsafe { frames::bytes(frame) }.fill(0);
     let mut refused = 0;
     let all = cases(info, frame);
     for case in &all {
@@ -87,8 +88,9 @@ fn attack(case: &HostileEntry) -> Result<bool, &'static str> {
         let mut value = case.value;
         if case.level == 1 {
             // A legitimate mapping first, so the tables above exist.
-            let legit = frames::alloc().ok_or(crate::mmu::MmuError::NoTables)?;
-            frames::bytes(legit).fill(0);
+            let legit = frames::alloc().ok_or(MmuError::NoTables)?;
+            // SAFETY: the frame was just allocated, and this is the only reference to it.
+            unsafe { frames::bytes(legit) }.fill(0);
             space.map(w, case.va, legit, Protection::USER_DATA, PageSize::Small)?;
             if case.own_frame {
                 value |= legit;
@@ -96,7 +98,10 @@ fn attack(case: &HostileEntry) -> Result<bool, &'static str> {
                 frames::free(legit);
             }
         }
-        space.write_raw_entry(w, case.va, case.level, value)
+        // SAFETY: the entries above level 1 name `frame` (the 1 GiB "page" and the
+        // "table outside the pool"), which is all zero and stays allocated until `run`
+        // frees it after the task, and with it this space, is gone.
+        unsafe { space.write_raw_entry(w, case.va, case.level, value) }
     });
     if planted.is_err() {
         // The task still has to run to be freed; its result no longer matters.

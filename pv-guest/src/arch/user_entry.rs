@@ -7,16 +7,20 @@
 //! rewriting the frame it returns through. When no task is left, the handler calls
 //! [`back_to_kernel`], the matching `longjmp`, and `enter_user` returns.
 
-use crate::trap::TrapFrame;
+use core::sync::atomic::AtomicU64;
+
+use super::trap_frame::TrapFrame;
 
 extern "C" {
     fn enter_user_asm(context: *const TrapFrame);
     fn back_to_kernel_asm() -> !;
 }
 
-/// The kernel stack pointer saved by `enter_user_asm`.
+/// The kernel stack pointer saved by `enter_user_asm` and restored by
+/// `back_to_kernel_asm`. Only the assembly touches it (an atomic has the layout of a
+/// `u64` and, unlike a plain static, may be written behind Rust's back).
 #[no_mangle]
-static mut KERNEL_RSP: u64 = 0;
+static KERNEL_RSP: AtomicU64 = AtomicU64::new(0);
 
 core::arch::global_asm!(
     ".global enter_user_asm",
@@ -57,8 +61,13 @@ pub fn enter_user(context: &TrapFrame) {
 }
 
 /// Returns from the [`enter_user`] call, abandoning the trap handler's stack.
-pub fn back_to_kernel() -> ! {
-    // SAFETY: only called from a trap taken while running a task entered through
+///
+/// # Safety
+/// Must be called from a trap taken while running a task entered through
+/// [`enter_user`]. Nothing on the abandoned stack is dropped, so no
+/// [`VcpuRefMut`](super::cpu_local::VcpuRefMut) guard may be alive in any caller.
+pub unsafe fn back_to_kernel() -> ! {
+    // SAFETY: the caller guarantees we are in a trap taken from a task entered through
     // enter_user, so KERNEL_RSP holds that call's saved stack, still intact (traps run
     // on the TSS's separate ring-0 stack).
     unsafe { back_to_kernel_asm() }

@@ -11,7 +11,10 @@ use frontend_drivers::block::{BlockError, MAX_IN_FLIGHT};
 use pv_abi::device::block::{BlockOp, BlockStatus, BLOCK_MAX_SEGMENTS, SECTOR_SIZE, SECTORS_PER_SEGMENT};
 use pv_abi::layout::PAGE_SIZE;
 
-use crate::{drivers, frames, println};
+use crate::arch::cpu;
+use crate::hv::drivers;
+use crate::mm::frames;
+use crate::println;
 
 /// Exit code for bad arguments or a missing device.
 const EXIT_USAGE: u8 = 2;
@@ -38,12 +41,10 @@ fn parse_u64(word: Option<&str>) -> Option<u64> {
     }
 }
 
-fn device(command: &str) -> Option<&'static mut drivers::Block> {
-    let blk = drivers::block();
-    if blk.is_none() {
-        println!("{command}: no block device (start hv with --disk PATH)");
-    }
-    blk
+/// Says there is no block device; returns the exit code for that.
+fn no_device(command: &str) -> u8 {
+    println!("{command}: no block device (start hv with --disk PATH)");
+    EXIT_USAGE
 }
 
 /// A read in flight, in submission (= disk) order.
@@ -61,7 +62,8 @@ pub fn read_sum<'a>(mut args: impl Iterator<Item = &'a str>) -> u8 {
         println!("blk-read-sum: usage: blk-read-sum LBA COUNT");
         return EXIT_USAGE;
     };
-    let Some(blk) = device("blk-read-sum") else { return EXIT_USAGE };
+    let mut device = drivers::block();
+    let Some(blk) = device.as_mut() else { return no_device("blk-read-sum") };
     let mut window: [Option<PendingRead>; MAX_IN_FLIGHT] = [None; MAX_IN_FLIGHT];
     let (mut head, mut tail) = (0usize, 0usize); // window[head..tail] (mod size) in flight
     let (mut next_lba, mut remaining, mut hash) = (lba, count, FNV_OFFSET_BASIS);
@@ -113,7 +115,10 @@ pub fn read_sum<'a>(mut args: impl Iterator<Item = &'a str>) -> u8 {
             let mut left = p.sectors * SECTOR_SIZE;
             for &frame in p.frames.iter().take(p.sectors.div_ceil(u64::from(SECTORS_PER_SEGMENT)) as usize) {
                 let n = left.min(PAGE_SIZE);
-                hash = fnv1a(hash, &frames::bytes(frame * PAGE_SIZE)[..n as usize]);
+                // SAFETY: this command allocated the frame, and the device's write into
+                // it completed (the response arrived); nothing else refers to it.
+                let data = unsafe { frames::bytes(frame * PAGE_SIZE) };
+                hash = fnv1a(hash, &data[..n as usize]);
                 left -= n;
                 frames::free(frame * PAGE_SIZE);
             }
@@ -139,7 +144,8 @@ pub fn fill<'a>(mut args: impl Iterator<Item = &'a str>) -> u8 {
         println!("blk-fill: BYTE must be 0..=255");
         return EXIT_USAGE;
     };
-    let Some(blk) = device("blk-fill") else { return EXIT_USAGE };
+    let mut device = drivers::block();
+    let Some(blk) = device.as_mut() else { return no_device("blk-fill") };
     // One set of frames filled with BYTE serves every request: the data is the same.
     let mut frame_list = [0u64; BLOCK_MAX_SEGMENTS];
     for f in frame_list.iter_mut() {
@@ -147,7 +153,8 @@ pub fn fill<'a>(mut args: impl Iterator<Item = &'a str>) -> u8 {
             println!("blk-fill: out of memory for buffers");
             return 1;
         };
-        frames::bytes(gpa).fill(byte);
+        // SAFETY: the frame was just allocated, and this is the only reference to it.
+        unsafe { frames::bytes(gpa) }.fill(byte);
         *f = gpa / PAGE_SIZE;
     }
     let (mut next_lba, mut remaining) = (lba, count);
@@ -220,7 +227,8 @@ pub fn bench<'a>(info: &pv_abi::BootInfo, mut args: impl Iterator<Item = &'a str
         println!("blk-bench: SECTORS must be 1..={MAX_REQUEST_SECTORS} and fit the disk; COUNT at least 1");
         return EXIT_USAGE;
     }
-    let Some(blk) = device("blk-bench") else { return EXIT_USAGE };
+    let mut device = drivers::block();
+    let Some(blk) = device.as_mut() else { return no_device("blk-bench") };
     blk.set_always_ring(always);
     // One set of frames per slot in flight, allocated before the clock starts.
     let nframes = sectors.div_ceil(u64::from(SECTORS_PER_SEGMENT)) as usize;
@@ -237,7 +245,7 @@ pub fn bench<'a>(info: &pv_abi::BootInfo, mut args: impl Iterator<Item = &'a str
     let mut slot_of_id = [0u64; MAX_IN_FLIGHT];
     let mut free_slots: u32 = u32::MAX >> (32 - MAX_IN_FLIGHT);
     let (mut submitted, mut completed, mut lba) = (0u64, 0u64, 0u64);
-    let start = crate::cpu::rdtsc();
+    let start = cpu::rdtsc();
     while completed < count {
         while submitted < count && free_slots != 0 {
             let slot = free_slots.trailing_zeros() as usize;
@@ -270,7 +278,7 @@ pub fn bench<'a>(info: &pv_abi::BootInfo, mut args: impl Iterator<Item = &'a str
             Err(e) => return report_error("blk-bench", e),
         }
     }
-    let cycles = crate::cpu::rdtsc() - start;
+    let cycles = cpu::rdtsc() - start;
     let s = blk.stats();
     println!(
         "blk-bench: requests={count} sectors={sectors} tsc_cycles={cycles} tsc_khz={} doorbells={} waits={}",

@@ -1,0 +1,52 @@
+//! The kernel's split-driver frontends, set up from the boot-info page.
+//!
+//! The boot-info page says where each device's ring is, which event channel and which
+//! doorbell port it uses. [`init`] switches on the local APIC (so upcalls can arrive)
+//! and creates the console frontend, and the block frontend if hv attached a disk.
+
+use frontend_drivers::block::BlockFront;
+use frontend_drivers::console::ConsoleFront;
+use frontend_drivers::grant_table::GrantTableFront;
+use pv_abi::BootInfo;
+
+use crate::arch::apic;
+use crate::arch::cpu_local::{VcpuCell, VcpuRefMut};
+
+use super::event_channel::{PortDoorbell, UpcallWait};
+use super::shared_page::PhysPage;
+
+/// The console frontend as the kernel instantiates it.
+pub type Console = ConsoleFront<PhysPage, PortDoorbell, UpcallWait>;
+/// The block frontend as the kernel instantiates it.
+pub type Block = BlockFront<PhysPage, PhysPage, PortDoorbell, UpcallWait>;
+
+/// The console frontend, once [`init`] has made it (and if hv attached one). Never
+/// used by an interrupt handler: the upcall handler only reads event flags.
+static CONSOLE: VcpuCell<Option<Console>> = VcpuCell::new(None);
+/// The block frontend, if hv attached a disk. Never used by an interrupt handler.
+static BLOCK: VcpuCell<Option<Block>> = VcpuCell::new(None);
+
+/// Switches on interrupts from devices and creates the frontends.
+pub fn init(info: &BootInfo) {
+    apic::enable();
+    if info.console.present != 0 {
+        let doorbell = PortDoorbell { port: info.console.doorbell_port };
+        *CONSOLE.borrow_mut() = Some(ConsoleFront::new(PhysPage::new(info.console.ring_gpa), doorbell, UpcallWait));
+    }
+    if info.block.present != 0 {
+        let grants = GrantTableFront::new(PhysPage::new(info.grant_table_gpa));
+        let doorbell = PortDoorbell { port: info.block.doorbell_port };
+        *BLOCK.borrow_mut() = Some(BlockFront::new(PhysPage::new(info.block.ring_gpa), grants, doorbell, UpcallWait));
+    }
+}
+
+/// The console frontend (`None` before [`init`], or without a console device),
+/// borrowed until the guard is dropped.
+pub fn console() -> VcpuRefMut<'static, Option<Console>> {
+    CONSOLE.borrow_mut()
+}
+
+/// The block frontend (`None` if hv attached no disk), borrowed until the guard is dropped.
+pub fn block() -> VcpuRefMut<'static, Option<Block>> {
+    BLOCK.borrow_mut()
+}

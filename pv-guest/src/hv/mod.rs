@@ -1,0 +1,18 @@
+//! Talking to the hypervisor: hypercalls, pages shared with it, event channels, and
+//! the split-driver frontends built on them.
+//!
+//! | module | what it holds |
+//! | --- | --- |
+//! | [`hypercall`] | the guest side of the hypercall ABI, one function per hypercall |
+//! | [`shared_page`] | a guest-physical page shared with the hypervisor (rings, grant table) |
+//! | [`event_channel`] | the upcall handler, waiting for an upcall, doorbells |
+//! | [`drivers`] | the console and block frontends, set up from the boot-info page |
+//! | [`console`] | `print!`/`println!`: through the console ring, or a hypercall early on |
+//! | [`panic`] | a Rust panic becomes a `report_panic` hypercall |
+
+pub mod console;
+pub mod drivers;
+pub mod event_channel;
+pub mod hypercall;
+pub mod panic;
+pub mod shared_page;

@@ -1,0 +1,273 @@
+//! Which tasks exist and which one runs.
+//!
+//! Scheduling is cooperative: a task runs until it makes a system call that yields or
+//! exits, or until it faults. A switch saves the running task's registers from the trap
+//! frame, puts the next task's in their place, and loads the next address space into
+//! CR3 (with `mov cr3`: the guest owns its page tables in `ept` mode). The trap then
+//! "returns" into the other task. When no task is left the kernel takes the `longjmp`
+//! back to [`run_all`] (`arch::user_entry`).
+//!
+//! All of this state is one [`VcpuCell`]. It is borrowed by kernel code between tasks
+//! and by trap handlers while a task runs, never both at once: every function here
+//! drops its borrow before it enters ring 3 or leaves a trap for good.
+
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use super::demand_paging::TaskMemory;
+use super::programs::{UserProgram, USER_CODE_BASE};
+use crate::arch::cpu_local::{VcpuCell, VcpuRefMut};
+use crate::arch::trap_frame::TrapFrame;
+use crate::arch::{cpu, gdt, user_entry};
+use crate::counters::{self, CR3_LOADS};
+use crate::hv::hypercall;
+use crate::mm::address_space::AddressSpace;
+use crate::mm::frames;
+use crate::mm::writer::PageTableWriter;
+use crate::mm::{MmuError, PageSize, Protection};
+use crate::println;
+
+/// Tasks that can exist at once.
+pub const MAX_TASKS: usize = 8;
+/// Top of every task's stack.
+pub const USER_STACK_TOP: u64 = 0x7fff_0000_0000;
+/// Size of the stack region (demand-zero, like any anonymous memory).
+const USER_STACK_BYTES: u64 = 64 * 1024;
+/// RFLAGS for ring 3: interrupts on (bit 9) and the always-one bit 1.
+const USER_RFLAGS: u64 = 0x202;
+/// Largest user program: one code page.
+const USER_CODE_MAX: usize = 4096;
+/// End of a task's code page: its anonymous memory must lie above.
+pub const USER_CODE_END: u64 = USER_CODE_BASE + USER_CODE_MAX as u64;
+
+/// How a task ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TaskExit {
+    /// It called exit(code).
+    Exited(u64),
+    /// The kernel killed it after an exception.
+    Killed {
+        /// The exception vector.
+        vector: u64,
+        /// Where (rip).
+        rip: u64,
+        /// The faulting address, for page faults.
+        address: u64,
+    },
+}
+
+struct Task {
+    program: &'static str,
+    memory: TaskMemory,
+    context: TrapFrame,
+}
+
+/// Every task, how the ended ones ended, which one runs, and the page-table writer
+/// their address spaces are edited with.
+struct Scheduler {
+    tasks: [Option<Task>; MAX_TASKS],
+    results: [Option<TaskExit>; MAX_TASKS],
+    current: usize,
+    writer: PageTableWriter,
+}
+
+static SCHEDULER: VcpuCell<Scheduler> = VcpuCell::new(Scheduler {
+    tasks: [const { None }; MAX_TASKS],
+    results: [None; MAX_TASKS],
+    current: 0,
+    writer: PageTableWriter::Direct,
+});
+
+fn scheduler() -> VcpuRefMut<'static, Scheduler> {
+    SCHEDULER.borrow_mut()
+}
+
+/// The kernel's own page-table root (the VMM's boot PML4).
+static KERNEL_ROOT: AtomicU64 = AtomicU64::new(0);
+/// Whether address spaces are loaded with the `set_cr3` hypercall (shadow mode).
+static SET_CR3_BY_HYPERCALL: AtomicBool = AtomicBool::new(false);
+
+/// Records the kernel's own page-table root (the VMM's boot PML4), and how address
+/// spaces are loaded in this memory mode.
+pub fn init(info: &pv_abi::BootInfo) {
+    KERNEL_ROOT.store(info.boot_page_table_root, Ordering::Relaxed);
+    let shadow = pv_abi::MmuMode::from_u32(info.mmu_mode) == Some(pv_abi::MmuMode::Shadow);
+    SET_CR3_BY_HYPERCALL.store(shadow, Ordering::Relaxed);
+}
+
+/// Chooses how page-table writes reach the tables: direct stores or `mmu_update` batches.
+pub fn use_batched_updates(batched: bool) {
+    scheduler().writer = if batched { PageTableWriter::batched() } else { PageTableWriter::Direct };
+}
+
+/// `mmu_update` hypercalls made by the task page-table writer.
+pub fn mmu_hypercalls() -> u64 {
+    scheduler().writer.hypercalls()
+}
+
+/// Loads an address space. In ept mode the kernel writes CR3 itself; in shadow mode
+/// the CPU must never see the guest's own tables, so the VMM does it (`set_cr3`) and
+/// points CR3 at its shadow of them.
+fn load_cr3(root: u64) {
+    counters::bump(&CR3_LOADS);
+    if SET_CR3_BY_HYPERCALL.load(Ordering::Relaxed) {
+        if hypercall::set_cr3(root).is_err() {
+            panic!("the VMM refused to load address space {root:#x}");
+        }
+    } else {
+        // SAFETY: every root loaded here is the kernel's own (the boot PML4) or that of
+        // an AddressSpace, whose upper half is a copy of the boot PML4's: the kernel
+        // stays mapped where it is.
+        unsafe { cpu::write_cr3(root) };
+    }
+}
+
+/// Runs `f` with `space` loaded, then returns to the kernel's own address space (for
+/// kernel code that must see a user mapping). `f` gets the space back to edit it.
+pub fn with_address_space<R>(space: &mut AddressSpace, f: impl FnOnce(&mut AddressSpace) -> R) -> R {
+    load_cr3(space.root());
+    let r = f(space);
+    load_cr3(KERNEL_ROOT.load(Ordering::Relaxed));
+    r
+}
+
+/// Creates a task running `program` with `args` in rdi and rsi; returns its slot.
+pub fn spawn(program: &UserProgram, args: [u64; 2]) -> Result<usize, MmuError> {
+    let mut guard = scheduler();
+    let s = &mut *guard;
+    let slot = s.tasks.iter().position(Option::is_none).ok_or(MmuError::NoTables)?;
+    let code = program.code();
+    if code.is_empty() || code.len() > USER_CODE_MAX {
+        return Err(MmuError::BadAddress);
+    }
+    let mut space = AddressSpace::new(&mut s.writer, KERNEL_ROOT.load(Ordering::Relaxed))?;
+    let frame = frames::alloc().ok_or(MmuError::NoTables)?;
+    // SAFETY: the frame was just allocated, and this is the only reference to it.
+    let page = unsafe { frames::bytes(frame) };
+    page.fill(0);
+    page[..code.len()].copy_from_slice(code);
+    space.map(&mut s.writer, USER_CODE_BASE, frame, Protection::USER_CODE, PageSize::Small)?;
+    s.writer.flush()?;
+    let memory = TaskMemory::new(space, USER_STACK_TOP - USER_STACK_BYTES..USER_STACK_TOP);
+    let context = TrapFrame {
+        rip: USER_CODE_BASE,
+        cs: u64::from(gdt::USER_CODE),
+        rflags: USER_RFLAGS,
+        rsp: USER_STACK_TOP,
+        ss: u64::from(gdt::USER_DATA),
+        rdi: args[0],
+        rsi: args[1],
+        ..TrapFrame::ZERO
+    };
+    s.tasks[slot] = Some(Task { program: program.name, memory, context });
+    s.results[slot] = None;
+    Ok(slot)
+}
+
+/// Lets `edit` change the address space of the task in `slot` before it runs.
+pub fn edit_space(slot: usize, edit: impl FnOnce(&mut AddressSpace, &mut PageTableWriter) -> Result<(), MmuError>) -> Result<(), MmuError> {
+    let mut guard = scheduler();
+    let s = &mut *guard;
+    let task = s.tasks.get_mut(slot).and_then(Option::as_mut).ok_or(MmuError::NotMapped)?;
+    edit(&mut task.memory.space, &mut s.writer)
+}
+
+/// Lends `f` the running task's memory and the page-table writer; `None` if no task
+/// is running. For the page-fault handler and the system calls.
+pub fn with_current_memory<R>(f: impl FnOnce(&mut TaskMemory, &mut PageTableWriter) -> R) -> Option<R> {
+    let mut guard = scheduler();
+    let s = &mut *guard;
+    let task = s.tasks[s.current].as_mut()?;
+    Some(f(&mut task.memory, &mut s.writer))
+}
+
+/// Runs every task until all have ended; returns how each slot's task ended.
+pub fn run_all() -> [Option<TaskExit>; MAX_TASKS] {
+    let first = {
+        let mut s = scheduler();
+        let first = s.tasks.iter().position(Option::is_some);
+        first.and_then(|first| {
+            s.current = first;
+            s.tasks[first].as_ref().map(|t| (t.context, t.memory.space.root()))
+        })
+    };
+    // The borrow has ended: the tasks' traps use the scheduler while they run.
+    if let Some((context, root)) = first {
+        load_cr3(root);
+        user_entry::enter_user(&context);
+    }
+    let mut s = scheduler();
+    let results = s.results;
+    s.results = [None; MAX_TASKS];
+    results
+}
+
+/// Saves the running task's registers (if it still exists) and switches to the next
+/// runnable task, or back to the kernel when none is left.
+fn switch_away(frame: &mut TrapFrame) {
+    let mut s = scheduler();
+    let current = s.current;
+    if let Some(task) = s.tasks[current].as_mut() {
+        task.context = *frame;
+    }
+    let next = (1..=MAX_TASKS).map(|i| (current + i) % MAX_TASKS).find(|&i| s.tasks[i].is_some());
+    match next {
+        Some(i) => {
+            s.current = i;
+            if let Some(task) = s.tasks[i].as_ref() {
+                *frame = task.context;
+                if i != current {
+                    load_cr3(task.memory.space.root());
+                }
+            }
+        }
+        None => {
+            drop(s);
+            load_cr3(KERNEL_ROOT.load(Ordering::Relaxed));
+            // SAFETY: we are in a trap taken from a task that run_all entered, and no
+            // scheduler borrow is alive: this one was just dropped, and every caller
+            // (yield_current, exit_current, and the trap handler above them) holds none.
+            unsafe { user_entry::back_to_kernel() }
+        }
+    }
+}
+
+/// `yield`: let the next task run.
+pub fn yield_current(frame: &mut TrapFrame) {
+    switch_away(frame);
+}
+
+/// Ends the running task and runs the next one.
+pub fn exit_current(frame: &mut TrapFrame, how: TaskExit) {
+    {
+        let mut guard = scheduler();
+        let s = &mut *guard;
+        let current = s.current;
+        s.results[current] = Some(how);
+        let Some(task) = s.tasks[current].take() else { return };
+        // Leave its address space before freeing it.
+        load_cr3(KERNEL_ROOT.load(Ordering::Relaxed));
+        let destroyed = task.memory.space.destroy(&mut s.writer, &mut |frame, size| match size {
+            PageSize::Small => frames::free(frame),
+            PageSize::Large => frames::free_large(frame),
+        });
+        if destroyed.is_err() {
+            println!("task {current}: the VMM refused a page-table write while freeing its address space");
+        }
+    }
+    switch_away(frame);
+}
+
+/// Kills the running task after exception `vector` and runs the next one.
+pub fn kill_current(frame: &mut TrapFrame, vector: u64, address: u64) {
+    let (current, program) = {
+        let s = scheduler();
+        (s.current, s.tasks[s.current].as_ref().map_or("?", |t| t.program))
+    };
+    println!(
+        "pv-guest: task {} ({program}) killed: {} at rip={:#x} address={address:#x}",
+        current,
+        pv_abi::exception::exception_mnemonic(vector),
+        frame.rip
+    );
+    exit_current(frame, TaskExit::Killed { vector, rip: frame.rip, address });
+}
