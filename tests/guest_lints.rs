@@ -1,0 +1,96 @@
+//! The guest kernel under the workspace's lints: `cargo test --workspace` fails if
+//! `cargo clippy` has anything to say about pv-guest.
+//!
+//! pv-guest is its own workspace (a no_std kernel for `x86_64-unknown-none`), so the
+//! root's `cargo clippy` never sees it, and hv/build.rs only builds it. This test runs
+//! clippy on it with `-D warnings`: every lint pv-guest's Cargo.toml denies
+//! (`missing_docs`, `unsafe_op_in_unsafe_fn`, `clippy::undocumented_unsafe_blocks`)
+//! and every default clippy warning fails the suite, with clippy's own output.
+//!
+//! Like hv/build.rs, it runs a second `cargo` with its own target directory (under the
+//! workspace's, so `cargo clean` removes it) and without the outer build's flags.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The guest's target (as in pv-guest/.cargo/config.toml and hv/build.rs).
+const GUEST_TARGET: &str = "x86_64-unknown-none";
+
+/// Environment variables of the outer cargo that must not reach the guest's clippy:
+/// flags meant for the host build, a target or target directory override, a wrapper.
+const HOST_ONLY_ENV: &[&str] = &[
+    "RUSTFLAGS",
+    "CARGO_ENCODED_RUSTFLAGS",
+    "CARGO_BUILD_RUSTFLAGS",
+    "CARGO_TARGET_DIR",
+    "CARGO_BUILD_TARGET",
+    "CARGO_BUILD_TARGET_DIR",
+    "RUSTC_WORKSPACE_WRAPPER",
+    "CARGO_LLVM_COV",
+    "CARGO_PROFILE_RELEASE_DEBUG",
+    "CARGO_PROFILE_DEV_DEBUG",
+];
+
+fn cargo() -> String {
+    env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
+fn guest_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("pv-guest")
+}
+
+/// A `cargo` command in pv-guest/ with the outer build's flags removed.
+fn guest_cargo(args: &[&str]) -> Command {
+    let mut command = Command::new(cargo());
+    command.current_dir(guest_dir()).args(args);
+    for var in HOST_ONLY_ENV {
+        command.env_remove(var);
+    }
+    command
+}
+
+fn clippy_installed() -> bool {
+    guest_cargo(&["clippy", "--version"]).output().is_ok_and(|out| out.status.success())
+}
+
+/// Whether clippy can run, installing it with rustup if it is missing (and saying so).
+fn ensure_clippy() -> bool {
+    if clippy_installed() {
+        return true;
+    }
+    eprintln!("guest_lints: clippy is missing; installing it with `rustup component add clippy`");
+    let added = Command::new("rustup").args(["component", "add", "clippy"]).status();
+    matches!(added, Ok(status) if status.success()) && clippy_installed()
+}
+
+fn show(output: &Output) -> String {
+    format!(
+        "--- exit status: {}\n--- clippy's output:\n{}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+#[test]
+fn the_guest_kernel_has_no_clippy_warnings() {
+    if !ensure_clippy() {
+        eprintln!(
+            "SKIPPED: the guest's clippy check: clippy is not installed and `rustup component add clippy` \
+             did not install it. Install clippy to run it."
+        );
+        return;
+    }
+    let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("pv-guest-clippy");
+    let output = guest_cargo(&["clippy", "--release", "--target", GUEST_TARGET, "--target-dir"])
+        .arg(&target_dir)
+        .args(["--", "-D", "warnings"])
+        .output()
+        .unwrap_or_else(|e| panic!("could not run {} clippy in {}: {e}", cargo(), guest_dir().display()));
+    assert!(
+        output.status.success(),
+        "clippy found problems in pv-guest (run `cd pv-guest && cargo clippy --release -- -D warnings`)\n{}",
+        show(&output)
+    );
+}
