@@ -53,6 +53,7 @@ use crate::arch::{cpu, idt};
 use crate::hv::hypercall;
 use crate::task::programs::HELLO;
 use crate::task::scheduler::{self, TaskExit};
+use pv_abi::addr::GuestVirt;
 
 fn greet(info: &BootInfo) -> u8 {
     let mode = pv_abi::MmuMode::from_u32(info.mmu_mode).map_or("unknown", |m| m.name());
@@ -85,9 +86,9 @@ fn echo<'a>(words: impl Iterator<Item = &'a str>) -> u8 {
 }
 
 /// An address no page table maps: the lower half is empty until user tasks exist.
-const UNMAPPED_ADDRESS: u64 = 0x1000;
+const UNMAPPED_ADDRESS: GuestVirt = GuestVirt::new(0x1000);
 /// An address that is not canonical (bits 63..47 not all equal): any access is #GP.
-const NON_CANONICAL_ADDRESS: u64 = 0x8000_0000_0000_0000;
+const NON_CANONICAL_ADDRESS: GuestVirt = GuestVirt::new(0x8000_0000_0000_0000);
 
 fn fault(kind: Option<&str>) -> u8 {
     match kind {

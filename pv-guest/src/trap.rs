@@ -27,6 +27,7 @@ use crate::arch::{cpu, kernel_map};
 use crate::counters::{self, BREAKPOINTS, EMULATED_UD2, PAGE_FAULTS};
 use crate::hv::{event_channel, hypercall};
 use crate::task::{scheduler, syscall};
+use pv_abi::addr::GuestVirt;
 use pv_abi::exception::{BREAKPOINT, INVALID_OPCODE, PAGE_FAULT};
 
 /// Set by [`expect_invalid_opcode`], cleared by the handler: one `ud2` may be skipped.
@@ -61,7 +62,7 @@ pub extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
         PAGE_FAULT if serve_demand_fault(cpu::read_cr2(), frame.error_code) => {}
         // Any other exception in ring 3 is the task's fault: kill the task, not the kernel.
         vector if frame.came_from_user() && vector < 32 => {
-            let address = if vector == PAGE_FAULT { cpu::read_cr2() } else { 0 };
+            let address = if vector == PAGE_FAULT { cpu::read_cr2().raw() } else { 0 };
             scheduler::kill_current(frame, vector, address);
         }
         INVALID_OPCODE if UD2_EXPECTED.swap(false, Ordering::Relaxed) && is_ud2_at(frame.rip) => {
@@ -84,20 +85,21 @@ const INT_0X80: [u8; 2] = [0xcd, 0x80];
 const SPURIOUS: u64 = pv_abi::event_channel::SPURIOUS_VECTOR as u64;
 
 /// Serves a demand-zero fault in the running task; false if there is none to serve.
-fn serve_demand_fault(address: u64, error_code: u64) -> bool {
+fn serve_demand_fault(address: GuestVirt, error_code: u64) -> bool {
     scheduler::with_current_memory(|m, w| m.serve_fault(w, address, error_code)).unwrap_or(false)
 }
 
 /// Reads the two bytes at a user `rip` (for recognising `int 0x80` after a #UD).
 fn user_code_bytes(rip: u64) -> Option<[u8; 2]> {
     let mut bytes = [0u8; 2];
-    let copied = scheduler::with_current_memory(|m, w| m.copy_from_user(w, rip, &mut bytes));
+    let copied = scheduler::with_current_memory(|m, w| m.copy_from_user(w, GuestVirt::new(rip), &mut bytes));
     (copied == Some(true)).then_some(bytes)
 }
 
 /// Whether the kernel code at `rip` is `ud2`. Only kernel-image addresses are read.
 fn is_ud2_at(rip: u64) -> bool {
-    if kernel_map::virt_to_phys(rip).is_none() || kernel_map::virt_to_phys(rip + 1).is_none() {
+    let (first, second) = (GuestVirt::new(rip), GuestVirt::new(rip.wrapping_add(1)));
+    if kernel_map::virt_to_phys(first).is_none() || kernel_map::virt_to_phys(second).is_none() {
         return false;
     }
     // SAFETY: both bytes lie in the kernel image, which is mapped and readable.
@@ -107,6 +109,6 @@ fn is_ud2_at(rip: u64) -> bool {
 
 /// Reports an exception the kernel cannot handle; the VMM stops the guest.
 fn report_unexpected(frame: &TrapFrame) -> ! {
-    let cr2 = if frame.vector == PAGE_FAULT { cpu::read_cr2() } else { 0 };
+    let cr2 = if frame.vector == PAGE_FAULT { cpu::read_cr2().raw() } else { 0 };
     hypercall::report_exception(frame.vector, frame.rip, frame.error_code, cr2)
 }

@@ -8,6 +8,8 @@
 
 use core::arch::asm;
 
+use pv_abi::addr::{GuestVirt, PseudoPhys};
+
 /// The operand of `lgdt` and `lidt`: a limit and a linear base address.
 #[repr(C, packed)]
 pub struct DescriptorTablePointer {
@@ -87,11 +89,11 @@ pub fn rdtsc() -> u64 {
 }
 
 /// Reads CR2, the linear address of the last page fault.
-pub fn read_cr2() -> u64 {
+pub fn read_cr2() -> GuestVirt {
     let v: u64;
     // SAFETY: reading CR2 has no side effects; we run in ring 0.
     unsafe { asm!("mov {}, cr2", out(reg) v, options(nomem, nostack, preserves_flags)) };
-    v
+    GuestVirt::new(v)
 }
 
 /// Makes a hypercall: an `out` to the hypercall port with the number in `rax` and the
@@ -125,11 +127,11 @@ pub fn hypercall_out(port: u16, nr: u64, args: [u64; 4]) -> u64 {
 /// # Safety
 /// `addr` must be either readable memory that nothing is writing, or an address whose
 /// load faults (the trap handler then reports the fault and the guest stops).
-pub unsafe fn touch(addr: u64) -> u8 {
+pub unsafe fn touch(addr: GuestVirt) -> u8 {
     let v: u8;
     // SAFETY: the caller guarantees the address is readable or faults; the load writes
     // nothing and only the output register changes.
-    unsafe { asm!("mov {0}, byte ptr [{1}]", out(reg_byte) v, in(reg) addr, options(nostack, readonly)) };
+    unsafe { asm!("mov {0}, byte ptr [{1}]", out(reg_byte) v, in(reg) addr.raw(), options(nostack, readonly)) };
     v
 }
 
@@ -181,13 +183,13 @@ pub fn outb(port: u16, value: u8) {
 /// `root` must be the PML4 of a complete address space whose upper half is the
 /// kernel's (copied from the boot tables), so that the code running now, its stack and
 /// every kernel static stay mapped at the same addresses.
-pub unsafe fn write_cr3(root: u64) {
+pub unsafe fn write_cr3(root: PseudoPhys) {
     // SAFETY: the caller guarantees the kernel stays mapped as it is.
-    unsafe { asm!("mov cr3, {}", in(reg) root, options(nostack, preserves_flags)) };
+    unsafe { asm!("mov cr3, {}", in(reg) root.raw(), options(nostack, preserves_flags)) };
 }
 
 /// Drops the TLB entry for one virtual address after its mapping changed.
-pub fn invlpg(va: u64) {
+pub fn invlpg(va: GuestVirt) {
     // SAFETY: invalidating a TLB entry never breaks anything; at worst it costs a walk.
-    unsafe { asm!("invlpg [{}]", in(reg) va, options(nostack, preserves_flags)) };
+    unsafe { asm!("invlpg [{}]", in(reg) va.raw(), options(nostack, preserves_flags)) };
 }

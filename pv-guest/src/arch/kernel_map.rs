@@ -11,6 +11,7 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use pv_abi::addr::{GuestVirt, PseudoPhys};
 use pv_abi::layout::{KERNEL_VIRT_BASE, PHYS_MAP_BASE};
 use pv_abi::BootInfo;
 
@@ -48,17 +49,31 @@ pub fn init(boot_info_gpa: u64) -> &'static BootInfo {
 
 /// Translates a kernel virtual address to guest-physical, or `None` if it lies in
 /// neither window (for example a null pointer or a user address).
-pub fn virt_to_phys(virt: u64) -> Option<u64> {
+pub fn virt_to_phys(virt: GuestVirt) -> Option<PseudoPhys> {
     let (start, end) = kernel_image_range();
+    let virt = virt.raw();
     if (start..end).contains(&virt) {
-        return Some(virt - KERNEL_VIRT_BASE);
+        return Some(PseudoPhys::new(virt - KERNEL_VIRT_BASE));
     }
     let mem = MEM_BYTES.load(Ordering::Relaxed);
     let offset = virt.checked_sub(PHYS_MAP_BASE)?;
-    (offset < mem).then_some(offset)
+    (offset < mem).then_some(PseudoPhys::new(offset))
+}
+
+/// The kernel virtual address of a pointer (for [`virt_to_phys`]).
+pub fn virt_of<T: ?Sized>(pointer: *const T) -> GuestVirt {
+    GuestVirt::new(pointer.cast::<u8>() as u64)
 }
 
 /// The virtual address at which guest-physical `gpa` can be read (the direct map).
-pub fn phys_to_virt(gpa: u64) -> u64 {
-    PHYS_MAP_BASE + gpa
+pub fn phys_to_virt(gpa: PseudoPhys) -> GuestVirt {
+    // PHYS_MAP_BASE leaves 2^63 bytes above it and guest RAM is far smaller, so this
+    // does not overflow for any guest-physical address.
+    GuestVirt::new(PHYS_MAP_BASE + gpa.raw())
+}
+
+/// A pointer to guest-physical `gpa` through the direct map. Making it is safe; using
+/// it is the caller's `unsafe`, with a proof that `gpa` is RAM it may access as a `T`.
+pub fn direct_map<T>(gpa: PseudoPhys) -> *mut T {
+    phys_to_virt(gpa).raw() as *mut T
 }

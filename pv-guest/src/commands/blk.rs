@@ -9,7 +9,7 @@
 
 use frontend_drivers::block::{BlockError, MAX_IN_FLIGHT};
 use pv_abi::device::block::{BlockOp, BlockStatus, BLOCK_MAX_SEGMENTS, SECTOR_SIZE, SECTORS_PER_SEGMENT};
-use pv_abi::layout::PAGE_SIZE;
+use pv_abi::addr::{PseudoFrame, PAGE_SIZE};
 
 use crate::arch::cpu;
 use crate::hv::drivers;
@@ -74,18 +74,18 @@ pub fn read_sum<'a>(mut args: impl Iterator<Item = &'a str>) -> u8 {
             let nframes = sectors.div_ceil(u64::from(SECTORS_PER_SEGMENT)) as usize;
             let mut frame_list = [0u64; BLOCK_MAX_SEGMENTS];
             for f in frame_list.iter_mut().take(nframes) {
-                let Some(gpa) = frames::alloc() else {
+                let Some(frame) = frames::alloc() else {
                     println!("blk-read-sum: out of memory for buffers");
                     return 1;
                 };
-                *f = gpa / PAGE_SIZE;
+                *f = frame.raw();
             }
             let id = match blk.submit(BlockOp::Read, next_lba, sectors as u32, &frame_list[..nframes]) {
                 Ok(id) => id,
                 // Out of ring slots or grant entries (32 requests of 16 frames need more
                 // than the table's 255): wait for a completion, which frees both.
                 Err(BlockError::RingFull | BlockError::NoGrants) if head != tail => {
-                    frame_list.iter().take(nframes).for_each(|f| frames::free(f * PAGE_SIZE));
+                    frame_list.iter().take(nframes).for_each(|f| frames::free(PseudoFrame::new(*f)));
                     break;
                 }
                 Err(e) => return report_error("blk-read-sum", e),
@@ -117,10 +117,10 @@ pub fn read_sum<'a>(mut args: impl Iterator<Item = &'a str>) -> u8 {
                 let n = left.min(PAGE_SIZE);
                 // SAFETY: this command allocated the frame, and the device's write into
                 // it completed (the response arrived); nothing else refers to it.
-                let data = unsafe { frames::bytes(frame * PAGE_SIZE) };
+                let data = unsafe { frames::bytes(PseudoFrame::new(frame)) };
                 hash = fnv1a(hash, &data[..n as usize]);
                 left -= n;
-                frames::free(frame * PAGE_SIZE);
+                frames::free(PseudoFrame::new(frame));
             }
             window[head % MAX_IN_FLIGHT] = None;
             head += 1;
@@ -149,13 +149,13 @@ pub fn fill<'a>(mut args: impl Iterator<Item = &'a str>) -> u8 {
     // One set of frames filled with BYTE serves every request: the data is the same.
     let mut frame_list = [0u64; BLOCK_MAX_SEGMENTS];
     for f in frame_list.iter_mut() {
-        let Some(gpa) = frames::alloc() else {
+        let Some(frame) = frames::alloc() else {
             println!("blk-fill: out of memory for buffers");
             return 1;
         };
         // SAFETY: the frame was just allocated, and this is the only reference to it.
-        unsafe { frames::bytes(gpa) }.fill(byte);
-        *f = gpa / PAGE_SIZE;
+        unsafe { frames::bytes(frame) }.fill(byte);
+        *f = frame.raw();
     }
     let (mut next_lba, mut remaining) = (lba, count);
     while remaining > 0 {
@@ -186,7 +186,7 @@ pub fn fill<'a>(mut args: impl Iterator<Item = &'a str>) -> u8 {
         Err(e) => return report_error("blk-fill", e),
     }
     for f in frame_list {
-        frames::free(f * PAGE_SIZE);
+        frames::free(PseudoFrame::new(f));
     }
     println!("blk-fill: ok");
     0
@@ -235,11 +235,11 @@ pub fn bench<'a>(info: &pv_abi::BootInfo, mut args: impl Iterator<Item = &'a str
     let mut slot_frames = [[0u64; BLOCK_MAX_SEGMENTS]; MAX_IN_FLIGHT];
     for slot in slot_frames.iter_mut() {
         for f in slot.iter_mut().take(nframes) {
-            let Some(gpa) = frames::alloc() else {
+            let Some(frame) = frames::alloc() else {
                 println!("blk-bench: out of memory for buffers");
                 return 1;
             };
-            *f = gpa / PAGE_SIZE;
+            *f = frame.raw();
         }
     }
     let mut slot_of_id = [0u64; MAX_IN_FLIGHT];
@@ -286,7 +286,7 @@ pub fn bench<'a>(info: &pv_abi::BootInfo, mut args: impl Iterator<Item = &'a str
     );
     for slot in slot_frames {
         for f in slot.iter().take(nframes) {
-            frames::free(f * PAGE_SIZE);
+            frames::free(PseudoFrame::new(*f));
         }
     }
     0

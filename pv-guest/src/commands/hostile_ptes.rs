@@ -17,7 +17,9 @@ use pv_abi::exception::PAGE_FAULT;
 use pv_abi::{BootInfo, MmuMode};
 
 use crate::mm::frames;
-use crate::mm::{MmuError, PageSize, Protection, PTE_LARGE, PTE_PRESENT, PTE_USER, PTE_WRITABLE};
+use crate::mm::{MmuError, PageSize, Protection};
+use pv_abi::addr::{GuestVirt, PseudoFrame};
+use pv_abi::paging::{Pte, PteFlags};
 use crate::task::programs::READ_ADDRESS;
 use crate::task::scheduler::{self as task, TaskExit};
 
@@ -26,28 +28,34 @@ use crate::task::scheduler::{self as task, TaskExit};
 /// so that freeing the task frees that frame once).
 struct HostileEntry {
     name: &'static str,
-    va: u64,
+    va: GuestVirt,
     level: u32,
-    value: u64,
+    value: Pte,
     own_frame: bool,
 }
 
-const USER: u64 = PTE_PRESENT | PTE_WRITABLE | PTE_USER;
+const USER: PteFlags = PteFlags::PRESENT.union(PteFlags::WRITABLE).union(PteFlags::USER);
 
-fn cases(info: &BootInfo, frame: u64) -> [HostileEntry; 5] {
+/// An entry with these raw bits: the cases are deliberately not well-formed entries.
+const fn raw(bits: u64) -> Pte {
+    Pte::from_raw(bits)
+}
+
+fn cases(info: &BootInfo, frame: PseudoFrame) -> [HostileEntry; 5] {
+    let va = GuestVirt::new;
     [
         // A frame past the end of RAM: memory the guest was never given.
-        HostileEntry { name: "frame beyond guest RAM", va: 0x1000_0000, level: 1, value: (info.mem_bytes + (16 << 20)) | USER, own_frame: false },
+        HostileEntry { name: "frame beyond guest RAM", va: va(0x1000_0000), level: 1, value: raw((info.mem_bytes + (16 << 20)) | USER.bits()), own_frame: false },
         // Where hv keeps its shadow tables in machine memory (8 GiB). To the guest it
         // is just another address outside its RAM, and refused as such.
-        HostileEntry { name: "hv's shadow area", va: 0x1020_0000, level: 1, value: (8 << 30) | USER, own_frame: false },
+        HostileEntry { name: "hv's shadow area", va: va(0x1020_0000), level: 1, value: raw((8 << 30) | USER.bits()), own_frame: false },
         // A "page table" that is a data frame outside the page-table pool: if hv
         // followed it, the guest could change mappings without hv seeing the writes.
-        HostileEntry { name: "page table outside the pool", va: 0x1040_0000, level: 2, value: frame | USER, own_frame: false },
+        HostileEntry { name: "page table outside the pool", va: va(0x1040_0000), level: 2, value: Pte::to_pseudo(frame, USER), own_frame: false },
         // A 1 GiB page: not supported by hv's shadow paging.
-        HostileEntry { name: "1 GiB page", va: 0x4000_0000, level: 3, value: frame | USER | PTE_LARGE, own_frame: false },
+        HostileEntry { name: "1 GiB page", va: va(0x4000_0000), level: 3, value: Pte::to_pseudo(frame, USER.union(PteFlags::LARGE)), own_frame: false },
         // Bits 52..62 set: hv treats them as reserved.
-        HostileEntry { name: "reserved bits", va: 0x1060_0000, level: 1, value: USER | (1 << 55), own_frame: true },
+        HostileEntry { name: "reserved bits", va: va(0x1060_0000), level: 1, value: raw(USER.bits() | (1 << 55)), own_frame: true },
     ]
 }
 
@@ -83,7 +91,7 @@ pub fn run(info: &BootInfo) -> u8 {
 /// Spawns a task that reads `case.va`, plants the entry, runs the task. `Ok(true)` if
 /// the task was killed by a page fault at exactly that address.
 fn attack(case: &HostileEntry) -> Result<bool, &'static str> {
-    let slot = task::spawn(&READ_ADDRESS, [case.va, 0]).map_err(|_| "spawn failed")?;
+    let slot = task::spawn(&READ_ADDRESS, [case.va.raw(), 0]).map_err(|_| "spawn failed")?;
     let planted = task::edit_space(slot, |space, w| {
         let mut value = case.value;
         if case.level == 1 {
@@ -93,7 +101,7 @@ fn attack(case: &HostileEntry) -> Result<bool, &'static str> {
             unsafe { frames::bytes(legit) }.fill(0);
             space.map(w, case.va, legit, Protection::USER_DATA, PageSize::Small)?;
             if case.own_frame {
-                value |= legit;
+                value = raw(value.raw() | Pte::to_pseudo(legit, PteFlags::empty()).raw());
             } else {
                 frames::free(legit);
             }
@@ -109,5 +117,5 @@ fn attack(case: &HostileEntry) -> Result<bool, &'static str> {
         return Err("could not write the entry");
     }
     let result = task::run_all()[slot];
-    Ok(matches!(result, Some(TaskExit::Killed { vector: PAGE_FAULT, address, .. }) if address == case.va))
+    Ok(matches!(result, Some(TaskExit::Killed { vector: PAGE_FAULT, address, .. }) if address == case.va.raw()))
 }

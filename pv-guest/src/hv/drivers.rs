@@ -7,6 +7,7 @@
 use frontend_drivers::block::BlockFront;
 use frontend_drivers::console::ConsoleFront;
 use frontend_drivers::grant_table::GrantTableFront;
+use pv_abi::addr::PseudoPhys;
 use pv_abi::BootInfo;
 
 use crate::arch::apic;
@@ -29,14 +30,23 @@ static BLOCK: VcpuCell<Option<Block>> = VcpuCell::new(None);
 /// Switches on interrupts from devices and creates the frontends.
 pub fn init(info: &BootInfo) {
     apic::enable();
+    // SAFETY (for each PhysPage::new below): the VMM announced these pages in the
+    // boot-info page as the device's ring and the grant table; they lie in the area it
+    // reserves below the kernel (pv_abi::layout), where no Rust object of ours lives.
+    // The guest has to trust its hypervisor about its own memory map.
     if info.console.present != 0 {
         let doorbell = PortDoorbell { port: info.console.doorbell_port };
-        *CONSOLE.borrow_mut() = Some(ConsoleFront::new(PhysPage::new(info.console.ring_gpa), doorbell, UpcallWait));
+        // SAFETY: see above.
+        let ring = unsafe { PhysPage::new(PseudoPhys::new(info.console.ring_gpa)) };
+        *CONSOLE.borrow_mut() = Some(ConsoleFront::new(ring, doorbell, UpcallWait));
     }
     if info.block.present != 0 {
-        let grants = GrantTableFront::new(PhysPage::new(info.grant_table_gpa));
+        // SAFETY: see above.
+        let grants = GrantTableFront::new(unsafe { PhysPage::new(PseudoPhys::new(info.grant_table_gpa)) });
         let doorbell = PortDoorbell { port: info.block.doorbell_port };
-        *BLOCK.borrow_mut() = Some(BlockFront::new(PhysPage::new(info.block.ring_gpa), grants, doorbell, UpcallWait));
+        // SAFETY: see above.
+        let ring = unsafe { PhysPage::new(PseudoPhys::new(info.block.ring_gpa)) };
+        *BLOCK.borrow_mut() = Some(BlockFront::new(ring, grants, doorbell, UpcallWait));
     }
 }
 

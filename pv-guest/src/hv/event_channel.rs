@@ -12,6 +12,7 @@
 
 use core::sync::atomic::{AtomicU8, Ordering};
 
+use pv_abi::addr::PseudoPhys;
 use pv_abi::event_channel::SHARED_INFO_PENDING_OFFSET;
 use pv_abi::layout::SHARED_INFO_GPA;
 
@@ -19,7 +20,7 @@ use crate::arch::{apic, cpu, kernel_map};
 use crate::counters::{self, CHANNEL_EVENTS, UPCALLS};
 
 fn pending_flag(channel: usize) -> &'static AtomicU8 {
-    let addr = kernel_map::phys_to_virt(SHARED_INFO_GPA) + (SHARED_INFO_PENDING_OFFSET + channel) as u64;
+    let addr = kernel_map::phys_to_virt(PseudoPhys::new(SHARED_INFO_GPA)).raw() + (SHARED_INFO_PENDING_OFFSET + channel) as u64;
     // SAFETY: the shared-info page is guest RAM in the direct map, the flag is one byte
     // inside it, and AtomicU8 has the layout of u8. The VMM's backends write it with
     // atomic stores too.

@@ -5,6 +5,7 @@
 //! [`kernel_map::virt_to_phys`] first.
 
 use crate::arch::{cpu, kernel_map};
+use pv_abi::addr::PseudoPhys;
 use pv_abi::hypercall::{Hypercall, HypercallError, HYPERCALL_PORT};
 
 /// Makes hypercall `nr` with up to four arguments and returns the raw `rax`.
@@ -24,26 +25,26 @@ pub fn nop() -> Result<u64, HypercallError> {
 
 /// Writes bytes to the console; returns how many were written.
 pub fn console_write(bytes: &[u8]) -> Result<u64, HypercallError> {
-    let gpa = kernel_map::virt_to_phys(bytes.as_ptr() as u64).ok_or(HypercallError::Fault)?;
-    call(Hypercall::ConsoleWrite, [gpa, bytes.len() as u64, 0, 0])
+    let gpa = kernel_map::virt_to_phys(kernel_map::virt_of(bytes.as_ptr())).ok_or(HypercallError::Fault)?;
+    call(Hypercall::ConsoleWrite, [gpa.raw(), bytes.len() as u64, 0, 0])
 }
 
 /// Loads the address space whose PML4 is at guest-physical `root` (shadow mode: the
 /// VMM points CR3 at the shadow of that root).
-pub fn set_cr3(root: u64) -> Result<u64, HypercallError> {
-    call(Hypercall::SetCr3, [root, 0, 0, 0])
+pub fn set_cr3(root: PseudoPhys) -> Result<u64, HypercallError> {
+    call(Hypercall::SetCr3, [root.raw(), 0, 0, 0])
 }
 
 /// Applies a batch of page-table writes (`pv_abi::hypercall::MmuUpdate`).
 pub fn mmu_update(batch: &[pv_abi::hypercall::MmuUpdate]) -> Result<u64, HypercallError> {
-    let gpa = kernel_map::virt_to_phys(batch.as_ptr() as u64).ok_or(HypercallError::Fault)?;
-    call(Hypercall::MmuUpdate, [gpa, batch.len() as u64, 0, 0])
+    let gpa = kernel_map::virt_to_phys(kernel_map::virt_of(batch.as_ptr())).ok_or(HypercallError::Fault)?;
+    call(Hypercall::MmuUpdate, [gpa.raw(), batch.len() as u64, 0, 0])
 }
 
 /// Stops the guest; hv exits with `code`. The kernel's own counters go with it.
 pub fn shutdown(code: u8) -> ! {
     let counters = crate::counters::snapshot();
-    let gpa = kernel_map::virt_to_phys(&counters as *const _ as u64).unwrap_or(0);
+    let gpa = kernel_map::virt_to_phys(kernel_map::virt_of(&counters)).map_or(0, PseudoPhys::raw);
     let _ = call(Hypercall::Shutdown, [u64::from(code), gpa, 0, 0]);
     // Only reachable if the VMM refused a valid code, which would be a VMM bug.
     panic!("shutdown hypercall returned")
@@ -51,8 +52,8 @@ pub fn shutdown(code: u8) -> ! {
 
 /// Reports a kernel panic message; the VMM stops the guest.
 pub fn report_panic(message: &[u8]) -> ! {
-    if let Some(gpa) = kernel_map::virt_to_phys(message.as_ptr() as u64) {
-        let _ = call(Hypercall::ReportPanic, [gpa, message.len() as u64, 0, 0]);
+    if let Some(gpa) = kernel_map::virt_to_phys(kernel_map::virt_of(message.as_ptr())) {
+        let _ = call(Hypercall::ReportPanic, [gpa.raw(), message.len() as u64, 0, 0]);
     }
     // The message could not be delivered: fall back to a bare shutdown.
     let _ = call(Hypercall::Shutdown, [u64::from(PANIC_FALLBACK_EXIT_CODE), 0, 0, 0]);

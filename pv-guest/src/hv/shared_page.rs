@@ -7,6 +7,7 @@
 
 use core::sync::atomic::{fence, AtomicU32, Ordering};
 
+use pv_abi::addr::{GuestVirt, PseudoPhys};
 use pv_abi::layout::PAGE_SIZE;
 use pv_abi::ring::SharedPage;
 
@@ -15,26 +16,32 @@ use crate::arch::kernel_map;
 /// One guest-physical page, seen through the direct map.
 #[derive(Clone, Copy)]
 pub struct PhysPage {
-    virt: u64,
+    virt: GuestVirt,
 }
 
 impl PhysPage {
     /// The page at guest-physical `gpa` (page-aligned; the VMM chose it and announced
     /// it in the boot-info page).
-    pub fn new(gpa: u64) -> Self {
-        assert!(gpa.is_multiple_of(PAGE_SIZE), "shared page {gpa:#x} is not page-aligned");
+    ///
+    /// # Safety
+    /// `gpa` must be a page of guest RAM set aside for sharing with the hypervisor (a
+    /// ring, the grant table): no Rust object of this kernel may live in it, since the
+    /// page's bytes are read and written through the returned value.
+    pub unsafe fn new(gpa: PseudoPhys) -> Self {
+        assert!(gpa.is_aligned(PAGE_SIZE), "shared page {gpa:#x} is not page-aligned");
         PhysPage { virt: kernel_map::phys_to_virt(gpa) }
     }
 
     /// Address of byte `offset`, kept inside the page.
     fn at(&self, offset: usize) -> u64 {
-        self.virt + (offset as u64 % PAGE_SIZE)
+        self.virt.raw() + (offset as u64 % PAGE_SIZE)
     }
 }
 
 impl SharedPage for PhysPage {
     fn load_u32(&self, offset: usize) -> u32 {
-        // SAFETY: the page is guest RAM mapped read-write by the direct map, the offset
+        // SAFETY: the page is shared guest RAM (PhysPage::new's contract) mapped
+        // read-write by the direct map, the offset
         // is inside it and 4-byte aligned (the ring only uses aligned index offsets), and
         // AtomicU32 has the same layout as u32.
         let cell = unsafe { &*(self.at(offset) as *const AtomicU32) };

@@ -14,8 +14,9 @@
 //! Page tables come only from the page-table pool the boot-info page announces
 //! ([`pool`]), and an [`address_space::AddressSpace`] is one tree of them: its own
 //! lower (user) half, and the kernel's upper half shared with every other space.
-//! Data frames come from [`frames`]. Entry addresses are typed ([`table`]), so the
-//! one way to store into a page table is through an entry of a table.
+//! Data frames come from [`frames`]. Addresses and frames are `pv_abi::addr` types and
+//! entries are `pv_abi::paging::Pte`s; entry *addresses* are typed too ([`table`]), so
+//! the one way to store into a page table is through an entry of a table.
 //!
 //! | module | what it holds |
 //! | --- | --- |
@@ -31,18 +32,8 @@ pub mod pool;
 pub mod table;
 pub mod writer;
 
-/// Present.
-pub const PTE_PRESENT: u64 = 1 << 0;
-/// Writable.
-pub const PTE_WRITABLE: u64 = 1 << 1;
-/// Reachable from ring 3.
-pub const PTE_USER: u64 = 1 << 2;
-/// Large page (a PD entry mapping 2 MiB).
-pub const PTE_LARGE: u64 = 1 << 7;
-/// Not executable.
-pub const PTE_NO_EXECUTE: u64 = 1 << 63;
-/// The physical address bits of an entry.
-pub const PTE_ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
+use pv_abi::addr::PAGE_SIZE;
+use pv_abi::paging::{PteFlags, LARGE_PAGE_SIZE};
 
 /// Size of a mapping.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,8 +48,8 @@ impl PageSize {
     /// Bytes.
     pub const fn bytes(self) -> u64 {
         match self {
-            PageSize::Small => 4096,
-            PageSize::Large => 2 << 20,
+            PageSize::Small => PAGE_SIZE,
+            PageSize::Large => LARGE_PAGE_SIZE,
         }
     }
 }
@@ -82,19 +73,19 @@ impl Protection {
     /// User read-only data.
     pub const USER_READ_ONLY: Protection = Protection { writable: false, executable: false, user: true };
 
-    /// The entry bits for this protection.
-    pub fn bits(self) -> u64 {
-        let mut bits = PTE_PRESENT;
+    /// The entry flags for this protection (always present).
+    pub fn flags(self) -> PteFlags {
+        let mut flags = PteFlags::PRESENT;
         if self.writable {
-            bits |= PTE_WRITABLE;
+            flags |= PteFlags::WRITABLE;
         }
         if self.user {
-            bits |= PTE_USER;
+            flags |= PteFlags::USER;
         }
         if !self.executable {
-            bits |= PTE_NO_EXECUTE;
+            flags |= PteFlags::NO_EXECUTE;
         }
-        bits
+        flags
     }
 }
 

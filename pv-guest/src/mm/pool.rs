@@ -6,7 +6,7 @@
 //! is a valid empty table at once. Freed frames go on a small stack; fresh ones come
 //! from a bump pointer.
 
-use pv_abi::layout::PAGE_SIZE;
+use pv_abi::addr::{PseudoPhys, PAGE_SIZE};
 use pv_abi::BootInfo;
 
 use super::table::PageTable;
@@ -15,6 +15,8 @@ use crate::arch::cpu_local::{VcpuCell, VcpuRefMut};
 /// Freed tables remembered for reuse (beyond this, they are simply not reused).
 const FREE_STACK: usize = 256;
 
+/// The pool's bookkeeping, in raw guest-physical addresses (the arithmetic on them
+/// stays in this file; what leaves it is a [`PageTable`]).
 struct Pool {
     /// First frame handed out to the guest (the VMM's boot tables lie below).
     start: u64,
@@ -57,13 +59,13 @@ pub fn alloc_table() -> Option<PageTable> {
     p.in_use += 1;
     // SAFETY: the frame is a page-aligned pool frame, guest RAM set aside for page
     // tables, that no one else holds (it was free), and free pool frames are all zero.
-    Some(unsafe { PageTable::at(frame) })
+    Some(unsafe { PageTable::at(PseudoPhys::new(frame).frame()) })
 }
 
 /// Returns a table. The caller has already cleared every entry
 /// (`AddressSpace::destroy`), so the pool's free frames stay zero.
 pub fn free_table(table: PageTable) {
-    let frame = table.gpa();
+    let frame = table.gpa().raw();
     let mut p = pool();
     if !frame.is_multiple_of(PAGE_SIZE) || frame < p.start || frame >= p.next {
         drop(p);

@@ -7,6 +7,7 @@
 //! address-space code does so.
 
 use pv_abi::hypercall::MmuUpdate;
+use pv_abi::paging::Pte;
 
 use super::table::EntryAddr;
 use crate::counters::{self, BATCHED_PT_WRITES, DIRECT_PT_WRITES};
@@ -39,17 +40,17 @@ impl PageTableWriter {
         PageTableWriter::Batched { queue: [MmuUpdate { entry: 0, value: 0 }; BATCH], len: 0, hypercalls: 0 }
     }
 
-    /// Writes (or queues) `value` into `entry`.
-    pub fn write(&mut self, entry: EntryAddr, value: u64) -> Result<(), super::MmuError> {
+    /// Writes (or queues) `pte` into `entry`.
+    pub fn write(&mut self, entry: EntryAddr, pte: Pte) -> Result<(), super::MmuError> {
         match self {
             PageTableWriter::Direct => {
                 counters::bump(&DIRECT_PT_WRITES);
-                entry.store(value);
+                entry.store(pte);
                 Ok(())
             }
             PageTableWriter::Batched { queue, len, .. } => {
                 counters::bump(&BATCHED_PT_WRITES);
-                queue[*len] = MmuUpdate { entry: entry.gpa(), value };
+                queue[*len] = MmuUpdate { entry: entry.gpa().raw(), value: pte.raw() };
                 *len += 1;
                 if *len == BATCH {
                     self.flush()?;
@@ -76,10 +77,10 @@ impl PageTableWriter {
     /// latest queued value for `entry` wins over what the table holds now. (Without
     /// this, unmapping and mapping the same address in one batch would see the old
     /// entry still present.)
-    pub fn read(&self, entry: EntryAddr) -> u64 {
+    pub fn read(&self, entry: EntryAddr) -> Pte {
         if let PageTableWriter::Batched { queue, len, .. } = self {
-            if let Some(u) = queue[..*len].iter().rev().find(|u| u.entry == entry.gpa()) {
-                return u.value;
+            if let Some(u) = queue[..*len].iter().rev().find(|u| u.entry == entry.gpa().raw()) {
+                return Pte::from_raw(u.value);
             }
         }
         entry.load()

@@ -9,14 +9,15 @@
 //! [`TaskMemory`] is one task's address space and its regions; the scheduler owns one
 //! per task and lends the running task's out (`scheduler::with_current_memory`).
 
-use pv_abi::layout::PAGE_SIZE;
+use pv_abi::addr::{GuestVirt, PseudoFrame, PAGE_SIZE};
+use pv_abi::paging::PteFlags;
 
 use crate::arch::cpu;
 use crate::counters::{self, DEMAND_FAULTS};
 use crate::mm::address_space::{AddressSpace, USER_END};
 use crate::mm::frames;
 use crate::mm::writer::PageTableWriter;
-use crate::mm::{PageSize, Protection, PTE_USER};
+use crate::mm::{PageSize, Protection};
 
 /// Anonymous regions per task (the stack is one).
 const MAX_REGIONS: usize = 4;
@@ -26,8 +27,8 @@ const NOT_PRESENT_BIT: u64 = 1;
 /// A range of anonymous, demand-zero memory.
 #[derive(Clone, Copy)]
 struct Region {
-    start: u64,
-    end: u64,
+    start: GuestVirt,
+    end: GuestVirt,
     size: PageSize,
 }
 
@@ -48,7 +49,7 @@ pub struct TaskMemory {
 
 impl TaskMemory {
     /// `space`, with one demand-zero region of 4 KiB pages: the stack, `stack`.
-    pub fn new(space: AddressSpace, stack: core::ops::Range<u64>) -> Self {
+    pub fn new(space: AddressSpace, stack: core::ops::Range<GuestVirt>) -> Self {
         let mut regions = [None; MAX_REGIONS];
         regions[0] = Some(Region { start: stack.start, end: stack.end, size: PageSize::Small });
         TaskMemory { space, regions }
@@ -57,14 +58,14 @@ impl TaskMemory {
     /// The page-fault handler's part for tasks: serves a demand-zero fault at `address`
     /// (with the CPU's `error_code`) in this task's regions. Returns false if the fault
     /// is not one it can serve.
-    pub fn serve_fault(&mut self, w: &mut PageTableWriter, address: u64, error_code: u64) -> bool {
+    pub fn serve_fault(&mut self, w: &mut PageTableWriter, address: GuestVirt, error_code: u64) -> bool {
         if address >= USER_END || error_code & NOT_PRESENT_BIT != 0 {
             return false;
         }
         let Some(region) = self.regions.iter().flatten().find(|r| (r.start..r.end).contains(&address)).copied() else {
             return false;
         };
-        let base = address & !(region.size.bytes() - 1);
+        let base = GuestVirt::new(address.raw() & !(region.size.bytes() - 1));
         let frame = match region.size {
             PageSize::Small => frames::alloc(),
             PageSize::Large => frames::alloc_large(),
@@ -80,12 +81,12 @@ impl TaskMemory {
         true
     }
 
-    /// `map`: records a demand-zero region; `code_end` is where the task's code ends
-    /// (nothing may be mapped below it).
-    pub fn map_anonymous(&mut self, address: u64, len: u64, large: bool, code_end: u64) -> Result<(), MapError> {
+    /// `map`: records a demand-zero region of `len` bytes at `address`; `code_end` is
+    /// where the task's code ends (nothing may be mapped below it).
+    pub fn map_anonymous(&mut self, address: GuestVirt, len: u64, large: bool, code_end: GuestVirt) -> Result<(), MapError> {
         let size = if large { PageSize::Large } else { PageSize::Small };
         let end = address.checked_add(len).ok_or(MapError::Invalid)?;
-        if len == 0 || !address.is_multiple_of(size.bytes()) || !len.is_multiple_of(size.bytes()) || end > USER_END || address < code_end {
+        if len == 0 || !address.is_aligned(size.bytes()) || !len.is_multiple_of(size.bytes()) || end > USER_END || address < code_end {
             return Err(MapError::Invalid);
         }
         if self.regions.iter().flatten().any(|r| address < r.end && r.start < end) {
@@ -97,8 +98,8 @@ impl TaskMemory {
     }
 
     /// `unmap`: removes a whole region made by `map`, freeing the frames it touched.
-    pub fn unmap_anonymous(&mut self, w: &mut PageTableWriter, address: u64, len: u64) -> bool {
-        let Some(slot) = self.regions.iter().position(|r| r.is_some_and(|r| r.start == address && r.end - r.start == len)) else {
+    pub fn unmap_anonymous(&mut self, w: &mut PageTableWriter, address: GuestVirt, len: u64) -> bool {
+        let Some(slot) = self.regions.iter().position(|r| r.is_some_and(|r| r.start == address && r.end.offset_from(r.start) == Some(len))) else {
             return false;
         };
         let Some(region) = self.regions[slot].take() else { return false };
@@ -115,29 +116,30 @@ impl TaskMemory {
                 }
                 unmapped.push(va, frame, size);
             }
-            va += region.size.bytes();
+            // Inside the region, which ends below USER_END: no overflow.
+            va = GuestVirt::new(va.raw() + region.size.bytes());
         }
         ok & unmapped.release(w)
     }
 
     /// Copies from this task's memory through its page tables; false if any byte is not
     /// mapped for the user (demand-zero pages are faulted in first).
-    pub fn copy_from_user(&mut self, w: &mut PageTableWriter, address: u64, buf: &mut [u8]) -> bool {
+    pub fn copy_from_user(&mut self, w: &mut PageTableWriter, address: GuestVirt, buf: &mut [u8]) -> bool {
         let mut done = 0usize;
         while done < buf.len() {
-            let va = address + done as u64;
+            let Some(va) = address.checked_add(done as u64) else { return false };
             let translated =
                 self.space.translate(va).or_else(|| if self.serve_fault(w, va, 0) { self.space.translate(va) } else { None });
             let Some((gpa, entry)) = translated else { return false };
-            if entry & PTE_USER == 0 {
+            if !entry.flags().contains(PteFlags::USER) {
                 return false;
             }
-            let n = (PAGE_SIZE as usize - (va % PAGE_SIZE) as usize).min(buf.len() - done);
-            let page_offset = (gpa % PAGE_SIZE) as usize;
+            let n = (PAGE_SIZE - va.page_offset()).min((buf.len() - done) as u64) as usize;
+            let page_offset = gpa.page_offset() as usize;
             // SAFETY: the page is mapped for the user in this task's space, so it is a
             // frame the task owns (from `frames`); the task is stopped while the kernel
             // runs on its behalf, and the slice is dropped before this loop goes on.
-            let page = unsafe { frames::bytes(gpa - page_offset as u64) };
+            let page = unsafe { frames::bytes(gpa.frame()) };
             buf[done..done + n].copy_from_slice(&page[page_offset..page_offset + n]);
             done += n;
         }
@@ -148,20 +150,20 @@ impl TaskMemory {
 /// Pages taken out of an address space whose TLB entries and frames are released
 /// together once their page-table writes have been sent.
 struct UnmappedPages {
-    pages: [(u64, u64, PageSize); 64],
+    pages: [(GuestVirt, PseudoFrame, PageSize); 64],
     len: usize,
 }
 
 impl UnmappedPages {
     fn new() -> Self {
-        UnmappedPages { pages: [(0, 0, PageSize::Small); 64], len: 0 }
+        UnmappedPages { pages: [(GuestVirt::new(0), PseudoFrame::new(0), PageSize::Small); 64], len: 0 }
     }
 
     fn is_full(&self) -> bool {
         self.len == self.pages.len()
     }
 
-    fn push(&mut self, va: u64, frame: u64, size: PageSize) {
+    fn push(&mut self, va: GuestVirt, frame: PseudoFrame, size: PageSize) {
         self.pages[self.len] = (va, frame, size);
         self.len += 1;
     }

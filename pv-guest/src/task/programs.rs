@@ -7,8 +7,10 @@
 //! or read its data, which is not mapped for ring 3; all they can do is compute, touch
 //! their own memory, and make system calls (`int 0x80`, see `syscall.rs`).
 
+use pv_abi::addr::GuestVirt;
+
 /// Where a task's code page is mapped.
-pub const USER_CODE_BASE: u64 = 0x40_0000;
+pub const USER_CODE_BASE: GuestVirt = GuestVirt::new(0x40_0000);
 
 /// A user program: its code bytes.
 #[derive(Clone, Copy)]

@@ -13,6 +13,8 @@
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use pv_abi::addr::{GuestVirt, PseudoPhys};
+
 use super::demand_paging::TaskMemory;
 use super::programs::{UserProgram, USER_CODE_BASE};
 use crate::arch::cpu_local::{VcpuCell, VcpuRefMut};
@@ -29,7 +31,9 @@ use crate::println;
 /// Tasks that can exist at once.
 pub const MAX_TASKS: usize = 8;
 /// Top of every task's stack.
-pub const USER_STACK_TOP: u64 = 0x7fff_0000_0000;
+pub const USER_STACK_TOP: GuestVirt = GuestVirt::new(0x7fff_0000_0000);
+/// Bottom of every task's stack region.
+const USER_STACK_BOTTOM: GuestVirt = GuestVirt::new(USER_STACK_TOP.raw() - USER_STACK_BYTES);
 /// Size of the stack region (demand-zero, like any anonymous memory).
 const USER_STACK_BYTES: u64 = 64 * 1024;
 /// RFLAGS for ring 3: interrupts on (bit 9) and the always-one bit 1.
@@ -37,7 +41,7 @@ const USER_RFLAGS: u64 = 0x202;
 /// Largest user program: one code page.
 const USER_CODE_MAX: usize = 4096;
 /// End of a task's code page: its anonymous memory must lie above.
-pub const USER_CODE_END: u64 = USER_CODE_BASE + USER_CODE_MAX as u64;
+pub const USER_CODE_END: GuestVirt = GuestVirt::new(USER_CODE_BASE.raw() + USER_CODE_MAX as u64);
 
 /// How a task ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,8 +85,12 @@ fn scheduler() -> VcpuRefMut<'static, Scheduler> {
     SCHEDULER.borrow_mut()
 }
 
-/// The kernel's own page-table root (the VMM's boot PML4).
+/// The kernel's own page-table root (the VMM's boot PML4), a guest-physical address.
 static KERNEL_ROOT: AtomicU64 = AtomicU64::new(0);
+
+fn kernel_root() -> PseudoPhys {
+    PseudoPhys::new(KERNEL_ROOT.load(Ordering::Relaxed))
+}
 /// Whether address spaces are loaded with the `set_cr3` hypercall (shadow mode).
 static SET_CR3_BY_HYPERCALL: AtomicBool = AtomicBool::new(false);
 
@@ -107,7 +115,7 @@ pub fn mmu_hypercalls() -> u64 {
 /// Loads an address space. In ept mode the kernel writes CR3 itself; in shadow mode
 /// the CPU must never see the guest's own tables, so the VMM does it (`set_cr3`) and
 /// points CR3 at its shadow of them.
-fn load_cr3(root: u64) {
+fn load_cr3(root: PseudoPhys) {
     counters::bump(&CR3_LOADS);
     if SET_CR3_BY_HYPERCALL.load(Ordering::Relaxed) {
         if hypercall::set_cr3(root).is_err() {
@@ -126,7 +134,7 @@ fn load_cr3(root: u64) {
 pub fn with_address_space<R>(space: &mut AddressSpace, f: impl FnOnce(&mut AddressSpace) -> R) -> R {
     load_cr3(space.root());
     let r = f(space);
-    load_cr3(KERNEL_ROOT.load(Ordering::Relaxed));
+    load_cr3(kernel_root());
     r
 }
 
@@ -139,7 +147,7 @@ pub fn spawn(program: &UserProgram, args: [u64; 2]) -> Result<usize, MmuError> {
     if code.is_empty() || code.len() > USER_CODE_MAX {
         return Err(MmuError::BadAddress);
     }
-    let mut space = AddressSpace::new(&mut s.writer, KERNEL_ROOT.load(Ordering::Relaxed))?;
+    let mut space = AddressSpace::new(&mut s.writer, kernel_root())?;
     let frame = frames::alloc().ok_or(MmuError::NoTables)?;
     // SAFETY: the frame was just allocated, and this is the only reference to it.
     let page = unsafe { frames::bytes(frame) };
@@ -147,12 +155,12 @@ pub fn spawn(program: &UserProgram, args: [u64; 2]) -> Result<usize, MmuError> {
     page[..code.len()].copy_from_slice(code);
     space.map(&mut s.writer, USER_CODE_BASE, frame, Protection::USER_CODE, PageSize::Small)?;
     s.writer.flush()?;
-    let memory = TaskMemory::new(space, USER_STACK_TOP - USER_STACK_BYTES..USER_STACK_TOP);
+    let memory = TaskMemory::new(space, USER_STACK_BOTTOM..USER_STACK_TOP);
     let context = TrapFrame {
-        rip: USER_CODE_BASE,
+        rip: USER_CODE_BASE.raw(),
         cs: u64::from(gdt::USER_CODE),
         rflags: USER_RFLAGS,
-        rsp: USER_STACK_TOP,
+        rsp: USER_STACK_TOP.raw(),
         ss: u64::from(gdt::USER_DATA),
         rdi: args[0],
         rsi: args[1],
@@ -222,7 +230,7 @@ fn switch_away(frame: &mut TrapFrame) {
         }
         None => {
             drop(s);
-            load_cr3(KERNEL_ROOT.load(Ordering::Relaxed));
+            load_cr3(kernel_root());
             // SAFETY: we are in a trap taken from a task that run_all entered, and no
             // scheduler borrow is alive: this one was just dropped, and every caller
             // (yield_current, exit_current, and the trap handler above them) holds none.
@@ -245,7 +253,7 @@ pub fn exit_current(frame: &mut TrapFrame, how: TaskExit) {
         s.results[current] = Some(how);
         let Some(task) = s.tasks[current].take() else { return };
         // Leave its address space before freeing it.
-        load_cr3(KERNEL_ROOT.load(Ordering::Relaxed));
+        load_cr3(kernel_root());
         let destroyed = task.memory.space.destroy(&mut s.writer, &mut |frame, size| match size {
             PageSize::Small => frames::free(frame),
             PageSize::Large => frames::free_large(frame),

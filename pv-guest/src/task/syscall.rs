@@ -20,6 +20,8 @@
 //! the instruction faults, the kernel does what it stands for. On a normal host the
 //! gate runs and the `#UD` path is never taken.
 
+use pv_abi::addr::GuestVirt;
+
 use super::demand_paging::MapError;
 use super::scheduler::{self, TaskExit, USER_CODE_END};
 use super::reports;
@@ -60,7 +62,7 @@ pub fn handle(frame: &mut TrapFrame) {
             scheduler::yield_current(frame);
         }
         SYS_MAP => {
-            let (address, len, large) = (frame.rdi, frame.rsi, frame.rdx & 1 != 0);
+            let (address, len, large) = (GuestVirt::new(frame.rdi), frame.rsi, frame.rdx & 1 != 0);
             let mapped = scheduler::with_current_memory(|m, _| m.map_anonymous(address, len, large, USER_CODE_END));
             frame.rax = match mapped.unwrap_or(Err(MapError::Invalid)) {
                 Ok(()) => 0,
@@ -69,11 +71,11 @@ pub fn handle(frame: &mut TrapFrame) {
             }
         }
         SYS_UNMAP => {
-            let (address, len) = (frame.rdi, frame.rsi);
+            let (address, len) = (GuestVirt::new(frame.rdi), frame.rsi);
             let unmapped = scheduler::with_current_memory(|m, w| m.unmap_anonymous(w, address, len));
             frame.rax = if unmapped == Some(true) { 0 } else { EINVAL };
         }
-        SYS_WRITE => frame.rax = write(frame.rdi, frame.rsi),
+        SYS_WRITE => frame.rax = write(GuestVirt::new(frame.rdi), frame.rsi),
         SYS_BENCH_REPORT => frame.rax = if reports::record(frame.rdi, frame.rsi).is_ok() { 0 } else { ENOSPC },
         _ => frame.rax = ENOSYS,
     }
@@ -81,7 +83,7 @@ pub fn handle(frame: &mut TrapFrame) {
 
 /// Copies a user buffer to the console, page by page through the task's own mappings
 /// (so a bad pointer is an error, never a kernel fault).
-fn write(buffer: u64, len: u64) -> u64 {
+fn write(buffer: GuestVirt, len: u64) -> u64 {
     if len > WRITE_MAX {
         return EINVAL;
     }

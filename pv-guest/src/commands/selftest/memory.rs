@@ -7,7 +7,9 @@
 //! own memory; 2 MiB pages work; and page-table writes can go through the batched
 //! `mmu_update` hypercall.
 
+use pv_abi::addr::{GuestVirt, PseudoFrame, PseudoPhys, PAGE_SIZE};
 use pv_abi::exception::PAGE_FAULT;
+use pv_abi::paging::{PteFlags, LARGE_PAGE_SIZE};
 use pv_abi::BootInfo;
 
 use super::check::{ensure, SelfTest, TestResult};
@@ -16,7 +18,7 @@ use crate::counters::{self, CR3_LOADS, DEMAND_FAULTS};
 use crate::mm::address_space::AddressSpace;
 use crate::mm::frames;
 use crate::mm::writer::PageTableWriter;
-use crate::mm::{pool, PageSize, Protection, PTE_NO_EXECUTE, PTE_USER, PTE_WRITABLE};
+use crate::mm::{pool, PageSize, Protection};
 use crate::task::programs::{UserProgram, HELLO, MAP_UNMAP_LOOP, READ_ADDRESS, TOUCH_PAGES, USE_AFTER_UNMAP, WRITE_OWN_CODE, YIELD_LOOP};
 use crate::task::scheduler::{self as task, TaskExit, USER_STACK_TOP};
 
@@ -44,16 +46,33 @@ pub const TESTS: [SelfTest; 19] = [
 ];
 
 /// A user address no test maps otherwise.
-const TEST_VA: u64 = 0x1000_0000;
+const TEST_VA: GuestVirt = GuestVirt::new(0x1000_0000);
+/// A 2 MiB-aligned user address for the large-page tests.
+const LARGE_VA: GuestVirt = GuestVirt::new(0x4000_0000);
+
+/// `base + bytes` (the test addresses are nowhere near the end of the address space).
+fn at(base: GuestVirt, bytes: u64) -> GuestVirt {
+    GuestVirt::new(base.raw() + bytes)
+}
+
+/// The guest-physical address `bytes` into `frame`.
+fn in_frame(frame: PseudoFrame, bytes: u64) -> Option<PseudoPhys> {
+    frame.checked_address()?.checked_add(bytes)
+}
+
+/// The boot page tables' root, from the boot-info page.
+fn boot_root(info: &BootInfo) -> PseudoPhys {
+    PseudoPhys::new(info.boot_page_table_root)
+}
 
 fn map_translate_unmap(info: &BootInfo, batched: bool) -> TestResult {
     let mut w = if batched { PageTableWriter::batched() } else { PageTableWriter::Direct };
     let tables_before = pool::in_use();
-    let mut space = AddressSpace::new(&mut w, info.boot_page_table_root).map_err(|_| "no page tables")?;
-    let frames: [u64; 80] = core::array::from_fn(|_| frames::alloc().unwrap_or(0));
-    ensure(frames.iter().all(|f| *f != 0), "out of frames")?;
+    let mut space = AddressSpace::new(&mut w, boot_root(info)).map_err(|_| "no page tables")?;
+    let frames: [PseudoFrame; 80] = core::array::from_fn(|_| frames::alloc().unwrap_or_default());
+    ensure(frames.iter().all(|f| f.raw() != 0), "out of frames")?;
     for (i, f) in frames.iter().enumerate() {
-        space.map(&mut w, TEST_VA + i as u64 * 4096, *f, Protection::USER_DATA, PageSize::Small).map_err(|_| "map failed")?;
+        space.map(&mut w, at(TEST_VA, i as u64 * PAGE_SIZE), *f, Protection::USER_DATA, PageSize::Small).map_err(|_| "map failed")?;
     }
     w.flush().map_err(|_| "mmu_update refused the batch")?;
     if batched {
@@ -61,12 +80,12 @@ fn map_translate_unmap(info: &BootInfo, batched: bool) -> TestResult {
         ensure(w.hypercalls() >= 2, "the batched writer did not use mmu_update")?;
     }
     for (i, f) in frames.iter().enumerate() {
-        let (gpa, entry) = space.translate(TEST_VA + i as u64 * 4096 + 5).ok_or("mapped page does not translate")?;
-        ensure(gpa == f + 5, "translation gives the wrong frame")?;
-        ensure(entry & PTE_USER != 0 && entry & PTE_WRITABLE != 0 && entry & PTE_NO_EXECUTE != 0, "wrong permissions")?;
+        let (gpa, entry) = space.translate(at(TEST_VA, i as u64 * PAGE_SIZE + 5)).ok_or("mapped page does not translate")?;
+        ensure(Some(gpa) == in_frame(*f, 5), "translation gives the wrong frame")?;
+        ensure(entry.flags().contains(PteFlags::USER | PteFlags::WRITABLE | PteFlags::NO_EXECUTE), "wrong permissions")?;
     }
     for (i, f) in frames.iter().enumerate() {
-        let (frame, size) = space.unmap(&mut w, TEST_VA + i as u64 * 4096).map_err(|_| "unmap failed")?;
+        let (frame, size) = space.unmap(&mut w, at(TEST_VA, i as u64 * PAGE_SIZE)).map_err(|_| "unmap failed")?;
         ensure(frame == *f && size == PageSize::Small, "unmap returned the wrong frame")?;
     }
     w.flush().map_err(|_| "mmu_update refused the batch")?;
@@ -78,31 +97,31 @@ fn map_translate_unmap(info: &BootInfo, batched: bool) -> TestResult {
 
 fn protect_changes_permissions(info: &BootInfo) -> TestResult {
     let mut w = PageTableWriter::Direct;
-    let mut space = AddressSpace::new(&mut w, info.boot_page_table_root).map_err(|_| "no page tables")?;
+    let mut space = AddressSpace::new(&mut w, boot_root(info)).map_err(|_| "no page tables")?;
     let f = frames::alloc().ok_or("out of frames")?;
     space.map(&mut w, TEST_VA, f, Protection::USER_DATA, PageSize::Small).map_err(|_| "map failed")?;
     space.protect(&mut w, TEST_VA, Protection::USER_READ_ONLY).map_err(|_| "protect failed")?;
     let (_, entry) = space.translate(TEST_VA).ok_or("gone after protect")?;
-    ensure(entry & PTE_WRITABLE == 0, "still writable")?;
+    ensure(!entry.flags().contains(PteFlags::WRITABLE), "still writable")?;
     space.protect(&mut w, TEST_VA, Protection::USER_CODE).map_err(|_| "protect failed")?;
     let (_, entry) = space.translate(TEST_VA).ok_or("gone after protect")?;
-    ensure(entry & PTE_NO_EXECUTE == 0, "not executable")?;
-    ensure(space.protect(&mut w, TEST_VA + 4096, Protection::USER_DATA).is_err(), "protected an unmapped page")?;
+    ensure(!entry.flags().contains(PteFlags::NO_EXECUTE), "not executable")?;
+    ensure(space.protect(&mut w, at(TEST_VA, PAGE_SIZE), Protection::USER_DATA).is_err(), "protected an unmapped page")?;
     space.destroy(&mut w, &mut |f, _| frames::free(f)).map_err(|_| "destroy failed")?;
     Ok(())
 }
 
 fn large_page_translates(info: &BootInfo) -> TestResult {
     let mut w = PageTableWriter::Direct;
-    let mut space = AddressSpace::new(&mut w, info.boot_page_table_root).map_err(|_| "no page tables")?;
+    let mut space = AddressSpace::new(&mut w, boot_root(info)).map_err(|_| "no page tables")?;
     let big = frames::alloc_large().ok_or("no 2 MiB frame")?;
-    ensure(big % (2 << 20) == 0, "large frame not aligned")?;
-    let va = 0x4000_0000;
+    ensure(big.checked_address().is_some_and(|a| a.is_aligned(LARGE_PAGE_SIZE)), "large frame not aligned")?;
+    let va = LARGE_VA;
     space.map(&mut w, va, big, Protection::USER_DATA, PageSize::Large).map_err(|_| "map failed")?;
-    let (gpa, _) = space.translate(va + 0x1f_f123).ok_or("no translation near the end")?;
-    ensure(gpa == big + 0x1f_f123, "wrong translation inside the large page")?;
-    ensure(space.map(&mut w, va + 4096, big, Protection::USER_DATA, PageSize::Small).is_err(), "mapped over a large page")?;
-    ensure(space.map(&mut w, va + 4096, big, Protection::USER_DATA, PageSize::Large).is_err(), "accepted an unaligned large page")?;
+    let (gpa, _) = space.translate(at(va, 0x1f_f123)).ok_or("no translation near the end")?;
+    ensure(Some(gpa) == in_frame(big, 0x1f_f123), "wrong translation inside the large page")?;
+    ensure(space.map(&mut w, at(va, PAGE_SIZE), big, Protection::USER_DATA, PageSize::Small).is_err(), "mapped over a large page")?;
+    ensure(space.map(&mut w, at(va, PAGE_SIZE), big, Protection::USER_DATA, PageSize::Large).is_err(), "accepted an unaligned large page")?;
     space
         .destroy(&mut w, &mut |f, size| match size {
             PageSize::Small => frames::free(f),
@@ -117,18 +136,18 @@ fn large_page_translates(info: &BootInfo) -> TestResult {
 /// because hv keeps each 2 MiB block of guest frames contiguous in machine memory.
 fn large_page_is_seen_by_the_cpu(info: &BootInfo) -> TestResult {
     let mut w = PageTableWriter::Direct;
-    let mut space = AddressSpace::new(&mut w, info.boot_page_table_root).map_err(|_| "no page tables")?;
+    let mut space = AddressSpace::new(&mut w, boot_root(info)).map_err(|_| "no page tables")?;
     let big = frames::alloc_large().ok_or("no 2 MiB frame")?;
-    let last = big + (2 << 20) - 4096;
+    let last = PseudoFrame::new(big.raw() + LARGE_PAGE_SIZE / PAGE_SIZE - 1);
     // SAFETY: the large page was just allocated to this test; both frames are in it.
     unsafe {
         write_frame(big, 0x1111);
         write_frame(last, 0x2222);
     }
-    let va = 0x4000_0000;
+    let va = LARGE_VA;
     space.map(&mut w, va, big, Protection::USER_DATA, PageSize::Large).map_err(|_| "map failed")?;
     // SAFETY: both addresses lie in the 2 MiB page mapped at `va` in the loaded space.
-    let seen = task::with_address_space(&mut space, |_| unsafe { (read_user(va), read_user(va + (2 << 20) - 4096)) });
+    let seen = task::with_address_space(&mut space, |_| unsafe { (read_user(va), read_user(at(va, LARGE_PAGE_SIZE - PAGE_SIZE))) });
     space.destroy(&mut w, &mut |f, _| frames::free_large(f)).map_err(|_| "destroy failed")?;
     ensure(seen == (0x1111, 0x2222), "the CPU reads other memory through the 2 MiB mapping")
 }
@@ -157,7 +176,7 @@ fn task_runs_and_exits() -> TestResult {
 fn demand_zero() -> TestResult {
     let before = counters::read(&DEMAND_FAULTS);
     let pages = 12;
-    let r = run(&[(&TOUCH_PAGES, [USER_STACK_TOP - pages * 4096, pages])])?;
+    let r = run(&[(&TOUCH_PAGES, [USER_STACK_TOP.raw() - pages * PAGE_SIZE, pages])])?;
     ensure(r[0] == Some(TaskExit::Exited(0)), "a fresh page did not read as zero")?;
     ensure(counters::read(&DEMAND_FAULTS) - before == pages, "not one demand fault per page")
 }
@@ -190,10 +209,10 @@ fn tasks_switch() -> TestResult {
 /// whoever keeps the translation (the guest's tables, KVM's MMU, hv's shadow).
 fn use_after_unmap(batched: bool) -> TestResult {
     task::use_batched_updates(batched);
-    let r = run(&[(&USE_AFTER_UNMAP, [TEST_VA, 0])]);
+    let r = run(&[(&USE_AFTER_UNMAP, [TEST_VA.raw(), 0])]);
     task::use_batched_updates(false);
     match r?[0] {
-        Some(TaskExit::Killed { vector: PAGE_FAULT, address, .. }) if address == TEST_VA => Ok(()),
+        Some(TaskExit::Killed { vector: PAGE_FAULT, address, .. }) if address == TEST_VA.raw() => Ok(()),
         Some(TaskExit::Exited(0)) => Err("the page was still readable after unmap"),
         _ => Err("the task ended some other way"),
     }
@@ -213,7 +232,7 @@ fn map_unmap_loop(batched: bool) -> TestResult {
     task::use_batched_updates(batched);
     let frames_before = frames::in_use();
     let hypercalls = task::mmu_hypercalls();
-    let r = run(&[(&MAP_UNMAP_LOOP, [TEST_VA, 25])]);
+    let r = run(&[(&MAP_UNMAP_LOOP, [TEST_VA.raw(), 25])]);
     let used_hypercalls = task::mmu_hypercalls() > hypercalls;
     task::use_batched_updates(false);
     ensure(r?[0] == Some(TaskExit::Exited(0)), "map/write/unmap did not work")?;
@@ -229,7 +248,7 @@ fn map_unmap_loop(batched: bool) -> TestResult {
 /// VMM rewrote when it applied the change (shadow mode, and `mmu_update` in any mode).
 fn remap_is_seen_by_the_cpu(info: &BootInfo, batched: bool) -> TestResult {
     let mut w = if batched { PageTableWriter::batched() } else { PageTableWriter::Direct };
-    let mut space = AddressSpace::new(&mut w, info.boot_page_table_root).map_err(|_| "no page tables")?;
+    let mut space = AddressSpace::new(&mut w, boot_root(info)).map_err(|_| "no page tables")?;
     let (a, b) = (frames::alloc().ok_or("out of frames")?, frames::alloc().ok_or("out of frames")?);
     // SAFETY: both frames were just allocated to this test.
     unsafe {
@@ -267,9 +286,10 @@ fn remap_is_seen_by_the_cpu(info: &BootInfo, batched: bool) -> TestResult {
 ///
 /// # Safety
 /// The caller owns `frame` (from `frames`, not freed) and holds no reference to it.
-unsafe fn write_frame(frame: u64, value: u64) {
+unsafe fn write_frame(frame: PseudoFrame, value: u64) {
+    let Some(gpa) = frame.checked_address() else { return };
     // SAFETY: the caller owns the frame, guest RAM in the direct map.
-    unsafe { core::ptr::write_volatile(kernel_map::phys_to_virt(frame) as *mut u64, value) };
+    unsafe { core::ptr::write_volatile(kernel_map::direct_map::<u64>(gpa), value) };
 }
 
 /// Reads the u64 at user address `va` in the loaded address space.
@@ -277,9 +297,9 @@ unsafe fn write_frame(frame: u64, value: u64) {
 /// # Safety
 /// `va` must be mapped in the loaded address space, to a frame this test owns (SMAP is
 /// off, so ring 0 may read a user page).
-unsafe fn read_user(va: u64) -> u64 {
+unsafe fn read_user(va: GuestVirt) -> u64 {
     // SAFETY: guaranteed by the caller.
-    unsafe { core::ptr::read_volatile(va as *const u64) }
+    unsafe { core::ptr::read_volatile(va.raw() as *const u64) }
 }
 
 /// Builds an address space, uses it, destroys it, and builds the next over the same
@@ -303,7 +323,7 @@ fn reused_tables_are_seen_by_the_cpu(info: &BootInfo, batched: bool, rounds: usi
         let frame = frames[round % 2];
         // Odd rounds take one table first, so every later table lands one level off.
         let spacer = if round % 2 == 1 { pool::alloc_table() } else { None };
-        let mut space = AddressSpace::new(&mut w, info.boot_page_table_root).map_err(|_| "no page tables")?;
+        let mut space = AddressSpace::new(&mut w, boot_root(info)).map_err(|_| "no page tables")?;
         space.map(&mut w, TEST_VA, frame, Protection::USER_DATA, PageSize::Small).map_err(|_| "map failed")?;
         w.flush().map_err(|_| "mmu_update refused the batch")?;
         // SAFETY: TEST_VA is mapped to `frame` in the loaded space.
