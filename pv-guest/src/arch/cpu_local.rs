@@ -15,12 +15,11 @@
 //! global and the handler took another, Rust's aliasing rule would be broken.
 //!
 //! So a `VcpuCell` is a `RefCell` for one CPU: [`VcpuCell::borrow_mut`] sets a flag
-//! (an atomic swap, so it is also a compiler barrier, and an interrupt between the
-//! test and the set cannot slip in) and the guard clears it when dropped. A second
-//! borrow while the first is alive, which can only mean a handler re-entered code that
-//! was using the same state, panics (and the panic becomes a `report_panic` hypercall)
-//! instead of aliasing. The flag costs an exchange and a store per borrow, so hot
-//! paths borrow once per operation, not once per access.
+//! (with a compiler barrier, so no access to the value moves before it) and the guard
+//! clears it when dropped. A second borrow while the first is alive, which can only
+//! mean a handler re-entered code that was using the same state, panics (and the panic
+//! becomes a `report_panic` hypercall) instead of aliasing. The flag costs a load, a branch and two stores per borrow, so
+//! hot paths borrow once per operation, not once per access.
 //!
 //! ## The one rule the flag cannot check
 //! `arch::user_entry::back_to_kernel` abandons the trap handler's stack (a `longjmp`),
@@ -35,7 +34,7 @@
 
 use core::cell::UnsafeCell;
 use core::ops::{Deref, DerefMut};
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{compiler_fence, AtomicBool, Ordering};
 
 /// A mutable global for a single-vCPU kernel: a value and a "borrowed" flag.
 #[repr(C)]
@@ -63,12 +62,20 @@ impl<T> VcpuCell<T> {
     /// # Panics
     /// If the cell is already borrowed: a trap handler re-entered code that was using
     /// this state (or a guard was leaked across `back_to_kernel`). That is a kernel bug.
-    #[track_caller]
+    #[inline]
     pub fn borrow_mut(&self) -> VcpuRefMut<'_, T> {
-        // Acquire: nothing done with the value below may be moved above the flag.
-        if self.borrowed.swap(true, Ordering::Acquire) {
-            panic!("a VcpuCell was borrowed twice (a trap handler re-entered the code using it)");
+        // A plain load and store, not an atomic exchange: only this vCPU ever touches
+        // the flag, so there is no other CPU to race with, and a locked instruction
+        // would cost more on every borrow. A trap between the load and the store is
+        // harmless: its handler either finds the flag clear and clears it again
+        // before returning here, or panics.
+        if self.borrowed.load(Ordering::Relaxed) {
+            already_borrowed();
         }
+        self.borrowed.store(true, Ordering::Relaxed);
+        // Nothing done with the value may be moved above the store that marks it
+        // borrowed (a trap handler must see the flag before it sees the changes).
+        compiler_fence(Ordering::Acquire);
         VcpuRefMut { cell: self }
     }
 
@@ -77,6 +84,14 @@ impl<T> VcpuCell<T> {
     pub const fn as_ptr(&self) -> *mut T {
         self.value.get()
     }
+}
+
+/// The panic of a second borrow, out of line: every borrow site stays one exchange and
+/// one branch.
+#[cold]
+#[inline(never)]
+fn already_borrowed() -> ! {
+    panic!("a VcpuCell was borrowed twice (a trap handler re-entered the code using it)")
 }
 
 /// Exclusive access to a [`VcpuCell`]'s value; the borrow ends when this is dropped.
