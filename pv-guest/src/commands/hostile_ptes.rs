@@ -21,7 +21,7 @@ use crate::mm::{MmuError, PageSize, Protection};
 use pv_abi::addr::{GuestVirt, PseudoFrame};
 use pv_abi::paging::{Pte, PteFlags};
 use crate::task::programs::READ_ADDRESS;
-use crate::task::scheduler::{self as task, TaskExit};
+use crate::task::scheduler::{self, TaskExit};
 
 /// A hostile entry: what it claims, the address it is reached by, its level, its value
 /// (for a leaf with `own_frame`, ORed with the frame the task's legitimate mapping used,
@@ -91,8 +91,8 @@ pub fn run(info: &BootInfo) -> u8 {
 /// Spawns a task that reads `case.va`, plants the entry, runs the task. `Ok(true)` if
 /// the task was killed by a page fault at exactly that address.
 fn attack(case: &HostileEntry) -> Result<bool, &'static str> {
-    let slot = task::spawn(&READ_ADDRESS, [case.va.raw(), 0]).map_err(|_| "spawn failed")?;
-    let planted = task::edit_space(slot, |space, w| {
+    let slot = scheduler::spawn(&READ_ADDRESS, [case.va.raw(), 0]).map_err(|_| "spawn failed")?;
+    let planted = scheduler::edit_space(slot, |space, w| {
         let mut value = case.value;
         if case.level == 1 {
             // A legitimate mapping first, so the tables above exist.
@@ -113,9 +113,9 @@ fn attack(case: &HostileEntry) -> Result<bool, &'static str> {
     });
     if planted.is_err() {
         // The task still has to run to be freed; its result no longer matters.
-        task::run_all();
+        scheduler::run_all();
         return Err("could not write the entry");
     }
-    let result = task::run_all()[slot];
+    let result = scheduler::run_all()[slot];
     Ok(matches!(result, Some(TaskExit::Killed { vector: PAGE_FAULT, address, .. }) if address == case.va.raw()))
 }

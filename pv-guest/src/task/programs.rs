@@ -23,7 +23,7 @@ pub struct UserProgram {
 
 impl UserProgram {
     /// A program whose code lies between the labels `start` and `end` (for programs
-    /// defined outside this file, such as the benchmark workloads in `bench/`).
+    /// defined outside this file, such as the benchmark workloads in `commands/bench/`).
     pub const fn new(name: &'static str, start: unsafe extern "C" fn(), end: unsafe extern "C" fn()) -> Self {
         UserProgram { name, start, end }
     }

@@ -9,7 +9,7 @@
 //! | 2 | map | address, length, flags (1 = 2 MiB pages) | 0: anonymous demand-zero memory, read-write |
 //! | 3 | unmap | address, length | 0 |
 //! | 4 | write | buffer, length (≤ 4096) | bytes written to the console |
-//! | 5 | bench_report | TSC cycles, checksum | 0 (`-ENOSPC` when the record is full); see `bench/` |
+//! | 5 | bench_report | TSC cycles, checksum | 0 (`-ENOSPC` when the record is full); see `commands/bench/` |
 //!
 //! ## How a system call reaches the kernel, on every host
 //!

@@ -34,7 +34,7 @@ use crate::hv::hypercall;
 use crate::println;
 use crate::task::programs::UserProgram;
 use crate::task::reports;
-use crate::task::scheduler::{self as task, TaskExit};
+use crate::task::scheduler::{self, TaskExit};
 use programs::{ASPACE_CHILD, PAGEFAULT, PING_PONG, PT_UPDATE, PT_UPDATE_PAGES_PER_ROUND, TLB_MISS};
 
 /// Exit code for a command line the kernel does not understand.
@@ -106,9 +106,9 @@ pub fn run<'a>(info: &BootInfo, mut words: impl Iterator<Item = &'a str>) -> u8 
 /// Spawns the tasks, runs them to the end, and checks that each exited with 0.
 fn run_tasks(tasks: &[(&UserProgram, [u64; 2])]) -> BenchResult {
     for (program, args) in tasks {
-        task::spawn(program, *args).map_err(|_| "could not spawn a task")?;
+        scheduler::spawn(program, *args).map_err(|_| "could not spawn a task")?;
     }
-    let results = task::run_all();
+    let results = scheduler::run_all();
     let exited_cleanly = results.iter().flatten().all(|r| *r == TaskExit::Exited(0));
     if results.iter().flatten().count() != tasks.len() || !exited_cleanly {
         return Err("a task failed (its system call was refused, or it was killed)");
@@ -134,9 +134,9 @@ fn pt_update(batched: bool, reps: u64, ops: u64) -> BenchResult {
     if !ops.is_multiple_of(PT_UPDATE_PAGES_PER_ROUND) {
         return Err("OPS must be a multiple of 16 (pages per round)");
     }
-    task::use_batched_updates(batched);
+    scheduler::use_batched_updates(batched);
     let result = (0..reps).try_for_each(|rep| one_report(rep, ops, &[(&PT_UPDATE, [PT_UPDATE_BASE, ops / PT_UPDATE_PAGES_PER_ROUND])]));
-    task::use_batched_updates(false);
+    scheduler::use_batched_updates(false);
     result
 }
 
@@ -175,8 +175,8 @@ fn aspace(reps: u64, ops: u64) -> BenchResult {
         let start = cpu::rdtsc();
         let mut check = 0u64;
         for _ in 0..ops {
-            task::spawn(&ASPACE_CHILD, [ASPACE_BASE, ASPACE_PAGES]).map_err(|_| "could not spawn a task")?;
-            for result in task::run_all().iter().flatten() {
+            scheduler::spawn(&ASPACE_CHILD, [ASPACE_BASE, ASPACE_PAGES]).map_err(|_| "could not spawn a task")?;
+            for result in scheduler::run_all().iter().flatten() {
                 match result {
                     TaskExit::Exited(code) => check = check.wrapping_add(*code),
                     TaskExit::Killed { .. } => return Err("an aspace child was killed"),

@@ -20,7 +20,7 @@ use crate::mm::frames;
 use crate::mm::writer::PageTableWriter;
 use crate::mm::{pool, PageSize, Protection};
 use crate::task::programs::{UserProgram, HELLO, MAP_UNMAP_LOOP, READ_ADDRESS, TOUCH_PAGES, USE_AFTER_UNMAP, WRITE_OWN_CODE, YIELD_LOOP};
-use crate::task::scheduler::{self as task, TaskExit, USER_STACK_TOP};
+use crate::task::scheduler::{self, TaskExit, USER_STACK_TOP};
 
 /// The tests, by name.
 pub const TESTS: [SelfTest; 19] = [
@@ -147,19 +147,19 @@ fn large_page_is_seen_by_the_cpu(info: &BootInfo) -> TestResult {
     let va = LARGE_VA;
     space.map(&mut w, va, big, Protection::USER_DATA, PageSize::Large).map_err(|_| "map failed")?;
     // SAFETY: both addresses lie in the 2 MiB page mapped at `va` in the loaded space.
-    let seen = task::with_address_space(&mut space, |_| unsafe { (read_user(va), read_user(at(va, LARGE_PAGE_SIZE - PAGE_SIZE))) });
+    let seen = scheduler::with_address_space(&mut space, |_| unsafe { (read_user(va), read_user(at(va, LARGE_PAGE_SIZE - PAGE_SIZE))) });
     space.destroy(&mut w, &mut |f, _| frames::free_large(f)).map_err(|_| "destroy failed")?;
     ensure(seen == (0x1111, 0x2222), "the CPU reads other memory through the 2 MiB mapping")
 }
 
 /// Spawns the given tasks, runs them all, and returns how each ended.
-fn run(tasks: &[(&UserProgram, [u64; 2])]) -> Result<[Option<TaskExit>; task::MAX_TASKS], &'static str> {
-    let mut slots = [usize::MAX; task::MAX_TASKS];
+fn run(tasks: &[(&UserProgram, [u64; 2])]) -> Result<[Option<TaskExit>; scheduler::MAX_TASKS], &'static str> {
+    let mut slots = [usize::MAX; scheduler::MAX_TASKS];
     for (i, (program, args)) in tasks.iter().enumerate() {
-        slots[i] = task::spawn(program, *args).map_err(|_| "spawn failed")?;
+        slots[i] = scheduler::spawn(program, *args).map_err(|_| "spawn failed")?;
     }
-    let results = task::run_all();
-    let mut by_order = [None; task::MAX_TASKS];
+    let results = scheduler::run_all();
+    let mut by_order = [None; scheduler::MAX_TASKS];
     for (i, slot) in slots.iter().enumerate().take(tasks.len()) {
         by_order[i] = results[*slot];
     }
@@ -208,9 +208,9 @@ fn tasks_switch() -> TestResult {
 /// The CPU has used the mapping, so this checks that removing it really removes it,
 /// whoever keeps the translation (the guest's tables, KVM's MMU, hv's shadow).
 fn use_after_unmap(batched: bool) -> TestResult {
-    task::use_batched_updates(batched);
+    scheduler::use_batched_updates(batched);
     let r = run(&[(&USE_AFTER_UNMAP, [TEST_VA.raw(), 0])]);
-    task::use_batched_updates(false);
+    scheduler::use_batched_updates(false);
     match r?[0] {
         Some(TaskExit::Killed { vector: PAGE_FAULT, address, .. }) if address == TEST_VA.raw() => Ok(()),
         Some(TaskExit::Exited(0)) => Err("the page was still readable after unmap"),
@@ -223,18 +223,18 @@ fn use_after_unmap(batched: bool) -> TestResult {
 /// roots are evicted and rebuilt (`--stats`: "shadow roots evicted").
 fn all_slots_switch() -> TestResult {
     let rounds = 6;
-    let tasks = [(&YIELD_LOOP, [rounds, 0]); task::MAX_TASKS];
+    let tasks = [(&YIELD_LOOP, [rounds, 0]); scheduler::MAX_TASKS];
     let r = run(&tasks)?;
     ensure(r.iter().all(|x| *x == Some(TaskExit::Exited(0))), "a yielding task did not finish")
 }
 
 fn map_unmap_loop(batched: bool) -> TestResult {
-    task::use_batched_updates(batched);
+    scheduler::use_batched_updates(batched);
     let frames_before = frames::in_use();
-    let hypercalls = task::mmu_hypercalls();
+    let hypercalls = scheduler::mmu_hypercalls();
     let r = run(&[(&MAP_UNMAP_LOOP, [TEST_VA.raw(), 25])]);
-    let used_hypercalls = task::mmu_hypercalls() > hypercalls;
-    task::use_batched_updates(false);
+    let used_hypercalls = scheduler::mmu_hypercalls() > hypercalls;
+    scheduler::use_batched_updates(false);
     ensure(r?[0] == Some(TaskExit::Exited(0)), "map/write/unmap did not work")?;
     ensure(frames::in_use() == frames_before, "frames leaked")?;
     ensure(!batched || used_hypercalls, "the batched writer made no mmu_update hypercall")
@@ -257,7 +257,7 @@ fn remap_is_seen_by_the_cpu(info: &BootInfo, batched: bool) -> TestResult {
     }
     space.map(&mut w, TEST_VA, a, Protection::USER_DATA, PageSize::Small).map_err(|_| "map failed")?;
     w.flush().map_err(|_| "mmu_update refused the batch")?;
-    let seen = task::with_address_space(&mut space, |space| {
+    let seen = scheduler::with_address_space(&mut space, |space| {
         // SAFETY: TEST_VA is mapped (to `a`) in the loaded space.
         let first = unsafe { read_user(TEST_VA) };
         let remapped = space
@@ -327,7 +327,7 @@ fn reused_tables_are_seen_by_the_cpu(info: &BootInfo, batched: bool, rounds: usi
         space.map(&mut w, TEST_VA, frame, Protection::USER_DATA, PageSize::Small).map_err(|_| "map failed")?;
         w.flush().map_err(|_| "mmu_update refused the batch")?;
         // SAFETY: TEST_VA is mapped to `frame` in the loaded space.
-        let seen = task::with_address_space(&mut space, |_| unsafe { read_user(TEST_VA) });
+        let seen = scheduler::with_address_space(&mut space, |_| unsafe { read_user(TEST_VA) });
         space.destroy(&mut w, &mut |_, _| {}).map_err(|_| "destroy failed")?;
         spacer.into_iter().for_each(pool::free_table);
         if seen != [0xaaaa, 0xbbbb][round % 2] {
