@@ -10,12 +10,23 @@ use pv_abi::hypercall::{Hypercall, HypercallError, HYPERCALL_PORT};
 
 /// Makes hypercall `nr` with up to four arguments and returns the raw `rax`.
 /// Public so the self-tests can send deliberately bad calls.
-pub fn raw(nr: u64, args: [u64; 4]) -> u64 {
+///
+/// # Safety
+/// The hypervisor acts on what the arguments name: `mmu_update` rewrites page-table
+/// entries and `set_cr3` switches address spaces. A call that can make it write guest
+/// memory or change the kernel's mappings needs the caller's proof (as the typed
+/// wrappers below give); calls that only name memory for the VMM to read, or that it
+/// must refuse, need none.
+pub unsafe fn raw(nr: u64, args: [u64; 4]) -> u64 {
     cpu::hypercall_out(HYPERCALL_PORT, nr, args)
 }
 
+/// A hypercall that only reads guest memory the arguments name, or none.
 fn call(h: Hypercall, args: [u64; 4]) -> Result<u64, HypercallError> {
-    HypercallError::decode(raw(h.number(), args))
+    debug_assert!(!matches!(h, Hypercall::MmuUpdate | Hypercall::SetCr3));
+    // SAFETY: every caller of `call` makes a hypercall that at most reads guest memory
+    // (the two that change page tables or mappings go through `raw` directly).
+    HypercallError::decode(unsafe { raw(h.number(), args) })
 }
 
 /// The null hypercall: a round trip to the VMM and back.
@@ -31,14 +42,25 @@ pub fn console_write(bytes: &[u8]) -> Result<u64, HypercallError> {
 
 /// Loads the address space whose PML4 is at guest-physical `root` (shadow mode: the
 /// VMM points CR3 at the shadow of that root).
-pub fn set_cr3(root: PseudoPhys) -> Result<u64, HypercallError> {
-    call(Hypercall::SetCr3, [root.raw(), 0, 0, 0])
+///
+/// # Safety
+/// As for `cpu::write_cr3`: `root` must be the PML4 of a complete address space whose
+/// upper half is the kernel's, so the running code, its stack and its statics stay mapped.
+pub unsafe fn set_cr3(root: PseudoPhys) -> Result<u64, HypercallError> {
+    // SAFETY: the caller guarantees the kernel stays mapped in the space loaded.
+    HypercallError::decode(unsafe { raw(Hypercall::SetCr3.number(), [root.raw(), 0, 0, 0]) })
 }
 
 /// Applies a batch of page-table writes (`pv_abi::hypercall::MmuUpdate`).
-pub fn mmu_update(batch: &[pv_abi::hypercall::MmuUpdate]) -> Result<u64, HypercallError> {
+///
+/// # Safety
+/// Each update's `entry` must be an entry of a page table the caller owns (as
+/// `mm::table::EntryAddr` guarantees), and its `value` one the caller could have
+/// stored there itself.
+pub unsafe fn mmu_update(batch: &[pv_abi::hypercall::MmuUpdate]) -> Result<u64, HypercallError> {
     let gpa = kernel_map::virt_to_phys(kernel_map::virt_of(batch.as_ptr())).ok_or(HypercallError::Fault)?;
-    call(Hypercall::MmuUpdate, [gpa.raw(), batch.len() as u64, 0, 0])
+    // SAFETY: the caller guarantees every entry written is one of its own tables'.
+    HypercallError::decode(unsafe { raw(Hypercall::MmuUpdate.number(), [gpa.raw(), batch.len() as u64, 0, 0]) })
 }
 
 /// Stops the guest; hv exits with `code`. The kernel's own counters go with it.

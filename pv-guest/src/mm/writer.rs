@@ -67,7 +67,9 @@ impl PageTableWriter {
                 let count = *len;
                 *len = 0;
                 *hypercalls += 1;
-                hypercall::mmu_update(&queue[..count]).map_err(|_| super::MmuError::Refused)?;
+                // SAFETY: the queue is filled only by `write`, from EntryAddrs: entries
+                // of page tables, each with a value the direct writer could have stored.
+                unsafe { hypercall::mmu_update(&queue[..count]) }.map_err(|_| super::MmuError::Refused)?;
             }
         }
         Ok(())

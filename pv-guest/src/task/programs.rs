@@ -24,15 +24,20 @@ pub struct UserProgram {
 impl UserProgram {
     /// A program whose code lies between the labels `start` and `end` (for programs
     /// defined outside this file, such as the benchmark workloads in `commands/bench/`).
-    pub const fn new(name: &'static str, start: unsafe extern "C" fn(), end: unsafe extern "C" fn()) -> Self {
+    ///
+    /// # Safety
+    /// `start` and `end` must be two labels in the kernel's text around one program,
+    /// `end` after `start`: [`UserProgram::code`] reads the bytes between them.
+    pub const unsafe fn new(name: &'static str, start: unsafe extern "C" fn(), end: unsafe extern "C" fn()) -> Self {
         UserProgram { name, start, end }
     }
 
     /// The program's machine code.
     pub fn code(&self) -> &'static [u8] {
         let (start, end) = (self.start as *const () as usize, self.end as *const () as usize);
-        // SAFETY: start and end are labels around one program in the kernel's text,
-        // which is mapped and never changes; end follows start (checked).
+        // SAFETY: start and end are labels around one program in the kernel's text
+        // (the programs below, and UserProgram::new's contract), which is mapped and
+        // never changes; a start after end gives an empty slice (saturating_sub).
         unsafe { core::slice::from_raw_parts(start as *const u8, end.saturating_sub(start)) }
     }
 }

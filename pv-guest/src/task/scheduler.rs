@@ -117,14 +117,16 @@ pub fn mmu_hypercalls() -> u64 {
 /// points CR3 at its shadow of them.
 fn load_cr3(root: PseudoPhys) {
     counters::bump(&CR3_LOADS);
+    // SAFETY (both branches): every root loaded here is the kernel's own (the boot
+    // PML4) or that of an AddressSpace, whose upper half is a copy of the boot PML4's:
+    // the kernel stays mapped where it is.
     if SET_CR3_BY_HYPERCALL.load(Ordering::Relaxed) {
-        if hypercall::set_cr3(root).is_err() {
+        // SAFETY: see above.
+        if unsafe { hypercall::set_cr3(root) }.is_err() {
             panic!("the VMM refused to load address space {root:#x}");
         }
     } else {
-        // SAFETY: every root loaded here is the kernel's own (the boot PML4) or that of
-        // an AddressSpace, whose upper half is a copy of the boot PML4's: the kernel
-        // stays mapped where it is.
+        // SAFETY: see above.
         unsafe { cpu::write_cr3(root) };
     }
 }

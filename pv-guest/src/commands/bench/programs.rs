@@ -34,18 +34,24 @@ pub const PT_UPDATE_PAGES_PER_ROUND: u64 = 16;
 /// page-table writes in one system call). Reports (cycles, checksum); the checksum is
 /// the sum of everything read: zeros for the fresh pages, then `rounds_left + i` for
 /// page i.
-pub const PT_UPDATE: UserProgram = UserProgram::new("bench-pt-update", bench_pt_update, bench_pt_update_end);
+// SAFETY: `bench_pt_update` and `bench_pt_update_end` are the labels around this program in
+// the assembly below.
+pub const PT_UPDATE: UserProgram = unsafe { UserProgram::new("bench-pt-update", bench_pt_update, bench_pt_update_end) };
 
 /// `pagefault(base, pages)`: maps pages + 1 pages (so even 0 pages makes the same
 /// system calls), and times the first touch of `pages` of them: a read (a demand-zero
 /// fault) and a write of `i + 1`. A second, untimed pass adds the written values to
 /// the checksum: pages·(pages+1)/2 if every page read zero first and kept its write.
-pub const PAGEFAULT: UserProgram = UserProgram::new("bench-pagefault", bench_pagefault, bench_pagefault_end);
+// SAFETY: `bench_pagefault` and `bench_pagefault_end` are the labels around this program in
+// the assembly below.
+pub const PAGEFAULT: UserProgram = unsafe { UserProgram::new("bench-pagefault", bench_pagefault, bench_pagefault_end) };
 
 /// `ping_pong(yields, seed)`: advances a 64-bit LCG state (seed) once per round and
 /// yields, `yields` times. The state lives in a register, so the checksum (the final
 /// state) shows that every switch saved and restored this task's registers.
-pub const PING_PONG: UserProgram = UserProgram::new("bench-ping-pong", bench_ping_pong, bench_ping_pong_end);
+// SAFETY: `bench_ping_pong` and `bench_ping_pong_end` are the labels around this program in
+// the assembly below.
+pub const PING_PONG: UserProgram = unsafe { UserProgram::new("bench-ping-pong", bench_ping_pong, bench_ping_pong_end) };
 
 /// Where `tlb_miss` maps its working set (2 MiB aligned).
 pub const TLB_MISS_BASE: u64 = 0x1_0000_0000;
@@ -58,13 +64,17 @@ pub const TLB_MISS_FILL_MULTIPLIER: u64 = 0x9e37_79b9_7f4a_7c15;
 /// (faulting every page in: untimed), then `reps` times runs the shared pointer chase
 /// (`tlb_walk.s`) for `steps` steps with seed rep + 1, reporting each run's cycles and
 /// sum separately.
-pub const TLB_MISS: UserProgram = UserProgram::new("bench-tlb-miss", bench_tlb_miss, bench_tlb_miss_end);
+// SAFETY: `bench_tlb_miss` and `bench_tlb_miss_end` are the labels around this program in
+// the assembly below.
+pub const TLB_MISS: UserProgram = unsafe { UserProgram::new("bench-tlb-miss", bench_tlb_miss, bench_tlb_miss_end) };
 
 /// `aspace_child(base, pages)`: maps `pages` pages, reads (demand-zero) and writes each,
 /// then exits *without* unmapping, with the checksum as its exit code: the kernel's
 /// task exit destroys the address space. Exit code pages·(pages+1)/2 means all went
 /// well.
-pub const ASPACE_CHILD: UserProgram = UserProgram::new("bench-aspace-child", bench_aspace_child, bench_aspace_child_end);
+// SAFETY: `bench_aspace_child` and `bench_aspace_child_end` are the labels around this program in
+// the assembly below.
+pub const ASPACE_CHILD: UserProgram = unsafe { UserProgram::new("bench-aspace-child", bench_aspace_child, bench_aspace_child_end) };
 
 core::arch::global_asm!(
     ".section .text.user_programs, \"ax\"",
