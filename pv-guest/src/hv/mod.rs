@@ -8,7 +8,7 @@
 //! | [`event_channel`] | the upcall handler, waiting for an upcall, doorbells |
 //! | [`drivers`] | the console and block frontends, set up from the boot-info page |
 //! | [`console`] | `print!`/`println!`: through the console ring, or a hypercall early on |
-//! | [`panic`] | a Rust panic becomes a `report_panic` hypercall |
+//! | [`panic`](mod@panic) | a Rust panic becomes a `report_panic` hypercall |
 
 pub mod console;
 pub mod drivers;
