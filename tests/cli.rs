@@ -26,7 +26,7 @@ fn a_readme_as_kernel_is_refused_as_not_elf() {
 #[test]
 fn a_truncated_kernel_is_refused_with_a_clear_message() {
     let path = temp_path("truncated.elf");
-    let elf = hv::guest_image::PV_GUEST_ELF;
+    let elf = hv::boot::guest_image::PV_GUEST_ELF;
     std::fs::write(&path, &elf[..elf.len() / 8]).unwrap();
     let r = hv(&["run", "--kernel", path.to_str().unwrap()]);
     std::fs::remove_file(&path).ok();
@@ -54,7 +54,7 @@ fn a_bad_memory_size_is_refused() {
 fn an_explicit_kernel_path_boots_like_the_built_in_one() {
     require_kvm!();
     let path = temp_path("pv-guest.elf");
-    std::fs::write(&path, hv::guest_image::PV_GUEST_ELF).unwrap();
+    std::fs::write(&path, hv::boot::guest_image::PV_GUEST_ELF).unwrap();
     let r = hv(&["run", "--kernel", path.to_str().unwrap(), "--mem", "16"]);
     std::fs::remove_file(&path).ok();
     r.expect_code(0);

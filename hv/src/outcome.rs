@@ -6,7 +6,7 @@
 //! is a [`GuestStop`] with a message that names what happened; only a clean shutdown
 //! gives the guest's own exit code.
 
-use crate::machine::RegisterDump;
+use crate::kvm::RegisterDump;
 use pv_abi::exception::exception_mnemonic;
 
 /// hv's exit code when the guest crashed (panic, exception, triple fault, …); the same

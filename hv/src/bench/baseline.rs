@@ -21,7 +21,7 @@ use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::{Kvm, VcpuExit};
 
 use super::summary::Summary;
-use crate::guest_ram::GuestRam;
+use crate::memory::GuestRam;
 
 /// RAM of the minimal VM.
 const RAM_BYTES: u64 = 64 * 1024;

@@ -11,7 +11,7 @@
 use kvm_bindings::{kvm_regs, kvm_segment, kvm_sregs};
 use pv_abi::layout::BOOT_GDT_GPA;
 
-use crate::guest_ram::{GuestRam, OutsideRam};
+use crate::memory::{GuestRam, OutsideRam};
 
 const CR0_PE: u64 = 1 << 0; // protected mode
 const CR0_ET: u64 = 1 << 4; // extension type (always 1 on modern CPUs)

@@ -7,16 +7,16 @@
 
 pub mod cpu_state;
 pub mod elf;
+pub mod guest_image;
 pub mod page_tables;
 
 use vm_memory::ByteValued;
 
-use crate::devices::DeviceLayout;
-use crate::guest_ram::{GuestRam, OutsideRam};
+use crate::memory::{GuestRam, OutsideRam};
 use elf::{ElfError, KernelImage};
 use page_tables::{BootPageTables, PageTableError};
 use pv_abi::layout::{pt_pool_bytes, BOOT_INFO_GPA, GRANT_TABLE_GPA, PAGE_SIZE, SHARED_INFO_GPA};
-use pv_abi::{BootInfo, CmdlineError, MmuMode};
+use pv_abi::{BootInfo, CmdlineError, DeviceInfo, MmuMode};
 
 /// Where and how the vCPU starts.
 #[derive(Clone, Debug)]
@@ -31,6 +31,20 @@ pub struct BootPlan {
     pub boot_info: BootInfo,
     /// Number of loaded segments.
     pub segments: usize,
+}
+
+/// Where each device lives, as the boot-info page announces it (the devices layer
+/// fills it in; booting only copies it into the page).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceLayout {
+    /// The console.
+    pub console: DeviceInfo,
+    /// The block device (absent without a disk).
+    pub block: DeviceInfo,
+    /// Disk size in sectors.
+    pub block_sectors: u64,
+    /// `BLOCK_READ_ONLY` or 0.
+    pub block_flags: u32,
 }
 
 /// What the boot inputs are.

@@ -19,7 +19,7 @@
 //!   instruction on.
 
 use super::elf::LoadSegment;
-use crate::guest_ram::{GuestRam, OutsideRam};
+use crate::memory::{GuestRam, OutsideRam};
 use pv_abi::layout::{
     KERNEL_VIRT_BASE, LARGE_PAGE_SIZE, LOCAL_APIC_GPA, LOCAL_APIC_VIRT, PAGE_SIZE, PHYS_MAP_BASE, PT_POOL_MIN_BYTES,
 };

@@ -10,7 +10,7 @@ use shadow_mmu::{Machine, MachineMemory, MemoryError};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::layout::{MachineLayout, SHADOW_AREA_BASE};
-use crate::guest_ram::GuestRam;
+use crate::memory::GuestRam;
 
 /// Guest RAM plus the shadow area, addressed by machine address.
 pub struct MachineView<'a> {

@@ -28,6 +28,7 @@
 //! (`ShadowConfig::pool_traps_writes`): a store through such a mapping reaches the
 //! read-only slot and exits, so it still never reaches the frame.
 
+pub mod counters;
 pub mod layout;
 pub mod memory;
 
@@ -37,9 +38,10 @@ use vm_memory::GuestMemoryMmap;
 
 use pv_abi::layout::LOCAL_APIC_GPA;
 
-use crate::guest_ram::GuestRam;
-use crate::stats::ShadowCounters;
-use layout::MachineLayout;
+use crate::kvm::{MemoryPlan, MemorySlot, SlotMemory};
+use crate::memory::GuestRam;
+pub use counters::ShadowCounters;
+use layout::{Backing, MachineLayout};
 use memory::MachineView;
 
 /// Most shadow roots cached at once: enough for every task the guest runs at a time
@@ -112,9 +114,31 @@ impl ShadowPaging {
         &self.layout
     }
 
-    /// The shadow area's memory (for its memslot).
+    /// The shadow area's memory.
     pub fn area(&self) -> &GuestMemoryMmap {
         &self.area
+    }
+
+    /// Shadow mode's memory slots, for KVM: RAM scattered over machine addresses, the
+    /// page-table pool and the shadow area read-only (see [`layout`]). The CPU walks
+    /// the tables in the shadow area.
+    pub fn memory_plan(&self) -> MemoryPlan {
+        let slots = self
+            .layout
+            .slots()
+            .iter()
+            .map(|slot| MemorySlot {
+                guest_phys: slot.machine,
+                size: slot.size,
+                memory: match slot.backing {
+                    Backing::Ram { pseudo } => SlotMemory::Ram { offset: pseudo },
+                    Backing::ShadowArea => SlotMemory::Area { offset: 0 },
+                },
+                read_only: slot.read_only,
+                holds_walked_tables: self.layout.in_shadow_area(slot.machine),
+            })
+            .collect();
+        MemoryPlan { slots, area: Some(self.area.clone()) }
     }
 
     fn view<'a>(layout: &'a MachineLayout, area: &'a GuestMemoryMmap, ram: &'a GuestRam) -> MachineView<'a> {
@@ -184,7 +208,7 @@ impl ShadowPaging {
 
     /// Whether a shadow entry the CPU may have cached changed, or shadow frames were
     /// recycled, since the last call: then the vCPU must not run again before KVM has
-    /// forgotten what it cached ([`crate::machine::Machine::forget_cached_translations`];
+    /// forgotten what it cached ([`crate::kvm::KvmVm::forget_cached_translations`];
     /// the reason is at `ShadowMmu::take_flush_needed`).
     pub fn take_flush_needed(&mut self) -> bool {
         self.engine.take_flush_needed()

@@ -54,7 +54,7 @@ fn build(entry: u64, phdrs: &[Ph]) -> Vec<u8> {
 
 #[test]
 fn the_built_in_guest_kernel_is_accepted() {
-    let image = parse_kernel(crate::guest_image::PV_GUEST_ELF, RAM).expect("pv-guest must load");
+    let image = parse_kernel(crate::boot::guest_image::PV_GUEST_ELF, RAM).expect("pv-guest must load");
     assert!(image.segments.len() >= 2);
     assert!(image.segments.iter().any(|s| s.executable && !s.writable), "text is read-execute");
     assert!(image.segments.iter().all(|s| !(s.executable && s.writable)), "no segment is W+X");
@@ -80,7 +80,7 @@ fn a_file_shorter_than_the_header_is_refused() {
 
 #[test]
 fn a_truncated_real_kernel_is_refused() {
-    let full = crate::guest_image::PV_GUEST_ELF;
+    let full = crate::boot::guest_image::PV_GUEST_ELF;
     let cut = &full[..full.len() / 8];
     assert!(matches!(parse_kernel(cut, RAM), Err(ElfError::SegmentDataOutsideFile { .. })), "{:?}", parse_kernel(cut, RAM));
     // Cut inside the program header table.

@@ -1,22 +1,17 @@
-//! The virtual machine as KVM sees it: a VM, its RAM, and one vCPU.
+//! One KVM VM as a value: its file descriptors (`Kvm → VmFd → VcpuFd`), its memory
+//! slots, one vCPU with hv's CPUID, and the guest RAM the slots point at.
 //!
-//! KVM's API is a tree of file descriptors, and kvm-ioctls mirrors it: `/dev/kvm`
-//! ([`Kvm`]) creates a VM ([`VmFd`]), which owns memory slots and creates vCPUs
-//! ([`VcpuFd`]). A memory slot tells KVM "guest-physical range X is backed by this
-//! host memory"; after that the guest's loads and stores to X go straight to that host
-//! memory, with no exit. Only what is *not* backed by a slot (or what the slot marks
-//! read-only) comes back to the VMM as an MMIO exit.
+//! Two `KvmVm`s are two independent VMs: nothing here is global, so one process can
+//! hold several (each guest of `vmm::Vm` owns one).
 
 use kvm_bindings::{kvm_regs, kvm_sregs, kvm_userspace_memory_region};
 use kvm_ioctls::{Cap, Kvm, SyncReg, VcpuFd, VmFd};
+use vm_memory::GuestMemoryMmap;
 
-use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
-
-use crate::boot::{cpu_state, BootPlan};
-use crate::shadow::layout::Backing;
-use crate::shadow::ShadowPaging;
-use crate::cpuid::{self, CpuidError};
-use crate::guest_ram::{GuestRam, RamAllocError};
+use super::cpuid::{self, CpuidError};
+use super::memslots::{MemoryPlan, SlotMemory};
+use super::registers::RegisterDump;
+use crate::memory::{GuestRam, RamAllocError};
 
 /// KVM API version every KVM since Linux 2.6.22 reports.
 const KVM_API_VERSION: i32 = 12;
@@ -25,9 +20,9 @@ const KVM_API_VERSION: i32 = 12;
 /// Firecracker use). hv never runs real mode, but KVM expects it set.
 const KVM_TSS_ADDRESS: usize = 0xfffb_d000;
 
-/// Why the machine could not be created.
+/// Why the VM could not be created.
 #[derive(Debug, thiserror::Error)]
-pub enum MachineError {
+pub enum KvmVmError {
     /// /dev/kvm could not be opened.
     #[error("cannot open /dev/kvm: {0}. hv needs Linux with KVM enabled and read-write access to /dev/kvm")]
     OpenKvm(kvm_ioctls::Error),
@@ -51,105 +46,101 @@ pub enum MachineError {
     /// Shadow mode needs read-only memslots.
     #[error("this KVM has no read-only memory slots (KVM_CAP_READONLY_MEM), which --mmu shadow needs to trap page-table writes; use --mmu ept")]
     NoReadonlyMemslots,
+    /// A slot of the plan names memory outside what backs it (a bug in the layout).
+    #[error("memory slot {number} ({size:#x} bytes at {guest_phys:#x}) lies outside the host memory backing it")]
+    SlotOutsideMemory {
+        /// The slot's number.
+        number: usize,
+        /// Its guest-physical start.
+        guest_phys: u64,
+        /// Its size.
+        size: u64,
+    },
 }
 
-fn ioctl<T>(what: &'static str, r: Result<T, kvm_ioctls::Error>) -> Result<T, MachineError> {
-    r.map_err(|source| MachineError::Ioctl { what, source })
+fn ioctl<T>(what: &'static str, r: Result<T, kvm_ioctls::Error>) -> Result<T, KvmVmError> {
+    r.map_err(|source| KvmVmError::Ioctl { what, source })
 }
 
 /// A KVM VM with one vCPU and its RAM.
 ///
 /// Field order is drop order: the vCPU and VM are closed before the RAM they point at
 /// is unmapped.
-pub struct Machine {
+pub struct KvmVm {
     vcpu: VcpuFd,
     vm: VmFd,
     kvm: Kvm,
     ram: GuestRam,
-    /// Shadow mode's shadow area (a second reference to its mapping, held so it outlives
+    /// The plan's extra area (a second reference to its mapping, held so it outlives
     /// the memslot that points at it).
-    _shadow_area: Option<GuestMemoryMmap>,
-    /// The memslot holding the page tables the CPU walks (guest RAM under ept, the
-    /// shadow area under shadow), to re-register it (`forget_cached_translations`).
+    _area: Option<GuestMemoryMmap>,
+    /// The memslot holding the page tables the CPU walks, to re-register it
+    /// (`forget_cached_translations`).
     page_table_slot: Option<kvm_userspace_memory_region>,
     nx: bool,
     sync_regs: bool,
 }
 
-impl Machine {
-    /// Opens KVM, creates the VM with `ram_bytes` of RAM and one vCPU with hv's CPUID.
-    ///
-    /// ept mode (`shadow` is `None`): RAM is one read-write slot at guest-physical 0.
-    /// Shadow mode: the slots `shadow`'s layout describes (RAM scattered over machine
-    /// addresses, the page-table pool and the shadow area read-only).
-    pub fn new(ram_bytes: u64, shadow: Option<&ShadowPaging>) -> Result<Self, MachineError> {
-        let kvm = Kvm::new().map_err(MachineError::OpenKvm)?;
+impl KvmVm {
+    /// Opens KVM, creates the VM with `ram_bytes` of RAM, the slots of `plan`, and one
+    /// vCPU with hv's CPUID.
+    pub fn new(ram_bytes: u64, plan: MemoryPlan) -> Result<Self, KvmVmError> {
+        let kvm = Kvm::new().map_err(KvmVmError::OpenKvm)?;
         let version = kvm.get_api_version();
         if version != KVM_API_VERSION {
-            return Err(MachineError::ApiVersion(version));
+            return Err(KvmVmError::ApiVersion(version));
         }
         let vm = ioctl("KVM_CREATE_VM", kvm.create_vm())?;
         ioctl("KVM_SET_TSS_ADDR", vm.set_tss_address(KVM_TSS_ADDRESS))?;
         let ram = GuestRam::new(ram_bytes)?;
-        let slots = match shadow {
-            None => vec![(0, ram.size(), ram.host_base(), false)],
-            Some(s) => {
-                if !kvm.check_extension(Cap::ReadonlyMem) {
-                    return Err(MachineError::NoReadonlyMemslots);
-                }
-                let area_base = s
-                    .area()
-                    .get_host_address(GuestAddress(crate::shadow::layout::SHADOW_AREA_BASE))
-                    .map(|p| p as u64)
-                    .expect("the shadow area starts at SHADOW_AREA_BASE by construction");
-                s.layout()
-                    .slots()
-                    .iter()
-                    .map(|slot| {
-                        let host = match slot.backing {
-                            Backing::Ram { pseudo } => ram.host_base() + pseudo,
-                            Backing::ShadowArea => area_base,
-                        };
-                        (slot.machine, slot.size, host, slot.read_only)
-                    })
-                    .collect()
-            }
-        };
+        if plan.needs_readonly_slots() && !kvm.check_extension(Cap::ReadonlyMem) {
+            return Err(KvmVmError::NoReadonlyMemslots);
+        }
+        let area = plan.area_host_range();
         let mut page_table_slot = None;
-        for (number, (machine, size, host, read_only)) in slots.into_iter().enumerate() {
+        for (number, slot) in plan.slots.iter().enumerate() {
+            // Resolve the slot to host memory this VM owns, checking it fits: the safety
+            // of the ioctl below rests on this check.
+            let (base, len, offset) = match (slot.memory, area) {
+                (SlotMemory::Ram { offset }, _) => (ram.host_base(), ram.size(), offset),
+                (SlotMemory::Area { offset }, Some((base, len))) => (base, len, offset),
+                (SlotMemory::Area { .. }, None) => (0, 0, 1),
+            };
+            if offset.checked_add(slot.size).is_none_or(|end| end > len) {
+                return Err(KvmVmError::SlotOutsideMemory { number, guest_phys: slot.guest_phys, size: slot.size });
+            }
             let region = kvm_userspace_memory_region {
                 slot: number as u32,
-                flags: if read_only { kvm_bindings::KVM_MEM_READONLY } else { 0 },
-                guest_phys_addr: machine,
-                memory_size: size,
-                userspace_addr: host,
+                flags: if slot.read_only { kvm_bindings::KVM_MEM_READONLY } else { 0 },
+                guest_phys_addr: slot.guest_phys,
+                memory_size: slot.size,
+                userspace_addr: base + offset,
             };
-            // SAFETY: every region lies inside a host mapping Machine owns (guest RAM, or
-            // the shadow area, of which Machine keeps a reference) and drops only after
-            // the VM fd is closed (field order), so KVM never sees a mapping go away
-            // while the VM can still use it. The layout's test shows slots never overlap.
+            // SAFETY: the region lies inside a host mapping KvmVm owns (guest RAM, or the
+            // plan's area, of which KvmVm keeps a reference): checked just above. Both
+            // are dropped only after the VM fd is closed (field order), so KVM never sees
+            // a mapping go away while the VM can still use it. The shadow layout's test
+            // shows slots never overlap.
             ioctl("KVM_SET_USER_MEMORY_REGION", unsafe { vm.set_user_memory_region(region) })?;
-            if shadow.is_none_or(|s| s.layout().in_shadow_area(machine)) {
+            if slot.holds_walked_tables {
                 page_table_slot = Some(region);
             }
         }
-        let shadow_area = shadow.map(|s| s.area().clone());
         // The in-kernel interrupt controllers (local APIC, IOAPIC, PIC) must exist before
         // the vCPU: devices raise interrupts through them (irqfd → MSI → local APIC)
         // without hv's vCPU loop taking part. They must also be created before any vCPU.
         ioctl("KVM_CREATE_IRQCHIP", vm.create_irq_chip())?;
-        let vcpu = ioctl("KVM_CREATE_VCPU", vm.create_vcpu(0))?;
+        let mut vcpu = ioctl("KVM_CREATE_VCPU", vm.create_vcpu(0))?;
         let cpuid = cpuid::guest_cpuid(&kvm)?;
         ioctl("KVM_SET_CPUID2", vcpu.set_cpuid2(&cpuid))?;
         let nx = cpuid::nx_supported(&cpuid);
-        let mut vcpu = vcpu;
         let sync_regs = kvm.check_extension(Cap::SyncRegs);
         if sync_regs {
             // Ask KVM to copy the general registers into the shared kvm_run page at every
             // exit, so reading them costs no extra ioctl (see `guest_regs`).
             vcpu.set_sync_valid_reg(SyncReg::Register);
         }
-        Ok(Machine { vcpu, vm, kvm, ram, _shadow_area: shadow_area, page_table_slot, nx, sync_regs })
+        Ok(KvmVm { vcpu, vm, kvm, ram, _area: plan.area, page_table_slot, nx, sync_regs })
     }
 
     /// Guest RAM.
@@ -167,7 +158,7 @@ impl Machine {
         self.vcpu.get_tsc_khz().ok().filter(|khz| *khz > 0)
     }
 
-    /// The VM file descriptor (for devices added by later work).
+    /// The VM file descriptor (devices register their eventfds on it).
     pub fn vm(&self) -> &VmFd {
         &self.vm
     }
@@ -207,14 +198,13 @@ impl Machine {
         }
     }
 
-    /// Puts the vCPU in long mode at the plan's entry point, with CR3 = `cr3` (the
-    /// plan's page-table root in ept mode, its shadow in shadow mode).
-    pub fn set_boot_state(&mut self, plan: &BootPlan, cr3: u64) -> Result<(), MachineError> {
+    /// Sets the first register state: `make_sregs` turns KVM's current special
+    /// registers into the ones to start with (the boot layer knows what long mode
+    /// needs), and `regs` are the general registers.
+    pub fn set_initial_state(&mut self, make_sregs: impl FnOnce(kvm_sregs) -> kvm_sregs, regs: &kvm_regs) -> Result<(), KvmVmError> {
         let sregs = ioctl("KVM_GET_SREGS", self.vcpu.get_sregs())?;
-        let sregs = cpu_state::long_mode_sregs(sregs, cr3, self.nx);
-        ioctl("KVM_SET_SREGS", self.vcpu.set_sregs(&sregs))?;
-        let regs = cpu_state::entry_regs(plan.entry, plan.boot_info_gpa);
-        ioctl("KVM_SET_REGS", self.vcpu.set_regs(&regs))
+        ioctl("KVM_SET_SREGS", self.vcpu.set_sregs(&make_sregs(sregs)))?;
+        ioctl("KVM_SET_REGS", self.vcpu.set_regs(regs))
     }
 
     /// Points CR3 at another page-table root (shadow mode's `set_cr3`). KVM flushes the
@@ -237,8 +227,8 @@ impl Machine {
         let removed = kvm_userspace_memory_region { memory_size: 0, ..region };
         // SAFETY: a size of 0 deletes the slot; KVM stops using the mapping.
         unsafe { self.vm.set_user_memory_region(removed) }?;
-        // SAFETY: the same region as at creation, over a mapping Machine keeps alive (guest
-        // RAM, or `_shadow_area`) until after the VM fd is closed.
+        // SAFETY: the same region as at creation (checked then to lie inside a mapping
+        // KvmVm owns: guest RAM, or `_area`), alive until after the VM fd is closed.
         unsafe { self.vm.set_user_memory_region(region) }
     }
 
@@ -247,66 +237,5 @@ impl Machine {
         let regs = self.vcpu.get_regs().ok()?;
         let sregs = self.vcpu.get_sregs().ok()?;
         Some(RegisterDump::new(&regs, &sregs))
-    }
-}
-
-/// The registers that explain where a guest died.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RegisterDump {
-    /// General registers: rip, rsp, rflags, rax, rbx, rcx, rdx, rsi, rdi, rbp.
-    pub general: [(&'static str, u64); 10],
-    /// Control registers and EFER: cr0, cr2, cr3, cr4, efer.
-    pub control: [(&'static str, u64); 5],
-    /// Code and stack selectors.
-    pub cs: u16,
-    /// Stack selector.
-    pub ss: u16,
-    /// IDT base and limit.
-    pub idt: (u64, u16),
-}
-
-impl RegisterDump {
-    fn new(r: &kvm_regs, s: &kvm_sregs) -> Self {
-        RegisterDump {
-            general: [
-                ("rip", r.rip),
-                ("rsp", r.rsp),
-                ("rflags", r.rflags),
-                ("rax", r.rax),
-                ("rbx", r.rbx),
-                ("rcx", r.rcx),
-                ("rdx", r.rdx),
-                ("rsi", r.rsi),
-                ("rdi", r.rdi),
-                ("rbp", r.rbp),
-            ],
-            control: [("cr0", s.cr0), ("cr2", s.cr2), ("cr3", s.cr3), ("cr4", s.cr4), ("efer", s.efer)],
-            cs: s.cs.selector,
-            ss: s.ss.selector,
-            idt: (s.idt.base, s.idt.limit),
-        }
-    }
-
-    /// The value of the instruction pointer.
-    pub fn rip(&self) -> u64 {
-        self.general[0].1
-    }
-}
-
-impl std::fmt::Display for RegisterDump {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for row in self.general.chunks(4) {
-            write!(f, " ")?;
-            for (name, v) in row {
-                write!(f, " {name:>6}={v:#018x}")?;
-            }
-            writeln!(f)?;
-        }
-        write!(f, " ")?;
-        for (name, v) in &self.control {
-            write!(f, " {name:>6}={v:#018x}")?;
-        }
-        writeln!(f)?;
-        write!(f, "      cs={:#06x}     ss={:#06x}    idt={:#x}/{:#x}", self.cs, self.ss, self.idt.0, self.idt.1)
     }
 }

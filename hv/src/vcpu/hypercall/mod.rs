@@ -15,8 +15,8 @@ use pv_abi::hypercall::{
 };
 use pv_abi::{Hypercall, HypercallError};
 
-use crate::console::ConsoleOutput;
-use crate::guest_ram::GuestRam;
+use crate::devices::console::ConsoleOutput;
+use crate::memory::GuestRam;
 use crate::outcome::GuestStop;
 use crate::shadow::ShadowPaging;
 

@@ -2,7 +2,7 @@
 
 use super::*;
 use pv_abi::hypercall::MMU_UPDATE_MAX;
-use crate::console::CapturedOutput;
+use crate::devices::console::CapturedOutput;
 
 const RAM: u64 = 4 << 20;
 
