@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::devices::block::DiskConfig;
 use crate::trace::TraceFormat;
+use crate::vmm::config::DEFAULT_MEM_MIB;
 
 /// hv: a paravirtual hypervisor on KVM, built for teaching.
 ///
@@ -184,7 +185,7 @@ pub struct RunArgs {
     pub mmu: MmuArg,
 
     /// Guest RAM in MiB: 8 to 3072, a multiple of 2.
-    #[arg(long, value_name = "MIB", default_value_t = 64)]
+    #[arg(long, value_name = "MIB", default_value_t = DEFAULT_MEM_MIB)]
     pub mem: u64,
 
     /// Write a trace of every VM exit, hypercall and the guest's stop to PATH.

@@ -13,6 +13,9 @@ use crate::boot::guest_image;
 use crate::devices::block::DiskConfig;
 use crate::trace::TraceFormat;
 
+/// Guest RAM when nothing else is asked for (`hv run`'s `--mem` default).
+pub const DEFAULT_MEM_MIB: u64 = 64;
+
 /// What to run: everything that describes one guest before it exists.
 #[derive(Clone, Debug)]
 pub struct VmConfig {
@@ -32,6 +35,23 @@ pub struct VmConfig {
     pub timeout: Option<std::time::Duration>,
     /// How guest memory is translated (`--mmu`).
     pub mmu: MmuMode,
+}
+
+impl VmConfig {
+    /// The built-in pv-guest with `guest_args`, in [`DEFAULT_MEM_MIB`] of RAM, ept mode,
+    /// a console and no disk, no trace and no timeout: what `hv run -- ARGS` runs.
+    pub fn builtin_guest(guest_args: &[&str]) -> Self {
+        VmConfig {
+            kernel: None,
+            mem_mib: DEFAULT_MEM_MIB,
+            guest_args: guest_args.iter().map(|w| w.to_string()).collect(),
+            trace: None,
+            disk: None,
+            notify_policy: NotifyPolicy::EventIndex,
+            timeout: None,
+            mmu: MmuMode::Ept,
+        }
+    }
 }
 
 /// `--mem` in bytes, if it is a size hv accepts.
