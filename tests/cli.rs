@@ -14,7 +14,7 @@ fn help_explains_each_run_option() {
 }
 
 #[test]
-fn a_readme_as_kernel_is_refused_as_not_elf() {
+fn hostile_kernel_a_readme_is_refused_as_not_elf() {
     // Needs no KVM: hv checks the kernel file before it opens /dev/kvm.
     let readme = concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md");
     let r = hv(&["run", "--kernel", readme]);
@@ -24,7 +24,7 @@ fn a_readme_as_kernel_is_refused_as_not_elf() {
 }
 
 #[test]
-fn a_truncated_kernel_is_refused_with_a_clear_message() {
+fn hostile_kernel_truncated_is_refused_with_a_clear_message() {
     let path = temp_path("truncated.elf");
     let elf = hv::boot::guest_image::PV_GUEST_ELF;
     std::fs::write(&path, &elf[..elf.len() / 8]).unwrap();
@@ -131,7 +131,7 @@ fn tiny_kernel(code: &[u8]) -> Vec<u8> {
 }
 
 #[test]
-fn a_kernel_that_halts_with_interrupts_off_is_stopped_by_the_timeout() {
+fn hostile_kernel_halting_with_interrupts_off_is_stopped_by_the_timeout() {
     require_kvm!();
     let path = temp_path("hang.elf");
     std::fs::write(&path, tiny_kernel(&[0xfa, 0xf4, 0xeb, 0xfd])).unwrap(); // cli; hlt; jmp back
@@ -143,7 +143,7 @@ fn a_kernel_that_halts_with_interrupts_off_is_stopped_by_the_timeout() {
 }
 
 #[test]
-fn a_kernel_that_spins_forever_is_stopped_by_the_timeout() {
+fn hostile_kernel_spinning_forever_is_stopped_by_the_timeout() {
     require_kvm!();
     let path = temp_path("spin.elf");
     std::fs::write(&path, tiny_kernel(&[0xeb, 0xfe])).unwrap(); // jmp $

@@ -17,8 +17,8 @@ pub mod console;
 
 use backend_drivers::block::image::{DiskImage, ImageError};
 use backend_drivers::console::ConsoleBackend;
-use backend_drivers::event_channel::GuestNotifier;
-use backend_drivers::guest_page::GuestPage;
+use backend_drivers::event_channel::{GuestNotifier, NoSuchChannel};
+use backend_drivers::guest_page::{BadPage, GuestPage};
 use backend_drivers::runner::{self, BackendHandle, BackendStats, BackendWiring, NotifyPolicy, RequestHandler};
 use kvm_bindings::{kvm_irq_routing_entry, KvmIrqRouting, KVM_IRQ_ROUTING_MSI};
 use kvm_ioctls::{IoEventAddress, NoDatamatch};
@@ -62,9 +62,20 @@ pub enum DeviceError {
         /// Why.
         source: kvm_ioctls::Error,
     },
-    /// A page or channel was invalid (a bug in hv's layout).
+    /// KVM's interrupt routing table could not be built.
+    #[error("device setup: a GSI routing table of {entries} entries cannot be built ({source:?})")]
+    Routing {
+        /// Entries asked for.
+        entries: usize,
+        /// Why.
+        source: vmm_sys_util::fam::Error,
+    },
+    /// A ring page is not a page of guest RAM (a bug in hv's layout).
     #[error("device setup: {0}")]
-    Layout(String),
+    RingPage(#[from] BadPage),
+    /// An event channel does not exist (a bug in hv's layout).
+    #[error("device setup: {0}")]
+    Channel(#[from] NoSuchChannel),
     /// The backend thread did not start.
     #[error(transparent)]
     Spawn(#[from] runner::SpawnError),
@@ -105,7 +116,7 @@ impl Devices {
         policy: NotifyPolicy,
     ) -> Result<Devices, DeviceError> {
         let gsis = [FIRST_DEVICE_GSI, FIRST_DEVICE_GSI + 1];
-        let mut routing = KvmIrqRouting::new(gsis.len()).map_err(|_| DeviceError::Layout("GSI routing table".into()))?;
+        let mut routing = KvmIrqRouting::new(gsis.len()).map_err(|source| DeviceError::Routing { entries: gsis.len(), source })?;
         for (slot, gsi) in routing.as_mut_slice().iter_mut().zip(gsis) {
             *slot = msi_route(gsi);
         }
@@ -186,8 +197,8 @@ fn wire<H: RequestHandler>(
     machine.vm().register_irqfd(&irqfd, gsi).map_err(kvm_err("KVM_IRQFD"))?;
 
     let memory = machine.ram().memory().clone();
-    let ring_page = GuestPage::new(memory.clone(), ring_gpa).map_err(|e| DeviceError::Layout(e.to_string()))?;
-    let notifier = GuestNotifier::new(memory, SHARED_INFO_GPA, channel, irqfd).map_err(|e| DeviceError::Layout(e.to_string()))?;
+    let ring_page = GuestPage::new(memory.clone(), ring_gpa)?;
+    let notifier = GuestNotifier::new(memory, SHARED_INFO_GPA, channel, irqfd)?;
     let wiring = BackendWiring { ring_page, doorbell, notifier, events: Arc::new(tracer.clone()), notify_policy: policy };
     Ok(runner::spawn(handler, wiring)?)
 }

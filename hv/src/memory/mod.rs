@@ -104,7 +104,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn accesses_inside_ram_work_and_outside_are_refused() {
+    fn hostile_ram_accesses_outside_ram_are_refused() {
         let ram = GuestRam::new(1 << 20).unwrap();
         ram.write_u64(0x1000, 0xdead_beef).unwrap();
         assert_eq!(ram.read_u64(0x1000).unwrap(), 0xdead_beef);

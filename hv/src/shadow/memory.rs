@@ -56,7 +56,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn machine_addresses_reach_the_right_pseudo_frame_and_nothing_else() {
+    fn hostile_machine_addresses_reach_the_right_pseudo_frame_and_nothing_else() {
         let layout = MachineLayout::new(8 << 20);
         let ram = GuestRam::new(layout.ram).unwrap();
         let area = allocate_area(&layout).unwrap();

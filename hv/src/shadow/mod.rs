@@ -275,7 +275,7 @@ mod tests {
     }
 
     #[test]
-    fn stores_outside_the_pool_are_not_page_table_writes() {
+    fn hostile_stores_outside_the_pool_are_not_page_table_writes() {
         let (ram, mut shadow, _) = setup();
         assert_eq!(shadow.trapped_write(&ram, SHADOW_AREA_BASE + 16, &[0; 8]), Ok(MmioWrite::ShadowArea));
         let data = shadow.layout().machine_of(0x1000).unwrap();

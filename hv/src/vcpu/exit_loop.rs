@@ -22,7 +22,7 @@ use super::hypercall::{self, HypercallRequest};
 use super::watchdog::Watchdog;
 use crate::devices::console::ConsoleOutput;
 use crate::kvm::KvmVm;
-use crate::outcome::GuestStop;
+use crate::outcome::{GuestStop, KvmFailure};
 use crate::shadow::{MmioWrite, ShadowPaging};
 use crate::trace::{ExitReason, TraceEvent, Tracer};
 use pv_abi::event_channel::{DOORBELL_PORT_BASE, MAX_CHANNELS};
@@ -90,7 +90,7 @@ pub fn run(vm: &mut KvmVm, cx: &mut LoopContext) -> GuestStop {
         let exit = match next_exit(vm) {
             Ok(exit) => exit,
             Err(e) => {
-                return GuestStop::KvmFailure { what: format!("KVM_RUN failed: {e}"), dump: vm.register_dump() }
+                return GuestStop::KvmFailure { what: KvmFailure::Ioctl { ioctl: "KVM_RUN", source: e }, dump: vm.register_dump() }
             }
         };
         let reason = exit.reason();
@@ -165,11 +165,11 @@ fn handle_exit(vm: &mut KvmVm, cx: &mut LoopContext, exit: Exit) -> Option<Guest
         Exit::Hlt => Some(GuestStop::Halted { dump: vm.register_dump() }),
         Exit::Shutdown => Some(GuestStop::TripleFault { dump: vm.register_dump() }),
         Exit::FailEntry { reason } => Some(GuestStop::KvmFailure {
-            what: format!("VM entry failed (hardware reason {reason:#x}): the vCPU state is invalid"),
+            what: KvmFailure::EntryFailed { reason },
             dump: vm.register_dump(),
         }),
         Exit::InternalError => Some(GuestStop::KvmFailure {
-            what: format!("KVM internal error (suberror {})", internal_error_suberror(vm)),
+            what: KvmFailure::InternalError { suberror: internal_error_suberror(vm) },
             dump: vm.register_dump(),
         }),
         // A signal interrupted KVM_RUN: the watchdog's, if its time is up.
@@ -180,7 +180,7 @@ fn handle_exit(vm: &mut KvmVm, cx: &mut LoopContext, exit: Exit) -> Option<Guest
             _ => None,
         },
         Exit::Other(what) => {
-            Some(GuestStop::KvmFailure { what: format!("unexpected exit {what}"), dump: vm.register_dump() })
+            Some(GuestStop::KvmFailure { what: KvmFailure::UnexpectedExit { exit: what }, dump: vm.register_dump() })
         }
     }
 }
@@ -226,7 +226,7 @@ fn forget_stale_translations(vm: &mut KvmVm, cx: &mut LoopContext) -> Option<Gue
     cx.tracer.emit(|| TraceEvent::TranslationFlush);
     match vm.forget_cached_translations() {
         Ok(()) => None,
-        Err(e) => Some(GuestStop::KvmFailure { what: format!("re-registering a memslot failed: {e}"), dump: None }),
+        Err(e) => Some(GuestStop::KvmFailure { what: KvmFailure::Ioctl { ioctl: "re-registering a memslot", source: e }, dump: None }),
     }
 }
 
@@ -234,7 +234,7 @@ fn forget_stale_translations(vm: &mut KvmVm, cx: &mut LoopContext) -> Option<Gue
 fn load_cr3(vm: &mut KvmVm, cr3: u64) -> Option<GuestStop> {
     match vm.set_cr3(cr3) {
         Ok(()) => None,
-        Err(e) => Some(GuestStop::KvmFailure { what: format!("KVM_SET_SREGS (CR3) failed: {e}"), dump: None }),
+        Err(e) => Some(GuestStop::KvmFailure { what: KvmFailure::Ioctl { ioctl: "KVM_SET_SREGS (CR3)", source: e }, dump: None }),
     }
 }
 
@@ -242,7 +242,7 @@ fn load_cr3(vm: &mut KvmVm, cr3: u64) -> Option<GuestStop> {
 fn handle_hypercall(vm: &mut KvmVm, cx: &mut LoopContext) -> Option<GuestStop> {
     let regs = match vm.guest_regs() {
         Ok(regs) => regs,
-        Err(e) => return Some(GuestStop::KvmFailure { what: format!("KVM_GET_REGS failed: {e}"), dump: None }),
+        Err(e) => return Some(GuestStop::KvmFailure { what: KvmFailure::Ioctl { ioctl: "KVM_GET_REGS", source: e }, dump: None }),
     };
     let req = HypercallRequest::from_regs(&regs);
     let mut hcx = hypercall::HypercallContext {
@@ -283,6 +283,6 @@ fn handle_hypercall(vm: &mut KvmVm, cx: &mut LoopContext) -> Option<GuestStop> {
     };
     match vm.set_guest_rax(rax) {
         Ok(()) => None,
-        Err(e) => Some(GuestStop::KvmFailure { what: format!("KVM_SET_REGS failed: {e}"), dump: None }),
+        Err(e) => Some(GuestStop::KvmFailure { what: KvmFailure::Ioctl { ioctl: "KVM_SET_REGS", source: e }, dump: None }),
     }
 }

@@ -37,7 +37,7 @@ fn console_write_copies_exactly_the_bytes_asked_for() {
 }
 
 #[test]
-fn console_write_past_the_end_of_ram_is_efault_and_prints_nothing() {
+fn hostile_console_write_past_the_end_of_ram_is_efault_and_prints_nothing() {
     let (ram, con, out) = setup();
     for (gpa, len) in [(RAM, 1), (RAM - 4, 8), (u64::MAX - 3, 8), (u64::MAX, 1)] {
         assert_eq!(call(&ram, &con, WRITE, [gpa, len, 0, 0]).result, Err(HypercallError::Fault), "{gpa:#x}+{len}");
@@ -46,7 +46,7 @@ fn console_write_past_the_end_of_ram_is_efault_and_prints_nothing() {
 }
 
 #[test]
-fn console_write_of_one_gib_is_e2big_without_allocating_it() {
+fn hostile_console_write_of_one_gib_is_e2big_without_allocating_it() {
     let (ram, con, _) = setup();
     assert_eq!(call(&ram, &con, WRITE, [0, 1 << 30, 0, 0]).result, Err(HypercallError::TooBig));
     assert_eq!(call(&ram, &con, WRITE, [0, u64::MAX, 0, 0]).result, Err(HypercallError::TooBig));
@@ -54,7 +54,7 @@ fn console_write_of_one_gib_is_e2big_without_allocating_it() {
 }
 
 #[test]
-fn control_characters_from_the_guest_do_not_reach_the_terminal() {
+fn hostile_control_characters_from_the_guest_do_not_reach_the_terminal() {
     let (ram, con, out) = setup();
     ram.write(0x100, b"\x1b[2Jok\n").unwrap();
     call(&ram, &con, WRITE, [0x100, 7, 0, 0]);
@@ -62,7 +62,7 @@ fn control_characters_from_the_guest_do_not_reach_the_terminal() {
 }
 
 #[test]
-fn unknown_numbers_are_enosys() {
+fn hostile_hypercall_numbers_unknown_are_enosys() {
     let (ram, con, _) = setup();
     for nr in [7, 0x7777, u64::MAX] {
         let r = call(&ram, &con, nr, [0; 4]);
@@ -72,7 +72,7 @@ fn unknown_numbers_are_enosys() {
 }
 
 #[test]
-fn shutdown_accepts_one_byte_codes_only() {
+fn hostile_shutdown_codes_wider_than_a_byte_are_refused() {
     let (ram, con, _) = setup();
     let sd = Hypercall::Shutdown as u64;
     assert_eq!(call(&ram, &con, sd, [7, 0, 0, 0]).stop, Some(GuestStop::Shutdown { code: 7 }));
@@ -84,7 +84,7 @@ fn shutdown_accepts_one_byte_codes_only() {
 }
 
 #[test]
-fn shutdown_carries_the_guests_counters_and_checks_their_address() {
+fn hostile_shutdown_counters_address_is_checked() {
     let (ram, con, _) = setup();
     let sd = Hypercall::Shutdown as u64;
     let words: Vec<u8> = (1u64..=5).flat_map(u64::to_le_bytes).collect();
@@ -101,7 +101,7 @@ fn shutdown_carries_the_guests_counters_and_checks_their_address() {
 }
 
 #[test]
-fn report_panic_reads_the_message_and_checks_its_range() {
+fn hostile_report_panic_message_range_is_checked() {
     let (ram, con, _) = setup();
     let rp = Hypercall::ReportPanic as u64;
     ram.write(0x200, b"src/x.rs:1:2: boom").unwrap();
@@ -112,7 +112,7 @@ fn report_panic_reads_the_message_and_checks_its_range() {
 }
 
 #[test]
-fn report_exception_accepts_cpu_vectors_only() {
+fn hostile_report_exception_vectors_beyond_the_cpus_are_refused() {
     let (ram, con, _) = setup();
     let re = Hypercall::ReportException as u64;
     let r = call(&ram, &con, re, [13, 0xffff_ffff_8020_0000, 0, 0]);
@@ -139,7 +139,7 @@ fn mmu_update_applies_a_batch_inside_the_pool() {
 }
 
 #[test]
-fn mmu_update_with_one_entry_outside_the_pool_changes_nothing() {
+fn hostile_mmu_update_with_one_entry_outside_the_pool_changes_nothing() {
     let (ram, con, _) = setup();
     let kernel_data = 0x20_0000;
     write_batch(&ram, 0x1000, &[(POOL.start, 0x1007), (kernel_data, 0xdead)]);
@@ -153,7 +153,7 @@ fn mmu_update_with_one_entry_outside_the_pool_changes_nothing() {
 }
 
 #[test]
-fn mmu_update_refuses_huge_counts_and_arrays_outside_ram() {
+fn hostile_mmu_update_huge_counts_and_arrays_outside_ram_are_refused() {
     let (ram, con, _) = setup();
     assert_eq!(call(&ram, &con, MMU, [0, MMU_UPDATE_MAX + 1, 0, 0]).result, Err(HypercallError::TooBig));
     assert_eq!(call(&ram, &con, MMU, [0, u64::MAX, 0, 0]).result, Err(HypercallError::TooBig));
@@ -164,7 +164,7 @@ fn mmu_update_refuses_huge_counts_and_arrays_outside_ram() {
 const SET_CR3: u64 = Hypercall::SetCr3 as u64;
 
 #[test]
-fn set_cr3_exists_only_in_shadow_mode_and_takes_only_pool_frames() {
+fn hostile_set_cr3_outside_shadow_mode_or_the_pool_is_refused() {
     let (ram, con, _) = setup();
     assert_eq!(call(&ram, &con, SET_CR3, [POOL.start, 0, 0, 0]).result, Err(HypercallError::NoSys));
     let mut shadow = ShadowPaging::new(RAM).unwrap();
