@@ -43,7 +43,7 @@ pub struct DeviceLayout {
     pub block: DeviceInfo,
     /// Disk size in sectors.
     pub block_sectors: u64,
-    /// `BLOCK_READ_ONLY` or 0.
+    /// The disk's `BlockFlags`, as the boot-info page carries them.
     pub block_flags: u32,
 }
 

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use backend_drivers::block::image::{DiskImage, ImageError};
 use backend_drivers::block::BlockBackend;
 use backend_drivers::grant_table::GrantTable;
-use pv_abi::layout::{pt_pool_bytes, GRANT_TABLE_GPA, PAGE_SIZE, VMM_RESERVED_END};
+use pv_abi::grant::grant_window;
+use pv_abi::layout::GRANT_TABLE_GPA;
 
 use crate::memory::GuestRam;
 
@@ -42,11 +43,10 @@ pub fn open_disk(config: &DiskConfig) -> Result<DiskImage, ImageError> {
 
 /// The block backend for `image`, with its grant table over `ram`.
 ///
-/// Grants may name the guest's RAM between hv's reserved area and the page-table pool.
-/// Page tables are never I/O buffers: a device writing one would change the guest's
-/// mappings behind the MMU's back (in shadow mode, without the write ever being trapped).
+/// Grants may name only the frames of pv-abi's grant window: never a page table (a
+/// device writing one would change the guest's mappings behind the MMU's back, in shadow
+/// mode without the write ever being trapped) and never hv's reserved area.
 pub fn backend(image: DiskImage, ram: &GuestRam) -> BlockBackend {
-    let pool_start = ram.size() - pt_pool_bytes(ram.size());
-    let grants = GrantTable::new(ram.memory().clone(), GRANT_TABLE_GPA, VMM_RESERVED_END / PAGE_SIZE..pool_start / PAGE_SIZE);
+    let grants = GrantTable::new(ram.memory().clone(), GRANT_TABLE_GPA, grant_window(ram.size()));
     BlockBackend::new(image, grants)
 }

@@ -22,7 +22,7 @@ use backend_drivers::guest_page::{BadPage, GuestPage};
 use backend_drivers::runner::{self, BackendHandle, BackendStats, BackendWiring, NotifyPolicy, RequestHandler};
 use kvm_bindings::{kvm_irq_routing_entry, KvmIrqRouting, KVM_IRQ_ROUTING_MSI};
 use kvm_ioctls::{IoEventAddress, NoDatamatch};
-use pv_abi::boot_info::BLOCK_READ_ONLY;
+use pv_abi::device::block::BlockFlags;
 use pv_abi::event_channel::{doorbell_port, BLOCK_CHANNEL, CONSOLE_CHANNEL, UPCALL_VECTOR};
 use pv_abi::layout::{BLOCK_RING_GPA, CONSOLE_RING_GPA, LOCAL_APIC_GPA, SHARED_INFO_GPA};
 use pv_abi::DeviceInfo;
@@ -148,7 +148,7 @@ impl Devices {
     /// Where the devices are, for the boot-info page.
     pub fn layout(&self) -> DeviceLayout {
         let (block, block_sectors, block_flags) = match &self.block {
-            Some((_, sectors, ro)) => (device_info(BLOCK_RING_GPA, BLOCK_CHANNEL), *sectors, if *ro { BLOCK_READ_ONLY } else { 0 }),
+            Some((_, sectors, ro)) => (device_info(BLOCK_RING_GPA, BLOCK_CHANNEL), *sectors, if *ro { BlockFlags::READ_ONLY.bits() } else { 0 }),
             None => (DeviceInfo::ABSENT, 0, 0),
         };
         DeviceLayout { console: device_info(CONSOLE_RING_GPA, CONSOLE_CHANNEL), block, block_sectors, block_flags }
