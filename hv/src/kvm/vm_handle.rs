@@ -6,6 +6,7 @@
 
 use kvm_bindings::{kvm_regs, kvm_sregs, kvm_userspace_memory_region};
 use kvm_ioctls::{Cap, Kvm, SyncReg, VcpuFd, VmFd};
+use pv_abi::addr::MachineAddr;
 use vm_memory::GuestMemoryMmap;
 
 use super::cpuid::{self, CpuidError};
@@ -209,9 +210,9 @@ impl KvmVm {
 
     /// Points CR3 at another page-table root (shadow mode's `set_cr3`). KVM flushes the
     /// guest's TLB as a real CR3 load would.
-    pub fn set_cr3(&mut self, cr3: u64) -> Result<(), kvm_ioctls::Error> {
+    pub fn set_cr3(&mut self, cr3: MachineAddr) -> Result<(), kvm_ioctls::Error> {
         let mut sregs = self.vcpu.get_sregs()?;
-        sregs.cr3 = cr3;
+        sregs.cr3 = cr3.raw();
         self.vcpu.set_sregs(&sregs)
     }
 

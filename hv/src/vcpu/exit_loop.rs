@@ -27,6 +27,7 @@ use crate::shadow::{MmioWrite, ShadowPaging};
 use crate::trace::{ExitReason, TraceEvent, Tracer};
 use pv_abi::event_channel::{DOORBELL_PORT_BASE, MAX_CHANNELS};
 use pv_abi::hypercall::HYPERCALL_PORT;
+use pv_abi::addr::{MachineAddr, PseudoPhys};
 use pv_abi::Hypercall;
 
 /// An exit, copied out of KVM's shared `kvm_run` page so the vCPU can be used again.
@@ -71,7 +72,7 @@ pub struct LoopContext<'a> {
     /// The counters.
     pub counters: &'a mut VcpuCounters,
     /// The page-table pool, for `mmu_update`.
-    pub pt_pool: std::ops::Range<u64>,
+    pub pt_pool: std::ops::Range<PseudoPhys>,
     /// The `--timeout` watchdog, if armed.
     pub watchdog: Option<&'a Watchdog>,
     /// Shadow paging, in shadow mode.
@@ -160,7 +161,7 @@ fn handle_exit(vm: &mut KvmVm, cx: &mut LoopContext, exit: Exit) -> Option<Guest
             cx.tracer.emit(|| TraceEvent::UnhandledPort { port, write: false, size });
             None
         }
-        Exit::Mmio { gpa, len, write: true, data } if cx.shadow.is_some() => handle_mmio_write(vm, cx, gpa, &data[..len]),
+        Exit::Mmio { gpa, len, write: true, data } if cx.shadow.is_some() => handle_mmio_write(vm, cx, MachineAddr::new(gpa), &data[..len]),
         Exit::Mmio { gpa, len, write, .. } => Some(GuestStop::NotRam { gpa, write, len, dump: vm.register_dump() }),
         Exit::Hlt => Some(GuestStop::Halted { dump: vm.register_dump() }),
         Exit::Shutdown => Some(GuestStop::TripleFault { dump: vm.register_dump() }),
@@ -195,21 +196,21 @@ fn internal_error_suberror(vm: &mut KvmVm) -> u32 {
 
 /// Shadow mode: a store to a read-only slot. A page-table write is applied and the
 /// shadows synced; a store to the shadow area is dropped (ROM semantics) and traced.
-fn handle_mmio_write(vm: &mut KvmVm, cx: &mut LoopContext, gpa: u64, data: &[u8]) -> Option<GuestStop> {
+fn handle_mmio_write(vm: &mut KvmVm, cx: &mut LoopContext, gpa: MachineAddr, data: &[u8]) -> Option<GuestStop> {
     let shadow = cx.shadow.as_deref_mut()?;
     let result = shadow.trapped_write(vm.ram(), gpa, data);
     let events = shadow.drain_events();
     match result {
         Ok(MmioWrite::PageTable(w)) => {
-            cx.tracer.emit(|| TraceEvent::PtWrite { machine: gpa, entry: w.entry, value: w.value });
+            cx.tracer.emit(|| TraceEvent::PtWrite { machine: gpa.raw(), entry: w.entry.raw(), value: w.value });
             events.into_iter().for_each(|e| cx.tracer.emit(|| TraceEvent::Shadow(e)));
             w.reload.and_then(|cr3| load_cr3(vm, cr3))
         }
         Ok(MmioWrite::ShadowArea) => {
-            cx.tracer.emit(|| TraceEvent::ShadowAreaWrite { machine: gpa });
+            cx.tracer.emit(|| TraceEvent::ShadowAreaWrite { machine: gpa.raw() });
             None
         }
-        Ok(MmioWrite::Elsewhere) => Some(GuestStop::NotRam { gpa, write: true, len: data.len(), dump: vm.register_dump() }),
+        Ok(MmioWrite::Elsewhere) => Some(GuestStop::NotRam { gpa: gpa.raw(), write: true, len: data.len(), dump: vm.register_dump() }),
         Err(e) => Some(GuestStop::PageTableStoreRefused { what: format!("store at machine {gpa:#x}: {e}"), dump: vm.register_dump() }),
     }
 }
@@ -231,7 +232,7 @@ fn forget_stale_translations(vm: &mut KvmVm, cx: &mut LoopContext) -> Option<Gue
 }
 
 /// Points the vCPU at a new shadow root.
-fn load_cr3(vm: &mut KvmVm, cr3: u64) -> Option<GuestStop> {
+fn load_cr3(vm: &mut KvmVm, cr3: MachineAddr) -> Option<GuestStop> {
     match vm.set_cr3(cr3) {
         Ok(()) => None,
         Err(e) => Some(GuestStop::KvmFailure { what: KvmFailure::Ioctl { ioctl: "KVM_SET_SREGS (CR3)", source: e }, dump: None }),

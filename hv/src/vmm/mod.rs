@@ -20,9 +20,11 @@ pub mod stats;
 use std::io::Write;
 use std::time::Instant;
 
+use pv_abi::addr::MachineAddr;
+use pv_abi::layout::pt_pool;
 use pv_abi::MmuMode;
 
-use crate::boot::{self, cpu_state, BootError, BootInputs, BootPlan};
+use crate::boot::{self, cpu_state, BootError, BootInputs};
 use crate::devices::console::ConsoleOutput;
 use crate::devices::{block, DeviceError, Devices};
 use crate::kvm::host_info::HostMmu;
@@ -56,7 +58,6 @@ pub struct Vm {
     shadow: Option<ShadowPaging>,
     console: ConsoleOutput,
     tracer: Tracer,
-    plan: BootPlan,
     config: VmConfig,
     started: Instant,
 }
@@ -99,7 +100,8 @@ impl Vm {
         let plan = boot::prepare(kvm.ram(), &inputs)?;
         // ept: CR3 is the guest's own root. shadow: the shadow of it, in the shadow area.
         let cr3 = match shadow.as_mut() {
-            None => plan.page_table_root,
+            // ept mode: machine addresses are the pseudo-physical ones (one memslot at 0).
+            None => MachineAddr::new(plan.page_table_root.raw()),
             Some(s) => s.load_root(kvm.ram(), plan.page_table_root).map_err(VmError::ShadowBoot)?,
         };
         let nx = kvm.nx_supported();
@@ -114,18 +116,18 @@ impl Vm {
         for event in shadow.as_mut().map(ShadowPaging::drain_events).unwrap_or_default() {
             tracer.emit(|| TraceEvent::Shadow(event));
         }
-        Ok(Vm { devices, kvm, shadow, console, tracer, plan, config: config.clone(), started })
+        Ok(Vm { devices, kvm, shadow, console, tracer, config: config.clone(), started })
     }
 
     /// Runs the guest on the calling thread (its vCPU thread) until it stops, then
     /// stops the devices and reports how it ended.
     pub fn run(self) -> Result<RunReport, VmError> {
-        let Vm { devices, mut kvm, mut shadow, console, tracer, plan, config, started } = self;
+        let Vm { devices, mut kvm, mut shadow, console, tracer, config, started } = self;
         let mut stats = RunStats::new(started);
         stats.mmu = config.mmu;
         let mut counters = VcpuCounters::default();
         devices.start();
-        let pt_pool = plan.boot_info.pt_pool_start..plan.boot_info.pt_pool_end;
+        let pt_pool = pt_pool(kvm.ram().size());
         // Armed here, on the thread that runs the vCPU: that is the thread it kicks.
         let watchdog = config.timeout.map(Watchdog::arm).transpose().map_err(VmError::Watchdog)?;
         let stop = exit_loop::run(
