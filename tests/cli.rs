@@ -2,7 +2,7 @@
 //! and the properties of the trace file.
 
 mod common;
-use common::{hv, temp_path};
+use common::{hv, temp_path, tiny_kernel};
 
 #[test]
 fn help_explains_each_run_option() {
@@ -100,34 +100,6 @@ fn an_unwritable_trace_path_is_an_error_before_the_guest_runs() {
     r.expect_code(1);
     r.expect(r.stderr.contains("cannot write the trace file /nonexistent/dir/t.trace"), "names the path");
     r.expect(r.stdout.is_empty(), "the guest did not run");
-}
-
-/// A minimal kernel ELF whose whole code is `code`, loaded at 2 MiB.
-fn tiny_kernel(code: &[u8]) -> Vec<u8> {
-    let virt: u64 = 0xffff_ffff_8020_0000;
-    let mut f = vec![0u8; 0x1000];
-    f[..4].copy_from_slice(b"\x7fELF");
-    f[4..7].copy_from_slice(&[2, 1, 1]);
-    let u16s = |f: &mut Vec<u8>, at: usize, v: u16| f[at..at + 2].copy_from_slice(&v.to_le_bytes());
-    let u64s = |f: &mut Vec<u8>, at: usize, v: u64| f[at..at + 8].copy_from_slice(&v.to_le_bytes());
-    u16s(&mut f, 16, 2); // ET_EXEC
-    u16s(&mut f, 18, 62); // EM_X86_64
-    f[20] = 1;
-    u64s(&mut f, 24, virt); // entry
-    u64s(&mut f, 32, 64); // phoff
-    u16s(&mut f, 52, 64);
-    u16s(&mut f, 54, 56);
-    u16s(&mut f, 56, 1);
-    u16s(&mut f, 58, 64);
-    f[64] = 1; // PT_LOAD
-    f[68] = 5; // R+X
-    u64s(&mut f, 72, 0x1000); // offset
-    u64s(&mut f, 80, virt);
-    u64s(&mut f, 88, 0x20_0000);
-    u64s(&mut f, 96, code.len() as u64);
-    u64s(&mut f, 104, code.len() as u64);
-    f.extend_from_slice(code);
-    f
 }
 
 #[test]

@@ -1,19 +1,20 @@
 //! Two guests in one hv process, at the same time: a VM is a value (`hv::vmm::Vm`), and
 //! nothing one VM holds is shared with another. Each guest gets its own KVM VM, vCPU
 //! thread, devices and console sink; the test checks that both run to a clean shutdown
-//! and that neither's console output lands in the other's sink.
+//! and that neither's console output lands in the other's sink, and that each guest's
+//! `--timeout` watchdog kicks its own vCPU thread only.
 
 mod common;
 
 use std::sync::{Arc, Barrier};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hv::devices::console::CapturedOutput;
 use hv::outcome::GuestStop;
 use hv::vmm::{Vm, VmConfig};
 use pv_abi::MmuMode;
 
-use common::selftest_counts;
+use common::{selftest_counts, temp_path, tiny_kernel};
 
 /// What one guest did: how it stopped, what it printed, and when its run began and ended.
 struct GuestRun {
@@ -80,4 +81,34 @@ fn two_guests_keep_their_console_output_apart() {
         assert!(run.output.contains(own), "the guest's own words {own} are missing:\n{}", run.output);
         assert!(!run.output.contains(other), "the other guest's words {other} reached this console:\n{}", run.output);
     }
+}
+
+#[test]
+fn two_guests_each_have_their_own_timeout() {
+    require_kvm!();
+    // Both kernels spin forever (`jmp $`); only their watchdogs can stop them. The
+    // watchdog's signal is process-wide, but its target is one thread: the short one
+    // must not stop the long one early, nor the long one wait for the short one.
+    let path = temp_path("spin.elf");
+    std::fs::write(&path, tiny_kernel(&[0xeb, 0xfe])).unwrap();
+    let spinning = |timeout: Duration| VmConfig {
+        kernel: Some(path.clone()),
+        timeout: Some(timeout),
+        ..VmConfig::builtin_guest(&[])
+    };
+    let (short, long) = (Duration::from_millis(300), Duration::from_millis(1500));
+    let runs = run_together(vec![spinning(short), spinning(long)]);
+    std::fs::remove_file(&path).ok();
+    for (run, timeout) in runs.iter().zip([short, long]) {
+        let millis = timeout.as_millis() as u64;
+        assert!(
+            matches!(run.stop, GuestStop::TimedOut { millis: m, .. } if m == millis),
+            "the {millis} ms guest stopped with {:?}",
+            run.stop
+        );
+        let ran = run.ran.1.duration_since(run.ran.0);
+        assert!(ran >= timeout, "the {millis} ms guest was stopped after only {ran:?}");
+    }
+    let (short_ran, long_ran) = (runs[0].ran.1 - runs[0].ran.0, runs[1].ran.1 - runs[1].ran.0);
+    assert!(short_ran < long_ran, "the short timeout waited for the long one ({short_ran:?} vs {long_ran:?})");
 }
