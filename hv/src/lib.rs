@@ -6,10 +6,11 @@
 //!
 //! ## Layers
 //!
-//! The modules form layers, lowest first. A module may use the ones above it in this
-//! table and never one below it, so each layer can be read (and tested) knowing only
-//! the layers it stands on. `cargo test` checks that no two modules import each other
-//! in a circle.
+//! The modules form layers, listed lowest first. A module may use the layers in the rows
+//! before its own and never one in a row after it, so each layer can be read (and
+//! tested) knowing only the layers it stands on. `tests/layers.rs` reads this table and
+//! fails if any module uses a layer from a later row (so no two modules can import each
+//! other in a circle).
 //!
 //! | layer | owns | must never |
 //! | --- | --- | --- |

@@ -70,7 +70,7 @@ pub struct PerOp {
     /// Page-table entries applied through `mmu_update`.
     pub mmu_update_entries: f64,
     /// Times KVM was made to forget cached translations because hv changed a page-table
-    /// entry from the host side (a memslot flip; see `Machine::forget_cached_translations`).
+    /// entry from the host side (a memslot flip; see `KvmVm::forget_cached_translations`).
     pub translation_flushes: f64,
     /// Shadow entries re-derived (shadow mode only).
     pub shadow_syncs: Option<f64>,
