@@ -23,7 +23,7 @@
 //! | [`devices`] | split-driver devices: doorbells (ioeventfd), upcalls (irqfd → MSI), backend threads; one file per device | reach guest memory except through checked ring pages and grants |
 //! | [`vcpu`] | the exit loop, hypercalls, the `--timeout` watchdog, the loop's counters | outlive the run it serves |
 //! | [`vmm`] | [`vmm::Vm`]: one guest (memory, vCPU, devices, memory mode) as a value; its config, errors and stats | hold state shared with another `Vm` |
-//! | [`bench`] | `hv bench` and `hv blk-bench`: fresh VMs per measurement, baselines, reports | change how a guest runs |
+//! | [`bench`](mod@bench) | `hv bench` and `hv blk-bench`: fresh VMs per measurement, baselines, reports | change how a guest runs |
 //! | [`cli`] | hv's command line: arguments, and the commands that run them | contain VMM logic |
 //!
 //! Differences from the plain layering one might expect: [`outcome`] sits below the
