@@ -74,7 +74,7 @@ fn a_triple_fault_gives_a_message_and_a_register_dump() {
 }
 
 #[test]
-fn bad_hypercalls_get_error_codes_and_the_guest_keeps_running() {
+fn hostile_hypercalls_get_error_codes_and_the_guest_keeps_running() {
     require_kvm!();
     let trace = common::temp_path("bad.trace");
     let r = hv(&["run", "--stats", "--trace", trace.to_str().unwrap(), "--", "bad-hypercalls"]);

@@ -2,7 +2,7 @@
 //! and the properties of the trace file.
 
 mod common;
-use common::{hv, temp_path};
+use common::{hv, temp_path, tiny_kernel};
 
 #[test]
 fn help_explains_each_run_option() {
@@ -14,7 +14,7 @@ fn help_explains_each_run_option() {
 }
 
 #[test]
-fn a_readme_as_kernel_is_refused_as_not_elf() {
+fn hostile_kernel_a_readme_is_refused_as_not_elf() {
     // Needs no KVM: hv checks the kernel file before it opens /dev/kvm.
     let readme = concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md");
     let r = hv(&["run", "--kernel", readme]);
@@ -24,9 +24,9 @@ fn a_readme_as_kernel_is_refused_as_not_elf() {
 }
 
 #[test]
-fn a_truncated_kernel_is_refused_with_a_clear_message() {
+fn hostile_kernel_truncated_is_refused_with_a_clear_message() {
     let path = temp_path("truncated.elf");
-    let elf = hv::guest_image::PV_GUEST_ELF;
+    let elf = hv::boot::guest_image::PV_GUEST_ELF;
     std::fs::write(&path, &elf[..elf.len() / 8]).unwrap();
     let r = hv(&["run", "--kernel", path.to_str().unwrap()]);
     std::fs::remove_file(&path).ok();
@@ -54,7 +54,7 @@ fn a_bad_memory_size_is_refused() {
 fn an_explicit_kernel_path_boots_like_the_built_in_one() {
     require_kvm!();
     let path = temp_path("pv-guest.elf");
-    std::fs::write(&path, hv::guest_image::PV_GUEST_ELF).unwrap();
+    std::fs::write(&path, hv::boot::guest_image::PV_GUEST_ELF).unwrap();
     let r = hv(&["run", "--kernel", path.to_str().unwrap(), "--mem", "16"]);
     std::fs::remove_file(&path).ok();
     r.expect_code(0);
@@ -102,36 +102,8 @@ fn an_unwritable_trace_path_is_an_error_before_the_guest_runs() {
     r.expect(r.stdout.is_empty(), "the guest did not run");
 }
 
-/// A minimal kernel ELF whose whole code is `code`, loaded at 2 MiB.
-fn tiny_kernel(code: &[u8]) -> Vec<u8> {
-    let virt: u64 = 0xffff_ffff_8020_0000;
-    let mut f = vec![0u8; 0x1000];
-    f[..4].copy_from_slice(b"\x7fELF");
-    f[4..7].copy_from_slice(&[2, 1, 1]);
-    let u16s = |f: &mut Vec<u8>, at: usize, v: u16| f[at..at + 2].copy_from_slice(&v.to_le_bytes());
-    let u64s = |f: &mut Vec<u8>, at: usize, v: u64| f[at..at + 8].copy_from_slice(&v.to_le_bytes());
-    u16s(&mut f, 16, 2); // ET_EXEC
-    u16s(&mut f, 18, 62); // EM_X86_64
-    f[20] = 1;
-    u64s(&mut f, 24, virt); // entry
-    u64s(&mut f, 32, 64); // phoff
-    u16s(&mut f, 52, 64);
-    u16s(&mut f, 54, 56);
-    u16s(&mut f, 56, 1);
-    u16s(&mut f, 58, 64);
-    f[64] = 1; // PT_LOAD
-    f[68] = 5; // R+X
-    u64s(&mut f, 72, 0x1000); // offset
-    u64s(&mut f, 80, virt);
-    u64s(&mut f, 88, 0x20_0000);
-    u64s(&mut f, 96, code.len() as u64);
-    u64s(&mut f, 104, code.len() as u64);
-    f.extend_from_slice(code);
-    f
-}
-
 #[test]
-fn a_kernel_that_halts_with_interrupts_off_is_stopped_by_the_timeout() {
+fn hostile_kernel_halting_with_interrupts_off_is_stopped_by_the_timeout() {
     require_kvm!();
     let path = temp_path("hang.elf");
     std::fs::write(&path, tiny_kernel(&[0xfa, 0xf4, 0xeb, 0xfd])).unwrap(); // cli; hlt; jmp back
@@ -143,7 +115,7 @@ fn a_kernel_that_halts_with_interrupts_off_is_stopped_by_the_timeout() {
 }
 
 #[test]
-fn a_kernel_that_spins_forever_is_stopped_by_the_timeout() {
+fn hostile_kernel_spinning_forever_is_stopped_by_the_timeout() {
     require_kvm!();
     let path = temp_path("spin.elf");
     std::fs::write(&path, tiny_kernel(&[0xeb, 0xfe])).unwrap(); // jmp $

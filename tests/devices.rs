@@ -60,7 +60,7 @@ fn blk_fill_writes_exactly_those_sectors_durably() {
 }
 
 #[test]
-fn a_read_only_disk_refuses_writes() {
+fn hostile_writes_to_a_read_only_disk_are_refused() {
     require_kvm!();
     let image = Image::new(64);
     let before = image.bytes();
@@ -72,7 +72,7 @@ fn a_read_only_disk_refuses_writes() {
 }
 
 #[test]
-fn reading_past_the_end_of_the_disk_is_an_error_response() {
+fn hostile_reads_past_the_end_of_the_disk_are_error_responses() {
     require_kvm!();
     let image = Image::new(64);
     let disk = image.arg("");

@@ -53,7 +53,7 @@ fn only_shadow_mode_traps_page_table_writes() {
 }
 
 #[test]
-fn shadow_mode_refuses_every_hostile_entry_and_says_why() {
+fn hostile_ptes_are_each_refused_in_shadow_mode_with_the_reason() {
     require_kvm!();
     let trace = temp_path("hostile.trace");
     let r = hv(&["run", "--mmu", "shadow", "--trace", trace.to_str().unwrap(), "--", "hostile-ptes"]);

@@ -2,51 +2,55 @@
 //!
 //! hv is a VMM (virtual machine monitor): a user-space program that uses Linux's KVM to
 //! run a guest kernel (`pv-guest`) on the real CPU, and steps in whenever the guest
-//! needs the hypervisor. Read the modules in this order to follow one run:
+//! needs the hypervisor.
 //!
-//! | module | role |
-//! | --- | --- |
-//! | [`cli`] | the command line |
-//! | [`run`] | the life of one VM, step by step |
-//! | [`machine`] | KVM: the VM, its memory slot, the vCPU |
-//! | [`guest_ram`] | guest RAM and the bounds checks on every access to it |
-//! | [`boot`] | ELF loading, first page tables, registers for 64-bit mode |
-//! | [`cpuid`] | the CPUID the guest sees, with hv's own leaves |
-//! | [`vcpu_loop`] | `KVM_RUN` and what each exit means |
-//! | [`watchdog`] | `--timeout`: kicking a guest that never stops out of `KVM_RUN` |
-//! | [`hypercall`] | the VMM side of the hypercall ABI (`pv_abi::hypercall`) |
-//! | [`devices`] | split-driver devices: doorbells (ioeventfd), upcalls (irqfd → MSI), backend threads |
-//! | [`console`] | where guest output goes |
-//! | [`outcome`] | how a run ends, and the messages for each ending |
-//! | [`trace`], [`stats`] | what a student can look at afterwards |
-//! | [`bench`] | `hv bench`: shadow paging against ept, workloads and baselines in one run |
-//! | [`blk_bench`], [`host_info`] | `hv blk-bench`: block ring throughput against the host, honestly labelled |
+//! ## Layers
+//!
+//! The modules form layers, listed lowest first. A module may use the layers in the rows
+//! before its own and never one in a row after it, so each layer can be read (and
+//! tested) knowing only the layers it stands on. `tests/layers.rs` reads this table and
+//! fails if any module uses a layer from a later row (so no two modules can import each
+//! other in a circle).
+//!
+//! | layer | owns | must never |
+//! | --- | --- | --- |
+//! | [`memory`] | guest RAM and the bounds check on every access to it | know what the bytes mean |
+//! | [`kvm`] | the `Kvm → VmFd → VcpuFd` tree, memory slots, register state and the register dump, CPUID, what the host is | decide a layout or a policy: it is told which slots and registers to set |
+//! | [`outcome`] | how a run ends ([`outcome::GuestStop`]), its message and hv's exit code | run anything |
+//! | [`trace`] | the typed record of a run and its two file formats | change what it records |
+//! | [`boot`] | the kernel ELF (checked), the first page tables, the boot-info page, the first registers | touch KVM |
+//! | [`shadow`] | shadow mode: the machine layout, shadow tables, trapped page-table writes | run the vCPU |
+//! | [`devices`] | split-driver devices: doorbells (ioeventfd), upcalls (irqfd → MSI), backend threads; one file per device | reach guest memory except through checked ring pages and grants |
+//! | [`vcpu`] | the exit loop, hypercalls, the `--timeout` watchdog, the loop's counters | outlive the run it serves |
+//! | [`vmm`] | [`vmm::Vm`]: one guest (memory, vCPU, devices, memory mode) as a value; its config, errors and stats | hold state shared with another `Vm` |
+//! | [`bench`](mod@bench) | `hv bench` and `hv blk-bench`: fresh VMs per measurement, baselines, reports | change how a guest runs |
+//! | [`cli`] | hv's command line: arguments, and the commands that run them | contain VMM logic |
+//!
+//! Differences from the plain layering one might expect: [`outcome`] sits below the
+//! trace because the trace records the stop; the exit loop's counters live in [`vcpu`]
+//! (the loop counts into them) and [`vmm::stats`] adds device and shadow counters to
+//! them after the run.
+//!
+//! To follow one run, read [`vmm::Vm::new`] and [`vmm::Vm::run`]: each line is one call
+//! into the layer that owns that step.
 //!
 //! ## DESIGN
 //! - Owns: the KVM file descriptors, guest RAM, and all policy about guest input.
 //! - Must never: panic on anything the guest or a kernel file contains, or touch host
 //!   memory outside guest RAM on a guest's request.
 //! - Data enters from the guest only through VM exits (registers and guest RAM read
-//!   through [`guest_ram::GuestRam`]'s checked accessors) and leaves through the
+//!   through [`memory::GuestRam`]'s checked accessors) and leaves through the
 //!   console, the trace and the exit code.
 #![deny(missing_docs)]
 
-pub mod bench;
-pub mod blk_bench;
-pub mod boot;
-pub mod cli;
-pub mod console;
-pub mod cpuid;
-pub mod devices;
-pub mod guest_image;
-pub mod guest_ram;
-pub mod host_info;
-pub mod hypercall;
-pub mod machine;
+pub mod memory;
+pub mod kvm;
 pub mod outcome;
-pub mod run;
-pub mod shadow;
-pub mod stats;
 pub mod trace;
-pub mod vcpu_loop;
-pub mod watchdog;
+pub mod boot;
+pub mod shadow;
+pub mod devices;
+pub mod vcpu;
+pub mod vmm;
+pub mod bench;
+pub mod cli;

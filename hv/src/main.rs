@@ -1,4 +1,4 @@
-//! The `hv` binary: everything lives in the library; see `cli.rs`.
+//! The `hv` binary: everything lives in the library; see `cli/`.
 
 fn main() -> std::process::ExitCode {
     hv::cli::main()

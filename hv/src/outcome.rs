@@ -6,7 +6,7 @@
 //! is a [`GuestStop`] with a message that names what happened; only a clean shutdown
 //! gives the guest's own exit code.
 
-use crate::machine::RegisterDump;
+use crate::kvm::RegisterDump;
 use pv_abi::exception::exception_mnemonic;
 
 /// hv's exit code when the guest crashed (panic, exception, triple fault, …); the same
@@ -80,9 +80,40 @@ pub enum GuestStop {
     /// KVM could not run the vCPU (failed entry, internal error, unexpected exit).
     KvmFailure {
         /// What KVM said.
-        what: String,
+        what: KvmFailure,
         /// Registers at the time.
         dump: Option<RegisterDump>,
+    },
+}
+
+/// What went wrong when KVM could not run the vCPU.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum KvmFailure {
+    /// An ioctl on the vCPU or the VM failed.
+    #[error("{ioctl} failed: {source}")]
+    Ioctl {
+        /// Which ioctl (or what it was for).
+        ioctl: &'static str,
+        /// The error KVM returned.
+        source: kvm_ioctls::Error,
+    },
+    /// The CPU refused to enter the guest.
+    #[error("VM entry failed (hardware reason {reason:#x}): the vCPU state is invalid")]
+    EntryFailed {
+        /// The hardware's reason code.
+        reason: u64,
+    },
+    /// KVM itself could not go on (1 = an instruction it could not emulate, …).
+    #[error("KVM internal error (suberror {suberror})")]
+    InternalError {
+        /// KVM's suberror code.
+        suberror: u32,
+    },
+    /// An exit hv does not expect from its configuration.
+    #[error("unexpected exit {exit}")]
+    UnexpectedExit {
+        /// The exit, as kvm-ioctls prints it.
+        exit: String,
     },
 }
 

@@ -122,3 +122,31 @@ pub fn trace_snapshot_settings() -> insta::Settings {
     s.add_filter(r"kernel at 0x[0-9a-f]+\.\.0x[0-9a-f]+, \d+ KiB", "kernel at [range], [N] KiB");
     s
 }
+
+/// A minimal kernel ELF whose whole code is `code`, loaded at 2 MiB.
+pub fn tiny_kernel(code: &[u8]) -> Vec<u8> {
+    let virt: u64 = 0xffff_ffff_8020_0000;
+    let mut f = vec![0u8; 0x1000];
+    f[..4].copy_from_slice(b"\x7fELF");
+    f[4..7].copy_from_slice(&[2, 1, 1]);
+    let u16s = |f: &mut Vec<u8>, at: usize, v: u16| f[at..at + 2].copy_from_slice(&v.to_le_bytes());
+    let u64s = |f: &mut Vec<u8>, at: usize, v: u64| f[at..at + 8].copy_from_slice(&v.to_le_bytes());
+    u16s(&mut f, 16, 2); // ET_EXEC
+    u16s(&mut f, 18, 62); // EM_X86_64
+    f[20] = 1;
+    u64s(&mut f, 24, virt); // entry
+    u64s(&mut f, 32, 64); // phoff
+    u16s(&mut f, 52, 64);
+    u16s(&mut f, 54, 56);
+    u16s(&mut f, 56, 1);
+    u16s(&mut f, 58, 64);
+    f[64] = 1; // PT_LOAD
+    f[68] = 5; // R+X
+    u64s(&mut f, 72, 0x1000); // offset
+    u64s(&mut f, 80, virt);
+    u64s(&mut f, 88, 0x20_0000);
+    u64s(&mut f, 96, code.len() as u64);
+    u64s(&mut f, 104, code.len() as u64);
+    f.extend_from_slice(code);
+    f
+}

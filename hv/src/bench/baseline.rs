@@ -21,7 +21,8 @@ use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::{Kvm, VcpuExit};
 
 use super::summary::Summary;
-use crate::guest_ram::GuestRam;
+use crate::memory::GuestRam;
+use pv_abi::addr::PseudoPhys;
 
 /// RAM of the minimal VM.
 const RAM_BYTES: u64 = 64 * 1024;
@@ -61,7 +62,7 @@ fn kvm<T>(what: &'static str, r: Result<T, kvm_ioctls::Error>) -> Result<T, Base
 pub fn bare_exit_round_trip(round_trips: u64, reps: u64) -> Result<Summary, BaselineError> {
     // Locals drop in reverse order: `ram`, declared first, outlives the VM and vCPU fds.
     let ram = GuestRam::new(RAM_BYTES).map_err(|e| BaselineError::Memory(e.to_string()))?;
-    ram.write(CODE_ADDRESS, &CODE).map_err(|e| BaselineError::Memory(e.to_string()))?;
+    ram.write(PseudoPhys::new(CODE_ADDRESS), &CODE).map_err(|e| BaselineError::Memory(e.to_string()))?;
     let kvm_fd = kvm("opening /dev/kvm", Kvm::new())?;
     let vm = kvm("KVM_CREATE_VM", kvm_fd.create_vm())?;
     let region = kvm_userspace_memory_region {

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::stats::RunStats;
+use crate::vmm::stats::RunStats;
 
 /// Every counter of one run, by a flat name such as `exit/io-out`, `guest/page_faults`
 /// or `shadow/trapped_pt_writes`.
@@ -21,15 +21,15 @@ pub type Counts = BTreeMap<String, u64>;
 /// Flattens a run's statistics.
 pub fn counts(stats: &RunStats) -> Counts {
     let mut c = Counts::new();
-    for (reason, n) in &stats.exits {
+    for (reason, n) in &stats.vcpu.exits {
         c.insert(format!("exit/{}", reason.name()), *n);
     }
-    for (name, n) in &stats.hypercalls {
+    for (name, n) in &stats.vcpu.hypercalls {
         c.insert(format!("hypercall/{name}"), *n);
     }
-    c.insert("mmu_update_entries".into(), stats.mmu_update_entries);
-    c.insert("translation_flushes".into(), stats.translation_flushes);
-    if let Some(g) = &stats.guest {
+    c.insert("mmu_update_entries".into(), stats.vcpu.mmu_update_entries);
+    c.insert("translation_flushes".into(), stats.vcpu.translation_flushes);
+    if let Some(g) = &stats.vcpu.guest {
         c.insert("guest/page_faults".into(), g.page_faults);
         c.insert("guest/cr3_loads".into(), g.cr3_loads);
         c.insert("guest/syscalls".into(), g.syscalls);
@@ -70,7 +70,7 @@ pub struct PerOp {
     /// Page-table entries applied through `mmu_update`.
     pub mmu_update_entries: f64,
     /// Times KVM was made to forget cached translations because hv changed a page-table
-    /// entry from the host side (a memslot flip; see `Machine::forget_cached_translations`).
+    /// entry from the host side (a memslot flip; see `KvmVm::forget_cached_translations`).
     pub translation_flushes: f64,
     /// Shadow entries re-derived (shadow mode only).
     pub shadow_syncs: Option<f64>,

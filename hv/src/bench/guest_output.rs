@@ -156,7 +156,7 @@ mod tests {
     }
 
     #[test]
-    fn a_garbled_result_line_is_an_error_quoting_it() {
+    fn hostile_garbled_result_line_is_an_error_quoting_it() {
         for bad in [
             "bench-rep: rep=0 ops=64 cycles=lots check=0x1",
             "bench-rep: rep=0 ops=64 check=0x1",
@@ -174,7 +174,7 @@ mod tests {
     }
 
     #[test]
-    fn a_very_long_garbled_line_is_shortened() {
+    fn hostile_very_long_garbled_line_is_shortened() {
         let bad = format!("bench-rep: {}", "x".repeat(10_000));
         let Err(GuestOutputError::Garbled { line, .. }) = parse(&bad) else { panic!("accepted") };
         assert!(line.chars().count() <= QUOTE_MAX + 1);

@@ -13,10 +13,10 @@ use super::counters::{self, Counts, PerOp};
 use super::guest_output::{self, GuestOutputError, GuestReport};
 use super::summary::Summary;
 use super::workloads::Workload;
-use crate::console::CapturedOutput;
-use crate::devices::DiskConfig;
+use crate::devices::console::CapturedOutput;
+use crate::devices::block::DiskConfig;
 use crate::outcome::GuestStop;
-use crate::run::{self, RunConfig, RunError};
+use crate::vmm::{Vm, VmConfig, VmError};
 
 /// A run that takes longer than this is stopped: a hung guest must not hang the bench.
 const VM_TIMEOUT: Duration = Duration::from_secs(120);
@@ -46,7 +46,7 @@ pub struct Measured {
 pub enum MeasureError {
     /// hv could not set up or run the VM at all (KVM, memory mode, disk).
     #[error("{0}")]
-    Vm(#[from] RunError),
+    Vm(#[from] VmError),
     /// The guest stopped badly or reported a failure.
     #[error("{why}; the guest's last lines:\n{output}")]
     Guest {
@@ -126,7 +126,7 @@ pub fn measure(workload: &Workload, inputs: &MeasureInputs, progress: &mut dyn F
 
 /// Boots one VM running the workload with `ops` operations per repetition.
 fn boot(workload: &Workload, inputs: &MeasureInputs, ops: u64) -> Result<(GuestReport, Counts), MeasureError> {
-    let config = RunConfig {
+    let config = VmConfig {
         kernel: None,
         mem_mib: workload.mem_mib(),
         guest_args: workload.guest_args(workload.size(inputs.quick), ops),
@@ -137,7 +137,7 @@ fn boot(workload: &Workload, inputs: &MeasureInputs, ops: u64) -> Result<(GuestR
         mmu: inputs.mode,
     };
     let console = CapturedOutput::default();
-    let run = run::run(&config, Box::new(console.clone()), Instant::now())?;
+    let run = Vm::new(&config, Box::new(console.clone()), Instant::now())?.run()?;
     let text = console.text();
     let parsed = guest_output::parse(&text);
     // The guest's own account of a failure says more than its exit code.

@@ -17,6 +17,7 @@
 //! offer) is reported as such, with hv's error, and the other mode still runs.
 
 pub mod baseline;
+pub mod blk_bench;
 pub mod checks;
 pub mod counters;
 pub mod guest_output;
@@ -33,7 +34,7 @@ use std::time::Instant;
 
 use pv_abi::MmuMode;
 
-use crate::blk_bench::{host_read_seconds, ScratchImage};
+use crate::bench::blk_bench::{host_read_seconds, ScratchImage};
 use measure::{MeasureError, MeasureInputs};
 use results::{Baselines, BenchReport, HostDescription, HostDiskBaseline, ModeFailure, NativeBaseline, WorkloadResult};
 use summary::Summary;
@@ -100,7 +101,7 @@ pub enum BenchError {
     Disk(#[from] std::io::Error),
     /// The host could not read the image for its baseline.
     #[error("the host's read of the disk image: {0}")]
-    HostRead(#[from] crate::blk_bench::BlkBenchError),
+    HostRead(#[from] crate::bench::blk_bench::BlkBenchError),
 }
 
 /// Runs the benchmark. Failures of single workloads or modes are in the report; only a

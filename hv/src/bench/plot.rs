@@ -185,7 +185,7 @@ mod tests {
     }
 
     #[test]
-    fn text_from_the_host_is_escaped() {
+    fn hostile_text_from_the_host_is_escaped() {
         let svg = render(&report());
         assert!(svg.contains("CPU &lt;&amp;&gt;"));
         assert!(!svg.contains("CPU <&>"));

@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::measure::Measured;
 use super::native::NativeWalk;
 use super::summary::Summary;
-use crate::host_info::{cpu_model, HostMmu};
+use crate::kvm::host_info::{cpu_model, HostMmu};
 
 /// The format version of the JSON file; bumped when a field changes meaning.
 pub const SCHEMA_VERSION: u32 = 1;

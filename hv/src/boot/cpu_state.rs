@@ -9,9 +9,10 @@
 //! - a code segment with the L bit (64-bit code), and CR3 pointing at a PML4.
 
 use kvm_bindings::{kvm_regs, kvm_segment, kvm_sregs};
+use pv_abi::addr::{MachineAddr, PseudoPhys};
 use pv_abi::layout::BOOT_GDT_GPA;
 
-use crate::guest_ram::{GuestRam, OutsideRam};
+use crate::memory::{GuestRam, OutsideRam};
 
 const CR0_PE: u64 = 1 << 0; // protected mode
 const CR0_ET: u64 = 1 << 4; // extension type (always 1 on modern CPUs)
@@ -36,7 +37,7 @@ const RFLAGS_RESERVED_ONE: u64 = 1 << 1;
 /// the descriptors must also exist in memory: an interrupt return reloads CS from it.
 pub fn write_boot_gdt(ram: &GuestRam) -> Result<(), OutsideRam> {
     for (i, desc) in BOOT_GDT.iter().enumerate() {
-        ram.write_u64(BOOT_GDT_GPA + 8 * i as u64, *desc)?;
+        ram.write_u64(PseudoPhys::new(BOOT_GDT_GPA + 8 * i as u64), *desc)?;
     }
     Ok(())
 }
@@ -57,10 +58,12 @@ fn segment(selector: u16, code: bool) -> kvm_segment {
     }
 }
 
-/// Sets the special registers for long mode with the page tables at `pml4`.
-pub fn long_mode_sregs(mut sregs: kvm_sregs, pml4: u64, nx: bool) -> kvm_sregs {
+/// Sets the special registers for long mode with the page tables at `pml4`: a machine
+/// address, since the CPU walks from it (in ept mode the guest's own root, whose
+/// pseudo-physical address is its machine address; in shadow mode its shadow).
+pub fn long_mode_sregs(mut sregs: kvm_sregs, pml4: MachineAddr, nx: bool) -> kvm_sregs {
     sregs.cr0 = CR0_PE | CR0_ET | CR0_NE | CR0_WP | CR0_PG;
-    sregs.cr3 = pml4;
+    sregs.cr3 = pml4.raw();
     sregs.cr4 = CR4_PAE;
     sregs.efer = EFER_LME | EFER_LMA | if nx { EFER_NXE } else { 0 };
     sregs.gdt.base = BOOT_GDT_GPA;
@@ -79,10 +82,10 @@ pub fn long_mode_sregs(mut sregs: kvm_sregs, pml4: u64, nx: bool) -> kvm_sregs {
 }
 
 /// General registers: start at `entry` with the boot-info address as the first argument.
-pub fn entry_regs(entry: u64, boot_info_gpa: u64) -> kvm_regs {
+pub fn entry_regs(entry: u64, boot_info_gpa: PseudoPhys) -> kvm_regs {
     kvm_regs {
         rip: entry,
-        rdi: boot_info_gpa,
+        rdi: boot_info_gpa.raw(),
         rflags: RFLAGS_RESERVED_ONE,
         ..Default::default()
     }

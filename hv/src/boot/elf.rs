@@ -50,6 +50,47 @@ impl LoadSegment {
     }
 }
 
+/// Which header of a kernel file cannot be read, and the values that show it.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MalformedElf {
+    /// The ELF parser (goblin) rejected the file header.
+    #[error("{0}")]
+    FileHeader(ParserError),
+    /// The program header table does not fit in the file.
+    #[error("the program header table ({entries} entries at offset {offset:#x}) runs past the end of the file")]
+    ProgramHeadersPastEnd {
+        /// Entries the header announces.
+        entries: u16,
+        /// Where the table starts.
+        offset: u64,
+    },
+    /// Program header entries of a size other than the 64-bit one.
+    #[error("program header entries are {size} bytes, not {expected}")]
+    ProgramHeaderSize {
+        /// The size the header announces.
+        size: u16,
+        /// The size of a 64-bit program header.
+        expected: usize,
+    },
+    /// The ELF parser rejected the program headers.
+    #[error("{0}")]
+    ProgramHeaders(ParserError),
+}
+
+/// An error of goblin, the ELF parser, kept whole. goblin's error type has no equality,
+/// so two are equal when their messages are (enough for tests that compare results).
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct ParserError(#[from] goblin::error::Error);
+
+impl PartialEq for ParserError {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.to_string() == other.0.to_string()
+    }
+}
+
+impl Eq for ParserError {}
+
 /// What is wrong with a kernel file. Each message names the problem; the fields are the
 /// values the message quotes.
 #[allow(missing_docs)]
@@ -73,9 +114,9 @@ pub enum ElfError {
     /// Not an executable.
     #[error("it is not an executable (ELF type {kind}); link the kernel as a static executable")]
     NotExecutable { kind: &'static str },
-    /// goblin could not parse the headers.
+    /// The headers cannot be read.
     #[error("malformed ELF headers: {0}")]
-    Malformed(String),
+    Malformed(MalformedElf),
     /// Nothing to load.
     #[error("it has no loadable (PT_LOAD) segments")]
     NoLoadableSegments,
@@ -152,7 +193,7 @@ fn check_header(bytes: &[u8]) -> Result<Header, ElfError> {
     if bytes[header::EI_DATA] != header::ELFDATA2LSB {
         return Err(ElfError::WrongEndian);
     }
-    let header = goblin::elf::Elf::parse_header(bytes).map_err(|e| ElfError::Malformed(e.to_string()))?;
+    let header = goblin::elf::Elf::parse_header(bytes).map_err(|e| ElfError::Malformed(MalformedElf::FileHeader(e.into())))?;
     if header.e_machine != header::EM_X86_64 {
         return Err(ElfError::WrongMachine {
             machine: header.e_machine,
@@ -172,22 +213,21 @@ fn parse_program_headers(bytes: &[u8], header: &Header) -> Result<Vec<ProgramHea
     match table_end {
         Some(end) if end <= bytes.len() as u64 => {}
         _ => {
-            return Err(ElfError::Malformed(format!(
-                "the program header table ({} entries at offset {:#x}) runs past the end of the file",
-                header.e_phnum, header.e_phoff
-            )))
+            return Err(ElfError::Malformed(MalformedElf::ProgramHeadersPastEnd {
+                entries: header.e_phnum,
+                offset: header.e_phoff,
+            }))
         }
     }
     if header.e_phnum > 0 && header.e_phentsize as usize != goblin::elf64::program_header::SIZEOF_PHDR {
-        return Err(ElfError::Malformed(format!(
-            "program header entries are {} bytes, not {}",
-            header.e_phentsize,
-            goblin::elf64::program_header::SIZEOF_PHDR
-        )));
+        return Err(ElfError::Malformed(MalformedElf::ProgramHeaderSize {
+            size: header.e_phentsize,
+            expected: goblin::elf64::program_header::SIZEOF_PHDR,
+        }));
     }
     let ctx = goblin::container::Ctx::new(goblin::container::Container::Big, goblin::container::Endian::Little);
     ProgramHeader::parse(bytes, header.e_phoff as usize, header.e_phnum as usize, ctx)
-        .map_err(|e| ElfError::Malformed(e.to_string()))
+        .map_err(|e| ElfError::Malformed(MalformedElf::ProgramHeaders(e.into())))
 }
 
 fn check_segment(index: usize, s: &LoadSegment, file_len: u64, ram: u64) -> Result<(), ElfError> {

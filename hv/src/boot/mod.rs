@@ -7,30 +7,45 @@
 
 pub mod cpu_state;
 pub mod elf;
+pub mod guest_image;
 pub mod page_tables;
 
 use vm_memory::ByteValued;
 
-use crate::devices::DeviceLayout;
-use crate::guest_ram::{GuestRam, OutsideRam};
+use crate::memory::{GuestRam, OutsideRam};
 use elf::{ElfError, KernelImage};
 use page_tables::{BootPageTables, PageTableError};
-use pv_abi::layout::{pt_pool_bytes, BOOT_INFO_GPA, GRANT_TABLE_GPA, PAGE_SIZE, SHARED_INFO_GPA};
-use pv_abi::{BootInfo, CmdlineError, MmuMode};
+use pv_abi::addr::PseudoPhys;
+use pv_abi::layout::{pt_pool, BOOT_INFO_GPA, GRANT_TABLE_GPA, PAGE_SIZE, SHARED_INFO_GPA};
+use pv_abi::{BootInfo, CmdlineError, DeviceInfo, MmuMode};
 
 /// Where and how the vCPU starts.
 #[derive(Clone, Debug)]
 pub struct BootPlan {
     /// Virtual address of the kernel's entry point.
     pub entry: u64,
-    /// Guest-physical address of the PML4.
-    pub page_table_root: u64,
-    /// Guest-physical address of the boot-info page (passed in `rdi`).
-    pub boot_info_gpa: u64,
+    /// Pseudo-physical address of the PML4.
+    pub page_table_root: PseudoPhys,
+    /// Pseudo-physical address of the boot-info page (passed in `rdi`).
+    pub boot_info_gpa: PseudoPhys,
     /// The boot-info page as written.
     pub boot_info: BootInfo,
     /// Number of loaded segments.
     pub segments: usize,
+}
+
+/// Where each device lives, as the boot-info page announces it (the devices layer
+/// fills it in; booting only copies it into the page).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceLayout {
+    /// The console.
+    pub console: DeviceInfo,
+    /// The block device (absent without a disk).
+    pub block: DeviceInfo,
+    /// Disk size in sectors.
+    pub block_sectors: u64,
+    /// The disk's `BlockFlags`, as the boot-info page carries them.
+    pub block_flags: u32,
 }
 
 /// What the boot inputs are.
@@ -84,7 +99,7 @@ pub fn prepare(ram: &GuestRam, inputs: &BootInputs) -> Result<BootPlan, BootErro
     let image = inputs.image;
     load_segments(ram, inputs.kernel, image)?;
 
-    let pool = kernel_memory_limit(ram.size())..ram.size();
+    let pool = pt_pool(ram.size());
     let mut tables = BootPageTables::new(ram, inputs.nx, pool.clone())?;
     tables.map_direct(ram.size())?;
     for segment in &image.segments {
@@ -101,11 +116,11 @@ pub fn prepare(ram: &GuestRam, inputs: &BootInputs) -> Result<BootPlan, BootErro
         kernel_start,
         kernel_end,
         free_mem_start: kernel_end.next_multiple_of(PAGE_SIZE),
-        free_mem_end: pool.start,
-        pt_pool_start: pool.start,
-        pt_pool_end: pool.end,
-        pt_pool_free: tables.next_free(),
-        boot_page_table_root: tables.root,
+        free_mem_end: pool.start.raw(),
+        pt_pool_start: pool.start.raw(),
+        pt_pool_end: pool.end.raw(),
+        pt_pool_free: tables.next_free().raw(),
+        boot_page_table_root: tables.root.raw(),
         tsc_khz: inputs.tsc_khz,
         shared_info_gpa: SHARED_INFO_GPA,
         grant_table_gpa: GRANT_TABLE_GPA,
@@ -116,21 +131,21 @@ pub fn prepare(ram: &GuestRam, inputs: &BootInputs) -> Result<BootPlan, BootErro
         ..BootInfo::empty()
     };
     info.set_cmdline(inputs.guest_args.iter().map(String::as_str)).map_err(BootError::Cmdline)?;
-    ram.write(BOOT_INFO_GPA, BootInfoPage(info).as_slice())?;
+    ram.write(PseudoPhys::new(BOOT_INFO_GPA), BootInfoPage(info).as_slice())?;
 
     Ok(BootPlan {
         entry: image.entry,
         page_table_root: tables.root,
-        boot_info_gpa: BOOT_INFO_GPA,
+        boot_info_gpa: PseudoPhys::new(BOOT_INFO_GPA),
         boot_info: info,
         segments: image.segments.len(),
     })
 }
 
-/// Where the page-table pool starts: everything below is for the kernel image and the
-/// guest's free memory, so an ELF segment must end below it.
+/// Where the page-table pool starts (pv-abi's [`pt_pool`]): everything below is for the
+/// kernel image and the guest's free memory, so an ELF segment must end below it.
 pub fn kernel_memory_limit(ram_bytes: u64) -> u64 {
-    ram_bytes - pt_pool_bytes(ram_bytes)
+    pt_pool(ram_bytes).start.raw()
 }
 
 /// Copies each segment's file bytes and zeroes the rest of its memory (`.bss`).
@@ -138,9 +153,12 @@ fn load_segments(ram: &GuestRam, file: &[u8], image: &KernelImage) -> Result<(),
     for s in &image.segments {
         // Bounds were checked by parse_kernel; the slicing below cannot fail.
         let data = &file[s.file_offset as usize..(s.file_offset + s.file_size) as usize];
-        ram.write(s.paddr, data)?;
+        // Checked by parse_kernel too: the segment ends inside RAM, below the pool.
+        let start = PseudoPhys::new(s.paddr);
+        let bss = start.checked_add(s.file_size).ok_or(OutsideRam { gpa: start, len: s.mem_size, ram: ram.size() })?;
+        ram.write(start, data)?;
         let zeros = vec![0u8; (s.mem_size - s.file_size) as usize];
-        ram.write(s.paddr + s.file_size, &zeros)?;
+        ram.write(bss, &zeros)?;
     }
     Ok(())
 }

@@ -19,28 +19,12 @@
 //!   instruction on.
 
 use super::elf::LoadSegment;
-use crate::guest_ram::{GuestRam, OutsideRam};
-use pv_abi::layout::{
-    KERNEL_VIRT_BASE, LARGE_PAGE_SIZE, LOCAL_APIC_GPA, LOCAL_APIC_VIRT, PAGE_SIZE, PHYS_MAP_BASE, PT_POOL_MIN_BYTES,
-};
+use crate::memory::{GuestRam, OutsideRam};
+use pv_abi::addr::{GuestVirt, PseudoFrame, PseudoPhys};
+use pv_abi::layout::{KERNEL_VIRT_BASE, LOCAL_APIC_GPA, LOCAL_APIC_VIRT, PAGE_SIZE, PHYS_MAP_BASE, PT_POOL_MIN_BYTES};
+use pv_abi::paging::{table_index, Pte, PteFlags, LARGE_PAGE_SIZE};
 use std::ops::Range;
 
-/// Present.
-pub const PTE_PRESENT: u64 = 1 << 0;
-/// Writable.
-pub const PTE_WRITABLE: u64 = 1 << 1;
-/// Write-through caching.
-pub const PTE_WRITE_THROUGH: u64 = 1 << 3;
-/// Caching disabled: for device registers, whose reads and writes must reach the device.
-pub const PTE_CACHE_DISABLE: u64 = 1 << 4;
-/// Large page (in a PD entry: maps 2 MiB).
-pub const PTE_LARGE: u64 = 1 << 7;
-/// Not executable (needs EFER.NXE).
-pub const PTE_NO_EXECUTE: u64 = 1 << 63;
-/// Bits 12..51: the physical address in an entry.
-pub const PTE_ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
-
-const ENTRIES_PER_TABLE: u64 = 512;
 const GIB: u64 = 1 << 30;
 
 /// Why the page tables could not be built.
@@ -50,107 +34,111 @@ pub enum PageTableError {
     #[error("the boot page tables do not fit in the page-table pool (which ends at {limit:#x})")]
     OutOfTablePages {
         /// End of the pool.
-        limit: u64,
+        limit: PseudoPhys,
     },
     /// A table or entry lies outside RAM (only possible with a tiny --mem).
     #[error(transparent)]
     Memory(#[from] OutsideRam),
 }
 
-/// Index of `vaddr` in the table at `level` (4 = PML4 … 1 = PT).
-fn table_index(vaddr: u64, level: u32) -> u64 {
-    (vaddr >> (12 + 9 * (level - 1))) & (ENTRIES_PER_TABLE - 1)
-}
-
 /// Builds tables in guest RAM from a bump allocator over the page-table pool.
 pub struct BootPageTables<'a> {
     ram: &'a GuestRam,
-    next_free: u64,
-    pool_end: u64,
+    next_free: PseudoPhys,
+    pool_end: PseudoPhys,
     nx: bool,
-    /// Guest-physical address of the PML4: what CR3 will hold.
-    pub root: u64,
+    /// Pseudo-physical address of the PML4: what CR3 will hold in ept mode (and what
+    /// shadow mode builds the first shadow of).
+    pub root: PseudoPhys,
 }
 
 impl<'a> BootPageTables<'a> {
     /// Starts an empty tree with tables from `pool`. `nx` says whether the CPU
     /// supports no-execute pages.
-    pub fn new(ram: &'a GuestRam, nx: bool, pool: Range<u64>) -> Result<Self, PageTableError> {
-        let mut tables = BootPageTables { ram, next_free: pool.start, pool_end: pool.end, nx, root: 0 };
+    pub fn new(ram: &'a GuestRam, nx: bool, pool: Range<PseudoPhys>) -> Result<Self, PageTableError> {
+        let mut tables = BootPageTables { ram, next_free: pool.start, pool_end: pool.end, nx, root: pool.start };
         tables.root = tables.alloc_table()?;
         Ok(tables)
     }
 
     /// The first pool frame not used by these tables.
-    pub fn next_free(&self) -> u64 {
+    pub fn next_free(&self) -> PseudoPhys {
         self.next_free
     }
 
-    fn alloc_table(&mut self) -> Result<u64, PageTableError> {
+    fn alloc_table(&mut self) -> Result<PseudoPhys, PageTableError> {
         let page = self.next_free;
-        if page + PAGE_SIZE > self.pool_end {
-            return Err(PageTableError::OutOfTablePages { limit: self.pool_end });
+        let out_of_pages = PageTableError::OutOfTablePages { limit: self.pool_end };
+        match page.checked_add(PAGE_SIZE) {
+            Some(next) if next <= self.pool_end => self.next_free = next,
+            _ => return Err(out_of_pages),
         }
-        self.next_free += PAGE_SIZE;
         self.ram.write(page, &[0u8; PAGE_SIZE as usize])?;
         Ok(page)
     }
 
-    fn no_execute(&self) -> u64 {
+    /// Where entry `index` of the table at `table` is. Tables come from the pool inside
+    /// RAM and indices from [`table_index`] (always below 512), so this cannot fail for
+    /// them; a failure would be a bug here, reported as a table outside RAM.
+    fn entry_address(&self, table: PseudoPhys, index: usize) -> Result<PseudoPhys, OutsideRam> {
+        table.frame().table_entry(index).ok_or(OutsideRam { gpa: table, len: PAGE_SIZE, ram: self.ram.size() })
+    }
+
+    fn no_execute(&self) -> PteFlags {
         if self.nx {
-            PTE_NO_EXECUTE
+            PteFlags::NO_EXECUTE
         } else {
-            0
+            PteFlags::empty()
         }
     }
 
     /// Returns the table that the entry for `vaddr` at `level` points to, creating it.
-    fn next_table(&mut self, table: u64, vaddr: u64, level: u32) -> Result<u64, PageTableError> {
-        let entry_gpa = table + table_index(vaddr, level) * 8;
-        let entry = self.ram.read_u64(entry_gpa)?;
-        if entry & PTE_PRESENT != 0 {
-            return Ok(entry & PTE_ADDR_MASK);
+    fn next_table(&mut self, table: PseudoPhys, vaddr: GuestVirt, level: u32) -> Result<PseudoPhys, PageTableError> {
+        let entry_at = self.entry_address(table, table_index(vaddr, level))?;
+        let entry = Pte::from_raw(self.ram.read_u64(entry_at)?);
+        if entry.is_present() {
+            return Ok(table_of(entry));
         }
         let new = self.alloc_table()?;
         // Intermediate entries allow everything; the leaf decides the permissions.
-        self.ram.write_u64(entry_gpa, new | PTE_PRESENT | PTE_WRITABLE)?;
+        let link = Pte::to_pseudo(new.frame(), PteFlags::PRESENT | PteFlags::WRITABLE);
+        self.ram.write_u64(entry_at, link.raw())?;
         Ok(new)
     }
 
     /// Maps one 4 KiB page.
-    pub fn map_page(&mut self, vaddr: u64, gpa: u64, writable: bool, executable: bool) -> Result<(), PageTableError> {
-        let mut entry = gpa | PTE_PRESENT;
+    pub fn map_page(&mut self, vaddr: GuestVirt, gpa: PseudoPhys, writable: bool, executable: bool) -> Result<(), PageTableError> {
+        let mut flags = PteFlags::PRESENT;
         if writable {
-            entry |= PTE_WRITABLE;
+            flags |= PteFlags::WRITABLE;
         }
         if !executable {
-            entry |= self.no_execute();
+            flags |= self.no_execute();
         }
-        self.set_leaf(vaddr, entry)
+        self.set_leaf(vaddr, Pte::to_pseudo(gpa.frame(), flags))
     }
 
     /// Writes the level-1 entry for `vaddr`, creating the tables above it.
-    fn set_leaf(&mut self, vaddr: u64, entry: u64) -> Result<(), PageTableError> {
+    fn set_leaf(&mut self, vaddr: GuestVirt, entry: Pte) -> Result<(), PageTableError> {
         let mut table = self.root;
         for level in [4, 3, 2] {
             table = self.next_table(table, vaddr, level)?;
         }
-        self.ram.write_u64(table + table_index(vaddr, 1) * 8, entry)?;
+        self.ram.write_u64(self.entry_address(table, table_index(vaddr, 1))?, entry.raw())?;
         Ok(())
     }
 
     /// Maps all of RAM at `PHYS_MAP_BASE` with 2 MiB pages (RAM size is a multiple of 2 MiB).
     pub fn map_direct(&mut self, ram_bytes: u64) -> Result<(), PageTableError> {
-        let mut gpa = 0;
-        while gpa < ram_bytes {
-            let vaddr = PHYS_MAP_BASE + gpa;
+        let flags = PteFlags::PRESENT | PteFlags::WRITABLE | PteFlags::LARGE | self.no_execute();
+        for offset in (0..ram_bytes).step_by(LARGE_PAGE_SIZE as usize) {
+            let vaddr = GuestVirt::new(PHYS_MAP_BASE + offset);
             let mut table = self.root;
             for level in [4, 3] {
                 table = self.next_table(table, vaddr, level)?;
             }
-            let entry = gpa | PTE_PRESENT | PTE_WRITABLE | PTE_LARGE | self.no_execute();
-            self.ram.write_u64(table + table_index(vaddr, 2) * 8, entry)?;
-            gpa += LARGE_PAGE_SIZE;
+            let entry = Pte::to_pseudo(PseudoPhys::new(offset).frame(), flags);
+            self.ram.write_u64(self.entry_address(table, table_index(vaddr, 2))?, entry.raw())?;
         }
         Ok(())
     }
@@ -158,18 +146,26 @@ impl<'a> BootPageTables<'a> {
     /// Maps the local APIC's register page at `LOCAL_APIC_VIRT`, uncached: its
     /// registers are a device, and every read and write must reach it.
     pub fn map_local_apic(&mut self) -> Result<(), PageTableError> {
-        let entry = LOCAL_APIC_GPA | PTE_PRESENT | PTE_WRITABLE | PTE_CACHE_DISABLE | PTE_WRITE_THROUGH | self.no_execute();
-        self.set_leaf(LOCAL_APIC_VIRT, entry)
+        let flags = PteFlags::PRESENT | PteFlags::WRITABLE | PteFlags::CACHE_DISABLE | PteFlags::WRITE_THROUGH | self.no_execute();
+        let entry = Pte::to_pseudo(PseudoPhys::new(LOCAL_APIC_GPA).frame(), flags);
+        self.set_leaf(GuestVirt::new(LOCAL_APIC_VIRT), entry)
     }
 
     /// Maps each page of a kernel segment at `KERNEL_VIRT_BASE + gpa`.
     pub fn map_segment(&mut self, segment: &LoadSegment) -> Result<(), PageTableError> {
         let (start, end) = segment.phys_pages();
         for gpa in (start..end).step_by(PAGE_SIZE as usize) {
-            self.map_page(KERNEL_VIRT_BASE + gpa, gpa, segment.writable, segment.executable)?;
+            self.map_page(GuestVirt::new(KERNEL_VIRT_BASE + gpa), PseudoPhys::new(gpa), segment.writable, segment.executable)?;
         }
         Ok(())
     }
+}
+
+/// The table a present non-leaf entry of the boot tables points to. Its frame was
+/// written by `next_table` from a pool address, so it always has an address.
+fn table_of(entry: Pte) -> PseudoPhys {
+    let frame: PseudoFrame = entry.pseudo_frame();
+    frame.checked_address().unwrap_or_default()
 }
 
 /// Guarantees the smallest pool can hold the boot tables for the largest RAM hv allows.
@@ -186,26 +182,28 @@ mod tests {
     use super::*;
 
     /// A pool in the low MiB of the small test RAMs.
-    const POOL: Range<u64> = 0x1_0000..0x10_0000;
+    const POOL: Range<PseudoPhys> = PseudoPhys::new(0x1_0000)..PseudoPhys::new(0x10_0000);
 
     /// Walks the tables in software, as the MMU would: (gpa, writable, executable).
-    fn walk(ram: &GuestRam, root: u64, vaddr: u64) -> Option<(u64, bool, bool)> {
+    fn walk(ram: &GuestRam, root: PseudoPhys, vaddr: u64) -> Option<(u64, bool, bool)> {
+        let va = GuestVirt::new(vaddr);
         let mut table = root;
         let (mut writable, mut executable) = (true, true);
         for level in [4u32, 3, 2, 1] {
-            let entry = ram.read_u64(table + table_index(vaddr, level) * 8).ok()?;
-            if entry & PTE_PRESENT == 0 {
+            let entry = Pte::from_raw(ram.read_u64(table.frame().table_entry(table_index(va, level))?).ok()?);
+            if !entry.is_present() {
                 return None;
             }
-            writable &= entry & PTE_WRITABLE != 0;
-            executable &= entry & PTE_NO_EXECUTE == 0;
-            if level == 2 && entry & PTE_LARGE != 0 {
-                let base = entry & PTE_ADDR_MASK & !(LARGE_PAGE_SIZE - 1);
+            writable &= entry.flags().contains(PteFlags::WRITABLE);
+            executable &= !entry.flags().contains(PteFlags::NO_EXECUTE);
+            let next = entry.pseudo_frame().checked_address()?.raw();
+            if level == 2 && entry.is_large() {
+                let base = next & !(LARGE_PAGE_SIZE - 1);
                 return Some((base + (vaddr & (LARGE_PAGE_SIZE - 1)), writable, executable));
             }
-            table = entry & PTE_ADDR_MASK;
+            table = PseudoPhys::new(next);
         }
-        Some((table + (vaddr & (PAGE_SIZE - 1)), writable, executable))
+        Some((table.raw() + (vaddr & (PAGE_SIZE - 1)), writable, executable))
     }
 
     fn segment(paddr: u64, size: u64, writable: bool, executable: bool) -> LoadSegment {

@@ -21,21 +21,24 @@
 //! fourth slot, also read-only to the guest: no guest entry is ever reflected to point
 //! there, and even a guest that loaded a CR3 of its own making could not write them.
 
-use pv_abi::layout::{pt_pool_bytes, LARGE_PAGE_SIZE, PAGE_SIZE};
+use std::ops::Range;
+
+use pv_abi::addr::{MachineAddr, PseudoPhys};
+use pv_abi::layout::{pt_pool, LARGE_PAGE_SIZE, PAGE_SIZE};
 use shadow_mmu::{Machine, P2m};
 
 /// Machine address of the first guest RAM frame: above 4 GiB, clear of the PC's
 /// device hole (local APIC at 0xfee00000, KVM's TSS pages just below it).
-pub const MACHINE_RAM_BASE: u64 = 4 << 30;
+pub const MACHINE_RAM_BASE: MachineAddr = MachineAddr::new(4 << 30);
 /// Machine address of the shadow area: above the largest guest RAM.
-pub const SHADOW_AREA_BASE: u64 = 8 << 30;
+pub const SHADOW_AREA_BASE: MachineAddr = MachineAddr::new(8 << 30);
 
 /// One KVM memory slot: a machine range backed by host memory at `host_offset` into
 /// either guest RAM's mapping or the shadow area's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SlotPlan {
     /// KVM guest-physical (machine) start.
-    pub machine: u64,
+    pub machine: MachineAddr,
     /// Bytes.
     pub size: u64,
     /// What backs it.
@@ -50,7 +53,7 @@ pub enum Backing {
     /// Guest RAM from this pseudo-physical address on.
     Ram {
         /// Pseudo-physical start.
-        pseudo: u64,
+        pseudo: PseudoPhys,
     },
     /// The shadow area from its start.
     ShadowArea,
@@ -61,10 +64,10 @@ pub enum Backing {
 pub struct MachineLayout {
     /// Guest RAM bytes.
     pub ram: u64,
-    /// The half boundary (pseudo-physical), a multiple of 2 MiB.
-    pub half: u64,
-    /// The page-table pool (pseudo-physical).
-    pub pool: std::ops::Range<u64>,
+    /// The half boundary, a multiple of 2 MiB.
+    pub half: PseudoPhys,
+    /// The page-table pool (pv-abi's [`pt_pool`]).
+    pub pool: Range<PseudoPhys>,
     /// Bytes of shadow area.
     pub shadow_bytes: u64,
 }
@@ -72,7 +75,7 @@ pub struct MachineLayout {
 impl MachineLayout {
     /// The layout for `ram` bytes of guest RAM (a multiple of 2 MiB).
     pub fn new(ram: u64) -> Self {
-        let pool_start = ram - pt_pool_bytes(ram);
+        let pool = pt_pool(ram);
         let half = (ram / 2) / LARGE_PAGE_SIZE * LARGE_PAGE_SIZE;
         // Only tables of cached address spaces need shadows, and tables no one reaches
         // are freed, so the area can be much smaller than the pool. Kept small on
@@ -80,49 +83,58 @@ impl MachineLayout {
         // "recycle", see `ShadowMmu::take_recycled`), and a small area makes that
         // visible in ordinary runs. If a guest ever fills it with live tables, the
         // engine drops every shadow and starts over.
-        let shadow_bytes = (128 + (ram - pool_start) / PAGE_SIZE / 8) * PAGE_SIZE;
-        MachineLayout { ram, half, pool: pool_start..ram, shadow_bytes }
+        let pool_bytes = pool.end.offset_from(pool.start).unwrap_or(0);
+        let shadow_bytes = (128 + pool_bytes / PAGE_SIZE / 8) * PAGE_SIZE;
+        MachineLayout { ram, half: PseudoPhys::new(half), pool, shadow_bytes }
+    }
+
+    /// The end of guest RAM (pseudo-physical).
+    pub fn ram_end(&self) -> PseudoPhys {
+        PseudoPhys::new(self.ram)
     }
 
     /// The memslots, in slot-number order.
     pub fn slots(&self) -> [SlotPlan; 4] {
-        let ram_slot = |pseudo: u64, end: u64, read_only| SlotPlan {
-            machine: self.machine_of(pseudo).unwrap_or(0),
-            size: end - pseudo,
+        let ram_slot = |pseudo: PseudoPhys, end: PseudoPhys, read_only| SlotPlan {
+            machine: self.machine_of(pseudo).unwrap_or_default(),
+            size: end.offset_from(pseudo).unwrap_or(0),
             backing: Backing::Ram { pseudo },
             read_only,
         };
         [
-            ram_slot(0, self.half, false),
+            ram_slot(PseudoPhys::new(0), self.half, false),
             ram_slot(self.half, self.pool.start, false),
-            ram_slot(self.pool.start, self.ram, true),
+            ram_slot(self.pool.start, self.ram_end(), true),
             SlotPlan { machine: SHADOW_AREA_BASE, size: self.shadow_bytes, backing: Backing::ShadowArea, read_only: true },
         ]
     }
 
-    /// Machine address of pseudo-physical `pseudo`.
-    pub fn machine_of(&self, pseudo: u64) -> Option<u64> {
-        if pseudo >= self.ram {
-            return None;
-        }
-        Some(if pseudo < self.half { MACHINE_RAM_BASE + (self.ram - self.half) + pseudo } else { MACHINE_RAM_BASE + (pseudo - self.half) })
+    /// Machine address of pseudo-physical `pseudo`; `None` outside RAM.
+    pub fn machine_of(&self, pseudo: PseudoPhys) -> Option<MachineAddr> {
+        let offset = pseudo.offset_from(PseudoPhys::new(0)).filter(|o| *o < self.ram)?;
+        let half = self.half.raw();
+        // The upper half comes first in the machine, then the lower one.
+        let machine_offset = if offset < half { (self.ram - half) + offset } else { offset - half };
+        MACHINE_RAM_BASE.checked_add(machine_offset)
     }
 
     /// Pseudo-physical address of machine address `machine`, if it is guest RAM.
-    pub fn pseudo_of(&self, machine: u64) -> Option<u64> {
-        let offset = machine.checked_sub(MACHINE_RAM_BASE).filter(|o| *o < self.ram)?;
-        let upper = self.ram - self.half; // bytes of the upper half, which come first
-        Some(if offset < upper { self.half + offset } else { offset - upper })
+    pub fn pseudo_of(&self, machine: MachineAddr) -> Option<PseudoPhys> {
+        let offset = machine.offset_from(MACHINE_RAM_BASE).filter(|o| *o < self.ram)?;
+        let half = self.half.raw();
+        let upper = self.ram - half; // bytes of the upper half, which come first
+        Some(PseudoPhys::new(if offset < upper { half + offset } else { offset - upper }))
     }
 
     /// Whether machine address `machine` is in the shadow area.
-    pub fn in_shadow_area(&self, machine: u64) -> bool {
-        (SHADOW_AREA_BASE..SHADOW_AREA_BASE + self.shadow_bytes).contains(&machine)
+    pub fn in_shadow_area(&self, machine: MachineAddr) -> bool {
+        machine.offset_from(SHADOW_AREA_BASE).is_some_and(|o| o < self.shadow_bytes)
     }
 
     /// The same placement as a frame table, for the shadow-mmu engine.
     pub fn p2m(&self) -> P2m {
-        P2m::from_table((0..self.ram / PAGE_SIZE).map(|f| Machine(self.machine_of(f * PAGE_SIZE).unwrap_or(0)).frame()).collect())
+        let machine_of_frame = |f: u64| self.machine_of(PseudoPhys::new(f * PAGE_SIZE)).unwrap_or_default();
+        P2m::from_table((0..self.ram / PAGE_SIZE).map(|f| Machine(machine_of_frame(f).raw()).frame()).collect())
     }
 }
 
@@ -138,32 +150,35 @@ mod tests {
             let slots = l.slots();
             let ram: u64 = slots[..3].iter().map(|s| s.size).sum();
             assert_eq!(ram, l.ram);
-            assert!(l.half <= l.pool.start && l.half.is_multiple_of(LARGE_PAGE_SIZE));
+            assert!(l.half <= l.pool.start && l.half.is_aligned(LARGE_PAGE_SIZE));
             assert_eq!(slots.iter().map(|s| s.read_only).collect::<Vec<_>>(), [false, false, true, true]);
             // Slots do not overlap in machine space.
             for (i, a) in slots.iter().enumerate() {
                 for b in &slots[i + 1..] {
-                    assert!(a.machine + a.size <= b.machine || b.machine + b.size <= a.machine, "{a:?} overlaps {b:?}");
+                    let (a_start, b_start) = (a.machine.raw(), b.machine.raw());
+                    assert!(a_start + a.size <= b_start || b_start + b.size <= a_start, "{a:?} overlaps {b:?}");
                 }
             }
-            assert!(MACHINE_RAM_BASE + l.ram <= SHADOW_AREA_BASE);
+            assert!(MACHINE_RAM_BASE.checked_add(l.ram).unwrap() <= SHADOW_AREA_BASE);
         }
     }
 
     #[test]
     fn pseudo_and_machine_addresses_round_trip_and_are_not_the_identity() {
         let l = MachineLayout::new(64 << 20);
-        for pseudo in [0, 0x1000, l.half - 8, l.half, l.pool.start, l.ram - 8] {
-            let m = l.machine_of(pseudo).unwrap();
-            assert_ne!(m, pseudo);
-            assert_eq!(l.pseudo_of(m), Some(pseudo));
+        let half = l.half.raw();
+        for pseudo in [0, 0x1000, half - 8, half, l.pool.start.raw(), l.ram - 8] {
+            let m = l.machine_of(PseudoPhys::new(pseudo)).unwrap();
+            assert_ne!(m.raw(), pseudo);
+            assert_eq!(l.pseudo_of(m), Some(PseudoPhys::new(pseudo)));
         }
-        assert_eq!(l.machine_of(l.ram), None);
-        assert_eq!(l.pseudo_of(MACHINE_RAM_BASE - 1), None);
-        assert_eq!(l.pseudo_of(MACHINE_RAM_BASE + l.ram), None);
-        assert!(l.in_shadow_area(SHADOW_AREA_BASE) && !l.in_shadow_area(SHADOW_AREA_BASE + l.shadow_bytes));
+        assert_eq!(l.machine_of(l.ram_end()), None);
+        assert_eq!(l.pseudo_of(MACHINE_RAM_BASE.checked_sub(1).unwrap()), None);
+        assert_eq!(l.pseudo_of(MACHINE_RAM_BASE.checked_add(l.ram).unwrap()), None);
+        assert!(l.in_shadow_area(SHADOW_AREA_BASE) && !l.in_shadow_area(SHADOW_AREA_BASE.checked_add(l.shadow_bytes).unwrap()));
         let p2m = l.p2m();
-        assert_eq!(p2m.machine_frame(GuestFrame(0)), Some(Machine(l.machine_of(0).unwrap()).frame()));
-        assert!(p2m.contiguous(GuestFrame(0), 512) && !p2m.contiguous(GuestFrame(l.half / PAGE_SIZE - 1), 2));
+        let first = l.machine_of(PseudoPhys::new(0)).unwrap();
+        assert_eq!(p2m.machine_frame(GuestFrame(0)), Some(Machine(first.raw()).frame()));
+        assert!(p2m.contiguous(GuestFrame(0), 512) && !p2m.contiguous(GuestFrame(half / PAGE_SIZE - 1), 2));
     }
 }

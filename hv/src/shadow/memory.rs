@@ -6,11 +6,12 @@
 //! *pseudo*-physical address, so a machine address of guest RAM is turned back into a
 //! pseudo-physical one (the layout's inverse p2m) before [`GuestRam`] is asked.
 
+use pv_abi::addr::MachineAddr;
 use shadow_mmu::{Machine, MachineMemory, MemoryError};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::layout::{MachineLayout, SHADOW_AREA_BASE};
-use crate::guest_ram::GuestRam;
+use crate::memory::GuestRam;
 
 /// Guest RAM plus the shadow area, addressed by machine address.
 pub struct MachineView<'a> {
@@ -24,49 +25,53 @@ pub struct MachineView<'a> {
 
 impl MachineMemory for MachineView<'_> {
     fn read_u64(&self, addr: Machine) -> Result<u64, MemoryError> {
-        if !addr.0.is_multiple_of(8) {
+        let machine = MachineAddr::new(addr.0);
+        if !machine.is_aligned(8) {
             return Err(MemoryError(addr.0));
         }
-        if self.layout.in_shadow_area(addr.0) {
+        if self.layout.in_shadow_area(machine) {
             return self.area.read_obj::<u64>(GuestAddress(addr.0)).map_err(|_| MemoryError(addr.0));
         }
-        let pseudo = self.layout.pseudo_of(addr.0).ok_or(MemoryError(addr.0))?;
+        let pseudo = self.layout.pseudo_of(machine).ok_or(MemoryError(addr.0))?;
         self.ram.read_u64(pseudo).map_err(|_| MemoryError(addr.0))
     }
 
     fn write_u64(&mut self, addr: Machine, value: u64) -> Result<(), MemoryError> {
-        if !addr.0.is_multiple_of(8) {
+        let machine = MachineAddr::new(addr.0);
+        if !machine.is_aligned(8) {
             return Err(MemoryError(addr.0));
         }
-        if self.layout.in_shadow_area(addr.0) {
+        if self.layout.in_shadow_area(machine) {
             return self.area.write_obj(value, GuestAddress(addr.0)).map_err(|_| MemoryError(addr.0));
         }
-        let pseudo = self.layout.pseudo_of(addr.0).ok_or(MemoryError(addr.0))?;
+        let pseudo = self.layout.pseudo_of(machine).ok_or(MemoryError(addr.0))?;
         self.ram.write_u64(pseudo, value).map_err(|_| MemoryError(addr.0))
     }
 }
 
 /// Allocates the shadow area (zeroed, backed lazily like guest RAM).
 pub fn allocate_area(layout: &MachineLayout) -> Result<GuestMemoryMmap, vm_memory::mmap::FromRangesError> {
-    GuestMemoryMmap::from_ranges(&[(GuestAddress(SHADOW_AREA_BASE), layout.shadow_bytes as usize)])
+    GuestMemoryMmap::from_ranges(&[(GuestAddress(SHADOW_AREA_BASE.raw()), layout.shadow_bytes as usize)])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pv_abi::addr::PseudoPhys;
 
     #[test]
-    fn machine_addresses_reach_the_right_pseudo_frame_and_nothing_else() {
+    fn hostile_machine_addresses_reach_the_right_pseudo_frame_and_nothing_else() {
         let layout = MachineLayout::new(8 << 20);
         let ram = GuestRam::new(layout.ram).unwrap();
         let area = allocate_area(&layout).unwrap();
         let mut view = MachineView { ram: &ram, area: &area, layout: &layout };
-        let m = layout.machine_of(0x1000).unwrap();
+        let m = layout.machine_of(PseudoPhys::new(0x1000)).unwrap().raw();
         view.write_u64(Machine(m), 42).unwrap();
-        assert_eq!(ram.read_u64(0x1000).unwrap(), 42);
-        view.write_u64(Machine(SHADOW_AREA_BASE + 8), 7).unwrap();
-        assert_eq!(view.read_u64(Machine(SHADOW_AREA_BASE + 8)), Ok(7));
-        for bad in [0x1000, m + 4, SHADOW_AREA_BASE + layout.shadow_bytes, u64::MAX - 7] {
+        assert_eq!(ram.read_u64(PseudoPhys::new(0x1000)).unwrap(), 42);
+        let area = SHADOW_AREA_BASE.raw();
+        view.write_u64(Machine(area + 8), 7).unwrap();
+        assert_eq!(view.read_u64(Machine(area + 8)), Ok(7));
+        for bad in [0x1000, m + 4, area + layout.shadow_bytes, u64::MAX - 7] {
             assert!(view.read_u64(Machine(bad)).is_err(), "{bad:#x}");
         }
     }

@@ -28,6 +28,7 @@
 //! (`ShadowConfig::pool_traps_writes`): a store through such a mapping reaches the
 //! read-only slot and exits, so it still never reaches the frame.
 
+pub mod counters;
 pub mod layout;
 pub mod memory;
 
@@ -37,9 +38,12 @@ use vm_memory::GuestMemoryMmap;
 
 use pv_abi::layout::LOCAL_APIC_GPA;
 
-use crate::guest_ram::GuestRam;
-use crate::stats::ShadowCounters;
-use layout::MachineLayout;
+use pv_abi::addr::{MachineAddr, PseudoPhys};
+
+use crate::kvm::{MemoryPlan, MemorySlot, SlotMemory};
+use crate::memory::GuestRam;
+pub use counters::ShadowCounters;
+use layout::{Backing, MachineLayout};
 use memory::MachineView;
 
 /// Most shadow roots cached at once: enough for every task the guest runs at a time
@@ -61,11 +65,11 @@ pub enum ShadowSetupError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TrappedWrite {
     /// Pseudo-physical address of the (first) entry written.
-    pub entry: u64,
+    pub entry: PseudoPhys,
     /// Its new value.
     pub value: u64,
     /// `Some(machine root)` if every shadow was dropped and CR3 must be reloaded.
-    pub reload: Option<u64>,
+    pub reload: Option<MachineAddr>,
 }
 
 /// What an MMIO write in shadow mode was.
@@ -94,9 +98,10 @@ impl ShadowPaging {
     pub fn new(ram_bytes: u64) -> Result<Self, ShadowSetupError> {
         let layout = MachineLayout::new(ram_bytes);
         let area = memory::allocate_area(&layout)?;
-        let area_machine = layout::SHADOW_AREA_BASE..layout::SHADOW_AREA_BASE + layout.shadow_bytes;
+        let area_start = layout::SHADOW_AREA_BASE.raw();
+        let area_machine = area_start..area_start + layout.shadow_bytes;
         let config = ShadowConfig {
-            pool: GuestPhys(layout.pool.start).frame()..GuestPhys(layout.pool.end).frame(),
+            pool: GuestPhys(layout.pool.start.raw()).frame()..GuestPhys(layout.pool.end.raw()).frame(),
             shadow_area: Machine(area_machine.start).frame()..Machine(area_machine.end).frame(),
             root_cache: ROOT_CACHE,
             pool_traps_writes: true,
@@ -112,9 +117,31 @@ impl ShadowPaging {
         &self.layout
     }
 
-    /// The shadow area's memory (for its memslot).
+    /// The shadow area's memory.
     pub fn area(&self) -> &GuestMemoryMmap {
         &self.area
+    }
+
+    /// Shadow mode's memory slots, for KVM: RAM scattered over machine addresses, the
+    /// page-table pool and the shadow area read-only (see [`layout`]). The CPU walks
+    /// the tables in the shadow area.
+    pub fn memory_plan(&self) -> MemoryPlan {
+        let slots = self
+            .layout
+            .slots()
+            .iter()
+            .map(|slot| MemorySlot {
+                guest_phys: slot.machine,
+                size: slot.size,
+                memory: match slot.backing {
+                    Backing::Ram { pseudo } => SlotMemory::Ram { offset: pseudo.raw() },
+                    Backing::ShadowArea => SlotMemory::Area { offset: 0 },
+                },
+                read_only: slot.read_only,
+                holds_walked_tables: self.layout.in_shadow_area(slot.machine),
+            })
+            .collect();
+        MemoryPlan { slots, area: Some(self.area.clone()) }
     }
 
     fn view<'a>(layout: &'a MachineLayout, area: &'a GuestMemoryMmap, ram: &'a GuestRam) -> MachineView<'a> {
@@ -123,15 +150,15 @@ impl ShadowPaging {
 
     /// Loads guest root `root` (pseudo-physical): returns the machine address of its
     /// shadow, for CR3.
-    pub fn load_root(&mut self, ram: &GuestRam, root: u64) -> Result<u64, ShadowError> {
+    pub fn load_root(&mut self, ram: &GuestRam, root: PseudoPhys) -> Result<MachineAddr, ShadowError> {
         let mut view = Self::view(&self.layout, &self.area, ram);
-        let shadow = self.engine.load_root(&mut view, GuestPhys(root))?;
+        let shadow = self.engine.load_root(&mut view, GuestPhys(root.raw()))?;
         self.cr3_loads += 1;
-        Ok(shadow.0)
+        Ok(MachineAddr::new(shadow.0))
     }
 
     /// A guest store of `data` at machine address `machine` exited as MMIO.
-    pub fn trapped_write(&mut self, ram: &GuestRam, machine: u64, data: &[u8]) -> Result<MmioWrite, ShadowError> {
+    pub fn trapped_write(&mut self, ram: &GuestRam, machine: MachineAddr, data: &[u8]) -> Result<MmioWrite, ShadowError> {
         if self.layout.in_shadow_area(machine) {
             return Ok(MmioWrite::ShadowArea);
         }
@@ -140,34 +167,38 @@ impl ShadowPaging {
         };
         self.trapped_writes += 1;
         // A store may be narrower than an entry, or straddle two: merge it into each
-        // 8-byte entry it touches and apply those whole.
-        let end = pseudo + data.len() as u64;
+        // 8-byte entry it touches and apply those whole. Offsets are in bytes from the
+        // first entry touched; the store is at most 8 bytes (an MMIO exit's data).
+        let first_entry = PseudoPhys::new(pseudo.raw() & !7);
+        let store_at = pseudo.offset_from(first_entry).unwrap_or(0);
+        let store_end = store_at + data.len() as u64;
         let mut first = None;
         let mut dropped = false;
-        let mut word = pseudo & !7;
-        while word < end {
-            let mut bytes = ram.read_u64(word).map_err(|_| ShadowError::NotInPool(word))?.to_le_bytes();
+        let mut entry_offset = 0;
+        while entry_offset < store_end {
+            let entry = first_entry.checked_add(entry_offset).ok_or(ShadowError::NotInPool(u64::MAX))?;
+            let mut bytes = ram.read_u64(entry).map_err(|_| ShadowError::NotInPool(entry.raw()))?.to_le_bytes();
             for (i, b) in bytes.iter_mut().enumerate() {
-                let at = word + i as u64;
-                if (pseudo..end).contains(&at) {
-                    *b = data[(at - pseudo) as usize];
+                let at = entry_offset + i as u64;
+                if (store_at..store_end).contains(&at) {
+                    *b = data[(at - store_at) as usize];
                 }
             }
             let value = u64::from_le_bytes(bytes);
             let mut view = Self::view(&self.layout, &self.area, ram);
-            dropped |= self.engine.guest_pt_write(&mut view, GuestPhys(word), value)? == SyncOutcome::AllDropped;
-            first.get_or_insert((word, value));
-            word += 8;
+            dropped |= self.engine.guest_pt_write(&mut view, GuestPhys(entry.raw()), value)? == SyncOutcome::AllDropped;
+            first.get_or_insert((entry, value));
+            entry_offset += 8;
         }
         let (entry, value) = first.unwrap_or((pseudo, 0));
         let reload = if dropped { self.reload_current(ram)? } else { None };
         Ok(MmioWrite::PageTable(TrappedWrite { entry, value, reload }))
     }
 
-    /// `mmu_update` in shadow mode: the batch goes through the engine. Returns the new
-    /// CR3 if every shadow was dropped on the way.
-    pub fn mmu_update(&mut self, ram: &GuestRam, updates: &[(u64, u64)]) -> Result<Option<u64>, ShadowError> {
-        let batch: Vec<(GuestPhys, u64)> = updates.iter().map(|(e, v)| (GuestPhys(*e), *v)).collect();
+    /// `mmu_update` in shadow mode: the batch of (entry, value) goes through the
+    /// engine. Returns the new CR3 if every shadow was dropped on the way.
+    pub fn mmu_update(&mut self, ram: &GuestRam, updates: &[(PseudoPhys, u64)]) -> Result<Option<MachineAddr>, ShadowError> {
+        let batch: Vec<(GuestPhys, u64)> = updates.iter().map(|(e, v)| (GuestPhys(e.raw()), *v)).collect();
         let mut view = Self::view(&self.layout, &self.area, ram);
         match self.engine.mmu_update(&mut view, &batch)? {
             SyncOutcome::AllDropped => self.reload_current(ram),
@@ -176,15 +207,15 @@ impl ShadowPaging {
     }
 
     /// After a drop-all the loaded shadow root is gone: build the current one again.
-    fn reload_current(&mut self, ram: &GuestRam) -> Result<Option<u64>, ShadowError> {
+    fn reload_current(&mut self, ram: &GuestRam) -> Result<Option<MachineAddr>, ShadowError> {
         let Some(root) = self.engine.current_root() else { return Ok(None) };
         let mut view = Self::view(&self.layout, &self.area, ram);
-        Ok(Some(self.engine.load_root(&mut view, root)?.0))
+        Ok(Some(MachineAddr::new(self.engine.load_root(&mut view, root)?.0)))
     }
 
     /// Whether a shadow entry the CPU may have cached changed, or shadow frames were
     /// recycled, since the last call: then the vCPU must not run again before KVM has
-    /// forgotten what it cached ([`crate::machine::Machine::forget_cached_translations`];
+    /// forgotten what it cached ([`crate::kvm::KvmVm::forget_cached_translations`];
     /// the reason is at `ShadowMmu::take_flush_needed`).
     pub fn take_flush_needed(&mut self) -> bool {
         self.engine.take_flush_needed()
@@ -222,7 +253,7 @@ mod tests {
 
     const RAM: u64 = 8 << 20;
 
-    fn setup() -> (GuestRam, ShadowPaging, u64) {
+    fn setup() -> (GuestRam, ShadowPaging, PseudoPhys) {
         let ram = GuestRam::new(RAM).unwrap();
         let mut shadow = ShadowPaging::new(RAM).unwrap();
         let root = shadow.layout().pool.start;
@@ -233,30 +264,33 @@ mod tests {
     #[test]
     fn a_narrow_store_is_merged_into_its_entry() {
         let (ram, mut shadow, root) = setup();
-        ram.write_u64(root + 8, 0x1111_2222_3333_4444).unwrap();
-        let machine = shadow.layout().machine_of(root + 8 + 4).unwrap();
+        let at = |bytes: u64| root.checked_add(bytes).unwrap();
+        ram.write_u64(at(8), 0x1111_2222_3333_4444).unwrap();
+        let machine = shadow.layout().machine_of(at(8 + 4)).unwrap();
         let w = shadow.trapped_write(&ram, machine, &[0xaa, 0xbb, 0xcc, 0xdd]).unwrap();
-        assert_eq!(w, MmioWrite::PageTable(TrappedWrite { entry: root + 8, value: 0xddcc_bbaa_3333_4444, reload: None }));
-        assert_eq!(ram.read_u64(root + 8).unwrap(), 0xddcc_bbaa_3333_4444);
+        assert_eq!(w, MmioWrite::PageTable(TrappedWrite { entry: at(8), value: 0xddcc_bbaa_3333_4444, reload: None }));
+        assert_eq!(ram.read_u64(at(8)).unwrap(), 0xddcc_bbaa_3333_4444);
         assert_eq!(shadow.counters().trapped_pt_writes, 1);
     }
 
     #[test]
     fn a_store_straddling_two_entries_updates_both() {
         let (ram, mut shadow, root) = setup();
-        let machine = shadow.layout().machine_of(root + 4).unwrap();
+        let at = |bytes: u64| root.checked_add(bytes).unwrap();
+        let machine = shadow.layout().machine_of(at(4)).unwrap();
         shadow.trapped_write(&ram, machine, &[1, 2, 3, 4, 5, 6, 7, 8]).unwrap();
         assert_eq!(ram.read_u64(root).unwrap(), 0x0403_0201_0000_0000);
-        assert_eq!(ram.read_u64(root + 8).unwrap(), 0x0000_0000_0807_0605);
+        assert_eq!(ram.read_u64(at(8)).unwrap(), 0x0000_0000_0807_0605);
     }
 
     #[test]
-    fn stores_outside_the_pool_are_not_page_table_writes() {
+    fn hostile_stores_outside_the_pool_are_not_page_table_writes() {
         let (ram, mut shadow, _) = setup();
-        assert_eq!(shadow.trapped_write(&ram, SHADOW_AREA_BASE + 16, &[0; 8]), Ok(MmioWrite::ShadowArea));
-        let data = shadow.layout().machine_of(0x1000).unwrap();
+        let area = SHADOW_AREA_BASE.checked_add(16).unwrap();
+        assert_eq!(shadow.trapped_write(&ram, area, &[0; 8]), Ok(MmioWrite::ShadowArea));
+        let data = shadow.layout().machine_of(PseudoPhys::new(0x1000)).unwrap();
         assert_eq!(shadow.trapped_write(&ram, data, &[0; 8]), Ok(MmioWrite::Elsewhere));
-        assert_eq!(shadow.trapped_write(&ram, 0xfee0_0000, &[0; 4]), Ok(MmioWrite::Elsewhere));
+        assert_eq!(shadow.trapped_write(&ram, MachineAddr::new(0xfee0_0000), &[0; 4]), Ok(MmioWrite::Elsewhere));
         assert_eq!(shadow.counters().trapped_pt_writes, 0);
     }
 }

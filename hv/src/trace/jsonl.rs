@@ -72,7 +72,7 @@ fn device_json(event: &DeviceEvent) -> Value {
 }
 
 fn stop_json(stop: &GuestStop) -> Value {
-    let rip = |d: &Option<crate::machine::RegisterDump>| d.as_ref().map(|d| hex(d.rip()));
+    let rip = |d: &Option<crate::kvm::RegisterDump>| d.as_ref().map(|d| hex(d.rip()));
     match stop {
         GuestStop::Shutdown { code } => json!({"event": "stop", "kind": "shutdown", "code": code}),
         GuestStop::Panicked { message } => json!({"event": "stop", "kind": "panic", "message": message}),
@@ -90,6 +90,8 @@ fn stop_json(stop: &GuestStop) -> Value {
         GuestStop::PageTableStoreRefused { what, dump } => {
             json!({"event": "stop", "kind": "page_table_store_refused", "what": what, "rip": rip(dump)})
         }
-        GuestStop::KvmFailure { what, dump } => json!({"event": "stop", "kind": "kvm_failure", "what": what, "rip": rip(dump)}),
+        GuestStop::KvmFailure { what, dump } => {
+            json!({"event": "stop", "kind": "kvm_failure", "what": what.to_string(), "rip": rip(dump)})
+        }
     }
 }

@@ -125,7 +125,7 @@ fn describe_result(result: &Result<u64, pv_abi::HypercallError>) -> String {
 }
 
 fn describe_stop(stop: &GuestStop) -> String {
-    let rip = |d: &Option<crate::machine::RegisterDump>| d.as_ref().map_or("?".to_string(), |d| format!("{:#x}", d.rip()));
+    let rip = |d: &Option<crate::kvm::RegisterDump>| d.as_ref().map_or("?".to_string(), |d| format!("{:#x}", d.rip()));
     match stop {
         GuestStop::Shutdown { code } => format!("shutdown code={code}"),
         GuestStop::Panicked { message } => format!("panic {message:?}"),
@@ -139,7 +139,7 @@ fn describe_stop(stop: &GuestStop) -> String {
         }
         GuestStop::TimedOut { millis, dump } => format!("timed-out after={millis}ms rip={}", rip(dump)),
         GuestStop::PageTableStoreRefused { what, dump } => format!("page-table-store-refused {what:?} rip={}", rip(dump)),
-        GuestStop::KvmFailure { what, dump } => format!("kvm-failure {what:?} rip={}", rip(dump)),
+        GuestStop::KvmFailure { what, dump } => format!("kvm-failure {:?} rip={}", what.to_string(), rip(dump)),
     }
 }
 

@@ -54,7 +54,7 @@ fn build(entry: u64, phdrs: &[Ph]) -> Vec<u8> {
 
 #[test]
 fn the_built_in_guest_kernel_is_accepted() {
-    let image = parse_kernel(crate::guest_image::PV_GUEST_ELF, RAM).expect("pv-guest must load");
+    let image = parse_kernel(crate::boot::guest_image::PV_GUEST_ELF, RAM).expect("pv-guest must load");
     assert!(image.segments.len() >= 2);
     assert!(image.segments.iter().any(|s| s.executable && !s.writable), "text is read-execute");
     assert!(image.segments.iter().all(|s| !(s.executable && s.writable)), "no segment is W+X");
@@ -68,19 +68,19 @@ fn a_well_formed_minimal_kernel_is_accepted() {
 }
 
 #[test]
-fn a_text_file_is_not_elf() {
+fn hostile_elf_text_file_is_not_elf() {
     assert_eq!(parse_kernel(b"# hv\n\nA paravirtual hypervisor on KVM, built for teaching.\n".repeat(4).as_slice(), RAM), Err(ElfError::NotElf));
     assert_eq!(parse_kernel(b"", RAM), Err(ElfError::NotElf));
 }
 
 #[test]
-fn a_file_shorter_than_the_header_is_refused() {
+fn hostile_elf_shorter_than_the_header_is_refused() {
     assert_eq!(parse_kernel(b"\x7fELF\x02\x01", RAM), Err(ElfError::TooShort { len: 6 }));
 }
 
 #[test]
-fn a_truncated_real_kernel_is_refused() {
-    let full = crate::guest_image::PV_GUEST_ELF;
+fn hostile_elf_truncated_real_kernel_is_refused() {
+    let full = crate::boot::guest_image::PV_GUEST_ELF;
     let cut = &full[..full.len() / 8];
     assert!(matches!(parse_kernel(cut, RAM), Err(ElfError::SegmentDataOutsideFile { .. })), "{:?}", parse_kernel(cut, RAM));
     // Cut inside the program header table.
@@ -88,7 +88,7 @@ fn a_truncated_real_kernel_is_refused() {
 }
 
 #[test]
-fn wrong_class_endianness_machine_and_type_are_refused() {
+fn hostile_elf_wrong_class_endianness_machine_and_type_are_refused() {
     let good = build(VIRT, &[text_segment()]);
     let mut f = good.clone();
     f[4] = 1;
@@ -105,26 +105,26 @@ fn wrong_class_endianness_machine_and_type_are_refused() {
 }
 
 #[test]
-fn no_loadable_segment_is_refused() {
+fn hostile_elf_no_loadable_segment_is_refused() {
     let note = Ph { kind: 4, ..text_segment() }; // PT_NOTE
     assert_eq!(parse_kernel(&build(VIRT, &[note]), RAM), Err(ElfError::NoLoadableSegments));
     assert_eq!(parse_kernel(&build(VIRT, &[]), RAM), Err(ElfError::NoLoadableSegments));
 }
 
 #[test]
-fn a_segment_past_the_end_of_ram_is_refused() {
+fn hostile_elf_segment_past_the_end_of_ram_is_refused() {
     let big = Ph { memsz: RAM, ..text_segment() };
     assert!(matches!(parse_kernel(&build(VIRT, &[big]), RAM), Err(ElfError::SegmentOutsideRam { .. })));
 }
 
 #[test]
-fn a_segment_whose_size_wraps_the_address_space_is_refused() {
+fn hostile_elf_segment_whose_size_wraps_the_address_space_is_refused() {
     let wrap = Ph { memsz: u64::MAX - 0x1000, ..text_segment() };
     assert!(matches!(parse_kernel(&build(VIRT, &[wrap]), RAM), Err(ElfError::SegmentOutsideRam { .. })));
 }
 
 #[test]
-fn a_segment_over_the_boot_info_page_is_refused() {
+fn hostile_elf_segment_over_the_boot_info_page_is_refused() {
     let low = Ph { paddr: 0x2000, vaddr: KERNEL_VIRT_BASE + 0x2000, ..text_segment() };
     let err = parse_kernel(&build(KERNEL_VIRT_BASE + 0x2000, &[low]), RAM).unwrap_err();
     assert!(matches!(err, ElfError::SegmentInReservedArea { .. }));
@@ -132,13 +132,13 @@ fn a_segment_over_the_boot_info_page_is_refused() {
 }
 
 #[test]
-fn a_segment_linked_at_the_wrong_virtual_address_is_refused() {
+fn hostile_elf_segment_linked_at_the_wrong_virtual_address_is_refused() {
     let wrong = Ph { vaddr: 0x40_0000, ..text_segment() };
     assert!(matches!(parse_kernel(&build(0x40_0000, &[wrong]), RAM), Err(ElfError::WrongVirtualAddress { .. })));
 }
 
 #[test]
-fn overlapping_segments_are_refused() {
+fn hostile_elf_overlapping_segments_are_refused() {
     let data = Ph { flags: PF_R | PF_W, offset: 0x1000, filesz: 0x10, memsz: 0x10, paddr: PHYS + 0x80, vaddr: VIRT + 0x80, ..text_segment() };
     assert_eq!(
         parse_kernel(&build(VIRT, &[text_segment(), data]), RAM),
@@ -147,7 +147,7 @@ fn overlapping_segments_are_refused() {
 }
 
 #[test]
-fn file_data_past_the_end_of_file_is_refused() {
+fn hostile_elf_file_data_past_the_end_of_file_is_refused() {
     let past = Ph { offset: 0x1f00, filesz: 0x200, memsz: 0x200, ..text_segment() };
     assert!(matches!(parse_kernel(&build(VIRT, &[past]), RAM), Err(ElfError::SegmentDataOutsideFile { .. })));
     let wrap = Ph { offset: u64::MAX, filesz: 2, memsz: 2, ..text_segment() };
@@ -155,13 +155,13 @@ fn file_data_past_the_end_of_file_is_refused() {
 }
 
 #[test]
-fn more_file_bytes_than_memory_is_refused() {
+fn hostile_elf_more_file_bytes_than_memory_is_refused() {
     let odd = Ph { filesz: 0x200, memsz: 0x100, ..text_segment() };
     assert!(matches!(parse_kernel(&build(VIRT, &[odd]), RAM), Err(ElfError::FileSizeExceedsMemSize { .. })));
 }
 
 #[test]
-fn an_entry_point_outside_the_code_is_refused() {
+fn hostile_elf_entry_point_outside_the_code_is_refused() {
     assert_eq!(
         parse_kernel(&build(VIRT + 0x5000, &[text_segment()]), RAM),
         Err(ElfError::EntryOutsideSegments { entry: VIRT + 0x5000 })
@@ -172,7 +172,7 @@ fn an_entry_point_outside_the_code_is_refused() {
 }
 
 #[test]
-fn a_huge_program_header_count_is_refused_without_reading_past_the_file() {
+fn hostile_elf_huge_program_header_count_is_refused_without_reading_past_the_file() {
     let mut f = build(VIRT, &[text_segment()]);
     f[56..58].copy_from_slice(&u16::MAX.to_le_bytes());
     assert!(matches!(parse_kernel(&f, RAM), Err(ElfError::Malformed(_))));

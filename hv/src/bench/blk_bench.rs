@@ -15,11 +15,11 @@ use std::time::Instant;
 
 use backend_drivers::runner::{BackendStats, NotifyPolicy};
 
-use crate::console::CapturedOutput;
-use crate::devices::DiskConfig;
-use crate::host_info::{cpu_model, HostMmu};
+use crate::devices::console::CapturedOutput;
+use crate::devices::block::DiskConfig;
+use crate::kvm::host_info::{cpu_model, HostMmu};
 use crate::outcome::GuestStop;
-use crate::run::{self, RunConfig, RunError};
+use crate::vmm::{Vm, VmConfig, VmError};
 
 /// Size of the scratch image made when no --disk is given.
 const SCRATCH_IMAGE_BYTES: u64 = 64 << 20;
@@ -69,7 +69,7 @@ impl BlkBenchRow {
 pub enum BlkBenchError {
     /// The VM could not run.
     #[error(transparent)]
-    Run(#[from] RunError),
+    Run(#[from] VmError),
     /// The guest did not finish its benchmark.
     #[error("the guest's blk-bench did not finish ({0}); its output:\n{1}")]
     Guest(String, String),
@@ -154,7 +154,7 @@ fn guest_run(disk: &Path, sectors: u64, requests: u64, suppression: bool) -> Res
     if !suppression {
         args.push("always".into());
     }
-    let config = RunConfig {
+    let config = VmConfig {
         mmu: pv_abi::MmuMode::Ept,
         kernel: None,
         mem_mib: 64,
@@ -166,7 +166,7 @@ fn guest_run(disk: &Path, sectors: u64, requests: u64, suppression: bool) -> Res
         timeout: Some(std::time::Duration::from_secs(600)),
     };
     let console = CapturedOutput::default();
-    let report = run::run(&config, Box::new(console.clone()), Instant::now())?;
+    let report = Vm::new(&config, Box::new(console.clone()), Instant::now())?.run()?;
     let output = console.text();
     if report.stop != (GuestStop::Shutdown { code: 0 }) {
         let why = report.stop.message().unwrap_or_else(|| format!("exit code {}", report.stop.exit_code()));

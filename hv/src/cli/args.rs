@@ -1,16 +1,13 @@
-//! hv's command line.
+//! hv's command line as clap reads it: the commands, their options, the help texts, and
+//! the parsers that check an option's value before any command runs.
 
 use std::path::PathBuf;
-use std::process::ExitCode;
-use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::devices::DiskConfig;
-use crate::outcome::EXIT_VMM_ERROR;
-use backend_drivers::runner::NotifyPolicy;
-use crate::run::{self, RunConfig};
+use crate::devices::block::DiskConfig;
 use crate::trace::TraceFormat;
+use crate::vmm::config::DEFAULT_MEM_MIB;
 
 /// hv: a paravirtual hypervisor on KVM, built for teaching.
 ///
@@ -188,7 +185,7 @@ pub struct RunArgs {
     pub mmu: MmuArg,
 
     /// Guest RAM in MiB: 8 to 3072, a multiple of 2.
-    #[arg(long, value_name = "MIB", default_value_t = 64)]
+    #[arg(long, value_name = "MIB", default_value_t = DEFAULT_MEM_MIB)]
     pub mem: u64,
 
     /// Write a trace of every VM exit, hypercall and the guest's stop to PATH.
@@ -234,110 +231,10 @@ impl From<MmuArg> for pv_abi::MmuMode {
     }
 }
 
-/// Runs hv with the process's arguments; returns its exit code.
-pub fn main() -> ExitCode {
-    let started = Instant::now();
-    let cli = Cli::parse();
-    match cli.command {
-        Command::Run(args) => run_command(args, started),
-        Command::BlkBench(args) => blk_bench_command(args),
-        Command::Bench(args) => bench_command(args),
-    }
-}
-
 /// `--timeout`: positive seconds, fractions allowed.
 fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
     match s.parse::<f64>() {
         Ok(secs) if secs > 0.0 && secs.is_finite() && secs <= 1e6 => Ok(std::time::Duration::from_secs_f64(secs)),
         _ => Err(format!("'{s}' is not a number of seconds greater than 0 (and at most 1000000)")),
-    }
-}
-
-fn blk_bench_command(args: BlkBenchArgs) -> ExitCode {
-    if args.requests == 0 {
-        eprintln!("hv: error: --requests must be at least 1");
-        return ExitCode::from(EXIT_VMM_ERROR);
-    }
-    let config = crate::blk_bench::BlkBenchConfig { disk: args.disk, requests: args.requests };
-    match crate::blk_bench::run(&config) {
-        Ok(rows) => {
-            print!("{}", crate::blk_bench::render(&rows));
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("hv: error: {e}");
-            ExitCode::from(EXIT_VMM_ERROR)
-        }
-    }
-}
-
-fn bench_command(args: BenchArgs) -> ExitCode {
-    use crate::bench::{self, workloads};
-    let modes = match args.mmu {
-        BenchMmuArg::Both => vec![pv_abi::MmuMode::Ept, pv_abi::MmuMode::Shadow],
-        BenchMmuArg::Ept => vec![pv_abi::MmuMode::Ept],
-        BenchMmuArg::Shadow => vec![pv_abi::MmuMode::Shadow],
-    };
-    let selected: Vec<&'static workloads::Workload> = if args.workloads.is_empty() {
-        workloads::ALL.iter().collect()
-    } else {
-        workloads::ALL.iter().filter(|w| args.workloads.iter().any(|name| workloads::select(name).contains(w))).collect()
-    };
-    let config = bench::BenchConfig { modes, workloads: selected, quick: args.quick };
-    let report = match bench::run(&config) {
-        Ok(report) => report,
-        Err(e) => {
-            eprintln!("hv: error: {e}");
-            return ExitCode::from(EXIT_VMM_ERROR);
-        }
-    };
-    print!("{}", bench::report::render(&report));
-    let mut ok = report.complete();
-    type Writer = fn(&bench::results::BenchReport, &std::path::Path) -> std::io::Result<()>;
-    let outputs: [(&Option<PathBuf>, Writer, &str); 2] = [(&args.json, bench::json::write, "JSON"), (&args.plot, bench::plot::write, "plot")];
-    for (path, write, what) in outputs {
-        if let Some(path) = path {
-            match write(&report, path) {
-                Ok(()) => eprintln!("hv bench: wrote the {what} to {}", path.display()),
-                Err(e) => {
-                    eprintln!("hv: error: cannot write the {what} to {}: {e}", path.display());
-                    ok = false;
-                }
-            }
-        }
-    }
-    if ok {
-        ExitCode::SUCCESS
-    } else {
-        eprintln!("hv bench: not everything was measured and verified (see \"failures\" above)");
-        ExitCode::from(EXIT_VMM_ERROR)
-    }
-}
-
-fn run_command(args: RunArgs, started: Instant) -> ExitCode {
-    let config = RunConfig {
-        kernel: args.kernel,
-        mem_mib: args.mem,
-        guest_args: args.guest_args,
-        trace: args.trace.map(|p| (p, args.trace_format)),
-        disk: args.disk,
-        notify_policy: NotifyPolicy::EventIndex,
-        timeout: args.timeout,
-        mmu: args.mmu.into(),
-    };
-    match run::run(&config, Box::new(std::io::stdout()), started) {
-        Ok(report) => {
-            if let Some(message) = report.stop.message() {
-                eprintln!("hv: {message}");
-            }
-            if args.stats {
-                eprintln!("{}", report.stats);
-            }
-            ExitCode::from(report.stop.exit_code())
-        }
-        Err(e) => {
-            eprintln!("hv: error: {e}");
-            ExitCode::from(EXIT_VMM_ERROR)
-        }
     }
 }

@@ -1,7 +1,8 @@
 //! Wiring the split-driver devices into KVM, so that guest and backends can wake each
 //! other without hv's vCPU loop taking part.
 //!
-//! For each device ([`Devices::attach`]):
+//! One file per device holds what is particular to it ([`console`], [`block`]); this
+//! file is what every device shares. For each device ([`Devices::attach`]):
 //! - a **doorbell**: an eventfd registered with KVM_IOEVENTFD on the device's port.
 //!   When the guest writes the port, KVM signals the eventfd and resumes the guest at
 //!   once; the backend thread, waiting on that eventfd, wakes. No exit reaches hv.
@@ -11,59 +12,31 @@
 //! - a **backend thread** (`backend_drivers::runner`) holding the doorbell, the irqfd,
 //!   its ring page and (for the block device) the grant table: nothing else of the guest.
 
-use std::path::PathBuf;
+pub mod block;
+pub mod console;
 
 use backend_drivers::block::image::{DiskImage, ImageError};
-use backend_drivers::block::BlockBackend;
 use backend_drivers::console::ConsoleBackend;
-use backend_drivers::event_channel::GuestNotifier;
-use backend_drivers::grant_table::GrantTable;
-use backend_drivers::guest_page::GuestPage;
+use backend_drivers::event_channel::{GuestNotifier, NoSuchChannel};
+use backend_drivers::guest_page::{BadPage, GuestPage};
 use backend_drivers::runner::{self, BackendHandle, BackendStats, BackendWiring, NotifyPolicy, RequestHandler};
 use kvm_bindings::{kvm_irq_routing_entry, KvmIrqRouting, KVM_IRQ_ROUTING_MSI};
 use kvm_ioctls::{IoEventAddress, NoDatamatch};
 use pv_abi::device::block::BlockFlags;
-use pv_abi::grant::grant_window;
 use pv_abi::event_channel::{doorbell_port, BLOCK_CHANNEL, CONSOLE_CHANNEL, UPCALL_VECTOR};
-use pv_abi::layout::{
-    BLOCK_RING_GPA, CONSOLE_RING_GPA, GRANT_TABLE_GPA, LOCAL_APIC_GPA, SHARED_INFO_GPA,
-};
+use pv_abi::layout::{BLOCK_RING_GPA, CONSOLE_RING_GPA, LOCAL_APIC_GPA, SHARED_INFO_GPA};
 use pv_abi::DeviceInfo;
 use std::sync::Arc;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
-use crate::console::ConsoleOutput;
-use crate::machine::Machine;
+use crate::boot::DeviceLayout;
+use crate::kvm::KvmVm;
 use crate::trace::Tracer;
+use console::ConsoleOutput;
 
 /// First GSI hv routes: above the 24 pins of the in-kernel IOAPIC, so a device's GSI
 /// is never mistaken for a legacy interrupt line.
 const FIRST_DEVICE_GSI: u32 = 24;
-
-/// A disk to attach (`--disk PATH[,ro]`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DiskConfig {
-    /// The image file.
-    pub path: PathBuf,
-    /// Refuse writes.
-    pub read_only: bool,
-}
-
-impl std::str::FromStr for DiskConfig {
-    type Err = String;
-
-    /// `PATH` or `PATH,ro`.
-    fn from_str(s: &str) -> Result<Self, String> {
-        let (path, read_only) = match s.strip_suffix(",ro") {
-            Some(path) => (path, true),
-            None => (s, false),
-        };
-        if path.is_empty() {
-            return Err("expected PATH or PATH,ro".into());
-        }
-        Ok(DiskConfig { path: PathBuf::from(path), read_only })
-    }
-}
 
 /// Why the devices could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -89,9 +62,20 @@ pub enum DeviceError {
         /// Why.
         source: kvm_ioctls::Error,
     },
-    /// A page or channel was invalid (a bug in hv's layout).
+    /// KVM's interrupt routing table could not be built.
+    #[error("device setup: a GSI routing table of {entries} entries cannot be built ({source:?})")]
+    Routing {
+        /// Entries asked for.
+        entries: usize,
+        /// Why.
+        source: vmm_sys_util::fam::Error,
+    },
+    /// A ring page is not a page of guest RAM (a bug in hv's layout).
     #[error("device setup: {0}")]
-    Layout(String),
+    RingPage(#[from] BadPage),
+    /// An event channel does not exist (a bug in hv's layout).
+    #[error("device setup: {0}")]
+    Channel(#[from] NoSuchChannel),
     /// The backend thread did not start.
     #[error(transparent)]
     Spawn(#[from] runner::SpawnError),
@@ -105,19 +89,6 @@ pub struct Devices {
 
 /// Counters of every backend, by device name.
 pub type DeviceStats = Vec<(&'static str, BackendStats)>;
-
-/// Where each device lives, for the boot-info page.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DeviceLayout {
-    /// The console.
-    pub console: DeviceInfo,
-    /// The block device (absent without a disk).
-    pub block: DeviceInfo,
-    /// Disk size in sectors.
-    pub block_sectors: u64,
-    /// The disk's `BlockFlags`, as the boot-info page carries them.
-    pub block_flags: u32,
-}
 
 fn device_info(ring_gpa: u64, channel: u32) -> DeviceInfo {
     DeviceInfo { ring_gpa, channel, doorbell_port: doorbell_port(channel), present: 1 }
@@ -136,21 +107,16 @@ fn msi_route(gsi: u32) -> kvm_irq_routing_entry {
 }
 
 impl Devices {
-    /// Opens the disk image, so a bad path is reported before KVM is touched.
-    pub fn open_disk(config: &DiskConfig) -> Result<DiskImage, DeviceError> {
-        Ok(DiskImage::open(&config.path, config.read_only)?)
-    }
-
     /// Creates the console (and, with `disk`, the block device) and their backends.
     pub fn attach(
-        machine: &Machine,
+        machine: &KvmVm,
         console_out: ConsoleOutput,
         disk: Option<DiskImage>,
         tracer: &Tracer,
         policy: NotifyPolicy,
     ) -> Result<Devices, DeviceError> {
         let gsis = [FIRST_DEVICE_GSI, FIRST_DEVICE_GSI + 1];
-        let mut routing = KvmIrqRouting::new(gsis.len()).map_err(|_| DeviceError::Layout("GSI routing table".into()))?;
+        let mut routing = KvmIrqRouting::new(gsis.len()).map_err(|source| DeviceError::Routing { entries: gsis.len(), source })?;
         for (slot, gsi) in routing.as_mut_slice().iter_mut().zip(gsis) {
             *slot = msi_route(gsi);
         }
@@ -172,12 +138,7 @@ impl Devices {
             None => None,
             Some(image) => {
                 let (sectors, read_only) = (image.sectors(), image.read_only());
-                // Grants may name only the frames of pv-abi's grant window: never a page
-                // table (a device writing one would change the guest's mappings behind
-                // the MMU's back) and never hv's reserved area.
-                let window = grant_window(machine.ram().size());
-                let grants = GrantTable::new(machine.ram().memory().clone(), GRANT_TABLE_GPA, window);
-                let backend = BlockBackend::new(image, grants);
+                let backend = block::backend(image, machine.ram());
                 Some((wire(machine, backend, BLOCK_RING_GPA, BLOCK_CHANNEL, gsis[1], tracer, policy)?, sectors, read_only))
             }
         };
@@ -215,7 +176,7 @@ impl Devices {
 
 /// Creates one device's doorbell and upcall, and starts its backend thread.
 fn wire<H: RequestHandler>(
-    machine: &Machine,
+    machine: &KvmVm,
     handler: H,
     ring_gpa: u64,
     channel: u32,
@@ -236,8 +197,8 @@ fn wire<H: RequestHandler>(
     machine.vm().register_irqfd(&irqfd, gsi).map_err(kvm_err("KVM_IRQFD"))?;
 
     let memory = machine.ram().memory().clone();
-    let ring_page = GuestPage::new(memory.clone(), ring_gpa).map_err(|e| DeviceError::Layout(e.to_string()))?;
-    let notifier = GuestNotifier::new(memory, SHARED_INFO_GPA, channel, irqfd).map_err(|e| DeviceError::Layout(e.to_string()))?;
+    let ring_page = GuestPage::new(memory.clone(), ring_gpa)?;
+    let notifier = GuestNotifier::new(memory, SHARED_INFO_GPA, channel, irqfd)?;
     let wiring = BackendWiring { ring_page, doorbell, notifier, events: Arc::new(tracer.clone()), notify_policy: policy };
     Ok(runner::spawn(handler, wiring)?)
 }

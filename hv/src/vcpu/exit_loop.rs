@@ -17,16 +17,17 @@
 
 use kvm_ioctls::VcpuExit;
 
-use crate::console::ConsoleOutput;
-use crate::hypercall::{self, HypercallRequest};
-use crate::machine::Machine;
-use crate::outcome::GuestStop;
+use super::counters::VcpuCounters;
+use super::hypercall::{self, HypercallRequest};
+use super::watchdog::Watchdog;
+use crate::devices::console::ConsoleOutput;
+use crate::kvm::KvmVm;
+use crate::outcome::{GuestStop, KvmFailure};
 use crate::shadow::{MmioWrite, ShadowPaging};
-use crate::stats::RunStats;
 use crate::trace::{ExitReason, TraceEvent, Tracer};
-use crate::watchdog::Watchdog;
 use pv_abi::event_channel::{DOORBELL_PORT_BASE, MAX_CHANNELS};
 use pv_abi::hypercall::HYPERCALL_PORT;
+use pv_abi::addr::{MachineAddr, PseudoPhys};
 use pv_abi::Hypercall;
 
 /// An exit, copied out of KVM's shared `kvm_run` page so the vCPU can be used again.
@@ -69,9 +70,9 @@ pub struct LoopContext<'a> {
     /// The trace.
     pub tracer: &'a Tracer,
     /// The counters.
-    pub stats: &'a mut RunStats,
+    pub counters: &'a mut VcpuCounters,
     /// The page-table pool, for `mmu_update`.
-    pub pt_pool: std::ops::Range<u64>,
+    pub pt_pool: std::ops::Range<PseudoPhys>,
     /// The `--timeout` watchdog, if armed.
     pub watchdog: Option<&'a Watchdog>,
     /// Shadow paging, in shadow mode.
@@ -80,23 +81,23 @@ pub struct LoopContext<'a> {
     pub stale_translations: bool,
     /// Whether KVM must be told to forget translations after hv changed a page-table
     /// entry from the host side: true wherever KVM implements the guest's paging in
-    /// software (see `Machine::forget_cached_translations`).
+    /// software (see `KvmVm::forget_cached_translations`).
     pub flush_after_host_writes: bool,
 }
 
 /// Runs the vCPU until the guest stops.
-pub fn run(machine: &mut Machine, cx: &mut LoopContext) -> GuestStop {
+pub fn run(vm: &mut KvmVm, cx: &mut LoopContext) -> GuestStop {
     loop {
-        let exit = match next_exit(machine) {
+        let exit = match next_exit(vm) {
             Ok(exit) => exit,
             Err(e) => {
-                return GuestStop::KvmFailure { what: format!("KVM_RUN failed: {e}"), dump: machine.register_dump() }
+                return GuestStop::KvmFailure { what: KvmFailure::Ioctl { ioctl: "KVM_RUN", source: e }, dump: vm.register_dump() }
             }
         };
         let reason = exit.reason();
-        cx.stats.count_exit(reason);
+        cx.counters.count_exit(reason);
         cx.tracer.emit(|| trace_exit(&exit));
-        let stop = handle_exit(machine, cx, exit).or_else(|| forget_stale_translations(machine, cx));
+        let stop = handle_exit(vm, cx, exit).or_else(|| forget_stale_translations(vm, cx));
         if let Some(stop) = stop {
             cx.tracer.emit(|| TraceEvent::Stop(Box::new(stop.clone())));
             return stop;
@@ -114,8 +115,8 @@ fn trace_exit(exit: &Exit) -> TraceEvent {
 }
 
 /// Runs the guest once and copies out why it stopped.
-fn next_exit(machine: &mut Machine) -> Result<Exit, kvm_ioctls::Error> {
-    let vcpu = machine.vcpu_mut();
+fn next_exit(vm: &mut KvmVm) -> Result<Exit, kvm_ioctls::Error> {
+    let vcpu = vm.vcpu_mut();
     let exit = match vcpu.run() {
         Ok(VcpuExit::IoOut(port, data)) => Exit::IoOut { port, size: data.len() },
         Ok(VcpuExit::IoIn(port, data)) => {
@@ -144,14 +145,14 @@ fn next_exit(machine: &mut Machine) -> Result<Exit, kvm_ioctls::Error> {
 }
 
 /// Emulates one exit; `Some` when the guest must stop.
-fn handle_exit(machine: &mut Machine, cx: &mut LoopContext, exit: Exit) -> Option<GuestStop> {
+fn handle_exit(vm: &mut KvmVm, cx: &mut LoopContext, exit: Exit) -> Option<GuestStop> {
     match exit {
-        Exit::IoOut { port: HYPERCALL_PORT, .. } => handle_hypercall(machine, cx),
+        Exit::IoOut { port: HYPERCALL_PORT, .. } => handle_hypercall(vm, cx),
         Exit::IoOut { port, size } => {
             // With ioeventfd registered, doorbell writes never get here; count any that
             // do, so --stats can show the doorbells bypassed this loop.
             if (DOORBELL_PORT_BASE..DOORBELL_PORT_BASE + MAX_CHANNELS as u16).contains(&port) {
-                cx.stats.doorbell_exits += 1;
+                cx.counters.doorbell_exits += 1;
             }
             cx.tracer.emit(|| TraceEvent::UnhandledPort { port, write: true, size });
             None
@@ -160,34 +161,34 @@ fn handle_exit(machine: &mut Machine, cx: &mut LoopContext, exit: Exit) -> Optio
             cx.tracer.emit(|| TraceEvent::UnhandledPort { port, write: false, size });
             None
         }
-        Exit::Mmio { gpa, len, write: true, data } if cx.shadow.is_some() => handle_mmio_write(machine, cx, gpa, &data[..len]),
-        Exit::Mmio { gpa, len, write, .. } => Some(GuestStop::NotRam { gpa, write, len, dump: machine.register_dump() }),
-        Exit::Hlt => Some(GuestStop::Halted { dump: machine.register_dump() }),
-        Exit::Shutdown => Some(GuestStop::TripleFault { dump: machine.register_dump() }),
+        Exit::Mmio { gpa, len, write: true, data } if cx.shadow.is_some() => handle_mmio_write(vm, cx, MachineAddr::new(gpa), &data[..len]),
+        Exit::Mmio { gpa, len, write, .. } => Some(GuestStop::NotRam { gpa, write, len, dump: vm.register_dump() }),
+        Exit::Hlt => Some(GuestStop::Halted { dump: vm.register_dump() }),
+        Exit::Shutdown => Some(GuestStop::TripleFault { dump: vm.register_dump() }),
         Exit::FailEntry { reason } => Some(GuestStop::KvmFailure {
-            what: format!("VM entry failed (hardware reason {reason:#x}): the vCPU state is invalid"),
-            dump: machine.register_dump(),
+            what: KvmFailure::EntryFailed { reason },
+            dump: vm.register_dump(),
         }),
         Exit::InternalError => Some(GuestStop::KvmFailure {
-            what: format!("KVM internal error (suberror {})", internal_error_suberror(machine)),
-            dump: machine.register_dump(),
+            what: KvmFailure::InternalError { suberror: internal_error_suberror(vm) },
+            dump: vm.register_dump(),
         }),
         // A signal interrupted KVM_RUN: the watchdog's, if its time is up.
         Exit::Interrupted => match cx.watchdog {
             Some(w) if w.fired() => {
-                Some(GuestStop::TimedOut { millis: w.timeout().as_millis() as u64, dump: machine.register_dump() })
+                Some(GuestStop::TimedOut { millis: w.timeout().as_millis() as u64, dump: vm.register_dump() })
             }
             _ => None,
         },
         Exit::Other(what) => {
-            Some(GuestStop::KvmFailure { what: format!("unexpected exit {what}"), dump: machine.register_dump() })
+            Some(GuestStop::KvmFailure { what: KvmFailure::UnexpectedExit { exit: what }, dump: vm.register_dump() })
         }
     }
 }
 
 /// Reads the suberror of a KVM_EXIT_INTERNAL_ERROR (1 = emulation failure, …).
-fn internal_error_suberror(machine: &mut Machine) -> u32 {
-    let run = machine.vcpu_mut().get_kvm_run();
+fn internal_error_suberror(vm: &mut KvmVm) -> u32 {
+    let run = vm.vcpu_mut().get_kvm_run();
     // SAFETY: called only right after KVM_RUN returned KVM_EXIT_INTERNAL_ERROR, so the
     // `internal` member is the active one of the exit union; it is plain integers.
     unsafe { run.__bindgen_anon_1.internal.suberror }
@@ -195,58 +196,58 @@ fn internal_error_suberror(machine: &mut Machine) -> u32 {
 
 /// Shadow mode: a store to a read-only slot. A page-table write is applied and the
 /// shadows synced; a store to the shadow area is dropped (ROM semantics) and traced.
-fn handle_mmio_write(machine: &mut Machine, cx: &mut LoopContext, gpa: u64, data: &[u8]) -> Option<GuestStop> {
+fn handle_mmio_write(vm: &mut KvmVm, cx: &mut LoopContext, gpa: MachineAddr, data: &[u8]) -> Option<GuestStop> {
     let shadow = cx.shadow.as_deref_mut()?;
-    let result = shadow.trapped_write(machine.ram(), gpa, data);
+    let result = shadow.trapped_write(vm.ram(), gpa, data);
     let events = shadow.drain_events();
     match result {
         Ok(MmioWrite::PageTable(w)) => {
-            cx.tracer.emit(|| TraceEvent::PtWrite { machine: gpa, entry: w.entry, value: w.value });
+            cx.tracer.emit(|| TraceEvent::PtWrite { machine: gpa.raw(), entry: w.entry.raw(), value: w.value });
             events.into_iter().for_each(|e| cx.tracer.emit(|| TraceEvent::Shadow(e)));
-            w.reload.and_then(|cr3| load_cr3(machine, cr3))
+            w.reload.and_then(|cr3| load_cr3(vm, cr3))
         }
         Ok(MmioWrite::ShadowArea) => {
-            cx.tracer.emit(|| TraceEvent::ShadowAreaWrite { machine: gpa });
+            cx.tracer.emit(|| TraceEvent::ShadowAreaWrite { machine: gpa.raw() });
             None
         }
-        Ok(MmioWrite::Elsewhere) => Some(GuestStop::NotRam { gpa, write: true, len: data.len(), dump: machine.register_dump() }),
-        Err(e) => Some(GuestStop::PageTableStoreRefused { what: format!("store at machine {gpa:#x}: {e}"), dump: machine.register_dump() }),
+        Ok(MmioWrite::Elsewhere) => Some(GuestStop::NotRam { gpa: gpa.raw(), write: true, len: data.len(), dump: vm.register_dump() }),
+        Err(e) => Some(GuestStop::PageTableStoreRefused { what: format!("store at machine {gpa:#x}: {e}"), dump: vm.register_dump() }),
     }
 }
 
 /// If hv changed or removed, from the host side, a page-table entry the CPU may have
 /// used (a shadow sync, a recycle, or an ept-mode `mmu_update`), KVM must forget its
-/// cached translations before the guest runs again (`Machine::forget_cached_translations`).
-fn forget_stale_translations(machine: &mut Machine, cx: &mut LoopContext) -> Option<GuestStop> {
+/// cached translations before the guest runs again (`KvmVm::forget_cached_translations`).
+fn forget_stale_translations(vm: &mut KvmVm, cx: &mut LoopContext) -> Option<GuestStop> {
     let shadow_stale = cx.shadow.as_deref_mut().is_some_and(ShadowPaging::take_flush_needed);
     if !(std::mem::take(&mut cx.stale_translations) || shadow_stale) || !cx.flush_after_host_writes {
         return None;
     }
-    cx.stats.translation_flushes += 1;
+    cx.counters.translation_flushes += 1;
     cx.tracer.emit(|| TraceEvent::TranslationFlush);
-    match machine.forget_cached_translations() {
+    match vm.forget_cached_translations() {
         Ok(()) => None,
-        Err(e) => Some(GuestStop::KvmFailure { what: format!("re-registering a memslot failed: {e}"), dump: None }),
+        Err(e) => Some(GuestStop::KvmFailure { what: KvmFailure::Ioctl { ioctl: "re-registering a memslot", source: e }, dump: None }),
     }
 }
 
 /// Points the vCPU at a new shadow root.
-fn load_cr3(machine: &mut Machine, cr3: u64) -> Option<GuestStop> {
-    match machine.set_cr3(cr3) {
+fn load_cr3(vm: &mut KvmVm, cr3: MachineAddr) -> Option<GuestStop> {
+    match vm.set_cr3(cr3) {
         Ok(()) => None,
-        Err(e) => Some(GuestStop::KvmFailure { what: format!("KVM_SET_SREGS (CR3) failed: {e}"), dump: None }),
+        Err(e) => Some(GuestStop::KvmFailure { what: KvmFailure::Ioctl { ioctl: "KVM_SET_SREGS (CR3)", source: e }, dump: None }),
     }
 }
 
 /// A hypercall: read the registers, dispatch, write the result to `rax`.
-fn handle_hypercall(machine: &mut Machine, cx: &mut LoopContext) -> Option<GuestStop> {
-    let regs = match machine.guest_regs() {
+fn handle_hypercall(vm: &mut KvmVm, cx: &mut LoopContext) -> Option<GuestStop> {
+    let regs = match vm.guest_regs() {
         Ok(regs) => regs,
-        Err(e) => return Some(GuestStop::KvmFailure { what: format!("KVM_GET_REGS failed: {e}"), dump: None }),
+        Err(e) => return Some(GuestStop::KvmFailure { what: KvmFailure::Ioctl { ioctl: "KVM_GET_REGS", source: e }, dump: None }),
     };
     let req = HypercallRequest::from_regs(&regs);
     let mut hcx = hypercall::HypercallContext {
-        ram: machine.ram(),
+        ram: vm.ram(),
         console: cx.console,
         pt_pool: cx.pt_pool.clone(),
         shadow: cx.shadow.as_deref_mut(),
@@ -254,13 +255,13 @@ fn handle_hypercall(machine: &mut Machine, cx: &mut LoopContext) -> Option<Guest
     let outcome = hypercall::dispatch(&req, &mut hcx);
     let shadow_events = cx.shadow.as_deref_mut().map(ShadowPaging::drain_events).unwrap_or_default();
     if let (Some(Hypercall::MmuUpdate), Ok(n)) = (Hypercall::from_number(req.nr), outcome.result) {
-        cx.stats.mmu_update_entries += n;
+        cx.counters.mmu_update_entries += n;
     }
     cx.stale_translations |= outcome.stale_translations;
     if let Some(counters) = outcome.counters {
-        cx.stats.guest = Some(counters);
+        cx.counters.guest = Some(counters);
     }
-    cx.stats.count_hypercall(req.name(), outcome.result.is_err());
+    cx.counters.count_hypercall(req.name(), outcome.result.is_err());
     cx.tracer.emit(|| TraceEvent::Hypercall {
         nr: req.nr,
         name: req.name(),
@@ -270,7 +271,7 @@ fn handle_hypercall(machine: &mut Machine, cx: &mut LoopContext) -> Option<Guest
     });
     shadow_events.into_iter().for_each(|e| cx.tracer.emit(|| TraceEvent::Shadow(e)));
     if let Some(cr3) = outcome.cr3 {
-        if let Some(stop) = load_cr3(machine, cr3) {
+        if let Some(stop) = load_cr3(vm, cr3) {
             return Some(stop);
         }
     }
@@ -281,8 +282,8 @@ fn handle_hypercall(machine: &mut Machine, cx: &mut LoopContext) -> Option<Guest
         Ok(v) => v,
         Err(e) => e.to_rax(),
     };
-    match machine.set_guest_rax(rax) {
+    match vm.set_guest_rax(rax) {
         Ok(()) => None,
-        Err(e) => Some(GuestStop::KvmFailure { what: format!("KVM_SET_REGS failed: {e}"), dump: None }),
+        Err(e) => Some(GuestStop::KvmFailure { what: KvmFailure::Ioctl { ioctl: "KVM_SET_REGS", source: e }, dump: None }),
     }
 }

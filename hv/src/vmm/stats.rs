@@ -1,14 +1,13 @@
 //! `--stats`: counters for one run, printed as a table when the guest stops.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use pv_abi::hypercall::GuestCounters;
 use pv_abi::MmuMode;
 
 use crate::devices::DeviceStats;
-use crate::trace::ExitReason;
+use crate::shadow::ShadowCounters;
+use crate::vcpu::counters::VcpuCounters;
 
 /// What one run did.
 #[derive(Clone, Debug)]
@@ -18,56 +17,14 @@ pub struct RunStats {
     pub first_console_line: Option<Duration>,
     /// Start of hv to the guest's stop.
     pub wall: Duration,
-    /// VM exits by reason.
-    pub exits: BTreeMap<ExitReason, u64>,
-    /// Hypercalls by name (`unknown` for bad numbers).
-    pub hypercalls: BTreeMap<&'static str, u64>,
-    /// Hypercalls answered with an error code.
-    pub hypercall_errors: u64,
-    /// Page-table entries written through `mmu_update`.
-    pub mmu_update_entries: u64,
-    /// Port writes to a doorbell port that reached the vCPU loop (0 when KVM's
-    /// ioeventfd handles them, as it should).
-    pub doorbell_exits: u64,
+    /// What the exit loop counted.
+    pub vcpu: VcpuCounters,
     /// Each device backend's counters.
     pub devices: DeviceStats,
-    /// Times KVM was made to forget cached translations (a memslot removed and re-added).
-    pub translation_flushes: u64,
     /// The memory mode the guest ran in.
     pub mmu: MmuMode,
-    /// What the guest counted itself (handed over with `shutdown`), if it reported.
-    pub guest: Option<GuestCounters>,
     /// What the shadow-paging engine did (shadow mode only).
     pub shadow: Option<ShadowCounters>,
-}
-
-/// Shadow mode's counters: the work the VMM does that EPT does in hardware.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ShadowCounters {
-    /// Guest page-table stores that hit the read-only pool and exited as MMIO.
-    pub trapped_pt_writes: u64,
-    /// Shadow entries re-derived after a guest page-table change (trapped or batched).
-    pub shadow_syncs: u64,
-    /// `set_cr3` hypercalls served.
-    pub cr3_loads: u64,
-    /// Shadow roots built (cache misses).
-    pub roots_built: u64,
-    /// `set_cr3` served from the root cache.
-    pub root_hits: u64,
-    /// Roots evicted to keep the cache within its bound.
-    pub roots_evicted: u64,
-    /// Cached roots dropped because the guest rewrote them while they were not loaded.
-    pub roots_invalidated: u64,
-    /// Shadow tables built.
-    pub tables_built: u64,
-    /// Shadow tables freed (nothing reached them any more).
-    pub tables_freed: u64,
-    /// Times freed shadow frames were recycled in bulk.
-    pub recycles: u64,
-    /// Present shadow entries changed or removed.
-    pub entries_changed: u64,
-    /// Guest entries refused by the isolation rules.
-    pub refused: u64,
 }
 
 impl RunStats {
@@ -77,44 +34,17 @@ impl RunStats {
             started,
             first_console_line: None,
             wall: Duration::ZERO,
-            exits: BTreeMap::new(),
-            hypercalls: BTreeMap::new(),
-            hypercall_errors: 0,
-            mmu_update_entries: 0,
-            doorbell_exits: 0,
+            vcpu: VcpuCounters::default(),
             devices: Vec::new(),
-            translation_flushes: 0,
             mmu: MmuMode::Ept,
-            guest: None,
             shadow: None,
         }
-    }
-
-    /// Counts one exit.
-    pub fn count_exit(&mut self, reason: ExitReason) {
-        *self.exits.entry(reason).or_default() += 1;
-    }
-
-    /// Counts one hypercall.
-    pub fn count_hypercall(&mut self, name: &'static str, failed: bool) {
-        *self.hypercalls.entry(name).or_default() += 1;
-        self.hypercall_errors += u64::from(failed);
     }
 
     /// Records the end of the run and the time of the first console line.
     pub fn finish(&mut self, first_line_at: Option<Instant>) {
         self.wall = self.started.elapsed();
         self.first_console_line = first_line_at.map(|t| t.duration_since(self.started));
-    }
-
-    /// Total VM exits.
-    pub fn total_exits(&self) -> u64 {
-        self.exits.values().sum()
-    }
-
-    /// Total hypercalls.
-    pub fn total_hypercalls(&self) -> u64 {
-        self.hypercalls.values().sum()
     }
 }
 
@@ -141,8 +71,8 @@ impl RunStats {
             write!(f, "    {:<30} {:>12}", "trapped page-table writes", "0 (none trap)")?;
         }
         writeln!(f)?;
-        write!(f, "    {:<30} {:>12}", "KVM translation flushes", self.translation_flushes)?;
-        if let Some(g) = &self.guest {
+        write!(f, "    {:<30} {:>12}", "KVM translation flushes", self.vcpu.translation_flushes)?;
+        if let Some(g) = &self.vcpu.guest {
             writeln!(f)?;
             writeln!(f, "    {:<30} {:>12}", "guest page faults", g.page_faults)?;
             writeln!(f, "    {:<30} {:>12}", "guest CR3 loads", g.cr3_loads)?;
@@ -164,16 +94,16 @@ impl fmt::Display for RunStats {
         writeln!(f, "  {:<32} {:>12}", "wall time", ms(self.wall))?;
         let first = self.first_console_line.map_or("(no line)".into(), ms);
         writeln!(f, "  {:<32} {:>12}", "start to first console line", first)?;
-        writeln!(f, "  {:<32} {:>12}", "VM exits", self.total_exits())?;
-        for (reason, n) in &self.exits {
+        writeln!(f, "  {:<32} {:>12}", "VM exits", self.vcpu.total_exits())?;
+        for (reason, n) in &self.vcpu.exits {
             writeln!(f, "    {:<30} {:>12}", reason.name(), n)?;
         }
-        writeln!(f, "  {:<32} {:>12}", "hypercalls", self.total_hypercalls())?;
-        for (name, n) in &self.hypercalls {
+        writeln!(f, "  {:<32} {:>12}", "hypercalls", self.vcpu.total_hypercalls())?;
+        for (name, n) in &self.vcpu.hypercalls {
             writeln!(f, "    {:<30} {:>12}", name, n)?;
         }
-        writeln!(f, "  {:<32} {:>12}", "hypercalls refused (error code)", self.hypercall_errors)?;
-        write!(f, "  {:<32} {:>12}", "page-table entries via mmu_update", self.mmu_update_entries)?;
+        writeln!(f, "  {:<32} {:>12}", "hypercalls refused (error code)", self.vcpu.hypercall_errors)?;
+        write!(f, "  {:<32} {:>12}", "page-table entries via mmu_update", self.vcpu.mmu_update_entries)?;
         self.fmt_memory(f)?;
         for (name, d) in &self.devices {
             writeln!(f)?;
@@ -189,7 +119,7 @@ impl fmt::Display for RunStats {
         }
         if !self.devices.is_empty() {
             writeln!(f)?;
-            write!(f, "  {:<32} {:>12}", "doorbell exits to the vCPU loop", self.doorbell_exits)?;
+            write!(f, "  {:<32} {:>12}", "doorbell exits to the vCPU loop", self.vcpu.doorbell_exits)?;
         }
         Ok(())
     }

@@ -13,10 +13,12 @@ use pv_abi::hypercall::{
     GuestCounters, CONSOLE_WRITE_MAX, EXCEPTION_VECTOR_MAX, GUEST_COUNTERS_SIZE, MMU_UPDATE_MAX, MMU_UPDATE_SIZE,
     SHUTDOWN_CODE_MAX,
 };
+use pv_abi::addr::{MachineAddr, PseudoPhys};
+use pv_abi::paging::{Pte, ENTRY_SIZE};
 use pv_abi::{Hypercall, HypercallError};
 
-use crate::console::ConsoleOutput;
-use crate::guest_ram::GuestRam;
+use crate::devices::console::ConsoleOutput;
+use crate::memory::GuestRam;
 use crate::outcome::GuestStop;
 use crate::shadow::ShadowPaging;
 
@@ -53,7 +55,7 @@ pub struct HypercallOutcome {
     /// For `shutdown`: what the guest counted.
     pub counters: Option<GuestCounters>,
     /// Shadow mode: the machine address CR3 must hold from now on.
-    pub cr3: Option<u64>,
+    pub cr3: Option<MachineAddr>,
     /// ept mode: `mmu_update` changed or removed an entry the CPU may have cached.
     pub stale_translations: bool,
 }
@@ -78,30 +80,36 @@ pub struct HypercallContext<'a> {
     pub ram: &'a GuestRam,
     /// The console.
     pub console: &'a ConsoleOutput,
-    /// The page-table pool (guest-physical), the only place `mmu_update` may write.
-    pub pt_pool: Range<u64>,
+    /// The page-table pool, the only place `mmu_update` may write.
+    pub pt_pool: Range<PseudoPhys>,
     /// Shadow paging, in shadow mode.
     pub shadow: Option<&'a mut ShadowPaging>,
 }
 
 /// Carries out one hypercall.
+///
+/// This is where the guest's register values get their meaning: an argument that names
+/// guest memory becomes a [`PseudoPhys`] here (the guest's page tables, buffers and
+/// hypercall arguments all speak pseudo-physical), and every use of it below goes
+/// through [`GuestRam`]'s bounds check.
 pub fn dispatch(req: &HypercallRequest, cx: &mut HypercallContext) -> HypercallOutcome {
     let [a0, a1, a2, a3] = req.args;
+    let guest_address = PseudoPhys::new;
     match Hypercall::from_number(req.nr) {
         None => HypercallOutcome::error(HypercallError::NoSys),
         Some(Hypercall::Nop) => HypercallOutcome::value(0),
-        Some(Hypercall::ConsoleWrite) => console_write(cx.ram, cx.console, a0, a1),
-        Some(Hypercall::Shutdown) => shutdown(cx.ram, a0, a1),
-        Some(Hypercall::ReportPanic) => report_panic(cx.ram, a0, a1),
+        Some(Hypercall::ConsoleWrite) => console_write(cx.ram, cx.console, guest_address(a0), a1),
+        Some(Hypercall::Shutdown) => shutdown(cx.ram, a0, (a1 != 0).then(|| guest_address(a1))),
+        Some(Hypercall::ReportPanic) => report_panic(cx.ram, guest_address(a0), a1),
         Some(Hypercall::ReportException) => report_exception(a0, a1, a2, a3),
-        Some(Hypercall::MmuUpdate) => mmu_update(cx, a0, a1),
-        Some(Hypercall::SetCr3) => set_cr3(cx, a0),
+        Some(Hypercall::MmuUpdate) => mmu_update(cx, guest_address(a0), a1),
+        Some(Hypercall::SetCr3) => set_cr3(cx, guest_address(a0)),
     }
 }
 
 /// The guest's own counts (page faults, CR3 loads…) handed over at shutdown, for
 /// `--stats`. They are the guest's word, shown as such; nothing in the VMM depends on them.
-fn read_counters(ram: &GuestRam, gpa: u64) -> Result<GuestCounters, HypercallError> {
+fn read_counters(ram: &GuestRam, gpa: PseudoPhys) -> Result<GuestCounters, HypercallError> {
     let mut bytes = [0u8; GUEST_COUNTERS_SIZE as usize];
     ram.read(gpa, &mut bytes).map_err(|_| HypercallError::Fault)?;
     let word = |i: usize| u64::from_le_bytes(bytes[i * 8..i * 8 + 8].try_into().unwrap_or_default());
@@ -117,7 +125,7 @@ fn read_counters(ram: &GuestRam, gpa: u64) -> Result<GuestCounters, HypercallErr
 
 /// Copies a guest buffer of at most [`CONSOLE_WRITE_MAX`] bytes out of guest RAM.
 /// The length is checked before anything is allocated or copied.
-fn read_guest_buffer(ram: &GuestRam, gpa: u64, len: u64) -> Result<Vec<u8>, HypercallError> {
+fn read_guest_buffer(ram: &GuestRam, gpa: PseudoPhys, len: u64) -> Result<Vec<u8>, HypercallError> {
     if len > CONSOLE_WRITE_MAX {
         return Err(HypercallError::TooBig);
     }
@@ -126,7 +134,7 @@ fn read_guest_buffer(ram: &GuestRam, gpa: u64, len: u64) -> Result<Vec<u8>, Hype
     Ok(buf)
 }
 
-fn console_write(ram: &GuestRam, console: &ConsoleOutput, gpa: u64, len: u64) -> HypercallOutcome {
+fn console_write(ram: &GuestRam, console: &ConsoleOutput, gpa: PseudoPhys, len: u64) -> HypercallOutcome {
     match read_guest_buffer(ram, gpa, len) {
         Ok(bytes) => {
             console.write_guest_bytes(&bytes);
@@ -136,14 +144,15 @@ fn console_write(ram: &GuestRam, console: &ConsoleOutput, gpa: u64, len: u64) ->
     }
 }
 
-fn shutdown(ram: &GuestRam, code: u64, counters_gpa: u64) -> HypercallOutcome {
+/// `shutdown(code, counters)`: `counters` is `None` when the guest passed 0 (no report).
+fn shutdown(ram: &GuestRam, code: u64, counters_gpa: Option<PseudoPhys>) -> HypercallOutcome {
     let code = match u8::try_from(code) {
         Ok(code) if code as u64 <= SHUTDOWN_CODE_MAX => code,
         _ => return HypercallOutcome::error(HypercallError::Inval),
     };
     let counters = match counters_gpa {
-        0 => None,
-        gpa => match read_counters(ram, gpa) {
+        None => None,
+        Some(gpa) => match read_counters(ram, gpa) {
             Ok(c) => Some(c),
             Err(e) => return HypercallOutcome::error(e),
         },
@@ -151,7 +160,7 @@ fn shutdown(ram: &GuestRam, code: u64, counters_gpa: u64) -> HypercallOutcome {
     HypercallOutcome { counters, ..HypercallOutcome::stop(GuestStop::Shutdown { code }) }
 }
 
-fn report_panic(ram: &GuestRam, gpa: u64, len: u64) -> HypercallOutcome {
+fn report_panic(ram: &GuestRam, gpa: PseudoPhys, len: u64) -> HypercallOutcome {
     match read_guest_buffer(ram, gpa, len) {
         Ok(bytes) => {
             let message = String::from_utf8_lossy(&bytes).into_owned();
@@ -174,7 +183,7 @@ fn report_exception(vector: u64, rip: u64, error_code: u64, cr2: u64) -> Hyperca
 /// inside the page-table pool), then applied; a batch with one bad address changes
 /// nothing. In `ept` mode the entries' *values* need no check: the guest could write
 /// them directly anyway, and KVM confines whatever they point at to guest RAM.
-fn mmu_update(cx: &mut HypercallContext, gpa: u64, count: u64) -> HypercallOutcome {
+fn mmu_update(cx: &mut HypercallContext, gpa: PseudoPhys, count: u64) -> HypercallOutcome {
     if count > MMU_UPDATE_MAX {
         return HypercallOutcome::error(HypercallError::TooBig);
     }
@@ -182,11 +191,15 @@ fn mmu_update(cx: &mut HypercallContext, gpa: u64, count: u64) -> HypercallOutco
     if cx.ram.read(gpa, &mut bytes).is_err() {
         return HypercallOutcome::error(HypercallError::Fault);
     }
-    let updates: Vec<(u64, u64)> = bytes
+    // Each record is (entry's pseudo-physical address, new value), as pv-abi defines it.
+    let updates: Vec<(PseudoPhys, u64)> = bytes
         .chunks_exact(MMU_UPDATE_SIZE as usize)
-        .map(|c| (u64::from_le_bytes(c[..8].try_into().unwrap_or_default()), u64::from_le_bytes(c[8..].try_into().unwrap_or_default())))
+        .map(|c| {
+            let word = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or_default());
+            (PseudoPhys::new(word(&c[..8])), word(&c[8..]))
+        })
         .collect();
-    let in_pool = |entry: u64| entry.is_multiple_of(8) && cx.pt_pool.start <= entry && entry < cx.pt_pool.end;
+    let in_pool = |entry: PseudoPhys| entry.is_aligned(ENTRY_SIZE) && cx.pt_pool.contains(&entry);
     if !updates.iter().all(|(entry, _)| in_pool(*entry)) {
         return HypercallOutcome::error(HypercallError::Inval);
     }
@@ -206,14 +219,14 @@ fn mmu_update(cx: &mut HypercallContext, gpa: u64, count: u64) -> HypercallOutco
         if cx.ram.write_u64(entry, value).is_err() {
             return HypercallOutcome::error(HypercallError::Fault);
         }
-        stale_translations |= shadow_mmu::pte::present(old) && old != value;
+        stale_translations |= Pte::from_raw(old).is_present() && old != value;
     }
     HypercallOutcome { stale_translations, ..HypercallOutcome::value(count) }
 }
 
 /// `set_cr3`: load an address space. Only shadow mode needs it: in ept mode the guest
 /// loads CR3 itself, so the call does not exist there (`ENOSYS`).
-fn set_cr3(cx: &mut HypercallContext, root: u64) -> HypercallOutcome {
+fn set_cr3(cx: &mut HypercallContext, root: PseudoPhys) -> HypercallOutcome {
     let Some(shadow) = cx.shadow.as_deref_mut() else {
         return HypercallOutcome::error(HypercallError::NoSys);
     };

@@ -2,7 +2,7 @@
 
 use super::*;
 use pv_abi::hypercall::MMU_UPDATE_MAX;
-use crate::console::CapturedOutput;
+use crate::devices::console::CapturedOutput;
 
 const RAM: u64 = 4 << 20;
 
@@ -12,11 +12,21 @@ fn setup() -> (GuestRam, ConsoleOutput, CapturedOutput) {
     (ram, ConsoleOutput::new(Box::new(captured.clone())), captured)
 }
 
-/// The page-table pool of the test RAM.
+/// The page-table pool of the test RAM (as the guest names it in hypercall arguments).
 const POOL: std::ops::Range<u64> = 0x30_0000..0x40_0000;
 
+/// A guest address the test reads or writes in RAM.
+fn at(address: u64) -> PseudoPhys {
+    PseudoPhys::new(address)
+}
+
+/// A typed range as the raw numbers a guest passes in registers.
+fn raw(range: std::ops::Range<PseudoPhys>) -> std::ops::Range<u64> {
+    range.start.raw()..range.end.raw()
+}
+
 fn call(ram: &GuestRam, console: &ConsoleOutput, h: u64, args: [u64; 4]) -> HypercallOutcome {
-    dispatch(&HypercallRequest { nr: h, args }, &mut HypercallContext { ram, console, pt_pool: POOL, shadow: None })
+    dispatch(&HypercallRequest { nr: h, args }, &mut HypercallContext { ram, console, pt_pool: at(POOL.start)..at(POOL.end), shadow: None })
 }
 
 fn call_shadow(ram: &GuestRam, console: &ConsoleOutput, shadow: &mut ShadowPaging, h: u64, args: [u64; 4]) -> HypercallOutcome {
@@ -29,7 +39,7 @@ const WRITE: u64 = Hypercall::ConsoleWrite as u64;
 #[test]
 fn console_write_copies_exactly_the_bytes_asked_for() {
     let (ram, con, out) = setup();
-    ram.write(0x5000, b"hello, world").unwrap();
+    ram.write(at(0x5000), b"hello, world").unwrap();
     let r = call(&ram, &con, WRITE, [0x5000, 5, 0, 0]);
     assert_eq!(r.result, Ok(5));
     assert_eq!(out.bytes().as_slice(), b"hello");
@@ -37,7 +47,7 @@ fn console_write_copies_exactly_the_bytes_asked_for() {
 }
 
 #[test]
-fn console_write_past_the_end_of_ram_is_efault_and_prints_nothing() {
+fn hostile_console_write_past_the_end_of_ram_is_efault_and_prints_nothing() {
     let (ram, con, out) = setup();
     for (gpa, len) in [(RAM, 1), (RAM - 4, 8), (u64::MAX - 3, 8), (u64::MAX, 1)] {
         assert_eq!(call(&ram, &con, WRITE, [gpa, len, 0, 0]).result, Err(HypercallError::Fault), "{gpa:#x}+{len}");
@@ -46,7 +56,7 @@ fn console_write_past_the_end_of_ram_is_efault_and_prints_nothing() {
 }
 
 #[test]
-fn console_write_of_one_gib_is_e2big_without_allocating_it() {
+fn hostile_console_write_of_one_gib_is_e2big_without_allocating_it() {
     let (ram, con, _) = setup();
     assert_eq!(call(&ram, &con, WRITE, [0, 1 << 30, 0, 0]).result, Err(HypercallError::TooBig));
     assert_eq!(call(&ram, &con, WRITE, [0, u64::MAX, 0, 0]).result, Err(HypercallError::TooBig));
@@ -54,15 +64,15 @@ fn console_write_of_one_gib_is_e2big_without_allocating_it() {
 }
 
 #[test]
-fn control_characters_from_the_guest_do_not_reach_the_terminal() {
+fn hostile_control_characters_from_the_guest_do_not_reach_the_terminal() {
     let (ram, con, out) = setup();
-    ram.write(0x100, b"\x1b[2Jok\n").unwrap();
+    ram.write(at(0x100), b"\x1b[2Jok\n").unwrap();
     call(&ram, &con, WRITE, [0x100, 7, 0, 0]);
     assert_eq!(out.bytes().as_slice(), b"?[2Jok\n");
 }
 
 #[test]
-fn unknown_numbers_are_enosys() {
+fn hostile_hypercall_numbers_unknown_are_enosys() {
     let (ram, con, _) = setup();
     for nr in [7, 0x7777, u64::MAX] {
         let r = call(&ram, &con, nr, [0; 4]);
@@ -72,7 +82,7 @@ fn unknown_numbers_are_enosys() {
 }
 
 #[test]
-fn shutdown_accepts_one_byte_codes_only() {
+fn hostile_shutdown_codes_wider_than_a_byte_are_refused() {
     let (ram, con, _) = setup();
     let sd = Hypercall::Shutdown as u64;
     assert_eq!(call(&ram, &con, sd, [7, 0, 0, 0]).stop, Some(GuestStop::Shutdown { code: 7 }));
@@ -84,11 +94,11 @@ fn shutdown_accepts_one_byte_codes_only() {
 }
 
 #[test]
-fn shutdown_carries_the_guests_counters_and_checks_their_address() {
+fn hostile_shutdown_counters_address_is_checked() {
     let (ram, con, _) = setup();
     let sd = Hypercall::Shutdown as u64;
     let words: Vec<u8> = (1u64..=5).flat_map(u64::to_le_bytes).collect();
-    ram.write(0x300, &words).unwrap();
+    ram.write(at(0x300), &words).unwrap();
     let r = call(&ram, &con, sd, [0, 0x300, 0, 0]);
     assert_eq!(r.stop, Some(GuestStop::Shutdown { code: 0 }));
     let c = r.counters.expect("counters read");
@@ -101,10 +111,10 @@ fn shutdown_carries_the_guests_counters_and_checks_their_address() {
 }
 
 #[test]
-fn report_panic_reads_the_message_and_checks_its_range() {
+fn hostile_report_panic_message_range_is_checked() {
     let (ram, con, _) = setup();
     let rp = Hypercall::ReportPanic as u64;
-    ram.write(0x200, b"src/x.rs:1:2: boom").unwrap();
+    ram.write(at(0x200), b"src/x.rs:1:2: boom").unwrap();
     let r = call(&ram, &con, rp, [0x200, 18, 0, 0]);
     assert_eq!(r.stop, Some(GuestStop::Panicked { message: "src/x.rs:1:2: boom".into() }));
     assert_eq!(call(&ram, &con, rp, [RAM, 4, 0, 0]).result, Err(HypercallError::Fault));
@@ -112,7 +122,7 @@ fn report_panic_reads_the_message_and_checks_its_range() {
 }
 
 #[test]
-fn report_exception_accepts_cpu_vectors_only() {
+fn hostile_report_exception_vectors_beyond_the_cpus_are_refused() {
     let (ram, con, _) = setup();
     let re = Hypercall::ReportException as u64;
     let r = call(&ram, &con, re, [13, 0xffff_ffff_8020_0000, 0, 0]);
@@ -122,10 +132,10 @@ fn report_exception_accepts_cpu_vectors_only() {
 
 const MMU: u64 = Hypercall::MmuUpdate as u64;
 
-fn write_batch(ram: &GuestRam, at: u64, pairs: &[(u64, u64)]) {
+fn write_batch(ram: &GuestRam, array: u64, pairs: &[(u64, u64)]) {
     for (i, (e, v)) in pairs.iter().enumerate() {
-        ram.write_u64(at + 16 * i as u64, *e).unwrap();
-        ram.write_u64(at + 16 * i as u64 + 8, *v).unwrap();
+        ram.write_u64(at(array + 16 * i as u64), *e).unwrap();
+        ram.write_u64(at(array + 16 * i as u64 + 8), *v).unwrap();
     }
 }
 
@@ -134,18 +144,18 @@ fn mmu_update_applies_a_batch_inside_the_pool() {
     let (ram, con, _) = setup();
     write_batch(&ram, 0x1000, &[(POOL.start, 0x1234_5007), (POOL.start + 8, 0x2003), (POOL.end - 8, 7)]);
     assert_eq!(call(&ram, &con, MMU, [0x1000, 3, 0, 0]).result, Ok(3));
-    assert_eq!(ram.read_u64(POOL.start).unwrap(), 0x1234_5007);
-    assert_eq!(ram.read_u64(POOL.end - 8).unwrap(), 7);
+    assert_eq!(ram.read_u64(at(POOL.start)).unwrap(), 0x1234_5007);
+    assert_eq!(ram.read_u64(at(POOL.end - 8)).unwrap(), 7);
 }
 
 #[test]
-fn mmu_update_with_one_entry_outside_the_pool_changes_nothing() {
+fn hostile_mmu_update_with_one_entry_outside_the_pool_changes_nothing() {
     let (ram, con, _) = setup();
     let kernel_data = 0x20_0000;
     write_batch(&ram, 0x1000, &[(POOL.start, 0x1007), (kernel_data, 0xdead)]);
     assert_eq!(call(&ram, &con, MMU, [0x1000, 2, 0, 0]).result, Err(HypercallError::Inval));
-    assert_eq!(ram.read_u64(POOL.start).unwrap(), 0, "not even the good entry was applied");
-    assert_eq!(ram.read_u64(kernel_data).unwrap(), 0);
+    assert_eq!(ram.read_u64(at(POOL.start)).unwrap(), 0, "not even the good entry was applied");
+    assert_eq!(ram.read_u64(at(kernel_data)).unwrap(), 0);
     write_batch(&ram, 0x1000, &[(POOL.start + 4, 1)]);
     assert_eq!(call(&ram, &con, MMU, [0x1000, 1, 0, 0]).result, Err(HypercallError::Inval), "unaligned");
     write_batch(&ram, 0x1000, &[(POOL.end, 1)]);
@@ -153,7 +163,7 @@ fn mmu_update_with_one_entry_outside_the_pool_changes_nothing() {
 }
 
 #[test]
-fn mmu_update_refuses_huge_counts_and_arrays_outside_ram() {
+fn hostile_mmu_update_huge_counts_and_arrays_outside_ram_are_refused() {
     let (ram, con, _) = setup();
     assert_eq!(call(&ram, &con, MMU, [0, MMU_UPDATE_MAX + 1, 0, 0]).result, Err(HypercallError::TooBig));
     assert_eq!(call(&ram, &con, MMU, [0, u64::MAX, 0, 0]).result, Err(HypercallError::TooBig));
@@ -164,11 +174,11 @@ fn mmu_update_refuses_huge_counts_and_arrays_outside_ram() {
 const SET_CR3: u64 = Hypercall::SetCr3 as u64;
 
 #[test]
-fn set_cr3_exists_only_in_shadow_mode_and_takes_only_pool_frames() {
+fn hostile_set_cr3_outside_shadow_mode_or_the_pool_is_refused() {
     let (ram, con, _) = setup();
     assert_eq!(call(&ram, &con, SET_CR3, [POOL.start, 0, 0, 0]).result, Err(HypercallError::NoSys));
     let mut shadow = ShadowPaging::new(RAM).unwrap();
-    let pool = shadow.layout().pool.clone();
+    let pool = raw(shadow.layout().pool.clone());
     let r = call_shadow(&ram, &con, &mut shadow, SET_CR3, [pool.start, 0, 0, 0]);
     assert_eq!(r.result, Ok(0));
     let cr3 = r.cr3.expect("a shadow root for CR3");
@@ -185,12 +195,12 @@ fn set_cr3_exists_only_in_shadow_mode_and_takes_only_pool_frames() {
 fn mmu_update_in_shadow_mode_goes_through_the_engine() {
     let (ram, con, _) = setup();
     let mut shadow = ShadowPaging::new(RAM).unwrap();
-    let pool = shadow.layout().pool.clone();
+    let pool = raw(shadow.layout().pool.clone());
     call_shadow(&ram, &con, &mut shadow, SET_CR3, [pool.start, 0, 0, 0]);
     // PML4[0] → a PDPT in the pool: one guest write, one shadow entry re-derived.
     write_batch(&ram, 0x1000, &[(pool.start, (pool.start + 0x1000) | 7)]);
     assert_eq!(call_shadow(&ram, &con, &mut shadow, MMU, [0x1000, 1, 0, 0]).result, Ok(1));
-    assert_eq!(ram.read_u64(pool.start).unwrap(), (pool.start + 0x1000) | 7);
+    assert_eq!(ram.read_u64(at(pool.start)).unwrap(), (pool.start + 0x1000) | 7);
     let c = shadow.counters();
     assert_eq!((c.shadow_syncs, c.trapped_pt_writes), (1, 0));
     write_batch(&ram, 0x1000, &[(0x2000, 1)]);

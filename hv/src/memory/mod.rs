@@ -4,7 +4,13 @@
 //! access is bounds-checked against the guest's RAM: a guest-supplied address can name
 //! only memory the guest was given, never a byte of the VMM. (vm-memory does the actual
 //! copying; this wrapper adds the one policy hv needs: "inside RAM, or an error".)
+//!
+//! RAM is indexed by *pseudo-physical* address ([`PseudoPhys`]): the guest's own idea
+//! of its memory, `0..size`. In ept mode KVM sees the same numbers as machine addresses;
+//! in shadow mode the shadow layout scatters them, but this mapping stays in guest
+//! order, so every access here names a pseudo-physical address, whatever the mode.
 
+use pv_abi::addr::PseudoPhys;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
 /// Why guest RAM could not be created.
@@ -21,7 +27,7 @@ pub struct RamAllocError {
 #[error("guest-physical range {gpa:#x}+{len:#x} is not inside guest RAM (0..{ram:#x})")]
 pub struct OutsideRam {
     /// Start of the range.
-    pub gpa: u64,
+    pub gpa: PseudoPhys,
     /// Length of the range.
     pub len: u64,
     /// Size of guest RAM.
@@ -49,38 +55,38 @@ impl GuestRam {
     }
 
     /// Checks that `gpa..gpa+len` lies inside RAM, without overflow.
-    pub fn check_range(&self, gpa: u64, len: u64) -> Result<(), OutsideRam> {
+    pub fn check_range(&self, gpa: PseudoPhys, len: u64) -> Result<(), OutsideRam> {
         match gpa.checked_add(len) {
-            Some(end) if end <= self.size => Ok(()),
+            Some(end) if end.raw() <= self.size => Ok(()),
             _ => Err(OutsideRam { gpa, len, ram: self.size }),
         }
     }
 
     /// Copies guest memory at `gpa` into `buf`.
-    pub fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), OutsideRam> {
+    pub fn read(&self, gpa: PseudoPhys, buf: &mut [u8]) -> Result<(), OutsideRam> {
         self.check_range(gpa, buf.len() as u64)?;
         self.memory
-            .read_slice(buf, GuestAddress(gpa))
+            .read_slice(buf, GuestAddress(gpa.raw()))
             .map_err(|_| OutsideRam { gpa, len: buf.len() as u64, ram: self.size })
     }
 
     /// Copies `data` into guest memory at `gpa`.
-    pub fn write(&self, gpa: u64, data: &[u8]) -> Result<(), OutsideRam> {
+    pub fn write(&self, gpa: PseudoPhys, data: &[u8]) -> Result<(), OutsideRam> {
         self.check_range(gpa, data.len() as u64)?;
         self.memory
-            .write_slice(data, GuestAddress(gpa))
+            .write_slice(data, GuestAddress(gpa.raw()))
             .map_err(|_| OutsideRam { gpa, len: data.len() as u64, ram: self.size })
     }
 
     /// Reads a little-endian u64.
-    pub fn read_u64(&self, gpa: u64) -> Result<u64, OutsideRam> {
+    pub fn read_u64(&self, gpa: PseudoPhys) -> Result<u64, OutsideRam> {
         let mut b = [0u8; 8];
         self.read(gpa, &mut b)?;
         Ok(u64::from_le_bytes(b))
     }
 
     /// Writes a little-endian u64.
-    pub fn write_u64(&self, gpa: u64, value: u64) -> Result<(), OutsideRam> {
+    pub fn write_u64(&self, gpa: PseudoPhys, value: u64) -> Result<(), OutsideRam> {
         self.write(gpa, &value.to_le_bytes())
     }
 
@@ -104,14 +110,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn accesses_inside_ram_work_and_outside_are_refused() {
+    fn hostile_ram_accesses_outside_ram_are_refused() {
         let ram = GuestRam::new(1 << 20).unwrap();
-        ram.write_u64(0x1000, 0xdead_beef).unwrap();
-        assert_eq!(ram.read_u64(0x1000).unwrap(), 0xdead_beef);
-        assert!(ram.read_u64((1 << 20) - 8).is_ok());
-        assert!(ram.read_u64((1 << 20) - 4).is_err(), "straddles the end");
-        assert!(ram.check_range(u64::MAX - 3, 8).is_err(), "wraps around");
-        assert!(ram.check_range(1 << 20, 0).is_ok(), "empty range at the end");
-        assert!(ram.check_range((1 << 20) + 1, 0).is_err(), "empty range past the end");
+        let at = PseudoPhys::new;
+        ram.write_u64(at(0x1000), 0xdead_beef).unwrap();
+        assert_eq!(ram.read_u64(at(0x1000)).unwrap(), 0xdead_beef);
+        assert!(ram.read_u64(at((1 << 20) - 8)).is_ok());
+        assert!(ram.read_u64(at((1 << 20) - 4)).is_err(), "straddles the end");
+        assert!(ram.check_range(at(u64::MAX - 3), 8).is_err(), "wraps around");
+        assert!(ram.check_range(at(1 << 20), 0).is_ok(), "empty range at the end");
+        assert!(ram.check_range(at((1 << 20) + 1), 0).is_err(), "empty range past the end");
     }
 }

@@ -1,0 +1,105 @@
+//! What each command does once its arguments are parsed: each builds the library's
+//! objects (a [`Vm`], a benchmark run), runs them, and turns the result into messages
+//! and hv's exit code.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use backend_drivers::runner::NotifyPolicy;
+
+use super::args::{BenchArgs, BenchMmuArg, BlkBenchArgs, RunArgs};
+use crate::outcome::EXIT_VMM_ERROR;
+use crate::vmm::{Vm, VmConfig};
+
+/// `hv blk-bench`.
+pub(super) fn blk_bench_command(args: BlkBenchArgs) -> ExitCode {
+    if args.requests == 0 {
+        eprintln!("hv: error: --requests must be at least 1");
+        return ExitCode::from(EXIT_VMM_ERROR);
+    }
+    let config = crate::bench::blk_bench::BlkBenchConfig { disk: args.disk, requests: args.requests };
+    match crate::bench::blk_bench::run(&config) {
+        Ok(rows) => {
+            print!("{}", crate::bench::blk_bench::render(&rows));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("hv: error: {e}");
+            ExitCode::from(EXIT_VMM_ERROR)
+        }
+    }
+}
+
+/// `hv bench`.
+pub(super) fn bench_command(args: BenchArgs) -> ExitCode {
+    use crate::bench::{self, workloads};
+    let modes = match args.mmu {
+        BenchMmuArg::Both => vec![pv_abi::MmuMode::Ept, pv_abi::MmuMode::Shadow],
+        BenchMmuArg::Ept => vec![pv_abi::MmuMode::Ept],
+        BenchMmuArg::Shadow => vec![pv_abi::MmuMode::Shadow],
+    };
+    let selected: Vec<&'static workloads::Workload> = if args.workloads.is_empty() {
+        workloads::ALL.iter().collect()
+    } else {
+        workloads::ALL.iter().filter(|w| args.workloads.iter().any(|name| workloads::select(name).contains(w))).collect()
+    };
+    let config = bench::BenchConfig { modes, workloads: selected, quick: args.quick };
+    let report = match bench::run(&config) {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("hv: error: {e}");
+            return ExitCode::from(EXIT_VMM_ERROR);
+        }
+    };
+    print!("{}", bench::report::render(&report));
+    let mut ok = report.complete();
+    type Writer = fn(&bench::results::BenchReport, &std::path::Path) -> std::io::Result<()>;
+    let outputs: [(&Option<PathBuf>, Writer, &str); 2] = [(&args.json, bench::json::write, "JSON"), (&args.plot, bench::plot::write, "plot")];
+    for (path, write, what) in outputs {
+        if let Some(path) = path {
+            match write(&report, path) {
+                Ok(()) => eprintln!("hv bench: wrote the {what} to {}", path.display()),
+                Err(e) => {
+                    eprintln!("hv: error: cannot write the {what} to {}: {e}", path.display());
+                    ok = false;
+                }
+            }
+        }
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("hv bench: not everything was measured and verified (see \"failures\" above)");
+        ExitCode::from(EXIT_VMM_ERROR)
+    }
+}
+
+/// `hv run`: one [`Vm`] with its console on standard output.
+pub(super) fn run_command(args: RunArgs, started: Instant) -> ExitCode {
+    let config = VmConfig {
+        kernel: args.kernel,
+        mem_mib: args.mem,
+        guest_args: args.guest_args,
+        trace: args.trace.map(|p| (p, args.trace_format)),
+        disk: args.disk,
+        notify_policy: NotifyPolicy::EventIndex,
+        timeout: args.timeout,
+        mmu: args.mmu.into(),
+    };
+    match Vm::new(&config, Box::new(std::io::stdout()), started).and_then(Vm::run) {
+        Ok(report) => {
+            if let Some(message) = report.stop.message() {
+                eprintln!("hv: {message}");
+            }
+            if args.stats {
+                eprintln!("{}", report.stats);
+            }
+            ExitCode::from(report.stop.exit_code())
+        }
+        Err(e) => {
+            eprintln!("hv: error: {e}");
+            ExitCode::from(EXIT_VMM_ERROR)
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! hv's command line: [`args`] says what the user may type, [`commands`] does it.
+
+pub mod args;
+pub mod commands;
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::Parser;
+
+use args::{Cli, Command};
+
+/// Runs hv with the process's arguments; returns its exit code.
+pub fn main() -> ExitCode {
+    let started = Instant::now();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run(args) => commands::run_command(args, started),
+        Command::BlkBench(args) => commands::blk_bench_command(args),
+        Command::Bench(args) => commands::bench_command(args),
+    }
+}

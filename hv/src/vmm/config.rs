@@ -1,0 +1,78 @@
+//! What one guest is made of, before it exists: its kernel, RAM size, devices, memory
+//! mode and the run's options (`hv run`'s flags, or a program's choice).
+
+use std::path::PathBuf;
+
+use backend_drivers::runner::NotifyPolicy;
+use pv_abi::layout::{LARGE_PAGE_SIZE, MAX_MEM_MIB, MIN_MEM_MIB};
+use pv_abi::MmuMode;
+
+use super::error::VmError;
+use crate::boot::elf::MAX_KERNEL_FILE_BYTES;
+use crate::boot::guest_image;
+use crate::devices::block::DiskConfig;
+use crate::trace::TraceFormat;
+
+/// Guest RAM when nothing else is asked for (`hv run`'s `--mem` default).
+pub const DEFAULT_MEM_MIB: u64 = 64;
+
+/// What to run: everything that describes one guest before it exists.
+#[derive(Clone, Debug)]
+pub struct VmConfig {
+    /// A kernel ELF to boot instead of the built-in pv-guest.
+    pub kernel: Option<PathBuf>,
+    /// Guest RAM in MiB.
+    pub mem_mib: u64,
+    /// Words passed to the guest.
+    pub guest_args: Vec<String>,
+    /// Where to write a trace, and in which format.
+    pub trace: Option<(PathBuf, TraceFormat)>,
+    /// A disk image for the block device.
+    pub disk: Option<DiskConfig>,
+    /// When backends signal the guest.
+    pub notify_policy: NotifyPolicy,
+    /// Stop the guest if it is still running after this long.
+    pub timeout: Option<std::time::Duration>,
+    /// How guest memory is translated (`--mmu`).
+    pub mmu: MmuMode,
+}
+
+impl VmConfig {
+    /// The built-in pv-guest with `guest_args`, in [`DEFAULT_MEM_MIB`] of RAM, ept mode,
+    /// a console and no disk, no trace and no timeout: what `hv run -- ARGS` runs.
+    pub fn builtin_guest(guest_args: &[&str]) -> Self {
+        VmConfig {
+            kernel: None,
+            mem_mib: DEFAULT_MEM_MIB,
+            guest_args: guest_args.iter().map(|w| w.to_string()).collect(),
+            trace: None,
+            disk: None,
+            notify_policy: NotifyPolicy::EventIndex,
+            timeout: None,
+            mmu: MmuMode::Ept,
+        }
+    }
+}
+
+/// `--mem` in bytes, if it is a size hv accepts.
+pub(super) fn check_memory_size(mib: u64) -> Result<u64, VmError> {
+    let bytes = mib << 20;
+    if !(MIN_MEM_MIB..=MAX_MEM_MIB).contains(&mib) || !bytes.is_multiple_of(LARGE_PAGE_SIZE) {
+        return Err(VmError::BadMemorySize { mib });
+    }
+    Ok(bytes)
+}
+
+/// The kernel file's bytes (the built-in pv-guest without `--kernel`), size-checked
+/// before it is read.
+pub(super) fn read_kernel(config: &VmConfig) -> Result<Vec<u8>, VmError> {
+    let Some(path) = &config.kernel else {
+        return Ok(guest_image::PV_GUEST_ELF.to_vec());
+    };
+    let read_err = |source| VmError::ReadKernel { path: path.clone(), source };
+    let len = std::fs::metadata(path).map_err(read_err)?.len();
+    if len > MAX_KERNEL_FILE_BYTES {
+        return Err(VmError::KernelTooLarge { path: path.clone(), len });
+    }
+    std::fs::read(path).map_err(read_err)
+}

@@ -1,0 +1,65 @@
+//! Why a VM could not be created or run. Each message names what to fix; `hv run`
+//! prints it after `hv: error: `.
+
+use std::path::PathBuf;
+
+use pv_abi::layout::{MAX_MEM_MIB, MIN_MEM_MIB};
+
+use crate::boot::elf::MAX_KERNEL_FILE_BYTES;
+use crate::boot::BootError;
+use crate::devices::DeviceError;
+use crate::kvm::KvmVmError;
+use crate::shadow::ShadowSetupError;
+
+/// Why a VM could not be created or run.
+#[derive(Debug, thiserror::Error)]
+pub enum VmError {
+    /// --mem out of range.
+    #[error("--mem {mib}: guest RAM must be between {MIN_MEM_MIB} and {MAX_MEM_MIB} MiB and a multiple of 2 MiB")]
+    BadMemorySize {
+        /// The value given.
+        mib: u64,
+    },
+    /// Shadow paging could not be set up.
+    #[error(transparent)]
+    ShadowSetup(#[from] ShadowSetupError),
+    /// The boot page tables could not be shadowed.
+    #[error("cannot shadow the boot page tables: {0}")]
+    ShadowBoot(shadow_mmu::ShadowError),
+    /// The kernel file could not be read.
+    #[error("cannot read the kernel {path}: {source}")]
+    ReadKernel {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The kernel file is too large.
+    #[error("the kernel {path} is {len} bytes; hv reads kernels of at most {MAX_KERNEL_FILE_BYTES} bytes")]
+    KernelTooLarge {
+        /// The path.
+        path: PathBuf,
+        /// Its size.
+        len: u64,
+    },
+    /// The guest could not be loaded.
+    #[error("{0}")]
+    Boot(#[from] BootError),
+    /// KVM setup failed.
+    #[error(transparent)]
+    Kvm(#[from] KvmVmError),
+    /// The --timeout watchdog could not be started.
+    #[error("cannot start the --timeout watchdog: {0}")]
+    Watchdog(std::io::Error),
+    /// A device could not be set up.
+    #[error(transparent)]
+    Devices(#[from] DeviceError),
+    /// The trace file could not be written.
+    #[error("cannot write the trace file {path}: {source}")]
+    Trace {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}

@@ -1,0 +1,159 @@
+//! A VM as a value: one guest with its memory, vCPU, devices and memory mode.
+//!
+//! [`Vm::new`] builds a guest from a [`VmConfig`] and [`Vm::run`] runs it to the end on
+//! the calling thread, which becomes its vCPU thread. Nothing a `Vm` holds is shared
+//! with another one (its KVM file descriptors, RAM, shadow tables, device threads,
+//! console and trace are all its own), so a program can build several and run each on
+//! its own thread; `hv run` builds one. The two steps, in order, double as a table of
+//! contents: each line is one call into the layer that owns it.
+//!
+//! | file | idea |
+//! | --- | --- |
+//! | [`config`] | what a guest is made of, before it exists |
+//! | [`error`] | why a VM could not be created or run |
+//! | [`stats`] | what one run did (`--stats`) |
+
+pub mod config;
+pub mod error;
+pub mod stats;
+
+use std::io::Write;
+use std::time::Instant;
+
+use pv_abi::addr::MachineAddr;
+use pv_abi::layout::pt_pool;
+use pv_abi::MmuMode;
+
+use crate::boot::{self, cpu_state, BootError, BootInputs};
+use crate::devices::console::ConsoleOutput;
+use crate::devices::{block, DeviceError, Devices};
+use crate::kvm::host_info::HostMmu;
+use crate::kvm::{KvmVm, MemoryPlan};
+use crate::outcome::GuestStop;
+use crate::shadow::ShadowPaging;
+use crate::trace::{TraceEvent, TraceWriter, Tracer};
+use crate::vcpu::counters::VcpuCounters;
+use crate::vcpu::exit_loop::{self, LoopContext};
+use crate::vcpu::watchdog::Watchdog;
+pub use config::VmConfig;
+pub use error::VmError;
+use stats::RunStats;
+
+/// How a run ended.
+#[derive(Debug)]
+pub struct RunReport {
+    /// Why the guest stopped.
+    pub stop: GuestStop,
+    /// Counters.
+    pub stats: RunStats,
+}
+
+/// One guest, booted and ready to run.
+///
+/// Field order is drop order: the device threads stop before the VM whose memory they
+/// serve is closed.
+pub struct Vm {
+    devices: Devices,
+    kvm: KvmVm,
+    shadow: Option<ShadowPaging>,
+    console: ConsoleOutput,
+    tracer: Tracer,
+    config: VmConfig,
+    started: Instant,
+}
+
+impl Vm {
+    /// Creates the guest `config` describes, with its console output going to
+    /// `console`: checks the kernel, creates the KVM VM and the devices, loads the
+    /// kernel and sets the vCPU at its entry point. `started` is the instant the
+    /// figures of `--stats` count from (when hv started, for `hv run`).
+    pub fn new(config: &VmConfig, console: Box<dyn Write + Send>, started: Instant) -> Result<Vm, VmError> {
+        let ram_bytes = config::check_memory_size(config.mem_mib)?;
+        let kernel = config::read_kernel(config)?;
+        // Check the file before touching KVM, so a bad kernel is named as such everywhere.
+        let image = boot::elf::parse_kernel(&kernel, boot::kernel_memory_limit(ram_bytes)).map_err(BootError::from)?;
+        let disk = config.disk.as_ref().map(block::open_disk).transpose().map_err(DeviceError::from)?;
+        let tracer = match &config.trace {
+            Some((path, format)) => Tracer::to_writer(
+                TraceWriter::create(path, *format).map_err(|source| VmError::Trace { path: path.clone(), source })?,
+            ),
+            None => Tracer::default(),
+        };
+
+        let mut shadow = match config.mmu {
+            MmuMode::Ept => None,
+            MmuMode::Shadow => Some(ShadowPaging::new(ram_bytes)?),
+        };
+        let memory = shadow.as_ref().map_or_else(|| MemoryPlan::flat(ram_bytes), ShadowPaging::memory_plan);
+        let mut kvm = KvmVm::new(ram_bytes, memory)?;
+        let console = ConsoleOutput::new(console);
+        let devices = Devices::attach(&kvm, console.clone(), disk, &tracer, config.notify_policy)?;
+        let inputs = BootInputs {
+            kernel: &kernel,
+            image: &image,
+            guest_args: &config.guest_args,
+            mmu: config.mmu,
+            tsc_khz: kvm.tsc_khz().map_or(0, u64::from),
+            nx: kvm.nx_supported(),
+            devices: devices.layout(),
+        };
+        let plan = boot::prepare(kvm.ram(), &inputs)?;
+        // ept: CR3 is the guest's own root. shadow: the shadow of it, in the shadow area.
+        let cr3 = match shadow.as_mut() {
+            // ept mode: machine addresses are the pseudo-physical ones (one memslot at 0).
+            None => MachineAddr::new(plan.page_table_root.raw()),
+            Some(s) => s.load_root(kvm.ram(), plan.page_table_root).map_err(VmError::ShadowBoot)?,
+        };
+        let nx = kvm.nx_supported();
+        kvm.set_initial_state(|sregs| cpu_state::long_mode_sregs(sregs, cr3, nx), &cpu_state::entry_regs(plan.entry, plan.boot_info_gpa))?;
+        tracer.emit(|| TraceEvent::Boot {
+            entry: plan.entry,
+            mem_bytes: ram_bytes,
+            mmu: config.mmu.name(),
+            segments: plan.segments,
+            cmdline: config.guest_args.clone(),
+        });
+        for event in shadow.as_mut().map(ShadowPaging::drain_events).unwrap_or_default() {
+            tracer.emit(|| TraceEvent::Shadow(event));
+        }
+        Ok(Vm { devices, kvm, shadow, console, tracer, config: config.clone(), started })
+    }
+
+    /// Runs the guest on the calling thread (its vCPU thread) until it stops, then
+    /// stops the devices and reports how it ended.
+    pub fn run(self) -> Result<RunReport, VmError> {
+        let Vm { devices, mut kvm, mut shadow, console, tracer, config, started } = self;
+        let mut stats = RunStats::new(started);
+        stats.mmu = config.mmu;
+        let mut counters = VcpuCounters::default();
+        devices.start();
+        let pt_pool = pt_pool(kvm.ram().size());
+        // Armed here, on the thread that runs the vCPU: that is the thread it kicks.
+        let watchdog = config.timeout.map(Watchdog::arm).transpose().map_err(VmError::Watchdog)?;
+        let stop = exit_loop::run(
+            &mut kvm,
+            &mut LoopContext {
+                console: &console,
+                tracer: &tracer,
+                counters: &mut counters,
+                pt_pool,
+                watchdog: watchdog.as_ref(),
+                shadow: shadow.as_mut(),
+                stale_translations: false,
+                // With hardware EPT/NPT the CPU walks the tables in memory itself and sees
+                // every write; only a software MMU in KVM keeps a copy that can go stale.
+                flush_after_host_writes: !HostMmu::detect().has_hardware_two_dimensional_paging(),
+            },
+        );
+        stats.vcpu = counters;
+        stats.shadow = shadow.as_ref().map(ShadowPaging::counters);
+        drop(watchdog);
+        stats.devices = devices.stop();
+        console.flush();
+        stats.finish(console.first_line_at());
+        if let Some((path, _)) = &config.trace {
+            tracer.finish().map_err(|source| VmError::Trace { path: path.clone(), source })?;
+        }
+        Ok(RunReport { stop, stats })
+    }
+}
