@@ -22,6 +22,37 @@
 //!          └─► event_channel::GuestNotifier::notify     pending flag + irqfd → upcall
 //! ```
 //!
+//! ## One folder per device, mirrored across the split
+//!
+//! ```text
+//!  backend-drivers/src/<dev>/        frontend-drivers/src/<dev>/       pv-abi/src/device/<dev>.rs
+//!    mod.rs    the driver              mod.rs    the driver              request and response formats
+//!    check.rs  the frontend's          check.rs  the backend's
+//!              requests, checked                 responses, checked
+//!    (image.rs: block only, the disk image on the host)
+//! ```
+//!
+//! `check.rs` is where every test of the peer's input lives, on both sides: here
+//! `console::check` (length, control characters) and `block::check` (operation,
+//! counts, sector range). Grants are checked by the shared [`grant_table`], which every
+//! device that moves data through guest frames uses.
+//!
+//! ## Adding a device
+//!
+//! Copy the console's folder layout:
+//! 1. its formats in `pv_abi::device::<dev>` (like `pv_abi::device::console`);
+//! 2. here, `src/<dev>/mod.rs`: a `<Dev>Backend` implementing
+//!    [`runner::RequestHandler`] (one request in, one response out; never panic or block
+//!    on guest input), and `src/<dev>/check.rs`: `check_request`, called first in
+//!    `handle`, turning the raw request into checked values or a status for the guest;
+//!    host resources it needs get a file of their own next to them (like
+//!    `block/image.rs`);
+//! 3. the frontend's folder with the same two files (see `frontend-drivers`);
+//! 4. the hv side: `hv/src/devices/<dev>.rs` starts it with [`runner::spawn`].
+//!
+//! The thread, the ring loop, notifications and counters come from [`runner`]: a
+//! device writes none of them.
+//!
 //! ## DESIGN
 //! - Owns: the backend threads, their rings' back ends, and the host resources (the
 //!   disk image, hv's standard output).

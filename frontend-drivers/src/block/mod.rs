@@ -6,6 +6,11 @@
 //! request; [`BlockFront::kick`] publishes; completions come back from
 //! [`BlockFront::poll`] or [`BlockFront::wait_for_completion`], which also revoke the
 //! request's grants. Up to one ring's worth of requests can be in flight.
+//!
+//! Every response is checked ([`check::check_response`]) before it is acted on: its id
+//! must name a request in flight.
+
+pub mod check;
 
 use pv_abi::device::block::{BlockOp, BlockRequest, BlockResponse, BlockStatus, BLOCK_MAX_SEGMENTS, SECTORS_PER_SEGMENT};
 use pv_abi::grant::GrantRef;
@@ -165,17 +170,13 @@ impl<P: SharedPage, G: SharedPage, D: Doorbell, W: WaitForEvent> BlockFront<P, G
         let Some(response) = self.ring.take_response()? else {
             return Ok(None);
         };
-        let slot = self
-            .in_flight
-            .iter()
-            .position(|s| s.is_some_and(|f| f.id == response.id))
-            .ok_or(BlockError::UnexpectedResponse { id: response.id })?;
-        if let Some(done) = self.in_flight[slot].take() {
+        let checked = check::check_response(&response, self.in_flight.iter().map(|s| s.map(|f| f.id)))?;
+        if let Some(done) = self.in_flight[checked.slot].take() {
             for gref in &done.grefs[..done.segments] {
                 self.grants.revoke(*gref);
             }
         }
-        Ok(Some((response.id, BlockStatus::from_i32(response.status))))
+        Ok(Some((checked.id, checked.status)))
     }
 
     /// Waits for the next response (sleeping until the upcall when none is there).

@@ -6,6 +6,11 @@
 //! the kernel calls it at the end of each line, so the console behaves like a
 //! synchronous one (nothing is lost if the guest stops right after printing), and hv's
 //! trace stays in cause-and-effect order.
+//!
+//! Every response is checked ([`check::check_response`]) before it is acted on: it
+//! must answer the oldest request not yet answered.
+
+pub mod check;
 
 use pv_abi::device::console::{ConsoleRequest, ConsoleResponse, CONSOLE_CHUNK};
 use pv_abi::ring::{FrontRing, RingError, SharedPage};
@@ -111,10 +116,7 @@ impl<P: SharedPage, D: Doorbell, W: WaitForEvent> ConsoleFront<P, D, W> {
     fn wait_for_one_response(&mut self) -> Result<(), ConsoleError> {
         loop {
             if let Some(response) = self.ring.take_response()? {
-                // Responses come in request order; anything else is a broken backend.
-                if response.id != self.oldest_unanswered {
-                    return Err(ConsoleError::UnexpectedResponse { id: response.id });
-                }
+                check::check_response(&response, self.oldest_unanswered)?;
                 self.oldest_unanswered += 1;
                 return Ok(());
             }
