@@ -1,29 +1,34 @@
-//! The backend thread: sleep until the doorbell rings, then serve the ring.
+//! Running a backend: the part every device shares.
 //!
-//! Every backend runs the same loop, so it is written once here; a device only says
-//! how to handle one request ([`RequestHandler`]). The thread waits (epoll) on two
-//! eventfds: the **doorbell**, which KVM signals when the guest writes the device's
-//! doorbell port (ioeventfd), and a **control** eventfd that hv signals after sending a
-//! [`Control`] message over a crossbeam channel (start, stats, stop).
+//! A device only says how to handle one request ([`RequestHandler`]); everything around
+//! that is written once, here, in two files of one idea each:
 //!
-//! [`service_ring`] is the heart of every backend, in the shape of Xen's
-//! `RING_FINAL_CHECK_FOR_REQUESTS` loop: take every request, answer each, publish, and
-//! only stop once a final check (which re-arms the guest's notification) finds nothing.
-//! Without that last step a request published just as the backend was going to sleep
-//! would wait forever.
+//! - `thread.rs`: **the backend thread** ([`spawn`], [`BackendHandle`]). It sleeps
+//!   (epoll) on two eventfds: the **doorbell**, which KVM signals when the guest writes
+//!   the device's doorbell port (ioeventfd), and a **control** eventfd that hv signals
+//!   after sending a [`Control`] message over a crossbeam channel (start, stats, stop).
+//! - `service.rs`: **serving the ring** ([`service_ring`]), what the thread does each
+//!   time the doorbell rings, in the shape of Xen's `RING_FINAL_CHECK_FOR_REQUESTS`
+//!   loop: take every request, answer each, publish, and only stop once a final check
+//!   (which re-arms the guest's notification) finds nothing. Without that last step a
+//!   request published just as the backend was going to sleep would wait forever.
+//!
+//! This file holds what both share: the handler trait, what a handler may use, the
+//! wiring, the notification policy and the counters.
 
-use std::os::unix::io::AsRawFd;
+mod service;
+mod thread;
+
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
-use crossbeam_channel::{Receiver, Sender};
-use pv_abi::ring::{BackRing, RingEntry, RingError};
-use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
-use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+use pv_abi::ring::RingEntry;
+use vmm_sys_util::eventfd::EventFd;
 
 use crate::event_channel::GuestNotifier;
-use crate::events::{DeviceEvent, DeviceEventSink};
+use crate::events::DeviceEventSink;
 use crate::guest_page::GuestPage;
+pub use service::service_ring;
+pub use thread::{spawn, BackendHandle, Control, SpawnError};
 
 /// How one device answers one request.
 pub trait RequestHandler: Send + 'static {
@@ -87,16 +92,6 @@ pub struct BackendStats {
     pub ring_errors: u64,
 }
 
-/// A message from hv to a backend thread.
-pub enum Control {
-    /// Begin serving the ring (doorbells before this are remembered, not lost).
-    Start,
-    /// Send back the counters.
-    Stats(Sender<BackendStats>),
-    /// Finish and end the thread; the final counters go back on the channel.
-    Stop(Sender<BackendStats>),
-}
-
 /// Everything a backend thread is wired to.
 pub struct BackendWiring {
     /// The device's ring page.
@@ -109,230 +104,4 @@ pub struct BackendWiring {
     pub events: Arc<dyn DeviceEventSink>,
     /// When to signal the guest.
     pub notify_policy: NotifyPolicy,
-}
-
-/// hv's handle on a running backend thread.
-pub struct BackendHandle {
-    name: &'static str,
-    control: Sender<Control>,
-    control_wake: EventFd,
-    thread: Option<JoinHandle<()>>,
-}
-
-/// Why a backend thread could not be started.
-#[derive(Debug, thiserror::Error)]
-#[error("could not start the {device} backend thread: {source}")]
-pub struct SpawnError {
-    /// Device name.
-    pub device: &'static str,
-    /// The OS error.
-    #[source]
-    pub source: std::io::Error,
-}
-
-/// Starts a backend thread for `handler`; it serves the ring after [`BackendHandle::start`].
-pub fn spawn<H: RequestHandler>(handler: H, wiring: BackendWiring) -> Result<BackendHandle, SpawnError> {
-    let err = |source| SpawnError { device: H::NAME, source };
-    let control_wake = EventFd::new(EFD_NONBLOCK).map_err(err)?;
-    let thread_wake = control_wake.try_clone().map_err(err)?;
-    let (control, inbox) = crossbeam_channel::unbounded();
-    let thread = std::thread::Builder::new()
-        .name(format!("{}-backend", H::NAME))
-        .spawn(move || run_backend(handler, wiring, inbox, thread_wake))
-        .map_err(err)?;
-    Ok(BackendHandle { name: H::NAME, control, control_wake, thread: Some(thread) })
-}
-
-impl BackendHandle {
-    /// The device name.
-    pub fn name(&self) -> &'static str {
-        self.name
-    }
-
-    fn send(&self, message: Control) -> bool {
-        let sent = self.control.send(message).is_ok();
-        let _ = self.control_wake.write(1);
-        sent
-    }
-
-    /// Lets the backend serve its ring.
-    pub fn start(&self) {
-        self.send(Control::Start);
-    }
-
-    /// The backend's counters now, or `None` if its thread has ended.
-    pub fn stats(&self) -> Option<BackendStats> {
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        if !self.send(Control::Stats(tx)) {
-            return None;
-        }
-        rx.recv().ok()
-    }
-
-    /// Stops the thread and returns its final counters.
-    pub fn stop(mut self) -> Option<BackendStats> {
-        self.stop_thread()
-    }
-
-    fn stop_thread(&mut self) -> Option<BackendStats> {
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        let stats = if self.send(Control::Stop(tx)) { rx.recv().ok() } else { None };
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-        stats
-    }
-}
-
-impl Drop for BackendHandle {
-    fn drop(&mut self) {
-        if self.thread.is_some() {
-            self.stop_thread();
-        }
-    }
-}
-
-/// Epoll tokens.
-const DOORBELL: u64 = 0;
-const CONTROL: u64 = 1;
-
-/// The backend thread's body.
-fn run_backend<H: RequestHandler>(mut handler: H, wiring: BackendWiring, inbox: Receiver<Control>, control_wake: EventFd) {
-    let mut ring: BackRing<GuestPage, H::Request, H::Response> = BackRing::attach(wiring.ring_page.clone());
-    let mut stats = BackendStats::default();
-    let mut started = false;
-    let mut doorbell_pending = false;
-    let epoll = match wait_set(&wiring.doorbell, &control_wake) {
-        Ok(epoll) => epoll,
-        Err(e) => {
-            eprintln!("hv: {} backend: cannot wait for its doorbell: {e}; the device is dead", H::NAME);
-            return;
-        }
-    };
-    let mut ready = [EpollEvent::default(); 2];
-    loop {
-        let n = match epoll.wait(-1, &mut ready) {
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                eprintln!("hv: {} backend: waiting failed: {e}; the device is dead", H::NAME);
-                return;
-            }
-        };
-        for event in &ready[..n] {
-            match event.data() {
-                DOORBELL => {
-                    let count = wiring.doorbell.read().unwrap_or(0);
-                    stats.doorbells += count;
-                    stats.wakeups += 1;
-                    if wiring.events.enabled() {
-                        wiring.events.record(DeviceEvent::Doorbell { device: H::NAME, count });
-                    }
-                    doorbell_pending = true;
-                }
-                _ => {
-                    let _ = control_wake.read();
-                    while let Ok(message) = inbox.try_recv() {
-                        match message {
-                            Control::Start => started = true,
-                            Control::Stats(reply) => {
-                                let _ = reply.send(stats.clone());
-                            }
-                            Control::Stop(reply) => {
-                                let _ = reply.send(stats);
-                                return;
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        if started && doorbell_pending {
-            doorbell_pending = false;
-            if let Err(e) = service_ring(&mut ring, &mut handler, &wiring, &mut stats) {
-                stats.ring_errors += 1;
-                if wiring.events.enabled() {
-                    wiring.events.record(DeviceEvent::RingError { device: H::NAME, what: e.to_string() });
-                }
-                eprintln!("hv: {} backend: the guest corrupted the ring ({e}); ignoring it until the next doorbell", H::NAME);
-            }
-        }
-    }
-}
-
-fn wait_set(doorbell: &EventFd, control: &EventFd) -> std::io::Result<Epoll> {
-    let epoll = Epoll::new()?;
-    epoll.ctl(ControlOperation::Add, doorbell.as_raw_fd(), EpollEvent::new(EventSet::IN, DOORBELL))?;
-    epoll.ctl(ControlOperation::Add, control.as_raw_fd(), EpollEvent::new(EventSet::IN, CONTROL))?;
-    Ok(epoll)
-}
-
-/// Serves every request on the ring, answering each in order, until a final check finds
-/// the ring empty. Returns an error (having consumed nothing more) if the ring is corrupt.
-///
-/// hv's rule for event indices: **re-arm your own notification before you publish to
-/// the other side.** After answering a request the backend first re-arms the guest's
-/// doorbell (`final_check_for_requests` sets `req_event`), and only then publishes the
-/// response. A guest that sends its next request after seeing the response is therefore
-/// certain to ring the doorbell, so the backend can go back to sleep right after
-/// publishing without looking at the ring again, and a request/response exchange always
-/// costs exactly one doorbell and one upcall. That is also what makes hv's traces
-/// identical from run to run: no step depends on which thread got there first.
-pub fn service_ring<H: RequestHandler>(
-    ring: &mut BackRing<GuestPage, H::Request, H::Response>,
-    handler: &mut H,
-    wiring: &BackendWiring,
-    stats: &mut BackendStats,
-) -> Result<(), RingError> {
-    let events = wiring.events.as_ref();
-    loop {
-        let Some(request) = ring.take_request()? else {
-            // Woken with nothing to do (a doorbell for requests already served): re-arm,
-            // and look once more so that a request published meanwhile is not stranded.
-            if ring.final_check_for_requests() {
-                continue;
-            }
-            return Ok(());
-        };
-        stats.requests += 1;
-        if events.enabled() {
-            events.record(DeviceEvent::RequestPopped {
-                device: H::NAME,
-                id: H::request_id(&request),
-                summary: H::summarize(&request),
-            });
-        }
-        let response = handler.handle(&request, &mut HandlerContext { events, stats });
-        ring.push_response(&response)?;
-        if events.enabled() {
-            let (id, status) = H::describe_response(&response);
-            events.record(DeviceEvent::ResponsePushed { device: H::NAME, id, status });
-        }
-        // Re-arm the doorbell before the guest can see the response (see above).
-        let more = ring.final_check_for_requests();
-        publish::<H>(ring, wiring, stats);
-        if !more {
-            return Ok(());
-        }
-    }
-}
-
-/// Publishes responses and signals the guest if it asked (or if the policy says always).
-fn publish<H: RequestHandler>(
-    ring: &mut BackRing<GuestPage, H::Request, H::Response>,
-    wiring: &BackendWiring,
-    stats: &mut BackendStats,
-) {
-    let wanted = ring.publish_responses();
-    let notify = wanted || wiring.notify_policy == NotifyPolicy::Always;
-    if wiring.events.enabled() {
-        // Recorded before the signal, so the trace shows cause before effect.
-        wiring.events.record(DeviceEvent::Published { device: H::NAME, notified: notify });
-    }
-    if notify {
-        stats.notifications += 1;
-        wiring.notifier.notify();
-    } else {
-        stats.notifications_suppressed += 1;
-    }
 }
