@@ -8,8 +8,15 @@
 //!   every shadow of that table ([`ShadowMmu::reflect`] is the one rule for turning a
 //!   guest entry into a shadow entry).
 //! - [`ShadowMmu::mmu_update`]: many writes at once (the paravirtual batch).
+//!
+//! The engine's bookkeeping is in two files of its own: `refs.rs`, which shadow tables
+//! exist and the reference counts that free them, and `frames.rs`, the allocator of the
+//! shadow area's frames (fresh, free, retired until a flush).
 
-use std::collections::{HashMap, VecDeque};
+mod frames;
+mod refs;
+
+use std::collections::VecDeque;
 use std::ops::Range;
 
 use crate::addr::{GuestFrame, GuestPhys, GuestVirt, Machine, MachineFrame, PAGE_SIZE};
@@ -18,6 +25,8 @@ use crate::memory::{MachineMemory, MemoryError};
 use crate::p2m::P2m;
 use crate::pte;
 use crate::reference::{read_guest_entry, shadow_translate, Translation};
+use frames::ShadowFrames;
+use refs::ShadowTables;
 
 /// Frames in a 2 MiB page.
 const LARGE_FRAMES: u64 = 512;
@@ -83,34 +92,17 @@ pub fn leaf_frames(entry: u64, large: bool) -> Result<(GuestFrame, u64), Refusal
     }
 }
 
-/// One shadow table: which guest table it shadows, at which level, and how many
-/// references keep it alive (shadow entries one level up, plus the root cache for a
-/// PML4). At zero references nothing can reach it, and it is freed.
-#[derive(Clone, Copy, Debug)]
-struct ShadowTable {
-    guest: GuestFrame,
-    level: u32,
-    refs: u32,
-}
-
 /// The shadow-paging engine.
 pub struct ShadowMmu {
     config: ShadowConfig,
     p2m: P2m,
-    /// (guest table frame, level) → its shadow's machine frame. This is the reverse map
-    /// a trapped write needs: from the guest table written to every shadow of it.
-    shadows: HashMap<(GuestFrame, u32), MachineFrame>,
-    /// Shadow machine frame → what it shadows.
-    tables: HashMap<MachineFrame, ShadowTable>,
-    /// Freed shadow frames that may be reused now.
-    free: Vec<MachineFrame>,
-    /// Freed shadow frames that may not be reused until the caller has made the CPU
-    /// forget what it cached from them (see [`ShadowMmu::take_recycled`]).
-    retired: Vec<MachineFrame>,
+    /// Every shadow table, and the references that keep each alive.
+    tables: ShadowTables,
+    /// The shadow area's frames.
+    frames: ShadowFrames,
     /// Set when something the CPU may have cached from the shadow area changed in a way
     /// it would not notice by itself; cleared by `take_flush_needed`.
     flush_needed: bool,
-    next_fresh: MachineFrame,
     /// Guest roots with a cached shadow, most recently loaded first.
     roots: VecDeque<GuestFrame>,
     /// The guest root loaded now.
@@ -127,16 +119,13 @@ impl ShadowMmu {
         if let Some(m) = guest.chain(devices).find(|m| config.shadow_area.contains(m)) {
             return Err(ShadowError::AreaOverlapsGuest(m));
         }
-        let next_fresh = config.shadow_area.start;
+        let frames = ShadowFrames::new(config.shadow_area.clone());
         Ok(ShadowMmu {
             config,
             p2m,
-            shadows: HashMap::new(),
-            tables: HashMap::new(),
-            free: Vec::new(),
-            retired: Vec::new(),
+            tables: ShadowTables::default(),
+            frames,
             flush_needed: false,
-            next_fresh,
             roots: VecDeque::new(),
             current: None,
             stats: ShadowStats::default(),
@@ -186,7 +175,7 @@ impl ShadowMmu {
         if !self.config.pool.contains(&frame) || !root.0.is_multiple_of(PAGE_SIZE) {
             return Err(ShadowError::NotInPool(root.0));
         }
-        if let Some(&shadow) = self.shadows.get(&(frame, 4)) {
+        if let Some(shadow) = self.tables.shadow(frame, 4) {
             self.current = Some(frame);
             self.stats.root_hits += 1;
             self.roots.retain(|r| *r != frame);
@@ -202,7 +191,7 @@ impl ShadowMmu {
         .map_err(BuildError::into_error)?;
         // Only a root that loaded becomes current: after a failure the CPU stays where it was.
         self.current = Some(frame);
-        self.add_ref(shadow); // the root cache's reference
+        self.tables.add_ref(shadow); // the root cache's reference
         self.stats.roots_built += 1;
         self.events.push(ShadowEvent::RootBuilt { guest: root, shadow: shadow.address() });
         self.roots.push_front(frame);
@@ -238,7 +227,7 @@ impl ShadowMmu {
         let index = (entry.0 % PAGE_SIZE) / 8;
         let mut updated = 0;
         for level in 1..=4 {
-            let Some(&shadow) = self.shadows.get(&(frame, level)) else { continue };
+            let Some(shadow) = self.tables.shadow(frame, level) else { continue };
             let new = match self.reflect(mem, value, level) {
                 Ok(e) => e,
                 Err(BuildError::AreaFull) => {
@@ -288,20 +277,7 @@ impl ShadowMmu {
     /// Shadow tables that no cached root reaches (for tests: it must always be 0, or
     /// the reference counts are wrong and shadow memory leaks).
     pub fn unreachable_tables(&self, mem: &dyn MachineMemory) -> usize {
-        let mut seen = std::collections::HashSet::new();
-        let mut stack: Vec<(MachineFrame, u32)> = self.roots.iter().filter_map(|r| self.shadows.get(&(*r, 4)).map(|s| (*s, 4))).collect();
-        while let Some((frame, level)) = stack.pop() {
-            if !seen.insert(frame) || level == 1 {
-                continue;
-            }
-            for i in 0..ENTRIES {
-                let e = mem.read_u64(frame.entry(i)).unwrap_or(0);
-                if pte::present(e) && !(level == 2 && e & pte::PS != 0) {
-                    stack.push((Machine(pte::address(e)).frame(), level - 1));
-                }
-            }
-        }
-        self.tables.len() - self.tables.keys().filter(|f| seen.contains(f)).count()
+        self.tables.unreachable(mem, self.roots.iter().copied())
     }
 
     /// Builds the shadow of root `frame`; if that fails part-way, drops every shadow, so
@@ -317,14 +293,13 @@ impl ShadowMmu {
     /// The shadow of guest table `frame` used at `level`, built (completely) if needed.
     /// The caller takes a reference to it.
     fn shadow_of(&mut self, mem: &mut dyn MachineMemory, frame: GuestFrame, level: u32) -> Result<MachineFrame, BuildError> {
-        if let Some(&s) = self.shadows.get(&(frame, level)) {
+        if let Some(s) = self.tables.shadow(frame, level) {
             return Ok(s);
         }
         let shadow = self.alloc_shadow(mem)?;
         // Registered before it is filled: a guest table that reaches itself again lower
         // down is at another level, so this never recurses forever (levels only fall).
-        self.shadows.insert((frame, level), shadow);
-        self.tables.insert(shadow, ShadowTable { guest: frame, level, refs: 0 });
+        self.tables.insert(frame, level, shadow);
         self.stats.tables_built += 1;
         for index in 0..ENTRIES {
             let guest = read_guest_entry(mem, &self.p2m, frame, index).unwrap_or(0);
@@ -361,7 +336,7 @@ impl ShadowMmu {
                 return refuse(self, Refusal::TableOutsidePool);
             }
             let shadow_child = self.shadow_of(mem, child, level - 1)?;
-            self.add_ref(shadow_child);
+            self.tables.add_ref(shadow_child);
             return Ok(shadow_child.address().0 | pte::P | pte::A | (e & pte::COPIED));
         }
         let (first, count) = match leaf_frames(e, large) {
@@ -388,72 +363,31 @@ impl ShadowMmu {
         Ok(machine | pte::P | pte::A | pte::D | size | (e & pte::G) | bits)
     }
 
-    fn add_ref(&mut self, shadow: MachineFrame) {
-        if let Some(t) = self.tables.get_mut(&shadow) {
-            t.refs += 1;
-        }
-    }
-
     /// A shadow entry `old` at `level` was overwritten: drop its reference to the lower
-    /// shadow table it pointed at, if any.
+    /// shadow table it pointed at, if any (freeing what nothing reaches any more).
     fn release_child(&mut self, mem: &mut dyn MachineMemory, old: u64, level: u32) {
-        if level > 1 && pte::present(old) && !(level == 2 && old & pte::PS != 0) {
-            self.release(mem, Machine(pte::address(old)).frame());
-        }
-    }
-
-    /// Drops one reference to shadow table `shadow`; at zero it is freed, and with it
-    /// its own references to the tables below.
-    fn release(&mut self, mem: &mut dyn MachineMemory, shadow: MachineFrame) {
-        let Some(t) = self.tables.get_mut(&shadow) else { return };
-        t.refs = t.refs.saturating_sub(1);
-        if t.refs > 0 {
-            return;
-        }
-        let t = *t;
-        self.tables.remove(&shadow);
-        self.shadows.remove(&(t.guest, t.level));
-        for i in 0..ENTRIES {
-            let e = mem.read_u64(shadow.entry(i)).unwrap_or(0);
-            self.release_child(mem, e, t.level);
-        }
-        self.stats.tables_freed += 1;
-        self.retired.push(shadow);
+        self.stats.tables_freed += self.tables.release_child(mem, &mut self.frames, old, level);
     }
 
     /// Forgets cached root `guest` (already taken out of `roots`).
     fn drop_cached_root(&mut self, mem: &mut dyn MachineMemory, guest: GuestFrame) {
-        if let Some(&shadow) = self.shadows.get(&(guest, 4)) {
-            self.release(mem, shadow);
+        if let Some(shadow) = self.tables.shadow(guest, 4) {
+            self.stats.tables_freed += self.tables.release(mem, &mut self.frames, shadow);
         }
     }
 
+    /// A zeroed frame for a new shadow table; recycles the retired frames first when
+    /// nothing else is left.
     fn alloc_shadow(&mut self, mem: &mut dyn MachineMemory) -> Result<MachineFrame, BuildError> {
-        if self.free.is_empty() && self.next_fresh == self.config.shadow_area.end && !self.retired.is_empty() {
-            self.recycle();
+        if self.frames.recycle_due() {
+            self.frames.recycle();
+            // The CPU must forget translations cached from shadow tables before the
+            // guest runs on a reused frame.
+            self.flush_needed = true;
+            self.stats.recycles += 1;
+            self.events.push(ShadowEvent::AreaRecycled);
         }
-        let frame = match self.free.pop() {
-            Some(f) => f,
-            None if self.next_fresh < self.config.shadow_area.end => {
-                let frame = self.next_fresh;
-                self.next_fresh = frame.offset(1);
-                frame
-            }
-            None => return Err(BuildError::AreaFull),
-        };
-        for i in 0..ENTRIES {
-            mem.write_u64(frame.entry(i), 0).map_err(BuildError::Memory)?;
-        }
-        Ok(frame)
-    }
-
-    /// Makes every retired frame reusable, and flags that the caller must now make the
-    /// CPU forget translations cached from shadow tables.
-    fn recycle(&mut self) {
-        self.free.append(&mut self.retired);
-        self.flush_needed = true;
-        self.stats.recycles += 1;
-        self.events.push(ShadowEvent::AreaRecycled);
+        self.frames.alloc(mem)
     }
 
     /// Whether, since the last call, a shadow entry the CPU may have cached was changed
@@ -476,13 +410,10 @@ impl ShadowMmu {
 
     /// Forgets every shadow (the area is full): they are rebuilt on the next root load.
     fn drop_all(&mut self) {
-        self.shadows.clear();
         self.tables.clear();
         self.roots.clear();
-        self.free.clear();
-        self.retired.clear();
+        self.frames.reset();
         self.flush_needed = true;
-        self.next_fresh = self.config.shadow_area.start;
         self.stats.all_dropped += 1;
         self.events.push(ShadowEvent::AllDropped);
     }
