@@ -5,6 +5,7 @@
 //! an event *before* it signals the guest, so the trace shows cause before effect.
 
 use pv_abi::grant::{GrantAccess, GrantProblem, GrantRef};
+use pv_abi::ring::RingError;
 
 /// One thing a backend did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,7 +58,7 @@ pub enum DeviceEvent {
         /// Device name.
         device: &'static str,
         /// What was wrong.
-        what: String,
+        what: RingError,
     },
 }
 

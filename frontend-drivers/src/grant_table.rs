@@ -15,6 +15,14 @@ const BITMAP_WORDS: usize = GRANT_ENTRIES as usize / 64;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GrantTableFull;
 
+impl core::fmt::Display for GrantTableFull {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "every one of the grant table's {} usable entries is in use", GRANT_ENTRIES - 1)
+    }
+}
+
+impl core::error::Error for GrantTableFull {}
+
 /// The guest's grant table.
 pub struct GrantTableFront<P: SharedPage> {
     page: P,

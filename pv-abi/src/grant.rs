@@ -73,6 +73,19 @@ impl GrantProblem {
     }
 }
 
+impl core::fmt::Display for GrantProblem {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            GrantProblem::OutOfRange => write!(f, "the grant reference is 0 or past the table's {GRANT_ENTRIES} entries"),
+            GrantProblem::NotGranted => f.write_str("the grant entry does not permit access (never granted, or revoked)"),
+            GrantProblem::ReadOnly => f.write_str("the frame is granted read-only, and the backend asked to write it"),
+            GrantProblem::BadFrame => f.write_str("the granted frame is not guest RAM a backend may use"),
+        }
+    }
+}
+
+impl core::error::Error for GrantProblem {}
+
 /// Checks one entry (flags and frame as read, once, from the table) against an access.
 /// `frame_ok` says whether the frame number is one the backend may touch.
 pub fn check_grant(
@@ -107,6 +120,13 @@ mod tests {
     fn a_granted_frame_is_returned() {
         assert_eq!(check_grant(5, GTF_PERMIT_ACCESS, 0x300, GrantAccess::Write, ANY), Ok(0x300));
         assert_eq!(check_grant(5, GTF_PERMIT_ACCESS | GTF_READONLY, 0x300, GrantAccess::Read, ANY), Ok(0x300));
+    }
+
+    #[test]
+    fn problems_explain_themselves() {
+        assert_eq!(GrantProblem::OutOfRange.to_string(), "the grant reference is 0 or past the table's 256 entries");
+        let e: &dyn core::error::Error = &GrantProblem::BadFrame;
+        assert!(e.to_string().contains("not guest RAM"));
     }
 
     #[test]

@@ -172,7 +172,7 @@ fn run_backend<H: RequestHandler>(mut handler: H, wiring: BackendWiring, inbox: 
             if let Err(e) = service_ring(&mut ring, &mut handler, &wiring, &mut stats) {
                 stats.ring_errors += 1;
                 if wiring.events.enabled() {
-                    wiring.events.record(DeviceEvent::RingError { device: H::NAME, what: e.to_string() });
+                    wiring.events.record(DeviceEvent::RingError { device: H::NAME, what: e });
                 }
                 eprintln!("hv: {} backend: the guest corrupted the ring ({e}); ignoring it until the next doorbell", H::NAME);
             }

@@ -41,6 +41,27 @@ pub enum BlockError {
     },
 }
 
+impl core::fmt::Display for BlockError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            BlockError::RingFull => f.write_str("the block ring is full: wait for a completion first"),
+            BlockError::BadShape => f.write_str("the request's frames do not match its sectors (or there are too many)"),
+            BlockError::NoGrants => f.write_str("the grant table is full"),
+            BlockError::Ring(e) => write!(f, "the block backend corrupted the ring: {e}"),
+            BlockError::UnexpectedResponse { id } => write!(f, "the block backend answered id {id}, which is not in flight"),
+        }
+    }
+}
+
+impl core::error::Error for BlockError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            BlockError::Ring(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
 impl From<RingError> for BlockError {
     fn from(e: RingError) -> Self {
         BlockError::Ring(e)

@@ -29,6 +29,24 @@ pub enum ConsoleError {
     },
 }
 
+impl core::fmt::Display for ConsoleError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ConsoleError::Ring(e) => write!(f, "the console backend corrupted the ring: {e}"),
+            ConsoleError::UnexpectedResponse { id } => write!(f, "the console backend answered id {id}, which is not the oldest unanswered request"),
+        }
+    }
+}
+
+impl core::error::Error for ConsoleError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            ConsoleError::Ring(e) => Some(e),
+            ConsoleError::UnexpectedResponse { .. } => None,
+        }
+    }
+}
+
 impl From<RingError> for ConsoleError {
     fn from(e: RingError) -> Self {
         ConsoleError::Ring(e)

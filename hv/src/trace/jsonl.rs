@@ -67,7 +67,7 @@ fn device_json(event: &DeviceEvent) -> Value {
             json!({"event": "ring_push", "device": device, "id": id, "status": status})
         }
         DeviceEvent::Published { device, notified } => json!({"event": "publish", "device": device, "upcall": notified}),
-        DeviceEvent::RingError { device, what } => json!({"event": "ring_error", "device": device, "what": what}),
+        DeviceEvent::RingError { device, what } => json!({"event": "ring_error", "device": device, "what": what.to_string()}),
     }
 }
 
