@@ -140,7 +140,7 @@ mod tests {
     }
 
     #[test]
-    fn a_read_grant_cannot_be_written_through() {
+    fn hostile_write_through_a_read_grant_is_refused() {
         let (mem, table) = setup();
         grant(&mem, 4, 21, GTF_PERMIT_ACCESS | GTF_READONLY);
         assert_eq!(table.check(4, GrantAccess::Write).err(), Some(GrantProblem::ReadOnly));
@@ -149,7 +149,7 @@ mod tests {
     }
 
     #[test]
-    fn ungranted_revoked_and_out_of_range_references_are_refused() {
+    fn hostile_ungranted_revoked_and_out_of_range_references_are_refused() {
         let (mem, table) = setup();
         assert_eq!(table.check(5, GrantAccess::Read).err(), Some(GrantProblem::NotGranted));
         grant(&mem, 5, 22, GTF_PERMIT_ACCESS);
@@ -162,7 +162,7 @@ mod tests {
     }
 
     #[test]
-    fn grants_of_reserved_or_nonexistent_frames_are_refused() {
+    fn hostile_grants_of_reserved_or_nonexistent_frames_are_refused() {
         let (mem, table) = setup();
         grant(&mem, 6, 4, GTF_PERMIT_ACCESS); // inside the VMM's reserved area
         assert_eq!(table.check(6, GrantAccess::Read).err(), Some(GrantProblem::BadFrame));

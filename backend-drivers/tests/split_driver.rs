@@ -146,7 +146,7 @@ fn a_console_burst_larger_than_the_ring_arrives_whole_and_in_order() {
 }
 
 #[test]
-fn a_console_request_whose_length_runs_past_its_slot_is_refused() {
+fn hostile_console_request_whose_length_runs_past_its_slot_is_refused() {
     let m = memory();
     let out = Captured::default();
     let rig = rig(&m, ConsoleBackend::new(Box::new(out.clone())), NotifyPolicy::EventIndex);
@@ -162,7 +162,7 @@ fn a_console_request_whose_length_runs_past_its_slot_is_refused() {
 }
 
 #[test]
-fn a_corrupt_producer_index_is_reported_and_nothing_is_consumed() {
+fn hostile_corrupt_producer_index_is_reported_and_nothing_is_consumed() {
     let m = memory();
     let out = Captured::default();
     let rig = rig(&m, ConsoleBackend::new(Box::new(out.clone())), NotifyPolicy::EventIndex);
@@ -259,7 +259,7 @@ fn a_write_then_flush_reaches_the_image_file() {
 }
 
 #[test]
-fn a_read_only_disk_refuses_writes_and_keeps_its_bytes() {
+fn hostile_write_to_a_read_only_disk_is_refused_and_its_bytes_kept() {
     let m = memory();
     let image = TempImage::new("ro", 16);
     let before = image.bytes();
@@ -284,7 +284,7 @@ fn read_request(sector: u64, grefs: [u32; BLOCK_MAX_SEGMENTS]) -> BlockRequest {
 }
 
 #[test]
-fn an_ungranted_reference_gets_an_error_and_no_data_moves() {
+fn hostile_ungranted_reference_gets_an_error_and_no_data_moves() {
     let m = memory();
     let image = TempImage::new("nogrant", 16);
     let rig = block_rig(&m, &image, false);
@@ -299,7 +299,7 @@ fn an_ungranted_reference_gets_an_error_and_no_data_moves() {
 }
 
 #[test]
-fn a_grant_of_a_frame_outside_guest_ram_is_refused() {
+fn hostile_grant_of_a_frame_outside_guest_ram_is_refused() {
     let m = memory();
     let image = TempImage::new("badframe", 16);
     let rig = block_rig(&m, &image, false);
@@ -312,7 +312,7 @@ fn a_grant_of_a_frame_outside_guest_ram_is_refused() {
 }
 
 #[test]
-fn a_sector_near_u64_max_is_refused() {
+fn hostile_sector_near_u64_max_is_refused() {
     let m = memory();
     let image = TempImage::new("bigsector", 16);
     let rig = block_rig(&m, &image, false);

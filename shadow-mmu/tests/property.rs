@@ -165,7 +165,7 @@ proptest! {
     /// A shadow area of 5 frames overflows often: dropping everything must never leave
     /// a stale or wrong translation behind.
     #[test]
-    fn overflowing_a_tiny_shadow_area_never_gives_a_wrong_translation(ops in prop::collection::vec(op(), 1..24)) {
+    fn hostile_overflowing_a_tiny_shadow_area_never_gives_a_wrong_translation(ops in prop::collection::vec(op(), 1..24)) {
         run(&ops, false, 5)?;
     }
 }

@@ -80,7 +80,7 @@ fn permissions_combine_across_levels() {
 }
 
 #[test]
-fn a_2m_page_translates_and_a_misaligned_one_is_refused() {
+fn hostile_misaligned_2m_page_is_refused_and_an_aligned_one_translates() {
     let (mut mem, mut s) = setup(false);
     write(&mut mem, &mut s, 960, 0, (961 * PAGE_SIZE) | TABLE);
     write(&mut mem, &mut s, 961, 0, (962 * PAGE_SIZE) | TABLE);
@@ -94,7 +94,7 @@ fn a_2m_page_translates_and_a_misaligned_one_is_refused() {
 }
 
 #[test]
-fn a_large_page_across_the_p2m_halves_is_refused() {
+fn hostile_large_page_across_the_p2m_halves_is_refused() {
     let (mut mem, mut s) = setup(false);
     // Frames 0..512 and 512..1024 are swapped in machine memory; a page spanning the seam
     // cannot be 2 MiB-aligned in this p2m, so build a p2m where it can.
@@ -110,7 +110,7 @@ fn a_large_page_across_the_p2m_halves_is_refused() {
 }
 
 #[test]
-fn an_entry_pointing_past_the_last_guest_frame_is_not_reflected() {
+fn hostile_entry_pointing_past_the_last_guest_frame_is_not_reflected() {
     let (mut mem, mut s) = setup(false);
     simple_tree(&mut mem, &mut s);
     write(&mut mem, &mut s, 963, 0, (GUEST_FRAMES * PAGE_SIZE) | DATA);
@@ -122,7 +122,7 @@ fn an_entry_pointing_past_the_last_guest_frame_is_not_reflected() {
 }
 
 #[test]
-fn an_entry_can_never_reach_the_shadow_area() {
+fn hostile_entry_can_never_reach_the_shadow_area() {
     // The shadow area is machine 0..256; no guest frame maps there, so whatever frame
     // number the guest writes, the shadow leaf points into guest memory or nowhere.
     let (mut mem, mut s) = setup(false);
@@ -140,7 +140,7 @@ fn an_entry_can_never_reach_the_shadow_area() {
 }
 
 #[test]
-fn a_page_table_outside_the_pool_is_refused() {
+fn hostile_page_table_outside_the_pool_is_refused() {
     let (mut mem, mut s) = setup(false);
     write(&mut mem, &mut s, 960, 0, (100 * PAGE_SIZE) | TABLE); // "PDPT" in ordinary RAM
     let root = s.load_root(&mut mem, GuestPhys(960 * PAGE_SIZE)).unwrap();
@@ -151,7 +151,7 @@ fn a_page_table_outside_the_pool_is_refused() {
 }
 
 #[test]
-fn a_writable_mapping_of_a_pool_frame_is_reflected_read_only() {
+fn hostile_writable_mapping_of_a_pool_frame_is_reflected_read_only() {
     let (mut mem, mut s) = setup(false);
     simple_tree(&mut mem, &mut s);
     write(&mut mem, &mut s, 963, 3, (961 * PAGE_SIZE) | DATA); // the guest maps its own PDPT writable
@@ -171,7 +171,7 @@ fn with_a_write_trapping_pool_the_mapping_stays_writable() {
 }
 
 #[test]
-fn reserved_bits_and_1g_pages_are_refused() {
+fn hostile_reserved_bits_and_1g_pages_are_refused() {
     let (mut mem, mut s) = setup(false);
     simple_tree(&mut mem, &mut s);
     write(&mut mem, &mut s, 963, 4, (100 * PAGE_SIZE) | DATA | (1 << 55));
@@ -218,7 +218,7 @@ fn a_table_shared_by_two_spaces_and_used_at_two_levels_stays_in_step_everywhere(
 }
 
 #[test]
-fn a_table_that_maps_itself_terminates() {
+fn hostile_table_that_maps_itself_terminates() {
     let (mut mem, mut s) = setup(false);
     write(&mut mem, &mut s, 960, 0, (960 * PAGE_SIZE) | TABLE); // PML4[0] → the PML4 itself
     write(&mut mem, &mut s, 960, 1, (960 * PAGE_SIZE) | TABLE);
@@ -244,7 +244,7 @@ fn the_root_cache_is_bounded_and_evicts_the_oldest() {
 }
 
 #[test]
-fn a_full_shadow_area_drops_everything_instead_of_failing() {
+fn hostile_full_shadow_area_drops_everything_instead_of_failing() {
     let mem_frames = MACHINE_BASE + GUEST_FRAMES;
     let mut mem = VecMemory::new(mem_frames);
     let config = ShadowConfig { pool: GuestFrame(POOL.start)..GuestFrame(POOL.end), shadow_area: MachineFrame(0)..MachineFrame(4), root_cache: 4, pool_traps_writes: false, device_frames: Vec::new() };
@@ -260,7 +260,7 @@ fn a_full_shadow_area_drops_everything_instead_of_failing() {
 }
 
 #[test]
-fn a_storm_of_writes_is_bounded_work() {
+fn hostile_storm_of_writes_is_bounded_work() {
     let (mut mem, mut s) = setup(false);
     simple_tree(&mut mem, &mut s);
     let root = s.load_root(&mut mem, GuestPhys(960 * PAGE_SIZE)).unwrap();
@@ -272,7 +272,7 @@ fn a_storm_of_writes_is_bounded_work() {
 }
 
 #[test]
-fn mmu_update_checks_the_whole_batch_first() {
+fn hostile_mmu_update_batch_is_checked_whole_first() {
     let (mut mem, mut s) = setup(false);
     simple_tree(&mut mem, &mut s);
     let root = s.load_root(&mut mem, GuestPhys(960 * PAGE_SIZE)).unwrap();
@@ -285,7 +285,7 @@ fn mmu_update_checks_the_whole_batch_first() {
 }
 
 #[test]
-fn a_passed_through_device_frame_maps_to_its_machine_frame_and_no_other_outside_frame_does() {
+fn hostile_frames_outside_ram_other_than_a_passed_through_device_are_not_mapped() {
     let mem_frames = MACHINE_BASE + GUEST_FRAMES;
     let mut mem = VecMemory::new(mem_frames);
     let apic = 0xfee00;
