@@ -7,7 +7,7 @@
 //! [`GrantedFrame`], through which the backend can copy into or out of exactly that one
 //! frame, and only in the direction the grant allows.
 
-use std::ops::Range;
+use pv_abi::addr::{FrameRange, PseudoFrame};
 use std::sync::atomic::Ordering;
 
 use pv_abi::grant::{check_grant, GrantAccess, GrantProblem, GrantRef, GRANT_ENTRIES, GRANT_ENTRY_SIZE, GRANT_FLAGS_OFFSET, GRANT_FRAME_OFFSET};
@@ -19,7 +19,7 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 pub struct GrantTable {
     memory: GuestMemoryMmap,
     table_gpa: u64,
-    usable_frames: Range<u64>,
+    usable_frames: FrameRange<PseudoFrame>,
 }
 
 /// A frame a backend may use for the request at hand.
@@ -49,9 +49,10 @@ pub enum FrameAccessError {
 }
 
 impl GrantTable {
-    /// The table at `table_gpa`; grants may only name frames in `usable_frames` (frame
-    /// numbers, i.e. gpa >> 12: the guest's RAM above the VMM's reserved area).
-    pub fn new(memory: GuestMemoryMmap, table_gpa: u64, usable_frames: Range<u64>) -> Self {
+    /// The table at `table_gpa`; grants may only name frames in `usable_frames`
+    /// (`pv_abi::grant::grant_window`: the guest's RAM between the VMM's reserved area
+    /// and the page-table pool).
+    pub fn new(memory: GuestMemoryMmap, table_gpa: u64, usable_frames: FrameRange<PseudoFrame>) -> Self {
         GrantTable { memory, table_gpa, usable_frames }
     }
 
@@ -71,8 +72,10 @@ impl GrantTable {
             .memory
             .read_obj(GuestAddress(entry + GRANT_FRAME_OFFSET as u64))
             .map_err(|_| GrantProblem::OutOfRange)?;
-        let frame = check_grant(gref, flags, frame, access, |f| self.usable_frames.contains(&f))?;
-        Ok(GrantedFrame { memory: &self.memory, gpa: frame * PAGE_SIZE, access })
+        let frame = check_grant(gref, flags, PseudoFrame::new(frame), access, self.usable_frames)?;
+        // A frame inside the window has an address (the window ends below guest RAM's end).
+        let gpa = frame.checked_address().ok_or(GrantProblem::BadFrame)?.raw();
+        Ok(GrantedFrame { memory: &self.memory, gpa, access })
     }
 }
 
@@ -112,13 +115,16 @@ impl GrantedFrame<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pv_abi::grant::{GTF_PERMIT_ACCESS, GTF_READONLY};
+    use pv_abi::grant::GrantFlags;
+
+    const GTF_PERMIT_ACCESS: u32 = GrantFlags::PERMIT_ACCESS.bits();
+    const GTF_READONLY: u32 = GrantFlags::READ_ONLY.bits();
 
     const TABLE: u64 = 0x4000;
 
     fn setup() -> (GuestMemoryMmap, GrantTable) {
         let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
-        let table = GrantTable::new(mem.clone(), TABLE, 16..256);
+        let table = GrantTable::new(mem.clone(), TABLE, FrameRange { start: PseudoFrame::new(16), end: PseudoFrame::new(256) });
         (mem, table)
     }
 

@@ -199,7 +199,7 @@ impl Drop for TempImage {
 
 fn block_rig(m: &GuestMemoryMmap, image: &TempImage, read_only: bool) -> Rig {
     let disk = DiskImage::open(&image.0, read_only).unwrap();
-    let grants = GrantTable::new(m.clone(), GRANT_TABLE, FIRST_DATA_FRAME..MEM / 4096);
+    let grants = GrantTable::new(m.clone(), GRANT_TABLE, pv_abi::addr::FrameRange { start: pv_abi::addr::PseudoFrame::new(FIRST_DATA_FRAME), end: pv_abi::addr::PseudoFrame::new(MEM / 4096) });
     rig(m, BlockBackend::new(disk, grants), NotifyPolicy::EventIndex)
 }
 
@@ -343,7 +343,7 @@ fn event_index_suppression_cuts_upcalls_compared_with_always_notifying() {
         let m = memory();
         let image = TempImage::new(&format!("{policy:?}"), 256);
         let disk = DiskImage::open(&image.0, false).unwrap();
-        let grants = GrantTable::new(m.clone(), GRANT_TABLE, FIRST_DATA_FRAME..MEM / 4096);
+        let grants = GrantTable::new(m.clone(), GRANT_TABLE, pv_abi::addr::FrameRange { start: pv_abi::addr::PseudoFrame::new(FIRST_DATA_FRAME), end: pv_abi::addr::PseudoFrame::new(MEM / 4096) });
         let rig = rig(&m, BlockBackend::new(disk, grants), policy);
         let mut front = block_front(&m, &rig);
         for i in 0..32 {

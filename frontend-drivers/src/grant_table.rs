@@ -5,7 +5,7 @@
 //! a backend that sees the permission also sees the frame. Revoking clears the flags.
 //! Entry 0 is never handed out, so a zero reference in a request always fails.
 
-use pv_abi::grant::{GrantRef, GRANT_ENTRIES, GRANT_ENTRY_SIZE, GRANT_FLAGS_OFFSET, GRANT_FRAME_OFFSET, GTF_PERMIT_ACCESS, GTF_READONLY};
+use pv_abi::grant::{GrantRef, GRANT_ENTRIES, GRANT_ENTRY_SIZE, GRANT_FLAGS_OFFSET, GRANT_FRAME_OFFSET, GrantFlags};
 use pv_abi::ring::SharedPage;
 
 /// Words in the in-use bitmap: one bit per entry.
@@ -59,7 +59,7 @@ impl<P: SharedPage> GrantTableFront<P> {
         let gref = (word * 64 + bit) as GrantRef;
         let entry = Self::offset(gref);
         self.page.write_bytes(entry + GRANT_FRAME_OFFSET, &frame.to_le_bytes());
-        let flags = GTF_PERMIT_ACCESS | if read_only { GTF_READONLY } else { 0 };
+        let flags = (GrantFlags::PERMIT_ACCESS | if read_only { GrantFlags::READ_ONLY } else { GrantFlags::empty() }).bits();
         // Release: the frame above is visible before the permission is.
         self.page.store_u32(entry + GRANT_FLAGS_OFFSET, flags);
         Ok(gref)
@@ -115,7 +115,7 @@ mod tests {
         let mut t = GrantTableFront::new(TestPage(RefCell::new([0xff; 4096])));
         let g = t.grant(0x1234, true).unwrap();
         assert_ne!(g, 0, "entry 0 is never handed out");
-        assert_eq!(entry(&t, g), (GTF_PERMIT_ACCESS | GTF_READONLY, 0x1234));
+        assert_eq!(entry(&t, g), ((GrantFlags::PERMIT_ACCESS | GrantFlags::READ_ONLY).bits(), 0x1234));
         t.revoke(g);
         assert_eq!(entry(&t, g).0, 0);
         assert_eq!(t.granted(), 0);

@@ -22,10 +22,11 @@ use backend_drivers::guest_page::GuestPage;
 use backend_drivers::runner::{self, BackendHandle, BackendStats, BackendWiring, NotifyPolicy, RequestHandler};
 use kvm_bindings::{kvm_irq_routing_entry, KvmIrqRouting, KVM_IRQ_ROUTING_MSI};
 use kvm_ioctls::{IoEventAddress, NoDatamatch};
-use pv_abi::boot_info::BLOCK_READ_ONLY;
+use pv_abi::device::block::BlockFlags;
+use pv_abi::grant::grant_window;
 use pv_abi::event_channel::{doorbell_port, BLOCK_CHANNEL, CONSOLE_CHANNEL, UPCALL_VECTOR};
 use pv_abi::layout::{
-    pt_pool_bytes, BLOCK_RING_GPA, CONSOLE_RING_GPA, GRANT_TABLE_GPA, LOCAL_APIC_GPA, PAGE_SIZE, SHARED_INFO_GPA, VMM_RESERVED_END,
+    BLOCK_RING_GPA, CONSOLE_RING_GPA, GRANT_TABLE_GPA, LOCAL_APIC_GPA, SHARED_INFO_GPA,
 };
 use pv_abi::DeviceInfo;
 use std::sync::Arc;
@@ -114,7 +115,7 @@ pub struct DeviceLayout {
     pub block: DeviceInfo,
     /// Disk size in sectors.
     pub block_sectors: u64,
-    /// `BLOCK_READ_ONLY` or 0.
+    /// The disk's `BlockFlags`, as the boot-info page carries them.
     pub block_flags: u32,
 }
 
@@ -171,13 +172,11 @@ impl Devices {
             None => None,
             Some(image) => {
                 let (sectors, read_only) = (image.sectors(), image.read_only());
-                // Grants may name the guest's RAM between hv's reserved area and the
-                // page-table pool. Page tables are never I/O buffers: a device writing one
-                // would change the guest's mappings behind the MMU's back (in shadow
-                // mode, without the write ever being trapped).
-                let ram = machine.ram().size();
-                let pool_start = ram - pt_pool_bytes(ram);
-                let grants = GrantTable::new(machine.ram().memory().clone(), GRANT_TABLE_GPA, VMM_RESERVED_END / PAGE_SIZE..pool_start / PAGE_SIZE);
+                // Grants may name only the frames of pv-abi's grant window: never a page
+                // table (a device writing one would change the guest's mappings behind
+                // the MMU's back) and never hv's reserved area.
+                let window = grant_window(machine.ram().size());
+                let grants = GrantTable::new(machine.ram().memory().clone(), GRANT_TABLE_GPA, window);
                 let backend = BlockBackend::new(image, grants);
                 Some((wire(machine, backend, BLOCK_RING_GPA, BLOCK_CHANNEL, gsis[1], tracer, policy)?, sectors, read_only))
             }
@@ -188,7 +187,7 @@ impl Devices {
     /// Where the devices are, for the boot-info page.
     pub fn layout(&self) -> DeviceLayout {
         let (block, block_sectors, block_flags) = match &self.block {
-            Some((_, sectors, ro)) => (device_info(BLOCK_RING_GPA, BLOCK_CHANNEL), *sectors, if *ro { BLOCK_READ_ONLY } else { 0 }),
+            Some((_, sectors, ro)) => (device_info(BLOCK_RING_GPA, BLOCK_CHANNEL), *sectors, if *ro { BlockFlags::READ_ONLY.bits() } else { 0 }),
             None => (DeviceInfo::ABSENT, 0, 0),
         };
         DeviceLayout { console: device_info(CONSOLE_RING_GPA, CONSOLE_CHANNEL), block, block_sectors, block_flags }

@@ -63,8 +63,6 @@ impl DeviceInfo {
     pub const ABSENT: DeviceInfo = DeviceInfo { ring_gpa: 0, channel: 0, doorbell_port: 0, present: 0 };
 }
 
-/// [`BootInfo::block_flags`]: the disk is read-only.
-pub const BLOCK_READ_ONLY: u32 = 1;
 
 /// The boot-info page. All addresses are guest-physical unless the name says otherwise.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,7 +102,7 @@ pub struct BootInfo {
     pub block: DeviceInfo,
     /// Size of the block device in 512-byte sectors.
     pub block_sectors: u64,
-    /// [`BLOCK_READ_ONLY`] if the disk refuses writes.
+    /// The block device's [`crate::device::block::BlockFlags`] (e.g. read-only).
     pub block_flags: u32,
     /// Reserved, zero.
     pub reserved2: u32,

@@ -17,10 +17,15 @@
 //! ```
 //!
 //! The frontend writes `frame` first and `flags` last (with release ordering), so a
-//! backend that sees `GTF_PERMIT_ACCESS` also sees the right frame. To revoke, it clears
+//! backend that sees [`GrantFlags::PERMIT_ACCESS`] also sees the right frame. To revoke, it clears
 //! `flags` once the response has arrived. (hv's backends copy data in and out while they
 //! handle a request and keep no mapping, so a grant that is revoked early only makes that
 //! request fail.)
+
+use bitflags::bitflags;
+
+use crate::addr::{FrameRange, PseudoFrame, PseudoPhys};
+use crate::layout::{pt_pool, VMM_RESERVED_END};
 
 /// Index of an entry in the grant table.
 pub type GrantRef = u32;
@@ -34,10 +39,29 @@ pub const GRANT_FLAGS_OFFSET: usize = 0;
 /// Byte offset of `frame` in an entry.
 pub const GRANT_FRAME_OFFSET: usize = 8;
 
-/// The entry grants access.
-pub const GTF_PERMIT_ACCESS: u32 = 1 << 0;
-/// The access is read-only (the backend may read the frame, not write it).
-pub const GTF_READONLY: u32 = 1 << 1;
+bitflags! {
+    /// The `flags` word of a grant entry (Xen's `GTF_*`).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct GrantFlags: u32 {
+        /// The entry grants access.
+        const PERMIT_ACCESS = 1 << 0;
+        /// The access is read-only (the backend may read the frame, not write it).
+        const READ_ONLY = 1 << 1;
+    }
+}
+
+/// The frames a backend may ever be granted, for `mem_bytes` of guest RAM: the guest's
+/// RAM between hv's reserved area (boot pages, shared-info page, grant table, rings) and
+/// the page-table pool.
+///
+/// Page tables are never I/O buffers: a device writing one would change the guest's
+/// mappings behind the MMU's back (in shadow mode, without the write ever being trapped),
+/// and a device writing the reserved area could forge the guest's shared pages. This is
+/// the one function that decides the window; `tests::hostile_grant_window_*` prove it
+/// for every RAM size hv accepts.
+pub const fn grant_window(mem_bytes: u64) -> FrameRange<PseudoFrame> {
+    FrameRange { start: PseudoPhys::new(VMM_RESERVED_END).frame(), end: pt_pool(mem_bytes).start.frame() }
+}
 
 /// What the backend wants to do with a granted frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,6 +84,19 @@ pub enum GrantProblem {
     /// The granted frame is not a guest RAM frame the backend may use.
     BadFrame,
 }
+
+impl core::fmt::Display for GrantProblem {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            GrantProblem::OutOfRange => "the grant reference is 0 or past the grant table",
+            GrantProblem::NotGranted => "the grant entry does not permit access (never granted, or revoked)",
+            GrantProblem::ReadOnly => "a write through a read-only grant",
+            GrantProblem::BadFrame => "the granted frame is outside the frames a backend may use",
+        })
+    }
+}
+
+impl core::error::Error for GrantProblem {}
 
 impl GrantProblem {
     /// Short name for traces.
@@ -87,24 +124,26 @@ impl core::fmt::Display for GrantProblem {
 impl core::error::Error for GrantProblem {}
 
 /// Checks one entry (flags and frame as read, once, from the table) against an access.
-/// `frame_ok` says whether the frame number is one the backend may touch.
+/// `window` is the frames the backend may touch ([`grant_window`]). Unknown flag bits are
+/// ignored, as Xen does.
 pub fn check_grant(
     gref: GrantRef,
     flags: u32,
-    frame: u64,
+    frame: PseudoFrame,
     access: GrantAccess,
-    frame_ok: impl Fn(u64) -> bool,
-) -> Result<u64, GrantProblem> {
+    window: FrameRange<PseudoFrame>,
+) -> Result<PseudoFrame, GrantProblem> {
+    let flags = GrantFlags::from_bits_truncate(flags);
     if gref == 0 || gref >= GRANT_ENTRIES {
         return Err(GrantProblem::OutOfRange);
     }
-    if flags & GTF_PERMIT_ACCESS == 0 {
+    if !flags.contains(GrantFlags::PERMIT_ACCESS) {
         return Err(GrantProblem::NotGranted);
     }
-    if access == GrantAccess::Write && flags & GTF_READONLY != 0 {
+    if access == GrantAccess::Write && flags.contains(GrantFlags::READ_ONLY) {
         return Err(GrantProblem::ReadOnly);
     }
-    if !frame_ok(frame) {
+    if !window.contains(frame) {
         return Err(GrantProblem::BadFrame);
     }
     Ok(frame)
@@ -113,13 +152,23 @@ pub fn check_grant(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layout::{pt_pool_bytes, LARGE_PAGE_SIZE, MAX_MEM_MIB, MIN_MEM_MIB};
 
-    const ANY: fn(u64) -> bool = |_| true;
+    const PERMIT: u32 = GrantFlags::PERMIT_ACCESS.bits();
+    const READ_ONLY: u32 = GrantFlags::READ_ONLY.bits();
+
+    fn f(n: u64) -> PseudoFrame {
+        PseudoFrame::new(n)
+    }
+
+    fn any() -> FrameRange<PseudoFrame> {
+        FrameRange { start: f(0), end: f(u64::MAX) }
+    }
 
     #[test]
     fn a_granted_frame_is_returned() {
-        assert_eq!(check_grant(5, GTF_PERMIT_ACCESS, 0x300, GrantAccess::Write, ANY), Ok(0x300));
-        assert_eq!(check_grant(5, GTF_PERMIT_ACCESS | GTF_READONLY, 0x300, GrantAccess::Read, ANY), Ok(0x300));
+        assert_eq!(check_grant(5, PERMIT, f(0x300), GrantAccess::Write, any()), Ok(f(0x300)));
+        assert_eq!(check_grant(5, PERMIT | READ_ONLY, f(0x300), GrantAccess::Read, any()), Ok(f(0x300)));
     }
 
     #[test]
@@ -131,15 +180,45 @@ mod tests {
 
     #[test]
     fn hostile_references_are_refused() {
-        assert_eq!(check_grant(0, GTF_PERMIT_ACCESS, 1, GrantAccess::Read, ANY), Err(GrantProblem::OutOfRange));
-        assert_eq!(check_grant(GRANT_ENTRIES, GTF_PERMIT_ACCESS, 1, GrantAccess::Read, ANY), Err(GrantProblem::OutOfRange));
-        assert_eq!(check_grant(u32::MAX, GTF_PERMIT_ACCESS, 1, GrantAccess::Read, ANY), Err(GrantProblem::OutOfRange));
-        assert_eq!(check_grant(3, 0, 1, GrantAccess::Read, ANY), Err(GrantProblem::NotGranted));
-        assert_eq!(check_grant(3, GTF_READONLY, 1, GrantAccess::Read, ANY), Err(GrantProblem::NotGranted));
-        assert_eq!(
-            check_grant(3, GTF_PERMIT_ACCESS | GTF_READONLY, 1, GrantAccess::Write, ANY),
-            Err(GrantProblem::ReadOnly)
-        );
-        assert_eq!(check_grant(3, GTF_PERMIT_ACCESS, u64::MAX, GrantAccess::Read, |f| f < 100), Err(GrantProblem::BadFrame));
+        assert_eq!(check_grant(0, PERMIT, f(1), GrantAccess::Read, any()), Err(GrantProblem::OutOfRange));
+        assert_eq!(check_grant(GRANT_ENTRIES, PERMIT, f(1), GrantAccess::Read, any()), Err(GrantProblem::OutOfRange));
+        assert_eq!(check_grant(u32::MAX, PERMIT, f(1), GrantAccess::Read, any()), Err(GrantProblem::OutOfRange));
+        assert_eq!(check_grant(3, 0, f(1), GrantAccess::Read, any()), Err(GrantProblem::NotGranted));
+        assert_eq!(check_grant(3, READ_ONLY, f(1), GrantAccess::Read, any()), Err(GrantProblem::NotGranted));
+        assert_eq!(check_grant(3, PERMIT | READ_ONLY, f(1), GrantAccess::Write, any()), Err(GrantProblem::ReadOnly));
+        let small = FrameRange { start: f(0), end: f(100) };
+        assert_eq!(check_grant(3, PERMIT, f(u64::MAX), GrantAccess::Read, small), Err(GrantProblem::BadFrame));
+    }
+
+    /// Every RAM size hv accepts: `MIN_MEM_MIB..=MAX_MEM_MIB` in 2 MiB steps.
+    fn every_ram_size() -> impl Iterator<Item = u64> {
+        (MIN_MEM_MIB..=MAX_MEM_MIB).step_by((LARGE_PAGE_SIZE >> 20) as usize).map(|mib| mib << 20)
+    }
+
+    #[test]
+    fn hostile_grant_window_excludes_the_reserved_area_and_the_page_table_pool() {
+        for ram in every_ram_size() {
+            let window = grant_window(ram);
+            let pool = pt_pool(ram);
+            // Not one frame of the reserved area...
+            let first = window.start.checked_address().unwrap();
+            assert!(first.raw() >= VMM_RESERVED_END, "{ram}: the window starts in the reserved area");
+            // ...nor of the pool, which lies wholly at or past the window's end...
+            let end = window.end.checked_address().unwrap();
+            assert!(end <= pool.start, "{ram}: the window reaches into the page-table pool");
+            assert_eq!(pool.end.raw(), ram, "{ram}: the pool is the top of RAM");
+            assert_eq!(pool.end.raw() - pool.start.raw(), pt_pool_bytes(ram));
+            // ...and the window is not empty: the guest can still do I/O.
+            assert!(!window.is_empty(), "{ram}: empty grant window");
+            // check_grant refuses the frames just outside either end, accepts those inside.
+            let last_reserved = f(VMM_RESERVED_END / 4096 - 1);
+            for frame in [last_reserved, pool.start.frame(), f(pool.end.frame().raw() - 1)] {
+                assert_eq!(check_grant(1, PERMIT, frame, GrantAccess::Read, window), Err(GrantProblem::BadFrame));
+            }
+            let last_inside = f(window.end.raw() - 1);
+            for frame in [window.start, last_inside] {
+                assert_eq!(check_grant(1, PERMIT, frame, GrantAccess::Read, window), Ok(frame));
+            }
+        }
     }
 }

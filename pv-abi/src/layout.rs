@@ -59,10 +59,11 @@
 //! The kernel is linked in the top 2 GiB ("higher half", as Linux does) so that the
 //! whole lower half stays free for user address spaces.
 
-/// Size of a small page and of a page-table page.
-pub const PAGE_SIZE: u64 = 4096;
-/// Size of a large page (one page-directory entry with the PS bit).
-pub const LARGE_PAGE_SIZE: u64 = 2 * 1024 * 1024;
+use core::ops::Range;
+
+use crate::addr::PseudoPhys;
+pub use crate::addr::PAGE_SIZE;
+pub use crate::paging::LARGE_PAGE_SIZE;
 
 /// Guest-physical address of the boot GDT the VMM writes (the guest loads its own soon after).
 pub const BOOT_GDT_GPA: u64 = 0x1000;
@@ -91,6 +92,12 @@ pub const fn pt_pool_bytes(mem_bytes: u64) -> u64 {
     } else {
         sixteenth
     }
+}
+/// The page-table pool for `mem_bytes` of RAM: the top [`pt_pool_bytes`] of it. This is
+/// the one place the pool's bounds are computed; the boot page tables, the boot-info
+/// page, the grant window and shadow mode's memory layout all ask here.
+pub const fn pt_pool(mem_bytes: u64) -> Range<PseudoPhys> {
+    PseudoPhys::new(mem_bytes.saturating_sub(pt_pool_bytes(mem_bytes)))..PseudoPhys::new(mem_bytes)
 }
 /// Smallest page-table pool (256 tables).
 pub const PT_POOL_MIN_BYTES: u64 = 1 << 20;

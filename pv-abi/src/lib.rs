@@ -5,13 +5,15 @@
 //! agreement, in the spirit of Xen's `xen/include/public/`: every number, structure
 //! and calling convention that both sides must agree on lives here and nowhere else.
 //! Both the VMM (`hv`, std) and the guest kernel (`pv-guest`, no_std) depend on it, so
-//! it is `no_std`, has no dependencies, and is tested on the host.
+//! it is `no_std`, depends only on `bitflags` (for its flag words), and is tested on the host.
 //!
 //! | module | what it fixes |
 //! | --- | --- |
+//! | [`addr`] | typed addresses: guest-virtual, pseudo-physical, machine, and their frame numbers |
+//! | [`paging`] | x86-64 paging, once: entry flags, table index, levels, page sizes |
 //! | [`hypercall`] | how the guest calls the hypervisor: port, registers, numbers, error codes |
 //! | [`boot_info`] | the page the VMM fills in before the first guest instruction runs |
-//! | [`layout`] | where things are: guest-physical map, guest-virtual map |
+//! | [`layout`] | where things are: guest-physical map, guest-virtual map, the page-table pool |
 //! | [`event_channel`] | how the halves of a split driver wake each other: doorbells and upcalls |
 //! | [`ring`] | the shared-page request/response ring both halves of a split driver use |
 //! | [`grant`] | how a frontend lets a backend touch one of its frames, and how that is checked |
@@ -28,6 +30,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod addr;
 pub mod boot_info;
 pub mod cpuid;
 pub mod device;
@@ -36,6 +39,7 @@ pub mod exception;
 pub mod grant;
 pub mod hypercall;
 pub mod layout;
+pub mod paging;
 pub mod ring;
 
 pub use boot_info::{BootInfo, CmdlineError, DeviceInfo, MmuMode};

@@ -27,6 +27,15 @@ use crate::ring::RingEntry;
 
 /// Bytes per sector.
 pub const SECTOR_SIZE: u64 = 512;
+
+bitflags::bitflags! {
+    /// What the boot-info page says about the disk ([`crate::BootInfo::block_flags`]).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct BlockFlags: u32 {
+        /// The disk refuses writes (`hv run --disk PATH,ro`).
+        const READ_ONLY = 1 << 0;
+    }
+}
 /// Sectors per 4 KiB segment.
 pub const SECTORS_PER_SEGMENT: u32 = 8;
 /// Grant references one request can carry.
