@@ -37,19 +37,21 @@
 //!   back; pv-guest does not.
 //! - Data enters as guest page-table writes and root loads, reads guest tables through
 //!   [`MachineMemory`], and leaves as machine addresses of shadow roots.
+//! - **Addresses and entries** are pv-abi's types (`pv_abi::addr`: `PseudoPhys`,
+//!   `MachineAddr`, `PseudoFrame`, `MachineFrame`, `GuestVirt`; `pv_abi::paging`: `Pte`,
+//!   `PteFlags`, `table_index`), the same ones hv and the guest use, so a guest entry's
+//!   pseudo-physical frame cannot be stored in a shadow entry without going through the
+//!   [`P2m`].
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
-pub mod addr;
 pub mod event;
 pub mod memory;
 pub mod p2m;
-pub mod pte;
 pub mod reference;
 pub mod shadow;
 
-pub use addr::{GuestFrame, GuestPhys, GuestVirt, Machine, MachineFrame};
 pub use event::{Refusal, ShadowEvent, ShadowStats};
 pub use memory::{MachineMemory, MemoryError, VecMemory};
 pub use p2m::P2m;

@@ -206,7 +206,7 @@ fn mmu_update(cx: &mut HypercallContext, gpa: u64, count: u64) -> HypercallOutco
         if cx.ram.write_u64(entry, value).is_err() {
             return HypercallOutcome::error(HypercallError::Fault);
         }
-        stale_translations |= shadow_mmu::pte::present(old) && old != value;
+        stale_translations |= pv_abi::paging::Pte::from_raw(old).is_present() && old != value;
     }
     HypercallOutcome { stale_translations, ..HypercallOutcome::value(count) }
 }

@@ -22,7 +22,8 @@
 //! there, and even a guest that loaded a CR3 of its own making could not write them.
 
 use pv_abi::layout::{pt_pool_bytes, LARGE_PAGE_SIZE, PAGE_SIZE};
-use shadow_mmu::{Machine, P2m};
+use pv_abi::addr::MachineAddr;
+use shadow_mmu::P2m;
 
 /// Machine address of the first guest RAM frame: above 4 GiB, clear of the PC's
 /// device hole (local APIC at 0xfee00000, KVM's TSS pages just below it).
@@ -122,14 +123,14 @@ impl MachineLayout {
 
     /// The same placement as a frame table, for the shadow-mmu engine.
     pub fn p2m(&self) -> P2m {
-        P2m::from_table((0..self.ram / PAGE_SIZE).map(|f| Machine(self.machine_of(f * PAGE_SIZE).unwrap_or(0)).frame()).collect())
+        P2m::from_table((0..self.ram / PAGE_SIZE).map(|f| MachineAddr::new(self.machine_of(f * PAGE_SIZE).unwrap_or(0)).frame()).collect())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shadow_mmu::GuestFrame;
+    use pv_abi::addr::PseudoFrame;
 
     #[test]
     fn the_slots_tile_ram_exactly_once_and_only_the_pool_is_read_only() {
@@ -163,7 +164,7 @@ mod tests {
         assert_eq!(l.pseudo_of(MACHINE_RAM_BASE + l.ram), None);
         assert!(l.in_shadow_area(SHADOW_AREA_BASE) && !l.in_shadow_area(SHADOW_AREA_BASE + l.shadow_bytes));
         let p2m = l.p2m();
-        assert_eq!(p2m.machine_frame(GuestFrame(0)), Some(Machine(l.machine_of(0).unwrap()).frame()));
-        assert!(p2m.contiguous(GuestFrame(0), 512) && !p2m.contiguous(GuestFrame(l.half / PAGE_SIZE - 1), 2));
+        assert_eq!(p2m.machine_frame(PseudoFrame::new(0)), Some(MachineAddr::new(l.machine_of(0).unwrap()).frame()));
+        assert!(p2m.contiguous(PseudoFrame::new(0), 512) && !p2m.contiguous(PseudoFrame::new(l.half / PAGE_SIZE - 1), 2));
     }
 }

@@ -6,7 +6,8 @@
 //! *pseudo*-physical address, so a machine address of guest RAM is turned back into a
 //! pseudo-physical one (the layout's inverse p2m) before [`GuestRam`] is asked.
 
-use shadow_mmu::{Machine, MachineMemory, MemoryError};
+use pv_abi::addr::MachineAddr;
+use shadow_mmu::{MachineMemory, MemoryError};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::layout::{MachineLayout, SHADOW_AREA_BASE};
@@ -23,26 +24,26 @@ pub struct MachineView<'a> {
 }
 
 impl MachineMemory for MachineView<'_> {
-    fn read_u64(&self, addr: Machine) -> Result<u64, MemoryError> {
-        if !addr.0.is_multiple_of(8) {
-            return Err(MemoryError(addr.0));
+    fn read_u64(&self, addr: MachineAddr) -> Result<u64, MemoryError> {
+        if !addr.raw().is_multiple_of(8) {
+            return Err(MemoryError::Outside(addr));
         }
-        if self.layout.in_shadow_area(addr.0) {
-            return self.area.read_obj::<u64>(GuestAddress(addr.0)).map_err(|_| MemoryError(addr.0));
+        if self.layout.in_shadow_area(addr.raw()) {
+            return self.area.read_obj::<u64>(GuestAddress(addr.raw())).map_err(|_| MemoryError::Outside(addr));
         }
-        let pseudo = self.layout.pseudo_of(addr.0).ok_or(MemoryError(addr.0))?;
-        self.ram.read_u64(pseudo).map_err(|_| MemoryError(addr.0))
+        let pseudo = self.layout.pseudo_of(addr.raw()).ok_or(MemoryError::Outside(addr))?;
+        self.ram.read_u64(pseudo).map_err(|_| MemoryError::Outside(addr))
     }
 
-    fn write_u64(&mut self, addr: Machine, value: u64) -> Result<(), MemoryError> {
-        if !addr.0.is_multiple_of(8) {
-            return Err(MemoryError(addr.0));
+    fn write_u64(&mut self, addr: MachineAddr, value: u64) -> Result<(), MemoryError> {
+        if !addr.raw().is_multiple_of(8) {
+            return Err(MemoryError::Outside(addr));
         }
-        if self.layout.in_shadow_area(addr.0) {
-            return self.area.write_obj(value, GuestAddress(addr.0)).map_err(|_| MemoryError(addr.0));
+        if self.layout.in_shadow_area(addr.raw()) {
+            return self.area.write_obj(value, GuestAddress(addr.raw())).map_err(|_| MemoryError::Outside(addr));
         }
-        let pseudo = self.layout.pseudo_of(addr.0).ok_or(MemoryError(addr.0))?;
-        self.ram.write_u64(pseudo, value).map_err(|_| MemoryError(addr.0))
+        let pseudo = self.layout.pseudo_of(addr.raw()).ok_or(MemoryError::Outside(addr))?;
+        self.ram.write_u64(pseudo, value).map_err(|_| MemoryError::Outside(addr))
     }
 }
 
@@ -62,12 +63,12 @@ mod tests {
         let area = allocate_area(&layout).unwrap();
         let mut view = MachineView { ram: &ram, area: &area, layout: &layout };
         let m = layout.machine_of(0x1000).unwrap();
-        view.write_u64(Machine(m), 42).unwrap();
+        view.write_u64(MachineAddr::new(m), 42).unwrap();
         assert_eq!(ram.read_u64(0x1000).unwrap(), 42);
-        view.write_u64(Machine(SHADOW_AREA_BASE + 8), 7).unwrap();
-        assert_eq!(view.read_u64(Machine(SHADOW_AREA_BASE + 8)), Ok(7));
+        view.write_u64(MachineAddr::new(SHADOW_AREA_BASE + 8), 7).unwrap();
+        assert_eq!(view.read_u64(MachineAddr::new(SHADOW_AREA_BASE + 8)), Ok(7));
         for bad in [0x1000, m + 4, SHADOW_AREA_BASE + layout.shadow_bytes, u64::MAX - 7] {
-            assert!(view.read_u64(Machine(bad)).is_err(), "{bad:#x}");
+            assert!(view.read_u64(MachineAddr::new(bad)).is_err(), "{bad:#x}");
         }
     }
 }

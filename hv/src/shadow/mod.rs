@@ -32,7 +32,8 @@ pub mod layout;
 pub mod memory;
 
 use shadow_mmu::shadow::SyncOutcome;
-use shadow_mmu::{GuestPhys, Machine, ShadowConfig, ShadowError, ShadowEvent, ShadowMmu};
+use pv_abi::addr::{MachineAddr, PseudoPhys};
+use shadow_mmu::{ShadowConfig, ShadowError, ShadowEvent, ShadowMmu};
 use vm_memory::GuestMemoryMmap;
 
 use pv_abi::layout::LOCAL_APIC_GPA;
@@ -96,12 +97,12 @@ impl ShadowPaging {
         let area = memory::allocate_area(&layout)?;
         let area_machine = layout::SHADOW_AREA_BASE..layout::SHADOW_AREA_BASE + layout.shadow_bytes;
         let config = ShadowConfig {
-            pool: GuestPhys(layout.pool.start).frame()..GuestPhys(layout.pool.end).frame(),
-            shadow_area: Machine(area_machine.start).frame()..Machine(area_machine.end).frame(),
+            pool: PseudoPhys::new(layout.pool.start).frame()..PseudoPhys::new(layout.pool.end).frame(),
+            shadow_area: MachineAddr::new(area_machine.start).frame()..MachineAddr::new(area_machine.end).frame(),
             root_cache: ROOT_CACHE,
             pool_traps_writes: true,
             // The local APIC's register page sits at the same address in both worlds.
-            device_frames: vec![(GuestPhys(LOCAL_APIC_GPA).frame(), Machine(LOCAL_APIC_GPA).frame())],
+            device_frames: vec![(PseudoPhys::new(LOCAL_APIC_GPA).frame(), MachineAddr::new(LOCAL_APIC_GPA).frame())],
         };
         let engine = ShadowMmu::new(config, layout.p2m())?;
         Ok(ShadowPaging { layout, area, engine, trapped_writes: 0, cr3_loads: 0 })
@@ -125,9 +126,9 @@ impl ShadowPaging {
     /// shadow, for CR3.
     pub fn load_root(&mut self, ram: &GuestRam, root: u64) -> Result<u64, ShadowError> {
         let mut view = Self::view(&self.layout, &self.area, ram);
-        let shadow = self.engine.load_root(&mut view, GuestPhys(root))?;
+        let shadow = self.engine.load_root(&mut view, PseudoPhys::new(root))?;
         self.cr3_loads += 1;
-        Ok(shadow.0)
+        Ok(shadow.raw())
     }
 
     /// A guest store of `data` at machine address `machine` exited as MMIO.
@@ -146,7 +147,7 @@ impl ShadowPaging {
         let mut dropped = false;
         let mut word = pseudo & !7;
         while word < end {
-            let mut bytes = ram.read_u64(word).map_err(|_| ShadowError::NotInPool(word))?.to_le_bytes();
+            let mut bytes = ram.read_u64(word).map_err(|_| ShadowError::NotInPool(PseudoPhys::new(word)))?.to_le_bytes();
             for (i, b) in bytes.iter_mut().enumerate() {
                 let at = word + i as u64;
                 if (pseudo..end).contains(&at) {
@@ -155,7 +156,7 @@ impl ShadowPaging {
             }
             let value = u64::from_le_bytes(bytes);
             let mut view = Self::view(&self.layout, &self.area, ram);
-            dropped |= self.engine.guest_pt_write(&mut view, GuestPhys(word), value)? == SyncOutcome::AllDropped;
+            dropped |= self.engine.guest_pt_write(&mut view, PseudoPhys::new(word), value)? == SyncOutcome::AllDropped;
             first.get_or_insert((word, value));
             word += 8;
         }
@@ -167,7 +168,7 @@ impl ShadowPaging {
     /// `mmu_update` in shadow mode: the batch goes through the engine. Returns the new
     /// CR3 if every shadow was dropped on the way.
     pub fn mmu_update(&mut self, ram: &GuestRam, updates: &[(u64, u64)]) -> Result<Option<u64>, ShadowError> {
-        let batch: Vec<(GuestPhys, u64)> = updates.iter().map(|(e, v)| (GuestPhys(*e), *v)).collect();
+        let batch: Vec<(PseudoPhys, u64)> = updates.iter().map(|(e, v)| (PseudoPhys::new(*e), *v)).collect();
         let mut view = Self::view(&self.layout, &self.area, ram);
         match self.engine.mmu_update(&mut view, &batch)? {
             SyncOutcome::AllDropped => self.reload_current(ram),
@@ -179,7 +180,7 @@ impl ShadowPaging {
     fn reload_current(&mut self, ram: &GuestRam) -> Result<Option<u64>, ShadowError> {
         let Some(root) = self.engine.current_root() else { return Ok(None) };
         let mut view = Self::view(&self.layout, &self.area, ram);
-        Ok(Some(self.engine.load_root(&mut view, root)?.0))
+        Ok(Some(self.engine.load_root(&mut view, root)?.raw()))
     }
 
     /// Whether a shadow entry the CPU may have cached changed, or shadow frames were

@@ -10,8 +10,10 @@
 
 use std::ops::Range;
 
+use pv_abi::addr::MachineFrame;
+use pv_abi::paging::Pte;
+
 use super::{BuildError, ENTRIES};
-use crate::addr::MachineFrame;
 use crate::memory::MachineMemory;
 
 /// Which frames of the shadow area are fresh, free, or retired.
@@ -51,13 +53,14 @@ impl ShadowFrames {
             Some(f) => f,
             None if self.next_fresh < self.area.end => {
                 let frame = self.next_fresh;
-                self.next_fresh = frame.offset(1);
+                // frame < end, so frame + 1 <= end: no overflow.
+                self.next_fresh = frame.checked_add(1).unwrap_or(self.area.end);
                 frame
             }
             None => return Err(BuildError::AreaFull),
         };
         for i in 0..ENTRIES {
-            mem.write_u64(frame.entry(i), 0).map_err(BuildError::Memory)?;
+            mem.write_entry(frame, i, Pte::EMPTY).map_err(BuildError::Memory)?;
         }
         Ok(frame)
     }

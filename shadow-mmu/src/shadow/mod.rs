@@ -19,25 +19,37 @@ mod refs;
 use std::collections::VecDeque;
 use std::ops::Range;
 
-use crate::addr::{GuestFrame, GuestPhys, GuestVirt, Machine, MachineFrame, PAGE_SIZE};
+use pv_abi::addr::{GuestVirt, MachineAddr, MachineFrame, PseudoFrame, PseudoPhys, PAGE_SIZE};
+use pv_abi::paging::{Pte, PteFlags, ENTRIES_PER_TABLE, ENTRY_SIZE, LARGE_PAGE_SIZE, LEVELS, ROOT_LEVEL};
+
 use crate::event::{Refusal, ShadowEvent, ShadowStats};
 use crate::memory::{MachineMemory, MemoryError};
 use crate::p2m::P2m;
-use crate::pte;
 use crate::reference::{read_guest_entry, shadow_translate, Translation};
 use frames::ShadowFrames;
 use refs::ShadowTables;
 
 /// Frames in a 2 MiB page.
-const LARGE_FRAMES: u64 = 512;
+const FRAMES_PER_LARGE_PAGE: u64 = LARGE_PAGE_SIZE / PAGE_SIZE;
 /// Entries in a table.
-const ENTRIES: u64 = 512;
+const ENTRIES: usize = ENTRIES_PER_TABLE;
+/// The permission and caching bits a shadow entry copies from the guest's.
+const COPIED: PteFlags = PteFlags::WRITABLE
+    .union(PteFlags::USER)
+    .union(PteFlags::WRITE_THROUGH)
+    .union(PteFlags::CACHE_DISABLE)
+    .union(PteFlags::NO_EXECUTE);
+/// What every shadow leaf entry has: present, and Accessed and Dirty already set so the
+/// CPU never writes them (see the crate's DESIGN).
+const LEAF: PteFlags = PteFlags::PRESENT.union(PteFlags::ACCESSED).union(PteFlags::DIRTY);
+/// What every shadow entry pointing at a lower shadow table has.
+const LINK: PteFlags = PteFlags::PRESENT.union(PteFlags::ACCESSED);
 
 /// How the engine is set up.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ShadowConfig {
     /// Guest frames that may hold page tables (the page-table pool).
-    pub pool: Range<GuestFrame>,
+    pub pool: Range<PseudoFrame>,
     /// Machine frames the engine may use for shadow tables. No guest frame maps here.
     pub shadow_area: Range<MachineFrame>,
     /// Most shadow roots kept at once.
@@ -49,18 +61,32 @@ pub struct ShadowConfig {
     pub pool_traps_writes: bool,
     /// Device frames outside RAM the guest may map (4 KiB pages only): guest frame →
     /// machine frame. hv passes the local APIC's register page through this way.
-    pub device_frames: Vec<(GuestFrame, MachineFrame)>,
+    pub device_frames: Vec<(PseudoFrame, MachineFrame)>,
+}
+
+impl ShadowConfig {
+    /// Whether any of the guest frames `first..first + count` is in the page-table pool.
+    pub fn pool_overlaps(&self, first: PseudoFrame, count: u64) -> bool {
+        let end = first.checked_add(count).unwrap_or(PseudoFrame::new(u64::MAX));
+        first < self.pool.end && self.pool.start < end
+    }
+
+    /// Whether `entry` is a page-table entry (8-byte aligned) in a pool frame: the only
+    /// place a guest page-table write may go.
+    fn is_pool_entry(&self, entry: PseudoPhys) -> bool {
+        self.pool.contains(&entry.frame()) && entry.is_aligned(ENTRY_SIZE)
+    }
 }
 
 /// What went wrong.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ShadowError {
     /// The shadow area overlaps frames of the guest.
-    #[error("the shadow area overlaps machine frame {:#x}, which holds guest memory or a device", .0.0)]
+    #[error("the shadow area overlaps machine frame {0:#x}, which holds guest memory or a device")]
     AreaOverlapsGuest(MachineFrame),
     /// A root or entry outside the page-table pool.
-    #[error("guest-physical {0:#x} is not in the page-table pool")]
-    NotInPool(u64),
+    #[error("pseudo-physical {0:#x} is not in the page-table pool")]
+    NotInPool(PseudoPhys),
     /// The shadow area is full even after dropping every shadow.
     #[error("the shadow area is too small for one address space")]
     AreaTooSmall,
@@ -80,16 +106,23 @@ pub enum SyncOutcome {
 }
 
 /// The frames a leaf entry maps: (first frame, count), or why it cannot be reflected.
-pub fn leaf_frames(entry: u64, large: bool) -> Result<(GuestFrame, u64), Refusal> {
-    let first = GuestFrame(pte::address(entry) / PAGE_SIZE);
+pub fn leaf_frames(entry: Pte, large: bool) -> Result<(PseudoFrame, u64), Refusal> {
+    let first = entry.pseudo_frame();
     if large {
-        if !first.0.is_multiple_of(LARGE_FRAMES) {
+        // An entry's frame always has an address (it has only 40 bits).
+        if !first.checked_address().is_some_and(|a| a.is_aligned(LARGE_PAGE_SIZE)) {
             return Err(Refusal::Misaligned);
         }
-        Ok((first, LARGE_FRAMES))
+        Ok((first, FRAMES_PER_LARGE_PAGE))
     } else {
         Ok((first, 1))
     }
+}
+
+/// The machine address of the shadow table in `frame` (what CR3 is loaded with).
+/// Every frame of the shadow area has one: [`ShadowMmu::new`] checks.
+fn table_address(frame: MachineFrame) -> Result<MachineAddr, MemoryError> {
+    frame.checked_address().ok_or(MemoryError::NoSuchEntry { table: frame, index: 0 })
 }
 
 /// The shadow-paging engine.
@@ -103,10 +136,10 @@ pub struct ShadowMmu {
     /// Set when something the CPU may have cached from the shadow area changed in a way
     /// it would not notice by itself; cleared by `take_flush_needed`.
     flush_needed: bool,
-    /// Guest roots with a cached shadow, most recently loaded first.
-    roots: VecDeque<GuestFrame>,
+    /// Guest roots (PML4 addresses) with a cached shadow, most recently loaded first.
+    roots: VecDeque<PseudoPhys>,
     /// The guest root loaded now.
-    current: Option<GuestFrame>,
+    current: Option<PseudoPhys>,
     stats: ShadowStats,
     events: Vec<ShadowEvent>,
 }
@@ -114,11 +147,13 @@ pub struct ShadowMmu {
 impl ShadowMmu {
     /// An engine with no shadows yet.
     pub fn new(config: ShadowConfig, p2m: P2m) -> Result<Self, ShadowError> {
-        let guest = (0..p2m.frames()).filter_map(|f| p2m.machine_frame(GuestFrame(f)));
+        let guest = (0..p2m.frames()).filter_map(|f| p2m.machine_frame(PseudoFrame::new(f)));
         let devices = config.device_frames.iter().map(|(_, m)| *m);
         if let Some(m) = guest.chain(devices).find(|m| config.shadow_area.contains(m)) {
             return Err(ShadowError::AreaOverlapsGuest(m));
         }
+        // Every shadow frame must have a machine address, for CR3 and for its entries.
+        table_address(config.shadow_area.end)?;
         let frames = ShadowFrames::new(config.shadow_area.clone());
         Ok(ShadowMmu {
             config,
@@ -159,8 +194,8 @@ impl ShadowMmu {
     }
 
     /// The guest root loaded last (what the CPU runs on), if any.
-    pub fn current_root(&self) -> Option<GuestPhys> {
-        self.current.map(GuestFrame::address)
+    pub fn current_root(&self) -> Option<PseudoPhys> {
+        self.current
     }
 
     /// Shadow tables alive now.
@@ -170,17 +205,17 @@ impl ShadowMmu {
 
     /// The shadow root for guest root `root` (a pool frame), building it if needed.
     /// From now on `root` is the loaded address space.
-    pub fn load_root(&mut self, mem: &mut dyn MachineMemory, root: GuestPhys) -> Result<Machine, ShadowError> {
+    pub fn load_root(&mut self, mem: &mut dyn MachineMemory, root: PseudoPhys) -> Result<MachineAddr, ShadowError> {
         let frame = root.frame();
-        if !self.config.pool.contains(&frame) || !root.0.is_multiple_of(PAGE_SIZE) {
-            return Err(ShadowError::NotInPool(root.0));
+        if !self.config.pool.contains(&frame) || !root.is_aligned(PAGE_SIZE) {
+            return Err(ShadowError::NotInPool(root));
         }
-        if let Some(shadow) = self.tables.shadow(frame, 4) {
-            self.current = Some(frame);
+        if let Some(shadow) = self.tables.shadow(frame, ROOT_LEVEL) {
+            self.current = Some(root);
             self.stats.root_hits += 1;
-            self.roots.retain(|r| *r != frame);
-            self.roots.push_front(frame);
-            return Ok(shadow.address());
+            self.roots.retain(|r| *r != root);
+            self.roots.push_front(root);
+            return Ok(table_address(shadow)?);
         }
         // A full area is emptied and the build tried once more; a build that still
         // fails leaves nothing half-built behind (build_or_drop_all).
@@ -189,44 +224,47 @@ impl ShadowMmu {
             other => other,
         }
         .map_err(BuildError::into_error)?;
+        let shadow_root = table_address(shadow)?;
         // Only a root that loaded becomes current: after a failure the CPU stays where it was.
-        self.current = Some(frame);
+        self.current = Some(root);
         self.tables.add_ref(shadow); // the root cache's reference
         self.stats.roots_built += 1;
-        self.events.push(ShadowEvent::RootBuilt { guest: root, shadow: shadow.address() });
-        self.roots.push_front(frame);
+        self.events.push(ShadowEvent::RootBuilt { guest: root, shadow: shadow_root });
+        self.roots.push_front(root);
         while self.roots.len() > self.config.root_cache.max(1) {
             if let Some(old) = self.roots.pop_back() {
                 self.drop_cached_root(mem, old);
                 self.stats.roots_evicted += 1;
-                self.events.push(ShadowEvent::RootEvicted { guest: old.address() });
+                self.events.push(ShadowEvent::RootEvicted { guest: old });
             }
         }
-        Ok(shadow.address())
+        Ok(shadow_root)
     }
 
     /// The guest wrote `value` to the entry at `entry` (in a pool frame): store it in the
     /// guest's table, then bring every shadow of that table up to date.
-    pub fn guest_pt_write(&mut self, mem: &mut dyn MachineMemory, entry: GuestPhys, value: u64) -> Result<SyncOutcome, ShadowError> {
-        let frame = entry.frame();
-        if !self.config.pool.contains(&frame) || !entry.0.is_multiple_of(8) {
-            return Err(ShadowError::NotInPool(entry.0));
+    pub fn guest_pt_write(&mut self, mem: &mut dyn MachineMemory, entry: PseudoPhys, value: u64) -> Result<SyncOutcome, ShadowError> {
+        if !self.config.is_pool_entry(entry) {
+            return Err(ShadowError::NotInPool(entry));
         }
-        let machine = self.p2m.machine_frame(frame).ok_or(ShadowError::NotInPool(entry.0))?;
-        mem.write_u64(Machine(machine.address().0 + entry.0 % PAGE_SIZE), value)?;
+        let table = entry.page_start();
+        let frame = entry.frame();
+        let index = (entry.page_offset() / ENTRY_SIZE) as usize;
+        let value = Pte::from_raw(value);
+        let machine = self.p2m.machine_frame(frame).ok_or(ShadowError::NotInPool(entry))?;
+        mem.write_entry(machine, index, value)?;
         self.stats.guest_writes += 1;
         // A cached root that is not loaded is not kept in step: a kernel writes the PML4
         // of an idle address space mostly to build or tear it down, so the cached shadow
         // is dropped and built afresh if that space is ever loaded again.
-        if self.roots.contains(&frame) && self.current != Some(frame) {
-            self.roots.retain(|r| *r != frame);
-            self.drop_cached_root(mem, frame);
+        if self.roots.contains(&table) && self.current != Some(table) {
+            self.roots.retain(|r| *r != table);
+            self.drop_cached_root(mem, table);
             self.stats.roots_invalidated += 1;
-            self.events.push(ShadowEvent::RootInvalidated { guest: frame.address() });
+            self.events.push(ShadowEvent::RootInvalidated { guest: table });
         }
-        let index = (entry.0 % PAGE_SIZE) / 8;
         let mut updated = 0;
-        for level in 1..=4 {
+        for level in 1..=LEVELS {
             let Some(shadow) = self.tables.shadow(frame, level) else { continue };
             let new = match self.reflect(mem, value, level) {
                 Ok(e) => e,
@@ -236,10 +274,9 @@ impl ShadowMmu {
                 }
                 Err(e) => return Err(e.into_error()),
             };
-            let slot = shadow.entry(index);
-            let old = mem.read_u64(slot)?;
-            mem.write_u64(slot, new)?;
-            if pte::present(old) && old != new {
+            let old = mem.read_entry(shadow, index)?;
+            mem.write_entry(shadow, index, new)?;
+            if old.is_present() && old != new {
                 // A translation the CPU may hold was changed or removed.
                 self.flush_needed = true;
                 self.stats.entries_changed += 1;
@@ -250,15 +287,15 @@ impl ShadowMmu {
             updated += 1;
             self.stats.shadow_syncs += 1;
         }
-        self.events.push(ShadowEvent::Synced { entry, value, shadows: updated });
+        self.events.push(ShadowEvent::Synced { entry, value: value.raw(), shadows: updated });
         Ok(SyncOutcome::Synced)
     }
 
     /// Applies a batch of writes; all entries are checked first, so a bad batch changes
     /// nothing. Returns the outcome of the whole batch.
-    pub fn mmu_update(&mut self, mem: &mut dyn MachineMemory, updates: &[(GuestPhys, u64)]) -> Result<SyncOutcome, ShadowError> {
-        if let Some((bad, _)) = updates.iter().find(|(e, _)| !self.config.pool.contains(&e.frame()) || e.0 % 8 != 0) {
-            return Err(ShadowError::NotInPool(bad.0));
+    pub fn mmu_update(&mut self, mem: &mut dyn MachineMemory, updates: &[(PseudoPhys, u64)]) -> Result<SyncOutcome, ShadowError> {
+        if let Some((bad, _)) = updates.iter().find(|(e, _)| !self.config.is_pool_entry(*e)) {
+            return Err(ShadowError::NotInPool(*bad));
         }
         let mut outcome = SyncOutcome::Synced;
         for (entry, value) in updates {
@@ -270,20 +307,20 @@ impl ShadowMmu {
     }
 
     /// Translates through a shadow root, as the CPU would.
-    pub fn translate_shadow(&self, mem: &dyn MachineMemory, root: Machine, va: GuestVirt) -> Option<Translation> {
+    pub fn translate_shadow(&self, mem: &dyn MachineMemory, root: MachineAddr, va: GuestVirt) -> Option<Translation> {
         shadow_translate(mem, root, va)
     }
 
     /// Shadow tables that no cached root reaches (for tests: it must always be 0, or
     /// the reference counts are wrong and shadow memory leaks).
     pub fn unreachable_tables(&self, mem: &dyn MachineMemory) -> usize {
-        self.tables.unreachable(mem, self.roots.iter().copied())
+        self.tables.unreachable(mem, self.roots.iter().map(|r| r.frame()))
     }
 
     /// Builds the shadow of root `frame`; if that fails part-way, drops every shadow, so
     /// that no half-filled shadow table can ever be found in the cache later.
-    fn build_or_drop_all(&mut self, mem: &mut dyn MachineMemory, frame: GuestFrame) -> Result<MachineFrame, BuildError> {
-        let result = self.shadow_of(mem, frame, 4);
+    fn build_or_drop_all(&mut self, mem: &mut dyn MachineMemory, frame: PseudoFrame) -> Result<MachineFrame, BuildError> {
+        let result = self.shadow_of(mem, frame, ROOT_LEVEL);
         if result.is_err() {
             self.drop_all();
         }
@@ -292,7 +329,7 @@ impl ShadowMmu {
 
     /// The shadow of guest table `frame` used at `level`, built (completely) if needed.
     /// The caller takes a reference to it.
-    fn shadow_of(&mut self, mem: &mut dyn MachineMemory, frame: GuestFrame, level: u32) -> Result<MachineFrame, BuildError> {
+    fn shadow_of(&mut self, mem: &mut dyn MachineMemory, frame: PseudoFrame, level: u32) -> Result<MachineFrame, BuildError> {
         if let Some(s) = self.tables.shadow(frame, level) {
             return Ok(s);
         }
@@ -302,10 +339,10 @@ impl ShadowMmu {
         self.tables.insert(frame, level, shadow);
         self.stats.tables_built += 1;
         for index in 0..ENTRIES {
-            let guest = read_guest_entry(mem, &self.p2m, frame, index).unwrap_or(0);
+            let guest = read_guest_entry(mem, &self.p2m, frame, index).unwrap_or(Pte::EMPTY);
             let entry = self.reflect(mem, guest, level)?;
-            if entry != 0 {
-                mem.write_u64(shadow.entry(index), entry).map_err(BuildError::Memory)?;
+            if entry != Pte::EMPTY {
+                mem.write_entry(shadow, index, entry).map_err(BuildError::Memory)?;
             }
         }
         Ok(shadow)
@@ -314,64 +351,68 @@ impl ShadowMmu {
     /// The one rule: the shadow entry for guest entry `e` at `level`. An entry that
     /// points at a lower shadow table counts as a reference to it, so the caller must
     /// store what this returns.
-    fn reflect(&mut self, mem: &mut dyn MachineMemory, e: u64, level: u32) -> Result<u64, BuildError> {
-        if !pte::present(e) {
-            return Ok(0);
+    fn reflect(&mut self, mem: &mut dyn MachineMemory, e: Pte, level: u32) -> Result<Pte, BuildError> {
+        if !e.is_present() {
+            return Ok(Pte::EMPTY);
         }
         let refuse = |s: &mut Self, why| {
             s.stats.refused += 1;
-            s.events.push(ShadowEvent::Refused { value: e, level, why });
-            Ok(0)
+            s.events.push(ShadowEvent::Refused { value: e.raw(), level, why });
+            Ok(Pte::EMPTY)
         };
-        if e & pte::RESERVED != 0 {
+        if e.has_reserved_bits() {
             return refuse(self, Refusal::ReservedBits);
         }
-        if level >= 3 && e & pte::PS != 0 {
+        if level >= 3 && e.is_large() {
             return refuse(self, Refusal::HugePage);
         }
-        let large = level == 2 && e & pte::PS != 0;
+        let flags = e.flags();
+        let large = level == 2 && e.is_large();
         if level > 1 && !large {
-            let child = GuestPhys(pte::address(e)).frame();
+            let child = e.pseudo_frame();
             if !self.config.pool.contains(&child) {
                 return refuse(self, Refusal::TableOutsidePool);
             }
             let shadow_child = self.shadow_of(mem, child, level - 1)?;
             self.tables.add_ref(shadow_child);
-            return Ok(shadow_child.address().0 | pte::P | pte::A | (e & pte::COPIED));
+            return Ok(Pte::to_machine(shadow_child, LINK | (flags & COPIED)));
         }
         let (first, count) = match leaf_frames(e, large) {
             Ok(r) => r,
             Err(why) => return refuse(self, why),
         };
-        let size = if large { pte::PS } else { 0 };
+        let global = flags & PteFlags::GLOBAL;
         if let Some(device) = device_frame(&self.config, first, large) {
-            return Ok(device.address().0 | pte::P | pte::A | pte::D | (e & pte::G) | (e & pte::COPIED));
+            return Ok(Pte::to_machine(device, LEAF | global | (flags & COPIED)));
         }
-        if first.0 + count > self.p2m.frames() {
+        if !self.p2m.covers(first, count) {
             return refuse(self, Refusal::OutsideGuest);
         }
         if !self.p2m.contiguous(first, count) {
             return refuse(self, Refusal::NotContiguous);
         }
-        let mut bits = e & pte::COPIED;
-        if !self.config.pool_traps_writes && bits & pte::RW != 0 && (first.0..first.0 + count).any(|f| self.config.pool.contains(&GuestFrame(f))) {
-            bits &= !pte::RW;
+        let Some(machine) = self.p2m.machine_frame(first) else {
+            return refuse(self, Refusal::OutsideGuest);
+        };
+        let mut bits = flags & COPIED;
+        if !self.config.pool_traps_writes && bits.contains(PteFlags::WRITABLE) && self.config.pool_overlaps(first, count) {
+            bits.remove(PteFlags::WRITABLE);
             self.stats.write_protected += 1;
-            self.events.push(ShadowEvent::WriteProtected { value: e });
+            self.events.push(ShadowEvent::WriteProtected { value: e.raw() });
         }
-        let machine = self.p2m.machine_frame(first).map_or(0, |m| m.address().0);
-        Ok(machine | pte::P | pte::A | pte::D | size | (e & pte::G) | bits)
+        let size = if large { PteFlags::LARGE } else { PteFlags::empty() };
+        Ok(Pte::to_machine(machine, LEAF | size | global | bits))
     }
 
     /// A shadow entry `old` at `level` was overwritten: drop its reference to the lower
     /// shadow table it pointed at, if any (freeing what nothing reaches any more).
-    fn release_child(&mut self, mem: &mut dyn MachineMemory, old: u64, level: u32) {
+    fn release_child(&mut self, mem: &mut dyn MachineMemory, old: Pte, level: u32) {
         self.stats.tables_freed += self.tables.release_child(mem, &mut self.frames, old, level);
     }
 
     /// Forgets cached root `guest` (already taken out of `roots`).
-    fn drop_cached_root(&mut self, mem: &mut dyn MachineMemory, guest: GuestFrame) {
-        if let Some(shadow) = self.tables.shadow(guest, 4) {
+    fn drop_cached_root(&mut self, mem: &mut dyn MachineMemory, guest: PseudoPhys) {
+        if let Some(shadow) = self.tables.shadow(guest.frame(), ROOT_LEVEL) {
             self.stats.tables_freed += self.tables.release(mem, &mut self.frames, shadow);
         }
     }
@@ -420,7 +461,7 @@ impl ShadowMmu {
 }
 
 /// The machine frame of a passed-through device frame, if `first` is one (4 KiB only).
-pub fn device_frame(config: &ShadowConfig, first: GuestFrame, large: bool) -> Option<MachineFrame> {
+pub fn device_frame(config: &ShadowConfig, first: PseudoFrame, large: bool) -> Option<MachineFrame> {
     if large {
         return None;
     }

@@ -10,17 +10,18 @@
 
 use std::collections::{HashMap, HashSet};
 
+use pv_abi::addr::{MachineFrame, PseudoFrame};
+use pv_abi::paging::{Pte, ROOT_LEVEL};
+
 use super::frames::ShadowFrames;
 use super::ENTRIES;
-use crate::addr::{GuestFrame, Machine, MachineFrame};
 use crate::memory::MachineMemory;
-use crate::pte;
 
 /// One shadow table: which guest table it shadows, at which level, and how many
 /// references keep it alive.
 #[derive(Clone, Copy, Debug)]
 struct ShadowTable {
-    guest: GuestFrame,
+    guest: PseudoFrame,
     level: u32,
     refs: u32,
 }
@@ -31,19 +32,19 @@ struct ShadowTable {
 pub(super) struct ShadowTables {
     /// (guest table frame, level) → its shadow's machine frame. This is the reverse map
     /// a trapped write needs: from the guest table written to every shadow of it.
-    shadows: HashMap<(GuestFrame, u32), MachineFrame>,
+    shadows: HashMap<(PseudoFrame, u32), MachineFrame>,
     /// Shadow machine frame → what it shadows.
     tables: HashMap<MachineFrame, ShadowTable>,
 }
 
 impl ShadowTables {
     /// The shadow of guest table `guest` at `level`, if there is one.
-    pub(super) fn shadow(&self, guest: GuestFrame, level: u32) -> Option<MachineFrame> {
+    pub(super) fn shadow(&self, guest: PseudoFrame, level: u32) -> Option<MachineFrame> {
         self.shadows.get(&(guest, level)).copied()
     }
 
     /// Records a new shadow table, with no references yet.
-    pub(super) fn insert(&mut self, guest: GuestFrame, level: u32, shadow: MachineFrame) {
+    pub(super) fn insert(&mut self, guest: PseudoFrame, level: u32, shadow: MachineFrame) {
         self.shadows.insert((guest, level), shadow);
         self.tables.insert(shadow, ShadowTable { guest, level, refs: 0 });
     }
@@ -68,9 +69,9 @@ impl ShadowTables {
 
     /// A shadow entry `old` at `level` was overwritten: drop its reference to the lower
     /// shadow table it pointed at, if any. Returns how many tables were freed.
-    pub(super) fn release_child(&mut self, mem: &mut dyn MachineMemory, frames: &mut ShadowFrames, old: u64, level: u32) -> u64 {
-        if level > 1 && pte::present(old) && !(level == 2 && old & pte::PS != 0) {
-            return self.release(mem, frames, Machine(pte::address(old)).frame());
+    pub(super) fn release_child(&mut self, mem: &mut dyn MachineMemory, frames: &mut ShadowFrames, old: Pte, level: u32) -> u64 {
+        if points_at_table(old, level) {
+            return self.release(mem, frames, old.machine_frame());
         }
         0
     }
@@ -88,7 +89,7 @@ impl ShadowTables {
         self.shadows.remove(&(t.guest, t.level));
         let mut freed = 1;
         for i in 0..ENTRIES {
-            let e = mem.read_u64(shadow.entry(i)).unwrap_or(0);
+            let e = mem.read_entry(shadow, i).unwrap_or(Pte::EMPTY);
             freed += self.release_child(mem, frames, e, t.level);
         }
         frames.retire(shadow);
@@ -97,20 +98,26 @@ impl ShadowTables {
 
     /// Tables that no shadow PML4 in `roots` reaches (for tests: it must always be 0,
     /// or the reference counts are wrong and shadow memory leaks).
-    pub(super) fn unreachable(&self, mem: &dyn MachineMemory, roots: impl Iterator<Item = GuestFrame>) -> usize {
+    pub(super) fn unreachable(&self, mem: &dyn MachineMemory, roots: impl Iterator<Item = PseudoFrame>) -> usize {
         let mut seen = HashSet::new();
-        let mut stack: Vec<(MachineFrame, u32)> = roots.filter_map(|r| self.shadow(r, 4).map(|s| (s, 4))).collect();
+        let mut stack: Vec<(MachineFrame, u32)> = roots.filter_map(|r| self.shadow(r, ROOT_LEVEL).map(|s| (s, ROOT_LEVEL))).collect();
         while let Some((frame, level)) = stack.pop() {
             if !seen.insert(frame) || level == 1 {
                 continue;
             }
             for i in 0..ENTRIES {
-                let e = mem.read_u64(frame.entry(i)).unwrap_or(0);
-                if pte::present(e) && !(level == 2 && e & pte::PS != 0) {
-                    stack.push((Machine(pte::address(e)).frame(), level - 1));
+                let e = mem.read_entry(frame, i).unwrap_or(Pte::EMPTY);
+                if points_at_table(e, level) {
+                    stack.push((e.machine_frame(), level - 1));
                 }
             }
         }
         self.tables.len() - self.tables.keys().filter(|f| seen.contains(f)).count()
     }
+}
+
+/// Whether shadow entry `e` at `level` points at a lower shadow table (rather than
+/// mapping a page, or being empty).
+fn points_at_table(e: Pte, level: u32) -> bool {
+    level > 1 && e.is_present() && !(level == 2 && e.is_large())
 }
