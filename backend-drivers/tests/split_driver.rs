@@ -25,6 +25,7 @@ use frontend_drivers::grant_table::GrantTableFront;
 use frontend_drivers::{Doorbell, WaitForEvent};
 use pv_abi::device::block::{BlockOp, BlockRequest, BlockResponse, BlockStatus, BLOCK_MAX_SEGMENTS, BLOCK_OP_READ};
 use pv_abi::device::console::{ConsoleRequest, ConsoleResponse, CONSOLE_EINVAL};
+use pv_abi::addr::{FrameRange, PseudoFrame, PseudoPhys};
 use pv_abi::ring::{FrontRing, SharedPage};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
@@ -95,9 +96,9 @@ fn rig<H: RequestHandler>(memory: &GuestMemoryMmap, handler: H, policy: NotifyPo
     let irqfd = EventFd::new(EFD_NONBLOCK).unwrap();
     let events = Arc::new(Collected::default());
     let wiring = BackendWiring {
-        ring_page: GuestPage::new(memory.clone(), RING).unwrap(),
+        ring_page: GuestPage::new(memory.clone(), PseudoPhys::new(RING)).unwrap(),
         doorbell: doorbell.try_clone().unwrap(),
-        notifier: GuestNotifier::new(memory.clone(), SHARED_INFO, 1, irqfd.try_clone().unwrap()).unwrap(),
+        notifier: GuestNotifier::new(memory.clone(), PseudoPhys::new(SHARED_INFO), 1, irqfd.try_clone().unwrap()).unwrap(),
         events: events.clone(),
         notify_policy: policy,
     };
@@ -106,12 +107,17 @@ fn rig<H: RequestHandler>(memory: &GuestMemoryMmap, handler: H, policy: NotifyPo
     Rig { backend, doorbell, irqfd, events }
 }
 
+/// The frames grants may name: the test's "RAM" above its reserved first MiB.
+fn data_frames() -> FrameRange<PseudoFrame> {
+    FrameRange { start: PseudoFrame::new(FIRST_DATA_FRAME), end: PseudoFrame::new(MEM / 4096) }
+}
+
 fn memory() -> GuestMemoryMmap {
     GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM as usize)]).unwrap()
 }
 
 fn page(m: &GuestMemoryMmap, gpa: u64) -> GuestPage {
-    GuestPage::new(m.clone(), gpa).unwrap()
+    GuestPage::new(m.clone(), PseudoPhys::new(gpa)).unwrap()
 }
 
 impl Rig {
@@ -199,7 +205,7 @@ impl Drop for TempImage {
 
 fn block_rig(m: &GuestMemoryMmap, image: &TempImage, read_only: bool) -> Rig {
     let disk = DiskImage::open(&image.0, read_only).unwrap();
-    let grants = GrantTable::new(m.clone(), GRANT_TABLE, pv_abi::addr::FrameRange { start: pv_abi::addr::PseudoFrame::new(FIRST_DATA_FRAME), end: pv_abi::addr::PseudoFrame::new(MEM / 4096) });
+    let grants = GrantTable::new(m.clone(), PseudoPhys::new(GRANT_TABLE), data_frames());
     rig(m, BlockBackend::new(disk, grants), NotifyPolicy::EventIndex)
 }
 
@@ -343,7 +349,7 @@ fn event_index_suppression_cuts_upcalls_compared_with_always_notifying() {
         let m = memory();
         let image = TempImage::new(&format!("{policy:?}"), 256);
         let disk = DiskImage::open(&image.0, false).unwrap();
-        let grants = GrantTable::new(m.clone(), GRANT_TABLE, pv_abi::addr::FrameRange { start: pv_abi::addr::PseudoFrame::new(FIRST_DATA_FRAME), end: pv_abi::addr::PseudoFrame::new(MEM / 4096) });
+        let grants = GrantTable::new(m.clone(), PseudoPhys::new(GRANT_TABLE), data_frames());
         let rig = rig(&m, BlockBackend::new(disk, grants), policy);
         let mut front = block_front(&m, &rig);
         for i in 0..32 {

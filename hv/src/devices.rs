@@ -23,6 +23,7 @@ use backend_drivers::runner::{self, BackendHandle, BackendStats, BackendWiring, 
 use kvm_bindings::{kvm_irq_routing_entry, KvmIrqRouting, KVM_IRQ_ROUTING_MSI};
 use kvm_ioctls::{IoEventAddress, NoDatamatch};
 use pv_abi::device::block::BlockFlags;
+use pv_abi::addr::PseudoPhys;
 use pv_abi::grant::grant_window;
 use pv_abi::event_channel::{doorbell_port, BLOCK_CHANNEL, CONSOLE_CHANNEL, UPCALL_VECTOR};
 use pv_abi::layout::{
@@ -176,7 +177,7 @@ impl Devices {
                 // table (a device writing one would change the guest's mappings behind
                 // the MMU's back) and never hv's reserved area.
                 let window = grant_window(machine.ram().size());
-                let grants = GrantTable::new(machine.ram().memory().clone(), GRANT_TABLE_GPA, window);
+                let grants = GrantTable::new(machine.ram().memory().clone(), PseudoPhys::new(GRANT_TABLE_GPA), window);
                 let backend = BlockBackend::new(image, grants);
                 Some((wire(machine, backend, BLOCK_RING_GPA, BLOCK_CHANNEL, gsis[1], tracer, policy)?, sectors, read_only))
             }
@@ -236,8 +237,8 @@ fn wire<H: RequestHandler>(
     machine.vm().register_irqfd(&irqfd, gsi).map_err(kvm_err("KVM_IRQFD"))?;
 
     let memory = machine.ram().memory().clone();
-    let ring_page = GuestPage::new(memory.clone(), ring_gpa).map_err(|e| DeviceError::Layout(e.to_string()))?;
-    let notifier = GuestNotifier::new(memory, SHARED_INFO_GPA, channel, irqfd).map_err(|e| DeviceError::Layout(e.to_string()))?;
+    let ring_page = GuestPage::new(memory.clone(), PseudoPhys::new(ring_gpa)).map_err(|e| DeviceError::Layout(e.to_string()))?;
+    let notifier = GuestNotifier::new(memory, PseudoPhys::new(SHARED_INFO_GPA), channel, irqfd).map_err(|e| DeviceError::Layout(e.to_string()))?;
     let wiring = BackendWiring { ring_page, doorbell, notifier, events: Arc::new(tracer.clone()), notify_policy: policy };
     Ok(runner::spawn(handler, wiring)?)
 }

@@ -60,7 +60,7 @@ fn device_json(event: &DeviceEvent) -> Value {
         DeviceEvent::GrantCheck { device, gref, access, result } => json!({
             "event": "grant_check", "device": device, "gref": gref,
             "access": match access { GrantAccess::Read => "read", GrantAccess::Write => "write" },
-            "gpa": result.as_ref().ok().map(|g| hex(*g)),
+            "gpa": result.as_ref().ok().map(|g| hex(g.raw())),
             "refused": result.as_ref().err().map(|p| p.name()),
         }),
         DeviceEvent::ResponsePushed { device, id, status } => {
