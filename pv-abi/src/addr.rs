@@ -199,32 +199,6 @@ impl GuestVirt {
     }
 }
 
-impl MachineFrame {
-    /// The address of entry `index` (0..512) of the page table in this frame, or `None`
-    /// if the index is not one of a table's 512 entries.
-    pub const fn table_entry(self, index: usize) -> Option<MachineAddr> {
-        if index >= crate::paging::ENTRIES_PER_TABLE || self.0 > (u64::MAX >> PAGE_SHIFT) {
-            return None;
-        }
-        Some(MachineAddr(
-            (self.0 << PAGE_SHIFT) + index as u64 * crate::paging::ENTRY_SIZE,
-        ))
-    }
-}
-
-impl PseudoFrame {
-    /// The address of entry `index` (0..512) of the page table in this frame, or `None`
-    /// if the index is not one of a table's 512 entries.
-    pub const fn table_entry(self, index: usize) -> Option<PseudoPhys> {
-        if index >= crate::paging::ENTRIES_PER_TABLE || self.0 > (u64::MAX >> PAGE_SHIFT) {
-            return None;
-        }
-        Some(PseudoPhys(
-            (self.0 << PAGE_SHIFT) + index as u64 * crate::paging::ENTRY_SIZE,
-        ))
-    }
-}
-
 /// A range of frames `start..end` of one kind. (A plain `Range` of frame types works
 /// too; this one can say how many frames it holds and is `Copy`.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

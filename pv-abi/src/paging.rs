@@ -19,7 +19,7 @@
 
 use bitflags::bitflags;
 
-use crate::addr::{GuestVirt, MachineFrame, PseudoFrame, PAGE_SHIFT};
+use crate::addr::{GuestVirt, MachineAddr, MachineFrame, PseudoFrame, PseudoPhys, PAGE_SHIFT};
 
 /// Bytes in one page-table entry.
 pub const ENTRY_SIZE: u64 = 8;
@@ -161,6 +161,35 @@ pub const fn table_index(va: GuestVirt, level: u32) -> usize {
 pub const fn entry_span(level: u32) -> u64 {
     debug_assert!(level >= 1 && level <= LEVELS);
     1u64 << (PAGE_SHIFT + INDEX_BITS * (level - 1))
+}
+
+// Where entry `index` of a table is, for both kinds of frame a table can live in.
+impl MachineFrame {
+    /// The address of entry `index` (0..512) of the page table in this frame, or `None`
+    /// if the index is not one of a table's 512 entries.
+    pub const fn table_entry(self, index: usize) -> Option<MachineAddr> {
+        if index >= ENTRIES_PER_TABLE {
+            return None;
+        }
+        match self.checked_address() {
+            Some(table) => table.checked_add(index as u64 * ENTRY_SIZE),
+            None => None,
+        }
+    }
+}
+
+impl PseudoFrame {
+    /// The address of entry `index` (0..512) of the page table in this frame, or `None`
+    /// if the index is not one of a table's 512 entries.
+    pub const fn table_entry(self, index: usize) -> Option<PseudoPhys> {
+        if index >= ENTRIES_PER_TABLE {
+            return None;
+        }
+        match self.checked_address() {
+            Some(table) => table.checked_add(index as u64 * ENTRY_SIZE),
+            None => None,
+        }
+    }
 }
 
 #[cfg(test)]
