@@ -5,45 +5,35 @@
 //!   machine address of its shadow PML4, from the root cache or newly built.
 //! - [`ShadowMmu::guest_pt_write`]: the guest wrote one page-table entry (a trapped
 //!   write). The engine stores it in the guest's table, then re-derives that entry in
-//!   every shadow of that table ([`ShadowMmu::reflect`] is the one rule for turning a
-//!   guest entry into a shadow entry).
+//!   every shadow of that table (`reflect.rs` holds the one rule for turning a guest
+//!   entry into a shadow entry).
 //! - [`ShadowMmu::mmu_update`]: many writes at once (the paravirtual batch).
 //!
-//! The engine's bookkeeping is in two files of its own: `refs.rs`, which shadow tables
-//! exist and the reference counts that free them, and `frames.rs`, the allocator of the
-//! shadow area's frames (fresh, free, retired until a flush).
+//! The rest is in files of one idea each: `reflect.rs`, the rule for one entry;
+//! `refs.rs`, which shadow tables exist and the reference counts that free them; and
+//! `frames.rs`, the allocator of the shadow area's frames (fresh, free, retired until a
+//! flush).
 
 mod frames;
+mod reflect;
 mod refs;
 
 use std::collections::VecDeque;
 use std::ops::Range;
 
 use pv_abi::addr::{GuestVirt, MachineAddr, MachineFrame, PseudoFrame, PseudoPhys, PAGE_SIZE};
-use pv_abi::paging::{Pte, PteFlags, ENTRIES_PER_TABLE, ENTRY_SIZE, LARGE_PAGE_SIZE, LEVELS, ROOT_LEVEL};
+use pv_abi::paging::{Pte, ENTRIES_PER_TABLE, ENTRY_SIZE, LEVELS, ROOT_LEVEL};
 
-use crate::event::{Refusal, ShadowEvent, ShadowStats};
+use crate::event::{ShadowEvent, ShadowStats};
 use crate::memory::{MachineMemory, MemoryError};
 use crate::p2m::P2m;
 use crate::reference::{read_guest_entry, shadow_translate, Translation};
 use frames::ShadowFrames;
+pub use reflect::{device_frame, leaf_frames};
 use refs::ShadowTables;
 
-/// Frames in a 2 MiB page.
-const FRAMES_PER_LARGE_PAGE: u64 = LARGE_PAGE_SIZE / PAGE_SIZE;
 /// Entries in a table.
 const ENTRIES: usize = ENTRIES_PER_TABLE;
-/// The permission and caching bits a shadow entry copies from the guest's.
-const COPIED: PteFlags = PteFlags::WRITABLE
-    .union(PteFlags::USER)
-    .union(PteFlags::WRITE_THROUGH)
-    .union(PteFlags::CACHE_DISABLE)
-    .union(PteFlags::NO_EXECUTE);
-/// What every shadow leaf entry has: present, and Accessed and Dirty already set so the
-/// CPU never writes them (see the crate's DESIGN).
-const LEAF: PteFlags = PteFlags::PRESENT.union(PteFlags::ACCESSED).union(PteFlags::DIRTY);
-/// What every shadow entry pointing at a lower shadow table has.
-const LINK: PteFlags = PteFlags::PRESENT.union(PteFlags::ACCESSED);
 
 /// How the engine is set up.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -103,20 +93,6 @@ pub enum SyncOutcome {
     /// The shadow area filled up and every shadow was dropped: the caller must load the
     /// current root again (its old shadow root is gone).
     AllDropped,
-}
-
-/// The frames a leaf entry maps: (first frame, count), or why it cannot be reflected.
-pub fn leaf_frames(entry: Pte, large: bool) -> Result<(PseudoFrame, u64), Refusal> {
-    let first = entry.pseudo_frame();
-    if large {
-        // An entry's frame always has an address (it has only 40 bits).
-        if !first.checked_address().is_some_and(|a| a.is_aligned(LARGE_PAGE_SIZE)) {
-            return Err(Refusal::Misaligned);
-        }
-        Ok((first, FRAMES_PER_LARGE_PAGE))
-    } else {
-        Ok((first, 1))
-    }
 }
 
 /// The machine address of the shadow table in `frame` (what CR3 is loaded with).
@@ -348,62 +324,6 @@ impl ShadowMmu {
         Ok(shadow)
     }
 
-    /// The one rule: the shadow entry for guest entry `e` at `level`. An entry that
-    /// points at a lower shadow table counts as a reference to it, so the caller must
-    /// store what this returns.
-    fn reflect(&mut self, mem: &mut dyn MachineMemory, e: Pte, level: u32) -> Result<Pte, BuildError> {
-        if !e.is_present() {
-            return Ok(Pte::EMPTY);
-        }
-        let refuse = |s: &mut Self, why| {
-            s.stats.refused += 1;
-            s.events.push(ShadowEvent::Refused { value: e.raw(), level, why });
-            Ok(Pte::EMPTY)
-        };
-        if e.has_reserved_bits() {
-            return refuse(self, Refusal::ReservedBits);
-        }
-        if level >= 3 && e.is_large() {
-            return refuse(self, Refusal::HugePage);
-        }
-        let flags = e.flags();
-        let large = level == 2 && e.is_large();
-        if level > 1 && !large {
-            let child = e.pseudo_frame();
-            if !self.config.pool.contains(&child) {
-                return refuse(self, Refusal::TableOutsidePool);
-            }
-            let shadow_child = self.shadow_of(mem, child, level - 1)?;
-            self.tables.add_ref(shadow_child);
-            return Ok(Pte::to_machine(shadow_child, LINK | (flags & COPIED)));
-        }
-        let (first, count) = match leaf_frames(e, large) {
-            Ok(r) => r,
-            Err(why) => return refuse(self, why),
-        };
-        let global = flags & PteFlags::GLOBAL;
-        if let Some(device) = device_frame(&self.config, first, large) {
-            return Ok(Pte::to_machine(device, LEAF | global | (flags & COPIED)));
-        }
-        if !self.p2m.covers(first, count) {
-            return refuse(self, Refusal::OutsideGuest);
-        }
-        if !self.p2m.contiguous(first, count) {
-            return refuse(self, Refusal::NotContiguous);
-        }
-        let Some(machine) = self.p2m.machine_frame(first) else {
-            return refuse(self, Refusal::OutsideGuest);
-        };
-        let mut bits = flags & COPIED;
-        if !self.config.pool_traps_writes && bits.contains(PteFlags::WRITABLE) && self.config.pool_overlaps(first, count) {
-            bits.remove(PteFlags::WRITABLE);
-            self.stats.write_protected += 1;
-            self.events.push(ShadowEvent::WriteProtected { value: e.raw() });
-        }
-        let size = if large { PteFlags::LARGE } else { PteFlags::empty() };
-        Ok(Pte::to_machine(machine, LEAF | size | global | bits))
-    }
-
     /// A shadow entry `old` at `level` was overwritten: drop its reference to the lower
     /// shadow table it pointed at, if any (freeing what nothing reaches any more).
     fn release_child(&mut self, mem: &mut dyn MachineMemory, old: Pte, level: u32) {
@@ -458,14 +378,6 @@ impl ShadowMmu {
         self.stats.all_dropped += 1;
         self.events.push(ShadowEvent::AllDropped);
     }
-}
-
-/// The machine frame of a passed-through device frame, if `first` is one (4 KiB only).
-pub fn device_frame(config: &ShadowConfig, first: PseudoFrame, large: bool) -> Option<MachineFrame> {
-    if large {
-        return None;
-    }
-    config.device_frames.iter().find(|(g, _)| *g == first).map(|(_, m)| *m)
 }
 
 /// Why building a shadow stopped.

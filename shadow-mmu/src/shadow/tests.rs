@@ -1,6 +1,8 @@
 //! Unit tests of the builder and of each isolation rule, named after what they try.
 
 use super::*;
+use crate::event::Refusal;
+use pv_abi::paging::PteFlags;
 use crate::memory::VecMemory;
 use crate::reference::reference_translate;
 
