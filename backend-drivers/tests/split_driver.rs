@@ -109,7 +109,12 @@ fn rig<H: RequestHandler>(memory: &GuestMemoryMmap, handler: H, policy: NotifyPo
 
 /// The frames grants may name: the test's "RAM" above its reserved first MiB.
 fn data_frames() -> FrameRange<PseudoFrame> {
-    FrameRange { start: PseudoFrame::new(FIRST_DATA_FRAME), end: PseudoFrame::new(MEM / 4096) }
+    FrameRange { start: data_frame(0), end: PseudoFrame::new(MEM / 4096) }
+}
+
+/// The `i`th data frame.
+fn data_frame(i: u64) -> PseudoFrame {
+    PseudoFrame::new(FIRST_DATA_FRAME + i)
 }
 
 fn memory() -> GuestMemoryMmap {
@@ -230,7 +235,7 @@ fn thirty_two_reads_in_flight_return_exactly_the_image_bytes() {
     let mut front = block_front(&m, &rig);
     let mut ids = Vec::new();
     for i in 0..32u64 {
-        ids.push((front.submit(BlockOp::Read, i * 8, 8, &[FIRST_DATA_FRAME + i]).unwrap(), i));
+        ids.push((front.submit(BlockOp::Read, i * 8, 8, &[data_frame(i)]).unwrap(), i));
     }
     assert_eq!(front.in_flight(), 32);
     front.kick();
@@ -254,8 +259,8 @@ fn a_write_then_flush_reaches_the_image_file() {
     let image = TempImage::new("write", 64);
     let rig = block_rig(&m, &image, false);
     let mut front = block_front(&m, &rig);
-    let frames = [FIRST_DATA_FRAME, FIRST_DATA_FRAME + 1];
-    m.write_slice(&[0xab; 8192], GuestAddress(frames[0] * 4096)).unwrap();
+    let frames = [data_frame(0), data_frame(1)];
+    m.write_slice(&[0xab; 8192], GuestAddress(FIRST_DATA_FRAME * 4096)).unwrap();
     assert_eq!(front.transfer(BlockOp::Write, 10, 12, &frames).unwrap(), BlockStatus::Ok);
     assert_eq!(front.transfer(BlockOp::Flush, 0, 0, &[]).unwrap(), BlockStatus::Ok);
     let disk = image.bytes();
@@ -271,8 +276,8 @@ fn hostile_write_to_a_read_only_disk_is_refused_and_its_bytes_kept() {
     let before = image.bytes();
     let rig = block_rig(&m, &image, true);
     let mut front = block_front(&m, &rig);
-    assert_eq!(front.transfer(BlockOp::Write, 0, 8, &[FIRST_DATA_FRAME]).unwrap(), BlockStatus::ReadOnly);
-    assert_eq!(front.transfer(BlockOp::Read, 0, 8, &[FIRST_DATA_FRAME]).unwrap(), BlockStatus::Ok);
+    assert_eq!(front.transfer(BlockOp::Write, 0, 8, &[data_frame(0)]).unwrap(), BlockStatus::ReadOnly);
+    assert_eq!(front.transfer(BlockOp::Read, 0, 8, &[data_frame(0)]).unwrap(), BlockStatus::Ok);
     assert_eq!(image.bytes(), before);
 }
 
@@ -310,7 +315,7 @@ fn hostile_grant_of_a_frame_outside_guest_ram_is_refused() {
     let image = TempImage::new("badframe", 16);
     let rig = block_rig(&m, &image, false);
     let mut grants = GrantTableFront::new(page(&m, GRANT_TABLE));
-    let gref = grants.grant(u64::MAX / 4096, false).unwrap();
+    let gref = grants.grant(PseudoFrame::new(u64::MAX / 4096), false).unwrap();
     let mut grefs = [0; BLOCK_MAX_SEGMENTS];
     grefs[0] = gref;
     let r = raw_block_request(&m, &rig, read_request(0, grefs));
@@ -324,7 +329,7 @@ fn hostile_sector_near_u64_max_is_refused() {
     let rig = block_rig(&m, &image, false);
     let mut grants = GrantTableFront::new(page(&m, GRANT_TABLE));
     let mut grefs = [0; BLOCK_MAX_SEGMENTS];
-    grefs[0] = grants.grant(FIRST_DATA_FRAME, false).unwrap();
+    grefs[0] = grants.grant(data_frame(0), false).unwrap();
     let r = raw_block_request(&m, &rig, read_request(u64::MAX - 3, grefs));
     assert_eq!(BlockStatus::from_i32(r.status), BlockStatus::BadRequest);
 }
@@ -336,10 +341,10 @@ fn a_disk_that_shrinks_under_the_backend_gives_io_errors_not_a_hang() {
     let rig = block_rig(&m, &image, false);
     let mut front = block_front(&m, &rig);
     std::fs::OpenOptions::new().write(true).open(&image.0).unwrap().set_len(512).unwrap();
-    assert_eq!(front.transfer(BlockOp::Read, 8, 8, &[FIRST_DATA_FRAME]).unwrap(), BlockStatus::IoError);
+    assert_eq!(front.transfer(BlockOp::Read, 8, 8, &[data_frame(0)]).unwrap(), BlockStatus::IoError);
     // And the device still works for what is left.
     std::fs::File::options().write(true).open(&image.0).unwrap().write_all_at(&[1; 512], 0).unwrap();
-    assert_eq!(front.transfer(BlockOp::Read, 0, 1, &[FIRST_DATA_FRAME]).unwrap(), BlockStatus::Ok);
+    assert_eq!(front.transfer(BlockOp::Read, 0, 1, &[data_frame(0)]).unwrap(), BlockStatus::Ok);
 }
 
 #[test]
@@ -353,7 +358,7 @@ fn event_index_suppression_cuts_upcalls_compared_with_always_notifying() {
         let rig = rig(&m, BlockBackend::new(disk, grants), policy);
         let mut front = block_front(&m, &rig);
         for i in 0..32 {
-            front.submit(BlockOp::Read, i * 8, 8, &[FIRST_DATA_FRAME + i]).unwrap();
+            front.submit(BlockOp::Read, i * 8, 8, &[data_frame(i)]).unwrap();
         }
         front.kick();
         for _ in 0..32 {

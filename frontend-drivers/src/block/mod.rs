@@ -1,6 +1,6 @@
 //! The block frontend: sector reads and writes through the ring and granted frames.
 //!
-//! The caller brings the data frames (guest-physical frame numbers): one frame per 4 KiB
+//! The caller brings the data frames (pseudo-physical frames): one frame per 4 KiB
 //! of transfer, up to `BLOCK_MAX_SEGMENTS` per request. [`BlockFront::submit`] grants
 //! them (read-only for a write: the backend only needs to read them) and queues the
 //! request; [`BlockFront::kick`] publishes; completions come back from
@@ -12,6 +12,7 @@
 
 pub mod check;
 
+use pv_abi::addr::PseudoFrame;
 use pv_abi::device::block::{BlockOp, BlockRequest, BlockResponse, BlockStatus, BLOCK_MAX_SEGMENTS, SECTORS_PER_SEGMENT};
 use pv_abi::grant::GrantRef;
 use pv_abi::ring::{FrontRing, RingError, SharedPage};
@@ -133,8 +134,8 @@ impl<P: SharedPage, G: SharedPage, D: Doorbell, W: WaitForEvent> BlockFront<P, G
     }
 
     /// Queues one request (not yet published: call [`BlockFront::kick`]). `frames` are
-    /// frame numbers, one per 4 KiB of `nr_sectors`. Returns the request's id.
-    pub fn submit(&mut self, op: BlockOp, sector: u64, nr_sectors: u32, frames: &[u64]) -> Result<u64, BlockError> {
+    /// the data's frames, one per 4 KiB of `nr_sectors`. Returns the request's id.
+    pub fn submit(&mut self, op: BlockOp, sector: u64, nr_sectors: u32, frames: &[PseudoFrame]) -> Result<u64, BlockError> {
         let shape_ok = match op {
             BlockOp::Flush => frames.is_empty() && nr_sectors == 0,
             _ => {
@@ -215,7 +216,7 @@ impl<P: SharedPage, G: SharedPage, D: Doorbell, W: WaitForEvent> BlockFront<P, G
 
     /// Submits one request, kicks, and waits for exactly its completion. Only for use
     /// when nothing else is in flight.
-    pub fn transfer(&mut self, op: BlockOp, sector: u64, nr_sectors: u32, frames: &[u64]) -> Result<BlockStatus, BlockError> {
+    pub fn transfer(&mut self, op: BlockOp, sector: u64, nr_sectors: u32, frames: &[PseudoFrame]) -> Result<BlockStatus, BlockError> {
         let id = self.submit(op, sector, nr_sectors, frames)?;
         self.kick();
         let (done, status) = self.wait_for_completion()?;
