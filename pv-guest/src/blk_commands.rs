@@ -8,7 +8,6 @@
 //!   the bytes are on the host's disk when it prints `blk-fill: ok`.
 
 use frontend_drivers::block::{BlockError, MAX_IN_FLIGHT};
-use pv_abi::addr::PseudoFrame;
 use pv_abi::device::block::{BlockOp, BlockStatus, BLOCK_MAX_SEGMENTS, SECTOR_SIZE, SECTORS_PER_SEGMENT};
 use pv_abi::layout::PAGE_SIZE;
 
@@ -79,7 +78,7 @@ pub fn read_sum<'a>(mut args: impl Iterator<Item = &'a str>) -> u8 {
                 };
                 *f = gpa / PAGE_SIZE;
             }
-            let id = match blk.submit(BlockOp::Read, next_lba, sectors as u32, &frame_list.map(PseudoFrame::new)[..nframes]) {
+            let id = match blk.submit(BlockOp::Read, next_lba, sectors as u32, &frame_list.map(pv_abi::addr::PseudoFrame::new)[..nframes]) {
                 Ok(id) => id,
                 // Out of ring slots or grant entries (32 requests of 16 frames need more
                 // than the table's 255): wait for a completion, which frees both.
@@ -156,7 +155,7 @@ pub fn fill<'a>(mut args: impl Iterator<Item = &'a str>) -> u8 {
         while blk.in_flight() < MAX_IN_FLIGHT && remaining > 0 {
             let sectors = remaining.min(MAX_REQUEST_SECTORS);
             let nframes = sectors.div_ceil(u64::from(SECTORS_PER_SEGMENT)) as usize;
-            match blk.submit(BlockOp::Write, next_lba, sectors as u32, &frame_list.map(PseudoFrame::new)[..nframes]) {
+            match blk.submit(BlockOp::Write, next_lba, sectors as u32, &frame_list.map(pv_abi::addr::PseudoFrame::new)[..nframes]) {
                 Ok(_) => {}
                 // Out of slots or grants: drain what is in flight, then go on.
                 Err(BlockError::RingFull | BlockError::NoGrants) if blk.in_flight() > 0 => break,
@@ -245,7 +244,7 @@ pub fn bench<'a>(info: &pv_abi::BootInfo, mut args: impl Iterator<Item = &'a str
             if lba + sectors > info.block_sectors {
                 lba = 0;
             }
-            match blk.submit(BlockOp::Read, lba, sectors as u32, &slot_frames[slot].map(PseudoFrame::new)[..nframes]) {
+            match blk.submit(BlockOp::Read, lba, sectors as u32, &slot_frames[slot].map(pv_abi::addr::PseudoFrame::new)[..nframes]) {
                 Ok(id) => slot_of_id[slot] = id,
                 // Wait for a completion to free ring slots or grant entries.
                 Err(BlockError::RingFull | BlockError::NoGrants) if submitted > completed => break,
