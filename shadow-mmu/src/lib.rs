@@ -50,9 +50,11 @@ pub mod event;
 pub mod memory;
 pub mod p2m;
 pub mod reference;
+pub mod rules;
 pub mod shadow;
 
 pub use event::{Refusal, ShadowEvent, ShadowStats};
 pub use memory::{MachineMemory, MemoryError, VecMemory};
 pub use p2m::P2m;
-pub use shadow::{ShadowConfig, ShadowError, ShadowMmu};
+pub use rules::ShadowConfig;
+pub use shadow::{ShadowError, ShadowMmu};

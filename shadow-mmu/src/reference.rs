@@ -11,7 +11,7 @@ use pv_abi::paging::{entry_span, table_index, Pte, PteFlags, ROOT_LEVEL};
 
 use crate::memory::MachineMemory;
 use crate::p2m::P2m;
-use crate::shadow::{device_frame, leaf_frames, ShadowConfig};
+use crate::rules::{device_frame, leaf_frames, ShadowConfig};
 
 /// A translation with its effective permissions (AND of every level).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -19,7 +19,6 @@ mod reflect;
 mod refs;
 
 use std::collections::VecDeque;
-use std::ops::Range;
 
 use pv_abi::addr::{GuestVirt, MachineAddr, MachineFrame, PseudoFrame, PseudoPhys, PAGE_SIZE};
 use pv_abi::paging::{Pte, ENTRIES_PER_TABLE, ENTRY_SIZE, LEVELS, ROOT_LEVEL};
@@ -28,45 +27,12 @@ use crate::event::{ShadowEvent, ShadowStats};
 use crate::memory::{MachineMemory, MemoryError};
 use crate::p2m::P2m;
 use crate::reference::{read_guest_entry, shadow_translate, Translation};
+use crate::rules::ShadowConfig;
 use frames::ShadowFrames;
-pub use reflect::{device_frame, leaf_frames};
 use refs::ShadowTables;
 
 /// Entries in a table.
 const ENTRIES: usize = ENTRIES_PER_TABLE;
-
-/// How the engine is set up.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ShadowConfig {
-    /// Guest frames that may hold page tables (the page-table pool).
-    pub pool: Range<PseudoFrame>,
-    /// Machine frames the engine may use for shadow tables. No guest frame maps here.
-    pub shadow_area: Range<MachineFrame>,
-    /// Most shadow roots kept at once.
-    pub root_cache: usize,
-    /// Whether the pool's machine frames trap writes themselves (a read-only memslot):
-    /// then a writable guest mapping of a pool frame may stay writable in the shadow,
-    /// because a store through it never reaches the frame but exits to the VMM. If
-    /// false, such mappings are reflected read-only.
-    pub pool_traps_writes: bool,
-    /// Device frames outside RAM the guest may map (4 KiB pages only): guest frame →
-    /// machine frame. hv passes the local APIC's register page through this way.
-    pub device_frames: Vec<(PseudoFrame, MachineFrame)>,
-}
-
-impl ShadowConfig {
-    /// Whether any of the guest frames `first..first + count` is in the page-table pool.
-    pub fn pool_overlaps(&self, first: PseudoFrame, count: u64) -> bool {
-        let end = first.checked_add(count).unwrap_or(PseudoFrame::new(u64::MAX));
-        first < self.pool.end && self.pool.start < end
-    }
-
-    /// Whether `entry` is a page-table entry (8-byte aligned) in a pool frame: the only
-    /// place a guest page-table write may go.
-    fn is_pool_entry(&self, entry: PseudoPhys) -> bool {
-        self.pool.contains(&entry.frame()) && entry.is_aligned(ENTRY_SIZE)
-    }
-}
 
 /// What went wrong.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]

@@ -12,15 +12,13 @@
 //!   permission bits, except that a page-table frame is mapped read-only unless the
 //!   pool's memory traps writes itself.
 
-use pv_abi::addr::{MachineFrame, PseudoFrame, PAGE_SIZE};
-use pv_abi::paging::{Pte, PteFlags, LARGE_PAGE_SIZE};
+use pv_abi::paging::{Pte, PteFlags};
 
-use super::{BuildError, ShadowConfig, ShadowMmu};
+use super::{BuildError, ShadowMmu};
 use crate::event::{Refusal, ShadowEvent};
 use crate::memory::MachineMemory;
+use crate::rules::{device_frame, leaf_frames};
 
-/// Frames in a 2 MiB page.
-const FRAMES_PER_LARGE_PAGE: u64 = LARGE_PAGE_SIZE / PAGE_SIZE;
 /// The permission and caching bits a shadow entry copies from the guest's.
 const COPIED: PteFlags = PteFlags::WRITABLE
     .union(PteFlags::USER)
@@ -32,28 +30,6 @@ const COPIED: PteFlags = PteFlags::WRITABLE
 const LEAF: PteFlags = PteFlags::PRESENT.union(PteFlags::ACCESSED).union(PteFlags::DIRTY);
 /// What every shadow entry pointing at a lower shadow table has.
 const LINK: PteFlags = PteFlags::PRESENT.union(PteFlags::ACCESSED);
-
-/// The frames a leaf entry maps: (first frame, count), or why it cannot be reflected.
-pub fn leaf_frames(entry: Pte, large: bool) -> Result<(PseudoFrame, u64), Refusal> {
-    let first = entry.pseudo_frame();
-    if large {
-        // An entry's frame always has an address (it has only 40 bits).
-        if !first.checked_address().is_some_and(|a| a.is_aligned(LARGE_PAGE_SIZE)) {
-            return Err(Refusal::Misaligned);
-        }
-        Ok((first, FRAMES_PER_LARGE_PAGE))
-    } else {
-        Ok((first, 1))
-    }
-}
-
-/// The machine frame of a passed-through device frame, if `first` is one (4 KiB only).
-pub fn device_frame(config: &ShadowConfig, first: PseudoFrame, large: bool) -> Option<MachineFrame> {
-    if large {
-        return None;
-    }
-    config.device_frames.iter().find(|(g, _)| *g == first).map(|(_, m)| *m)
-}
 
 impl ShadowMmu {
     /// The one rule: the shadow entry for guest entry `e` at `level`. An entry that

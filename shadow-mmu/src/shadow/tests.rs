@@ -1,8 +1,11 @@
 //! Unit tests of the builder and of each isolation rule, named after what they try.
 
+use std::ops::Range;
+
+use pv_abi::paging::PteFlags;
+
 use super::*;
 use crate::event::Refusal;
-use pv_abi::paging::PteFlags;
 use crate::memory::VecMemory;
 use crate::reference::reference_translate;
 
