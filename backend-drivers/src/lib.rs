@@ -12,8 +12,8 @@
 //!
 //! ```text
 //!  doorbell eventfd fires (KVM ioeventfd: the guest wrote its doorbell port)
-//!    └─► runner::run_backend            the backend thread wakes
-//!          └─► runner::service_ring     take each request off the ring (a copy)
+//!    └─► run_backend (runner/thread.rs)      the backend thread wakes
+//!          └─► runner::service_ring (runner/service.rs)  take each request off the ring (a copy)
 //!                └─► block::BlockBackend::handle
 //!                      ├─ block::check::check_request   every field checked first
 //!                      ├─ grant_table::GrantTable::check each frame, as granted
