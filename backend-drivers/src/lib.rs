@@ -22,6 +22,21 @@
 //!          └─► event_channel::GuestNotifier::notify     pending flag + irqfd → upcall
 //! ```
 //!
+//! ## Modules, lowest first
+//!
+//! A module uses only the modules in rows before its own, so no two modules import each
+//! other in a circle.
+//!
+//! | module | owns | must never |
+//! | --- | --- | --- |
+//! | [`events`] | what a backend reports for hv's trace | record after signalling the guest |
+//! | [`guest_page`] | one page of guest memory as the ring sees it; where a pseudo-physical address is in guest memory | reach outside its page |
+//! | [`event_channel`] | waking the guest: pending flag, then irqfd | signal before the flag is set |
+//! | [`grant_table`] | the grant check, a backend's only way into guest frames | trust an entry it has not just read and checked |
+//! | [`runner`] | the backend thread and the ring loop every device shares | know any one device |
+//! | [`console`] | the console backend and its check of the frontend's requests | send a control character to the terminal |
+//! | [`block`] | the block backend, its disk image and its check of the frontend's requests | move data before every grant of a request passed |
+//!
 //! ## One folder per device, mirrored across the split
 //!
 //! ```text
@@ -69,10 +84,10 @@
 //! (`tests/split_driver.rs`).
 #![deny(missing_docs)]
 
-pub mod block;
-pub mod console;
-pub mod event_channel;
 pub mod events;
-pub mod grant_table;
 pub mod guest_page;
+pub mod event_channel;
+pub mod grant_table;
 pub mod runner;
+pub mod console;
+pub mod block;

@@ -18,6 +18,17 @@
 //! for one; [`block::BlockFront::wait_for_completion`] sleeps until the upcall, takes
 //! the response and revokes the grants.
 //!
+//! ## Modules, lowest first
+//!
+//! A module uses only the modules in rows before its own (and the two traits below), so
+//! no two modules import each other in a circle.
+//!
+//! | module | owns | must never |
+//! | --- | --- | --- |
+//! | [`grant_table`] | the guest's grant entries: handing out and revoking | grant a frame it was not asked to |
+//! | [`console`] | the console frontend and its check of the backend's responses | lose or reorder text |
+//! | [`block`] | the block frontend, its requests in flight and its check of the backend's responses | keep a grant after its response |
+//!
 //! ## One folder per device, mirrored across the split
 //!
 //! ```text
@@ -52,9 +63,9 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
-pub mod block;
-pub mod console;
 pub mod grant_table;
+pub mod console;
+pub mod block;
 
 /// Rings one device's doorbell: tells its backend "the ring has new requests".
 pub trait Doorbell {
