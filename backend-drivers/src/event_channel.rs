@@ -8,9 +8,12 @@
 
 use std::sync::atomic::Ordering;
 
+use pv_abi::addr::PseudoPhys;
 use pv_abi::event_channel::{MAX_CHANNELS, SHARED_INFO_PENDING_OFFSET};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::eventfd::EventFd;
+
+use crate::guest_page::host_view;
 
 /// Wakes the guest for one channel.
 pub struct GuestNotifier {
@@ -19,20 +22,28 @@ pub struct GuestNotifier {
     irqfd: EventFd,
 }
 
-/// The channel number is out of range.
+/// Why a notifier cannot be made.
 #[derive(Debug, thiserror::Error)]
-#[error("event channel {0} does not exist (there are {MAX_CHANNELS})")]
-pub struct NoSuchChannel(pub u32);
+pub enum NotifierError {
+    /// The channel number is out of range.
+    #[error("event channel {0} does not exist (there are {MAX_CHANNELS})")]
+    NoSuchChannel(u32),
+    /// The channel's pending flag would lie past the end of the address space.
+    #[error("a shared-info page at {0:#x} has no room for the pending flags")]
+    SharedInfoTooHigh(PseudoPhys),
+}
 
 impl GuestNotifier {
     /// A notifier for `channel`, whose pending flag lives in the shared-info page at
-    /// `shared_info_gpa`, and which raises the upcall through `irqfd`.
-    pub fn new(memory: GuestMemoryMmap, shared_info_gpa: u64, channel: u32, irqfd: EventFd) -> Result<Self, NoSuchChannel> {
+    /// `shared_info`, and which raises the upcall through `irqfd`.
+    pub fn new(memory: GuestMemoryMmap, shared_info: PseudoPhys, channel: u32, irqfd: EventFd) -> Result<Self, NotifierError> {
         if channel as usize >= MAX_CHANNELS {
-            return Err(NoSuchChannel(channel));
+            return Err(NotifierError::NoSuchChannel(channel));
         }
-        let pending_flag = GuestAddress(shared_info_gpa + (SHARED_INFO_PENDING_OFFSET + channel as usize) as u64);
-        Ok(GuestNotifier { memory, pending_flag, irqfd })
+        let pending_flag = shared_info
+            .checked_add((SHARED_INFO_PENDING_OFFSET + channel as usize) as u64)
+            .ok_or(NotifierError::SharedInfoTooHigh(shared_info))?;
+        Ok(GuestNotifier { memory, pending_flag: host_view(pending_flag), irqfd })
     }
 
     /// Sets the pending flag, then signals the upcall.

@@ -4,7 +4,9 @@
 //! provides (hv writes them into the same trace as the vCPU's exits). A backend records
 //! an event *before* it signals the guest, so the trace shows cause before effect.
 
+use pv_abi::addr::PseudoPhys;
 use pv_abi::grant::{GrantAccess, GrantProblem, GrantRef};
+use pv_abi::ring::RingError;
 
 /// One thing a backend did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,7 +36,7 @@ pub enum DeviceEvent {
         /// The access asked for.
         access: GrantAccess,
         /// The frame's guest-physical address, or why it was refused.
-        result: Result<u64, GrantProblem>,
+        result: Result<PseudoPhys, GrantProblem>,
     },
     /// A response was put on the ring.
     ResponsePushed {
@@ -57,7 +59,7 @@ pub enum DeviceEvent {
         /// Device name.
         device: &'static str,
         /// What was wrong.
-        what: String,
+        what: RingError,
     },
 }
 

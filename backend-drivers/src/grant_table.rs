@@ -7,25 +7,26 @@
 //! [`GrantedFrame`], through which the backend can copy into or out of exactly that one
 //! frame, and only in the direction the grant allows.
 
-use pv_abi::addr::{FrameRange, PseudoFrame};
 use std::sync::atomic::Ordering;
 
+use pv_abi::addr::{FrameRange, PseudoFrame, PseudoPhys, PAGE_SIZE};
 use pv_abi::grant::{check_grant, GrantAccess, GrantProblem, GrantRef, GRANT_ENTRIES, GRANT_ENTRY_SIZE, GRANT_FLAGS_OFFSET, GRANT_FRAME_OFFSET};
-use pv_abi::layout::PAGE_SIZE;
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestMemoryMmap};
+
+use crate::guest_page::host_view;
 
 /// The guest's grant table, as the hypervisor checks it.
 #[derive(Clone)]
 pub struct GrantTable {
     memory: GuestMemoryMmap,
-    table_gpa: u64,
+    table: PseudoPhys,
     usable_frames: FrameRange<PseudoFrame>,
 }
 
 /// A frame a backend may use for the request at hand.
 pub struct GrantedFrame<'a> {
     memory: &'a GuestMemoryMmap,
-    gpa: u64,
+    gpa: PseudoPhys,
     access: GrantAccess,
 }
 
@@ -49,11 +50,18 @@ pub enum FrameAccessError {
 }
 
 impl GrantTable {
-    /// The table at `table_gpa`; grants may only name frames in `usable_frames`
+    /// The table at `table`; grants may only name frames in `usable_frames`
     /// (`pv_abi::grant::grant_window`: the guest's RAM between the VMM's reserved area
     /// and the page-table pool).
-    pub fn new(memory: GuestMemoryMmap, table_gpa: u64, usable_frames: FrameRange<PseudoFrame>) -> Self {
-        GrantTable { memory, table_gpa, usable_frames }
+    pub fn new(memory: GuestMemoryMmap, table: PseudoPhys, usable_frames: FrameRange<PseudoFrame>) -> Self {
+        GrantTable { memory, table, usable_frames }
+    }
+
+    /// The address of the field at `field_offset` in entry `gref` (already known to be
+    /// below `GRANT_ENTRIES`, so inside the table's page).
+    fn entry_field(&self, gref: GrantRef, field_offset: usize) -> Result<PseudoPhys, GrantProblem> {
+        let offset = u64::from(gref) * GRANT_ENTRY_SIZE as u64 + field_offset as u64;
+        self.table.checked_add(offset).ok_or(GrantProblem::OutOfRange)
     }
 
     /// Checks `gref` for `access` and returns the frame it grants.
@@ -61,42 +69,43 @@ impl GrantTable {
         if gref >= GRANT_ENTRIES {
             return Err(GrantProblem::OutOfRange);
         }
-        let entry = self.table_gpa + u64::from(gref) * GRANT_ENTRY_SIZE as u64;
         // Flags first with Acquire, pairing with the frontend's Release store of the
         // flags after the frame: if we see "permitted", we see the frame written with it.
         let flags: u32 = self
             .memory
-            .load(GuestAddress(entry + GRANT_FLAGS_OFFSET as u64), Ordering::Acquire)
+            .load(host_view(self.entry_field(gref, GRANT_FLAGS_OFFSET)?), Ordering::Acquire)
             .map_err(|_| GrantProblem::OutOfRange)?;
         let frame: u64 = self
             .memory
-            .read_obj(GuestAddress(entry + GRANT_FRAME_OFFSET as u64))
+            .read_obj(host_view(self.entry_field(gref, GRANT_FRAME_OFFSET)?))
             .map_err(|_| GrantProblem::OutOfRange)?;
         let frame = check_grant(gref, flags, PseudoFrame::new(frame), access, self.usable_frames)?;
         // A frame inside the window has an address (the window ends below guest RAM's end).
-        let gpa = frame.checked_address().ok_or(GrantProblem::BadFrame)?.raw();
+        let gpa = frame.checked_address().ok_or(GrantProblem::BadFrame)?;
         Ok(GrantedFrame { memory: &self.memory, gpa, access })
     }
 }
 
 impl GrantedFrame<'_> {
     /// The frame's guest-physical address.
-    pub fn gpa(&self) -> u64 {
+    pub fn gpa(&self) -> PseudoPhys {
         self.gpa
     }
 
-    fn range(offset: usize, len: usize) -> Result<(), FrameAccessError> {
+    /// Where `len` bytes at `offset` in the frame start, if they stay inside it.
+    fn range(&self, offset: usize, len: usize) -> Result<PseudoPhys, FrameAccessError> {
+        let out_of_frame = FrameAccessError::OutOfFrame { offset, len };
         match offset.checked_add(len) {
-            Some(end) if end <= PAGE_SIZE as usize => Ok(()),
-            _ => Err(FrameAccessError::OutOfFrame { offset, len }),
+            Some(end) if end <= PAGE_SIZE as usize => self.gpa.checked_add(offset as u64).ok_or(out_of_frame),
+            _ => Err(out_of_frame),
         }
     }
 
     /// Copies from the frame (allowed for both read and write grants).
     pub fn read(&self, offset: usize, buf: &mut [u8]) -> Result<(), FrameAccessError> {
-        Self::range(offset, buf.len())?;
+        let start = self.range(offset, buf.len())?;
         self.memory
-            .read_slice(buf, GuestAddress(self.gpa + offset as u64))
+            .read_slice(buf, host_view(start))
             .map_err(|_| FrameAccessError::Memory)
     }
 
@@ -105,9 +114,9 @@ impl GrantedFrame<'_> {
         if self.access != GrantAccess::Write {
             return Err(FrameAccessError::NotWritable);
         }
-        Self::range(offset, data.len())?;
+        let start = self.range(offset, data.len())?;
         self.memory
-            .write_slice(data, GuestAddress(self.gpa + offset as u64))
+            .write_slice(data, host_view(start))
             .map_err(|_| FrameAccessError::Memory)
     }
 }
@@ -116,6 +125,7 @@ impl GrantedFrame<'_> {
 mod tests {
     use super::*;
     use pv_abi::grant::GrantFlags;
+    use vm_memory::GuestAddress;
 
     const GTF_PERMIT_ACCESS: u32 = GrantFlags::PERMIT_ACCESS.bits();
     const GTF_READONLY: u32 = GrantFlags::READ_ONLY.bits();
@@ -124,7 +134,7 @@ mod tests {
 
     fn setup() -> (GuestMemoryMmap, GrantTable) {
         let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
-        let table = GrantTable::new(mem.clone(), TABLE, FrameRange { start: PseudoFrame::new(16), end: PseudoFrame::new(256) });
+        let table = GrantTable::new(mem.clone(), PseudoPhys::new(TABLE), FrameRange { start: PseudoFrame::new(16), end: PseudoFrame::new(256) });
         (mem, table)
     }
 
@@ -146,7 +156,7 @@ mod tests {
     }
 
     #[test]
-    fn a_read_grant_cannot_be_written_through() {
+    fn hostile_write_through_a_read_grant_is_refused() {
         let (mem, table) = setup();
         grant(&mem, 4, 21, GTF_PERMIT_ACCESS | GTF_READONLY);
         assert_eq!(table.check(4, GrantAccess::Write).err(), Some(GrantProblem::ReadOnly));
@@ -155,7 +165,7 @@ mod tests {
     }
 
     #[test]
-    fn ungranted_revoked_and_out_of_range_references_are_refused() {
+    fn hostile_ungranted_revoked_and_out_of_range_references_are_refused() {
         let (mem, table) = setup();
         assert_eq!(table.check(5, GrantAccess::Read).err(), Some(GrantProblem::NotGranted));
         grant(&mem, 5, 22, GTF_PERMIT_ACCESS);
@@ -168,7 +178,7 @@ mod tests {
     }
 
     #[test]
-    fn grants_of_reserved_or_nonexistent_frames_are_refused() {
+    fn hostile_grants_of_reserved_or_nonexistent_frames_are_refused() {
         let (mem, table) = setup();
         grant(&mem, 6, 4, GTF_PERMIT_ACCESS); // inside the VMM's reserved area
         assert_eq!(table.check(6, GrantAccess::Read).err(), Some(GrantProblem::BadFrame));

@@ -7,15 +7,26 @@
 
 use std::sync::atomic::{fence, Ordering};
 
-use pv_abi::layout::PAGE_SIZE;
+use pv_abi::addr::{PseudoPhys, PAGE_SIZE};
 use pv_abi::ring::SharedPage;
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryMmap};
+
+/// Where pseudo-physical address `addr` is in the guest memory a backend is given.
+///
+/// hv maps guest RAM once, indexed by pseudo-physical address, in both memory modes
+/// (in shadow mode only KVM sees machine addresses), so for a backend the two
+/// coincide. This is the one place a pseudo-physical address becomes vm-memory's.
+pub(crate) fn host_view(addr: PseudoPhys) -> GuestAddress {
+    GuestAddress(addr.raw())
+}
 
 /// One 4 KiB page of guest memory.
 #[derive(Clone, Debug)]
 pub struct GuestPage {
     memory: GuestMemoryMmap,
-    gpa: u64,
+    gpa: PseudoPhys,
+    /// `gpa` in `memory`.
+    base: GuestAddress,
 }
 
 /// The page is not entirely inside guest memory, or not page-aligned.
@@ -23,28 +34,29 @@ pub struct GuestPage {
 #[error("guest page {gpa:#x} is not an aligned page inside guest memory")]
 pub struct BadPage {
     /// The address given.
-    pub gpa: u64,
+    pub gpa: PseudoPhys,
 }
 
 impl GuestPage {
     /// The page at `gpa`; checked once here, so the accessors cannot fail afterwards.
-    pub fn new(memory: GuestMemoryMmap, gpa: u64) -> Result<Self, BadPage> {
+    pub fn new(memory: GuestMemoryMmap, gpa: PseudoPhys) -> Result<Self, BadPage> {
         let mut probe = [0u8; PAGE_SIZE as usize];
-        if !gpa.is_multiple_of(PAGE_SIZE) || memory.read_slice(&mut probe, GuestAddress(gpa)).is_err() {
+        let base = host_view(gpa);
+        if !gpa.is_aligned(PAGE_SIZE) || memory.read_slice(&mut probe, base).is_err() {
             return Err(BadPage { gpa });
         }
-        Ok(GuestPage { memory, gpa })
+        Ok(GuestPage { memory, gpa, base })
     }
 
     /// Its guest-physical address.
-    pub fn gpa(&self) -> u64 {
+    pub fn gpa(&self) -> PseudoPhys {
         self.gpa
     }
 
     fn addr(&self, offset: usize) -> GuestAddress {
         // The ring computes offsets inside the page; clamp anyway so a bug here can
-        // never reach outside it.
-        GuestAddress(self.gpa + (offset as u64 % PAGE_SIZE))
+        // never reach outside it. No overflow: `new` found the whole page in memory.
+        self.base.unchecked_add(offset as u64 % PAGE_SIZE)
     }
 }
 

@@ -12,8 +12,8 @@
 //!
 //! ```text
 //!  doorbell eventfd fires (KVM ioeventfd: the guest wrote its doorbell port)
-//!    └─► runner::run_backend            the backend thread wakes
-//!          └─► runner::service_ring     take each request off the ring (a copy)
+//!    └─► run_backend (runner/thread.rs)      the backend thread wakes
+//!          └─► runner::service_ring (runner/service.rs)  take each request off the ring (a copy)
 //!                └─► block::BlockBackend::handle
 //!                      ├─ block::check::check_request   every field checked first
 //!                      ├─ grant_table::GrantTable::check each frame, as granted
@@ -21,6 +21,52 @@
 //!                push the response, publish, and if the guest asked to be woken:
 //!          └─► event_channel::GuestNotifier::notify     pending flag + irqfd → upcall
 //! ```
+//!
+//! ## Modules, lowest first
+//!
+//! A module uses only the modules in rows before its own, so no two modules import each
+//! other in a circle.
+//!
+//! | module | owns | must never |
+//! | --- | --- | --- |
+//! | [`events`] | what a backend reports for hv's trace | record after signalling the guest |
+//! | [`guest_page`] | one page of guest memory as the ring sees it; where a pseudo-physical address is in guest memory | reach outside its page |
+//! | [`event_channel`] | waking the guest: pending flag, then irqfd | signal before the flag is set |
+//! | [`grant_table`] | the grant check, a backend's only way into guest frames | trust an entry it has not just read and checked |
+//! | [`runner`] | the backend thread and the ring loop every device shares | know any one device |
+//! | [`console`] | the console backend and its check of the frontend's requests | send a control character to the terminal |
+//! | [`block`] | the block backend, its disk image and its check of the frontend's requests | move data before every grant of a request passed |
+//!
+//! ## One folder per device, mirrored across the split
+//!
+//! ```text
+//!  backend-drivers/src/<dev>/        frontend-drivers/src/<dev>/       pv-abi/src/device/<dev>.rs
+//!    mod.rs    the driver              mod.rs    the driver              request and response formats
+//!    check.rs  the frontend's          check.rs  the backend's
+//!              requests, checked                 responses, checked
+//!    (image.rs: block only, the disk image on the host)
+//! ```
+//!
+//! `check.rs` is where every test of the peer's input lives, on both sides: here
+//! `console::check` (length, control characters) and `block::check` (operation,
+//! counts, sector range). Grants are checked by the shared [`grant_table`], which every
+//! device that moves data through guest frames uses.
+//!
+//! ## Adding a device
+//!
+//! Copy the console's folder layout:
+//! 1. its formats in `pv_abi::device::<dev>` (like `pv_abi::device::console`);
+//! 2. here, `src/<dev>/mod.rs`: a `<Dev>Backend` implementing
+//!    [`runner::RequestHandler`] (one request in, one response out; never panic or block
+//!    on guest input), and `src/<dev>/check.rs`: `check_request`, called first in
+//!    `handle`, turning the raw request into checked values or a status for the guest;
+//!    host resources it needs get a file of their own next to them (like
+//!    `block/image.rs`);
+//! 3. the frontend's folder with the same two files (see `frontend-drivers`);
+//! 4. the hv side: `hv/src/devices/<dev>.rs` starts it with [`runner::spawn`].
+//!
+//! The thread, the ring loop, notifications and counters come from [`runner`]: a
+//! device writes none of them.
 //!
 //! ## DESIGN
 //! - Owns: the backend threads, their rings' back ends, and the host resources (the
@@ -38,10 +84,10 @@
 //! (`tests/split_driver.rs`).
 #![deny(missing_docs)]
 
-pub mod block;
-pub mod console;
-pub mod event_channel;
 pub mod events;
-pub mod grant_table;
 pub mod guest_page;
+pub mod event_channel;
+pub mod grant_table;
 pub mod runner;
+pub mod console;
+pub mod block;

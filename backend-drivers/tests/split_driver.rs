@@ -25,6 +25,7 @@ use frontend_drivers::grant_table::GrantTableFront;
 use frontend_drivers::{Doorbell, WaitForEvent};
 use pv_abi::device::block::{BlockOp, BlockRequest, BlockResponse, BlockStatus, BLOCK_MAX_SEGMENTS, BLOCK_OP_READ};
 use pv_abi::device::console::{ConsoleRequest, ConsoleResponse, CONSOLE_EINVAL};
+use pv_abi::addr::{FrameRange, PseudoFrame, PseudoPhys};
 use pv_abi::ring::{FrontRing, SharedPage};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
@@ -95,9 +96,9 @@ fn rig<H: RequestHandler>(memory: &GuestMemoryMmap, handler: H, policy: NotifyPo
     let irqfd = EventFd::new(EFD_NONBLOCK).unwrap();
     let events = Arc::new(Collected::default());
     let wiring = BackendWiring {
-        ring_page: GuestPage::new(memory.clone(), RING).unwrap(),
+        ring_page: GuestPage::new(memory.clone(), PseudoPhys::new(RING)).unwrap(),
         doorbell: doorbell.try_clone().unwrap(),
-        notifier: GuestNotifier::new(memory.clone(), SHARED_INFO, 1, irqfd.try_clone().unwrap()).unwrap(),
+        notifier: GuestNotifier::new(memory.clone(), PseudoPhys::new(SHARED_INFO), 1, irqfd.try_clone().unwrap()).unwrap(),
         events: events.clone(),
         notify_policy: policy,
     };
@@ -106,12 +107,22 @@ fn rig<H: RequestHandler>(memory: &GuestMemoryMmap, handler: H, policy: NotifyPo
     Rig { backend, doorbell, irqfd, events }
 }
 
+/// The frames grants may name: the test's "RAM" above its reserved first MiB.
+fn data_frames() -> FrameRange<PseudoFrame> {
+    FrameRange { start: data_frame(0), end: PseudoFrame::new(MEM / 4096) }
+}
+
+/// The `i`th data frame.
+fn data_frame(i: u64) -> PseudoFrame {
+    PseudoFrame::new(FIRST_DATA_FRAME + i)
+}
+
 fn memory() -> GuestMemoryMmap {
     GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM as usize)]).unwrap()
 }
 
 fn page(m: &GuestMemoryMmap, gpa: u64) -> GuestPage {
-    GuestPage::new(m.clone(), gpa).unwrap()
+    GuestPage::new(m.clone(), PseudoPhys::new(gpa)).unwrap()
 }
 
 impl Rig {
@@ -146,7 +157,7 @@ fn a_console_burst_larger_than_the_ring_arrives_whole_and_in_order() {
 }
 
 #[test]
-fn a_console_request_whose_length_runs_past_its_slot_is_refused() {
+fn hostile_console_request_whose_length_runs_past_its_slot_is_refused() {
     let m = memory();
     let out = Captured::default();
     let rig = rig(&m, ConsoleBackend::new(Box::new(out.clone())), NotifyPolicy::EventIndex);
@@ -162,7 +173,7 @@ fn a_console_request_whose_length_runs_past_its_slot_is_refused() {
 }
 
 #[test]
-fn a_corrupt_producer_index_is_reported_and_nothing_is_consumed() {
+fn hostile_corrupt_producer_index_is_reported_and_nothing_is_consumed() {
     let m = memory();
     let out = Captured::default();
     let rig = rig(&m, ConsoleBackend::new(Box::new(out.clone())), NotifyPolicy::EventIndex);
@@ -199,7 +210,7 @@ impl Drop for TempImage {
 
 fn block_rig(m: &GuestMemoryMmap, image: &TempImage, read_only: bool) -> Rig {
     let disk = DiskImage::open(&image.0, read_only).unwrap();
-    let grants = GrantTable::new(m.clone(), GRANT_TABLE, pv_abi::addr::FrameRange { start: pv_abi::addr::PseudoFrame::new(FIRST_DATA_FRAME), end: pv_abi::addr::PseudoFrame::new(MEM / 4096) });
+    let grants = GrantTable::new(m.clone(), PseudoPhys::new(GRANT_TABLE), data_frames());
     rig(m, BlockBackend::new(disk, grants), NotifyPolicy::EventIndex)
 }
 
@@ -224,7 +235,7 @@ fn thirty_two_reads_in_flight_return_exactly_the_image_bytes() {
     let mut front = block_front(&m, &rig);
     let mut ids = Vec::new();
     for i in 0..32u64 {
-        ids.push((front.submit(BlockOp::Read, i * 8, 8, &[FIRST_DATA_FRAME + i]).unwrap(), i));
+        ids.push((front.submit(BlockOp::Read, i * 8, 8, &[data_frame(i)]).unwrap(), i));
     }
     assert_eq!(front.in_flight(), 32);
     front.kick();
@@ -248,8 +259,8 @@ fn a_write_then_flush_reaches_the_image_file() {
     let image = TempImage::new("write", 64);
     let rig = block_rig(&m, &image, false);
     let mut front = block_front(&m, &rig);
-    let frames = [FIRST_DATA_FRAME, FIRST_DATA_FRAME + 1];
-    m.write_slice(&[0xab; 8192], GuestAddress(frames[0] * 4096)).unwrap();
+    let frames = [data_frame(0), data_frame(1)];
+    m.write_slice(&[0xab; 8192], GuestAddress(FIRST_DATA_FRAME * 4096)).unwrap();
     assert_eq!(front.transfer(BlockOp::Write, 10, 12, &frames).unwrap(), BlockStatus::Ok);
     assert_eq!(front.transfer(BlockOp::Flush, 0, 0, &[]).unwrap(), BlockStatus::Ok);
     let disk = image.bytes();
@@ -259,14 +270,14 @@ fn a_write_then_flush_reaches_the_image_file() {
 }
 
 #[test]
-fn a_read_only_disk_refuses_writes_and_keeps_its_bytes() {
+fn hostile_write_to_a_read_only_disk_is_refused_and_its_bytes_kept() {
     let m = memory();
     let image = TempImage::new("ro", 16);
     let before = image.bytes();
     let rig = block_rig(&m, &image, true);
     let mut front = block_front(&m, &rig);
-    assert_eq!(front.transfer(BlockOp::Write, 0, 8, &[FIRST_DATA_FRAME]).unwrap(), BlockStatus::ReadOnly);
-    assert_eq!(front.transfer(BlockOp::Read, 0, 8, &[FIRST_DATA_FRAME]).unwrap(), BlockStatus::Ok);
+    assert_eq!(front.transfer(BlockOp::Write, 0, 8, &[data_frame(0)]).unwrap(), BlockStatus::ReadOnly);
+    assert_eq!(front.transfer(BlockOp::Read, 0, 8, &[data_frame(0)]).unwrap(), BlockStatus::Ok);
     assert_eq!(image.bytes(), before);
 }
 
@@ -284,7 +295,7 @@ fn read_request(sector: u64, grefs: [u32; BLOCK_MAX_SEGMENTS]) -> BlockRequest {
 }
 
 #[test]
-fn an_ungranted_reference_gets_an_error_and_no_data_moves() {
+fn hostile_ungranted_reference_gets_an_error_and_no_data_moves() {
     let m = memory();
     let image = TempImage::new("nogrant", 16);
     let rig = block_rig(&m, &image, false);
@@ -299,12 +310,12 @@ fn an_ungranted_reference_gets_an_error_and_no_data_moves() {
 }
 
 #[test]
-fn a_grant_of_a_frame_outside_guest_ram_is_refused() {
+fn hostile_grant_of_a_frame_outside_guest_ram_is_refused() {
     let m = memory();
     let image = TempImage::new("badframe", 16);
     let rig = block_rig(&m, &image, false);
     let mut grants = GrantTableFront::new(page(&m, GRANT_TABLE));
-    let gref = grants.grant(u64::MAX / 4096, false).unwrap();
+    let gref = grants.grant(PseudoFrame::new(u64::MAX / 4096), false).unwrap();
     let mut grefs = [0; BLOCK_MAX_SEGMENTS];
     grefs[0] = gref;
     let r = raw_block_request(&m, &rig, read_request(0, grefs));
@@ -312,13 +323,13 @@ fn a_grant_of_a_frame_outside_guest_ram_is_refused() {
 }
 
 #[test]
-fn a_sector_near_u64_max_is_refused() {
+fn hostile_sector_near_u64_max_is_refused() {
     let m = memory();
     let image = TempImage::new("bigsector", 16);
     let rig = block_rig(&m, &image, false);
     let mut grants = GrantTableFront::new(page(&m, GRANT_TABLE));
     let mut grefs = [0; BLOCK_MAX_SEGMENTS];
-    grefs[0] = grants.grant(FIRST_DATA_FRAME, false).unwrap();
+    grefs[0] = grants.grant(data_frame(0), false).unwrap();
     let r = raw_block_request(&m, &rig, read_request(u64::MAX - 3, grefs));
     assert_eq!(BlockStatus::from_i32(r.status), BlockStatus::BadRequest);
 }
@@ -330,10 +341,10 @@ fn a_disk_that_shrinks_under_the_backend_gives_io_errors_not_a_hang() {
     let rig = block_rig(&m, &image, false);
     let mut front = block_front(&m, &rig);
     std::fs::OpenOptions::new().write(true).open(&image.0).unwrap().set_len(512).unwrap();
-    assert_eq!(front.transfer(BlockOp::Read, 8, 8, &[FIRST_DATA_FRAME]).unwrap(), BlockStatus::IoError);
+    assert_eq!(front.transfer(BlockOp::Read, 8, 8, &[data_frame(0)]).unwrap(), BlockStatus::IoError);
     // And the device still works for what is left.
     std::fs::File::options().write(true).open(&image.0).unwrap().write_all_at(&[1; 512], 0).unwrap();
-    assert_eq!(front.transfer(BlockOp::Read, 0, 1, &[FIRST_DATA_FRAME]).unwrap(), BlockStatus::Ok);
+    assert_eq!(front.transfer(BlockOp::Read, 0, 1, &[data_frame(0)]).unwrap(), BlockStatus::Ok);
 }
 
 #[test]
@@ -343,11 +354,11 @@ fn event_index_suppression_cuts_upcalls_compared_with_always_notifying() {
         let m = memory();
         let image = TempImage::new(&format!("{policy:?}"), 256);
         let disk = DiskImage::open(&image.0, false).unwrap();
-        let grants = GrantTable::new(m.clone(), GRANT_TABLE, pv_abi::addr::FrameRange { start: pv_abi::addr::PseudoFrame::new(FIRST_DATA_FRAME), end: pv_abi::addr::PseudoFrame::new(MEM / 4096) });
+        let grants = GrantTable::new(m.clone(), PseudoPhys::new(GRANT_TABLE), data_frames());
         let rig = rig(&m, BlockBackend::new(disk, grants), policy);
         let mut front = block_front(&m, &rig);
         for i in 0..32 {
-            front.submit(BlockOp::Read, i * 8, 8, &[FIRST_DATA_FRAME + i]).unwrap();
+            front.submit(BlockOp::Read, i * 8, 8, &[data_frame(i)]).unwrap();
         }
         front.kick();
         for _ in 0..32 {

@@ -5,6 +5,7 @@
 //! a backend that sees the permission also sees the frame. Revoking clears the flags.
 //! Entry 0 is never handed out, so a zero reference in a request always fails.
 
+use pv_abi::addr::PseudoFrame;
 use pv_abi::grant::{GrantRef, GRANT_ENTRIES, GRANT_ENTRY_SIZE, GRANT_FLAGS_OFFSET, GRANT_FRAME_OFFSET, GrantFlags};
 use pv_abi::ring::SharedPage;
 
@@ -14,6 +15,14 @@ const BITMAP_WORDS: usize = GRANT_ENTRIES as usize / 64;
 /// Every entry is in use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GrantTableFull;
+
+impl core::fmt::Display for GrantTableFull {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "every one of the grant table's {} usable entries is in use", GRANT_ENTRIES - 1)
+    }
+}
+
+impl core::error::Error for GrantTableFull {}
 
 /// The guest's grant table.
 pub struct GrantTableFront<P: SharedPage> {
@@ -37,9 +46,9 @@ impl<P: SharedPage> GrantTableFront<P> {
         gref as usize * GRANT_ENTRY_SIZE
     }
 
-    /// Grants the backend access to frame number `frame` (gpa >> 12); read-only if
+    /// Grants the backend access to `frame`; read-only if
     /// `read_only` (the backend may then only read it).
-    pub fn grant(&mut self, frame: u64, read_only: bool) -> Result<GrantRef, GrantTableFull> {
+    pub fn grant(&mut self, frame: PseudoFrame, read_only: bool) -> Result<GrantRef, GrantTableFull> {
         let (word, bit) = self
             .in_use
             .iter()
@@ -50,7 +59,8 @@ impl<P: SharedPage> GrantTableFront<P> {
         self.in_use[word] |= 1 << bit;
         let gref = (word * 64 + bit) as GrantRef;
         let entry = Self::offset(gref);
-        self.page.write_bytes(entry + GRANT_FRAME_OFFSET, &frame.to_le_bytes());
+        // The entry's `frame` field is the frame number, little-endian (pv_abi::grant).
+        self.page.write_bytes(entry + GRANT_FRAME_OFFSET, &frame.raw().to_le_bytes());
         let flags = (GrantFlags::PERMIT_ACCESS | if read_only { GrantFlags::READ_ONLY } else { GrantFlags::empty() }).bits();
         // Release: the frame above is visible before the permission is.
         self.page.store_u32(entry + GRANT_FLAGS_OFFSET, flags);
@@ -105,7 +115,7 @@ mod tests {
     #[test]
     fn a_grant_writes_frame_and_flags_and_revoke_clears_them() {
         let mut t = GrantTableFront::new(TestPage(RefCell::new([0xff; 4096])));
-        let g = t.grant(0x1234, true).unwrap();
+        let g = t.grant(PseudoFrame::new(0x1234), true).unwrap();
         assert_ne!(g, 0, "entry 0 is never handed out");
         assert_eq!(entry(&t, g), ((GrantFlags::PERMIT_ACCESS | GrantFlags::READ_ONLY).bits(), 0x1234));
         t.revoke(g);
@@ -122,10 +132,10 @@ mod tests {
     #[test]
     fn the_table_runs_out_after_255_grants_and_recovers_after_a_revoke() {
         let mut t = GrantTableFront::new(TestPage(RefCell::new([0; 4096])));
-        let refs: Vec<_> = (0..GRANT_ENTRIES - 1).map(|f| t.grant(u64::from(f), false).unwrap()).collect();
-        assert_eq!(t.grant(9, false), Err(GrantTableFull));
+        let refs: Vec<_> = (0..GRANT_ENTRIES - 1).map(|f| t.grant(PseudoFrame::new(u64::from(f)), false).unwrap()).collect();
+        assert_eq!(t.grant(PseudoFrame::new(9), false), Err(GrantTableFull));
         t.revoke(refs[17]);
-        assert_eq!(t.grant(9, false), Ok(refs[17]));
+        assert_eq!(t.grant(PseudoFrame::new(9), false), Ok(refs[17]));
         t.revoke(0);
         t.revoke(u32::MAX);
         assert_eq!(t.granted(), GRANT_ENTRIES - 1, "bogus revokes change nothing");

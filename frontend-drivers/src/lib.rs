@@ -18,6 +18,42 @@
 //! for one; [`block::BlockFront::wait_for_completion`] sleeps until the upcall, takes
 //! the response and revokes the grants.
 //!
+//! ## Modules, lowest first
+//!
+//! A module uses only the modules in rows before its own (and the two traits below), so
+//! no two modules import each other in a circle.
+//!
+//! | module | owns | must never |
+//! | --- | --- | --- |
+//! | [`grant_table`] | the guest's grant entries: handing out and revoking | grant a frame it was not asked to |
+//! | [`console`] | the console frontend and its check of the backend's responses | lose or reorder text |
+//! | [`block`] | the block frontend, its requests in flight and its check of the backend's responses | keep a grant after its response |
+//!
+//! ## One folder per device, mirrored across the split
+//!
+//! ```text
+//!  frontend-drivers/src/<dev>/       backend-drivers/src/<dev>/        pv-abi/src/device/<dev>.rs
+//!    mod.rs    the driver              mod.rs    the driver              request and response formats
+//!    check.rs  the backend's           check.rs  the frontend's
+//!              responses, checked                requests, checked
+//! ```
+//!
+//! A student who has read the console's two folders knows where everything of the
+//! block device is: the driver in `mod.rs`, and in `check.rs` every test applied to
+//! what the *other* side wrote before it is acted on. Anything only one device needs
+//! sits next to them (the backend's `block/image.rs`).
+//!
+//! ## Adding a device
+//!
+//! 1. Its formats in `pv_abi::device::<dev>` (copy `pv_abi::device::console`).
+//! 2. Here, a folder `src/<dev>/` laid out like [`console`]: `mod.rs` with the
+//!    `<Dev>Front` type over a `FrontRing` (plus a [`grant_table::GrantTableFront`] if
+//!    the backend must touch guest frames), and `check.rs` with `check_response`,
+//!    the only way a response reaches the driver.
+//! 3. In `backend-drivers`, the same folder with the same two files (its own "adding a
+//!    device" section says what goes in them).
+//! 4. The hv side: `hv/src/devices/<dev>.rs` wires the backend to the guest.
+//!
 //! ## DESIGN
 //! - Owns: the front ends of the rings, the guest's grant table entries, the bookkeeping
 //!   of requests in flight.
@@ -27,9 +63,9 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
-pub mod block;
-pub mod console;
 pub mod grant_table;
+pub mod console;
+pub mod block;
 
 /// Rings one device's doorbell: tells its backend "the ring has new requests".
 pub trait Doorbell {

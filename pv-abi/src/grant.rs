@@ -159,6 +159,13 @@ mod tests {
     }
 
     #[test]
+    fn problems_explain_themselves() {
+        assert_eq!(GrantProblem::OutOfRange.to_string(), "the grant reference is 0 or past the grant table");
+        let e: &dyn core::error::Error = &GrantProblem::BadFrame;
+        assert!(e.to_string().contains("outside the frames a backend may use"));
+    }
+
+    #[test]
     fn hostile_references_are_refused() {
         assert_eq!(check_grant(0, PERMIT, f(1), GrantAccess::Read, any()), Err(GrantProblem::OutOfRange));
         assert_eq!(check_grant(GRANT_ENTRIES, PERMIT, f(1), GrantAccess::Read, any()), Err(GrantProblem::OutOfRange));

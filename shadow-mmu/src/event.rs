@@ -1,6 +1,6 @@
 //! What the engine reports: events for the trace, and counters for `--stats`.
 
-use crate::addr::{GuestPhys, Machine};
+use pv_abi::addr::{MachineAddr, PseudoPhys};
 
 /// Why a guest entry was not reflected into the shadow (the shadow entry is then not
 /// present, so the guest takes a page fault on it).
@@ -40,19 +40,19 @@ pub enum ShadowEvent {
     /// A shadow root was built for a guest root.
     RootBuilt {
         /// The guest's PML4.
-        guest: GuestPhys,
+        guest: PseudoPhys,
         /// Its shadow.
-        shadow: Machine,
+        shadow: MachineAddr,
     },
     /// A cached root was dropped to stay within the cache bound.
     RootEvicted {
         /// The guest's PML4.
-        guest: GuestPhys,
+        guest: PseudoPhys,
     },
     /// A cached root that was not loaded had its PML4 written, and was dropped.
     RootInvalidated {
         /// The guest's PML4.
-        guest: GuestPhys,
+        guest: PseudoPhys,
     },
     /// A guest entry was refused.
     Refused {
@@ -71,7 +71,7 @@ pub enum ShadowEvent {
     /// A guest page-table write was applied and its shadows re-derived.
     Synced {
         /// The entry written.
-        entry: GuestPhys,
+        entry: PseudoPhys,
         /// The new value.
         value: u64,
         /// How many shadow tables of that guest table were updated.

@@ -37,20 +37,37 @@
 //!   back; pv-guest does not.
 //! - Data enters as guest page-table writes and root loads, reads guest tables through
 //!   [`MachineMemory`], and leaves as machine addresses of shadow roots.
-
+//! - **Addresses and entries** are pv-abi's types (`pv_abi::addr`: `PseudoPhys`,
+//!   `MachineAddr`, `PseudoFrame`, `MachineFrame`, `GuestVirt`; `pv_abi::paging`: `Pte`,
+//!   `PteFlags`, `table_index`), the same ones hv and the guest use, so a guest entry's
+//!   pseudo-physical frame cannot be stored in a shadow entry without going through the
+//!   [`P2m`].
+//!
+//! ## Modules, lowest first
+//!
+//! A module uses only the modules in rows before its own, so no two modules import each
+//! other in a circle.
+//!
+//! | module | owns | must never |
+//! | --- | --- | --- |
+//! | [`event`] | what the engine reports: events and counters | decide anything (it only records) |
+//! | [`memory`] | how the engine reaches machine memory (a trait, and a vector for tests) | know about page tables beyond one entry |
+//! | [`p2m`] | the pseudo-physical-to-machine table | be the identity by accident: hv's is deliberately not |
+//! | [`rules`] | the configuration and the isolation rules both the engine and the reference apply | differ between the two |
+//! | [`reference`](mod@reference) | what a translation must be, worked out from scratch; the CPU's walk of shadow tables | keep state |
+//! | [`shadow`] | the engine: shadow tables, their reference counts and frames, the root cache | write a shadow entry that reaches outside the guest's frames |
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
-pub mod addr;
 pub mod event;
 pub mod memory;
 pub mod p2m;
-pub mod pte;
+pub mod rules;
 pub mod reference;
 pub mod shadow;
 
-pub use addr::{GuestFrame, GuestPhys, GuestVirt, Machine, MachineFrame};
 pub use event::{Refusal, ShadowEvent, ShadowStats};
 pub use memory::{MachineMemory, MemoryError, VecMemory};
 pub use p2m::P2m;
-pub use shadow::{ShadowConfig, ShadowError, ShadowMmu};
+pub use rules::ShadowConfig;
+pub use shadow::{ShadowError, ShadowMmu};

@@ -4,7 +4,7 @@
 //! the p2m says where. It is deliberately *not* the identity in hv, so a missing
 //! translation is a visible bug rather than a silent coincidence.
 
-use crate::addr::{GuestFrame, MachineFrame};
+use pv_abi::addr::{MachineFrame, PseudoFrame};
 
 /// Pseudo-physical frame number → machine frame number.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -18,13 +18,14 @@ impl P2m {
         P2m { machine_of }
     }
 
-    /// Guest frames in order, placed at `machine_base_frame` onwards but with the two
+    /// `frames` guest frames in order, placed at `machine_base` onwards but with the two
     /// halves swapped (blocks of `block` frames keep their order inside, so 2 MiB pages
-    /// stay contiguous when `block` is a multiple of 512).
-    pub fn swapped_halves(frames: u64, machine_base_frame: u64, block: u64) -> Self {
+    /// stay contiguous when `block` is a multiple of 512). Frames whose machine number
+    /// would overflow are left out.
+    pub fn swapped_halves(frames: u64, machine_base: MachineFrame, block: u64) -> Self {
         let half = (frames / 2) / block * block;
         let machine_of = (0..frames)
-            .map(|f| MachineFrame(if f < half { machine_base_frame + (frames - half) + f } else { machine_base_frame + (f - half) }))
+            .map_while(|f| machine_base.checked_add(if f < half { (frames - half) + f } else { f - half }))
             .collect();
         P2m { machine_of }
     }
@@ -34,15 +35,23 @@ impl P2m {
         self.machine_of.len() as u64
     }
 
+    /// Whether the guest has every frame of `first..first + count`.
+    pub fn covers(&self, first: PseudoFrame, count: u64) -> bool {
+        first.checked_add(count).is_some_and(|end| end.raw() <= self.frames())
+    }
+
     /// Machine frame of guest frame `frame`, if the guest has it.
-    pub fn machine_frame(&self, frame: GuestFrame) -> Option<MachineFrame> {
-        self.machine_of.get(usize::try_from(frame.0).ok()?).copied()
+    pub fn machine_frame(&self, frame: PseudoFrame) -> Option<MachineFrame> {
+        self.machine_of.get(usize::try_from(frame.raw()).ok()?).copied()
     }
 
     /// Whether the guest frames `first..first+count` sit contiguously in machine memory.
-    pub fn contiguous(&self, first: GuestFrame, count: u64) -> bool {
+    pub fn contiguous(&self, first: PseudoFrame, count: u64) -> bool {
         let Some(base) = self.machine_frame(first) else { return false };
-        (1..count).all(|i| self.machine_frame(GuestFrame(first.0 + i)) == Some(base.offset(i)))
+        (1..count).all(|i| {
+            let frame = first.checked_add(i).and_then(|f| self.machine_frame(f));
+            frame.is_some() && frame == base.checked_add(i)
+        })
     }
 }
 
@@ -52,13 +61,21 @@ mod tests {
 
     #[test]
     fn swapped_halves_is_a_permutation_that_keeps_blocks_contiguous() {
-        let p = P2m::swapped_halves(2048, 10_000, 512);
-        let mut seen: Vec<u64> = (0..2048).map(|f| p.machine_frame(GuestFrame(f)).unwrap().0).collect();
-        assert_ne!(p.machine_frame(GuestFrame(0)), Some(MachineFrame(10_000)), "not the identity (shifted)");
+        let p = P2m::swapped_halves(2048, MachineFrame::new(10_000), 512);
+        let mut seen: Vec<u64> = (0..2048).map(|f| p.machine_frame(PseudoFrame::new(f)).unwrap().raw()).collect();
+        assert_ne!(p.machine_frame(PseudoFrame::new(0)), Some(MachineFrame::new(10_000)), "not the identity (shifted)");
         seen.sort();
         assert_eq!(seen, (10_000..12_048).collect::<Vec<_>>());
-        assert!(p.contiguous(GuestFrame(0), 512) && p.contiguous(GuestFrame(1536), 512));
-        assert!(!p.contiguous(GuestFrame(512), 1024), "the halves were swapped");
-        assert_eq!(p.machine_frame(GuestFrame(2048)), None);
+        assert!(p.contiguous(PseudoFrame::new(0), 512) && p.contiguous(PseudoFrame::new(1536), 512));
+        assert!(!p.contiguous(PseudoFrame::new(512), 1024), "the halves were swapped");
+        assert_eq!(p.machine_frame(PseudoFrame::new(2048)), None);
+    }
+
+    #[test]
+    fn hostile_frame_numbers_near_u64_max_are_not_covered() {
+        let p = P2m::swapped_halves(2048, MachineFrame::new(10_000), 512);
+        assert!(p.covers(PseudoFrame::new(2047), 1) && !p.covers(PseudoFrame::new(2047), 2));
+        assert!(!p.covers(PseudoFrame::new(u64::MAX), 512));
+        assert!(!p.contiguous(PseudoFrame::new(u64::MAX - 1), 512));
     }
 }

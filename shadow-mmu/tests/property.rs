@@ -7,10 +7,18 @@
 //! works every answer out from scratch. They must always agree.
 
 use proptest::prelude::*;
-use shadow_mmu::pte;
+use pv_abi::addr::{GuestVirt, MachineAddr, MachineFrame, PseudoFrame, PseudoPhys};
+use pv_abi::paging::PteFlags;
 use shadow_mmu::reference::reference_translate;
 use shadow_mmu::shadow::SyncOutcome;
-use shadow_mmu::{GuestFrame, GuestPhys, GuestVirt, Machine, MachineFrame, P2m, ShadowConfig, ShadowMmu, VecMemory};
+use shadow_mmu::{P2m, ShadowConfig, ShadowMmu, VecMemory};
+
+/// Entry bits as the raw words a guest writes.
+const P: u64 = PteFlags::PRESENT.bits();
+const RW: u64 = PteFlags::WRITABLE.bits();
+const US: u64 = PteFlags::USER.bits();
+const NX: u64 = PteFlags::NO_EXECUTE.bits();
+const PS: u64 = PteFlags::LARGE.bits();
 
 const PAGE: u64 = 4096;
 const GUEST_FRAMES: u64 = 1024;
@@ -36,9 +44,9 @@ impl Value {
     fn encode(&self) -> u64 {
         match *self {
             Value::Empty => 0,
-            Value::Table { table, flags } => ((POOL_START + table) * PAGE) | pte::P | flags,
-            Value::Page { frame, flags } => (frame * PAGE) | pte::P | flags,
-            Value::LargePage { frame, flags } => (frame * PAGE) | pte::P | pte::PS | flags,
+            Value::Table { table, flags } => ((POOL_START + table) * PAGE) | P | flags,
+            Value::Page { frame, flags } => (frame * PAGE) | P | flags,
+            Value::LargePage { frame, flags } => (frame * PAGE) | P | PS | flags,
             Value::Garbage(v) => v,
         }
     }
@@ -53,7 +61,7 @@ enum Op {
 
 fn flags() -> impl Strategy<Value = u64> {
     (any::<bool>(), any::<bool>(), any::<bool>(), prop::bool::weighted(0.05)).prop_map(|(rw, us, nx, reserved)| {
-        (if rw { pte::RW } else { 0 }) | (if us { pte::US } else { 0 }) | (if nx { pte::NX } else { 0 }) | (if reserved { 1 << 55 } else { 0 })
+        (if rw { RW } else { 0 }) | (if us { US } else { 0 }) | (if nx { NX } else { 0 }) | (if reserved { 1 << 55 } else { 0 })
     })
 }
 
@@ -96,26 +104,26 @@ fn probe_addresses() -> Vec<u64> {
 
 fn run(ops: &[Op], pool_traps_writes: bool, shadow_frames: u64) -> Result<(), TestCaseError> {
     let mut mem = VecMemory::new(MACHINE_BASE + GUEST_FRAMES);
-    let p2m = P2m::swapped_halves(GUEST_FRAMES, MACHINE_BASE, 512);
-    let config = ShadowConfig { pool: GuestFrame(POOL_START)..GuestFrame(GUEST_FRAMES), shadow_area: MachineFrame(0)..MachineFrame(shadow_frames), root_cache: 2, pool_traps_writes, device_frames: vec![(GuestFrame(DEVICE_FRAME), MachineFrame(DEVICE_FRAME))] };
+    let p2m = P2m::swapped_halves(GUEST_FRAMES, MachineFrame::new(MACHINE_BASE), 512);
+    let config = ShadowConfig { pool: PseudoFrame::new(POOL_START)..PseudoFrame::new(GUEST_FRAMES), shadow_area: MachineFrame::new(0)..MachineFrame::new(shadow_frames), root_cache: 2, pool_traps_writes, device_frames: vec![(PseudoFrame::new(DEVICE_FRAME), MachineFrame::new(DEVICE_FRAME))] };
     let mut s = ShadowMmu::new(config, p2m).unwrap();
     let probes = probe_addresses();
-    let mut current: Option<(u64, Machine)> = None;
+    let mut current: Option<(u64, MachineAddr)> = None;
     for op in ops {
         let mut dropped = false;
         match op {
             Op::Write { table, index, value } => {
-                let entry = GuestPhys((POOL_START + table) * PAGE + index * 8);
+                let entry = PseudoPhys::new((POOL_START + table) * PAGE + index * 8);
                 dropped = s.guest_pt_write(&mut mem, entry, value.encode()).unwrap() == SyncOutcome::AllDropped;
             }
             Op::Batch(writes) => {
                 let batch: Vec<_> =
-                    writes.iter().map(|(t, i, v)| (GuestPhys((POOL_START + t) * PAGE + i * 8), v.encode())).collect();
+                    writes.iter().map(|(t, i, v)| (PseudoPhys::new((POOL_START + t) * PAGE + i * 8), v.encode())).collect();
                 dropped = s.mmu_update(&mut mem, &batch).unwrap() == SyncOutcome::AllDropped;
             }
             Op::Load { root } => {
                 let guest = POOL_START + root;
-                match s.load_root(&mut mem, GuestPhys(guest * PAGE)) {
+                match s.load_root(&mut mem, PseudoPhys::new(guest * PAGE)) {
                     Ok(shadow) => current = Some((guest, shadow)),
                     // A tree too big for a tiny shadow area: a legitimate refusal.
                     Err(_) => current = None,
@@ -124,19 +132,19 @@ fn run(ops: &[Op], pool_traps_writes: bool, shadow_frames: u64) -> Result<(), Te
         }
         if dropped {
             // The VMM's duty after AllDropped: load the running root again.
-            current = current.and_then(|(g, _)| s.load_root(&mut mem, GuestPhys(g * PAGE)).ok().map(|m| (g, m)));
+            current = current.and_then(|(g, _)| s.load_root(&mut mem, PseudoPhys::new(g * PAGE)).ok().map(|m| (g, m)));
         }
         prop_assert_eq!(s.unreachable_tables(&mem), 0, "a shadow table outlived every reference to it after {:?}", op);
         let Some((guest, shadow)) = current else { continue };
         for &va in &probes {
-            let expected = reference_translate(&mem, s.p2m(), s.config(), GuestPhys(guest * PAGE), GuestVirt(va));
-            let got = s.translate_shadow(&mem, shadow, GuestVirt(va));
+            let expected = reference_translate(&mem, s.p2m(), s.config(), PseudoPhys::new(guest * PAGE), GuestVirt::new(va));
+            let got = s.translate_shadow(&mem, shadow, GuestVirt::new(va));
             prop_assert_eq!(got, expected, "va {:#x} after {:?}", va, op);
             if let Some(t) = got {
                 let frame = t.machine.frame();
                 prop_assert!(!s.is_shadow_frame(frame), "a translation reached the shadow area");
-                prop_assert!((MACHINE_BASE..MACHINE_BASE + GUEST_FRAMES).contains(&frame.0) || frame.0 == DEVICE_FRAME, "outside the guest's frames");
-                let guest_frame = (0..GUEST_FRAMES).find(|f| s.p2m().machine_frame(GuestFrame(*f)) == Some(frame));
+                prop_assert!((MACHINE_BASE..MACHINE_BASE + GUEST_FRAMES).contains(&frame.raw()) || frame.raw() == DEVICE_FRAME, "outside the guest's frames");
+                let guest_frame = (0..GUEST_FRAMES).find(|f| s.p2m().machine_frame(PseudoFrame::new(*f)) == Some(frame));
                 let is_pool = guest_frame.is_some_and(|f| f >= POOL_START);
                 prop_assert!(!(is_pool && t.writable && !pool_traps_writes), "a page table was mapped writable");
             }
@@ -165,7 +173,7 @@ proptest! {
     /// A shadow area of 5 frames overflows often: dropping everything must never leave
     /// a stale or wrong translation behind.
     #[test]
-    fn overflowing_a_tiny_shadow_area_never_gives_a_wrong_translation(ops in prop::collection::vec(op(), 1..24)) {
+    fn hostile_overflowing_a_tiny_shadow_area_never_gives_a_wrong_translation(ops in prop::collection::vec(op(), 1..24)) {
         run(&ops, false, 5)?;
     }
 }

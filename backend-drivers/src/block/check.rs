@@ -83,14 +83,14 @@ mod tests {
     }
 
     #[test]
-    fn a_sector_near_u64_max_is_refused_without_overflow() {
+    fn hostile_sector_near_u64_max_is_refused_without_overflow() {
         for sector in [u64::MAX, u64::MAX - 7, DISK, DISK - 7] {
             assert_eq!(check_request(&req(BLOCK_OP_READ, sector, 8, 1), DISK, false), Err(BlockStatus::BadRequest), "{sector}");
         }
     }
 
     #[test]
-    fn zero_length_oversized_and_ill_fitting_requests_are_refused() {
+    fn hostile_zero_length_oversized_and_ill_fitting_requests_are_refused() {
         let bad = [
             req(BLOCK_OP_READ, 0, 0, 1),   // zero sectors
             req(BLOCK_OP_READ, 0, 8, 0),   // zero segments
@@ -106,7 +106,7 @@ mod tests {
     }
 
     #[test]
-    fn a_write_to_a_read_only_disk_is_erofs() {
+    fn hostile_write_to_a_read_only_disk_is_erofs() {
         assert_eq!(check_request(&req(BLOCK_OP_WRITE, 0, 8, 1), DISK, true), Err(BlockStatus::ReadOnly));
         assert!(check_request(&req(BLOCK_OP_READ, 0, 8, 1), DISK, true).is_ok());
     }

@@ -1,26 +1,18 @@
 //! The console backend: guest text to hv's standard output.
 //!
 //! Requests carry their text inline (see `pv_abi::device::console`), so this backend
-//! needs no grants: it copies each request's bytes, sanitised, to its output in ring
-//! order and answers with the number of bytes written.
+//! needs no grants: it checks each request ([`check::check_request`]), copies its
+//! bytes, sanitised ([`check::sanitize`]), to its output in ring order, and answers
+//! with the number of bytes written.
+
+pub mod check;
 
 use std::io::Write;
 
-use pv_abi::device::console::{ConsoleRequest, ConsoleResponse, CONSOLE_EINVAL};
+use pv_abi::device::console::{ConsoleRequest, ConsoleResponse};
 
 use crate::runner::{HandlerContext, RequestHandler};
-
-/// What replaces a control character the guest sent.
-const REPLACEMENT: u8 = b'?';
-
-/// Replaces control characters other than newline, tab and carriage return, so a guest
-/// cannot send escape sequences to the user's terminal.
-pub fn sanitize(bytes: &[u8]) -> Vec<u8> {
-    bytes
-        .iter()
-        .map(|&b| if b.is_ascii_control() && !matches!(b, b'\n' | b'\t' | b'\r') { REPLACEMENT } else { b })
-        .collect()
-}
+pub use check::sanitize;
 
 /// The console device's backend.
 pub struct ConsoleBackend {
@@ -40,9 +32,12 @@ impl RequestHandler for ConsoleBackend {
     const NAME: &'static str = "console";
 
     fn handle(&mut self, request: &ConsoleRequest, cx: &mut HandlerContext) -> ConsoleResponse {
-        let Some(text) = request.text() else {
-            cx.stats.failed_requests += 1;
-            return ConsoleResponse { id: request.id, status: CONSOLE_EINVAL };
+        let text = match check::check_request(request) {
+            Ok(text) => text,
+            Err(too_long) => {
+                cx.stats.failed_requests += 1;
+                return ConsoleResponse { id: request.id, status: too_long.status() };
+            }
         };
         // Our own stdout failing is not the guest's fault: report the bytes as written.
         let _ = self.out.write_all(&sanitize(text));

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use backend_drivers::block::image::{DiskImage, ImageError};
 use backend_drivers::block::BlockBackend;
 use backend_drivers::grant_table::GrantTable;
+use pv_abi::addr::PseudoPhys;
 use pv_abi::grant::grant_window;
 use pv_abi::layout::GRANT_TABLE_GPA;
 
@@ -47,6 +48,6 @@ pub fn open_disk(config: &DiskConfig) -> Result<DiskImage, ImageError> {
 /// device writing one would change the guest's mappings behind the MMU's back, in shadow
 /// mode without the write ever being trapped) and never hv's reserved area.
 pub fn backend(image: DiskImage, ram: &GuestRam) -> BlockBackend {
-    let grants = GrantTable::new(ram.memory().clone(), GRANT_TABLE_GPA, grant_window(ram.size()));
+    let grants = GrantTable::new(ram.memory().clone(), PseudoPhys::new(GRANT_TABLE_GPA), grant_window(ram.size()));
     BlockBackend::new(image, grants)
 }

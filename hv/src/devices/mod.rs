@@ -17,11 +17,12 @@ pub mod console;
 
 use backend_drivers::block::image::{DiskImage, ImageError};
 use backend_drivers::console::ConsoleBackend;
-use backend_drivers::event_channel::{GuestNotifier, NoSuchChannel};
+use backend_drivers::event_channel::{GuestNotifier, NotifierError};
 use backend_drivers::guest_page::{BadPage, GuestPage};
 use backend_drivers::runner::{self, BackendHandle, BackendStats, BackendWiring, NotifyPolicy, RequestHandler};
 use kvm_bindings::{kvm_irq_routing_entry, KvmIrqRouting, KVM_IRQ_ROUTING_MSI};
 use kvm_ioctls::{IoEventAddress, NoDatamatch};
+use pv_abi::addr::PseudoPhys;
 use pv_abi::device::block::BlockFlags;
 use pv_abi::event_channel::{doorbell_port, BLOCK_CHANNEL, CONSOLE_CHANNEL, UPCALL_VECTOR};
 use pv_abi::layout::{BLOCK_RING_GPA, CONSOLE_RING_GPA, LOCAL_APIC_GPA, SHARED_INFO_GPA};
@@ -75,7 +76,7 @@ pub enum DeviceError {
     RingPage(#[from] BadPage),
     /// An event channel does not exist (a bug in hv's layout).
     #[error("device setup: {0}")]
-    Channel(#[from] NoSuchChannel),
+    Channel(#[from] NotifierError),
     /// The backend thread did not start.
     #[error(transparent)]
     Spawn(#[from] runner::SpawnError),
@@ -197,8 +198,8 @@ fn wire<H: RequestHandler>(
     machine.vm().register_irqfd(&irqfd, gsi).map_err(kvm_err("KVM_IRQFD"))?;
 
     let memory = machine.ram().memory().clone();
-    let ring_page = GuestPage::new(memory.clone(), ring_gpa)?;
-    let notifier = GuestNotifier::new(memory, SHARED_INFO_GPA, channel, irqfd)?;
+    let ring_page = GuestPage::new(memory.clone(), PseudoPhys::new(ring_gpa))?;
+    let notifier = GuestNotifier::new(memory, PseudoPhys::new(SHARED_INFO_GPA), channel, irqfd)?;
     let wiring = BackendWiring { ring_page, doorbell, notifier, events: Arc::new(tracer.clone()), notify_policy: policy };
     Ok(runner::spawn(handler, wiring)?)
 }

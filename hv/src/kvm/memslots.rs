@@ -7,7 +7,6 @@
 //! a read-only shadow area (`shadow::layout` decides where; this file only says how a
 //! plan is described, and [`super::KvmVm`] checks it against the memory it owns).
 
-use pv_abi::addr::MachineAddr;
 use vm_memory::{GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 
 /// Which host memory backs a slot.
@@ -28,9 +27,8 @@ pub enum SlotMemory {
 /// One memory slot to create.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MemorySlot {
-    /// The machine address the slot starts at (what KVM calls guest-physical; in ept
-    /// mode the same number as the pseudo-physical address).
-    pub guest_phys: MachineAddr,
+    /// The guest-physical (in shadow mode: machine) address the slot starts at.
+    pub guest_phys: u64,
     /// Its size in bytes.
     pub size: u64,
     /// The host memory behind it.
@@ -55,7 +53,7 @@ impl MemoryPlan {
     /// ept mode: all of RAM, read-write, at guest-physical 0.
     pub fn flat(ram_bytes: u64) -> Self {
         let slot = MemorySlot {
-            guest_phys: MachineAddr::new(0),
+            guest_phys: 0,
             size: ram_bytes,
             memory: SlotMemory::Ram { offset: 0 },
             read_only: false,

@@ -25,7 +25,7 @@ use std::ops::Range;
 
 use pv_abi::addr::{MachineAddr, PseudoPhys};
 use pv_abi::layout::{pt_pool, LARGE_PAGE_SIZE, PAGE_SIZE};
-use shadow_mmu::{Machine, P2m};
+use shadow_mmu::P2m;
 
 /// Machine address of the first guest RAM frame: above 4 GiB, clear of the PC's
 /// device hole (local APIC at 0xfee00000, KVM's TSS pages just below it).
@@ -134,14 +134,14 @@ impl MachineLayout {
     /// The same placement as a frame table, for the shadow-mmu engine.
     pub fn p2m(&self) -> P2m {
         let machine_of_frame = |f: u64| self.machine_of(PseudoPhys::new(f * PAGE_SIZE)).unwrap_or_default();
-        P2m::from_table((0..self.ram / PAGE_SIZE).map(|f| Machine(machine_of_frame(f).raw()).frame()).collect())
+        P2m::from_table((0..self.ram / PAGE_SIZE).map(|f| machine_of_frame(f).frame()).collect())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shadow_mmu::GuestFrame;
+    use pv_abi::addr::PseudoFrame;
 
     #[test]
     fn the_slots_tile_ram_exactly_once_and_only_the_pool_is_read_only() {
@@ -178,7 +178,7 @@ mod tests {
         assert!(l.in_shadow_area(SHADOW_AREA_BASE) && !l.in_shadow_area(SHADOW_AREA_BASE.checked_add(l.shadow_bytes).unwrap()));
         let p2m = l.p2m();
         let first = l.machine_of(PseudoPhys::new(0)).unwrap();
-        assert_eq!(p2m.machine_frame(GuestFrame(0)), Some(Machine(first.raw()).frame()));
-        assert!(p2m.contiguous(GuestFrame(0), 512) && !p2m.contiguous(GuestFrame(half / PAGE_SIZE - 1), 2));
+        assert_eq!(p2m.machine_frame(PseudoFrame::new(0)), Some(first.frame()));
+        assert!(p2m.contiguous(PseudoFrame::new(0), 512) && !p2m.contiguous(PseudoFrame::new(half / PAGE_SIZE - 1), 2));
     }
 }

@@ -7,7 +7,7 @@
 //! pseudo-physical one (the layout's inverse p2m) before [`GuestRam`] is asked.
 
 use pv_abi::addr::MachineAddr;
-use shadow_mmu::{Machine, MachineMemory, MemoryError};
+use shadow_mmu::{MachineMemory, MemoryError};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::layout::{MachineLayout, SHADOW_AREA_BASE};
@@ -24,28 +24,26 @@ pub struct MachineView<'a> {
 }
 
 impl MachineMemory for MachineView<'_> {
-    fn read_u64(&self, addr: Machine) -> Result<u64, MemoryError> {
-        let machine = MachineAddr::new(addr.0);
+    fn read_u64(&self, machine: MachineAddr) -> Result<u64, MemoryError> {
         if !machine.is_aligned(8) {
-            return Err(MemoryError(addr.0));
+            return Err(MemoryError::Outside(machine));
         }
         if self.layout.in_shadow_area(machine) {
-            return self.area.read_obj::<u64>(GuestAddress(addr.0)).map_err(|_| MemoryError(addr.0));
+            return self.area.read_obj::<u64>(GuestAddress(machine.raw())).map_err(|_| MemoryError::Outside(machine));
         }
-        let pseudo = self.layout.pseudo_of(machine).ok_or(MemoryError(addr.0))?;
-        self.ram.read_u64(pseudo).map_err(|_| MemoryError(addr.0))
+        let pseudo = self.layout.pseudo_of(machine).ok_or(MemoryError::Outside(machine))?;
+        self.ram.read_u64(pseudo).map_err(|_| MemoryError::Outside(machine))
     }
 
-    fn write_u64(&mut self, addr: Machine, value: u64) -> Result<(), MemoryError> {
-        let machine = MachineAddr::new(addr.0);
+    fn write_u64(&mut self, machine: MachineAddr, value: u64) -> Result<(), MemoryError> {
         if !machine.is_aligned(8) {
-            return Err(MemoryError(addr.0));
+            return Err(MemoryError::Outside(machine));
         }
         if self.layout.in_shadow_area(machine) {
-            return self.area.write_obj(value, GuestAddress(addr.0)).map_err(|_| MemoryError(addr.0));
+            return self.area.write_obj(value, GuestAddress(machine.raw())).map_err(|_| MemoryError::Outside(machine));
         }
-        let pseudo = self.layout.pseudo_of(machine).ok_or(MemoryError(addr.0))?;
-        self.ram.write_u64(pseudo, value).map_err(|_| MemoryError(addr.0))
+        let pseudo = self.layout.pseudo_of(machine).ok_or(MemoryError::Outside(machine))?;
+        self.ram.write_u64(pseudo, value).map_err(|_| MemoryError::Outside(machine))
     }
 }
 
@@ -66,13 +64,13 @@ mod tests {
         let area = allocate_area(&layout).unwrap();
         let mut view = MachineView { ram: &ram, area: &area, layout: &layout };
         let m = layout.machine_of(PseudoPhys::new(0x1000)).unwrap().raw();
-        view.write_u64(Machine(m), 42).unwrap();
+        view.write_u64(MachineAddr::new(m), 42).unwrap();
         assert_eq!(ram.read_u64(PseudoPhys::new(0x1000)).unwrap(), 42);
         let area = SHADOW_AREA_BASE.raw();
-        view.write_u64(Machine(area + 8), 7).unwrap();
-        assert_eq!(view.read_u64(Machine(area + 8)), Ok(7));
+        view.write_u64(MachineAddr::new(area + 8), 7).unwrap();
+        assert_eq!(view.read_u64(MachineAddr::new(area + 8)), Ok(7));
         for bad in [0x1000, m + 4, area + layout.shadow_bytes, u64::MAX - 7] {
-            assert!(view.read_u64(Machine(bad)).is_err(), "{bad:#x}");
+            assert!(view.read_u64(MachineAddr::new(bad)).is_err(), "{bad:#x}");
         }
     }
 }

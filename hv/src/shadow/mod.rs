@@ -33,7 +33,7 @@ pub mod layout;
 pub mod memory;
 
 use shadow_mmu::shadow::SyncOutcome;
-use shadow_mmu::{GuestPhys, Machine, ShadowConfig, ShadowError, ShadowEvent, ShadowMmu};
+use shadow_mmu::{ShadowConfig, ShadowError, ShadowEvent, ShadowMmu};
 use vm_memory::GuestMemoryMmap;
 
 use pv_abi::layout::LOCAL_APIC_GPA;
@@ -98,15 +98,14 @@ impl ShadowPaging {
     pub fn new(ram_bytes: u64) -> Result<Self, ShadowSetupError> {
         let layout = MachineLayout::new(ram_bytes);
         let area = memory::allocate_area(&layout)?;
-        let area_start = layout::SHADOW_AREA_BASE.raw();
-        let area_machine = area_start..area_start + layout.shadow_bytes;
+        let area_end = layout::SHADOW_AREA_BASE.checked_add(layout.shadow_bytes).ok_or(ShadowError::AreaTooSmall)?;
         let config = ShadowConfig {
-            pool: GuestPhys(layout.pool.start.raw()).frame()..GuestPhys(layout.pool.end.raw()).frame(),
-            shadow_area: Machine(area_machine.start).frame()..Machine(area_machine.end).frame(),
+            pool: layout.pool.start.frame()..layout.pool.end.frame(),
+            shadow_area: layout::SHADOW_AREA_BASE.frame()..area_end.frame(),
             root_cache: ROOT_CACHE,
             pool_traps_writes: true,
             // The local APIC's register page sits at the same address in both worlds.
-            device_frames: vec![(GuestPhys(LOCAL_APIC_GPA).frame(), Machine(LOCAL_APIC_GPA).frame())],
+            device_frames: vec![(PseudoPhys::new(LOCAL_APIC_GPA).frame(), MachineAddr::new(LOCAL_APIC_GPA).frame())],
         };
         let engine = ShadowMmu::new(config, layout.p2m())?;
         Ok(ShadowPaging { layout, area, engine, trapped_writes: 0, cr3_loads: 0 })
@@ -131,7 +130,7 @@ impl ShadowPaging {
             .slots()
             .iter()
             .map(|slot| MemorySlot {
-                guest_phys: slot.machine,
+                guest_phys: slot.machine.raw(),
                 size: slot.size,
                 memory: match slot.backing {
                     Backing::Ram { pseudo } => SlotMemory::Ram { offset: pseudo.raw() },
@@ -152,9 +151,9 @@ impl ShadowPaging {
     /// shadow, for CR3.
     pub fn load_root(&mut self, ram: &GuestRam, root: PseudoPhys) -> Result<MachineAddr, ShadowError> {
         let mut view = Self::view(&self.layout, &self.area, ram);
-        let shadow = self.engine.load_root(&mut view, GuestPhys(root.raw()))?;
+        let shadow = self.engine.load_root(&mut view, root)?;
         self.cr3_loads += 1;
-        Ok(MachineAddr::new(shadow.0))
+        Ok(shadow)
     }
 
     /// A guest store of `data` at machine address `machine` exited as MMIO.
@@ -176,8 +175,8 @@ impl ShadowPaging {
         let mut dropped = false;
         let mut entry_offset = 0;
         while entry_offset < store_end {
-            let entry = first_entry.checked_add(entry_offset).ok_or(ShadowError::NotInPool(u64::MAX))?;
-            let mut bytes = ram.read_u64(entry).map_err(|_| ShadowError::NotInPool(entry.raw()))?.to_le_bytes();
+            let entry = first_entry.checked_add(entry_offset).ok_or(ShadowError::NotInPool(pseudo))?;
+            let mut bytes = ram.read_u64(entry).map_err(|_| ShadowError::NotInPool(entry))?.to_le_bytes();
             for (i, b) in bytes.iter_mut().enumerate() {
                 let at = entry_offset + i as u64;
                 if (store_at..store_end).contains(&at) {
@@ -186,7 +185,7 @@ impl ShadowPaging {
             }
             let value = u64::from_le_bytes(bytes);
             let mut view = Self::view(&self.layout, &self.area, ram);
-            dropped |= self.engine.guest_pt_write(&mut view, GuestPhys(entry.raw()), value)? == SyncOutcome::AllDropped;
+            dropped |= self.engine.guest_pt_write(&mut view, entry, value)? == SyncOutcome::AllDropped;
             first.get_or_insert((entry, value));
             entry_offset += 8;
         }
@@ -198,9 +197,8 @@ impl ShadowPaging {
     /// `mmu_update` in shadow mode: the batch of (entry, value) goes through the
     /// engine. Returns the new CR3 if every shadow was dropped on the way.
     pub fn mmu_update(&mut self, ram: &GuestRam, updates: &[(PseudoPhys, u64)]) -> Result<Option<MachineAddr>, ShadowError> {
-        let batch: Vec<(GuestPhys, u64)> = updates.iter().map(|(e, v)| (GuestPhys(e.raw()), *v)).collect();
         let mut view = Self::view(&self.layout, &self.area, ram);
-        match self.engine.mmu_update(&mut view, &batch)? {
+        match self.engine.mmu_update(&mut view, updates)? {
             SyncOutcome::AllDropped => self.reload_current(ram),
             SyncOutcome::Synced => Ok(None),
         }
@@ -210,7 +208,7 @@ impl ShadowPaging {
     fn reload_current(&mut self, ram: &GuestRam) -> Result<Option<MachineAddr>, ShadowError> {
         let Some(root) = self.engine.current_root() else { return Ok(None) };
         let mut view = Self::view(&self.layout, &self.area, ram);
-        Ok(Some(MachineAddr::new(self.engine.load_root(&mut view, root)?.0)))
+        Ok(Some(self.engine.load_root(&mut view, root)?))
     }
 
     /// Whether a shadow entry the CPU may have cached changed, or shadow frames were

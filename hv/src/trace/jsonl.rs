@@ -60,14 +60,14 @@ fn device_json(event: &DeviceEvent) -> Value {
         DeviceEvent::GrantCheck { device, gref, access, result } => json!({
             "event": "grant_check", "device": device, "gref": gref,
             "access": match access { GrantAccess::Read => "read", GrantAccess::Write => "write" },
-            "gpa": result.as_ref().ok().map(|g| hex(*g)),
+            "gpa": result.as_ref().ok().map(|g| hex(g.raw())),
             "refused": result.as_ref().err().map(|p| p.name()),
         }),
         DeviceEvent::ResponsePushed { device, id, status } => {
             json!({"event": "ring_push", "device": device, "id": id, "status": status})
         }
         DeviceEvent::Published { device, notified } => json!({"event": "publish", "device": device, "upcall": notified}),
-        DeviceEvent::RingError { device, what } => json!({"event": "ring_error", "device": device, "what": what}),
+        DeviceEvent::RingError { device, what } => json!({"event": "ring_error", "device": device, "what": what.to_string()}),
     }
 }
 

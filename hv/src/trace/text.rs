@@ -55,12 +55,12 @@ fn describe(event: &TraceEvent) -> (&'static str, String) {
 pub fn describe_shadow(event: &shadow_mmu::ShadowEvent) -> String {
     use shadow_mmu::ShadowEvent as E;
     match event {
-        E::RootBuilt { guest, shadow } => format!("root built guest={:#x} shadow={:#x}", guest.0, shadow.0),
-        E::RootEvicted { guest } => format!("root evicted (cache full) guest={:#x}", guest.0),
-        E::RootInvalidated { guest } => format!("root dropped (written while not loaded) guest={:#x}", guest.0),
+        E::RootBuilt { guest, shadow } => format!("root built guest={:#x} shadow={:#x}", guest.raw(), shadow.raw()),
+        E::RootEvicted { guest } => format!("root evicted (cache full) guest={:#x}", guest.raw()),
+        E::RootInvalidated { guest } => format!("root dropped (written while not loaded) guest={:#x}", guest.raw()),
         E::Refused { value, level, why } => format!("REFUSED entry={value:#x} level={level}: {}", why.name()),
         E::WriteProtected { value } => format!("write-protected entry={value:#x} (maps a page table)"),
-        E::Synced { entry, value, shadows } => format!("sync entry={:#x} value={value:#x} shadows={shadows}", entry.0),
+        E::Synced { entry, value, shadows } => format!("sync entry={:#x} value={value:#x} shadows={shadows}", entry.raw()),
         E::AllDropped => "shadow area full: every shadow dropped".to_string(),
         E::AreaRecycled => "fresh shadow frames used up: freed frames recycled (KVM told to forget the area)".to_string(),
     }

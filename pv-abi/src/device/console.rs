@@ -89,7 +89,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn requests_round_trip_and_hostile_lengths_are_caught() {
+    fn hostile_request_lengths_are_caught_and_requests_round_trip() {
         let r = ConsoleRequest::new(9, b"hello");
         let mut buf = [0u8; ConsoleRequest::SIZE];
         r.encode(&mut buf);

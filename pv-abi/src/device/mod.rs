@@ -2,6 +2,24 @@
 //! `io/blkif.h` and `io/console.h`. Each type implements the ring's `RingEntry`: a
 //! fixed-size little-endian encoding, and a decoder that accepts any bytes (checking
 //! the decoded values is the receiver's job).
+//!
+//! One file per device, and the same device name on every side of the split:
+//!
+//! ```text
+//!  pv-abi/src/device/<dev>.rs        the formats (this module)
+//!  frontend-drivers/src/<dev>/       mod.rs: the guest's driver   check.rs: the backend's responses checked
+//!  backend-drivers/src/<dev>/        mod.rs: the host's driver    check.rs: the frontend's requests checked
+//!  hv/src/devices/<dev>.rs           wiring the backend to one VM
+//! ```
+//!
+//! ## Adding a device
+//!
+//! Copy [`console`]: a request and a response type, each a `RingEntry` whose `decode`
+//! accepts any bytes; the numbers both sides must agree on (sizes, operation codes,
+//! status codes) as named constants; a test that requests round-trip and that hostile
+//! values decode without panicking. Then the two driver folders, each laid out like its
+//! console folder (see the "Adding a device" sections of `frontend-drivers` and
+//! `backend-drivers`).
 
 pub mod block;
 pub mod console;

@@ -362,7 +362,7 @@ fn errors_explain_themselves() {
 
 proptest! {
     #[test]
-    fn decode_accepts_any_bytes(bytes in proptest::collection::vec(any::<u8>(), MAX_ENTRY_SIZE)) {
+    fn hostile_bytes_always_decode(bytes in proptest::collection::vec(any::<u8>(), MAX_ENTRY_SIZE)) {
         // Every entry type of the crate, fed arbitrary bytes: a value, never a panic.
         let _ = BlockRequest::decode(&bytes[..BlockRequest::SIZE]);
         let _ = BlockResponse::decode(&bytes[..BlockResponse::SIZE]);
@@ -375,7 +375,7 @@ proptest! {
     }
 
     #[test]
-    fn any_page_contents_never_panic_either_side(
+    fn hostile_page_contents_never_panic_either_side(
         bytes in proptest::collection::vec(any::<u8>(), RING_PAGE_SIZE),
         start in any::<u32>(),
         published in 0..=N,

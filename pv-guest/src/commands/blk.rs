@@ -80,7 +80,7 @@ pub fn read_sum<'a>(mut args: impl Iterator<Item = &'a str>) -> u8 {
                 };
                 *f = frame.raw();
             }
-            let id = match blk.submit(BlockOp::Read, next_lba, sectors as u32, &frame_list[..nframes]) {
+            let id = match blk.submit(BlockOp::Read, next_lba, sectors as u32, &frame_list.map(pv_abi::addr::PseudoFrame::new)[..nframes]) {
                 Ok(id) => id,
                 // Out of ring slots or grant entries (32 requests of 16 frames need more
                 // than the table's 255): wait for a completion, which frees both.
@@ -162,7 +162,7 @@ pub fn fill<'a>(mut args: impl Iterator<Item = &'a str>) -> u8 {
         while blk.in_flight() < MAX_IN_FLIGHT && remaining > 0 {
             let sectors = remaining.min(MAX_REQUEST_SECTORS);
             let nframes = sectors.div_ceil(u64::from(SECTORS_PER_SEGMENT)) as usize;
-            match blk.submit(BlockOp::Write, next_lba, sectors as u32, &frame_list[..nframes]) {
+            match blk.submit(BlockOp::Write, next_lba, sectors as u32, &frame_list.map(pv_abi::addr::PseudoFrame::new)[..nframes]) {
                 Ok(_) => {}
                 // Out of slots or grants: drain what is in flight, then go on.
                 Err(BlockError::RingFull | BlockError::NoGrants) if blk.in_flight() > 0 => break,
@@ -252,7 +252,7 @@ pub fn bench<'a>(info: &pv_abi::BootInfo, mut args: impl Iterator<Item = &'a str
             if lba + sectors > info.block_sectors {
                 lba = 0;
             }
-            match blk.submit(BlockOp::Read, lba, sectors as u32, &slot_frames[slot][..nframes]) {
+            match blk.submit(BlockOp::Read, lba, sectors as u32, &slot_frames[slot].map(pv_abi::addr::PseudoFrame::new)[..nframes]) {
                 Ok(id) => slot_of_id[slot] = id,
                 // Wait for a completion to free ring slots or grant entries.
                 Err(BlockError::RingFull | BlockError::NoGrants) if submitted > completed => break,

@@ -1,8 +1,20 @@
 //! Unit tests of the builder and of each isolation rule, named after what they try.
 
+use std::ops::Range;
+
+use pv_abi::paging::PteFlags;
+
 use super::*;
+use crate::event::Refusal;
 use crate::memory::VecMemory;
 use crate::reference::reference_translate;
+
+/// Entry bits as the raw words a guest writes.
+const P: u64 = PteFlags::PRESENT.bits();
+const RW: u64 = PteFlags::WRITABLE.bits();
+const US: u64 = PteFlags::USER.bits();
+const NX: u64 = PteFlags::NO_EXECUTE.bits();
+const PS: u64 = PteFlags::LARGE.bits();
 
 /// Guest frames; the pool is the top 64 of them; the shadow area is machine 0..SHADOW.
 const GUEST_FRAMES: u64 = 1024;
@@ -12,21 +24,21 @@ const MACHINE_BASE: u64 = 512;
 
 fn setup(traps: bool) -> (VecMemory, ShadowMmu) {
     let mem = VecMemory::new(MACHINE_BASE + GUEST_FRAMES);
-    let p2m = P2m::swapped_halves(GUEST_FRAMES, MACHINE_BASE, 512);
-    let config = ShadowConfig { pool: GuestFrame(POOL.start)..GuestFrame(POOL.end), shadow_area: MachineFrame(0)..MachineFrame(SHADOW), root_cache: 4, pool_traps_writes: traps, device_frames: Vec::new() };
+    let p2m = P2m::swapped_halves(GUEST_FRAMES, MachineFrame::new(MACHINE_BASE), 512);
+    let config = ShadowConfig { pool: PseudoFrame::new(POOL.start)..PseudoFrame::new(POOL.end), shadow_area: MachineFrame::new(0)..MachineFrame::new(SHADOW), root_cache: 4, pool_traps_writes: traps, device_frames: Vec::new() };
     (mem, ShadowMmu::new(config, p2m).unwrap())
 }
 
-fn entry(frame: u64, index: u64) -> GuestPhys {
-    GuestPhys(frame * PAGE_SIZE + index * 8)
+fn entry(frame: u64, index: u64) -> PseudoPhys {
+    PseudoPhys::new(frame * PAGE_SIZE + index * 8)
 }
 
 fn write(mem: &mut VecMemory, s: &mut ShadowMmu, frame: u64, index: u64, value: u64) {
     s.guest_pt_write(mem, entry(frame, index), value).unwrap();
 }
 
-const TABLE: u64 = pte::P | pte::RW | pte::US;
-const DATA: u64 = pte::P | pte::RW | pte::US | pte::NX;
+const TABLE: u64 = P | RW | US;
+const DATA: u64 = P | RW | US | NX;
 
 /// PML4 960 → PDPT 961 → PD 962 → PT 963 → data frame 100, for va 0.
 fn simple_tree(mem: &mut VecMemory, s: &mut ShadowMmu) {
@@ -36,35 +48,35 @@ fn simple_tree(mem: &mut VecMemory, s: &mut ShadowMmu) {
     write(mem, s, 963, 0, (100 * PAGE_SIZE) | DATA);
 }
 
-fn check_against_reference(mem: &VecMemory, s: &ShadowMmu, root: u64, shadow: Machine, va: u64) {
-    let expected = reference_translate(mem, s.p2m(), s.config(), GuestPhys(root * PAGE_SIZE), GuestVirt(va));
-    assert_eq!(s.translate_shadow(mem, shadow, GuestVirt(va)), expected, "va {va:#x}");
+fn check_against_reference(mem: &VecMemory, s: &ShadowMmu, root: u64, shadow: MachineAddr, va: u64) {
+    let expected = reference_translate(mem, s.p2m(), s.config(), PseudoPhys::new(root * PAGE_SIZE), GuestVirt::new(va));
+    assert_eq!(s.translate_shadow(mem, shadow, GuestVirt::new(va)), expected, "va {va:#x}");
 }
 
 #[test]
 fn a_4k_mapping_translates_through_the_p2m() {
     let (mut mem, mut s) = setup(false);
     simple_tree(&mut mem, &mut s);
-    let root = s.load_root(&mut mem, GuestPhys(960 * PAGE_SIZE)).unwrap();
+    let root = s.load_root(&mut mem, PseudoPhys::new(960 * PAGE_SIZE)).unwrap();
     assert!(s.is_shadow_frame(root.frame()));
-    let t = s.translate_shadow(&mem, root, GuestVirt(0x123)).unwrap();
-    let machine = s.p2m().machine_frame(GuestFrame(100)).unwrap();
-    assert_ne!(machine, MachineFrame(100), "the p2m is not the identity");
-    assert_eq!(t.machine, Machine(machine.0 * PAGE_SIZE + 0x123));
+    let t = s.translate_shadow(&mem, root, GuestVirt::new(0x123)).unwrap();
+    let machine = s.p2m().machine_frame(PseudoFrame::new(100)).unwrap();
+    assert_ne!(machine, MachineFrame::new(100), "the p2m is not the identity");
+    assert_eq!(t.machine, MachineAddr::new(machine.raw() * PAGE_SIZE + 0x123));
     assert!(t.writable && t.user && !t.executable);
-    assert!(s.translate_shadow(&mem, root, GuestVirt(0x1000)).is_none());
+    assert!(s.translate_shadow(&mem, root, GuestVirt::new(0x1000)).is_none());
 }
 
 #[test]
 fn a_write_after_the_root_is_built_reaches_the_shadow() {
     let (mut mem, mut s) = setup(false);
     simple_tree(&mut mem, &mut s);
-    let root = s.load_root(&mut mem, GuestPhys(960 * PAGE_SIZE)).unwrap();
-    write(&mut mem, &mut s, 963, 1, (101 * PAGE_SIZE) | pte::P | pte::US);
-    let t = s.translate_shadow(&mem, root, GuestVirt(0x1000)).unwrap();
+    let root = s.load_root(&mut mem, PseudoPhys::new(960 * PAGE_SIZE)).unwrap();
+    write(&mut mem, &mut s, 963, 1, (101 * PAGE_SIZE) | P | US);
+    let t = s.translate_shadow(&mem, root, GuestVirt::new(0x1000)).unwrap();
     assert!(!t.writable && t.executable, "permissions follow the guest entry");
     write(&mut mem, &mut s, 963, 0, 0);
-    assert!(s.translate_shadow(&mem, root, GuestVirt(0)).is_none(), "an unmap reaches the shadow");
+    assert!(s.translate_shadow(&mem, root, GuestVirt::new(0)).is_none(), "an unmap reaches the shadow");
     assert!(s.stats().shadow_syncs >= 2);
 }
 
@@ -72,91 +84,91 @@ fn a_write_after_the_root_is_built_reaches_the_shadow() {
 fn permissions_combine_across_levels() {
     let (mut mem, mut s) = setup(false);
     simple_tree(&mut mem, &mut s);
-    write(&mut mem, &mut s, 961, 0, (962 * PAGE_SIZE) | pte::P | pte::RW); // no US at the PDPT
-    let root = s.load_root(&mut mem, GuestPhys(960 * PAGE_SIZE)).unwrap();
-    let t = s.translate_shadow(&mem, root, GuestVirt(0)).unwrap();
+    write(&mut mem, &mut s, 961, 0, (962 * PAGE_SIZE) | P | RW); // no US at the PDPT
+    let root = s.load_root(&mut mem, PseudoPhys::new(960 * PAGE_SIZE)).unwrap();
+    let t = s.translate_shadow(&mem, root, GuestVirt::new(0)).unwrap();
     assert!(!t.user, "a supervisor-only PDPT entry makes the whole range supervisor-only");
     check_against_reference(&mem, &s, 960, root, 0);
 }
 
 #[test]
-fn a_2m_page_translates_and_a_misaligned_one_is_refused() {
+fn hostile_misaligned_2m_page_is_refused_and_an_aligned_one_translates() {
     let (mut mem, mut s) = setup(false);
     write(&mut mem, &mut s, 960, 0, (961 * PAGE_SIZE) | TABLE);
     write(&mut mem, &mut s, 961, 0, (962 * PAGE_SIZE) | TABLE);
-    write(&mut mem, &mut s, 962, 1, (512 * PAGE_SIZE) | DATA | pte::PS);
-    write(&mut mem, &mut s, 962, 2, (513 * PAGE_SIZE) | DATA | pte::PS);
-    let root = s.load_root(&mut mem, GuestPhys(960 * PAGE_SIZE)).unwrap();
-    let t = s.translate_shadow(&mem, root, GuestVirt(0x20_0000 + 0x1f_f123)).unwrap();
-    assert_eq!(t.machine.0, s.p2m().machine_frame(GuestFrame(512)).unwrap().0 * PAGE_SIZE + 0x1f_f123);
-    assert!(s.translate_shadow(&mem, root, GuestVirt(0x40_0000)).is_none());
+    write(&mut mem, &mut s, 962, 1, (512 * PAGE_SIZE) | DATA | PS);
+    write(&mut mem, &mut s, 962, 2, (513 * PAGE_SIZE) | DATA | PS);
+    let root = s.load_root(&mut mem, PseudoPhys::new(960 * PAGE_SIZE)).unwrap();
+    let t = s.translate_shadow(&mem, root, GuestVirt::new(0x20_0000 + 0x1f_f123)).unwrap();
+    assert_eq!(t.machine.raw(), s.p2m().machine_frame(PseudoFrame::new(512)).unwrap().raw() * PAGE_SIZE + 0x1f_f123);
+    assert!(s.translate_shadow(&mem, root, GuestVirt::new(0x40_0000)).is_none());
     assert!(s.drain_events().iter().any(|e| matches!(e, ShadowEvent::Refused { why: Refusal::Misaligned, .. })));
 }
 
 #[test]
-fn a_large_page_across_the_p2m_halves_is_refused() {
+fn hostile_large_page_across_the_p2m_halves_is_refused() {
     let (mut mem, mut s) = setup(false);
     // Frames 0..512 and 512..1024 are swapped in machine memory; a page spanning the seam
     // cannot be 2 MiB-aligned in this p2m, so build a p2m where it can.
-    let p2m = P2m::from_table((0..GUEST_FRAMES).map(|f| MachineFrame(MACHINE_BASE + (f ^ 1))).collect());
+    let p2m = P2m::from_table((0..GUEST_FRAMES).map(|f| MachineFrame::new(MACHINE_BASE + (f ^ 1))).collect());
     let config = s.config().clone();
     s = ShadowMmu::new(config, p2m).unwrap();
     write(&mut mem, &mut s, 960, 0, (961 * PAGE_SIZE) | TABLE);
     write(&mut mem, &mut s, 961, 0, (962 * PAGE_SIZE) | TABLE);
-    write(&mut mem, &mut s, 962, 0, DATA | pte::PS);
-    let root = s.load_root(&mut mem, GuestPhys(960 * PAGE_SIZE)).unwrap();
-    assert!(s.translate_shadow(&mem, root, GuestVirt(0)).is_none());
+    write(&mut mem, &mut s, 962, 0, DATA | PS);
+    let root = s.load_root(&mut mem, PseudoPhys::new(960 * PAGE_SIZE)).unwrap();
+    assert!(s.translate_shadow(&mem, root, GuestVirt::new(0)).is_none());
     assert!(s.drain_events().iter().any(|e| matches!(e, ShadowEvent::Refused { why: Refusal::NotContiguous, .. })));
 }
 
 #[test]
-fn an_entry_pointing_past_the_last_guest_frame_is_not_reflected() {
+fn hostile_entry_pointing_past_the_last_guest_frame_is_not_reflected() {
     let (mut mem, mut s) = setup(false);
     simple_tree(&mut mem, &mut s);
     write(&mut mem, &mut s, 963, 0, (GUEST_FRAMES * PAGE_SIZE) | DATA);
     write(&mut mem, &mut s, 963, 1, 0x000f_ffff_ffff_f000 | DATA);
-    let root = s.load_root(&mut mem, GuestPhys(960 * PAGE_SIZE)).unwrap();
-    assert!(s.translate_shadow(&mem, root, GuestVirt(0)).is_none());
-    assert!(s.translate_shadow(&mem, root, GuestVirt(0x1000)).is_none());
+    let root = s.load_root(&mut mem, PseudoPhys::new(960 * PAGE_SIZE)).unwrap();
+    assert!(s.translate_shadow(&mem, root, GuestVirt::new(0)).is_none());
+    assert!(s.translate_shadow(&mem, root, GuestVirt::new(0x1000)).is_none());
     assert!(s.drain_events().iter().any(|e| matches!(e, ShadowEvent::Refused { why: Refusal::OutsideGuest, .. })));
 }
 
 #[test]
-fn an_entry_can_never_reach_the_shadow_area() {
+fn hostile_entry_can_never_reach_the_shadow_area() {
     // The shadow area is machine 0..256; no guest frame maps there, so whatever frame
     // number the guest writes, the shadow leaf points into guest memory or nowhere.
     let (mut mem, mut s) = setup(false);
     simple_tree(&mut mem, &mut s);
     for f in [0, 1, 255, 256, 511] {
         write(&mut mem, &mut s, 963, 2, (f * PAGE_SIZE) | DATA);
-        let root = s.load_root(&mut mem, GuestPhys(960 * PAGE_SIZE)).unwrap();
-        if let Some(t) = s.translate_shadow(&mem, root, GuestVirt(0x2000)) {
+        let root = s.load_root(&mut mem, PseudoPhys::new(960 * PAGE_SIZE)).unwrap();
+        if let Some(t) = s.translate_shadow(&mem, root, GuestVirt::new(0x2000)) {
             assert!(!s.is_shadow_frame(t.machine.frame()), "guest frame {f} reached the shadow area");
         }
     }
-    let p2m = P2m::from_table(vec![MachineFrame(5); 4]);
-    let config = ShadowConfig { pool: GuestFrame(2)..GuestFrame(4), shadow_area: MachineFrame(0)..MachineFrame(8), root_cache: 1, pool_traps_writes: false, device_frames: Vec::new() };
-    assert_eq!(ShadowMmu::new(config, p2m).err(), Some(ShadowError::AreaOverlapsGuest(MachineFrame(5))));
+    let p2m = P2m::from_table(vec![MachineFrame::new(5); 4]);
+    let config = ShadowConfig { pool: PseudoFrame::new(2)..PseudoFrame::new(4), shadow_area: MachineFrame::new(0)..MachineFrame::new(8), root_cache: 1, pool_traps_writes: false, device_frames: Vec::new() };
+    assert_eq!(ShadowMmu::new(config, p2m).err(), Some(ShadowError::AreaOverlapsGuest(MachineFrame::new(5))));
 }
 
 #[test]
-fn a_page_table_outside_the_pool_is_refused() {
+fn hostile_page_table_outside_the_pool_is_refused() {
     let (mut mem, mut s) = setup(false);
     write(&mut mem, &mut s, 960, 0, (100 * PAGE_SIZE) | TABLE); // "PDPT" in ordinary RAM
-    let root = s.load_root(&mut mem, GuestPhys(960 * PAGE_SIZE)).unwrap();
-    assert!(s.translate_shadow(&mem, root, GuestVirt(0)).is_none());
+    let root = s.load_root(&mut mem, PseudoPhys::new(960 * PAGE_SIZE)).unwrap();
+    assert!(s.translate_shadow(&mem, root, GuestVirt::new(0)).is_none());
     assert!(s.drain_events().iter().any(|e| matches!(e, ShadowEvent::Refused { why: Refusal::TableOutsidePool, .. })));
-    assert_eq!(s.load_root(&mut mem, GuestPhys(100 * PAGE_SIZE)), Err(ShadowError::NotInPool(100 * PAGE_SIZE)));
-    assert_eq!(s.guest_pt_write(&mut mem, entry(100, 0), 0), Err(ShadowError::NotInPool(100 * PAGE_SIZE)));
+    assert_eq!(s.load_root(&mut mem, PseudoPhys::new(100 * PAGE_SIZE)), Err(ShadowError::NotInPool(PseudoPhys::new(100 * PAGE_SIZE))));
+    assert_eq!(s.guest_pt_write(&mut mem, entry(100, 0), 0), Err(ShadowError::NotInPool(PseudoPhys::new(100 * PAGE_SIZE))));
 }
 
 #[test]
-fn a_writable_mapping_of_a_pool_frame_is_reflected_read_only() {
+fn hostile_writable_mapping_of_a_pool_frame_is_reflected_read_only() {
     let (mut mem, mut s) = setup(false);
     simple_tree(&mut mem, &mut s);
     write(&mut mem, &mut s, 963, 3, (961 * PAGE_SIZE) | DATA); // the guest maps its own PDPT writable
-    let root = s.load_root(&mut mem, GuestPhys(960 * PAGE_SIZE)).unwrap();
-    let t = s.translate_shadow(&mem, root, GuestVirt(0x3000)).unwrap();
+    let root = s.load_root(&mut mem, PseudoPhys::new(960 * PAGE_SIZE)).unwrap();
+    let t = s.translate_shadow(&mem, root, GuestVirt::new(0x3000)).unwrap();
     assert!(!t.writable);
     assert_eq!(s.stats().write_protected, 1);
 }
@@ -166,19 +178,19 @@ fn with_a_write_trapping_pool_the_mapping_stays_writable() {
     let (mut mem, mut s) = setup(true);
     simple_tree(&mut mem, &mut s);
     write(&mut mem, &mut s, 963, 3, (961 * PAGE_SIZE) | DATA);
-    let root = s.load_root(&mut mem, GuestPhys(960 * PAGE_SIZE)).unwrap();
-    assert!(s.translate_shadow(&mem, root, GuestVirt(0x3000)).unwrap().writable, "the memslot, not the shadow, protects it");
+    let root = s.load_root(&mut mem, PseudoPhys::new(960 * PAGE_SIZE)).unwrap();
+    assert!(s.translate_shadow(&mem, root, GuestVirt::new(0x3000)).unwrap().writable, "the memslot, not the shadow, protects it");
 }
 
 #[test]
-fn reserved_bits_and_1g_pages_are_refused() {
+fn hostile_reserved_bits_and_1g_pages_are_refused() {
     let (mut mem, mut s) = setup(false);
     simple_tree(&mut mem, &mut s);
     write(&mut mem, &mut s, 963, 4, (100 * PAGE_SIZE) | DATA | (1 << 55));
-    write(&mut mem, &mut s, 961, 1, DATA | pte::PS); // a 1 GiB page at va 1 GiB
-    let root = s.load_root(&mut mem, GuestPhys(960 * PAGE_SIZE)).unwrap();
-    assert!(s.translate_shadow(&mem, root, GuestVirt(0x4000)).is_none());
-    assert!(s.translate_shadow(&mem, root, GuestVirt(1 << 30)).is_none());
+    write(&mut mem, &mut s, 961, 1, DATA | PS); // a 1 GiB page at va 1 GiB
+    let root = s.load_root(&mut mem, PseudoPhys::new(960 * PAGE_SIZE)).unwrap();
+    assert!(s.translate_shadow(&mem, root, GuestVirt::new(0x4000)).is_none());
+    assert!(s.translate_shadow(&mem, root, GuestVirt::new(1 << 30)).is_none());
     let why: Vec<_> = s.drain_events().into_iter().filter_map(|e| match e { ShadowEvent::Refused { why, .. } => Some(why), _ => None }).collect();
     assert!(why.contains(&Refusal::ReservedBits) && why.contains(&Refusal::HugePage));
 }
@@ -188,10 +200,10 @@ fn changing_a_non_leaf_entry_replaces_the_whole_subtree() {
     let (mut mem, mut s) = setup(false);
     simple_tree(&mut mem, &mut s);
     write(&mut mem, &mut s, 964, 0, (200 * PAGE_SIZE) | DATA); // a second PT
-    let root = s.load_root(&mut mem, GuestPhys(960 * PAGE_SIZE)).unwrap();
+    let root = s.load_root(&mut mem, PseudoPhys::new(960 * PAGE_SIZE)).unwrap();
     write(&mut mem, &mut s, 962, 0, (964 * PAGE_SIZE) | TABLE);
-    let t = s.translate_shadow(&mem, root, GuestVirt(0)).unwrap();
-    assert_eq!(t.machine.frame(), s.p2m().machine_frame(GuestFrame(200)).unwrap());
+    let t = s.translate_shadow(&mem, root, GuestVirt::new(0)).unwrap();
+    assert_eq!(t.machine.frame(), s.p2m().machine_frame(PseudoFrame::new(200)).unwrap());
 }
 
 #[test]
@@ -202,11 +214,11 @@ fn a_table_shared_by_two_spaces_and_used_at_two_levels_stays_in_step_everywhere(
     write(&mut mem, &mut s, 970, 0, (961 * PAGE_SIZE) | TABLE);
     // And PT 963 also used as a PD (level 2) from PDPT entry 1.
     write(&mut mem, &mut s, 961, 1, (963 * PAGE_SIZE) | TABLE);
-    let a = s.load_root(&mut mem, GuestPhys(960 * PAGE_SIZE)).unwrap();
-    let b = s.load_root(&mut mem, GuestPhys(970 * PAGE_SIZE)).unwrap();
+    let a = s.load_root(&mut mem, PseudoPhys::new(960 * PAGE_SIZE)).unwrap();
+    let b = s.load_root(&mut mem, PseudoPhys::new(970 * PAGE_SIZE)).unwrap();
     write(&mut mem, &mut s, 963, 0, (300 * PAGE_SIZE) | DATA);
     for root in [a, b] {
-        assert_eq!(s.translate_shadow(&mem, root, GuestVirt(0)).unwrap().machine.frame(), s.p2m().machine_frame(GuestFrame(300)).unwrap());
+        assert_eq!(s.translate_shadow(&mem, root, GuestVirt::new(0)).unwrap().machine.frame(), s.p2m().machine_frame(PseudoFrame::new(300)).unwrap());
     }
     // Through the level-2 use, entry 0 of 963 is a PD entry pointing at frame 300 as a
     // PT, which is not a pool frame: refused there, exactly as the reference says.
@@ -218,11 +230,11 @@ fn a_table_shared_by_two_spaces_and_used_at_two_levels_stays_in_step_everywhere(
 }
 
 #[test]
-fn a_table_that_maps_itself_terminates() {
+fn hostile_table_that_maps_itself_terminates() {
     let (mut mem, mut s) = setup(false);
     write(&mut mem, &mut s, 960, 0, (960 * PAGE_SIZE) | TABLE); // PML4[0] → the PML4 itself
     write(&mut mem, &mut s, 960, 1, (960 * PAGE_SIZE) | TABLE);
-    let root = s.load_root(&mut mem, GuestPhys(960 * PAGE_SIZE)).unwrap();
+    let root = s.load_root(&mut mem, PseudoPhys::new(960 * PAGE_SIZE)).unwrap();
     for va in [0, 0x1000, 1 << 39, (1 << 39) + (1 << 30)] {
         check_against_reference(&mem, &s, 960, root, va);
     }
@@ -233,37 +245,37 @@ fn a_table_that_maps_itself_terminates() {
 fn the_root_cache_is_bounded_and_evicts_the_oldest() {
     let (mut mem, mut s) = setup(false);
     for r in 960..966 {
-        s.load_root(&mut mem, GuestPhys(r * PAGE_SIZE)).unwrap();
+        s.load_root(&mut mem, PseudoPhys::new(r * PAGE_SIZE)).unwrap();
     }
     assert_eq!(s.stats().roots_built, 6);
     assert_eq!(s.stats().roots_evicted, 2);
-    s.load_root(&mut mem, GuestPhys(965 * PAGE_SIZE)).unwrap();
+    s.load_root(&mut mem, PseudoPhys::new(965 * PAGE_SIZE)).unwrap();
     assert_eq!(s.stats().root_hits, 1);
-    s.load_root(&mut mem, GuestPhys(960 * PAGE_SIZE)).unwrap();
+    s.load_root(&mut mem, PseudoPhys::new(960 * PAGE_SIZE)).unwrap();
     assert_eq!(s.stats().roots_built, 7, "an evicted root is built again");
 }
 
 #[test]
-fn a_full_shadow_area_drops_everything_instead_of_failing() {
+fn hostile_full_shadow_area_drops_everything_instead_of_failing() {
     let mem_frames = MACHINE_BASE + GUEST_FRAMES;
     let mut mem = VecMemory::new(mem_frames);
-    let config = ShadowConfig { pool: GuestFrame(POOL.start)..GuestFrame(POOL.end), shadow_area: MachineFrame(0)..MachineFrame(4), root_cache: 4, pool_traps_writes: false, device_frames: Vec::new() };
-    let mut s = ShadowMmu::new(config, P2m::swapped_halves(GUEST_FRAMES, MACHINE_BASE, 512)).unwrap();
+    let config = ShadowConfig { pool: PseudoFrame::new(POOL.start)..PseudoFrame::new(POOL.end), shadow_area: MachineFrame::new(0)..MachineFrame::new(4), root_cache: 4, pool_traps_writes: false, device_frames: Vec::new() };
+    let mut s = ShadowMmu::new(config, P2m::swapped_halves(GUEST_FRAMES, MachineFrame::new(MACHINE_BASE), 512)).unwrap();
     simple_tree(&mut mem, &mut s);
-    let root = s.load_root(&mut mem, GuestPhys(960 * PAGE_SIZE)).unwrap();
+    let root = s.load_root(&mut mem, PseudoPhys::new(960 * PAGE_SIZE)).unwrap();
     check_against_reference(&mem, &s, 960, root, 0);
     // A second PT does not fit: the write drops every shadow and says so.
     write(&mut mem, &mut s, 964, 0, 0);
     assert_eq!(s.guest_pt_write(&mut mem, entry(962, 1), (964 * PAGE_SIZE) | TABLE), Ok(SyncOutcome::AllDropped));
-    let root = s.load_root(&mut mem, GuestPhys(960 * PAGE_SIZE));
+    let root = s.load_root(&mut mem, PseudoPhys::new(960 * PAGE_SIZE));
     assert_eq!(root, Err(ShadowError::AreaTooSmall), "5 tables never fit in 4 frames");
 }
 
 #[test]
-fn a_storm_of_writes_is_bounded_work() {
+fn hostile_storm_of_writes_is_bounded_work() {
     let (mut mem, mut s) = setup(false);
     simple_tree(&mut mem, &mut s);
-    let root = s.load_root(&mut mem, GuestPhys(960 * PAGE_SIZE)).unwrap();
+    let root = s.load_root(&mut mem, PseudoPhys::new(960 * PAGE_SIZE)).unwrap();
     for i in 0..100_000u64 {
         write(&mut mem, &mut s, 963, i % 512, ((i % 900) * PAGE_SIZE) | DATA);
     }
@@ -272,55 +284,55 @@ fn a_storm_of_writes_is_bounded_work() {
 }
 
 #[test]
-fn mmu_update_checks_the_whole_batch_first() {
+fn hostile_mmu_update_batch_is_checked_whole_first() {
     let (mut mem, mut s) = setup(false);
     simple_tree(&mut mem, &mut s);
-    let root = s.load_root(&mut mem, GuestPhys(960 * PAGE_SIZE)).unwrap();
+    let root = s.load_root(&mut mem, PseudoPhys::new(960 * PAGE_SIZE)).unwrap();
     let bad = [(entry(963, 5), (105 * PAGE_SIZE) | DATA), (entry(100, 0), 1)];
     assert!(s.mmu_update(&mut mem, &bad).is_err());
-    assert!(s.translate_shadow(&mem, root, GuestVirt(0x5000)).is_none(), "nothing of a bad batch applied");
+    assert!(s.translate_shadow(&mem, root, GuestVirt::new(0x5000)).is_none(), "nothing of a bad batch applied");
     let good = [(entry(963, 5), (105 * PAGE_SIZE) | DATA), (entry(963, 6), (106 * PAGE_SIZE) | DATA)];
     assert_eq!(s.mmu_update(&mut mem, &good), Ok(SyncOutcome::Synced));
-    assert!(s.translate_shadow(&mem, root, GuestVirt(0x6000)).is_some());
+    assert!(s.translate_shadow(&mem, root, GuestVirt::new(0x6000)).is_some());
 }
 
 #[test]
-fn a_passed_through_device_frame_maps_to_its_machine_frame_and_no_other_outside_frame_does() {
+fn hostile_frames_outside_ram_other_than_a_passed_through_device_are_not_mapped() {
     let mem_frames = MACHINE_BASE + GUEST_FRAMES;
     let mut mem = VecMemory::new(mem_frames);
     let apic = 0xfee00;
-    let config = ShadowConfig { pool: GuestFrame(POOL.start)..GuestFrame(POOL.end), shadow_area: MachineFrame(0)..MachineFrame(SHADOW), root_cache: 4, pool_traps_writes: false, device_frames: vec![(GuestFrame(apic), MachineFrame(apic))] };
-    let mut s = ShadowMmu::new(config, P2m::swapped_halves(GUEST_FRAMES, MACHINE_BASE, 512)).unwrap();
+    let config = ShadowConfig { pool: PseudoFrame::new(POOL.start)..PseudoFrame::new(POOL.end), shadow_area: MachineFrame::new(0)..MachineFrame::new(SHADOW), root_cache: 4, pool_traps_writes: false, device_frames: vec![(PseudoFrame::new(apic), MachineFrame::new(apic))] };
+    let mut s = ShadowMmu::new(config, P2m::swapped_halves(GUEST_FRAMES, MachineFrame::new(MACHINE_BASE), 512)).unwrap();
     simple_tree(&mut mem, &mut s);
     write(&mut mem, &mut s, 963, 1, (apic * PAGE_SIZE) | DATA);
     write(&mut mem, &mut s, 963, 2, ((apic + 1) * PAGE_SIZE) | DATA);
-    let root = s.load_root(&mut mem, GuestPhys(960 * PAGE_SIZE)).unwrap();
-    assert_eq!(s.translate_shadow(&mem, root, GuestVirt(0x1010)).unwrap().machine, Machine(apic * PAGE_SIZE + 0x10));
-    assert!(s.translate_shadow(&mem, root, GuestVirt(0x2000)).is_none(), "the frame after the device is not passed through");
-    let overlap = ShadowConfig { pool: GuestFrame(POOL.start)..GuestFrame(POOL.end), shadow_area: MachineFrame(apic)..MachineFrame(apic + 1), root_cache: 4, pool_traps_writes: false, device_frames: vec![(GuestFrame(apic), MachineFrame(apic))] };
-    assert_eq!(ShadowMmu::new(overlap, P2m::swapped_halves(GUEST_FRAMES, MACHINE_BASE, 512)).err(), Some(ShadowError::AreaOverlapsGuest(MachineFrame(apic))));
+    let root = s.load_root(&mut mem, PseudoPhys::new(960 * PAGE_SIZE)).unwrap();
+    assert_eq!(s.translate_shadow(&mem, root, GuestVirt::new(0x1010)).unwrap().machine, MachineAddr::new(apic * PAGE_SIZE + 0x10));
+    assert!(s.translate_shadow(&mem, root, GuestVirt::new(0x2000)).is_none(), "the frame after the device is not passed through");
+    let overlap = ShadowConfig { pool: PseudoFrame::new(POOL.start)..PseudoFrame::new(POOL.end), shadow_area: MachineFrame::new(apic)..MachineFrame::new(apic + 1), root_cache: 4, pool_traps_writes: false, device_frames: vec![(PseudoFrame::new(apic), MachineFrame::new(apic))] };
+    assert_eq!(ShadowMmu::new(overlap, P2m::swapped_halves(GUEST_FRAMES, MachineFrame::new(MACHINE_BASE), 512)).err(), Some(ShadowError::AreaOverlapsGuest(MachineFrame::new(apic))));
 }
 
 #[test]
 fn writing_the_pml4_of_an_idle_cached_space_drops_its_shadow_and_frees_its_tables() {
     let (mut mem, mut s) = setup(false);
     simple_tree(&mut mem, &mut s);
-    s.load_root(&mut mem, GuestPhys(960 * PAGE_SIZE)).unwrap();
-    s.load_root(&mut mem, GuestPhys(970 * PAGE_SIZE)).unwrap(); // another space is loaded now
+    s.load_root(&mut mem, PseudoPhys::new(960 * PAGE_SIZE)).unwrap();
+    s.load_root(&mut mem, PseudoPhys::new(970 * PAGE_SIZE)).unwrap(); // another space is loaded now
     assert_eq!(s.live_tables(), 5, "four tables of the first space, one (empty) root of the second");
     write(&mut mem, &mut s, 960, 0, 0); // tearing down the idle space
     assert_eq!(s.stats().roots_invalidated, 1);
     assert_eq!(s.live_tables(), 1, "its whole shadow tree was freed");
     assert_eq!(s.unreachable_tables(&mem), 0);
-    let root = s.load_root(&mut mem, GuestPhys(960 * PAGE_SIZE)).unwrap();
-    assert!(s.translate_shadow(&mem, root, GuestVirt(0)).is_none(), "rebuilt from the guest's tables as they are now");
+    let root = s.load_root(&mut mem, PseudoPhys::new(960 * PAGE_SIZE)).unwrap();
+    assert!(s.translate_shadow(&mem, root, GuestVirt::new(0)).is_none(), "rebuilt from the guest's tables as they are now");
 }
 
 #[test]
 fn unlinking_a_subtree_frees_its_shadows_for_reuse() {
     let (mut mem, mut s) = setup(false);
     simple_tree(&mut mem, &mut s);
-    s.load_root(&mut mem, GuestPhys(960 * PAGE_SIZE)).unwrap();
+    s.load_root(&mut mem, PseudoPhys::new(960 * PAGE_SIZE)).unwrap();
     write(&mut mem, &mut s, 961, 0, 0); // PDPT entry gone: the PD and PT shadows go too
     assert_eq!(s.stats().tables_freed, 2);
     assert_eq!(s.unreachable_tables(&mem), 0);

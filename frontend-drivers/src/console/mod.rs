@@ -6,6 +6,11 @@
 //! the kernel calls it at the end of each line, so the console behaves like a
 //! synchronous one (nothing is lost if the guest stops right after printing), and hv's
 //! trace stays in cause-and-effect order.
+//!
+//! Every response is checked ([`check::check_response`]) before it is acted on: it
+//! must answer the oldest request not yet answered.
+
+pub mod check;
 
 use pv_abi::device::console::{ConsoleRequest, ConsoleResponse, CONSOLE_CHUNK};
 use pv_abi::ring::{FrontRing, RingError, SharedPage};
@@ -22,6 +27,24 @@ pub enum ConsoleError {
         /// The id it answered.
         id: u64,
     },
+}
+
+impl core::fmt::Display for ConsoleError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ConsoleError::Ring(e) => write!(f, "the console backend corrupted the ring: {e}"),
+            ConsoleError::UnexpectedResponse { id } => write!(f, "the console backend answered id {id}, which is not the oldest unanswered request"),
+        }
+    }
+}
+
+impl core::error::Error for ConsoleError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            ConsoleError::Ring(e) => Some(e),
+            ConsoleError::UnexpectedResponse { .. } => None,
+        }
+    }
 }
 
 impl From<RingError> for ConsoleError {
@@ -111,10 +134,7 @@ impl<P: SharedPage, D: Doorbell, W: WaitForEvent> ConsoleFront<P, D, W> {
     fn wait_for_one_response(&mut self) -> Result<(), ConsoleError> {
         loop {
             if let Some(response) = self.ring.take_response()? {
-                // Responses come in request order; anything else is a broken backend.
-                if response.id != self.oldest_unanswered {
-                    return Err(ConsoleError::UnexpectedResponse { id: response.id });
-                }
+                check::check_response(&response, self.oldest_unanswered)?;
                 self.oldest_unanswered += 1;
                 return Ok(());
             }

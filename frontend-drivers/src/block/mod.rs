@@ -1,12 +1,18 @@
 //! The block frontend: sector reads and writes through the ring and granted frames.
 //!
-//! The caller brings the data frames (guest-physical frame numbers): one frame per 4 KiB
+//! The caller brings the data frames (pseudo-physical frames): one frame per 4 KiB
 //! of transfer, up to `BLOCK_MAX_SEGMENTS` per request. [`BlockFront::submit`] grants
 //! them (read-only for a write: the backend only needs to read them) and queues the
 //! request; [`BlockFront::kick`] publishes; completions come back from
 //! [`BlockFront::poll`] or [`BlockFront::wait_for_completion`], which also revoke the
 //! request's grants. Up to one ring's worth of requests can be in flight.
+//!
+//! Every response is checked ([`check::check_response`]) before it is acted on: its id
+//! must name a request in flight.
 
+pub mod check;
+
+use pv_abi::addr::PseudoFrame;
 use pv_abi::device::block::{BlockOp, BlockRequest, BlockResponse, BlockStatus, BLOCK_MAX_SEGMENTS, SECTORS_PER_SEGMENT};
 use pv_abi::grant::GrantRef;
 use pv_abi::ring::{FrontRing, RingError, SharedPage};
@@ -34,6 +40,27 @@ pub enum BlockError {
         /// The id it answered.
         id: u64,
     },
+}
+
+impl core::fmt::Display for BlockError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            BlockError::RingFull => f.write_str("the block ring is full: wait for a completion first"),
+            BlockError::BadShape => f.write_str("the request's frames do not match its sectors (or there are too many)"),
+            BlockError::NoGrants => f.write_str("the grant table is full"),
+            BlockError::Ring(e) => write!(f, "the block backend corrupted the ring: {e}"),
+            BlockError::UnexpectedResponse { id } => write!(f, "the block backend answered id {id}, which is not in flight"),
+        }
+    }
+}
+
+impl core::error::Error for BlockError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            BlockError::Ring(e) => Some(e),
+            _ => None,
+        }
+    }
 }
 
 impl From<RingError> for BlockError {
@@ -107,8 +134,8 @@ impl<P: SharedPage, G: SharedPage, D: Doorbell, W: WaitForEvent> BlockFront<P, G
     }
 
     /// Queues one request (not yet published: call [`BlockFront::kick`]). `frames` are
-    /// frame numbers, one per 4 KiB of `nr_sectors`. Returns the request's id.
-    pub fn submit(&mut self, op: BlockOp, sector: u64, nr_sectors: u32, frames: &[u64]) -> Result<u64, BlockError> {
+    /// the data's frames, one per 4 KiB of `nr_sectors`. Returns the request's id.
+    pub fn submit(&mut self, op: BlockOp, sector: u64, nr_sectors: u32, frames: &[PseudoFrame]) -> Result<u64, BlockError> {
         let shape_ok = match op {
             BlockOp::Flush => frames.is_empty() && nr_sectors == 0,
             _ => {
@@ -165,17 +192,13 @@ impl<P: SharedPage, G: SharedPage, D: Doorbell, W: WaitForEvent> BlockFront<P, G
         let Some(response) = self.ring.take_response()? else {
             return Ok(None);
         };
-        let slot = self
-            .in_flight
-            .iter()
-            .position(|s| s.is_some_and(|f| f.id == response.id))
-            .ok_or(BlockError::UnexpectedResponse { id: response.id })?;
-        if let Some(done) = self.in_flight[slot].take() {
+        let checked = check::check_response(&response, self.in_flight.iter().map(|s| s.map(|f| f.id)))?;
+        if let Some(done) = self.in_flight[checked.slot].take() {
             for gref in &done.grefs[..done.segments] {
                 self.grants.revoke(*gref);
             }
         }
-        Ok(Some((response.id, BlockStatus::from_i32(response.status))))
+        Ok(Some((checked.id, checked.status)))
     }
 
     /// Waits for the next response (sleeping until the upcall when none is there).
@@ -193,7 +216,7 @@ impl<P: SharedPage, G: SharedPage, D: Doorbell, W: WaitForEvent> BlockFront<P, G
 
     /// Submits one request, kicks, and waits for exactly its completion. Only for use
     /// when nothing else is in flight.
-    pub fn transfer(&mut self, op: BlockOp, sector: u64, nr_sectors: u32, frames: &[u64]) -> Result<BlockStatus, BlockError> {
+    pub fn transfer(&mut self, op: BlockOp, sector: u64, nr_sectors: u32, frames: &[PseudoFrame]) -> Result<BlockStatus, BlockError> {
         let id = self.submit(op, sector, nr_sectors, frames)?;
         self.kick();
         let (done, status) = self.wait_for_completion()?;

@@ -1,0 +1,368 @@
+//! The engine: shadow tables built from the guest's, and kept in step with them.
+//!
+//! Three operations drive it, each what a trap in the VMM turns into:
+//! - [`ShadowMmu::load_root`]: the guest loads an address space (`set_cr3`). Returns the
+//!   machine address of its shadow PML4, from the root cache or newly built.
+//! - [`ShadowMmu::guest_pt_write`]: the guest wrote one page-table entry (a trapped
+//!   write). The engine stores it in the guest's table, then re-derives that entry in
+//!   every shadow of that table (`reflect.rs` holds the one rule for turning a guest
+//!   entry into a shadow entry).
+//! - [`ShadowMmu::mmu_update`]: many writes at once (the paravirtual batch).
+//!
+//! The rest is in files of one idea each: `reflect.rs`, the rule for one entry;
+//! `refs.rs`, which shadow tables exist and the reference counts that free them; and
+//! `frames.rs`, the allocator of the shadow area's frames (fresh, free, retired until a
+//! flush).
+
+mod frames;
+mod reflect;
+mod refs;
+
+use std::collections::VecDeque;
+
+use pv_abi::addr::{GuestVirt, MachineAddr, MachineFrame, PseudoFrame, PseudoPhys, PAGE_SIZE};
+use pv_abi::paging::{Pte, ENTRIES_PER_TABLE, ENTRY_SIZE, LEVELS, ROOT_LEVEL};
+
+use crate::event::{ShadowEvent, ShadowStats};
+use crate::memory::{MachineMemory, MemoryError};
+use crate::p2m::P2m;
+use crate::reference::{read_guest_entry, shadow_translate, Translation};
+use crate::rules::ShadowConfig;
+use frames::ShadowFrames;
+use refs::ShadowTables;
+
+/// Entries in a table.
+const ENTRIES: usize = ENTRIES_PER_TABLE;
+
+/// What went wrong.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ShadowError {
+    /// The shadow area overlaps frames of the guest.
+    #[error("the shadow area overlaps machine frame {0:#x}, which holds guest memory or a device")]
+    AreaOverlapsGuest(MachineFrame),
+    /// A root or entry outside the page-table pool.
+    #[error("pseudo-physical {0:#x} is not in the page-table pool")]
+    NotInPool(PseudoPhys),
+    /// The shadow area is full even after dropping every shadow.
+    #[error("the shadow area is too small for one address space")]
+    AreaTooSmall,
+    /// Memory access failed.
+    #[error(transparent)]
+    Memory(#[from] MemoryError),
+}
+
+/// What a guest write led to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncOutcome {
+    /// The shadows were updated in place.
+    Synced,
+    /// The shadow area filled up and every shadow was dropped: the caller must load the
+    /// current root again (its old shadow root is gone).
+    AllDropped,
+}
+
+/// The machine address of the shadow table in `frame` (what CR3 is loaded with).
+/// Every frame of the shadow area has one: [`ShadowMmu::new`] checks.
+fn table_address(frame: MachineFrame) -> Result<MachineAddr, MemoryError> {
+    frame.checked_address().ok_or(MemoryError::NoSuchEntry { table: frame, index: 0 })
+}
+
+/// The shadow-paging engine.
+pub struct ShadowMmu {
+    config: ShadowConfig,
+    p2m: P2m,
+    /// Every shadow table, and the references that keep each alive.
+    tables: ShadowTables,
+    /// The shadow area's frames.
+    frames: ShadowFrames,
+    /// Set when something the CPU may have cached from the shadow area changed in a way
+    /// it would not notice by itself; cleared by `take_flush_needed`.
+    flush_needed: bool,
+    /// Guest roots (PML4 addresses) with a cached shadow, most recently loaded first.
+    roots: VecDeque<PseudoPhys>,
+    /// The guest root loaded now.
+    current: Option<PseudoPhys>,
+    stats: ShadowStats,
+    events: Vec<ShadowEvent>,
+}
+
+impl ShadowMmu {
+    /// An engine with no shadows yet.
+    pub fn new(config: ShadowConfig, p2m: P2m) -> Result<Self, ShadowError> {
+        let guest = (0..p2m.frames()).filter_map(|f| p2m.machine_frame(PseudoFrame::new(f)));
+        let devices = config.device_frames.iter().map(|(_, m)| *m);
+        if let Some(m) = guest.chain(devices).find(|m| config.shadow_area.contains(m)) {
+            return Err(ShadowError::AreaOverlapsGuest(m));
+        }
+        // Every shadow frame must have a machine address, for CR3 and for its entries.
+        table_address(config.shadow_area.end)?;
+        let frames = ShadowFrames::new(config.shadow_area.clone());
+        Ok(ShadowMmu {
+            config,
+            p2m,
+            tables: ShadowTables::default(),
+            frames,
+            flush_needed: false,
+            roots: VecDeque::new(),
+            current: None,
+            stats: ShadowStats::default(),
+            events: Vec::new(),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ShadowConfig {
+        &self.config
+    }
+
+    /// The p2m table.
+    pub fn p2m(&self) -> &P2m {
+        &self.p2m
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> ShadowStats {
+        self.stats
+    }
+
+    /// Events since the last call.
+    pub fn drain_events(&mut self) -> Vec<ShadowEvent> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// Whether `frame` is a shadow table (for tests: nothing else may point here).
+    pub fn is_shadow_frame(&self, frame: MachineFrame) -> bool {
+        self.config.shadow_area.contains(&frame)
+    }
+
+    /// The guest root loaded last (what the CPU runs on), if any.
+    pub fn current_root(&self) -> Option<PseudoPhys> {
+        self.current
+    }
+
+    /// Shadow tables alive now.
+    pub fn live_tables(&self) -> usize {
+        self.tables.len()
+    }
+
+    /// The shadow root for guest root `root` (a pool frame), building it if needed.
+    /// From now on `root` is the loaded address space.
+    pub fn load_root(&mut self, mem: &mut dyn MachineMemory, root: PseudoPhys) -> Result<MachineAddr, ShadowError> {
+        let frame = root.frame();
+        if !self.config.pool.contains(&frame) || !root.is_aligned(PAGE_SIZE) {
+            return Err(ShadowError::NotInPool(root));
+        }
+        if let Some(shadow) = self.tables.shadow(frame, ROOT_LEVEL) {
+            self.current = Some(root);
+            self.stats.root_hits += 1;
+            self.roots.retain(|r| *r != root);
+            self.roots.push_front(root);
+            return Ok(table_address(shadow)?);
+        }
+        // A full area is emptied and the build tried once more; a build that still
+        // fails leaves nothing half-built behind (build_or_drop_all).
+        let shadow = match self.build_or_drop_all(mem, frame) {
+            Err(BuildError::AreaFull) => self.build_or_drop_all(mem, frame),
+            other => other,
+        }
+        .map_err(BuildError::into_error)?;
+        let shadow_root = table_address(shadow)?;
+        // Only a root that loaded becomes current: after a failure the CPU stays where it was.
+        self.current = Some(root);
+        self.tables.add_ref(shadow); // the root cache's reference
+        self.stats.roots_built += 1;
+        self.events.push(ShadowEvent::RootBuilt { guest: root, shadow: shadow_root });
+        self.roots.push_front(root);
+        while self.roots.len() > self.config.root_cache.max(1) {
+            if let Some(old) = self.roots.pop_back() {
+                self.drop_cached_root(mem, old);
+                self.stats.roots_evicted += 1;
+                self.events.push(ShadowEvent::RootEvicted { guest: old });
+            }
+        }
+        Ok(shadow_root)
+    }
+
+    /// The guest wrote `value` to the entry at `entry` (in a pool frame): store it in the
+    /// guest's table, then bring every shadow of that table up to date.
+    pub fn guest_pt_write(&mut self, mem: &mut dyn MachineMemory, entry: PseudoPhys, value: u64) -> Result<SyncOutcome, ShadowError> {
+        if !self.config.is_pool_entry(entry) {
+            return Err(ShadowError::NotInPool(entry));
+        }
+        let table = entry.page_start();
+        let frame = entry.frame();
+        let index = (entry.page_offset() / ENTRY_SIZE) as usize;
+        let value = Pte::from_raw(value);
+        let machine = self.p2m.machine_frame(frame).ok_or(ShadowError::NotInPool(entry))?;
+        mem.write_entry(machine, index, value)?;
+        self.stats.guest_writes += 1;
+        // A cached root that is not loaded is not kept in step: a kernel writes the PML4
+        // of an idle address space mostly to build or tear it down, so the cached shadow
+        // is dropped and built afresh if that space is ever loaded again.
+        if self.roots.contains(&table) && self.current != Some(table) {
+            self.roots.retain(|r| *r != table);
+            self.drop_cached_root(mem, table);
+            self.stats.roots_invalidated += 1;
+            self.events.push(ShadowEvent::RootInvalidated { guest: table });
+        }
+        let mut updated = 0;
+        for level in 1..=LEVELS {
+            let Some(shadow) = self.tables.shadow(frame, level) else { continue };
+            let new = match self.reflect(mem, value, level) {
+                Ok(e) => e,
+                Err(BuildError::AreaFull) => {
+                    self.drop_all();
+                    return Ok(SyncOutcome::AllDropped);
+                }
+                Err(e) => return Err(e.into_error()),
+            };
+            let old = mem.read_entry(shadow, index)?;
+            mem.write_entry(shadow, index, new)?;
+            if old.is_present() && old != new {
+                // A translation the CPU may hold was changed or removed.
+                self.flush_needed = true;
+                self.stats.entries_changed += 1;
+            }
+            // Only now may the old child go: if it is also the new one, the reference
+            // `reflect` just took keeps it alive.
+            self.release_child(mem, old, level);
+            updated += 1;
+            self.stats.shadow_syncs += 1;
+        }
+        self.events.push(ShadowEvent::Synced { entry, value: value.raw(), shadows: updated });
+        Ok(SyncOutcome::Synced)
+    }
+
+    /// Applies a batch of writes; all entries are checked first, so a bad batch changes
+    /// nothing. Returns the outcome of the whole batch.
+    pub fn mmu_update(&mut self, mem: &mut dyn MachineMemory, updates: &[(PseudoPhys, u64)]) -> Result<SyncOutcome, ShadowError> {
+        if let Some((bad, _)) = updates.iter().find(|(e, _)| !self.config.is_pool_entry(*e)) {
+            return Err(ShadowError::NotInPool(*bad));
+        }
+        let mut outcome = SyncOutcome::Synced;
+        for (entry, value) in updates {
+            if self.guest_pt_write(mem, *entry, *value)? == SyncOutcome::AllDropped {
+                outcome = SyncOutcome::AllDropped;
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Translates through a shadow root, as the CPU would.
+    pub fn translate_shadow(&self, mem: &dyn MachineMemory, root: MachineAddr, va: GuestVirt) -> Option<Translation> {
+        shadow_translate(mem, root, va)
+    }
+
+    /// Shadow tables that no cached root reaches (for tests: it must always be 0, or
+    /// the reference counts are wrong and shadow memory leaks).
+    pub fn unreachable_tables(&self, mem: &dyn MachineMemory) -> usize {
+        self.tables.unreachable(mem, self.roots.iter().map(|r| r.frame()))
+    }
+
+    /// Builds the shadow of root `frame`; if that fails part-way, drops every shadow, so
+    /// that no half-filled shadow table can ever be found in the cache later.
+    fn build_or_drop_all(&mut self, mem: &mut dyn MachineMemory, frame: PseudoFrame) -> Result<MachineFrame, BuildError> {
+        let result = self.shadow_of(mem, frame, ROOT_LEVEL);
+        if result.is_err() {
+            self.drop_all();
+        }
+        result
+    }
+
+    /// The shadow of guest table `frame` used at `level`, built (completely) if needed.
+    /// The caller takes a reference to it.
+    fn shadow_of(&mut self, mem: &mut dyn MachineMemory, frame: PseudoFrame, level: u32) -> Result<MachineFrame, BuildError> {
+        if let Some(s) = self.tables.shadow(frame, level) {
+            return Ok(s);
+        }
+        let shadow = self.alloc_shadow(mem)?;
+        // Registered before it is filled: a guest table that reaches itself again lower
+        // down is at another level, so this never recurses forever (levels only fall).
+        self.tables.insert(frame, level, shadow);
+        self.stats.tables_built += 1;
+        for index in 0..ENTRIES {
+            let guest = read_guest_entry(mem, &self.p2m, frame, index).unwrap_or(Pte::EMPTY);
+            let entry = self.reflect(mem, guest, level)?;
+            if entry != Pte::EMPTY {
+                mem.write_entry(shadow, index, entry).map_err(BuildError::Memory)?;
+            }
+        }
+        Ok(shadow)
+    }
+
+    /// A shadow entry `old` at `level` was overwritten: drop its reference to the lower
+    /// shadow table it pointed at, if any (freeing what nothing reaches any more).
+    fn release_child(&mut self, mem: &mut dyn MachineMemory, old: Pte, level: u32) {
+        self.stats.tables_freed += self.tables.release_child(mem, &mut self.frames, old, level);
+    }
+
+    /// Forgets cached root `guest` (already taken out of `roots`).
+    fn drop_cached_root(&mut self, mem: &mut dyn MachineMemory, guest: PseudoPhys) {
+        if let Some(shadow) = self.tables.shadow(guest.frame(), ROOT_LEVEL) {
+            self.stats.tables_freed += self.tables.release(mem, &mut self.frames, shadow);
+        }
+    }
+
+    /// A zeroed frame for a new shadow table; recycles the retired frames first when
+    /// nothing else is left.
+    fn alloc_shadow(&mut self, mem: &mut dyn MachineMemory) -> Result<MachineFrame, BuildError> {
+        if self.frames.recycle_due() {
+            self.frames.recycle();
+            // The CPU must forget translations cached from shadow tables before the
+            // guest runs on a reused frame.
+            self.flush_needed = true;
+            self.stats.recycles += 1;
+            self.events.push(ShadowEvent::AreaRecycled);
+        }
+        self.frames.alloc(mem)
+    }
+
+    /// Whether, since the last call, a shadow entry the CPU may have cached was changed
+    /// or removed, or freed shadow frames were made reusable. If so, the caller must make
+    /// the CPU drop everything it cached from the shadow area before the guest runs again.
+    ///
+    /// Why this is needed beyond the guest's own `invlpg`: a CPU with a TLB only caches
+    /// translations, and `invlpg` or a CR3 load drops them. But where KVM itself
+    /// implements the guest's paging in software (hosts without EPT/NPT, nested setups,
+    /// the PVM development machines), KVM keeps its own shadow of *our* shadow tables,
+    /// keyed by frame, across `invlpg` and CR3 loads. It keeps that copy right by
+    /// write-protecting the tables against the guest; writes from the host side, which is
+    /// where hv writes, go unnoticed. Measured on the development host: pages unmapped
+    /// this way stayed readable, and a frame reused at once for another table gave wrong
+    /// translations. Entries that only become present need nothing (nothing was cached),
+    /// and freed frames are reused in bulk (a recycle) so that this happens rarely.
+    pub fn take_flush_needed(&mut self) -> bool {
+        std::mem::take(&mut self.flush_needed)
+    }
+
+    /// Forgets every shadow (the area is full): they are rebuilt on the next root load.
+    fn drop_all(&mut self) {
+        self.tables.clear();
+        self.roots.clear();
+        self.frames.reset();
+        self.flush_needed = true;
+        self.stats.all_dropped += 1;
+        self.events.push(ShadowEvent::AllDropped);
+    }
+}
+
+/// Why building a shadow stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BuildError {
+    /// No free frame in the shadow area.
+    AreaFull,
+    /// Memory access failed.
+    Memory(MemoryError),
+}
+
+impl BuildError {
+    fn into_error(self) -> ShadowError {
+        match self {
+            BuildError::AreaFull => ShadowError::AreaTooSmall,
+            BuildError::Memory(e) => ShadowError::Memory(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
