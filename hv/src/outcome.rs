@@ -7,6 +7,7 @@
 //! gives the guest's own exit code.
 
 use crate::kvm::RegisterDump;
+use pv_abi::addr::{GuestVirt, MachineAddr};
 use pv_abi::exception::exception_mnemonic;
 
 /// hv's exit code when the guest crashed (panic, exception, triple fault, …); the same
@@ -35,11 +36,11 @@ pub enum GuestStop {
         /// Exception vector (0..=31).
         vector: u64,
         /// Where it happened.
-        rip: u64,
+        rip: GuestVirt,
         /// The error code the CPU pushed (0 if none).
         error_code: u64,
-        /// CR2 for a page fault.
-        cr2: u64,
+        /// CR2 for a page fault: the virtual address the guest touched.
+        cr2: GuestVirt,
     },
     /// The vCPU shut down: an exception while delivering a double fault.
     TripleFault {
@@ -53,8 +54,9 @@ pub enum GuestStop {
     },
     /// The guest touched a guest-physical address that is not RAM.
     NotRam {
-        /// The address.
-        gpa: u64,
+        /// The address, as KVM reported it: guest-physical in KVM's words, a machine
+        /// address in hv's (the same as pseudo-physical in ept mode).
+        machine: MachineAddr,
         /// A write (or a read).
         write: bool,
         /// Access size.
@@ -156,9 +158,9 @@ impl GuestStop {
                 "guest halted (hlt) with interrupts it cannot receive: it would sleep forever, so hv stopped it".into(),
                 dump,
             ),
-            GuestStop::NotRam { gpa, write, len, dump } => with_dump(
+            GuestStop::NotRam { machine, write, len, dump } => with_dump(
                 format!(
-                    "guest {} {len} bytes at guest-physical {gpa:#x}, which is not RAM",
+                    "guest {} {len} bytes at guest-physical {machine:#x}, which is not RAM",
                     if *write { "wrote" } else { "read" }
                 ),
                 dump,

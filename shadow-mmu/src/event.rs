@@ -1,6 +1,7 @@
 //! What the engine reports: events for the trace, and counters for `--stats`.
 
 use pv_abi::addr::{MachineAddr, PseudoPhys};
+use pv_abi::paging::Pte;
 
 /// Why a guest entry was not reflected into the shadow (the shadow entry is then not
 /// present, so the guest takes a page fault on it).
@@ -56,8 +57,8 @@ pub enum ShadowEvent {
     },
     /// A guest entry was refused.
     Refused {
-        /// The entry's value.
-        value: u64,
+        /// The entry.
+        value: Pte,
         /// Its level (4 = PML4 … 1 = PT).
         level: u32,
         /// Why.
@@ -65,15 +66,15 @@ pub enum ShadowEvent {
     },
     /// A writable guest mapping of a page-table frame was reflected read-only.
     WriteProtected {
-        /// The entry's value.
-        value: u64,
+        /// The guest's entry (before it was made read-only).
+        value: Pte,
     },
     /// A guest page-table write was applied and its shadows re-derived.
     Synced {
         /// The entry written.
         entry: PseudoPhys,
-        /// The new value.
-        value: u64,
+        /// The new entry.
+        value: Pte,
         /// How many shadow tables of that guest table were updated.
         shadows: u32,
     },

@@ -8,7 +8,7 @@
 
 use proptest::prelude::*;
 use pv_abi::addr::{GuestVirt, MachineAddr, MachineFrame, PseudoFrame, PseudoPhys};
-use pv_abi::paging::PteFlags;
+use pv_abi::paging::{Pte, PteFlags};
 use shadow_mmu::reference::reference_translate;
 use shadow_mmu::shadow::SyncOutcome;
 use shadow_mmu::{P2m, ShadowConfig, ShadowMmu, VecMemory};
@@ -114,11 +114,11 @@ fn run(ops: &[Op], pool_traps_writes: bool, shadow_frames: u64) -> Result<(), Te
         match op {
             Op::Write { table, index, value } => {
                 let entry = PseudoPhys::new((POOL_START + table) * PAGE + index * 8);
-                dropped = s.guest_pt_write(&mut mem, entry, value.encode()).unwrap() == SyncOutcome::AllDropped;
+                dropped = s.guest_pt_write(&mut mem, entry, Pte::from_raw(value.encode())).unwrap() == SyncOutcome::AllDropped;
             }
             Op::Batch(writes) => {
                 let batch: Vec<_> =
-                    writes.iter().map(|(t, i, v)| (PseudoPhys::new((POOL_START + t) * PAGE + i * 8), v.encode())).collect();
+                    writes.iter().map(|(t, i, v)| (PseudoPhys::new((POOL_START + t) * PAGE + i * 8), Pte::from_raw(v.encode()))).collect();
                 dropped = s.mmu_update(&mut mem, &batch).unwrap() == SyncOutcome::AllDropped;
             }
             Op::Load { root } => {

@@ -9,7 +9,7 @@
 //! - a code segment with the L bit (64-bit code), and CR3 pointing at a PML4.
 
 use kvm_bindings::{kvm_regs, kvm_segment, kvm_sregs};
-use pv_abi::addr::{MachineAddr, PseudoPhys};
+use pv_abi::addr::{GuestVirt, MachineAddr, PseudoPhys};
 use pv_abi::layout::BOOT_GDT_GPA;
 
 use crate::memory::{GuestRam, OutsideRam};
@@ -82,9 +82,9 @@ pub fn long_mode_sregs(mut sregs: kvm_sregs, pml4: MachineAddr, nx: bool) -> kvm
 }
 
 /// General registers: start at `entry` with the boot-info address as the first argument.
-pub fn entry_regs(entry: u64, boot_info_gpa: PseudoPhys) -> kvm_regs {
+pub fn entry_regs(entry: GuestVirt, boot_info_gpa: PseudoPhys) -> kvm_regs {
     kvm_regs {
-        rip: entry,
+        rip: entry.raw(),
         rdi: boot_info_gpa.raw(),
         rflags: RFLAGS_RESERVED_ONE,
         ..Default::default()

@@ -8,6 +8,7 @@
 
 use goblin::elf::header::{self, Header};
 use goblin::elf::program_header::{self, ProgramHeader};
+use pv_abi::addr::{GuestVirt, PseudoPhys};
 use pv_abi::layout::{KERNEL_VIRT_BASE, PAGE_SIZE, VMM_RESERVED_END};
 
 /// Largest kernel file hv reads; no guest RAM could hold more.
@@ -17,7 +18,7 @@ pub const MAX_KERNEL_FILE_BYTES: u64 = 1 << 30;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KernelImage {
     /// Virtual address of the first instruction.
-    pub entry: u64,
+    pub entry: GuestVirt,
     /// The loadable segments, in file order.
     pub segments: Vec<LoadSegment>,
 }
@@ -26,9 +27,9 @@ pub struct KernelImage {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LoadSegment {
     /// Virtual address the kernel is linked at.
-    pub vaddr: u64,
-    /// Guest-physical address to load it at.
-    pub paddr: u64,
+    pub vaddr: GuestVirt,
+    /// Pseudo-physical address to load it at.
+    pub paddr: PseudoPhys,
     /// Where its bytes are in the file.
     pub file_offset: u64,
     /// How many bytes come from the file; the rest up to `mem_size` is zero (`.bss`).
@@ -42,10 +43,16 @@ pub struct LoadSegment {
 }
 
 impl LoadSegment {
-    /// Guest-physical pages it covers: (first page address, end page address), exclusive.
-    pub fn phys_pages(&self) -> (u64, u64) {
-        let start = self.paddr & !(PAGE_SIZE - 1);
-        let end = (self.paddr + self.mem_size).next_multiple_of(PAGE_SIZE);
+    /// Pseudo-physical pages it covers: (first page address, end page address),
+    /// exclusive. `parse_kernel` checked that the segment ends inside RAM; for a segment
+    /// that would run past the top of the address space, the end is the last page's start.
+    pub fn phys_pages(&self) -> (PseudoPhys, PseudoPhys) {
+        let start = self.paddr.page_start();
+        let end = self
+            .paddr
+            .checked_add(self.mem_size)
+            .and_then(|end| end.checked_add(PAGE_SIZE - 1))
+            .map_or(PseudoPhys::new(u64::MAX).page_start(), PseudoPhys::page_start);
         (start, end)
     }
 }
@@ -128,19 +135,19 @@ pub enum ElfError {
     FileSizeExceedsMemSize { index: usize, file_size: u64, mem_size: u64 },
     /// Segment outside the memory available to the kernel.
     #[error("segment {index} ({paddr:#x}..{end:#x}) lies outside the guest memory available to the kernel (0..{ram:#x}, below the page-table pool); give the guest more memory with --mem")]
-    SegmentOutsideRam { index: usize, paddr: u64, end: u64, ram: u64 },
+    SegmentOutsideRam { index: usize, paddr: PseudoPhys, end: PseudoPhys, ram: u64 },
     /// Segment in the VMM's reserved area.
     #[error("segment {index} ({paddr:#x}..{end:#x}) overlaps the area hv reserves for boot info and page tables (below {reserved:#x})")]
-    SegmentInReservedArea { index: usize, paddr: u64, end: u64, reserved: u64 },
+    SegmentInReservedArea { index: usize, paddr: PseudoPhys, end: PseudoPhys, reserved: u64 },
     /// Linked at the wrong virtual address.
     #[error("segment {index} is linked at {vaddr:#x} but loaded at {paddr:#x}; hv's kernel map needs virtual = {base:#x} + physical")]
-    WrongVirtualAddress { index: usize, vaddr: u64, paddr: u64, base: u64 },
+    WrongVirtualAddress { index: usize, vaddr: GuestVirt, paddr: PseudoPhys, base: u64 },
     /// Two segments share a page.
     #[error("segments {first} and {second} overlap (or share a page); each page must belong to one segment")]
     SegmentsOverlap { first: usize, second: usize },
     /// The entry point is not in executable loaded code.
     #[error("the entry point {entry:#x} is not inside any executable loadable segment")]
-    EntryOutsideSegments { entry: u64 },
+    EntryOutsideSegments { entry: GuestVirt },
 }
 
 /// Parses and checks `bytes` as a kernel whose segments must lie below `ram_bytes`
@@ -151,8 +158,8 @@ pub fn parse_kernel(bytes: &[u8], ram_bytes: u64) -> Result<KernelImage, ElfErro
     let mut segments = Vec::new();
     for (index, ph) in phdrs.iter().enumerate().filter(|(_, ph)| ph.p_type == program_header::PT_LOAD) {
         let segment = LoadSegment {
-            vaddr: ph.p_vaddr,
-            paddr: ph.p_paddr,
+            vaddr: GuestVirt::new(ph.p_vaddr),
+            paddr: PseudoPhys::new(ph.p_paddr),
             file_offset: ph.p_offset,
             file_size: ph.p_filesz,
             mem_size: ph.p_memsz,
@@ -166,10 +173,10 @@ pub fn parse_kernel(bytes: &[u8], ram_bytes: u64) -> Result<KernelImage, ElfErro
         return Err(ElfError::NoLoadableSegments);
     }
     check_no_overlap(&segments)?;
-    let entry = header.e_entry;
+    let entry = GuestVirt::new(header.e_entry);
     let entry_ok = segments
         .iter()
-        .any(|(_, s)| s.executable && entry >= s.vaddr && entry - s.vaddr < s.mem_size);
+        .any(|(_, s)| s.executable && entry.offset_from(s.vaddr).is_some_and(|offset| offset < s.mem_size));
     if !entry_ok {
         return Err(ElfError::EntryOutsideSegments { entry });
     }
@@ -246,13 +253,18 @@ fn check_segment(index: usize, s: &LoadSegment, file_len: u64, ram: u64) -> Resu
         }
     }
     let end = match s.paddr.checked_add(s.mem_size) {
-        Some(end) if end <= ram => end,
-        end => return Err(ElfError::SegmentOutsideRam { index, paddr: s.paddr, end: end.unwrap_or(u64::MAX), ram }),
+        Some(end) if end.raw() <= ram => end,
+        end => {
+            let end = end.unwrap_or(PseudoPhys::new(u64::MAX));
+            return Err(ElfError::SegmentOutsideRam { index, paddr: s.paddr, end, ram });
+        }
     };
-    if s.paddr < VMM_RESERVED_END {
+    if s.paddr < PseudoPhys::new(VMM_RESERVED_END) {
         return Err(ElfError::SegmentInReservedArea { index, paddr: s.paddr, end, reserved: VMM_RESERVED_END });
     }
-    if KERNEL_VIRT_BASE.checked_add(s.paddr) != Some(s.vaddr) {
+    // The kernel map: virtual = KERNEL_VIRT_BASE + pseudo-physical, the one place an
+    // address crosses from one space to the other by adding a constant.
+    if KERNEL_VIRT_BASE.checked_add(s.paddr.raw()) != Some(s.vaddr.raw()) {
         return Err(ElfError::WrongVirtualAddress { index, vaddr: s.vaddr, paddr: s.paddr, base: KERNEL_VIRT_BASE });
     }
     Ok(())

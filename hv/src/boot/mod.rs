@@ -15,7 +15,7 @@ use vm_memory::ByteValued;
 use crate::memory::{GuestRam, OutsideRam};
 use elf::{ElfError, KernelImage};
 use page_tables::{BootPageTables, PageTableError};
-use pv_abi::addr::PseudoPhys;
+use pv_abi::addr::{GuestVirt, PseudoPhys};
 use pv_abi::layout::{pt_pool, BOOT_INFO_GPA, GRANT_TABLE_GPA, PAGE_SIZE, SHARED_INFO_GPA};
 use pv_abi::{BootInfo, CmdlineError, DeviceInfo, MmuMode};
 
@@ -23,7 +23,7 @@ use pv_abi::{BootInfo, CmdlineError, DeviceInfo, MmuMode};
 #[derive(Clone, Debug)]
 pub struct BootPlan {
     /// Virtual address of the kernel's entry point.
-    pub entry: u64,
+    pub entry: GuestVirt,
     /// Pseudo-physical address of the PML4.
     pub page_table_root: PseudoPhys,
     /// Pseudo-physical address of the boot-info page (passed in `rdi`).
@@ -108,8 +108,8 @@ pub fn prepare(ram: &GuestRam, inputs: &BootInputs) -> Result<BootPlan, BootErro
     tables.map_local_apic()?;
     cpu_state::write_boot_gdt(ram)?;
 
-    let kernel_start = image.segments.iter().map(|s| s.phys_pages().0).min().unwrap_or(0);
-    let kernel_end = image.segments.iter().map(|s| s.phys_pages().1).max().unwrap_or(0);
+    let kernel_start = image.segments.iter().map(|s| s.phys_pages().0).min().unwrap_or_default().raw();
+    let kernel_end = image.segments.iter().map(|s| s.phys_pages().1).max().unwrap_or_default().raw();
     let mut info = BootInfo {
         mmu_mode: inputs.mmu as u32,
         mem_bytes: ram.size(),
@@ -154,7 +154,7 @@ fn load_segments(ram: &GuestRam, file: &[u8], image: &KernelImage) -> Result<(),
         // Bounds were checked by parse_kernel; the slicing below cannot fail.
         let data = &file[s.file_offset as usize..(s.file_offset + s.file_size) as usize];
         // Checked by parse_kernel too: the segment ends inside RAM, below the pool.
-        let start = PseudoPhys::new(s.paddr);
+        let start = s.paddr;
         let bss = start.checked_add(s.file_size).ok_or(OutsideRam { gpa: start, len: s.mem_size, ram: ram.size() })?;
         ram.write(start, data)?;
         let zeros = vec![0u8; (s.mem_size - s.file_size) as usize];

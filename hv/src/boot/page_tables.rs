@@ -21,7 +21,7 @@
 use super::elf::LoadSegment;
 use crate::memory::{GuestRam, OutsideRam};
 use pv_abi::addr::{GuestVirt, PseudoFrame, PseudoPhys};
-use pv_abi::layout::{KERNEL_VIRT_BASE, LOCAL_APIC_GPA, LOCAL_APIC_VIRT, PAGE_SIZE, PHYS_MAP_BASE, PT_POOL_MIN_BYTES};
+use pv_abi::layout::{LOCAL_APIC_GPA, LOCAL_APIC_VIRT, PAGE_SIZE, PHYS_MAP_BASE, PT_POOL_MIN_BYTES};
 use pv_abi::paging::{table_index, Pte, PteFlags, LARGE_PAGE_SIZE};
 use std::ops::Range;
 
@@ -151,11 +151,18 @@ impl<'a> BootPageTables<'a> {
         self.set_leaf(GuestVirt::new(LOCAL_APIC_VIRT), entry)
     }
 
-    /// Maps each page of a kernel segment at `KERNEL_VIRT_BASE + gpa`.
+    /// Maps each page of a kernel segment at its linked address (`KERNEL_VIRT_BASE +
+    /// gpa`, which `parse_kernel` checked), page by page.
     pub fn map_segment(&mut self, segment: &LoadSegment) -> Result<(), PageTableError> {
         let (start, end) = segment.phys_pages();
-        for gpa in (start..end).step_by(PAGE_SIZE as usize) {
-            self.map_page(GuestVirt::new(KERNEL_VIRT_BASE + gpa), PseudoPhys::new(gpa), segment.writable, segment.executable)?;
+        let first_page = segment.vaddr.page_start();
+        let pages = end.offset_from(start).unwrap_or(0) / PAGE_SIZE;
+        for page in 0..pages {
+            let offset = page * PAGE_SIZE;
+            let (Some(vaddr), Some(gpa)) = (first_page.checked_add(offset), start.checked_add(offset)) else {
+                return Err(OutsideRam { gpa: start, len: segment.mem_size, ram: self.ram.size() }.into());
+            };
+            self.map_page(vaddr, gpa, segment.writable, segment.executable)?;
         }
         Ok(())
     }
@@ -180,13 +187,13 @@ const _: () = {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pv_abi::layout::KERNEL_VIRT_BASE;
 
     /// A pool in the low MiB of the small test RAMs.
     const POOL: Range<PseudoPhys> = PseudoPhys::new(0x1_0000)..PseudoPhys::new(0x10_0000);
 
     /// Walks the tables in software, as the MMU would: (gpa, writable, executable).
-    fn walk(ram: &GuestRam, root: PseudoPhys, vaddr: u64) -> Option<(u64, bool, bool)> {
-        let va = GuestVirt::new(vaddr);
+    fn walk(ram: &GuestRam, root: PseudoPhys, va: GuestVirt) -> Option<(PseudoPhys, bool, bool)> {
         let mut table = root;
         let (mut writable, mut executable) = (true, true);
         for level in [4u32, 3, 2, 1] {
@@ -196,18 +203,30 @@ mod tests {
             }
             writable &= entry.flags().contains(PteFlags::WRITABLE);
             executable &= !entry.flags().contains(PteFlags::NO_EXECUTE);
-            let next = entry.pseudo_frame().checked_address()?.raw();
+            let next = entry.pseudo_frame().checked_address()?;
             if level == 2 && entry.is_large() {
-                let base = next & !(LARGE_PAGE_SIZE - 1);
-                return Some((base + (vaddr & (LARGE_PAGE_SIZE - 1)), writable, executable));
+                return next.checked_add(va.raw() & (LARGE_PAGE_SIZE - 1)).map(|gpa| (gpa, writable, executable));
             }
-            table = PseudoPhys::new(next);
+            table = next;
         }
-        Some((table.raw() + (vaddr & (PAGE_SIZE - 1)), writable, executable))
+        table.checked_add(va.page_offset()).map(|gpa| (gpa, writable, executable))
+    }
+
+    /// `walk` at the virtual address `va`, with the answer's address as a number.
+    fn walk_at(ram: &GuestRam, root: PseudoPhys, va: u64) -> Option<(u64, bool, bool)> {
+        walk(ram, root, GuestVirt::new(va)).map(|(gpa, w, x)| (gpa.raw(), w, x))
     }
 
     fn segment(paddr: u64, size: u64, writable: bool, executable: bool) -> LoadSegment {
-        LoadSegment { vaddr: KERNEL_VIRT_BASE + paddr, paddr, file_offset: 0, file_size: 0, mem_size: size, writable, executable }
+        LoadSegment {
+            vaddr: GuestVirt::new(KERNEL_VIRT_BASE + paddr),
+            paddr: PseudoPhys::new(paddr),
+            file_offset: 0,
+            file_size: 0,
+            mem_size: size,
+            writable,
+            executable,
+        }
     }
 
     #[test]
@@ -217,10 +236,10 @@ mod tests {
         pt.map_segment(&segment(0x20_0000, 0x3000, false, true)).unwrap();
         pt.map_segment(&segment(0x20_3000, 0x1800, true, false)).unwrap();
         let v = KERNEL_VIRT_BASE + 0x20_0123;
-        assert_eq!(walk(&ram, pt.root, v), Some((0x20_0123, false, true)), "text: read + execute");
+        assert_eq!(walk_at(&ram, pt.root, v), Some((0x20_0123, false, true)), "text: read + execute");
         let v = KERNEL_VIRT_BASE + 0x20_4abc;
-        assert_eq!(walk(&ram, pt.root, v), Some((0x20_4abc, true, false)), "data: read + write, no execute");
-        assert_eq!(walk(&ram, pt.root, KERNEL_VIRT_BASE + 0x20_5000), None, "past the last segment");
+        assert_eq!(walk_at(&ram, pt.root, v), Some((0x20_4abc, true, false)), "data: read + write, no execute");
+        assert_eq!(walk_at(&ram, pt.root, KERNEL_VIRT_BASE + 0x20_5000), None, "past the last segment");
     }
 
     #[test]
@@ -228,9 +247,9 @@ mod tests {
         let ram = GuestRam::new(6 << 20).unwrap();
         let mut pt = BootPageTables::new(&ram, true, POOL).unwrap();
         pt.map_direct(6 << 20).unwrap();
-        assert_eq!(walk(&ram, pt.root, PHYS_MAP_BASE), Some((0, true, false)));
-        assert_eq!(walk(&ram, pt.root, PHYS_MAP_BASE + (6 << 20) - 1), Some(((6 << 20) - 1, true, false)));
-        assert_eq!(walk(&ram, pt.root, PHYS_MAP_BASE + (6 << 20)), None);
+        assert_eq!(walk_at(&ram, pt.root, PHYS_MAP_BASE), Some((0, true, false)));
+        assert_eq!(walk_at(&ram, pt.root, PHYS_MAP_BASE + (6 << 20) - 1), Some(((6 << 20) - 1, true, false)));
+        assert_eq!(walk_at(&ram, pt.root, PHYS_MAP_BASE + (6 << 20)), None);
     }
 
     #[test]
@@ -240,7 +259,7 @@ mod tests {
         pt.map_direct(16 << 20).unwrap();
         pt.map_segment(&segment(0x20_0000, 0x1000, false, true)).unwrap();
         for v in [0, 0x1000, 0x20_0000, 0x7fff_ffff_f000] {
-            assert_eq!(walk(&ram, pt.root, v), None, "{v:#x}");
+            assert_eq!(walk_at(&ram, pt.root, v), None, "{v:#x}");
         }
     }
 
@@ -250,8 +269,8 @@ mod tests {
         let mut pt = BootPageTables::new(&ram, true, POOL).unwrap();
         pt.map_direct(16 << 20).unwrap();
         pt.map_local_apic().unwrap();
-        assert_eq!(walk(&ram, pt.root, LOCAL_APIC_VIRT + 0xb0), Some((LOCAL_APIC_GPA + 0xb0, true, false)));
-        assert_eq!(walk(&ram, pt.root, PHYS_MAP_BASE + (16 << 20)), None, "RAM's direct map still ends at RAM");
+        assert_eq!(walk_at(&ram, pt.root, LOCAL_APIC_VIRT + 0xb0), Some((LOCAL_APIC_GPA + 0xb0, true, false)));
+        assert_eq!(walk_at(&ram, pt.root, PHYS_MAP_BASE + (16 << 20)), None, "RAM's direct map still ends at RAM");
     }
 
     #[test]
@@ -259,6 +278,6 @@ mod tests {
         let ram = GuestRam::new(4 << 20).unwrap();
         let mut pt = BootPageTables::new(&ram, false, POOL).unwrap();
         pt.map_direct(4 << 20).unwrap();
-        assert_eq!(walk(&ram, pt.root, PHYS_MAP_BASE + 0x1000), Some((0x1000, true, true)));
+        assert_eq!(walk_at(&ram, pt.root, PHYS_MAP_BASE + 0x1000), Some((0x1000, true, true)));
     }
 }

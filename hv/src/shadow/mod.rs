@@ -39,6 +39,7 @@ use vm_memory::GuestMemoryMmap;
 use pv_abi::layout::LOCAL_APIC_GPA;
 
 use pv_abi::addr::{MachineAddr, PseudoPhys};
+use pv_abi::paging::Pte;
 
 use crate::kvm::{MemoryPlan, MemorySlot, SlotMemory};
 use crate::memory::GuestRam;
@@ -67,7 +68,7 @@ pub struct TrappedWrite {
     /// Pseudo-physical address of the (first) entry written.
     pub entry: PseudoPhys,
     /// Its new value.
-    pub value: u64,
+    pub value: Pte,
     /// `Some(machine root)` if every shadow was dropped and CR3 must be reloaded.
     pub reload: Option<MachineAddr>,
 }
@@ -183,20 +184,20 @@ impl ShadowPaging {
                     *b = data[(at - store_at) as usize];
                 }
             }
-            let value = u64::from_le_bytes(bytes);
+            let value = Pte::from_raw(u64::from_le_bytes(bytes));
             let mut view = Self::view(&self.layout, &self.area, ram);
             dropped |= self.engine.guest_pt_write(&mut view, entry, value)? == SyncOutcome::AllDropped;
             first.get_or_insert((entry, value));
             entry_offset += 8;
         }
-        let (entry, value) = first.unwrap_or((pseudo, 0));
+        let (entry, value) = first.unwrap_or((pseudo, Pte::EMPTY));
         let reload = if dropped { self.reload_current(ram)? } else { None };
         Ok(MmioWrite::PageTable(TrappedWrite { entry, value, reload }))
     }
 
     /// `mmu_update` in shadow mode: the batch of (entry, value) goes through the
     /// engine. Returns the new CR3 if every shadow was dropped on the way.
-    pub fn mmu_update(&mut self, ram: &GuestRam, updates: &[(PseudoPhys, u64)]) -> Result<Option<MachineAddr>, ShadowError> {
+    pub fn mmu_update(&mut self, ram: &GuestRam, updates: &[(PseudoPhys, Pte)]) -> Result<Option<MachineAddr>, ShadowError> {
         let mut view = Self::view(&self.layout, &self.area, ram);
         match self.engine.mmu_update(&mut view, updates)? {
             SyncOutcome::AllDropped => self.reload_current(ram),
@@ -266,7 +267,7 @@ mod tests {
         ram.write_u64(at(8), 0x1111_2222_3333_4444).unwrap();
         let machine = shadow.layout().machine_of(at(8 + 4)).unwrap();
         let w = shadow.trapped_write(&ram, machine, &[0xaa, 0xbb, 0xcc, 0xdd]).unwrap();
-        assert_eq!(w, MmioWrite::PageTable(TrappedWrite { entry: at(8), value: 0xddcc_bbaa_3333_4444, reload: None }));
+        assert_eq!(w, MmioWrite::PageTable(TrappedWrite { entry: at(8), value: Pte::from_raw(0xddcc_bbaa_3333_4444), reload: None }));
         assert_eq!(ram.read_u64(at(8)).unwrap(), 0xddcc_bbaa_3333_4444);
         assert_eq!(shadow.counters().trapped_pt_writes, 1);
     }

@@ -18,11 +18,11 @@ fn hex(v: u64) -> String {
 pub fn format_event(seq: u64, event: &TraceEvent) -> Value {
     let mut v = match event {
         TraceEvent::Boot { entry, mem_bytes, mmu, segments, cmdline } => json!({
-            "event": "boot", "entry": hex(*entry), "mem_bytes": mem_bytes, "mmu": mmu,
+            "event": "boot", "entry": hex(entry.raw()), "mem_bytes": mem_bytes, "mmu": mmu,
             "segments": segments, "cmdline": cmdline,
         }),
         TraceEvent::Exit { reason, port, gpa } => json!({
-            "event": "exit", "reason": reason.name(), "port": port, "gpa": gpa.map(hex),
+            "event": "exit", "reason": reason.name(), "port": port, "gpa": gpa.map(|g| hex(g.raw())),
         }),
         TraceEvent::Hypercall { nr, name, args, result, text: console_text } => {
             let (value, error) = match result {
@@ -40,11 +40,11 @@ pub fn format_event(seq: u64, event: &TraceEvent) -> Value {
         }),
         TraceEvent::Device(event) => device_json(event),
         TraceEvent::PtWrite { machine, entry, value } => json!({
-            "event": "pt_write", "machine": hex(*machine), "entry": hex(*entry), "value": hex(*value),
+            "event": "pt_write", "machine": hex(machine.raw()), "entry": hex(entry.raw()), "value": hex(value.raw()),
         }),
         TraceEvent::Shadow(event) => json!({"event": "shadow", "what": text::describe_shadow(event)}),
         TraceEvent::TranslationFlush => json!({"event": "translation_flush"}),
-        TraceEvent::ShadowAreaWrite { machine } => json!({"event": "shadow_area_write", "machine": hex(*machine)}),
+        TraceEvent::ShadowAreaWrite { machine } => json!({"event": "shadow_area_write", "machine": hex(machine.raw())}),
         TraceEvent::Stop(stop) => stop_json(stop),
     };
     v["seq"] = json!(seq);
@@ -79,12 +79,12 @@ fn stop_json(stop: &GuestStop) -> Value {
         GuestStop::Exception { vector, rip, error_code, cr2 } => json!({
             "event": "stop", "kind": "exception", "vector": vector,
             "name": pv_abi::exception::exception_mnemonic(*vector),
-            "rip": hex(*rip), "error_code": hex(*error_code), "cr2": hex(*cr2),
+            "rip": hex(rip.raw()), "error_code": hex(*error_code), "cr2": hex(cr2.raw()),
         }),
         GuestStop::TripleFault { dump } => json!({"event": "stop", "kind": "triple_fault", "rip": rip(dump)}),
         GuestStop::Halted { dump } => json!({"event": "stop", "kind": "halted", "rip": rip(dump)}),
-        GuestStop::NotRam { gpa, write, len, dump } => json!({
-            "event": "stop", "kind": "not_ram", "gpa": hex(*gpa), "write": write, "len": len, "rip": rip(dump),
+        GuestStop::NotRam { machine, write, len, dump } => json!({
+            "event": "stop", "kind": "not_ram", "gpa": hex(machine.raw()), "write": write, "len": len, "rip": rip(dump),
         }),
         GuestStop::TimedOut { millis, dump } => json!({"event": "stop", "kind": "timed_out", "millis": millis, "rip": rip(dump)}),
         GuestStop::PageTableStoreRefused { what, dump } => {

@@ -18,6 +18,8 @@ use std::sync::{Arc, Mutex};
 use backend_drivers::events::{DeviceEvent, DeviceEventSink};
 
 use crate::outcome::GuestStop;
+use pv_abi::addr::{GuestVirt, MachineAddr, PseudoPhys};
+use pv_abi::paging::Pte;
 use pv_abi::HypercallError;
 
 /// Why the vCPU returned to hv.
@@ -69,7 +71,7 @@ pub enum TraceEvent {
     /// The VM is set up and the vCPU is about to run.
     Boot {
         /// Kernel entry point.
-        entry: u64,
+        entry: GuestVirt,
         /// Guest RAM in bytes.
         mem_bytes: u64,
         /// Memory mode name.
@@ -85,8 +87,8 @@ pub enum TraceEvent {
         reason: ExitReason,
         /// The port, for port I/O exits.
         port: Option<u16>,
-        /// The guest-physical address, for MMIO exits.
-        gpa: Option<u64>,
+        /// The guest-physical (machine) address, for MMIO exits.
+        gpa: Option<MachineAddr>,
     },
     /// A hypercall and its result.
     Hypercall {
@@ -113,11 +115,11 @@ pub enum TraceEvent {
     /// Shadow mode: a guest store to its page-table pool, trapped (an MMIO exit).
     PtWrite {
         /// Machine address of the store.
-        machine: u64,
-        /// The entry written (pseudo-physical).
-        entry: u64,
+        machine: MachineAddr,
+        /// The entry written.
+        entry: PseudoPhys,
         /// Its new value.
-        value: u64,
+        value: Pte,
     },
     /// Shadow mode: what the shadow-paging engine did.
     Shadow(shadow_mmu::ShadowEvent),
@@ -125,7 +127,7 @@ pub enum TraceEvent {
     /// guest loaded behind hv's back); dropped.
     ShadowAreaWrite {
         /// Machine address of the store.
-        machine: u64,
+        machine: MachineAddr,
     },
     /// KVM was made to forget its cached translations (a memslot removed and re-added)
     /// because hv changed a page-table entry the CPU may have cached.

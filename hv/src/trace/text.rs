@@ -13,6 +13,7 @@ use super::{ExitReason, TraceEvent};
 use backend_drivers::events::DeviceEvent;
 use pv_abi::grant::GrantAccess;
 use crate::outcome::GuestStop;
+use pv_abi::addr::MachineAddr;
 use pv_abi::exception::exception_mnemonic;
 use pv_abi::Hypercall;
 
@@ -26,7 +27,7 @@ fn describe(event: &TraceEvent) -> (&'static str, String) {
     match event {
         TraceEvent::Boot { entry, mem_bytes, mmu, segments, cmdline } => (
             "boot",
-            format!("entry={entry:#x} mem={}MiB mmu={mmu} segments={segments} cmdline={cmdline:?}", mem_bytes >> 20),
+            format!("entry={:#x} mem={}MiB mmu={mmu} segments={segments} cmdline={cmdline:?}", entry.raw(), mem_bytes >> 20),
         ),
         TraceEvent::Exit { reason, port, gpa } => ("exit", describe_exit(*reason, *port, *gpa)),
         TraceEvent::Hypercall { nr, args, result, text, .. } => {
@@ -42,11 +43,11 @@ fn describe(event: &TraceEvent) -> (&'static str, String) {
         ),
         TraceEvent::Device(event) => describe_device(event),
         TraceEvent::PtWrite { machine, entry, value } => {
-            ("pt-write", format!("trapped store machine={machine:#x} entry={entry:#x} value={value:#x}"))
+            ("pt-write", format!("trapped store machine={:#x} entry={:#x} value={:#x}", machine.raw(), entry.raw(), value.raw()))
         }
         TraceEvent::Shadow(event) => ("shadow", describe_shadow(event)),
         TraceEvent::TranslationFlush => ("flush", "KVM told to forget cached translations (memslot re-registered)".to_string()),
-        TraceEvent::ShadowAreaWrite { machine } => ("shadow", format!("REFUSED store to the shadow area machine={machine:#x}")),
+        TraceEvent::ShadowAreaWrite { machine } => ("shadow", format!("REFUSED store to the shadow area machine={:#x}", machine.raw())),
         TraceEvent::Stop(stop) => ("stop", describe_stop(stop)),
     }
 }
@@ -58,9 +59,9 @@ pub fn describe_shadow(event: &shadow_mmu::ShadowEvent) -> String {
         E::RootBuilt { guest, shadow } => format!("root built guest={:#x} shadow={:#x}", guest.raw(), shadow.raw()),
         E::RootEvicted { guest } => format!("root evicted (cache full) guest={:#x}", guest.raw()),
         E::RootInvalidated { guest } => format!("root dropped (written while not loaded) guest={:#x}", guest.raw()),
-        E::Refused { value, level, why } => format!("REFUSED entry={value:#x} level={level}: {}", why.name()),
-        E::WriteProtected { value } => format!("write-protected entry={value:#x} (maps a page table)"),
-        E::Synced { entry, value, shadows } => format!("sync entry={:#x} value={value:#x} shadows={shadows}", entry.raw()),
+        E::Refused { value, level, why } => format!("REFUSED entry={:#x} level={level}: {}", value.raw(), why.name()),
+        E::WriteProtected { value } => format!("write-protected entry={:#x} (maps a page table)", value.raw()),
+        E::Synced { entry, value, shadows } => format!("sync entry={:#x} value={:#x} shadows={shadows}", entry.raw(), value.raw()),
         E::AllDropped => "shadow area full: every shadow dropped".to_string(),
         E::AreaRecycled => "fresh shadow frames used up: freed frames recycled (KVM told to forget the area)".to_string(),
     }
@@ -90,13 +91,13 @@ fn describe_device(event: &DeviceEvent) -> (&'static str, String) {
     }
 }
 
-fn describe_exit(reason: ExitReason, port: Option<u16>, gpa: Option<u64>) -> String {
+fn describe_exit(reason: ExitReason, port: Option<u16>, gpa: Option<MachineAddr>) -> String {
     let mut s = reason.name().to_string();
     if let Some(port) = port {
         s.push_str(&format!(" port={port:#x}"));
     }
     if let Some(gpa) = gpa {
-        s.push_str(&format!(" gpa={gpa:#x}"));
+        s.push_str(&format!(" gpa={:#x}", gpa.raw()));
     }
     s
 }
@@ -130,12 +131,12 @@ fn describe_stop(stop: &GuestStop) -> String {
         GuestStop::Shutdown { code } => format!("shutdown code={code}"),
         GuestStop::Panicked { message } => format!("panic {message:?}"),
         GuestStop::Exception { vector, rip, error_code, cr2 } => {
-            format!("exception {} rip={rip:#x} error={error_code:#x} cr2={cr2:#x}", exception_mnemonic(*vector))
+            format!("exception {} rip={:#x} error={error_code:#x} cr2={:#x}", exception_mnemonic(*vector), rip.raw(), cr2.raw())
         }
         GuestStop::TripleFault { dump } => format!("triple-fault rip={}", rip(dump)),
         GuestStop::Halted { dump } => format!("halted rip={}", rip(dump)),
-        GuestStop::NotRam { gpa, write, len, dump } => {
-            format!("not-ram {} gpa={gpa:#x} len={len} rip={}", if *write { "write" } else { "read" }, rip(dump))
+        GuestStop::NotRam { machine, write, len, dump } => {
+            format!("not-ram {} gpa={:#x} len={len} rip={}", if *write { "write" } else { "read" }, machine.raw(), rip(dump))
         }
         GuestStop::TimedOut { millis, dump } => format!("timed-out after={millis}ms rip={}", rip(dump)),
         GuestStop::PageTableStoreRefused { what, dump } => format!("page-table-store-refused {what:?} rip={}", rip(dump)),

@@ -34,7 +34,7 @@ use pv_abi::Hypercall;
 enum Exit {
     IoOut { port: u16, size: usize },
     IoIn { port: u16, size: usize },
-    Mmio { gpa: u64, len: usize, write: bool, data: [u8; 8] },
+    Mmio { gpa: MachineAddr, len: usize, write: bool, data: [u8; 8] },
     Hlt,
     Shutdown,
     FailEntry { reason: u64 },
@@ -125,12 +125,12 @@ fn next_exit(vm: &mut KvmVm) -> Result<Exit, kvm_ioctls::Error> {
             data.fill(FLOATING_BUS);
             Exit::IoIn { port, size: data.len() }
         }
-        Ok(VcpuExit::MmioRead(gpa, data)) => Exit::Mmio { gpa, len: data.len(), write: false, data: [0; 8] },
+        Ok(VcpuExit::MmioRead(gpa, data)) => Exit::Mmio { gpa: MachineAddr::new(gpa), len: data.len(), write: false, data: [0; 8] },
         Ok(VcpuExit::MmioWrite(gpa, data)) => {
             let mut bytes = [0u8; 8];
             let len = data.len().min(8);
             bytes[..len].copy_from_slice(&data[..len]);
-            Exit::Mmio { gpa, len, write: true, data: bytes }
+            Exit::Mmio { gpa: MachineAddr::new(gpa), len, write: true, data: bytes }
         }
         Ok(VcpuExit::Hlt) => Exit::Hlt,
         Ok(VcpuExit::Shutdown) => Exit::Shutdown,
@@ -161,8 +161,8 @@ fn handle_exit(vm: &mut KvmVm, cx: &mut LoopContext, exit: Exit) -> Option<Guest
             cx.tracer.emit(|| TraceEvent::UnhandledPort { port, write: false, size });
             None
         }
-        Exit::Mmio { gpa, len, write: true, data } if cx.shadow.is_some() => handle_mmio_write(vm, cx, MachineAddr::new(gpa), &data[..len]),
-        Exit::Mmio { gpa, len, write, .. } => Some(GuestStop::NotRam { gpa, write, len, dump: vm.register_dump() }),
+        Exit::Mmio { gpa, len, write: true, data } if cx.shadow.is_some() => handle_mmio_write(vm, cx, gpa, &data[..len]),
+        Exit::Mmio { gpa, len, write, .. } => Some(GuestStop::NotRam { machine: gpa, write, len, dump: vm.register_dump() }),
         Exit::Hlt => Some(GuestStop::Halted { dump: vm.register_dump() }),
         Exit::Shutdown => Some(GuestStop::TripleFault { dump: vm.register_dump() }),
         Exit::FailEntry { reason } => Some(GuestStop::KvmFailure {
@@ -202,15 +202,15 @@ fn handle_mmio_write(vm: &mut KvmVm, cx: &mut LoopContext, gpa: MachineAddr, dat
     let events = shadow.drain_events();
     match result {
         Ok(MmioWrite::PageTable(w)) => {
-            cx.tracer.emit(|| TraceEvent::PtWrite { machine: gpa.raw(), entry: w.entry.raw(), value: w.value });
+            cx.tracer.emit(|| TraceEvent::PtWrite { machine: gpa, entry: w.entry, value: w.value });
             events.into_iter().for_each(|e| cx.tracer.emit(|| TraceEvent::Shadow(e)));
             w.reload.and_then(|cr3| load_cr3(vm, cr3))
         }
         Ok(MmioWrite::ShadowArea) => {
-            cx.tracer.emit(|| TraceEvent::ShadowAreaWrite { machine: gpa.raw() });
+            cx.tracer.emit(|| TraceEvent::ShadowAreaWrite { machine: gpa });
             None
         }
-        Ok(MmioWrite::Elsewhere) => Some(GuestStop::NotRam { gpa: gpa.raw(), write: true, len: data.len(), dump: vm.register_dump() }),
+        Ok(MmioWrite::Elsewhere) => Some(GuestStop::NotRam { machine: gpa, write: true, len: data.len(), dump: vm.register_dump() }),
         Err(e) => Some(GuestStop::PageTableStoreRefused { what: format!("store at machine {gpa:#x}: {e}"), dump: vm.register_dump() }),
     }
 }

@@ -185,14 +185,13 @@ impl ShadowMmu {
 
     /// The guest wrote `value` to the entry at `entry` (in a pool frame): store it in the
     /// guest's table, then bring every shadow of that table up to date.
-    pub fn guest_pt_write(&mut self, mem: &mut dyn MachineMemory, entry: PseudoPhys, value: u64) -> Result<SyncOutcome, ShadowError> {
+    pub fn guest_pt_write(&mut self, mem: &mut dyn MachineMemory, entry: PseudoPhys, value: Pte) -> Result<SyncOutcome, ShadowError> {
         if !self.config.is_pool_entry(entry) {
             return Err(ShadowError::NotInPool(entry));
         }
         let table = entry.page_start();
         let frame = entry.frame();
         let index = (entry.page_offset() / ENTRY_SIZE) as usize;
-        let value = Pte::from_raw(value);
         let machine = self.p2m.machine_frame(frame).ok_or(ShadowError::NotInPool(entry))?;
         mem.write_entry(machine, index, value)?;
         self.stats.guest_writes += 1;
@@ -229,13 +228,13 @@ impl ShadowMmu {
             updated += 1;
             self.stats.shadow_syncs += 1;
         }
-        self.events.push(ShadowEvent::Synced { entry, value: value.raw(), shadows: updated });
+        self.events.push(ShadowEvent::Synced { entry, value, shadows: updated });
         Ok(SyncOutcome::Synced)
     }
 
     /// Applies a batch of writes; all entries are checked first, so a bad batch changes
     /// nothing. Returns the outcome of the whole batch.
-    pub fn mmu_update(&mut self, mem: &mut dyn MachineMemory, updates: &[(PseudoPhys, u64)]) -> Result<SyncOutcome, ShadowError> {
+    pub fn mmu_update(&mut self, mem: &mut dyn MachineMemory, updates: &[(PseudoPhys, Pte)]) -> Result<SyncOutcome, ShadowError> {
         if let Some((bad, _)) = updates.iter().find(|(e, _)| !self.config.is_pool_entry(*e)) {
             return Err(ShadowError::NotInPool(*bad));
         }

@@ -41,7 +41,7 @@ impl ShadowMmu {
         }
         let refuse = |s: &mut Self, why| {
             s.stats.refused += 1;
-            s.events.push(ShadowEvent::Refused { value: e.raw(), level, why });
+            s.events.push(ShadowEvent::Refused { value: e, level, why });
             Ok(Pte::EMPTY)
         };
         if e.has_reserved_bits() {
@@ -82,7 +82,7 @@ impl ShadowMmu {
         if !self.config.pool_traps_writes && bits.contains(PteFlags::WRITABLE) && self.config.pool_overlaps(first, count) {
             bits.remove(PteFlags::WRITABLE);
             self.stats.write_protected += 1;
-            self.events.push(ShadowEvent::WriteProtected { value: e.raw() });
+            self.events.push(ShadowEvent::WriteProtected { value: e });
         }
         let size = if large { PteFlags::LARGE } else { PteFlags::empty() };
         Ok(Pte::to_machine(machine, LEAF | size | global | bits))

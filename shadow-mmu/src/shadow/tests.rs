@@ -34,7 +34,7 @@ fn entry(frame: u64, index: u64) -> PseudoPhys {
 }
 
 fn write(mem: &mut VecMemory, s: &mut ShadowMmu, frame: u64, index: u64, value: u64) {
-    s.guest_pt_write(mem, entry(frame, index), value).unwrap();
+    s.guest_pt_write(mem, entry(frame, index), Pte::from_raw(value)).unwrap();
 }
 
 const TABLE: u64 = P | RW | US;
@@ -159,7 +159,7 @@ fn hostile_page_table_outside_the_pool_is_refused() {
     assert!(s.translate_shadow(&mem, root, GuestVirt::new(0)).is_none());
     assert!(s.drain_events().iter().any(|e| matches!(e, ShadowEvent::Refused { why: Refusal::TableOutsidePool, .. })));
     assert_eq!(s.load_root(&mut mem, PseudoPhys::new(100 * PAGE_SIZE)), Err(ShadowError::NotInPool(PseudoPhys::new(100 * PAGE_SIZE))));
-    assert_eq!(s.guest_pt_write(&mut mem, entry(100, 0), 0), Err(ShadowError::NotInPool(PseudoPhys::new(100 * PAGE_SIZE))));
+    assert_eq!(s.guest_pt_write(&mut mem, entry(100, 0), Pte::EMPTY), Err(ShadowError::NotInPool(PseudoPhys::new(100 * PAGE_SIZE))));
 }
 
 #[test]
@@ -266,7 +266,7 @@ fn hostile_full_shadow_area_drops_everything_instead_of_failing() {
     check_against_reference(&mem, &s, 960, root, 0);
     // A second PT does not fit: the write drops every shadow and says so.
     write(&mut mem, &mut s, 964, 0, 0);
-    assert_eq!(s.guest_pt_write(&mut mem, entry(962, 1), (964 * PAGE_SIZE) | TABLE), Ok(SyncOutcome::AllDropped));
+    assert_eq!(s.guest_pt_write(&mut mem, entry(962, 1), Pte::from_raw((964 * PAGE_SIZE) | TABLE)), Ok(SyncOutcome::AllDropped));
     let root = s.load_root(&mut mem, PseudoPhys::new(960 * PAGE_SIZE));
     assert_eq!(root, Err(ShadowError::AreaTooSmall), "5 tables never fit in 4 frames");
 }
@@ -288,10 +288,10 @@ fn hostile_mmu_update_batch_is_checked_whole_first() {
     let (mut mem, mut s) = setup(false);
     simple_tree(&mut mem, &mut s);
     let root = s.load_root(&mut mem, PseudoPhys::new(960 * PAGE_SIZE)).unwrap();
-    let bad = [(entry(963, 5), (105 * PAGE_SIZE) | DATA), (entry(100, 0), 1)];
+    let bad = [(entry(963, 5), Pte::from_raw((105 * PAGE_SIZE) | DATA)), (entry(100, 0), Pte::from_raw(1))];
     assert!(s.mmu_update(&mut mem, &bad).is_err());
     assert!(s.translate_shadow(&mem, root, GuestVirt::new(0x5000)).is_none(), "nothing of a bad batch applied");
-    let good = [(entry(963, 5), (105 * PAGE_SIZE) | DATA), (entry(963, 6), (106 * PAGE_SIZE) | DATA)];
+    let good = [(entry(963, 5), Pte::from_raw((105 * PAGE_SIZE) | DATA)), (entry(963, 6), Pte::from_raw((106 * PAGE_SIZE) | DATA))];
     assert_eq!(s.mmu_update(&mut mem, &good), Ok(SyncOutcome::Synced));
     assert!(s.translate_shadow(&mem, root, GuestVirt::new(0x6000)).is_some());
 }

@@ -63,8 +63,8 @@ fn the_built_in_guest_kernel_is_accepted() {
 #[test]
 fn a_well_formed_minimal_kernel_is_accepted() {
     let image = parse_kernel(&build(VIRT, &[text_segment()]), RAM).unwrap();
-    assert_eq!(image.entry, VIRT);
-    assert_eq!(image.segments[0].paddr, PHYS);
+    assert_eq!(image.entry, GuestVirt::new(VIRT));
+    assert_eq!(image.segments[0].paddr, PseudoPhys::new(PHYS));
 }
 
 #[test]
@@ -164,7 +164,7 @@ fn hostile_elf_more_file_bytes_than_memory_is_refused() {
 fn hostile_elf_entry_point_outside_the_code_is_refused() {
     assert_eq!(
         parse_kernel(&build(VIRT + 0x5000, &[text_segment()]), RAM),
-        Err(ElfError::EntryOutsideSegments { entry: VIRT + 0x5000 })
+        Err(ElfError::EntryOutsideSegments { entry: GuestVirt::new(VIRT + 0x5000) })
     );
     // Inside a segment, but one that is not executable.
     let data = Ph { flags: PF_R | PF_W, ..text_segment() };

@@ -13,7 +13,7 @@ use pv_abi::hypercall::{
     GuestCounters, CONSOLE_WRITE_MAX, EXCEPTION_VECTOR_MAX, GUEST_COUNTERS_SIZE, MMU_UPDATE_MAX, MMU_UPDATE_SIZE,
     SHUTDOWN_CODE_MAX,
 };
-use pv_abi::addr::{MachineAddr, PseudoPhys};
+use pv_abi::addr::{GuestVirt, MachineAddr, PseudoPhys};
 use pv_abi::paging::{Pte, ENTRY_SIZE};
 use pv_abi::{Hypercall, HypercallError};
 
@@ -91,7 +91,8 @@ pub struct HypercallContext<'a> {
 /// This is where the guest's register values get their meaning: an argument that names
 /// guest memory becomes a [`PseudoPhys`] here (the guest's page tables, buffers and
 /// hypercall arguments all speak pseudo-physical), and every use of it below goes
-/// through [`GuestRam`]'s bounds check.
+/// through [`GuestRam`]'s bounds check. The addresses an exception report carries (where
+/// it happened, the faulting address) are the guest's virtual ones.
 pub fn dispatch(req: &HypercallRequest, cx: &mut HypercallContext) -> HypercallOutcome {
     let [a0, a1, a2, a3] = req.args;
     let guest_address = PseudoPhys::new;
@@ -101,7 +102,7 @@ pub fn dispatch(req: &HypercallRequest, cx: &mut HypercallContext) -> HypercallO
         Some(Hypercall::ConsoleWrite) => console_write(cx.ram, cx.console, guest_address(a0), a1),
         Some(Hypercall::Shutdown) => shutdown(cx.ram, a0, (a1 != 0).then(|| guest_address(a1))),
         Some(Hypercall::ReportPanic) => report_panic(cx.ram, guest_address(a0), a1),
-        Some(Hypercall::ReportException) => report_exception(a0, a1, a2, a3),
+        Some(Hypercall::ReportException) => report_exception(a0, GuestVirt::new(a1), a2, GuestVirt::new(a3)),
         Some(Hypercall::MmuUpdate) => mmu_update(cx, guest_address(a0), a1),
         Some(Hypercall::SetCr3) => set_cr3(cx, guest_address(a0)),
     }
@@ -170,7 +171,7 @@ fn report_panic(ram: &GuestRam, gpa: PseudoPhys, len: u64) -> HypercallOutcome {
     }
 }
 
-fn report_exception(vector: u64, rip: u64, error_code: u64, cr2: u64) -> HypercallOutcome {
+fn report_exception(vector: u64, rip: GuestVirt, error_code: u64, cr2: GuestVirt) -> HypercallOutcome {
     if vector > EXCEPTION_VECTOR_MAX {
         return HypercallOutcome::error(HypercallError::Inval);
     }
@@ -192,11 +193,11 @@ fn mmu_update(cx: &mut HypercallContext, gpa: PseudoPhys, count: u64) -> Hyperca
         return HypercallOutcome::error(HypercallError::Fault);
     }
     // Each record is (entry's pseudo-physical address, new value), as pv-abi defines it.
-    let updates: Vec<(PseudoPhys, u64)> = bytes
+    let updates: Vec<(PseudoPhys, Pte)> = bytes
         .chunks_exact(MMU_UPDATE_SIZE as usize)
         .map(|c| {
             let word = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or_default());
-            (PseudoPhys::new(word(&c[..8])), word(&c[8..]))
+            (PseudoPhys::new(word(&c[..8])), Pte::from_raw(word(&c[8..])))
         })
         .collect();
     let in_pool = |entry: PseudoPhys| entry.is_aligned(ENTRY_SIZE) && cx.pt_pool.contains(&entry);
@@ -215,11 +216,11 @@ fn mmu_update(cx: &mut HypercallContext, gpa: PseudoPhys, count: u64) -> Hyperca
     // present entry means KVM must be told to forget (see `forget_stale_translations`).
     let mut stale_translations = false;
     for (entry, value) in updates {
-        let old = cx.ram.read_u64(entry).unwrap_or(0);
-        if cx.ram.write_u64(entry, value).is_err() {
+        let old = Pte::from_raw(cx.ram.read_u64(entry).unwrap_or(0));
+        if cx.ram.write_u64(entry, value.raw()).is_err() {
             return HypercallOutcome::error(HypercallError::Fault);
         }
-        stale_translations |= Pte::from_raw(old).is_present() && old != value;
+        stale_translations |= old.is_present() && old != value;
     }
     HypercallOutcome { stale_translations, ..HypercallOutcome::value(count) }
 }
