@@ -83,6 +83,17 @@ macro_rules! address_type {
             pub const fn is_aligned(self, align: u64) -> bool {
                 self.0 & (align - 1) == 0
             }
+
+            /// The first address at or above this one that is a multiple of `align` (a
+            /// power of two, such as a page or a large page), or `None` if that
+            /// overflows. The end of a segment rounds up to a page end this way, and a
+            /// large page starts at the next 2 MiB boundary.
+            pub const fn checked_align_up(self, align: u64) -> Option<Self> {
+                match self.0.checked_add(align - 1) {
+                    Some(a) => Some($name(a & !(align - 1))),
+                    None => None,
+                }
+            }
         }
 
         impl fmt::Debug for $name {
@@ -256,6 +267,20 @@ mod tests {
         assert_eq!(MachineFrame::new(u64::MAX).checked_add(1), None);
         assert_eq!(PseudoPhys::new(5).offset_from(PseudoPhys::new(6)), None);
         assert_eq!(PseudoPhys::new(6).offset_from(PseudoPhys::new(5)), Some(1));
+        assert_eq!(PseudoPhys::new(u64::MAX - 5).checked_align_up(PAGE_SIZE), None);
+    }
+
+    #[test]
+    fn align_up_rounds_to_the_next_boundary() {
+        assert_eq!(PseudoPhys::new(0x1001).checked_align_up(PAGE_SIZE), Some(PseudoPhys::new(0x2000)));
+        assert_eq!(PseudoPhys::new(0x2000).checked_align_up(PAGE_SIZE), Some(PseudoPhys::new(0x2000)));
+        assert_eq!(PseudoPhys::new(0x20_1000).checked_align_up(2 << 20), Some(PseudoPhys::new(0x40_0000)));
+        assert_eq!(PseudoPhys::new(0).checked_align_up(2 << 20), Some(PseudoPhys::new(0)));
+        assert_eq!(
+            PseudoPhys::new(0xffff_ffff_ffff_f001).checked_align_up(PAGE_SIZE),
+            None,
+            "the last page's end is past the address space"
+        );
     }
 
     #[test]

@@ -55,17 +55,17 @@ pub extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
         SYSCALL if frame.came_from_user() => syscall::handle(frame),
         // On a host where `int n` from ring 3 raises #UD: recognise `int 0x80` at rip,
         // step over it, and make the same call (see task/syscall.rs).
-        INVALID_OPCODE if frame.came_from_user() && user_code_bytes(frame.rip) == Some(INT_0X80) => {
+        INVALID_OPCODE if frame.came_from_user() && user_code_bytes(GuestVirt::new(frame.rip)) == Some(INT_0X80) => {
             frame.rip += INT_0X80.len() as u64;
             syscall::handle(frame);
         }
         PAGE_FAULT if serve_demand_fault(cpu::read_cr2(), frame.error_code) => {}
         // Any other exception in ring 3 is the task's fault: kill the task, not the kernel.
         vector if frame.came_from_user() && vector < 32 => {
-            let address = if vector == PAGE_FAULT { cpu::read_cr2().raw() } else { 0 };
+            let address = if vector == PAGE_FAULT { cpu::read_cr2() } else { GuestVirt::new(0) };
             scheduler::kill_current(frame, vector, address);
         }
-        INVALID_OPCODE if UD2_EXPECTED.swap(false, Ordering::Relaxed) && is_ud2_at(frame.rip) => {
+        INVALID_OPCODE if UD2_EXPECTED.swap(false, Ordering::Relaxed) && is_ud2_at(GuestVirt::new(frame.rip)) => {
             // A fault leaves rip *at* the instruction: step over it by hand.
             frame.rip += UD2.len() as u64;
             counters::bump(&EMULATED_UD2);
@@ -90,25 +90,25 @@ fn serve_demand_fault(address: GuestVirt, error_code: u64) -> bool {
 }
 
 /// Reads the two bytes at a user `rip` (for recognising `int 0x80` after a #UD).
-fn user_code_bytes(rip: u64) -> Option<[u8; 2]> {
+fn user_code_bytes(rip: GuestVirt) -> Option<[u8; 2]> {
     let mut bytes = [0u8; 2];
-    let copied = scheduler::with_current_memory(|m, w| m.copy_from_user(w, GuestVirt::new(rip), &mut bytes));
+    let copied = scheduler::with_current_memory(|m, w| m.copy_from_user(w, rip, &mut bytes));
     (copied == Some(true)).then_some(bytes)
 }
 
 /// Whether the kernel code at `rip` is `ud2`. Only kernel-image addresses are read.
-fn is_ud2_at(rip: u64) -> bool {
-    let (first, second) = (GuestVirt::new(rip), GuestVirt::new(rip.wrapping_add(1)));
-    if kernel_map::virt_to_phys(first).is_none() || kernel_map::virt_to_phys(second).is_none() {
+fn is_ud2_at(rip: GuestVirt) -> bool {
+    let Some(second) = rip.checked_add(1) else { return false };
+    if kernel_map::virt_to_phys(rip).is_none() || kernel_map::virt_to_phys(second).is_none() {
         return false;
     }
     // SAFETY: both bytes lie in the kernel image, which is mapped and readable.
-    let bytes = unsafe { core::ptr::read_unaligned(rip as *const [u8; 2]) };
+    let bytes = unsafe { core::ptr::read_unaligned(rip.raw() as *const [u8; 2]) };
     bytes == UD2
 }
 
 /// Reports an exception the kernel cannot handle; the VMM stops the guest.
 fn report_unexpected(frame: &TrapFrame) -> ! {
-    let cr2 = if frame.vector == PAGE_FAULT { cpu::read_cr2().raw() } else { 0 };
-    hypercall::report_exception(frame.vector, frame.rip, frame.error_code, cr2)
+    let cr2 = if frame.vector == PAGE_FAULT { cpu::read_cr2() } else { GuestVirt::new(0) };
+    hypercall::report_exception(frame.vector, GuestVirt::new(frame.rip), frame.error_code, cr2)
 }

@@ -51,8 +51,8 @@ impl LoadSegment {
         let end = self
             .paddr
             .checked_add(self.mem_size)
-            .and_then(|end| end.checked_add(PAGE_SIZE - 1))
-            .map_or(PseudoPhys::new(u64::MAX).page_start(), PseudoPhys::page_start);
+            .and_then(|end| end.checked_align_up(PAGE_SIZE))
+            .unwrap_or(PseudoPhys::new(u64::MAX).page_start());
         (start, end)
     }
 }

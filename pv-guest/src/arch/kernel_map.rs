@@ -29,17 +29,18 @@ fn kernel_image_range() -> (u64, u64) {
     (&raw const __kernel_start as u64, &raw const __kernel_end as u64)
 }
 
-/// Reads and checks the boot-info page; panics (which the VMM reports) if it is bad.
-pub fn init(boot_info_gpa: u64) -> &'static BootInfo {
-    let addr = PHYS_MAP_BASE + boot_info_gpa;
+/// Reads and checks the boot-info page at `boot_info_gpa` (what the VMM passed in
+/// `rdi`); panics (which the VMM reports) if it is bad.
+pub fn init(boot_info_gpa: PseudoPhys) -> &'static BootInfo {
     assert!(
-        boot_info_gpa.is_multiple_of(core::mem::align_of::<BootInfo>() as u64) && boot_info_gpa < (1 << 32),
-        "boot-info address {boot_info_gpa:#x} is not plausible"
+        boot_info_gpa.is_aligned(core::mem::align_of::<BootInfo>() as u64) && boot_info_gpa.raw() < (1 << 32),
+        "boot-info address {:#x} is not plausible",
+        boot_info_gpa.raw()
     );
     // SAFETY: the VMM maps all of RAM at PHYS_MAP_BASE and wrote a BootInfo (a plain
-    // repr(C) struct of integers, valid for any bytes) at this aligned address, which it
-    // never changes afterwards; the reference is read-only.
-    let info: &'static BootInfo = unsafe { &*(addr as *const BootInfo) };
+    // repr(C) struct of integers, valid for any bytes) at this aligned address below
+    // 4 GiB, which it never changes afterwards; the reference is read-only.
+    let info: &'static BootInfo = unsafe { &*direct_map::<BootInfo>(boot_info_gpa) };
     if let Err(problem) = info.check() {
         panic!("the boot-info page is not valid: {problem:?}");
     }

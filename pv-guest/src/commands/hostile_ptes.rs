@@ -117,5 +117,5 @@ fn attack(case: &HostileEntry) -> Result<bool, &'static str> {
         return Err("could not write the entry");
     }
     let result = scheduler::run_all()[slot];
-    Ok(matches!(result, Some(TaskExit::Killed { vector: PAGE_FAULT, address, .. }) if address == case.va.raw()))
+    Ok(matches!(result, Some(TaskExit::Killed { vector: PAGE_FAULT, address, .. }) if address == case.va))
 }

@@ -5,7 +5,7 @@
 //! [`kernel_map::virt_to_phys`] first.
 
 use crate::arch::{cpu, kernel_map};
-use pv_abi::addr::PseudoPhys;
+use pv_abi::addr::{GuestVirt, PseudoPhys};
 use pv_abi::hypercall::{Hypercall, HypercallError, HYPERCALL_PORT};
 
 /// Makes hypercall `nr` with up to four arguments and returns the raw `rax`.
@@ -87,9 +87,10 @@ pub fn report_panic(message: &[u8]) -> ! {
 /// Exit code used if even `report_panic` fails (like a Rust program's panic exit code).
 const PANIC_FALLBACK_EXIT_CODE: u8 = 101;
 
-/// Reports an unexpected CPU exception; the VMM stops the guest.
-pub fn report_exception(vector: u64, rip: u64, error_code: u64, cr2: u64) -> ! {
-    let _ = call(Hypercall::ReportException, [vector, rip, error_code, cr2]);
+/// Reports an unexpected CPU exception (where it happened and, for a page fault, the
+/// address touched); the VMM stops the guest.
+pub fn report_exception(vector: u64, rip: GuestVirt, error_code: u64, cr2: GuestVirt) -> ! {
+    let _ = call(Hypercall::ReportException, [vector, rip.raw(), error_code, cr2.raw()]);
     let _ = call(Hypercall::Shutdown, [u64::from(PANIC_FALLBACK_EXIT_CODE), 0, 0, 0]);
     loop {
         core::hint::spin_loop();

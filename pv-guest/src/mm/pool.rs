@@ -6,7 +6,7 @@
 //! is a valid empty table at once. Freed frames go on a small stack; fresh ones come
 //! from a bump pointer.
 
-use pv_abi::addr::{PseudoPhys, PAGE_SIZE};
+use pv_abi::addr::{PseudoFrame, PseudoPhys, PAGE_SIZE};
 use pv_abi::BootInfo;
 
 use super::table::PageTable;
@@ -15,14 +15,16 @@ use crate::arch::cpu_local::{VcpuCell, VcpuRefMut};
 /// Freed tables remembered for reuse (beyond this, they are simply not reused).
 const FREE_STACK: usize = 256;
 
-/// The pool's bookkeeping, in raw guest-physical addresses (the arithmetic on them
-/// stays in this file; what leaves it is a [`PageTable`]).
+/// The pool's bookkeeping, in pseudo-physical frames (what leaves this file is a
+/// [`PageTable`]).
 struct Pool {
     /// First frame handed out to the guest (the VMM's boot tables lie below).
-    start: u64,
-    next: u64,
-    end: u64,
-    free: [u64; FREE_STACK],
+    start: PseudoFrame,
+    /// First frame never handed out.
+    next: PseudoFrame,
+    /// End of the pool (exclusive).
+    end: PseudoFrame,
+    free: [PseudoFrame; FREE_STACK],
     free_len: usize,
     in_use: u64,
 }
@@ -30,18 +32,25 @@ struct Pool {
 /// The pool. A demand-zero fault in ring 3 may take a table; kernel code never holds
 /// the pool while such a fault can happen.
 static POOL: VcpuCell<Pool> =
-    VcpuCell::new(Pool { start: 0, next: 0, end: 0, free: [0; FREE_STACK], free_len: 0, in_use: 0 });
+    VcpuCell::new(Pool { start: NO_FRAME, next: NO_FRAME, end: NO_FRAME, free: [NO_FRAME; FREE_STACK], free_len: 0, in_use: 0 });
+
+/// Frame 0, for the empty pool before `init` (it is never a pool frame).
+const NO_FRAME: PseudoFrame = PseudoFrame::new(0);
 
 fn pool() -> VcpuRefMut<'static, Pool> {
     POOL.borrow_mut()
 }
 
-/// Takes over the pool described by the boot-info page.
+/// Takes over the pool described by the boot-info page. The boot-info check makes the
+/// pool's bounds page-aligned; the first free frame is rounded up to a whole page, so
+/// no table handed out can overlap one of the VMM's (an empty pool if that overflows).
 pub fn init(info: &BootInfo) {
+    let end = PseudoPhys::new(info.pt_pool_end).frame();
+    let start = PseudoPhys::new(info.pt_pool_free).checked_align_up(PAGE_SIZE).map_or(end, PseudoPhys::frame);
     let mut p = pool();
-    p.start = info.pt_pool_free;
-    p.next = info.pt_pool_free;
-    p.end = info.pt_pool_end;
+    p.start = start;
+    p.next = start;
+    p.end = end;
 }
 
 /// A zeroed pool frame for a page table.
@@ -50,26 +59,27 @@ pub fn alloc_table() -> Option<PageTable> {
     let frame = if p.free_len > 0 {
         p.free_len -= 1;
         p.free[p.free_len]
-    } else if p.next + PAGE_SIZE <= p.end {
-        p.next += PAGE_SIZE;
-        p.next - PAGE_SIZE
     } else {
-        return None;
+        match p.next.checked_add(1) {
+            Some(after) if after <= p.end => core::mem::replace(&mut p.next, after),
+            _ => return None,
+        }
     };
     p.in_use += 1;
-    // SAFETY: the frame is a page-aligned pool frame, guest RAM set aside for page
-    // tables, that no one else holds (it was free), and free pool frames are all zero.
-    Some(unsafe { PageTable::at(PseudoPhys::new(frame).frame()) })
+    // SAFETY: the frame is a pool frame, guest RAM set aside for page tables, that no
+    // one else holds (it was free), and free pool frames are all zero.
+    Some(unsafe { PageTable::at(frame) })
 }
 
 /// Returns a table. The caller has already cleared every entry
 /// (`AddressSpace::destroy`), so the pool's free frames stay zero.
 pub fn free_table(table: PageTable) {
-    let frame = table.gpa().raw();
+    let gpa = table.gpa();
+    let frame = gpa.frame();
     let mut p = pool();
-    if !frame.is_multiple_of(PAGE_SIZE) || frame < p.start || frame >= p.next {
+    if !gpa.is_aligned(PAGE_SIZE) || frame < p.start || frame >= p.next {
         drop(p);
-        crate::println!("pool: refusing to free {frame:#x}: not a page-table pool frame");
+        crate::println!("pool: refusing to free {:#x}: not a page-table pool frame", gpa.raw());
         return;
     }
     p.in_use -= 1;

@@ -53,9 +53,9 @@ pub enum TaskExit {
         /// The exception vector.
         vector: u64,
         /// Where (rip).
-        rip: u64,
-        /// The faulting address, for page faults.
-        address: u64,
+        rip: GuestVirt,
+        /// The faulting address (CR2), for page faults; 0 otherwise.
+        address: GuestVirt,
     },
 }
 
@@ -268,16 +268,18 @@ pub fn exit_current(frame: &mut TrapFrame, how: TaskExit) {
 }
 
 /// Kills the running task after exception `vector` and runs the next one.
-pub fn kill_current(frame: &mut TrapFrame, vector: u64, address: u64) {
+pub fn kill_current(frame: &mut TrapFrame, vector: u64, address: GuestVirt) {
     let (current, program) = {
         let s = scheduler();
         (s.current, s.tasks[s.current].as_ref().map_or("?", |t| t.program))
     };
     println!(
-        "pv-guest: task {} ({program}) killed: {} at rip={:#x} address={address:#x}",
+        "pv-guest: task {} ({program}) killed: {} at rip={:#x} address={:#x}",
         current,
         pv_abi::exception::exception_mnemonic(vector),
-        frame.rip
+        frame.rip,
+        address.raw()
     );
-    exit_current(frame, TaskExit::Killed { vector, rip: frame.rip, address });
+    let rip = GuestVirt::new(frame.rip);
+    exit_current(frame, TaskExit::Killed { vector, rip, address });
 }

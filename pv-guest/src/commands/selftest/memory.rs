@@ -188,8 +188,8 @@ fn hostile_write_own_code_is_killed() -> TestResult {
 }
 
 fn hostile_read_kernel_is_killed() -> TestResult {
-    let kernel = crate::kmain as *const () as u64;
-    let r = run(&[(&READ_ADDRESS, [kernel, 0])])?;
+    let kernel = kernel_map::virt_of(crate::kmain as *const ());
+    let r = run(&[(&READ_ADDRESS, [kernel.raw(), 0])])?;
     match r[0] {
         Some(TaskExit::Killed { vector: PAGE_FAULT, address, .. }) if address == kernel => Ok(()),
         _ => Err("reading kernel memory from ring 3 was not refused"),
@@ -212,7 +212,7 @@ fn use_after_unmap(batched: bool) -> TestResult {
     let r = run(&[(&USE_AFTER_UNMAP, [TEST_VA.raw(), 0])]);
     scheduler::use_batched_updates(false);
     match r?[0] {
-        Some(TaskExit::Killed { vector: PAGE_FAULT, address, .. }) if address == TEST_VA.raw() => Ok(()),
+        Some(TaskExit::Killed { vector: PAGE_FAULT, address, .. }) if address == TEST_VA => Ok(()),
         Some(TaskExit::Exited(0)) => Err("the page was still readable after unmap"),
         _ => Err("the task ended some other way"),
     }
