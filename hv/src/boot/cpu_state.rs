@@ -36,8 +36,10 @@ const RFLAGS_RESERVED_ONE: u64 = 1 << 1;
 /// Writes the boot GDT. The segment registers are loaded directly by KVM_SET_SREGS, but
 /// the descriptors must also exist in memory: an interrupt return reloads CS from it.
 pub fn write_boot_gdt(ram: &GuestRam) -> Result<(), OutsideRam> {
+    let gdt = PseudoPhys::new(BOOT_GDT_GPA);
     for (i, desc) in BOOT_GDT.iter().enumerate() {
-        ram.write_u64(PseudoPhys::new(BOOT_GDT_GPA + 8 * i as u64), *desc)?;
+        let at = gdt.checked_add(8 * i as u64).ok_or(OutsideRam { gpa: gdt, len: 8 * BOOT_GDT.len() as u64, ram: ram.size() })?;
+        ram.write_u64(at, *desc)?;
     }
     Ok(())
 }

@@ -35,6 +35,14 @@ use crate::kvm::KvmVm;
 use crate::trace::Tracer;
 use console::ConsoleOutput;
 
+/// The console's ring page (pv-abi's `CONSOLE_RING_GPA`, a number because the boot-info
+/// page carries it), as the address it is.
+const CONSOLE_RING: PseudoPhys = PseudoPhys::new(CONSOLE_RING_GPA);
+/// The block device's ring page (`BLOCK_RING_GPA`).
+const BLOCK_RING: PseudoPhys = PseudoPhys::new(BLOCK_RING_GPA);
+/// The shared-info page, where upcalls are marked pending (`SHARED_INFO_GPA`).
+const SHARED_INFO: PseudoPhys = PseudoPhys::new(SHARED_INFO_GPA);
+
 /// First GSI hv routes: above the 24 pins of the in-kernel IOAPIC, so a device's GSI
 /// is never mistaken for a legacy interrupt line.
 const FIRST_DEVICE_GSI: u32 = 24;
@@ -91,8 +99,9 @@ pub struct Devices {
 /// Counters of every backend, by device name.
 pub type DeviceStats = Vec<(&'static str, BackendStats)>;
 
-fn device_info(ring_gpa: u64, channel: u32) -> DeviceInfo {
-    DeviceInfo { ring_gpa, channel, doorbell_port: doorbell_port(channel), present: 1 }
+/// A device's entry in the boot-info page (an ABI struct: the ring's address as a number).
+fn device_info(ring: PseudoPhys, channel: u32) -> DeviceInfo {
+    DeviceInfo { ring_gpa: ring.raw(), channel, doorbell_port: doorbell_port(channel), present: 1 }
 }
 
 /// One MSI route: GSI → the guest's upcall vector on CPU 0.
@@ -129,7 +138,7 @@ impl Devices {
         let console = wire(
             machine,
             ConsoleBackend::new(Box::new(console_out)),
-            CONSOLE_RING_GPA,
+            CONSOLE_RING,
             CONSOLE_CHANNEL,
             gsis[0],
             tracer,
@@ -140,7 +149,7 @@ impl Devices {
             Some(image) => {
                 let (sectors, read_only) = (image.sectors(), image.read_only());
                 let backend = block::backend(image, machine.ram());
-                Some((wire(machine, backend, BLOCK_RING_GPA, BLOCK_CHANNEL, gsis[1], tracer, policy)?, sectors, read_only))
+                Some((wire(machine, backend, BLOCK_RING, BLOCK_CHANNEL, gsis[1], tracer, policy)?, sectors, read_only))
             }
         };
         Ok(Devices { console, block })
@@ -149,10 +158,10 @@ impl Devices {
     /// Where the devices are, for the boot-info page.
     pub fn layout(&self) -> DeviceLayout {
         let (block, block_sectors, block_flags) = match &self.block {
-            Some((_, sectors, ro)) => (device_info(BLOCK_RING_GPA, BLOCK_CHANNEL), *sectors, if *ro { BlockFlags::READ_ONLY.bits() } else { 0 }),
+            Some((_, sectors, ro)) => (device_info(BLOCK_RING, BLOCK_CHANNEL), *sectors, if *ro { BlockFlags::READ_ONLY.bits() } else { 0 }),
             None => (DeviceInfo::ABSENT, 0, 0),
         };
-        DeviceLayout { console: device_info(CONSOLE_RING_GPA, CONSOLE_CHANNEL), block, block_sectors, block_flags }
+        DeviceLayout { console: device_info(CONSOLE_RING, CONSOLE_CHANNEL), block, block_sectors, block_flags }
     }
 
     /// Lets the backends serve their rings.
@@ -179,7 +188,7 @@ impl Devices {
 fn wire<H: RequestHandler>(
     machine: &KvmVm,
     handler: H,
-    ring_gpa: u64,
+    ring: PseudoPhys,
     channel: u32,
     gsi: u32,
     tracer: &Tracer,
@@ -198,8 +207,8 @@ fn wire<H: RequestHandler>(
     machine.vm().register_irqfd(&irqfd, gsi).map_err(kvm_err("KVM_IRQFD"))?;
 
     let memory = machine.ram().memory().clone();
-    let ring_page = GuestPage::new(memory.clone(), PseudoPhys::new(ring_gpa))?;
-    let notifier = GuestNotifier::new(memory, PseudoPhys::new(SHARED_INFO_GPA), channel, irqfd)?;
+    let ring_page = GuestPage::new(memory.clone(), ring)?;
+    let notifier = GuestNotifier::new(memory, SHARED_INFO, channel, irqfd)?;
     let wiring = BackendWiring { ring_page, doorbell, notifier, events: Arc::new(tracer.clone()), notify_policy: policy };
     Ok(runner::spawn(handler, wiring)?)
 }

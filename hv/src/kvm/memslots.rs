@@ -7,6 +7,7 @@
 //! a read-only shadow area (`shadow::layout` decides where; this file only says how a
 //! plan is described, and [`super::KvmVm`] checks it against the memory it owns).
 
+use pv_abi::addr::MachineAddr;
 use vm_memory::{GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 
 /// Which host memory backs a slot.
@@ -27,8 +28,9 @@ pub enum SlotMemory {
 /// One memory slot to create.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MemorySlot {
-    /// The guest-physical (in shadow mode: machine) address the slot starts at.
-    pub guest_phys: u64,
+    /// The machine address the slot starts at (KVM's guest-physical; in ept mode the same
+    /// as pseudo-physical).
+    pub guest_phys: MachineAddr,
     /// Its size in bytes.
     pub size: u64,
     /// The host memory behind it.
@@ -53,7 +55,7 @@ impl MemoryPlan {
     /// ept mode: all of RAM, read-write, at guest-physical 0.
     pub fn flat(ram_bytes: u64) -> Self {
         let slot = MemorySlot {
-            guest_phys: 0,
+            guest_phys: MachineAddr::new(0),
             size: ram_bytes,
             memory: SlotMemory::Ram { offset: 0 },
             read_only: false,

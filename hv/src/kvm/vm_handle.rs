@@ -52,8 +52,8 @@ pub enum KvmVmError {
     SlotOutsideMemory {
         /// The slot's number.
         number: usize,
-        /// Its guest-physical start.
-        guest_phys: u64,
+        /// Its guest-physical (machine) start.
+        guest_phys: MachineAddr,
         /// Its size.
         size: u64,
     },
@@ -113,7 +113,7 @@ impl KvmVm {
             let region = kvm_userspace_memory_region {
                 slot: number as u32,
                 flags: if slot.read_only { kvm_bindings::KVM_MEM_READONLY } else { 0 },
-                guest_phys_addr: slot.guest_phys,
+                guest_phys_addr: slot.guest_phys.raw(),
                 memory_size: slot.size,
                 userspace_addr: base + offset,
             };

@@ -23,7 +23,7 @@
 
 use std::ops::Range;
 
-use pv_abi::addr::{MachineAddr, PseudoPhys};
+use pv_abi::addr::{MachineAddr, PseudoFrame, PseudoPhys};
 use pv_abi::layout::{pt_pool, LARGE_PAGE_SIZE, PAGE_SIZE};
 use shadow_mmu::P2m;
 
@@ -133,15 +133,15 @@ impl MachineLayout {
 
     /// The same placement as a frame table, for the shadow-mmu engine.
     pub fn p2m(&self) -> P2m {
-        let machine_of_frame = |f: u64| self.machine_of(PseudoPhys::new(f * PAGE_SIZE)).unwrap_or_default();
-        P2m::from_table((0..self.ram / PAGE_SIZE).map(|f| machine_of_frame(f).frame()).collect())
+        let machine_of_frame =
+            |f: PseudoFrame| f.checked_address().and_then(|gpa| self.machine_of(gpa)).unwrap_or_default().frame();
+        P2m::from_table((0..self.ram / PAGE_SIZE).map(|f| machine_of_frame(PseudoFrame::new(f))).collect())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pv_abi::addr::PseudoFrame;
 
     #[test]
     fn the_slots_tile_ram_exactly_once_and_only_the_pool_is_read_only() {

@@ -131,7 +131,7 @@ impl ShadowPaging {
             .slots()
             .iter()
             .map(|slot| MemorySlot {
-                guest_phys: slot.machine.raw(),
+                guest_phys: slot.machine,
                 size: slot.size,
                 memory: match slot.backing {
                     Backing::Ram { pseudo } => SlotMemory::Ram { offset: pseudo.raw() },

@@ -116,8 +116,9 @@ impl TaskMemory {
                 }
                 unmapped.push(va, frame, size);
             }
-            // Inside the region, which ends below USER_END: no overflow.
-            va = GuestVirt::new(va.raw() + region.size.bytes());
+            // Inside the region, which ends below USER_END, the next page always exists.
+            let Some(next) = va.checked_add(region.size.bytes()) else { break };
+            va = next;
         }
         ok & unmapped.release(w)
     }

@@ -138,7 +138,7 @@ fn large_page_is_seen_by_the_cpu(info: &BootInfo) -> TestResult {
     let mut w = PageTableWriter::Direct;
     let mut space = AddressSpace::new(&mut w, boot_root(info)).map_err(|_| "no page tables")?;
     let big = frames::alloc_large().ok_or("no 2 MiB frame")?;
-    let last = PseudoFrame::new(big.raw() + LARGE_PAGE_SIZE / PAGE_SIZE - 1);
+    let last = big.checked_add(LARGE_PAGE_SIZE / PAGE_SIZE - 1).ok_or("the large page's last frame has no number")?;
     // SAFETY: the large page was just allocated to this test; both frames are in it.
     unsafe {
         write_frame(big, 0x1111);
