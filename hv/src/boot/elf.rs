@@ -134,8 +134,8 @@ pub enum ElfError {
     #[error("segment {index} claims {file_size:#x} bytes of file data but only {mem_size:#x} bytes of memory")]
     FileSizeExceedsMemSize { index: usize, file_size: u64, mem_size: u64 },
     /// Segment outside the memory available to the kernel.
-    #[error("segment {index} ({paddr:#x}..{end:#x}) lies outside the guest memory available to the kernel (0..{ram:#x}, below the page-table pool); give the guest more memory with --mem")]
-    SegmentOutsideRam { index: usize, paddr: PseudoPhys, end: PseudoPhys, ram: u64 },
+    #[error("segment {index} ({paddr:#x}..{end:#x}) lies outside the guest memory available to the kernel (0..{limit:#x}, below the page-table pool); give the guest more memory with --mem")]
+    SegmentOutsideRam { index: usize, paddr: PseudoPhys, end: PseudoPhys, limit: PseudoPhys },
     /// Segment in the VMM's reserved area.
     #[error("segment {index} ({paddr:#x}..{end:#x}) overlaps the area hv reserves for boot info and page tables (below {reserved:#x})")]
     SegmentInReservedArea { index: usize, paddr: PseudoPhys, end: PseudoPhys, reserved: u64 },
@@ -150,9 +150,9 @@ pub enum ElfError {
     EntryOutsideSegments { entry: GuestVirt },
 }
 
-/// Parses and checks `bytes` as a kernel whose segments must lie below `ram_bytes`
-/// (the start of the page-table pool: see `boot::kernel_memory_limit`).
-pub fn parse_kernel(bytes: &[u8], ram_bytes: u64) -> Result<KernelImage, ElfError> {
+/// Parses and checks `bytes` as a kernel whose segments must lie below `limit` (the
+/// start of the page-table pool: see `boot::kernel_memory_limit`).
+pub fn parse_kernel(bytes: &[u8], limit: PseudoPhys) -> Result<KernelImage, ElfError> {
     let header = check_header(bytes)?;
     let phdrs = parse_program_headers(bytes, &header)?;
     let mut segments = Vec::new();
@@ -166,7 +166,7 @@ pub fn parse_kernel(bytes: &[u8], ram_bytes: u64) -> Result<KernelImage, ElfErro
             writable: ph.is_write(),
             executable: ph.is_executable(),
         };
-        check_segment(index, &segment, bytes.len() as u64, ram_bytes)?;
+        check_segment(index, &segment, bytes.len() as u64, limit)?;
         segments.push((index, segment));
     }
     if segments.is_empty() {
@@ -237,7 +237,7 @@ fn parse_program_headers(bytes: &[u8], header: &Header) -> Result<Vec<ProgramHea
         .map_err(|e| ElfError::Malformed(MalformedElf::ProgramHeaders(e.into())))
 }
 
-fn check_segment(index: usize, s: &LoadSegment, file_len: u64, ram: u64) -> Result<(), ElfError> {
+fn check_segment(index: usize, s: &LoadSegment, file_len: u64, limit: PseudoPhys) -> Result<(), ElfError> {
     if s.file_size > s.mem_size {
         return Err(ElfError::FileSizeExceedsMemSize { index, file_size: s.file_size, mem_size: s.mem_size });
     }
@@ -253,10 +253,10 @@ fn check_segment(index: usize, s: &LoadSegment, file_len: u64, ram: u64) -> Resu
         }
     }
     let end = match s.paddr.checked_add(s.mem_size) {
-        Some(end) if end.raw() <= ram => end,
+        Some(end) if end <= limit => end,
         end => {
             let end = end.unwrap_or(PseudoPhys::new(u64::MAX));
-            return Err(ElfError::SegmentOutsideRam { index, paddr: s.paddr, end, ram });
+            return Err(ElfError::SegmentOutsideRam { index, paddr: s.paddr, end, limit });
         }
     };
     if s.paddr < PseudoPhys::new(VMM_RESERVED_END) {

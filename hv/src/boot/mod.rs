@@ -144,8 +144,8 @@ pub fn prepare(ram: &GuestRam, inputs: &BootInputs) -> Result<BootPlan, BootErro
 
 /// Where the page-table pool starts (pv-abi's [`pt_pool`]): everything below is for the
 /// kernel image and the guest's free memory, so an ELF segment must end below it.
-pub fn kernel_memory_limit(ram_bytes: u64) -> u64 {
-    pt_pool(ram_bytes).start.raw()
+pub fn kernel_memory_limit(ram_bytes: u64) -> PseudoPhys {
+    pt_pool(ram_bytes).start
 }
 
 /// Copies each segment's file bytes and zeroes the rest of its memory (`.bss`).

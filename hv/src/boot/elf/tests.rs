@@ -3,6 +3,8 @@
 use super::*;
 
 const RAM: u64 = 64 << 20;
+/// The address the test kernels' segments must end below, as `parse_kernel` takes it.
+const LIMIT: PseudoPhys = PseudoPhys::new(RAM);
 const PHYS: u64 = 0x20_0000;
 const VIRT: u64 = KERNEL_VIRT_BASE + PHYS;
 const PF_X: u32 = 1;
@@ -54,7 +56,7 @@ fn build(entry: u64, phdrs: &[Ph]) -> Vec<u8> {
 
 #[test]
 fn the_built_in_guest_kernel_is_accepted() {
-    let image = parse_kernel(crate::boot::guest_image::PV_GUEST_ELF, RAM).expect("pv-guest must load");
+    let image = parse_kernel(crate::boot::guest_image::PV_GUEST_ELF, LIMIT).expect("pv-guest must load");
     assert!(image.segments.len() >= 2);
     assert!(image.segments.iter().any(|s| s.executable && !s.writable), "text is read-execute");
     assert!(image.segments.iter().all(|s| !(s.executable && s.writable)), "no segment is W+X");
@@ -62,29 +64,29 @@ fn the_built_in_guest_kernel_is_accepted() {
 
 #[test]
 fn a_well_formed_minimal_kernel_is_accepted() {
-    let image = parse_kernel(&build(VIRT, &[text_segment()]), RAM).unwrap();
+    let image = parse_kernel(&build(VIRT, &[text_segment()]), LIMIT).unwrap();
     assert_eq!(image.entry, GuestVirt::new(VIRT));
     assert_eq!(image.segments[0].paddr, PseudoPhys::new(PHYS));
 }
 
 #[test]
 fn hostile_elf_text_file_is_not_elf() {
-    assert_eq!(parse_kernel(b"# hv\n\nA paravirtual hypervisor on KVM, built for teaching.\n".repeat(4).as_slice(), RAM), Err(ElfError::NotElf));
-    assert_eq!(parse_kernel(b"", RAM), Err(ElfError::NotElf));
+    assert_eq!(parse_kernel(b"# hv\n\nA paravirtual hypervisor on KVM, built for teaching.\n".repeat(4).as_slice(), LIMIT), Err(ElfError::NotElf));
+    assert_eq!(parse_kernel(b"", LIMIT), Err(ElfError::NotElf));
 }
 
 #[test]
 fn hostile_elf_shorter_than_the_header_is_refused() {
-    assert_eq!(parse_kernel(b"\x7fELF\x02\x01", RAM), Err(ElfError::TooShort { len: 6 }));
+    assert_eq!(parse_kernel(b"\x7fELF\x02\x01", LIMIT), Err(ElfError::TooShort { len: 6 }));
 }
 
 #[test]
 fn hostile_elf_truncated_real_kernel_is_refused() {
     let full = crate::boot::guest_image::PV_GUEST_ELF;
     let cut = &full[..full.len() / 8];
-    assert!(matches!(parse_kernel(cut, RAM), Err(ElfError::SegmentDataOutsideFile { .. })), "{:?}", parse_kernel(cut, RAM));
+    assert!(matches!(parse_kernel(cut, LIMIT), Err(ElfError::SegmentDataOutsideFile { .. })), "{:?}", parse_kernel(cut, LIMIT));
     // Cut inside the program header table.
-    assert!(matches!(parse_kernel(&full[..100], RAM), Err(ElfError::Malformed(_))));
+    assert!(matches!(parse_kernel(&full[..100], LIMIT), Err(ElfError::Malformed(_))));
 }
 
 #[test]
@@ -92,41 +94,41 @@ fn hostile_elf_wrong_class_endianness_machine_and_type_are_refused() {
     let good = build(VIRT, &[text_segment()]);
     let mut f = good.clone();
     f[4] = 1;
-    assert_eq!(parse_kernel(&f, RAM), Err(ElfError::WrongClass));
+    assert_eq!(parse_kernel(&f, LIMIT), Err(ElfError::WrongClass));
     let mut f = good.clone();
     f[5] = 2;
-    assert_eq!(parse_kernel(&f, RAM), Err(ElfError::WrongEndian));
+    assert_eq!(parse_kernel(&f, LIMIT), Err(ElfError::WrongEndian));
     let mut f = good.clone();
     f[18..20].copy_from_slice(&183u16.to_le_bytes()); // EM_AARCH64
-    assert!(matches!(parse_kernel(&f, RAM), Err(ElfError::WrongMachine { machine: 183, .. })));
+    assert!(matches!(parse_kernel(&f, LIMIT), Err(ElfError::WrongMachine { machine: 183, .. })));
     let mut f = good;
     f[16..18].copy_from_slice(&3u16.to_le_bytes()); // ET_DYN
-    assert!(matches!(parse_kernel(&f, RAM), Err(ElfError::NotExecutable { .. })));
+    assert!(matches!(parse_kernel(&f, LIMIT), Err(ElfError::NotExecutable { .. })));
 }
 
 #[test]
 fn hostile_elf_no_loadable_segment_is_refused() {
     let note = Ph { kind: 4, ..text_segment() }; // PT_NOTE
-    assert_eq!(parse_kernel(&build(VIRT, &[note]), RAM), Err(ElfError::NoLoadableSegments));
-    assert_eq!(parse_kernel(&build(VIRT, &[]), RAM), Err(ElfError::NoLoadableSegments));
+    assert_eq!(parse_kernel(&build(VIRT, &[note]), LIMIT), Err(ElfError::NoLoadableSegments));
+    assert_eq!(parse_kernel(&build(VIRT, &[]), LIMIT), Err(ElfError::NoLoadableSegments));
 }
 
 #[test]
 fn hostile_elf_segment_past_the_end_of_ram_is_refused() {
     let big = Ph { memsz: RAM, ..text_segment() };
-    assert!(matches!(parse_kernel(&build(VIRT, &[big]), RAM), Err(ElfError::SegmentOutsideRam { .. })));
+    assert!(matches!(parse_kernel(&build(VIRT, &[big]), LIMIT), Err(ElfError::SegmentOutsideRam { .. })));
 }
 
 #[test]
 fn hostile_elf_segment_whose_size_wraps_the_address_space_is_refused() {
     let wrap = Ph { memsz: u64::MAX - 0x1000, ..text_segment() };
-    assert!(matches!(parse_kernel(&build(VIRT, &[wrap]), RAM), Err(ElfError::SegmentOutsideRam { .. })));
+    assert!(matches!(parse_kernel(&build(VIRT, &[wrap]), LIMIT), Err(ElfError::SegmentOutsideRam { .. })));
 }
 
 #[test]
 fn hostile_elf_segment_over_the_boot_info_page_is_refused() {
     let low = Ph { paddr: 0x2000, vaddr: KERNEL_VIRT_BASE + 0x2000, ..text_segment() };
-    let err = parse_kernel(&build(KERNEL_VIRT_BASE + 0x2000, &[low]), RAM).unwrap_err();
+    let err = parse_kernel(&build(KERNEL_VIRT_BASE + 0x2000, &[low]), LIMIT).unwrap_err();
     assert!(matches!(err, ElfError::SegmentInReservedArea { .. }));
     assert!(err.to_string().contains("reserves"), "{err}");
 }
@@ -134,14 +136,14 @@ fn hostile_elf_segment_over_the_boot_info_page_is_refused() {
 #[test]
 fn hostile_elf_segment_linked_at_the_wrong_virtual_address_is_refused() {
     let wrong = Ph { vaddr: 0x40_0000, ..text_segment() };
-    assert!(matches!(parse_kernel(&build(0x40_0000, &[wrong]), RAM), Err(ElfError::WrongVirtualAddress { .. })));
+    assert!(matches!(parse_kernel(&build(0x40_0000, &[wrong]), LIMIT), Err(ElfError::WrongVirtualAddress { .. })));
 }
 
 #[test]
 fn hostile_elf_overlapping_segments_are_refused() {
     let data = Ph { flags: PF_R | PF_W, offset: 0x1000, filesz: 0x10, memsz: 0x10, paddr: PHYS + 0x80, vaddr: VIRT + 0x80, ..text_segment() };
     assert_eq!(
-        parse_kernel(&build(VIRT, &[text_segment(), data]), RAM),
+        parse_kernel(&build(VIRT, &[text_segment(), data]), LIMIT),
         Err(ElfError::SegmentsOverlap { first: 0, second: 1 })
     );
 }
@@ -149,31 +151,31 @@ fn hostile_elf_overlapping_segments_are_refused() {
 #[test]
 fn hostile_elf_file_data_past_the_end_of_file_is_refused() {
     let past = Ph { offset: 0x1f00, filesz: 0x200, memsz: 0x200, ..text_segment() };
-    assert!(matches!(parse_kernel(&build(VIRT, &[past]), RAM), Err(ElfError::SegmentDataOutsideFile { .. })));
+    assert!(matches!(parse_kernel(&build(VIRT, &[past]), LIMIT), Err(ElfError::SegmentDataOutsideFile { .. })));
     let wrap = Ph { offset: u64::MAX, filesz: 2, memsz: 2, ..text_segment() };
-    assert!(matches!(parse_kernel(&build(VIRT, &[wrap]), RAM), Err(ElfError::SegmentDataOutsideFile { .. })));
+    assert!(matches!(parse_kernel(&build(VIRT, &[wrap]), LIMIT), Err(ElfError::SegmentDataOutsideFile { .. })));
 }
 
 #[test]
 fn hostile_elf_more_file_bytes_than_memory_is_refused() {
     let odd = Ph { filesz: 0x200, memsz: 0x100, ..text_segment() };
-    assert!(matches!(parse_kernel(&build(VIRT, &[odd]), RAM), Err(ElfError::FileSizeExceedsMemSize { .. })));
+    assert!(matches!(parse_kernel(&build(VIRT, &[odd]), LIMIT), Err(ElfError::FileSizeExceedsMemSize { .. })));
 }
 
 #[test]
 fn hostile_elf_entry_point_outside_the_code_is_refused() {
     assert_eq!(
-        parse_kernel(&build(VIRT + 0x5000, &[text_segment()]), RAM),
+        parse_kernel(&build(VIRT + 0x5000, &[text_segment()]), LIMIT),
         Err(ElfError::EntryOutsideSegments { entry: GuestVirt::new(VIRT + 0x5000) })
     );
     // Inside a segment, but one that is not executable.
     let data = Ph { flags: PF_R | PF_W, ..text_segment() };
-    assert!(matches!(parse_kernel(&build(VIRT, &[data]), RAM), Err(ElfError::EntryOutsideSegments { .. })));
+    assert!(matches!(parse_kernel(&build(VIRT, &[data]), LIMIT), Err(ElfError::EntryOutsideSegments { .. })));
 }
 
 #[test]
 fn hostile_elf_huge_program_header_count_is_refused_without_reading_past_the_file() {
     let mut f = build(VIRT, &[text_segment()]);
     f[56..58].copy_from_slice(&u16::MAX.to_le_bytes());
-    assert!(matches!(parse_kernel(&f, RAM), Err(ElfError::Malformed(_))));
+    assert!(matches!(parse_kernel(&f, LIMIT), Err(ElfError::Malformed(_))));
 }
