@@ -11,6 +11,8 @@
 
 use super::cpu::{self, DescriptorTablePointer};
 use super::cpu_local::VcpuCell;
+use super::kernel_map;
+use pv_abi::addr::GuestVirt;
 
 /// Kernel code segment selector (GDT index 1, ring 0).
 pub const KERNEL_CODE: u16 = 0x08;
@@ -87,8 +89,10 @@ fn stack_top(stack: &VcpuCell<TrapStack>) -> u64 {
     stack.as_ptr() as u64 + TRAP_STACK_SIZE as u64
 }
 
-/// Builds the two halves of a 64-bit TSS descriptor for a TSS at `base`.
-fn tss_descriptor(base: u64) -> (u64, u64) {
+/// Builds the two halves of a 64-bit TSS descriptor for a TSS at `tss`.
+fn tss_descriptor(tss: GuestVirt) -> (u64, u64) {
+    // The descriptor scatters the address's bits over both halves.
+    let base = tss.raw();
     let limit = (TSS_SIZE - 1) as u64;
     // 0x89 = present, ring 0, type 9 ("available 64-bit TSS").
     let low = (limit & 0xffff)
@@ -106,7 +110,7 @@ pub fn init() {
         tss.ist[(DOUBLE_FAULT_IST - 1) as usize] = stack_top(&DOUBLE_FAULT_STACK);
         tss.rsp[0] = stack_top(&RING0_STACK);
     }
-    let (tss_low, tss_high) = tss_descriptor(TSS_TABLE.as_ptr() as u64);
+    let (tss_low, tss_high) = tss_descriptor(kernel_map::virt_of(TSS_TABLE.as_ptr()));
     {
         let mut gdt = GDT.borrow_mut();
         gdt[5] = tss_low;

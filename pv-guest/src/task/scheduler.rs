@@ -33,7 +33,8 @@ pub const MAX_TASKS: usize = 8;
 /// Top of every task's stack.
 pub const USER_STACK_TOP: GuestVirt = GuestVirt::new(0x7fff_0000_0000);
 /// Bottom of every task's stack region.
-const USER_STACK_BOTTOM: GuestVirt = GuestVirt::new(USER_STACK_TOP.raw() - USER_STACK_BYTES);
+/// (Checked at compile time: an overflow would stop the build.)
+const USER_STACK_BOTTOM: GuestVirt = USER_STACK_TOP.checked_sub(USER_STACK_BYTES).unwrap();
 /// Size of the stack region (demand-zero, like any anonymous memory).
 const USER_STACK_BYTES: u64 = 64 * 1024;
 /// RFLAGS for ring 3: interrupts on (bit 9) and the always-one bit 1.
@@ -41,7 +42,7 @@ const USER_RFLAGS: u64 = 0x202;
 /// Largest user program: one code page.
 const USER_CODE_MAX: usize = 4096;
 /// End of a task's code page: its anonymous memory must lie above.
-pub const USER_CODE_END: GuestVirt = GuestVirt::new(USER_CODE_BASE.raw() + USER_CODE_MAX as u64);
+pub const USER_CODE_END: GuestVirt = USER_CODE_BASE.checked_add(USER_CODE_MAX as u64).unwrap();
 
 /// How a task ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
