@@ -39,7 +39,7 @@ use vm_memory::GuestMemoryMmap;
 use pv_abi::layout::LOCAL_APIC_GPA;
 
 use pv_abi::addr::{MachineAddr, PseudoPhys};
-use pv_abi::paging::Pte;
+use pv_abi::paging::{Pte, ENTRY_SIZE};
 
 use crate::kvm::{MemoryPlan, MemorySlot, SlotMemory};
 use crate::memory::GuestRam;
@@ -169,8 +169,8 @@ impl ShadowPaging {
         // A store may be narrower than an entry, or straddle two: merge it into each
         // 8-byte entry it touches and apply those whole. Offsets are in bytes from the
         // first entry touched; the store is at most 8 bytes (an MMIO exit's data).
-        let first_entry = PseudoPhys::new(pseudo.raw() & !7);
-        let store_at = pseudo.offset_from(first_entry).unwrap_or(0);
+        let store_at = pseudo.page_offset() % ENTRY_SIZE;
+        let first_entry = pseudo.checked_sub(store_at).ok_or(ShadowError::NotInPool(pseudo))?;
         let store_end = store_at + data.len() as u64;
         let mut first = None;
         let mut dropped = false;
