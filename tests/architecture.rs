@@ -1,5 +1,6 @@
-//! The project's architecture check: no two modules of a crate import each other, even
-//! through others (an import cycle).
+//! The project's architecture check: each crate's modules form layers, a lower layer
+//! never uses a higher one, and no two modules import each other, even through others
+//! (an import cycle).
 //!
 //! Every crate is built in layers: a lower layer (say `memory/` in hv, `arch/` in the
 //! guest) never names a higher one (`vmm/`, `commands/`), so each layer can be read, and
@@ -14,6 +15,12 @@
 //! sibling modules inside every folder, then looks for strongly connected components
 //! (Tarjan's algorithm): any component with more than one module is a cycle, reported
 //! with one import per edge so you can see where to cut.
+//!
+//! A crate whose documentation has a layer table (a section headed `## Layers` or
+//! `## Modules, lowest first`, rows like ``//! | [`memory`] | owns | must never |``, lowest
+//! first) is held to it exactly: the table names every module the crate root declares,
+//! in the order declared, and a module may use only the rows above its own. So the
+//! documentation is the rule, and this test keeps the code to it.
 //!
 //! Test-only code does not count (a test may use anything): files named `tests.rs`, files
 //! under a `tests/` folder, and everything after `#[cfg(test)] mod tests {` in a file.
@@ -344,6 +351,82 @@ fn no_crate_has_an_import_cycle() {
     );
 }
 
+/// The layer table of a crate root, lowest first, if its documentation has one.
+fn layer_table(root_text: &str) -> Option<Vec<String>> {
+    let mut rows = None;
+    for line in root_text.lines() {
+        let Some(doc) = line.strip_prefix("//!") else { continue };
+        let doc = doc.trim();
+        if doc.starts_with("## ") {
+            if rows.is_some() {
+                break;
+            }
+            if doc.starts_with("## Layers") || doc.starts_with("## Modules, lowest first") {
+                rows = Some(Vec::new());
+            }
+        } else if let (Some(rows), Some(cell)) = (rows.as_mut(), doc.strip_prefix("| [`")) {
+            if let Some((name, _)) = cell.split_once('`') {
+                rows.push(name.to_string());
+            }
+        }
+    }
+    rows
+}
+
+/// The modules a crate root declares (`pub mod x;` or `mod x;`), in order.
+fn declared_modules(root_text: &str) -> Vec<String> {
+    root_text
+        .lines()
+        .map(str::trim)
+        .filter_map(|l| l.strip_prefix("pub mod ").or_else(|| l.strip_prefix("mod ")))
+        .filter_map(|l| l.strip_suffix(';'))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Every use of a higher layer, as a readable line (empty if the layers hold).
+fn layer_violations(graph: &ImportGraph, layers: &[String]) -> Vec<String> {
+    let rank = |name: &str| layers.iter().position(|l| l == name);
+    let mut out = Vec::new();
+    for (from, targets) in &graph.imports {
+        let (Some(own), Some(own_rank)) = (from.first(), from.first().and_then(|m| rank(m))) else { continue };
+        for (to, import) in targets {
+            let Some(used) = to.first() else { continue };
+            if let Some(r) = rank(used) {
+                if r > own_rank {
+                    out.push(format!(
+                        "{own} uses {used}, a layer above it: {}:{}: {}",
+                        import.file.display(),
+                        import.line,
+                        import.text
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn each_layer_uses_only_the_layers_below_it() {
+    let root = workspace_root();
+    let mut problems = Vec::new();
+    let mut tables = 0;
+    for (name, root_file) in CRATES {
+        let text = fs::read_to_string(root.join(root_file)).expect("crate root");
+        let Some(layers) = layer_table(&text) else { continue };
+        tables += 1;
+        let declared = declared_modules(&text);
+        if declared != layers {
+            problems.push(format!("{name}: {root_file} declares {declared:?} but its layer table lists {layers:?}"));
+        }
+        let graph = ImportGraph::of_crate(&root.join(root_file));
+        problems.extend(layer_violations(&graph, &layers).into_iter().map(|v| format!("{name}: {v}")));
+    }
+    assert!(tables >= 5, "expected layer tables in hv, pv-guest, shadow-mmu and both driver crates; found {tables}");
+    assert!(problems.is_empty(), "lower layers must not use higher ones (the tables are in each crate's root doc):\n{}", problems.join("\n"));
+}
+
 /// A throwaway crate in a temporary folder, for testing the check itself.
 struct ScratchCrate(PathBuf);
 
@@ -401,6 +484,28 @@ fn the_check_resolves_super_and_looks_inside_folders() {
     let cycles = c.cycles();
     assert_eq!(cycles.len(), 1, "{cycles:?}");
     assert!(cycles[0].starts_with("in crate::vcpu: exits, hypercall"), "{}", cycles[0]);
+}
+
+#[test]
+fn the_check_finds_a_use_of_a_higher_layer() {
+    let c = ScratchCrate::new(
+        "upward",
+        &[
+            ("lib.rs", "//! ## Layers\n//! | [`memory`] | RAM |\n//! | [`vmm`] | a VM |\n//!\n//! ## DESIGN\n//! | [`nope`] | not a row |\npub mod memory;\npub mod vmm;\n"),
+            ("memory.rs", "pub fn peek() { crate::vmm::stop(); }\n"),
+            ("vmm.rs", "pub fn stop() {}\n"),
+        ],
+    );
+    let text = fs::read_to_string(c.0.join("src/lib.rs")).unwrap();
+    let layers = layer_table(&text).unwrap();
+    assert_eq!(layers, ["memory", "vmm"]);
+    assert_eq!(declared_modules(&text), layers);
+    let graph = ImportGraph::of_crate(&c.0.join("src/lib.rs"));
+    let found = layer_violations(&graph, &layers);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].starts_with("memory uses vmm, a layer above it"), "{}", found[0]);
+    // No cycle here (vmm does not use memory): the layer order is the stronger rule.
+    assert!(c.cycles().is_empty());
 }
 
 #[test]
