@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 /// Names from outside the project that the documents may mention as paths (Rust's own
 /// library and the crates hv builds on).
 const FOREIGN_ROOTS: &[&str] =
-    &["std", "core", "alloc", "kvm_ioctls", "kvm_bindings", "vm_memory", "vmm_sys_util", "crossbeam_channel", "goblin", "serde", "insta", "libc", "bitflags", "clap", "proptest", "u8", "u16", "u32", "u64", "usize", "i32", "i64"];
+    &["std", "core", "alloc", "kvm_ioctls", "kvm_bindings", "vm_memory", "vmm_sys_util", "crossbeam_channel", "goblin", "serde", "insta", "libc", "bitflags", "clap", "proptest", "clippy", "u8", "u16", "u32", "u64", "usize", "i32", "i64"];
 
 /// Our crates, as paths name them.
 const OUR_CRATES: &[&str] = &["hv", "pv_abi", "pv_guest", "shadow_mmu", "frontend_drivers", "backend_drivers"];
