@@ -335,7 +335,7 @@ fn hostile_sector_near_u64_max_is_refused() {
 }
 
 #[test]
-fn a_disk_that_shrinks_under_the_backend_gives_io_errors_not_a_hang() {
+fn hostile_disk_that_shrinks_under_the_backend_gives_io_errors_not_a_hang() {
     let m = memory();
     let image = TempImage::new("shrink", 64);
     let rig = block_rig(&m, &image, false);

@@ -8,9 +8,9 @@
 //!
 //! The modules form layers, listed lowest first. A module may use the layers in the rows
 //! before its own and never one in a row after it, so each layer can be read (and
-//! tested) knowing only the layers it stands on. `tests/layers.rs` reads this table and
-//! fails if any module uses a layer from a later row (so no two modules can import each
-//! other in a circle).
+//! tested) knowing only the layers it stands on. `tests/architecture.rs` reads this table
+//! and fails if any module uses a layer from a later row (so no two modules can import
+//! each other in a circle).
 //!
 //! | layer | owns | must never |
 //! | --- | --- | --- |

@@ -326,7 +326,7 @@ mod tests {
     }
 
     #[test]
-    fn check_rejects_what_a_guest_must_not_trust() {
+    fn hostile_boot_info_values_are_rejected() {
         let mut b = sane();
         b.magic = 0;
         assert_eq!(b.check(), Err(BootInfoProblem::BadMagic));

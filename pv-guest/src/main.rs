@@ -6,24 +6,18 @@
 //! [`kmain`]; the order of the calls there is the order a kernel must set itself up in.
 //!
 //! ## Layers
-//! Each layer uses only the layers below it (`python3 shared/hooks/module-cycles.py
-//! pv-guest/src` checks that no two modules import each other in a circle):
+//! Each layer uses only the layers above it in this table, lowest first (the project's
+//! own `tests/architecture.rs`, run by `cargo test --workspace`, holds the code to it):
 //!
-//! ```text
-//!   commands/   what the words after `hv run --` ask for: selftest, bench, blk-*, hostile-ptes
-//!      │
-//!   trap        what each exception and interrupt does (called by arch's entry stubs)
-//!      │
-//!   task/       ring-3 tasks: scheduler, demand paging, system calls, user programs
-//!      │
-//!   mm/         frames, the page-table pool, typed page-table entries, the writer, address spaces
-//!      │
-//!   hv/         hypercalls, shared pages, event channels, driver frontends, console, panic
-//!      │
-//!   arch/       every asm! and CPU structure: boot, cpu, gdt, idt, trap frame, user entry,
-//!      │        apic, the kernel's address windows, and VcpuCell (the one mutable global)
-//!   counters    every number the kernel counts about itself (imports nothing)
-//! ```
+//! | layer | owns | must never |
+//! | --- | --- | --- |
+//! | [`counters`] | every number the kernel counts about itself | import anything of the kernel's |
+//! | [`arch`] | every `asm!` and CPU structure: boot, cpu, gdt, idt, trap frame, user entry, apic, the kernel's address windows, and `VcpuCell` (the one kind of mutable global) | know what a trap or a hypercall means |
+//! | [`hv`] | hypercalls, shared pages, event channels, driver frontends, console, panic | touch a page table |
+//! | [`mm`] | frames, the page-table pool, typed page-table entries, the writer, address spaces | write a page table except through `mm::writer` |
+//! | [`task`] | ring-3 tasks: scheduler, demand paging, system calls, user programs | run a command |
+//! | [`trap`] | what each exception and interrupt does (called by arch's entry stubs) | return to a task that faulted without a fix |
+//! | [`commands`] | what the words after `hv run --` ask for: selftest, bench, blk-*, hostile-ptes | be reached by a lower layer |
 //!
 //! Two calls go *up* the layers, and neither is an import: `arch::boot` calls [`kmain`]
 //! and `arch::idt`'s entry stubs call `trap::trap_dispatch`, each by its link name,
@@ -50,13 +44,13 @@
 #![no_std]
 #![no_main]
 
-pub mod arch;
-pub mod commands;
 pub mod counters;
+pub mod arch;
 pub mod hv;
 pub mod mm;
 pub mod task;
 pub mod trap;
+pub mod commands;
 
 /// The kernel's Rust entry point, called by `_start` (`arch::boot`) with the
 /// guest-physical address of the boot-info page (the VMM put it in `rdi`).

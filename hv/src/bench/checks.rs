@@ -1,9 +1,9 @@
 //! What each workload's checksum must be, computed on the host.
 //!
 //! Every guest workload ends a repetition with a checksum of what it read (see
-//! `pv-guest/src/bench/programs.rs`). hv predicts that value independently and refuses
-//! a repetition whose checksum differs: a benchmark that got faster by skipping work, or
-//! by reading stale memory, fails instead of winning. The constants below must match
+//! `pv-guest/src/commands/bench/programs.rs`). hv predicts that value independently and
+//! refuses a repetition whose checksum differs: a benchmark that got faster by skipping
+//! work, or by reading stale memory, fails instead of winning. The constants below must match
 //! the guest's; a mismatch shows up at once as a failed check on every run.
 
 /// Pages one `pt-update` round maps and unmaps.

@@ -1,6 +1,8 @@
 //! Reading the guest's benchmark lines, as hostile input.
 //!
-//! The guest prints its measurements on the console (see `pv-guest/src/bench/mod.rs`):
+//! The guest prints its measurements on the console (see
+//! `pv-guest/src/commands/bench/mod.rs`, and `pv-guest/src/commands/blk.rs` for the
+//! `blk-bench` line):
 //!
 //! ```text
 //! bench-rep: rep=0 ops=256 cycles=1234567 check=0x1f00

@@ -53,7 +53,7 @@ pub struct BenchConfig {
 
 /// Disk image for the blk workloads: big enough for every read a full run makes.
 const SCRATCH_IMAGE_BYTES: u64 = 16 << 20;
-/// Sectors the guest hashes after its blk reads (must match pv-guest/src/bench/mod.rs).
+/// Sectors the guest hashes after its blk reads (must match pv-guest/src/commands/bench/mod.rs).
 const BLK_VERIFY_BYTES: usize = 64 * 512;
 /// Bare exits per repetition.
 const BARE_EXITS_QUICK: u64 = 20_000;

@@ -1,7 +1,7 @@
 //! The same ring-3 code, run natively: the host's own speed for the `tlb-miss` loop.
 //!
-//! The pointer chase in `pv-guest/src/bench/tlb_walk.s` is assembled twice: into the
-//! guest's ring-3 program and, here, into hv itself. This module maps a working set
+//! The pointer chase in `pv-guest/src/commands/bench/tlb_walk.s` is assembled twice:
+//! into the guest's ring-3 program and, here, into hv itself. This module maps a working set
 //! of the same size in this process, fills it with the same words, and times the same
 //! instructions over it. Guest time / native time is what the VM costs for this loop:
 //! on a host with hardware two-dimensional paging, mostly the longer page walks on TLB
@@ -23,7 +23,7 @@ core::arch::global_asm!(
     ".globl hv_bench_tlb_walk",
     ".type hv_bench_tlb_walk, @function",
     "hv_bench_tlb_walk:",
-    include_str!("../../../pv-guest/src/bench/tlb_walk.s"),
+    include_str!("../../../pv-guest/src/commands/bench/tlb_walk.s"),
     ".size hv_bench_tlb_walk, . - hv_bench_tlb_walk",
 );
 

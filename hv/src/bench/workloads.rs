@@ -1,9 +1,9 @@
 //! The workloads `hv bench` runs, and how big each run is.
 //!
 //! Each workload is a guest command (`bench NAME REPS OPS [ARG]`, see
-//! `pv-guest/src/bench/`) plus what hv needs to judge it: what one operation is, how
-//! many to run in a `--quick` and in a full run, the checksum to expect, and the VM it
-//! needs (more RAM for the TLB working set, a disk for the block ring).
+//! `pv-guest/src/commands/bench/`) plus what hv needs to judge it: what one operation
+//! is, how many to run in a `--quick` and in a full run, the checksum to expect, and the
+//! VM it needs (more RAM for the TLB working set, a disk for the block ring).
 //!
 //! The sizes are chosen for the development machines, where every ring-0 instruction of
 //! the guest is emulated (see shared/docs/kvm-platform.md): a demand-zero fault costs

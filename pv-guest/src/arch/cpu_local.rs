@@ -18,8 +18,9 @@
 //! (with a compiler barrier, so no access to the value moves before it) and the guard
 //! clears it when dropped. A second borrow while the first is alive, which can only
 //! mean a handler re-entered code that was using the same state, panics (and the panic
-//! becomes a `report_panic` hypercall) instead of aliasing. The flag costs a load, a branch and two stores per borrow, so
-//! hot paths borrow once per operation, not once per access.
+//! becomes a `report_panic` hypercall) instead of aliasing. The flag costs a load, a
+//! branch and two stores per borrow, so hot paths borrow once per operation, not once
+//! per access.
 //!
 //! ## The one rule the flag cannot check
 //! `arch::user_entry::back_to_kernel` abandons the trap handler's stack (a `longjmp`),
@@ -86,8 +87,8 @@ impl<T> VcpuCell<T> {
     }
 }
 
-/// The panic of a second borrow, out of line: every borrow site stays one exchange and
-/// one branch.
+/// The panic of a second borrow, out of line: every borrow site stays a load, a branch
+/// and a store.
 #[cold]
 #[inline(never)]
 fn already_borrowed() -> ! {

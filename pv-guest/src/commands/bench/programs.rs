@@ -293,7 +293,7 @@ core::arch::global_asm!(
     "    xor eax, eax",
     "    int 0x80",
     "8:",
-    include_str!("../../bench/tlb_walk.s"),
+    include_str!("tlb_walk.s"),
     ".global bench_tlb_miss_end",
     "bench_tlb_miss_end:",
     // ---- aspace_child(rdi = base, rsi = pages) ----
