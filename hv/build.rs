@@ -12,21 +12,7 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const GUEST_TARGET: &str = "x86_64-unknown-none";
-
-/// Environment variables of the outer build that must not reach the guest build.
-const HOST_ONLY_ENV: &[&str] = &[
-    "RUSTFLAGS",
-    "CARGO_ENCODED_RUSTFLAGS",
-    "CARGO_BUILD_RUSTFLAGS",
-    "CARGO_TARGET_DIR",
-    "CARGO_BUILD_TARGET",
-    "CARGO_BUILD_TARGET_DIR",
-    "RUSTC_WORKSPACE_WRAPPER",
-    "CARGO_LLVM_COV",
-    "CARGO_PROFILE_RELEASE_DEBUG",
-    "CARGO_PROFILE_DEV_DEBUG",
-];
+include!("guest_env.rs");
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
@@ -35,9 +21,13 @@ fn main() {
     for path in ["src", "Cargo.toml", "Cargo.lock", "build.rs", "linker.ld", ".cargo/config.toml"] {
         println!("cargo:rerun-if-changed={}", guest_dir.join(path).display());
     }
-    for path in ["src", "Cargo.toml"] {
-        println!("cargo:rerun-if-changed={}", root.join("pv-abi").join(path).display());
+    // The guest's path dependencies: a change to either must rebuild the guest too.
+    for dependency in ["pv-abi", "frontend-drivers"] {
+        for path in ["src", "Cargo.toml"] {
+            println!("cargo:rerun-if-changed={}", root.join(dependency).join(path).display());
+        }
     }
+    println!("cargo:rerun-if-changed={}", manifest_dir.join("guest_env.rs").display());
 
     let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
     ensure_guest_target(&rustc);

@@ -14,23 +14,7 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// The guest's target (as in pv-guest/.cargo/config.toml and hv/build.rs).
-const GUEST_TARGET: &str = "x86_64-unknown-none";
-
-/// Environment variables of the outer cargo that must not reach the guest's clippy:
-/// flags meant for the host build, a target or target directory override, a wrapper.
-const HOST_ONLY_ENV: &[&str] = &[
-    "RUSTFLAGS",
-    "CARGO_ENCODED_RUSTFLAGS",
-    "CARGO_BUILD_RUSTFLAGS",
-    "CARGO_TARGET_DIR",
-    "CARGO_BUILD_TARGET",
-    "CARGO_BUILD_TARGET_DIR",
-    "RUSTC_WORKSPACE_WRAPPER",
-    "CARGO_LLVM_COV",
-    "CARGO_PROFILE_RELEASE_DEBUG",
-    "CARGO_PROFILE_DEV_DEBUG",
-];
+include!("../hv/guest_env.rs");
 
 fn cargo() -> String {
     env::var("CARGO").unwrap_or_else(|_| "cargo".into())

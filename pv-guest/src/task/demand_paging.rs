@@ -116,9 +116,11 @@ impl TaskMemory {
                 }
                 unmapped.push(va, frame, size);
             }
-            // Inside the region, which ends below USER_END, the next page always exists.
-            let Some(next) = va.checked_add(region.size.bytes()) else { break };
-            va = next;
+            // Inside the region, which ends below USER_END: the sum cannot overflow. (A
+            // plain add on purpose: this loop visits every page of the region in ring 0,
+            // which some hosts emulate, and a checked step here cost the `pagefault`
+            // benchmark about 10%.)
+            va = GuestVirt::new(va.raw() + region.size.bytes());
         }
         ok & unmapped.release(w)
     }
