@@ -141,19 +141,17 @@ impl core::fmt::Debug for Pte {
     }
 }
 
+// `table_index` takes the level modulo LEVELS with a mask: LEVELS must be a power of two.
+const _: () = assert!(LEVELS.is_power_of_two());
+
 /// The index of `va` in the table at `level` (4 = PML4 … 1 = PT). Levels outside 1..=4
-/// are a bug in the caller, not guest input: they are clamped to a valid level in
-/// release builds and caught by a debug assertion.
+/// are a bug in the caller, not guest input: a debug assertion catches them, and in
+/// release builds the level is taken modulo 4 (one `and`, since every page-table walk
+/// of the guest and the shadow MMU runs this, on hosts where ring 0 may be emulated).
 pub const fn table_index(va: GuestVirt, level: u32) -> usize {
     debug_assert!(level >= 1 && level <= LEVELS);
-    let level = if level < 1 {
-        1
-    } else if level > LEVELS {
-        LEVELS
-    } else {
-        level
-    };
-    ((va.raw() >> (PAGE_SHIFT + INDEX_BITS * (level - 1))) as usize) & (ENTRIES_PER_TABLE - 1)
+    let shift = PAGE_SHIFT + INDEX_BITS * (level.wrapping_sub(1) & (LEVELS - 1));
+    ((va.raw() >> shift) as usize) & (ENTRIES_PER_TABLE - 1)
 }
 
 /// Bytes one entry at `level` covers: 4 KiB at level 1, 2 MiB at 2, 1 GiB at 3, 512 GiB
