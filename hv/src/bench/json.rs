@@ -1,6 +1,6 @@
 //! `--json PATH`: the whole report as one JSON document.
 //!
-//! The document is [`BenchReport`](super::results::BenchReport) as serde writes it:
+//! The document is [`BenchReport`] as serde writes it:
 //! every figure carries its unit in its name (`_ns`, `_bytes`, `_seconds`, `per_op`),
 //! absent figures are `null`, and `schema_version` changes when a field changes
 //! meaning. docs/bench.md has an annotated example.
