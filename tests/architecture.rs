@@ -44,6 +44,7 @@ const CRATES: &[(&str, &str)] = &[
     ("backend-drivers", "backend-drivers/src/lib.rs"),
     ("hv", "hv/src/lib.rs"),
     ("pv-guest", "pv-guest/src/main.rs"),
+    ("labs", "labs/src/lib.rs"),
 ];
 
 fn workspace_root() -> PathBuf {
