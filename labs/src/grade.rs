@@ -44,7 +44,8 @@ impl Options {
 
 /// Grades `lab` (from the instructor's checkout) on the tree at `tree`.
 pub fn grade(lab: &Lab, tree: &Path, options: &Options) -> Grade {
-    let tests: Vec<_> = lab.tests.iter().filter(|t| options.include_hidden || !t.hidden).collect();
+    // A starter's manifest lists hidden tests whose files it does not have: they are not graded.
+    let tests: Vec<_> = lab.tests.iter().filter(|t| t.present && (options.include_hidden || !t.hidden)).collect();
     let mut grade = Grade { lab: lab.manifest.number, title: lab.manifest.title.clone(), build_seconds: 0.0, tests: Vec::new() };
     let result = |t: &crate::manifest::LabTest, status, seconds, output: String| TestResult {
         id: t.entry.id.clone(),

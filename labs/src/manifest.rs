@@ -68,6 +68,8 @@ pub struct LabTest {
     pub fn_name: String,
     /// True when the file lives in `hidden/` (kept out of starters).
     pub hidden: bool,
+    /// False for a hidden test in a starter: listed in the manifest, its file left out.
+    pub present: bool,
 }
 
 /// A lab folder, loaded and checked.
@@ -194,6 +196,8 @@ impl Lab {
 
         let visible = rust_files(&dir.join("tests"))?;
         let hidden = rust_files(&dir.join("hidden"))?;
+        // A starter has no hidden/ folder: its manifest still lists the hidden tests.
+        let hidden_left_out = !dir.join("hidden").exists();
         if visible.is_empty() {
             return Err(invalid("the lab has no visible tests (tests/*.rs)".into()));
         }
@@ -218,14 +222,17 @@ impl Lab {
             if seen.insert(entry.id.clone(), ()).is_some() {
                 return Err(invalid(format!("test `{}` is listed twice", entry.id)));
             }
-            let Some(&is_hidden) = found.get(&entry.id) else {
-                return Err(invalid(format!("test `{}` names no #[test] fn in tests/ or hidden/ (ids are `<file stem>::<fn name>`)", entry.id)));
+            let split = entry.id.split_once("::").filter(|(stem, name)| !stem.is_empty() && !name.is_empty());
+            let (is_hidden, present) = match found.get(&entry.id) {
+                Some(&is_hidden) => (is_hidden, true),
+                None if hidden_left_out && split.is_some_and(|(stem, _)| !visible.contains_key(stem)) => (true, false),
+                None => return Err(invalid(format!("test `{}` names no #[test] fn in tests/ or hidden/ (ids are `<file stem>::<fn name>`)", entry.id))),
             };
             if entry.timeout_secs == 0 {
                 return Err(invalid(format!("test `{}` has timeout_secs = 0", entry.id)));
             }
-            let (stem, name) = entry.id.split_once("::").expect("ids in `found` have a `::`");
-            tests.push(LabTest { entry: entry.clone(), file_stem: stem.into(), fn_name: name.into(), hidden: is_hidden });
+            let (stem, name) = split.expect("a test found or left out has a `<stem>::<fn>` id");
+            tests.push(LabTest { entry: entry.clone(), file_stem: stem.into(), fn_name: name.into(), hidden: is_hidden, present });
         }
         let missing: Vec<&String> = found.keys().filter(|id| !seen.contains_key(*id)).collect();
         if !missing.is_empty() {
@@ -326,6 +333,20 @@ mod tests {
         let twice = format!("{GOOD}\n[[test]]\nid = \"requests::refuses_overflow\"\npoints = 1\ntimeout_secs = 5\nkind = \"vm\"\n");
         fs::write(dir.join("lab.toml"), twice).unwrap();
         assert!(Lab::load(&dir).unwrap_err().to_string().contains("listed twice"));
+    }
+
+    #[test]
+    fn a_starters_manifest_lists_hidden_tests_whose_files_are_left_out() {
+        let dir = scratch("starter");
+        let with_hidden = format!("{GOOD}\n[[test]]\nid = \"secret::grants\"\npoints = 5\ntimeout_secs = 5\nkind = \"host\"\n");
+        fs::write(dir.join("lab.toml"), with_hidden).unwrap();
+        fs::write(dir.join("tests/requests.rs"), "#[test]\nfn refuses_overflow() {}\n").unwrap();
+        let lab = Lab::load(&dir).unwrap();
+        assert!(lab.tests[1].hidden && !lab.tests[1].present);
+        assert_eq!(lab.points(), (10, 5));
+        // With a hidden/ folder, the same entry must name a real test.
+        fs::create_dir_all(dir.join("hidden")).unwrap();
+        assert!(Lab::load(&dir).unwrap_err().to_string().contains("`secret::grants` names no #[test] fn"));
     }
 
     #[test]

@@ -117,6 +117,12 @@ fn start_and_grade_a_fake_lab() {
     let visible = labs(&reference).args(["grade", "1", "--visible-only", "--format", "json"]).arg("--tree").arg(&starter).output().unwrap();
     let visible: serde_json::Value = serde_json::from_slice(&visible.stdout).unwrap();
     assert_eq!(visible["max_score"], 9);
+    // In the starter itself (as a student runs it), the hidden test is listed but not graded.
+    let own = labs(&starter).args(["grade", "1", "--format", "json"]).arg("--tree").arg(&starter).output().unwrap();
+    let own: serde_json::Value = serde_json::from_slice(&own.stdout).unwrap();
+    assert_eq!((&own["max_score"], &own["score"]), (&9.into(), &1.into()));
+    let listed = labs(&starter).arg("list").output().unwrap();
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("9 visible + 3 hidden"));
 
     let _ = fs::remove_dir_all(&reference);
     let _ = fs::remove_dir_all(starter.parent().unwrap());
