@@ -89,7 +89,7 @@ pub fn grade(lab: &Lab, tree: &Path, options: &Options) -> Grade {
         let (status, output, seconds) = match run_with_limit(command, limit) {
             Err(e) => (Status::Failed, format!("could not run cargo: {e}"), 0.0),
             Ok(done) => {
-                let (status, output) = judge(&done, limit);
+                let (status, output) = judge(&done, limit, &test.fn_name);
                 (status, output, done.elapsed.as_secs_f64())
             }
         };
@@ -101,14 +101,16 @@ pub fn grade(lab: &Lab, tree: &Path, options: &Options) -> Grade {
 /// `cargo test --manifest-path <manifest>` with the target dir set.
 fn cargo(manifest: &Path, options: &Options) -> Command {
     let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    command.arg("test").arg("--manifest-path").arg(manifest).env("CARGO_TARGET_DIR", &options.target_dir);
+    // No backtraces: a student reads the panic message, not the frames of the test harness.
+    command.arg("test").arg("--manifest-path").arg(manifest).env("CARGO_TARGET_DIR", &options.target_dir).env("RUST_BACKTRACE", "0");
     command
 }
 
 /// The status and the student-facing output of one finished test run.
-pub fn judge(done: &Finished, limit: Duration) -> (Status, String) {
+/// `fn_name` is the test's name (libtest's lines naming it are dropped from the output).
+pub fn judge(done: &Finished, limit: Duration, fn_name: &str) -> (Status, String) {
     if done.timed_out {
-        return (Status::TimedOut, format!("timed out: still running after {} s, stopped (an endless loop or a wait that never ends?)\n{}", limit.as_secs(), clean_output(done)));
+        return (Status::TimedOut, format!("timed out: still running after {} s, stopped (an endless loop or a wait that never ends?)\n{}", limit.as_secs(), clean_output(done, fn_name)));
     }
     let all = format!("{}\n{}", done.stdout, done.stderr);
     if let Some(line) = all.lines().find(|l| l.contains(NOT_RUN_MARKER)) {
@@ -121,17 +123,20 @@ pub fn judge(done: &Finished, limit: Duration) -> (Status, String) {
     if done.code == Some(0) {
         return (Status::Failed, "the test was not found in the built test binary (no test ran)".into());
     }
-    (Status::Failed, clean_output(done))
+    (Status::Failed, clean_output(done, fn_name))
 }
 
 /// The test's own output and panic message, without cargo's and libtest's progress lines.
-fn clean_output(done: &Finished) -> String {
+/// Cargo's stderr up to its `Running` line is the build's (replayed warnings): dropped.
+fn clean_output(done: &Finished, fn_name: &str) -> String {
     let progress = ["Compiling ", "Finished ", "Running ", "Blocking ", "running ", "test result:", "failures:", "error: test failed", "note: run with `RUST_BACKTRACE"];
     let keep = |line: &&str| {
         let t = line.trim_start();
-        !progress.iter().any(|p| t.starts_with(p)) && !(t.starts_with("test ") && (t.ends_with(" ... FAILED") || t.ends_with(" ... ok")))
+        !progress.iter().any(|p| t.starts_with(p)) && !(t.starts_with("test ") && (t.ends_with(" ... FAILED") || t.ends_with(" ... ok"))) && t != fn_name
     };
-    let mut text: String = done.stdout.lines().chain(done.stderr.lines()).filter(keep).collect::<Vec<_>>().join("\n");
+    let stderr_lines: Vec<&str> = done.stderr.lines().collect();
+    let run_starts = stderr_lines.iter().position(|l| l.trim_start().starts_with("Running ")).map_or(0, |at| at + 1);
+    let mut text: String = done.stdout.lines().chain(stderr_lines[run_starts..].iter().copied()).filter(keep).collect::<Vec<_>>().join("\n");
     text = text.trim().to_string();
     truncate(text)
 }
@@ -177,19 +182,19 @@ mod tests {
     #[test]
     fn one_passed_test_passes() {
         let done = finished(Some(0), false, "running 1 test\ntest a ... ok\n\ntest result: ok. 1 passed; 0 failed", "");
-        assert_eq!(judge(&done, Duration::from_secs(5)).0, Status::Passed);
+        assert_eq!(judge(&done, Duration::from_secs(5), "a").0, Status::Passed);
     }
 
     #[test]
     fn hostile_a_filter_that_matched_nothing_is_not_a_pass() {
         let done = finished(Some(0), false, "running 0 tests\n\ntest result: ok. 0 passed; 0 failed", "");
-        assert_eq!(judge(&done, Duration::from_secs(5)).0, Status::Failed);
+        assert_eq!(judge(&done, Duration::from_secs(5), "a").0, Status::Failed);
     }
 
     #[test]
     fn a_failure_keeps_the_panic_message_only() {
-        let done = finished(Some(101), false, "running 1 test\ntest a ... FAILED\n\nfailures:\n", "    Finished `test` profile\n     Running tests/a.rs\nthread 'a' panicked at tests/a.rs:3:5:\nnot yet implemented: lab 3: check\n");
-        let (status, output) = judge(&done, Duration::from_secs(5));
+        let done = finished(Some(101), false, "running 1 test\ntest a ... FAILED\n\nfailures:\n    a\n", "warning: unused field\n  --> src/lib.rs:3:5\n    Finished `test` profile\n     Running tests/a.rs\nthread 'a' panicked at tests/a.rs:3:5:\nnot yet implemented: lab 3: check\n");
+        let (status, output) = judge(&done, Duration::from_secs(5), "a");
         assert_eq!(status, Status::Failed);
         assert_eq!(output, "thread 'a' panicked at tests/a.rs:3:5:\nnot yet implemented: lab 3: check");
     }
@@ -197,12 +202,12 @@ mod tests {
     #[test]
     fn a_vm_test_without_kvm_is_not_run() {
         let done = finished(Some(0), false, "LAB-NOT-RUN: /dev/kvm cannot be opened\ntest result: ok. 1 passed", "");
-        assert_eq!(judge(&done, Duration::from_secs(5)), (Status::NotRun, "not run: /dev/kvm cannot be opened".into()));
+        assert_eq!(judge(&done, Duration::from_secs(5), "a"), (Status::NotRun, "not run: /dev/kvm cannot be opened".into()));
     }
 
     #[test]
     fn a_killed_test_is_timed_out() {
-        let (status, output) = judge(&finished(None, true, "", ""), Duration::from_secs(7));
+        let (status, output) = judge(&finished(None, true, "", ""), Duration::from_secs(7), "a");
         assert_eq!(status, Status::TimedOut);
         assert!(output.starts_with("timed out: still running after 7 s"), "{output}");
     }
