@@ -1,12 +1,13 @@
 //! Lab 3, the frontend: the completion path (`BlockFront::poll` and
-//! `check::check_response`). The frontend is the real one; the backend is either the
-//! real one or, for hostile cases, a forger that answers with whatever the test says.
+//! `check::check_response`). The frontend is the real one; the backend is a forger
+//! that answers with whatever the test says (and moves no data), so these tests need
+//! none of the backend's part of the lab.
 
 mod rig;
 
 use frontend_drivers::block::BlockError;
 use pv_abi::device::block::{BlockOp, BlockResponse, BlockStatus};
-use rig::{data_frame, Rig, SECTOR};
+use rig::{data_frame, Rig};
 
 #[test]
 fn a_completed_read_revokes_its_grants_and_frees_its_slot() {
@@ -16,13 +17,12 @@ fn a_completed_read_revokes_its_grants_and_frees_its_slot() {
     front.kick();
     // The frontend's grant table hands out the lowest free references: 1 and 2.
     assert!(rig.grant_flags(1) != 0 && rig.grant_flags(2) != 0, "the read's two frames are granted while it is in flight");
-    rig.serve();
+    rig.answer_with(|r| BlockResponse { id: r.id, status: 0 });
     let done = front.poll().expect("lab 3: a good response is no error");
     assert_eq!(done, Some((id, BlockStatus::Ok)), "lab 3: poll returns the completed request's id and status");
     assert_eq!((rig.grant_flags(1), rig.grant_flags(2)), (0, 0), "lab 3: a completed request's grants are revoked (GrantTableFront::revoke), so the backend can no longer reach its frames");
     assert_eq!(front.in_flight(), 0, "lab 3: a completed request leaves the in-flight table");
-    let image = rig.image.bytes();
-    assert!(rig.frame_bytes(0, 4096) == image[..8 * SECTOR] && rig.frame_bytes(1, 4096) == image[8 * SECTOR..16 * SECTOR], "the data arrived in the frames");
+    assert_eq!(front.poll(), Ok(None), "lab 3: each response completes one request, once");
 }
 
 #[test]
@@ -38,18 +38,17 @@ fn poll_with_no_response_waiting_returns_none() {
 }
 
 #[test]
-fn transfers_one_after_another_reuse_revoked_grants() {
+fn one_transfer_after_another_reuses_revoked_grants() {
     let mut rig = Rig::new(64, false);
     let mut front = rig.front();
     for round in 0..40u64 {
         let sector = (round % 8) * 8;
         let id = front.submit(BlockOp::Read, sector, 8, &[data_frame(round % 3)]).unwrap();
         front.kick();
-        rig.serve();
+        rig.answer_with(|r| BlockResponse { id: r.id, status: 0 });
         assert_eq!(front.wait_for_completion(), Ok((id, BlockStatus::Ok)), "lab 3: round {round}: the read completes");
         assert_eq!(rig.grant_flags(1), 0, "lab 3: round {round}: the grant is revoked once the request completed");
     }
-    assert_eq!(rig.stats.grant_refusals, 0);
 }
 
 #[test]

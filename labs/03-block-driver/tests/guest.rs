@@ -17,7 +17,7 @@ use hv::trace::TraceFormat;
 use hv::vmm::{Vm, VmConfig};
 
 /// A run that takes longer has hung (a backend that died leaves the guest waiting).
-const GUEST_TIME_LIMIT: Duration = Duration::from_secs(30);
+const GUEST_TIME_LIMIT: Duration = Duration::from_secs(20);
 
 /// Whether this machine can run guests; if not, says so in the form the grader reads.
 pub fn kvm_or_not_run() -> bool {
