@@ -11,17 +11,17 @@ fn vm_hostile_read_past_the_end_is_refused_before_any_grant_is_checked() {
     }
     let image = Image::new(64);
     let run = boot(&image, false, &["blk-read-sum", "60", "8"]);
-    run.expect_exit(1, "a read past the end of the disk is refused and the guest says so");
-    assert!(run.output.contains("EINVAL"), "lab 3: the guest sees the refusal as EINVAL (BlockStatus::BadRequest):\n{}", run.output);
-    run.expect_blk_trace(
+    run.expect_trace_then_exit(
         &[
             "doorbell woke the backend (count=1)",
             "pop request id=1: read sector=60 sectors=8 segments=1",
             "push response id=1: EINVAL",
             "publish responses: notify guest (upcall)",
         ],
+        1,
         "the request is checked before anything else: a bad sector range is refused without checking (or using) a single grant",
     );
+    assert!(run.output.contains("EINVAL"), "lab 3: the guest sees the refusal as EINVAL (BlockStatus::BadRequest):\n{}", run.output);
 }
 
 #[test]

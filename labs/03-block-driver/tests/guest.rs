@@ -112,6 +112,15 @@ impl Run {
         panic!("lab 3: {concept}: expected a shutdown with code {code}, but {why}\n--- guest output:\n{}\n--- block trace:\n{}", self.output, self.blk.join("\n"));
     }
 
+    /// Checks the block trace against `expected` (when the guest shut down by itself:
+    /// then the trace says most about what went wrong), then the exit code.
+    pub fn expect_trace_then_exit(&self, expected: &[&str], code: u8, concept: &str) {
+        if matches!(self.stop, GuestStop::Shutdown { .. }) {
+            self.expect_blk_trace(expected, concept);
+        }
+        self.expect_exit(code, concept);
+    }
+
     /// Fails with the first diverging line of the block trace (and context around it)
     /// unless the trace's block lines are exactly `expected`.
     pub fn expect_blk_trace(&self, expected: &[&str], concept: &str) {

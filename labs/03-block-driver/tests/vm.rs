@@ -34,8 +34,7 @@ fn vm_one_read_checks_each_grant_for_writing_before_its_response() {
     }
     let image = Image::new(64);
     let run = boot(&image, false, &["blk-read-sum", "0", "16"]);
-    run.expect_exit(0, "one read of 16 sectors");
-    run.expect_blk_trace(
+    run.expect_trace_then_exit(
         &[
             "doorbell woke the backend (count=1)",
             "pop request id=1: read sector=0 sectors=16 segments=2",
@@ -44,6 +43,7 @@ fn vm_one_read_checks_each_grant_for_writing_before_its_response() {
             "push response id=1: ok",
             "publish responses: notify guest (upcall)",
         ],
+        0,
         "a read writes into guest memory: each of its grants is checked for write access, all before the response",
     );
 }
