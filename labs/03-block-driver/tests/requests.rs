@@ -36,8 +36,8 @@ fn hostile_read_past_the_end_of_the_disk_is_refused() {
     let gref = guest.grant(0, false);
     let r = rig.send(&mut guest, request(BLOCK_OP_READ, 57, 8, &[gref]));
     assert_eq!(status(r), BlockStatus::BadRequest, "lab 3: sectors 57..65 of a 64-sector disk: the last sector is past the end of the disk");
-    let r = rig.send(&mut guest, request(BLOCK_OP_READ, 56, 8, &[gref]));
-    assert_eq!(status(r), BlockStatus::Ok, "lab 3: sectors 56..64 of a 64-sector disk are its last eight: a request may end exactly at the end of the disk");
+    let r = rig.send(&mut guest, request(BLOCK_OP_READ, 64, 1, &[gref]));
+    assert_eq!(status(r), BlockStatus::BadRequest, "lab 3: sector 64 of a 64-sector disk (sectors 0..63) does not exist");
 }
 
 #[test]
@@ -127,6 +127,10 @@ fn a_good_read_moves_exactly_the_image_bytes() {
     assert!(second[..4 * SECTOR] == image[11 * SECTOR..15 * SECTOR], "lab 3: segment 1 holds sectors 11..15 of the image");
     assert!(second[4 * SECTOR..].iter().all(|b| *b == 0x77), "lab 3: only the 4 sectors asked for land in the last segment");
     assert_eq!(rig.grant_checks(), vec![(grefs[0], GrantAccess::Write, true), (grefs[1], GrantAccess::Write, true)], "lab 3: every grant of a read is checked for GrantAccess::Write, in order");
+    let last = guest.grant(2, false);
+    let r = rig.send(&mut guest, request(BLOCK_OP_READ, 56, 8, &[last]));
+    assert_eq!(status(r), BlockStatus::Ok, "lab 3: sectors 56..64 of a 64-sector disk are its last eight: a request may end exactly at the end of the disk");
+    assert!(rig.frame_bytes(2, 4096) == image[56 * SECTOR..], "lab 3: the disk's last 8 sectors land in the frame");
 }
 
 #[test]
