@@ -35,6 +35,7 @@ impl CheckedRequest {
 
 /// Checks `req` against a disk of `disk_sectors` sectors.
 pub fn check_request(req: &BlockRequest, disk_sectors: u64, read_only: bool) -> Result<CheckedRequest, BlockStatus> {
+    // LAB 3 BEGIN: check every field of the request before touching the disk
     let op = BlockOp::from_u8(req.op).ok_or(BlockStatus::BadRequest)?;
     let segments = usize::from(req.nr_segments);
     if op == BlockOp::Flush {
@@ -59,6 +60,9 @@ pub fn check_request(req: &BlockRequest, disk_sectors: u64, read_only: bool) -> 
         return Err(BlockStatus::ReadOnly);
     }
     Ok(CheckedRequest { op, sector: req.sector, nr_sectors: req.nr_sectors, grefs: req.grefs[..segments].to_vec() })
+    // LAB 3 STUB: let _ = (req, disk_sectors, read_only, BLOCK_MAX_SEGMENTS);
+    // LAB 3 STUB: todo!("lab 3: check the request (op, segments, sector range, read-only disk) before touching the disk: check::check_request")
+    // LAB 3 END
 }
 
 #[cfg(test)]

@@ -189,6 +189,7 @@ impl<P: SharedPage, G: SharedPage, D: Doorbell, W: WaitForEvent> BlockFront<P, G
 
     /// Takes one response if there is one: its id and status. Revokes its grants.
     pub fn poll(&mut self) -> Result<Option<(u64, BlockStatus)>, BlockError> {
+        // LAB 3 BEGIN: take a response, check it, revoke its grants, complete its request
         let Some(response) = self.ring.take_response()? else {
             return Ok(None);
         };
@@ -199,6 +200,8 @@ impl<P: SharedPage, G: SharedPage, D: Doorbell, W: WaitForEvent> BlockFront<P, G
             }
         }
         Ok(Some((checked.id, checked.status)))
+        // LAB 3 STUB: todo!("lab 3: take a response off the ring, check it, revoke its grants and complete its request: BlockFront::poll")
+        // LAB 3 END
     }
 
     /// Waits for the next response (sleeping until the upcall when none is there).
