@@ -4,7 +4,8 @@
 //! reader can see in one file exactly which parts of the machine the guest touches.
 //! Under a hypervisor, several of these are precisely the instructions that trap or are
 //! emulated (the Popek–Goldberg "sensitive" instructions): `lgdt`, `lidt`, `ltr`,
-//! `mov cr`, `cpuid`, and `out`, which is how hypercalls reach hv.
+//! `mov cr` and `cpuid`; and `out`, which is how hypercalls reach hv, is wrapped in
+//! `hv::hypercall::raw`, next to the table of calls it serves.
 
 use core::arch::asm;
 
@@ -94,30 +95,6 @@ pub fn read_cr2() -> GuestVirt {
     // SAFETY: reading CR2 has no side effects; we run in ring 0.
     unsafe { asm!("mov {}, cr2", out(reg) v, options(nomem, nostack, preserves_flags)) };
     GuestVirt::new(v)
-}
-
-/// Makes a hypercall: an `out` to the hypercall port with the number in `rax` and the
-/// arguments in `rdi`, `rsi`, `r8`, `r9` (see `pv_abi::hypercall`).
-/// Returns `rax` after the VMM has answered.
-pub fn hypercall_out(port: u16, nr: u64, args: [u64; 4]) -> u64 {
-    let ret: u64;
-    // SAFETY: `out` to the hypercall port exits to the VMM, which reads the argument
-    // registers and writes only `rax`. The VMM may read guest memory the arguments
-    // name (console bytes), so the asm is NOT marked `nomem`: the compiler must finish
-    // writing those buffers before this instruction.
-    unsafe {
-        asm!(
-            "out dx, eax",
-            in("dx") port,
-            inout("rax") nr => ret,
-            in("rdi") args[0],
-            in("rsi") args[1],
-            in("r8") args[2],
-            in("r9") args[3],
-            options(nostack, preserves_flags),
-        )
-    };
-    ret
 }
 
 /// Reads one byte at a virtual address with a volatile load. Used only by commands that

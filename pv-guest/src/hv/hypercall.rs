@@ -4,11 +4,14 @@
 //! address, so the wrappers translate the kernel's virtual addresses with
 //! [`kernel_map::virt_to_phys`] first.
 
-use crate::arch::{cpu, kernel_map};
+use crate::arch::kernel_map;
 use pv_abi::addr::{GuestVirt, PseudoPhys};
 use pv_abi::hypercall::{Hypercall, HypercallError, HYPERCALL_PORT};
 
-/// Makes hypercall `nr` with up to four arguments and returns the raw `rax`.
+/// Makes hypercall `nr` with up to four arguments and returns the raw `rax`: an `out`
+/// to [`HYPERCALL_PORT`] with the number in `rax` and the arguments in `rdi`, `rsi`,
+/// `r8`, `r9` (the calling convention of `pv_abi::hypercall`). The `out` exits to the
+/// VMM, which answers in `rax` before the guest runs on.
 /// Public so the self-tests can send deliberately bad calls.
 ///
 /// # Safety
@@ -18,7 +21,29 @@ use pv_abi::hypercall::{Hypercall, HypercallError, HYPERCALL_PORT};
 /// wrappers below give); calls that only name memory for the VMM to read, or that it
 /// must refuse, need none.
 pub unsafe fn raw(nr: u64, args: [u64; 4]) -> u64 {
-    cpu::hypercall_out(HYPERCALL_PORT, nr, args)
+    // LAB 1 BEGIN: the hypercall instruction: `out` to the port, number and arguments in registers, result in rax
+    let ret: u64;
+    // SAFETY: `out` to the hypercall port exits to the VMM, which reads the argument
+    // registers and writes only `rax`. The VMM may read guest memory the arguments
+    // name (console bytes), so the asm is NOT marked `nomem`: the compiler must finish
+    // writing those buffers before this instruction. What the VMM may *write* (page
+    // tables, CR3) is this function's caller's to prove (see `# Safety`).
+    unsafe {
+        core::arch::asm!(
+            "out dx, eax",
+            in("dx") HYPERCALL_PORT,
+            inout("rax") nr => ret,
+            in("rdi") args[0],
+            in("rsi") args[1],
+            in("r8") args[2],
+            in("r9") args[3],
+            options(nostack, preserves_flags),
+        )
+    };
+    ret
+    // LAB 1 STUB: let _ = (HYPERCALL_PORT, nr, args);
+    // LAB 1 STUB: todo!("lab 1: make the hypercall: `out dx, eax` to HYPERCALL_PORT, the number in rax, the arguments in rdi, rsi, r8, r9; the VMM's answer comes back in rax")
+    // LAB 1 END
 }
 
 /// A hypercall that only reads guest memory the arguments name, or none.

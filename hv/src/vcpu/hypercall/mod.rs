@@ -94,6 +94,7 @@ pub struct HypercallContext<'a> {
 /// through [`GuestRam`]'s bounds check. The addresses an exception report carries (where
 /// it happened, the faulting address) are the guest's virtual ones.
 pub fn dispatch(req: &HypercallRequest, cx: &mut HypercallContext) -> HypercallOutcome {
+    // LAB 1 BEGIN: decode the number and hand the arguments to the call's handler; an unknown number is ENOSYS
     let [a0, a1, a2, a3] = req.args;
     let guest_address = PseudoPhys::new;
     match Hypercall::from_number(req.nr) {
@@ -106,6 +107,8 @@ pub fn dispatch(req: &HypercallRequest, cx: &mut HypercallContext) -> HypercallO
         Some(Hypercall::MmuUpdate) => mmu_update(cx, guest_address(a0), a1),
         Some(Hypercall::SetCr3) => set_cr3(cx, guest_address(a0)),
     }
+    // LAB 1 STUB: todo!("lab 1: decode req.nr with Hypercall::from_number and call its handler with the arguments the ABI gives it (an unknown number is HypercallError::NoSys)")
+    // LAB 1 END
 }
 
 /// The guest's own counts (page faults, CR3 loads…) handed over at shutdown, for
@@ -127,12 +130,15 @@ fn read_counters(ram: &GuestRam, gpa: PseudoPhys) -> Result<GuestCounters, Hyper
 /// Copies a guest buffer of at most [`CONSOLE_WRITE_MAX`] bytes out of guest RAM.
 /// The length is checked before anything is allocated or copied.
 fn read_guest_buffer(ram: &GuestRam, gpa: PseudoPhys, len: u64) -> Result<Vec<u8>, HypercallError> {
+    // LAB 1 BEGIN: bound the length, then copy the buffer through GuestRam's checked read
     if len > CONSOLE_WRITE_MAX {
         return Err(HypercallError::TooBig);
     }
     let mut buf = vec![0u8; len as usize];
     ram.read(gpa, &mut buf).map_err(|_| HypercallError::Fault)?;
     Ok(buf)
+    // LAB 1 STUB: todo!("lab 1: check the guest's buffer: a length over CONSOLE_WRITE_MAX is TooBig (before allocating), a range outside guest RAM is Fault")
+    // LAB 1 END
 }
 
 fn console_write(ram: &GuestRam, console: &ConsoleOutput, gpa: PseudoPhys, len: u64) -> HypercallOutcome {
