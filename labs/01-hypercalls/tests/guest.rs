@@ -88,6 +88,8 @@ impl Run {
         let why = match &self.stop {
             GuestStop::Shutdown { code: c } if *c == code => return,
             GuestStop::TimedOut { .. } => "the guest timed out. A guest whose hypercall stub does not work cannot even shut down: its panic report is a hypercall too".to_string(),
+            GuestStop::TripleFault { .. } if self.hypercalls.is_empty() => "the guest triple-faulted before any hypercall reached hv. A `todo!` in the guest's hypercall stub (`hv::hypercall::raw` in pv-guest) panics, the panic is reported with a hypercall, which panics again, until the stack runs out and the CPU gives up".to_string(),
+            GuestStop::TripleFault { .. } => "the guest triple-faulted (an exception it could not even report)".to_string(),
             GuestStop::Panicked { message } => format!("the guest kernel panicked: {message}"),
             other => format!("the guest stopped with {other:?}"),
         };
