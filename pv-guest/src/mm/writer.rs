@@ -11,7 +11,6 @@ use pv_abi::paging::Pte;
 
 use super::table::EntryAddr;
 use crate::counters::{self, BATCHED_PT_WRITES, DIRECT_PT_WRITES};
-use crate::hv::hypercall;
 
 /// Entries one batch holds before it is sent.
 pub const BATCH: usize = 64;
@@ -111,7 +110,7 @@ fn send(queue: &[MmuUpdate; BATCH], len: &mut usize, hypercalls: &mut u64) -> Re
         *hypercalls += 1;
         // SAFETY: the queue is filled only by `write`, from EntryAddrs: entries
         // of page tables, each with a value the direct writer could have stored.
-        unsafe { hypercall::mmu_update(&queue[..count]) }.map_err(|_| super::MmuError::Refused)?;
+        unsafe { crate::hv::hypercall::mmu_update(&queue[..count]) }.map_err(|_| super::MmuError::Refused)?;
     }
     Ok(())
     // LAB 5 STUB: let _ = (queue, len, hypercalls);
