@@ -11,7 +11,6 @@ use pv_abi::paging::Pte;
 
 use super::table::EntryAddr;
 use crate::counters::{self, BATCHED_PT_WRITES, DIRECT_PT_WRITES};
-use crate::hv::hypercall;
 
 /// Entries one batch holds before it is sent.
 pub const BATCH: usize = 64;
@@ -50,9 +49,7 @@ impl PageTableWriter {
             }
             PageTableWriter::Batched { queue, len, .. } => {
                 counters::bump(&BATCHED_PT_WRITES);
-                queue[*len] = MmuUpdate { entry: entry.gpa().raw(), value: pte.raw() };
-                *len += 1;
-                if *len == BATCH {
+                if enqueue(queue, len, entry, pte) {
                     self.flush()?;
                 }
                 Ok(())
@@ -62,17 +59,10 @@ impl PageTableWriter {
 
     /// Sends queued entries.
     pub fn flush(&mut self) -> Result<(), super::MmuError> {
-        if let PageTableWriter::Batched { queue, len, hypercalls } = self {
-            if *len > 0 {
-                let count = *len;
-                *len = 0;
-                *hypercalls += 1;
-                // SAFETY: the queue is filled only by `write`, from EntryAddrs: entries
-                // of page tables, each with a value the direct writer could have stored.
-                unsafe { hypercall::mmu_update(&queue[..count]) }.map_err(|_| super::MmuError::Refused)?;
-            }
+        match self {
+            PageTableWriter::Direct => Ok(()),
+            PageTableWriter::Batched { queue, len, hypercalls } => send(queue, len, hypercalls),
         }
-        Ok(())
     }
 
     /// Reads an entry as it will be once queued writes are sent: a batched writer's
@@ -81,8 +71,8 @@ impl PageTableWriter {
     /// entry still present.)
     pub fn read(&self, entry: EntryAddr) -> Pte {
         if let PageTableWriter::Batched { queue, len, .. } = self {
-            if let Some(u) = queue[..*len].iter().rev().find(|u| u.entry == entry.gpa().raw()) {
-                return Pte::from_raw(u.value);
+            if let Some(pte) = queued(&queue[..*len], entry) {
+                return pte;
             }
         }
         entry.load()
@@ -95,4 +85,45 @@ impl PageTableWriter {
             PageTableWriter::Batched { hypercalls, .. } => *hypercalls,
         }
     }
+}
+
+/// Puts the write of `pte` into `entry` at the end of the queue (`len` entries queued so
+/// far); true when the queue is now full and must be sent before the next write.
+fn enqueue(queue: &mut [MmuUpdate; BATCH], len: &mut usize, entry: EntryAddr, pte: Pte) -> bool {
+    // LAB 5 BEGIN: queue one write; say whether the batch is now full
+    queue[*len] = MmuUpdate { entry: entry.gpa().raw(), value: pte.raw() };
+    *len += 1;
+    *len == BATCH
+    // LAB 5 STUB: let _ = (queue, len, entry, pte);
+    // LAB 5 STUB: todo!("lab 5: queue the write (entry's guest-physical address, the PTE's raw value) and say whether the batch is full")
+    // LAB 5 END
+}
+
+/// Sends the first `len` queued writes in ONE `mmu_update` hypercall (none when the
+/// queue is empty), empties the queue and counts the hypercall. When this returns `Ok`,
+/// every queued entry is in the tables (and, in shadow mode, in the shadows).
+fn send(queue: &[MmuUpdate; BATCH], len: &mut usize, hypercalls: &mut u64) -> Result<(), super::MmuError> {
+    // LAB 5 BEGIN: one hypercall for the whole queue, then an empty queue
+    if *len > 0 {
+        let count = *len;
+        *len = 0;
+        *hypercalls += 1;
+        // SAFETY: the queue is filled only by `write`, from EntryAddrs: entries
+        // of page tables, each with a value the direct writer could have stored.
+        unsafe { crate::hv::hypercall::mmu_update(&queue[..count]) }.map_err(|_| super::MmuError::Refused)?;
+    }
+    Ok(())
+    // LAB 5 STUB: let _ = (queue, len, hypercalls);
+    // LAB 5 STUB: todo!("lab 5: send the queued writes in one mmu_update hypercall, empty the queue, count the hypercall")
+    // LAB 5 END
+}
+
+/// The value the latest write to `entry` in `queued` will store, if any is queued (a
+/// later write to the same entry replaces an earlier one when the batch is sent).
+fn queued(queued: &[MmuUpdate], entry: EntryAddr) -> Option<Pte> {
+    // LAB 5 BEGIN: the latest queued value for this entry
+    queued.iter().rev().find(|u| u.entry == entry.gpa().raw()).map(|u| Pte::from_raw(u.value))
+    // LAB 5 STUB: let _ = (queued, entry);
+    // LAB 5 STUB: todo!("lab 5: find the latest queued write to this entry (a queued write wins over the table)")
+    // LAB 5 END
 }
