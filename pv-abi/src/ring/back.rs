@@ -52,6 +52,7 @@ impl<P: SharedPage, Req: RingEntry, Rsp: RingEntry> BackRing<P, Req, Rsp> {
     /// responses (Xen's `RING_REQUEST_PROD_OVERFLOW`; it also keeps the backend from
     /// ever holding more than N unanswered requests, `RING_REQUEST_CONS_OVERFLOW`).
     pub fn take_request(&mut self) -> Result<Option<Req>, RingError> {
+        // LAB 2 BEGIN: take the next published request, reading req_prod once and checking it
         // Acquire: the requests before req_prod are visible. Read once, judged once.
         let req_prod = self.page.load_u32(REQ_PROD_OFFSET);
         let waiting = req_prod.wrapping_sub(self.req_cons);
@@ -73,6 +74,9 @@ impl<P: SharedPage, Req: RingEntry, Rsp: RingEntry> BackRing<P, Req, Rsp> {
         let request = Geometry::<Req, Rsp>::read_slot(&self.page, self.req_cons);
         self.req_cons = self.req_cons.wrapping_add(1);
         Ok(Some(request))
+        // LAB 2 STUB: let _ = (HeaderField::ReqProd, REQ_PROD_OFFSET);
+        // LAB 2 STUB: todo!("lab 2: read req_prod once, refuse a producer past the free slots, copy the request out: BackRing::take_request")
+        // LAB 2 END
     }
 
     /// Writes `response` into the slot of the oldest request not yet answered. The
@@ -111,10 +115,14 @@ impl<P: SharedPage, Req: RingEntry, Rsp: RingEntry> BackRing<P, Req, Rsp> {
     /// of sleeping; a corrupt `req_prod` also answers `true`, so that `take_request`
     /// reports it). Xen's `RING_FINAL_CHECK_FOR_REQUESTS`.
     pub fn final_check_for_requests(&mut self) -> bool {
+        // LAB 2 BEGIN: re-arm req_event, full fence, then look at req_prod once more
         self.page.store_u32(REQ_EVENT_OFFSET, self.req_cons.wrapping_add(1));
         // req_event must be visible before we re-read req_prod: then either the frontend
         // sees our request to be notified, or we see its request.
         self.page.full_fence();
         self.page.load_u32(REQ_PROD_OFFSET) != self.req_cons
+        // LAB 2 STUB: let _ = REQ_EVENT_OFFSET;
+        // LAB 2 STUB: todo!("lab 2: set req_event = req_cons + 1, full fence, re-read req_prod: BackRing::final_check_for_requests")
+        // LAB 2 END
     }
 }

@@ -60,17 +60,22 @@ impl<P: SharedPage, Req: RingEntry, Rsp: RingEntry> FrontRing<P, Req, Rsp> {
     /// Writes `request` into the next free slot. The backend cannot see it until
     /// [`publish_requests`](Self::publish_requests): push several, publish once.
     pub fn push_request(&mut self, request: &Req) -> Result<(), RingFull> {
+        // LAB 2 BEGIN: push a request into the next free slot
         if self.free_slots() == 0 {
             return Err(RingFull);
         }
         Geometry::<Req, Rsp>::write_slot(&self.page, self.req_prod_pvt, request);
         self.req_prod_pvt = self.req_prod_pvt.wrapping_add(1);
         Ok(())
+        // LAB 2 STUB: let _ = request;
+        // LAB 2 STUB: todo!("lab 2: write the request into the slot of req_prod_pvt, unless the ring is full: FrontRing::push_request")
+        // LAB 2 END
     }
 
     /// Publishes every pushed request and says whether the backend asked to be notified
     /// (then the caller rings its doorbell). Xen's `RING_PUSH_REQUESTS_AND_CHECK_NOTIFY`.
     pub fn publish_requests(&mut self) -> bool {
+        // LAB 2 BEGIN: publish the pushed requests, fence, and apply the event-index rule
         let old = self.req_prod_published;
         let new = self.req_prod_pvt;
         if new == old {
@@ -86,6 +91,9 @@ impl<P: SharedPage, Req: RingEntry, Rsp: RingEntry> FrontRing<P, Req, Rsp> {
         self.page.full_fence();
         let event = self.page.load_u32(REQ_EVENT_OFFSET);
         must_notify(old, new, event)
+        // LAB 2 STUB: let _ = (must_notify, REQ_PROD_OFFSET, REQ_EVENT_OFFSET, self.req_prod_published);
+        // LAB 2 STUB: todo!("lab 2: publish req_prod, full fence, then notify iff req_event is in (old, new]: FrontRing::publish_requests")
+        // LAB 2 END
     }
 
     /// Takes the next response, if one has been published. Reads `rsp_prod` once; if it
