@@ -12,7 +12,7 @@ use pv_abi::addr::{GuestVirt, MachineAddr, MachineFrame, PseudoFrame, PseudoPhys
 use pv_abi::paging::{Pte, PteFlags};
 use shadow_mmu::reference::{reference_translate, Translation};
 use shadow_mmu::shadow::SyncOutcome;
-use shadow_mmu::{P2m, Refusal, ShadowConfig, ShadowEvent, ShadowMmu, VecMemory};
+use shadow_mmu::{MachineMemory, P2m, Refusal, ShadowConfig, ShadowEvent, ShadowMmu, VecMemory};
 
 pub const PAGE: u64 = 4096;
 pub const GUEST_FRAMES: u64 = 1024;
@@ -62,6 +62,21 @@ impl Rig {
     /// The guest writes `value` at entry `index` of the table at pseudo-physical `table`.
     pub fn write(&mut self, table: u64, index: u64, value: u64) -> SyncOutcome {
         self.mmu.guest_pt_write(&mut self.mem, PseudoPhys::new(table + index * 8), Pte::from_raw(value)).expect("lab 4: a write to a pool entry is accepted")
+    }
+
+    /// Puts `value` at entry `index` of the guest table at pseudo-physical `table`
+    /// directly in memory, with no trap: as a guest builds a table before it is ever
+    /// loaded. Only a later `load` shadows it (through `reflect` alone, no sync).
+    pub fn plant(&mut self, table: u64, index: u64, value: u64) {
+        let frame = self.mmu.p2m().machine_frame(PseudoFrame::new(table / PAGE)).expect("a pool frame");
+        self.mem.write_entry(frame, index as usize, Pte::from_raw(value)).expect("inside the rig's memory");
+    }
+
+    /// `chain`, planted with no trap (see `plant`).
+    pub fn plant_chain(&mut self) {
+        self.plant(table(0), 0, table(1) | P | RW | US);
+        self.plant(table(1), 0, table(2) | P | RW | US);
+        self.plant(table(2), 0, table(3) | P | RW | US);
     }
 
     /// A PML4 (table 0) → PDPT (1) → PD (2) → PT (3) chain for addresses 0..2 MiB, all
