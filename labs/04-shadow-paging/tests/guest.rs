@@ -72,6 +72,7 @@ impl Run {
             GuestStop::Shutdown { code: c } if *c == code => return,
             GuestStop::TimedOut { .. } => "the guest timed out. Did the VMM panic in shadow-mmu (a todo! of lab 4)? Its message is above".to_string(),
             GuestStop::Panicked { message } => format!("the guest kernel panicked: {message}"),
+            GuestStop::Shutdown { code: c } => format!("the guest exited with code {c}: one of its checks failed (see its output below; a wrong shadow makes the guest read or write the wrong memory)"),
             other => format!("the guest stopped with {other:?} (a panic in shadow-mmu, such as a todo! of lab 4, stops the VM; its message is above)"),
         };
         panic!("lab 4: {concept}: expected a shutdown with code {code}, but {why}\n--- guest output:\n{}\n--- REFUSED lines:\n{}", self.output, self.refused.join("\n"));
