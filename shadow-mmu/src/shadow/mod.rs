@@ -204,6 +204,16 @@ impl ShadowMmu {
             self.stats.roots_invalidated += 1;
             self.events.push(ShadowEvent::RootInvalidated { guest: table });
         }
+        self.sync_shadows(mem, entry, value)
+    }
+
+    /// A trapped write stored `value` at guest entry `entry`: re-derive that entry in
+    /// every shadow of its table (one per level the table is used at). If the shadow
+    /// area fills up, every shadow is dropped and the caller must load its root again.
+    fn sync_shadows(&mut self, mem: &mut dyn MachineMemory, entry: PseudoPhys, value: Pte) -> Result<SyncOutcome, ShadowError> {
+        // LAB 4 BEGIN: sync every shadow of the written table: reflect the new entry at each level the table is shadowed at
+        let frame = entry.frame();
+        let index = (entry.page_offset() / ENTRY_SIZE) as usize;
         let mut updated = 0;
         for level in 1..=LEVELS {
             let Some(shadow) = self.tables.shadow(frame, level) else { continue };
@@ -215,21 +225,37 @@ impl ShadowMmu {
                 }
                 Err(e) => return Err(e.into_error()),
             };
-            let old = mem.read_entry(shadow, index)?;
-            mem.write_entry(shadow, index, new)?;
-            if old.is_present() && old != new {
-                // A translation the CPU may hold was changed or removed.
-                self.flush_needed = true;
-                self.stats.entries_changed += 1;
-            }
-            // Only now may the old child go: if it is also the new one, the reference
-            // `reflect` just took keeps it alive.
-            self.release_child(mem, old, level);
+            self.replace_shadow_entry(mem, shadow, index, new, level)?;
             updated += 1;
             self.stats.shadow_syncs += 1;
         }
         self.events.push(ShadowEvent::Synced { entry, value, shadows: updated });
         Ok(SyncOutcome::Synced)
+        // LAB 4 STUB: let _ = (mem, entry, value, LEVELS, Self::reflect, Self::replace_shadow_entry, Self::drop_all);
+        // LAB 4 STUB: todo!("lab 4: sync every shadow of the written table after a trapped write: ShadowMmu::sync_shadows")
+        // LAB 4 END
+    }
+
+    /// Stores `new` (already reflected) at `index` of shadow table `shadow` at `level`,
+    /// in place of what was there: a present entry that changed means the CPU may hold
+    /// a stale translation, and the lower shadow table the old entry pointed at loses a
+    /// reference.
+    fn replace_shadow_entry(&mut self, mem: &mut dyn MachineMemory, shadow: MachineFrame, index: usize, new: Pte, level: u32) -> Result<(), ShadowError> {
+        // LAB 4 BEGIN: replace one shadow entry: note a needed flush if a present entry changed, then release the old child
+        let old = mem.read_entry(shadow, index)?;
+        mem.write_entry(shadow, index, new)?;
+        if old.is_present() && old != new {
+            // A translation the CPU may hold was changed or removed.
+            self.flush_needed = true;
+            self.stats.entries_changed += 1;
+        }
+        // Only now may the old child go: if it is also the new one, the reference
+        // `reflect` just took keeps it alive.
+        self.release_child(mem, old, level);
+        Ok(())
+        // LAB 4 STUB: let _ = (mem, shadow, index, new, level, Self::release_child);
+        // LAB 4 STUB: todo!("lab 4: replace one shadow entry (flush if a present entry changed, release the old child): ShadowMmu::replace_shadow_entry")
+        // LAB 4 END
     }
 
     /// Applies a batch of writes; all entries are checked first, so a bad batch changes

@@ -36,47 +36,54 @@ impl ShadowMmu {
     /// points at a lower shadow table counts as a reference to it, so the caller must
     /// store what this returns.
     pub(super) fn reflect(&mut self, mem: &mut dyn MachineMemory, e: Pte, level: u32) -> Result<Pte, BuildError> {
+        // LAB 4 BEGIN: reflect one guest entry: refuse reserved bits and 1 GiB pages, link a lower table (only one in the pool) to its shadow
         if !e.is_present() {
             return Ok(Pte::EMPTY);
         }
-        let refuse = |s: &mut Self, why| {
-            s.stats.refused += 1;
-            s.events.push(ShadowEvent::Refused { value: e, level, why });
-            Ok(Pte::EMPTY)
-        };
         if e.has_reserved_bits() {
-            return refuse(self, Refusal::ReservedBits);
+            return self.refuse(e, level, Refusal::ReservedBits);
         }
         if level >= 3 && e.is_large() {
-            return refuse(self, Refusal::HugePage);
+            return self.refuse(e, level, Refusal::HugePage);
         }
         let flags = e.flags();
         let large = level == 2 && e.is_large();
         if level > 1 && !large {
             let child = e.pseudo_frame();
             if !self.config.pool.contains(&child) {
-                return refuse(self, Refusal::TableOutsidePool);
+                return self.refuse(e, level, Refusal::TableOutsidePool);
             }
             let shadow_child = self.shadow_of(mem, child, level - 1)?;
             self.tables.add_ref(shadow_child);
             return Ok(Pte::to_machine(shadow_child, LINK | (flags & COPIED)));
         }
+        self.reflect_leaf(e, level, large)
+        // LAB 4 STUB: let _ = (mem, e, level, LINK, COPIED, Self::refuse, Self::shadow_of, Self::reflect_leaf);
+        // LAB 4 STUB: todo!("lab 4: reflect one guest entry (not present, reserved bits, 1 GiB page, a lower table outside the pool, else link or leaf): ShadowMmu::reflect")
+        // LAB 4 END
+    }
+
+    /// The shadow entry for leaf `e` at `level` (a 4 KiB page, or a 2 MiB page if
+    /// `large`): the machine frame the p2m gives, or a refusal.
+    fn reflect_leaf(&mut self, e: Pte, level: u32, large: bool) -> Result<Pte, BuildError> {
+        // LAB 4 BEGIN: reflect a leaf: only the guest's own frames (contiguous for 2 MiB), A and D preset, page tables read-only
         let (first, count) = match leaf_frames(e, large) {
             Ok(r) => r,
-            Err(why) => return refuse(self, why),
+            Err(why) => return self.refuse(e, level, why),
         };
+        let flags = e.flags();
         let global = flags & PteFlags::GLOBAL;
         if let Some(device) = device_frame(&self.config, first, large) {
             return Ok(Pte::to_machine(device, LEAF | global | (flags & COPIED)));
         }
         if !self.p2m.covers(first, count) {
-            return refuse(self, Refusal::OutsideGuest);
+            return self.refuse(e, level, Refusal::OutsideGuest);
         }
         if !self.p2m.contiguous(first, count) {
-            return refuse(self, Refusal::NotContiguous);
+            return self.refuse(e, level, Refusal::NotContiguous);
         }
         let Some(machine) = self.p2m.machine_frame(first) else {
-            return refuse(self, Refusal::OutsideGuest);
+            return self.refuse(e, level, Refusal::OutsideGuest);
         };
         let mut bits = flags & COPIED;
         if !self.config.pool_traps_writes && bits.contains(PteFlags::WRITABLE) && self.config.pool_overlaps(first, count) {
@@ -86,5 +93,16 @@ impl ShadowMmu {
         }
         let size = if large { PteFlags::LARGE } else { PteFlags::empty() };
         Ok(Pte::to_machine(machine, LEAF | size | global | bits))
+        // LAB 4 STUB: let _ = (e, level, large, LEAF, leaf_frames, device_frame);
+        // LAB 4 STUB: todo!("lab 4: reflect a leaf entry (the guest's own frames through the p2m, A and D preset, page-table frames read-only): ShadowMmu::reflect_leaf")
+        // LAB 4 END
+    }
+
+    /// Refuses guest entry `e` at `level` for `why`: counted, reported as an event, and
+    /// reflected as not present (so the guest faults on it and reaches nothing).
+    fn refuse(&mut self, e: Pte, level: u32, why: Refusal) -> Result<Pte, BuildError> {
+        self.stats.refused += 1;
+        self.events.push(ShadowEvent::Refused { value: e, level, why });
+        Ok(Pte::EMPTY)
     }
 }
