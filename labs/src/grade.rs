@@ -62,7 +62,7 @@ pub fn grade(lab: &Lab, tree: &Path, options: &Options) -> Grade {
     };
 
     let built = harness::write_crate(lab, tree, options.include_hidden).and_then(|manifest| {
-        let mut build = cargo(&manifest, options);
+        let mut build = cargo(&manifest, tree, options);
         build.args(["--no-run", "--tests"]);
         let done = run_with_limit(build, options.build_limit).map_err(|e| format!("could not run cargo: {e}"))?;
         grade.build_seconds = done.elapsed.as_secs_f64();
@@ -83,7 +83,7 @@ pub fn grade(lab: &Lab, tree: &Path, options: &Options) -> Grade {
     };
 
     for test in tests {
-        let mut command = cargo(&manifest, options);
+        let mut command = cargo(&manifest, tree, options);
         command.args(["--test", &test.file_stem, "--", &test.fn_name, "--exact", "--nocapture", "--test-threads=1"]);
         let limit = Duration::from_secs(test.entry.timeout_secs);
         let (status, output, seconds) = match run_with_limit(command, limit) {
@@ -98,11 +98,12 @@ pub fn grade(lab: &Lab, tree: &Path, options: &Options) -> Grade {
     grade
 }
 
-/// `cargo test --manifest-path <manifest>` with the target dir set.
-fn cargo(manifest: &Path, options: &Options) -> Command {
+/// `cargo test --manifest-path <manifest>` with the target dir set, and `LAB_TREE` naming
+/// the graded tree (for a test that reads files the student hands in, like lab 5's report).
+fn cargo(manifest: &Path, tree: &Path, options: &Options) -> Command {
     let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     // No backtraces: a student reads the panic message, not the frames of the test harness.
-    command.arg("test").arg("--manifest-path").arg(manifest).env("CARGO_TARGET_DIR", &options.target_dir).env("RUST_BACKTRACE", "0");
+    command.arg("test").arg("--manifest-path").arg(manifest).env("CARGO_TARGET_DIR", &options.target_dir).env("RUST_BACKTRACE", "0").env("LAB_TREE", tree);
     command
 }
 
