@@ -55,6 +55,21 @@ pub struct Manifest {
     /// Every test of the lab, visible and hidden.
     #[serde(rename = "test", default)]
     pub tests: Vec<TestEntry>,
+    /// Files of the lab folder that a starter gets differently: the student's own work
+    /// (a report, a measurement) must not arrive filled in with the reference's.
+    #[serde(rename = "starter_file", default)]
+    pub starter_files: Vec<StarterFile>,
+}
+
+/// A file of the lab folder as a starter gets it: `path` (relative to the lab folder)
+/// is written from `from` (a blank template in the same folder), or left out without one.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StarterFile {
+    /// The file, relative to the lab folder.
+    pub path: String,
+    /// The template it is written from in a starter; `None` leaves it out.
+    pub from: Option<String>,
 }
 
 /// A test as the grader sees it: the manifest's entry plus where its source is.

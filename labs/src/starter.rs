@@ -82,7 +82,14 @@ pub fn write_starter(reference: &Path, lab: &Lab, known_labs: &BTreeSet<u32>, de
         if let Some(parent) = target.parent() {
             fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
         }
-        let source = reference.join(file);
+        let mut source = reference.join(file);
+        // The student's own work (a report, a measurement) starts blank or absent.
+        if let Some(special) = lab.manifest.starter_files.iter().find(|s| lab.dir.join(&s.path) == source) {
+            match &special.from {
+                Some(template) => source = lab.dir.join(template),
+                None => continue,
+            }
+        }
         match regions.iter().find(|(path, _)| path == file) {
             Some((_, file_regions)) if file_regions.iter().any(|r| r.lab == number) => {
                 let text = fs::read_to_string(&source).map_err(|e| format!("{}: {e}", source.display()))?;
