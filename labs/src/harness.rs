@@ -18,7 +18,7 @@ use crate::manifest::Lab;
 const TREE_CRATES: &[&str] = &["pv-abi", "frontend-drivers", "backend-drivers", "shadow-mmu", "hv"];
 
 /// External crates the tests may use, taken from the tree's `[workspace.dependencies]`.
-const EXTERNAL_CRATES: &[&str] = &["vm-memory", "vmm-sys-util", "proptest", "insta", "libc"];
+const EXTERNAL_CRATES: &[&str] = &["vm-memory", "vmm-sys-util", "proptest", "insta", "libc", "serde_json"];
 
 /// Where the generated crate of lab `number` lives for `tree`.
 pub fn crate_dir(tree: &Path, number: u32) -> PathBuf {

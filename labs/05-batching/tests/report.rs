@@ -10,9 +10,7 @@
 
 use std::path::PathBuf;
 
-mod json;
-
-use json::Value;
+use serde_json::Value;
 
 const WORKLOADS: [&str; 2] = ["pt-update/direct", "pt-update/batched"];
 const MODES: [&str; 2] = ["ept", "shadow"];
@@ -37,7 +35,7 @@ fn lab_file(name: &str) -> String {
 }
 
 fn bench_json() -> Value {
-    json::parse(&lab_file("bench.json")).unwrap_or_else(|e| panic!("lab 5: labs/05-batching/bench.json is the file `hv bench --json` wrote, unedited, but it does not parse: {e}"))
+    serde_json::from_str::<Value>(&lab_file("bench.json")).unwrap_or_else(|e| panic!("lab 5: labs/05-batching/bench.json is the file `hv bench --json` wrote, unedited, but it does not parse: {e}"))
 }
 
 fn result<'a>(json: &'a Value, workload: &str, mode: &str) -> &'a Value {
