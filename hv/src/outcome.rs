@@ -79,6 +79,11 @@ pub enum GuestStop {
         /// Registers at the time.
         dump: Option<RegisterDump>,
     },
+    /// hv ended the run on request (`snapshot --stop`, the source after a migration).
+    Ended {
+        /// What happened, for the user.
+        why: String,
+    },
     /// KVM could not run the vCPU (failed entry, internal error, unexpected exit).
     KvmFailure {
         /// What KVM said.
@@ -124,6 +129,7 @@ impl GuestStop {
     pub fn exit_code(&self) -> u8 {
         match self {
             GuestStop::Shutdown { code } => *code,
+            GuestStop::Ended { .. } => 0,
             GuestStop::TimedOut { .. } => EXIT_TIMED_OUT,
             _ => EXIT_GUEST_CRASHED,
         }
@@ -137,6 +143,7 @@ impl GuestStop {
         };
         Some(match self {
             GuestStop::Shutdown { .. } => return None,
+            GuestStop::Ended { why } => why.clone(),
             GuestStop::Panicked { message } => format!("guest panicked at {message}"),
             GuestStop::Exception { vector, rip, error_code, cr2 } => {
                 let mut m = format!(

@@ -47,9 +47,18 @@ pub const SPURIOUS_VECTOR: u8 = 0xff;
 /// Byte offset of `pending[0]` in the shared-info page; `pending[c]` is at `+ c`.
 pub const SHARED_INFO_PENDING_OFFSET: usize = 0;
 
+/// Byte offset, in the shared-info page, of the guest's **CR3 section** flag: non-zero
+/// while the guest loads CR3 the way its memory mode asks (`mov cr3` in ept mode, the
+/// `set_cr3` hypercall in shadow mode; it reads the mode from the boot-info page each
+/// time). hv takes no snapshot and no migration's last step at a kick that lands inside
+/// that section, because the guest would finish its CR3 load the old mode's way after
+/// being resumed in the other mode (hv's `vcpu::control` explains). Past the pending
+/// bytes, in a cache line of its own.
+pub const SHARED_INFO_CR3_SECTION_OFFSET: usize = 64;
+
 /// The doorbell port of channel `channel`.
 pub const fn doorbell_port(channel: u32) -> u16 {
     DOORBELL_PORT_BASE + channel as u16
 }
 
-const _: () = assert!(DOORBELL_PORT_BASE >= 0x400 && MAX_CHANNELS <= 64);
+const _: () = assert!(DOORBELL_PORT_BASE >= 0x400 && MAX_CHANNELS <= 64 && SHARED_INFO_CR3_SECTION_OFFSET >= MAX_CHANNELS);

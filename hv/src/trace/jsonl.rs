@@ -90,6 +90,7 @@ fn stop_json(stop: &GuestStop) -> Value {
         GuestStop::PageTableStoreRefused { what, dump } => {
             json!({"event": "stop", "kind": "page_table_store_refused", "what": what, "rip": rip(dump)})
         }
+        GuestStop::Ended { why } => json!({"event": "stop", "kind": "ended", "why": why}),
         GuestStop::KvmFailure { what, dump } => {
             json!({"event": "stop", "kind": "kvm_failure", "what": what.to_string(), "rip": rip(dump)})
         }

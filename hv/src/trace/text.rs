@@ -140,6 +140,7 @@ fn describe_stop(stop: &GuestStop) -> String {
         }
         GuestStop::TimedOut { millis, dump } => format!("timed-out after={millis}ms rip={}", rip(dump)),
         GuestStop::PageTableStoreRefused { what, dump } => format!("page-table-store-refused {what:?} rip={}", rip(dump)),
+        GuestStop::Ended { why } => format!("ended {why:?}"),
         GuestStop::KvmFailure { what, dump } => format!("kvm-failure {:?} rip={}", what.to_string(), rip(dump)),
     }
 }

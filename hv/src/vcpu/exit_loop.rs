@@ -17,10 +17,12 @@
 
 use kvm_ioctls::VcpuExit;
 
+use super::control::{ExitBoundary, VcpuMailbox};
 use super::counters::VcpuCounters;
 use super::hypercall::{self, HypercallRequest};
 use super::watchdog::Watchdog;
 use crate::devices::console::ConsoleOutput;
+use crate::devices::Devices;
 use crate::kvm::KvmVm;
 use crate::outcome::{GuestStop, KvmFailure};
 use crate::shadow::{MmioWrite, ShadowPaging};
@@ -73,6 +75,10 @@ pub struct LoopContext<'a> {
     pub counters: &'a mut VcpuCounters,
     /// The page-table pool, for `mmu_update`.
     pub pt_pool: std::ops::Range<PseudoPhys>,
+    /// The devices (jobs may need them: a snapshot drains their rings).
+    pub devices: &'a Devices,
+    /// Where jobs from other threads arrive (`super::control`).
+    pub mailbox: Option<&'a VcpuMailbox>,
     /// The `--timeout` watchdog, if armed.
     pub watchdog: Option<&'a Watchdog>,
     /// Shadow paging, in shadow mode.
@@ -87,6 +93,7 @@ pub struct LoopContext<'a> {
 
 /// Runs the vCPU until the guest stops.
 pub fn run(vm: &mut KvmVm, cx: &mut LoopContext) -> GuestStop {
+    let mut deferred_since = None;
     loop {
         let exit = match next_exit(vm) {
             Ok(exit) => exit,
@@ -97,12 +104,30 @@ pub fn run(vm: &mut KvmVm, cx: &mut LoopContext) -> GuestStop {
         let reason = exit.reason();
         cx.counters.count_exit(reason);
         cx.tracer.emit(|| trace_exit(&exit));
-        let stop = handle_exit(vm, cx, exit).or_else(|| forget_stale_translations(vm, cx));
+        let stop = handle_exit(vm, cx, exit)
+            .or_else(|| forget_stale_translations(vm, cx))
+            .or_else(|| serve_jobs(vm, cx, reason == ExitReason::Interrupted, &mut deferred_since));
         if let Some(stop) = stop {
             cx.tracer.emit(|| TraceEvent::Stop(Box::new(stop.clone())));
             return stop;
         }
     }
+}
+
+/// Runs the jobs other threads left for this exit boundary (`super::control`), if any.
+fn serve_jobs(vm: &mut KvmVm, cx: &mut LoopContext, hv_caused: bool, deferred_since: &mut Option<std::time::Instant>) -> Option<GuestStop> {
+    let mailbox = cx.mailbox.filter(|m| m.has_jobs())?;
+    let mut boundary = ExitBoundary {
+        kvm: vm,
+        shadow: cx.shadow.as_deref_mut(),
+        devices: cx.devices,
+        counters: cx.counters,
+        tracer: cx.tracer,
+        console: cx.console,
+        paused: false,
+        in_cr3_section: false,
+    };
+    mailbox.serve(&mut boundary, hv_caused, deferred_since)
 }
 
 fn trace_exit(exit: &Exit) -> TraceEvent {

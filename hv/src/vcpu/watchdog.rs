@@ -15,34 +15,12 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use vmm_sys_util::signal::{register_signal_handler, Killable, SIGRTMIN};
+use super::kick::VcpuKicker;
 
 /// How often the watchdog re-sends its signal until the vCPU loop has stopped.
 const KICK_INTERVAL: Duration = Duration::from_millis(20);
 /// How often the sleeping watchdog checks whether it was disarmed.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
-
-/// The signal that kicks the vCPU out of `KVM_RUN`: a real-time signal, which the C
-/// runtime never uses for anything else.
-fn kick_signal() -> i32 {
-    SIGRTMIN()
-}
-
-extern "C" fn on_kick(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
-    // Nothing to do: being delivered is the point (KVM_RUN returns EINTR).
-}
-
-/// The thread that runs the vCPU, as a target for `pthread_kill`.
-struct VcpuThread(libc::pthread_t);
-
-// SAFETY: the handle is the thread that armed the watchdog (pthread_self), and that
-// thread joins the watchdog thread (Watchdog::drop) before it can exit, so the handle
-// is valid for every signal sent to it.
-unsafe impl Killable for VcpuThread {
-    fn pthread_handle(&self) -> libc::pthread_t {
-        self.0
-    }
-}
 
 /// A running watchdog; disarmed when dropped.
 pub struct Watchdog {
@@ -53,11 +31,8 @@ pub struct Watchdog {
 }
 
 impl Watchdog {
-    /// Arms a watchdog for the calling thread (the vCPU thread).
-    pub fn arm(timeout: Duration) -> std::io::Result<Self> {
-        register_signal_handler(kick_signal(), on_kick).map_err(|e| std::io::Error::from_raw_os_error(e.errno()))?;
-        // SAFETY: pthread_self has no preconditions and always succeeds.
-        let target = VcpuThread(unsafe { libc::pthread_self() });
+    /// Arms a watchdog that kicks the vCPU thread `kicker` names once `timeout` is up.
+    pub fn arm(timeout: Duration, kicker: VcpuKicker) -> std::io::Result<Self> {
         let (fired, stop) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
         let (thread_fired, thread_stop) = (fired.clone(), stop.clone());
         let thread = std::thread::Builder::new().name("hv-watchdog".into()).spawn(move || {
@@ -70,7 +45,7 @@ impl Watchdog {
             }
             thread_fired.store(true, Ordering::Release);
             while !thread_stop.load(Ordering::Acquire) {
-                let _ = target.kill(kick_signal());
+                kicker.kick();
                 std::thread::sleep(KICK_INTERVAL);
             }
         })?;

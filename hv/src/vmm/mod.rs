@@ -32,6 +32,7 @@ use crate::kvm::{KvmVm, MemoryPlan};
 use crate::outcome::GuestStop;
 use crate::shadow::ShadowPaging;
 use crate::trace::{TraceEvent, TraceWriter, Tracer};
+use crate::vcpu::control::{self, VcpuControl, VcpuMailbox};
 use crate::vcpu::counters::VcpuCounters;
 use crate::vcpu::exit_loop::{self, LoopContext};
 use crate::vcpu::watchdog::Watchdog;
@@ -60,6 +61,8 @@ pub struct Vm {
     tracer: Tracer,
     config: VmConfig,
     started: Instant,
+    control: VcpuControl,
+    mailbox: VcpuMailbox,
 }
 
 impl Vm {
@@ -116,20 +119,30 @@ impl Vm {
         for event in shadow.as_mut().map(ShadowPaging::drain_events).unwrap_or_default() {
             tracer.emit(|| TraceEvent::Shadow(event));
         }
-        Ok(Vm { devices, kvm, shadow, console, tracer, config: config.clone(), started })
+        let (control, mailbox) = control::channel();
+        Ok(Vm { devices, kvm, shadow, console, tracer, config: config.clone(), started, control, mailbox })
+    }
+
+    /// A handle through which other threads reach this VM while it runs (pause, resume,
+    /// read counters, save its state: `crate::vcpu::control`). Jobs sent before
+    /// [`Vm::run`] wait for its first exit.
+    pub fn control(&self) -> VcpuControl {
+        self.control.clone()
     }
 
     /// Runs the guest on the calling thread (its vCPU thread) until it stops, then
     /// stops the devices and reports how it ended.
     pub fn run(self) -> Result<RunReport, VmError> {
-        let Vm { devices, mut kvm, mut shadow, console, tracer, config, started } = self;
+        let Vm { devices, mut kvm, mut shadow, console, tracer, config, started, control: _, mailbox } = self;
         let mut stats = RunStats::new(started);
         stats.mmu = config.mmu;
         let mut counters = VcpuCounters::default();
         devices.start();
         let pt_pool = pt_pool(kvm.ram().size());
-        // Armed here, on the thread that runs the vCPU: that is the thread it kicks.
-        let watchdog = config.timeout.map(Watchdog::arm).transpose().map_err(VmError::Watchdog)?;
+        // This thread runs the vCPU: it is the one the watchdog and the control kick.
+        let kick_target = mailbox.kicker().register_current_thread().map_err(VmError::Watchdog)?;
+        let watchdog =
+            config.timeout.map(|t| Watchdog::arm(t, mailbox.kicker().clone())).transpose().map_err(VmError::Watchdog)?;
         let stop = exit_loop::run(
             &mut kvm,
             &mut LoopContext {
@@ -137,6 +150,8 @@ impl Vm {
                 tracer: &tracer,
                 counters: &mut counters,
                 pt_pool,
+                devices: &devices,
+                mailbox: Some(&mailbox),
                 watchdog: watchdog.as_ref(),
                 shadow: shadow.as_mut(),
                 stale_translations: false,
@@ -148,6 +163,7 @@ impl Vm {
         stats.vcpu = counters;
         stats.shadow = shadow.as_ref().map(ShadowPaging::counters);
         drop(watchdog);
+        drop(kick_target);
         stats.devices = devices.stop();
         console.flush();
         stats.finish(console.first_line_at());
