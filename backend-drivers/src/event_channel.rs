@@ -10,14 +10,15 @@ use std::sync::atomic::Ordering;
 
 use pv_abi::addr::PseudoPhys;
 use pv_abi::event_channel::{MAX_CHANNELS, SHARED_INFO_PENDING_OFFSET};
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use crate::GuestMemory;
+use vm_memory::{Bytes, GuestAddress};
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::guest_page::host_view;
 
 /// Wakes the guest for one channel.
 pub struct GuestNotifier {
-    memory: GuestMemoryMmap,
+    memory: GuestMemory,
     pending_flag: GuestAddress,
     irqfd: EventFd,
 }
@@ -36,7 +37,7 @@ pub enum NotifierError {
 impl GuestNotifier {
     /// A notifier for `channel`, whose pending flag lives in the shared-info page at
     /// `shared_info`, and which raises the upcall through `irqfd`.
-    pub fn new(memory: GuestMemoryMmap, shared_info: PseudoPhys, channel: u32, irqfd: EventFd) -> Result<Self, NotifierError> {
+    pub fn new(memory: GuestMemory, shared_info: PseudoPhys, channel: u32, irqfd: EventFd) -> Result<Self, NotifierError> {
         if channel as usize >= MAX_CHANNELS {
             return Err(NotifierError::NoSuchChannel(channel));
         }

@@ -11,21 +11,22 @@ use std::sync::atomic::Ordering;
 
 use pv_abi::addr::{FrameRange, PseudoFrame, PseudoPhys, PAGE_SIZE};
 use pv_abi::grant::{check_grant, GrantAccess, GrantProblem, GrantRef, GRANT_ENTRIES, GRANT_ENTRY_SIZE, GRANT_FLAGS_OFFSET, GRANT_FRAME_OFFSET};
-use vm_memory::{Bytes, GuestMemoryMmap};
+use crate::GuestMemory;
+use vm_memory::{Bytes};
 
 use crate::guest_page::host_view;
 
 /// The guest's grant table, as the hypervisor checks it.
 #[derive(Clone)]
 pub struct GrantTable {
-    memory: GuestMemoryMmap,
+    memory: GuestMemory,
     table: PseudoPhys,
     usable_frames: FrameRange<PseudoFrame>,
 }
 
 /// A frame a backend may use for the request at hand.
 pub struct GrantedFrame<'a> {
-    memory: &'a GuestMemoryMmap,
+    memory: &'a GuestMemory,
     gpa: PseudoPhys,
     access: GrantAccess,
 }
@@ -53,7 +54,7 @@ impl GrantTable {
     /// The table at `table`; grants may only name frames in `usable_frames`
     /// (`pv_abi::grant::grant_window`: the guest's RAM between the VMM's reserved area
     /// and the page-table pool).
-    pub fn new(memory: GuestMemoryMmap, table: PseudoPhys, usable_frames: FrameRange<PseudoFrame>) -> Self {
+    pub fn new(memory: GuestMemory, table: PseudoPhys, usable_frames: FrameRange<PseudoFrame>) -> Self {
         GrantTable { memory, table, usable_frames }
     }
 
@@ -132,13 +133,13 @@ mod tests {
 
     const TABLE: u64 = 0x4000;
 
-    fn setup() -> (GuestMemoryMmap, GrantTable) {
-        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
+    fn setup() -> (GuestMemory, GrantTable) {
+        let mem = GuestMemory::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
         let table = GrantTable::new(mem.clone(), PseudoPhys::new(TABLE), FrameRange { start: PseudoFrame::new(16), end: PseudoFrame::new(256) });
         (mem, table)
     }
 
-    fn grant(mem: &GuestMemoryMmap, gref: u32, frame: u64, flags: u32) {
+    fn grant(mem: &GuestMemory, gref: u32, frame: u64, flags: u32) {
         let e = TABLE + u64::from(gref) * 16;
         mem.write_obj(frame, GuestAddress(e + 8)).unwrap();
         mem.write_obj(flags, GuestAddress(e)).unwrap();

@@ -9,7 +9,8 @@ use std::sync::atomic::{fence, Ordering};
 
 use pv_abi::addr::{PseudoPhys, PAGE_SIZE};
 use pv_abi::ring::SharedPage;
-use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryMmap};
+use crate::GuestMemory;
+use vm_memory::{Address, Bytes, GuestAddress};
 
 /// Where pseudo-physical address `addr` is in the guest memory a backend is given.
 ///
@@ -23,7 +24,7 @@ pub(crate) fn host_view(addr: PseudoPhys) -> GuestAddress {
 /// One 4 KiB page of guest memory.
 #[derive(Clone, Debug)]
 pub struct GuestPage {
-    memory: GuestMemoryMmap,
+    memory: GuestMemory,
     gpa: PseudoPhys,
     /// `gpa` in `memory`.
     base: GuestAddress,
@@ -39,7 +40,7 @@ pub struct BadPage {
 
 impl GuestPage {
     /// The page at `gpa`; checked once here, so the accessors cannot fail afterwards.
-    pub fn new(memory: GuestMemoryMmap, gpa: PseudoPhys) -> Result<Self, BadPage> {
+    pub fn new(memory: GuestMemory, gpa: PseudoPhys) -> Result<Self, BadPage> {
         let mut probe = [0u8; PAGE_SIZE as usize];
         let base = host_view(gpa);
         if !gpa.is_aligned(PAGE_SIZE) || memory.read_slice(&mut probe, base).is_err() {

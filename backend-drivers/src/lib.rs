@@ -79,10 +79,17 @@
 //!   the pending flag and the irqfd; control (start, stop, stats) comes over crossbeam
 //!   channels from hv.
 //!
-//! Everything here works on plain `vm_memory::GuestMemoryMmap` and plain eventfds, so
-//! frontend and backend are tested together in one process without KVM
+//! Everything here works on plain vm-memory mappings ([`GuestMemory`]) and plain
+//! eventfds, so frontend and backend are tested together in one process without KVM
 //! (`tests/split_driver.rs`).
 #![deny(missing_docs)]
+
+/// Guest memory as the host sees it: vm-memory's mapping with a **dirty bitmap**. Every
+/// write made through it (a backend's response, a block read's data, hv's own stores)
+/// sets the bit of the page it touched, one bit per 4 KiB page. KVM's dirty log sees
+/// only what the guest's own instructions wrote; live migration needs both (hv's
+/// `migration` module explains).
+pub type GuestMemory = vm_memory::GuestMemoryMmap<vm_memory::bitmap::AtomicBitmap>;
 
 pub mod events;
 pub mod guest_page;

@@ -27,7 +27,8 @@ use pv_abi::device::block::{BlockOp, BlockRequest, BlockResponse, BlockStatus, B
 use pv_abi::device::console::{ConsoleRequest, ConsoleResponse, CONSOLE_EINVAL};
 use pv_abi::addr::{FrameRange, PseudoFrame, PseudoPhys};
 use pv_abi::ring::{FrontRing, SharedPage};
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use backend_drivers::GuestMemory;
+use vm_memory::{Bytes, GuestAddress};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 const MEM: u64 = 8 << 20;
@@ -91,7 +92,7 @@ struct Rig {
     events: Arc<Collected>,
 }
 
-fn rig<H: RequestHandler>(memory: &GuestMemoryMmap, handler: H, policy: NotifyPolicy) -> Rig {
+fn rig<H: RequestHandler>(memory: &GuestMemory, handler: H, policy: NotifyPolicy) -> Rig {
     let doorbell = EventFd::new(EFD_NONBLOCK).unwrap();
     let irqfd = EventFd::new(EFD_NONBLOCK).unwrap();
     let events = Arc::new(Collected::default());
@@ -117,11 +118,11 @@ fn data_frame(i: u64) -> PseudoFrame {
     PseudoFrame::new(FIRST_DATA_FRAME + i)
 }
 
-fn memory() -> GuestMemoryMmap {
-    GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM as usize)]).unwrap()
+fn memory() -> GuestMemory {
+    GuestMemory::from_ranges(&[(GuestAddress(0), MEM as usize)]).unwrap()
 }
 
-fn page(m: &GuestMemoryMmap, gpa: u64) -> GuestPage {
+fn page(m: &GuestMemory, gpa: u64) -> GuestPage {
     GuestPage::new(m.clone(), PseudoPhys::new(gpa)).unwrap()
 }
 
@@ -208,7 +209,7 @@ impl Drop for TempImage {
     }
 }
 
-fn block_rig(m: &GuestMemoryMmap, image: &TempImage, read_only: bool) -> Rig {
+fn block_rig(m: &GuestMemory, image: &TempImage, read_only: bool) -> Rig {
     let disk = DiskImage::open(&image.0, read_only).unwrap();
     let grants = GrantTable::new(m.clone(), PseudoPhys::new(GRANT_TABLE), data_frames());
     rig(m, BlockBackend::new(disk, grants), NotifyPolicy::EventIndex)
@@ -216,12 +217,12 @@ fn block_rig(m: &GuestMemoryMmap, image: &TempImage, read_only: bool) -> Rig {
 
 type Front = BlockFront<GuestPage, GuestPage, EventFdDoorbell, IrqfdWait>;
 
-fn block_front(m: &GuestMemoryMmap, rig: &Rig) -> Front {
+fn block_front(m: &GuestMemory, rig: &Rig) -> Front {
     let grants = GrantTableFront::new(page(m, GRANT_TABLE));
     BlockFront::new(page(m, RING), grants, rig.doorbell(), rig.waiter())
 }
 
-fn frame_bytes(m: &GuestMemoryMmap, frame: u64, len: usize) -> Vec<u8> {
+fn frame_bytes(m: &GuestMemory, frame: u64, len: usize) -> Vec<u8> {
     let mut v = vec![0; len];
     m.read_slice(&mut v, GuestAddress(frame * 4096)).unwrap();
     v
@@ -282,7 +283,7 @@ fn hostile_write_to_a_read_only_disk_is_refused_and_its_bytes_kept() {
 }
 
 /// Sends one hand-made request straight through the ring and returns the response.
-fn raw_block_request(m: &GuestMemoryMmap, rig: &Rig, request: BlockRequest) -> BlockResponse {
+fn raw_block_request(m: &GuestMemory, rig: &Rig, request: BlockRequest) -> BlockResponse {
     let mut ring: FrontRing<GuestPage, BlockRequest, BlockResponse> = FrontRing::init(page(m, RING));
     ring.push_request(&request).unwrap();
     ring.publish_requests();

@@ -11,7 +11,8 @@
 //! order, so every access here names a pseudo-physical address, whatever the mode.
 
 use pv_abi::addr::PseudoPhys;
-use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
+use backend_drivers::GuestMemory;
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
 
 /// Why guest RAM could not be created.
 #[derive(Debug, thiserror::Error)]
@@ -36,7 +37,7 @@ pub struct OutsideRam {
 
 /// The guest's RAM, guest-physical `0..size`.
 pub struct GuestRam {
-    memory: GuestMemoryMmap,
+    memory: GuestMemory,
     size: u64,
 }
 
@@ -44,7 +45,7 @@ impl GuestRam {
     /// Allocates `size` bytes of zeroed guest RAM (lazily: pages are only backed by host
     /// memory when first touched).
     pub fn new(size: u64) -> Result<Self, RamAllocError> {
-        let memory = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), size as usize)])
+        let memory = GuestMemory::from_ranges(&[(GuestAddress(0), size as usize)])
             .map_err(|source| RamAllocError { bytes: size, source })?;
         Ok(GuestRam { memory, size })
     }
@@ -92,7 +93,7 @@ impl GuestRam {
 
     /// The underlying vm-memory object, for the device backends (which reach guest
     /// memory only through `backend_drivers`' checked ring pages and grants).
-    pub fn memory(&self) -> &GuestMemoryMmap {
+    pub fn memory(&self) -> &GuestMemory {
         &self.memory
     }
 

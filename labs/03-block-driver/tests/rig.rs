@@ -30,7 +30,8 @@ use pv_abi::addr::{FrameRange, PseudoFrame, PseudoPhys};
 use pv_abi::device::block::{BlockRequest, BlockResponse, BLOCK_MAX_SEGMENTS};
 use pv_abi::grant::{GrantAccess, GrantRef, GRANT_ENTRY_SIZE, GRANT_FLAGS_OFFSET};
 use pv_abi::ring::{BackRing, FrontRing};
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use backend_drivers::GuestMemory;
+use vm_memory::{Bytes, GuestAddress};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 /// Guest RAM of the rig.
@@ -115,7 +116,7 @@ pub type Front = BlockFront<GuestPage, GuestPage, QuietDoorbell, NeverSleep>;
 
 /// One frontend/backend pair on one simulated guest.
 pub struct Rig {
-    pub memory: GuestMemoryMmap,
+    pub memory: GuestMemory,
     pub image: TempImage,
     pub backend: BlockBackend,
     ring: BackRing<GuestPage, BlockRequest, BlockResponse>,
@@ -127,7 +128,7 @@ pub struct Rig {
 impl Rig {
     /// A rig whose disk has `sectors` sectors (`read_only`: the disk refuses writes).
     pub fn new(sectors: u64, read_only: bool) -> Rig {
-        let memory = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM as usize)]).expect("8 MiB of simulated guest memory");
+        let memory = GuestMemory::from_ranges(&[(GuestAddress(0), MEM as usize)]).expect("8 MiB of simulated guest memory");
         let image = TempImage::new(sectors);
         let disk = DiskImage::open(&image.0, read_only).expect("the disk image opens");
         let usable = FrameRange { start: data_frame(0), end: PseudoFrame::new(MEM / 4096) };
@@ -238,6 +239,6 @@ pub fn request(op: u8, sector: u64, nr_sectors: u32, grefs: &[GrantRef]) -> Bloc
     BlockRequest { id: 42, sector, op, nr_segments: grefs.len() as u8, nr_sectors, grefs: all }
 }
 
-fn page(memory: &GuestMemoryMmap, gpa: u64) -> GuestPage {
+fn page(memory: &GuestMemory, gpa: u64) -> GuestPage {
     GuestPage::new(memory.clone(), PseudoPhys::new(gpa)).expect("the page is in guest memory")
 }
