@@ -23,6 +23,7 @@
 //! | [`devices`] | split-driver devices: doorbells (ioeventfd), upcalls (irqfd → MSI), backend threads; one file per device | reach guest memory except through checked ring pages and grants |
 //! | [`vcpu`] | the exit loop, hypercalls, the `--timeout` watchdog, the loop's counters | outlive the run it serves |
 //! | [`vmm`] | [`vmm::Vm`]: one guest (memory, vCPU, devices, memory mode) as a value; its config, errors and stats | hold state shared with another `Vm` |
+//! | [`migration`] | pre-copy live migration: dirty tracking, the stream, the sender and the receiver, their figures | run a guest the stream did not deliver whole, or end the source's run before the destination confirms |
 //! | [`bench`](mod@bench) | `hv bench` and `hv blk-bench`: fresh VMs per measurement, baselines, reports | change how a guest runs |
 //! | [`cli`] | hv's command line: arguments, and the commands that run them | contain VMM logic |
 //!
@@ -52,5 +53,6 @@ pub mod shadow;
 pub mod devices;
 pub mod vcpu;
 pub mod vmm;
+pub mod migration;
 pub mod bench;
 pub mod cli;

@@ -1,0 +1,298 @@
+//! The source's side: copy a running guest to another hv, round by round, then pause it,
+//! send the rest and its state, and end here only once the destination runs it.
+//!
+//! Everything happens on the caller's thread (a management thread), while the vCPU
+//! thread runs the guest. The two meet only through jobs (`crate::vcpu::control`): one
+//! to turn dirty logging on and hand out what this thread needs (a handle on KVM's log,
+//! a reference to guest memory), one to pause the guest and capture its state, and one
+//! at the end that either ends the run (the destination confirmed) or resumes the guest
+//! (anything went wrong before that: the guest goes on as if nothing had happened).
+//!
+//! ```text
+//!  connect, header ─► Accept?                        (guest runs)
+//!  job: dirty logging on
+//!  round 0: every non-zero page ─►                   (guest runs, dirtying pages)
+//!  round n: pages dirtied during round n-1 ─►        (until `precopy::next_step` stops)
+//!  job: capture state, take the last dirty set, PAUSE ─────────┐ downtime
+//!  last pages, State, Done ─► ... ◄─ Running                    │
+//!  job: logging off, STOP (Ended: "migrated to …") ────────────┘
+//!  on any error before Running: job: logging off, RUN
+//! ```
+
+use std::io::{BufWriter, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use backend_drivers::GuestMemory;
+use pv_abi::addr::{PseudoFrame, PAGE_SIZE};
+use pv_abi::MmuMode;
+use vm_memory::{Bytes, GuestAddress};
+
+use super::dirty::DirtyLog;
+use super::figures::{MigrationReport, RoundFigures, StopReason};
+use super::precopy::{estimated_downtime, next_step, NextStep};
+use super::stream::{write_pages, Header, PageData, Record, Reply, StreamError, MAX_BATCH_PAGES};
+use super::MigrationError;
+use crate::memory::dirty::DirtySet;
+use crate::outcome::GuestStop;
+use crate::vcpu::control::{AfterJob, ExitBoundary, VcpuControl};
+
+/// How long connecting to the destination may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the destination may take to answer (it builds a VM before `Running`).
+const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bytes a page costs on the wire besides its data: frame (8) and kind (1).
+const PAGE_OVERHEAD: u64 = 9;
+
+/// What a migration is asked to do.
+#[derive(Clone, Debug)]
+pub struct SendOptions {
+    /// The destination, `HOST:PORT`.
+    pub destination: String,
+    /// At most this many live rounds (round 0 included) before stop-and-copy.
+    pub max_rounds: u32,
+    /// The downtime to aim for.
+    pub downtime_target: Duration,
+    /// The kernel's identity (`stream::kernel_identity` of its ELF): the destination
+    /// must run the same kernel.
+    pub kernel: u64,
+}
+
+/// Counts the bytes written through it.
+struct Counting<W> {
+    inner: W,
+    bytes: u64,
+}
+
+impl<W: Write> Write for Counting<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// What the migration thread keeps while rounds run.
+struct Source {
+    out: BufWriter<Counting<TcpStream>>,
+    reply: TcpStream,
+    memory: GuestMemory,
+    ram_bytes: u64,
+}
+
+/// One round's raw figures.
+struct Sent {
+    pages: u64,
+    bytes: u64,
+    elapsed: Duration,
+}
+
+impl Source {
+    fn bytes_so_far(&self) -> u64 {
+        self.out.get_ref().bytes + self.out.buffer().len() as u64
+    }
+
+    /// Sends `frames` as round `round`, then its end marker. With `skip_zero` (round 0,
+    /// into a destination whose RAM starts zeroed) all-zero pages are left out.
+    fn send_round(&mut self, round: u32, frames: impl Iterator<Item = PseudoFrame>, skip_zero: bool) -> Result<Sent, MigrationError> {
+        let start = Instant::now();
+        let bytes_before = self.bytes_so_far();
+        let mut batch: Vec<(PseudoFrame, PageData)> = Vec::with_capacity(MAX_BATCH_PAGES as usize);
+        let mut pages = 0u64;
+        for frame in frames {
+            let mut page = Box::new([0u8; PAGE_SIZE as usize]);
+            let at = frame.checked_address().map_or(u64::MAX, |a| a.raw());
+            self.memory.read_slice(&mut page[..], GuestAddress(at)).map_err(|e| MigrationError::Memory(e.to_string()))?;
+            let data = if page.iter().all(|b| *b == 0) { PageData::Zero } else { PageData::Data(page) };
+            if skip_zero && data == PageData::Zero {
+                continue;
+            }
+            batch.push((frame, data));
+            pages += 1;
+            if batch.len() == MAX_BATCH_PAGES as usize {
+                write_pages(&mut self.out, round, batch.iter().map(|(f, d)| (*f, d)))?;
+                batch.clear();
+            }
+        }
+        if !batch.is_empty() {
+            write_pages(&mut self.out, round, batch.iter().map(|(f, d)| (*f, d)))?;
+        }
+        Record::EndOfRound { round, pages }.write(&mut self.out)?;
+        self.out.flush()?;
+        Ok(Sent { pages, bytes: self.bytes_so_far() - bytes_before, elapsed: start.elapsed() })
+    }
+}
+
+fn figures(round: u32, paused: bool, sent: &Sent, dirtied: u64) -> RoundFigures {
+    let secs = sent.elapsed.as_secs_f64();
+    let bandwidth = if secs > 0.0 { sent.bytes as f64 / secs } else { 0.0 };
+    let estimate = estimated_downtime(dirtied, PAGE_SIZE + PAGE_OVERHEAD, bandwidth);
+    RoundFigures {
+        round,
+        paused,
+        pages_sent: sent.pages,
+        pages_dirtied: dirtied,
+        bytes: sent.bytes,
+        ms: secs * 1e3,
+        mb_per_s: bandwidth / 1e6,
+        estimated_downtime_ms: if estimate == Duration::MAX { f64::INFINITY } else { estimate.as_secs_f64() * 1e3 },
+    }
+}
+
+/// Connects and exchanges the header.
+fn connect(options: &SendOptions, ram_bytes: u64, mode: MmuMode) -> Result<(TcpStream, TcpStream), MigrationError> {
+    let addrs: Vec<_> = options
+        .destination
+        .to_socket_addrs()
+        .map_err(|e| MigrationError::Connect { to: options.destination.clone(), source: e })?
+        .collect();
+    let mut last = None;
+    for addr in addrs {
+        match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
+            Ok(stream) => {
+                stream.set_nodelay(true)?;
+                stream.set_read_timeout(Some(REPLY_TIMEOUT))?;
+                stream.set_write_timeout(Some(REPLY_TIMEOUT))?;
+                let mut reply = stream.try_clone()?;
+                let mut out = stream.try_clone()?;
+                Header { ram_bytes, mode, kernel: options.kernel }.write(&mut out)?;
+                return match Reply::read(&mut reply)? {
+                    Reply::Accept => Ok((stream, reply)),
+                    Reply::Refuse(why) => Err(MigrationError::Refused(why)),
+                    other => Err(StreamError::Malformed(format!("{other:?} where Accept or Refuse was expected")).into()),
+                };
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    let source = last.unwrap_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no address"));
+    Err(MigrationError::Connect { to: options.destination.clone(), source })
+}
+
+/// Sends the VM `control` reaches to `options.destination`, calling `progress` with each
+/// round's figures as it ends. `capture` runs on the vCPU thread with the guest paused
+/// and returns its state (vCPU and devices) as bytes (`super::state_capture`). On success the source's run has ended (the guest runs
+/// at the destination); on any error the guest runs on here as before, and the error
+/// says what went wrong.
+pub fn send(
+    control: &VcpuControl,
+    options: &SendOptions,
+    capture: impl FnOnce(&mut ExitBoundary) -> Result<Vec<u8>, String> + Send + 'static,
+    mut progress: impl FnMut(&RoundFigures),
+) -> Result<MigrationReport, MigrationError> {
+    let started = Instant::now();
+    // What this thread needs from the VM; logging starts here, and hv's own record is
+    // cleared, so both count writes from now on.
+    let (ram_bytes, mode, memory, kvm_log) = control.call(|b: &mut ExitBoundary| {
+        let mode = if b.shadow.is_some() { MmuMode::Shadow } else { MmuMode::Ept };
+        ((b.kvm.ram().size(), mode, b.kvm.ram().memory().clone(), b.kvm.dirty_log()), AfterJob::Run)
+    })?;
+    let result = (|| {
+        let (stream, reply) = connect(options, ram_bytes, mode)?;
+        control.call(|b: &mut ExitBoundary| {
+            let on = b.kvm.set_dirty_logging(true);
+            crate::memory::dirty::take_written_by_host(b.kvm.ram().memory(), &mut DirtySet::new(b.kvm.ram().size()));
+            (on, AfterJob::Run)
+        })?
+        .map_err(MigrationError::Logging)?;
+        let dirty_log = DirtyLog::new(kvm_log, memory.clone(), ram_bytes);
+        let mut source = Source { out: BufWriter::with_capacity(1 << 20, Counting { inner: stream, bytes: 0 }), reply, memory, ram_bytes };
+        precopy_and_stop(control, options, capture, &mut source, &dirty_log, started, mode, &mut progress)
+    })();
+    match result {
+        Ok(report) => Ok(report),
+        Err(e) => {
+            // Whatever failed, the guest must run on here as if nothing had happened.
+            let _ = control.call(|b: &mut ExitBoundary| (b.kvm.set_dirty_logging(false), AfterJob::Run));
+            Err(e)
+        }
+    }
+}
+
+/// The rounds, the pause, the last pages and the state, and the destination's answer.
+#[allow(clippy::too_many_arguments)]
+fn precopy_and_stop(
+    control: &VcpuControl,
+    options: &SendOptions,
+    capture: impl FnOnce(&mut ExitBoundary) -> Result<Vec<u8>, String> + Send + 'static,
+    source: &mut Source,
+    dirty_log: &DirtyLog,
+    started: Instant,
+    mode: MmuMode,
+    progress: &mut impl FnMut(&RoundFigures),
+) -> Result<MigrationReport, MigrationError> {
+    let mut rounds = Vec::new();
+    let mut total_pages = 0;
+    // Round 0: everything the guest has touched (a zero page needs no copy: the
+    // destination's RAM starts zeroed).
+    let mut to_send = DirtySet::full(source.ram_bytes);
+    let mut round = 0u32;
+    let stopped_because = loop {
+        let sent = source.send_round(round, to_send.iter(), round == 0)?;
+        to_send = dirty_log.since_last_call()?;
+        let row = figures(round, false, &sent, to_send.len());
+        progress(&row);
+        total_pages += sent.pages;
+        let estimate = Duration::try_from_secs_f64(row.estimated_downtime_ms / 1e3).unwrap_or(Duration::MAX);
+        rounds.push(row);
+        match next_step(round, estimate, options.downtime_target, options.max_rounds) {
+            NextStep::AnotherRound => round += 1,
+            NextStep::StopConverged => break StopReason::Converged,
+            NextStep::StopRoundLimit => break StopReason::RoundLimit,
+        }
+    };
+    // Pause: capture the state first (it drains the devices, whose last writes are then
+    // in the dirty record), then take the last dirty set. The guest stays paused.
+    let ram_bytes = source.ram_bytes;
+    let (paused_at, state, last) = control.call(move |b: &mut ExitBoundary| {
+        let paused_at = Instant::now();
+        let state = capture(b);
+        let mut last = DirtySet::new(ram_bytes);
+        let taken = b.kvm.dirty_log().take(&mut last);
+        crate::memory::dirty::take_written_by_host(b.kvm.ram().memory(), &mut last);
+        let after = if state.is_ok() && taken.is_ok() { AfterJob::Pause } else { AfterJob::Run };
+        ((paused_at, state, taken.map(|()| last)), after)
+    })?;
+    let state = state.map_err(MigrationError::State)?;
+    let mut last = last?;
+    last.union_with(&to_send);
+    round += 1;
+    let sent = source.send_round(round, last.iter(), false)?;
+    total_pages += sent.pages;
+    let row = figures(round, true, &sent, 0);
+    progress(&row);
+    rounds.push(row);
+    Record::State(state.clone()).write(&mut source.out)?;
+    Record::Done { total_pages }.write(&mut source.out)?;
+    source.out.flush()?;
+    let restore_us = match Reply::read(&mut source.reply)? {
+        Reply::Running { restore_us } => restore_us,
+        Reply::Refuse(why) => return Err(MigrationError::Refused(why)),
+        Reply::Accept => return Err(StreamError::Malformed("Accept where Running or Refuse was expected".into()).into()),
+    };
+    let downtime = paused_at.elapsed();
+    let destination = options.destination.clone();
+    let why = format!("the guest migrated to {destination}, which runs it now");
+    control.call(move |b: &mut ExitBoundary| {
+        let _ = b.kvm.set_dirty_logging(false);
+        ((), AfterJob::Stop(GuestStop::Ended { why }))
+    })?;
+    Ok(MigrationReport {
+        destination,
+        ram_bytes,
+        mode: mode.name(),
+        downtime_target_ms: options.downtime_target.as_secs_f64() * 1e3,
+        max_rounds: options.max_rounds,
+        rounds,
+        stopped_because,
+        total_pages,
+        total_bytes: source.bytes_so_far(),
+        state_bytes: state.len() as u64,
+        total_ms: started.elapsed().as_secs_f64() * 1e3,
+        downtime_ms: downtime.as_secs_f64() * 1e3,
+        destination_restore_ms: restore_us as f64 / 1e3,
+    })
+}
