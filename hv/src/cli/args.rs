@@ -147,6 +147,12 @@ Guest commands (the words after `--`, read by the built-in pv-guest):
   blk-bench SECTORS COUNT read COUNT requests of SECTORS sectors (used by `hv blk-bench`)
   task-demo               run one small ring-3 task (a short trace: compare --mmu ept and shadow)
   hostile-ptes            (--mmu shadow) write page-table entries hv must refuse; each is refused
+  dirty-loop MIB PAGES_PER_S [SECONDS]
+                          write PAGES_PER_S pages a second (0: as fast as it can) of a MIB
+                          buffer for SECONDS (default 5): a working set to migrate
+  checksum-loop MIB STEPS [MS_PER_STEP]
+                          STEPS steps over a MIB buffer (and the disk, with --disk), MS_PER_STEP
+                          apart (default 10); prints a result a migration must not change
 
 Examples:
   hv run
