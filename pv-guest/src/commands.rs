@@ -31,6 +31,8 @@ pub fn run(info: &BootInfo) -> u8 {
         Some("blk-bench") => blk::bench(info, words),
         Some("hostile-ptes") => hostile_ptes::run(info),
         Some("task-demo") => task_demo(),
+        Some("count") => count::count(info, words),
+        Some("count-user") => count::count_user(words),
         Some("bench") => bench::run(info, words),
         Some("dirty-loop") => migration::dirty_loop(info, words),
         Some("checksum-loop") => migration::checksum_loop(info, words),
@@ -49,6 +51,7 @@ pub fn run(info: &BootInfo) -> u8 {
 // first lines: hv's tests read the location of the `panic` command's panic.)
 pub mod bench;
 pub mod blk;
+pub mod count;
 pub mod hostile_ptes;
 pub mod migration;
 pub mod selftest;
@@ -77,6 +80,7 @@ fn usage() -> u8 {
     println!("pv-guest: commands: (none) | selftest | echo WORDS... | panic | fault ud|gp|pf|de |");
     println!("pv-guest:           triple-fault | bad-hypercalls | hypercall-bench [N] |");
     println!("pv-guest:           blk-read-sum LBA COUNT | blk-fill LBA COUNT BYTE | blk-bench SECTORS COUNT [always] |");
+    println!("pv-guest:           count N [MS] | count-user N [SPIN] |");
     println!("pv-guest:           dirty-loop MIB PAGES_PER_S [SECONDS] | checksum-loop MIB STEPS [MS_PER_STEP]");
     EXIT_USAGE
 }
