@@ -35,7 +35,7 @@ fn memory_arrives_whole(mode: MmuMode) {
         let incoming = accept_vm(&listener, Expect { ram_bytes, kernel }).expect("the VM arrives");
         let mut ram = vec![0u8; ram_bytes as usize];
         incoming.ram.read(PseudoPhys::new(0), &mut ram).unwrap();
-        incoming.refuse("this test only compares memory");
+        incoming.answer.refuse("this test only compares memory");
         ram
     });
     // Let the guest start writing.

@@ -264,6 +264,29 @@ pub struct RunArgs {
     #[arg(long)]
     pub stats: bool,
 
+    /// Receive a running guest from another hv instead of booting one: listen on
+    /// ADDR:PORT (e.g. 127.0.0.1:7000) for one live migration, then continue the guest
+    /// here, in the --mmu mode given (either, whatever the source ran). --mem must be the
+    /// source's RAM size and the kernel the source's; the disk is the source's (the same
+    /// image path, checked). See docs/vm-state.md, "Live migration".
+    #[arg(long, value_name = "ADDR:PORT", conflicts_with_all = ["guest_args", "disk", "migrate_to"])]
+    pub incoming: Option<String>,
+
+    /// Send the guest to the hv listening at HOST:PORT (`hv run --incoming`) by pre-copy
+    /// live migration, --migrate-after seconds after it starts. The rounds' figures are
+    /// printed to standard error; on success this hv ends and the guest runs on there;
+    /// if anything fails, the guest runs on here.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub migrate_to: Option<String>,
+
+    /// With --migrate-to: seconds after the start to begin the migration.
+    #[arg(long, value_name = "SECS", default_value = "1", value_parser = parse_timeout, requires = "migrate_to")]
+    pub migrate_after: std::time::Duration,
+
+    /// With --migrate-to: the migration's options.
+    #[command(flatten)]
+    pub migrate: super::migrate::MigrateOptions,
+
     /// Words passed to the guest kernel (see "Guest commands" below).
     #[arg(last = true, value_name = "GUEST ARGS")]
     pub guest_args: Vec<String>,

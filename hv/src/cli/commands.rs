@@ -75,7 +75,8 @@ pub(super) fn bench_command(args: BenchArgs) -> ExitCode {
     }
 }
 
-/// `hv run`: one [`Vm`] with its console on standard output.
+/// `hv run`: one [`Vm`] with its console on standard output: booted, or received from
+/// another hv (`--incoming`); sent to another after a while with `--migrate-to`.
 pub(super) fn run_command(args: RunArgs, started: Instant) -> ExitCode {
     let config = VmConfig {
         kernel: args.kernel,
@@ -87,7 +88,32 @@ pub(super) fn run_command(args: RunArgs, started: Instant) -> ExitCode {
         timeout: args.timeout,
         mmu: args.mmu.into(),
     };
-    match Vm::new(&config, Box::new(std::io::stdout()), started).and_then(Vm::run) {
+    let vm = match &args.incoming {
+        Some(address) => super::migrate::receive(address, &config, started).map(|received| received.vm),
+        None => Vm::new(&config, Box::new(std::io::stdout()), started).map_err(|e| e.to_string()),
+    };
+    let vm = match vm {
+        Ok(vm) => vm,
+        Err(e) => {
+            eprintln!("hv: error: {e}");
+            return ExitCode::from(EXIT_VMM_ERROR);
+        }
+    };
+    // --migrate-to: a thread that waits, then sends the guest while this one runs it.
+    let migration = args.migrate_to.map(|destination| {
+        let (control, options, after, config) = (vm.control(), args.migrate, args.migrate_after, config.clone());
+        std::thread::spawn(move || {
+            std::thread::sleep(after);
+            if let Err(e) = super::migrate::migrate(&control, &config, &destination, &options) {
+                eprintln!("hv: {e}");
+            }
+        })
+    });
+    let result = vm.run();
+    if let Some(thread) = migration {
+        let _ = thread.join();
+    }
+    match result {
         Ok(report) => {
             if let Some(message) = report.stop.message() {
                 eprintln!("hv: {message}");

@@ -32,8 +32,7 @@ pub struct Expect {
     pub kernel: u64,
 }
 
-/// A VM's memory and state, received whole; the source waits for [`Incoming::confirm`]
-/// or [`Incoming::refuse`].
+/// A VM's memory and state, received whole; the source waits for its [`Answer`].
 pub struct Incoming {
     /// The source's header.
     pub header: Header,
@@ -49,13 +48,20 @@ pub struct Incoming {
     pub ended_at: Instant,
     /// Where it came from.
     pub peer: SocketAddr,
+    /// The way back to the source.
+    pub answer: Answer,
+}
+
+/// The destination's last word to the source.
+pub struct Answer {
     reply: TcpStream,
 }
 
-impl Incoming {
-    /// Tells the source the guest is about to run here: it may end its run.
-    pub fn confirm(mut self) -> Result<(), MigrationError> {
-        let restore_us = self.ended_at.elapsed().as_micros().min(u128::from(u64::MAX)) as u64;
+impl Answer {
+    /// Tells the source the guest is about to run here (`ended_at`: when the stream
+    /// ended, to report the destination's share of the downtime): it may end its run.
+    pub fn confirm(mut self, ended_at: Instant) -> Result<(), MigrationError> {
+        let restore_us = ended_at.elapsed().as_micros().min(u128::from(u64::MAX)) as u64;
         Reply::Running { restore_us }.write(&mut self.reply)?;
         self.reply.flush()?;
         Ok(())
@@ -90,7 +96,7 @@ pub fn accept_vm(listener: &TcpListener, expect: Expect) -> Result<Incoming, Mig
     let ram = GuestRam::new(header.ram_bytes).map_err(|e| MigrationError::Memory(e.to_string()))?;
     match read_rounds(&mut input, &ram) {
         Ok((state, rounds, pages)) => {
-            Ok(Incoming { header, ram, state, rounds, pages, ended_at: Instant::now(), peer, reply: stream })
+            Ok(Incoming { header, ram, state, rounds, pages, ended_at: Instant::now(), peer, answer: Answer { reply: stream } })
         }
         Err(e) => {
             refuse(&mut reply, &e);
