@@ -80,3 +80,142 @@ fn memory_arrives_whole_in_shadow_mode_and_a_refused_guest_runs_on() {
     require_kvm!();
     memory_arrives_whole(MmuMode::Shadow);
 }
+
+// ---- Two hv processes on loopback ----------------------------------------------------
+
+use common::background::Background;
+use common::{hv, temp_path, Outcome};
+
+/// A fresh zeroed disk image, removed when dropped.
+struct Disk(std::path::PathBuf);
+
+impl Disk {
+    fn new() -> Disk {
+        let path = temp_path("migrate-disk.img");
+        std::fs::write(&path, vec![0u8; 1 << 20]).unwrap();
+        Disk(path)
+    }
+    fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for Disk {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// The work the migrated guests do: 150 checksum steps 10 ms apart over 4 MiB (and the
+/// disk), about 1.5 s, so the migration lands in the middle of it.
+const CHECKSUM: [&str; 5] = ["checksum-loop", "4", "150", "10", ""];
+
+fn checksum_result(out: &str) -> Option<&str> {
+    out.lines().find_map(|l| l.strip_prefix("checksum-loop: result "))
+}
+
+/// Runs `guest` in an hv (`--mmu from`) that migrates it after `after` seconds to an hv
+/// receiving in mode `to`, with `extra` source options; returns (source, destination).
+fn migrate(from: &str, to: &str, disk: Option<&Disk>, guest: &[&str], after: &str, extra: &[&str]) -> (Outcome, Outcome) {
+    let mut destination = Background::start(&["run", "--incoming", "127.0.0.1:0", "--mmu", to]);
+    let port = destination.listening_port();
+    let target = format!("127.0.0.1:{port}");
+    let mut args = vec!["run", "--mmu", from, "--migrate-to", &target, "--migrate-after", after];
+    if let Some(d) = disk {
+        args.extend(["--disk", d.path()]);
+    }
+    args.extend(extra);
+    args.push("--");
+    args.extend(guest.iter().filter(|w| !w.is_empty()));
+    let source = hv(&args);
+    (source, destination.finish())
+}
+
+/// A migrated checksum run prints the same result as an unmigrated one, with the disk
+/// (pages written before the migration are read back after it), and the source prints
+/// each round and the downtime.
+fn same_result_as_unmigrated(from: &str, to: &str) {
+    let plain_disk = Disk::new();
+    let plain = hv(&["run", "--mmu", from, "--disk", plain_disk.path(), "--", CHECKSUM[0], CHECKSUM[1], CHECKSUM[2], CHECKSUM[3]]);
+    plain.expect_code(0);
+    let expected = checksum_result(&plain.stdout).expect("the unmigrated run's result").to_string();
+    let disk = Disk::new();
+    let (source, destination) = migrate(from, to, Some(&disk), &CHECKSUM, "0.5", &[]);
+    source.expect_code(0);
+    source.expect(source.stderr.contains("migrate: round  0:") && source.stderr.contains("(paused)"), "per-round figures");
+    source.expect(source.stderr.contains("downtime") && source.stderr.contains("migrated to 127.0.0.1:"), "the downtime and the end");
+    source.expect(checksum_result(&source.stdout).is_none(), "the source stopped before the end of the work");
+    destination.expect_code(0);
+    destination.expect(destination.stderr.contains(&format!("{from} mode there, {to} here")), "the destination names both modes");
+    let got = checksum_result(&destination.stdout);
+    destination.expect(got == Some(expected.as_str()), &format!("the migrated result equals the unmigrated one ({expected})"));
+    eprintln!("{from} -> {to}:\n{}", source.stderr.lines().filter(|l| l.starts_with("migrate:")).collect::<Vec<_>>().join("\n"));
+}
+
+#[test]
+fn a_migrated_guest_computes_what_an_unmigrated_one_does_ept_to_ept() {
+    require_kvm!();
+    same_result_as_unmigrated("ept", "ept");
+}
+
+#[test]
+fn a_migrated_guest_computes_what_an_unmigrated_one_does_shadow_to_shadow() {
+    require_kvm!();
+    same_result_as_unmigrated("shadow", "shadow");
+}
+
+#[test]
+fn a_migrated_guest_computes_what_an_unmigrated_one_does_ept_to_shadow() {
+    require_kvm!();
+    same_result_as_unmigrated("ept", "shadow");
+}
+
+#[test]
+fn a_migrated_guest_computes_what_an_unmigrated_one_does_shadow_to_ept() {
+    require_kvm!();
+    same_result_as_unmigrated("shadow", "ept");
+}
+
+#[test]
+fn a_hot_working_set_falls_back_to_stop_and_copy_and_writes_its_figures() {
+    require_kvm!();
+    let json = temp_path("migrate.json");
+    let plot = temp_path("migrate.svg");
+    let (j, p) = (json.to_str().unwrap().to_string(), plot.to_str().unwrap().to_string());
+    // Writing as fast as it can, the guest dirties pages in every round; no round can
+    // meet a zero downtime target, so the round limit ends the live rounds.
+    let guest = ["dirty-loop", "16", "0", "3", ""];
+    let extra = ["--max-rounds", "3", "--downtime-ms", "0", "--json", &j, "--plot", &p];
+    let (source, destination) = migrate("ept", "ept", None, &guest, "0.5", &extra);
+    source.expect_code(0);
+    source.expect(source.stderr.contains("did not converge within 3 rounds: fell back to stop-and-copy"), "the fallback is named");
+    destination.expect_code(0);
+    destination.expect(destination.stdout.contains("dirty-loop: done"), "the guest finished at the destination");
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).expect("the JSON")).expect("JSON");
+    assert_eq!(report["stopped_because"], "round_limit");
+    assert_eq!(report["rounds"].as_array().map(Vec::len), Some(4), "3 live rounds and the paused one: {report}");
+    assert!(report["downtime_ms"].as_f64().is_some_and(|d| d > 0.0));
+    let svg = std::fs::read_to_string(&plot).expect("the plot");
+    assert!(svg.starts_with("<svg") && svg.contains("round limit"));
+    let _ = (std::fs::remove_file(json), std::fs::remove_file(plot));
+}
+
+#[test]
+fn killing_the_destination_mid_migration_leaves_the_source_guest_running() {
+    require_kvm!();
+    let mut destination = Background::start(&["run", "--incoming", "127.0.0.1:0"]);
+    let target = format!("127.0.0.1:{}", destination.listening_port());
+    // A hot working set and no way to converge: the rounds go on until the kill.
+    let mut source = Background::start(&[
+        "run", "--migrate-to", &target, "--migrate-after", "0.3", "--max-rounds", "1000", "--downtime-ms", "0", "--",
+        "dirty-loop", "16", "0", "3",
+    ]);
+    source.wait_for("migrate: round  2");
+    destination.kill();
+    let destination = destination.finish();
+    let source = source.finish();
+    source.expect_code(0);
+    source.expect(source.stderr.contains("failed") && source.stderr.contains("the guest runs on here"), "the failure is reported");
+    source.expect(source.stdout.contains("dirty-loop: done"), "the source's guest ran to its end");
+    destination.expect(destination.code != 0, "the destination was killed");
+}
