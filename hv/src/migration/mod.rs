@@ -12,8 +12,8 @@
 //! | --- | --- |
 //! | [`stream`] | the wire format, documented where it is defined, checked on receipt |
 //! | [`dirty`] | pages dirtied since the last look: KVM's log and hv's own record, in either memory mode |
-//! | [`precopy`] | the policy: the downtime estimate and the stop condition |
 //! | [`figures`] | per-round figures, the report, its JSON; downtime defined |
+//! | [`precopy`] | the round loop and its stop condition, over a sink and a dirty source |
 //! | [`plot`] | dirty pages per round as an SVG chart |
 //! | [`send`] | the source: rounds, pause, last pages and state, confirmation or resume |
 //! | [`receive`] | the destination: fill fresh RAM from the stream, every record checked |
@@ -25,8 +25,8 @@
 
 pub mod stream;
 pub mod dirty;
-pub mod precopy;
 pub mod figures;
+pub mod precopy;
 pub mod plot;
 pub mod send;
 pub mod receive;

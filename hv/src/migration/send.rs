@@ -29,8 +29,8 @@ use pv_abi::MmuMode;
 use vm_memory::{Bytes, GuestAddress};
 
 use super::dirty::DirtyLog;
-use super::figures::{MigrationReport, RoundFigures, StopReason};
-use super::precopy::{estimated_downtime, next_step, NextStep};
+use super::figures::{MigrationReport, RoundFigures};
+use super::precopy::{live_rounds, round_figures, DirtySource, Policy, RoundSink, Sent};
 use super::stream::{write_pages, Header, PageData, Record, Reply, StreamError, MAX_BATCH_PAGES};
 use super::MigrationError;
 use crate::memory::dirty::DirtySet;
@@ -41,8 +41,6 @@ use crate::vcpu::control::{AfterJob, ExitBoundary, VcpuControl};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the destination may take to answer (it builds a VM before `Running`).
 const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
-/// Bytes a page costs on the wire besides its data: frame (8) and kind (1).
-const PAGE_OVERHEAD: u64 = 9;
 /// What an untouched page holds.
 static ZERO_PAGE: [u8; PAGE_SIZE as usize] = [0; PAGE_SIZE as usize];
 
@@ -85,27 +83,20 @@ struct Source {
     ram_bytes: u64,
 }
 
-/// One round's raw figures.
-struct Sent {
-    pages: u64,
-    bytes: u64,
-    elapsed: Duration,
-}
-
 impl Source {
     fn bytes_so_far(&self) -> u64 {
         self.out.get_ref().bytes + self.out.buffer().len() as u64
     }
+}
 
-    /// Sends `frames` as round `round`, then its end marker. With `skip_zero` (round 0,
-    /// into a destination whose RAM starts zeroed) all-zero pages are left out.
-    fn send_round(&mut self, round: u32, frames: impl Iterator<Item = PseudoFrame>, skip_zero: bool) -> Result<Sent, MigrationError> {
+impl RoundSink for Source {
+    fn send_round(&mut self, round: u32, pages: &DirtySet, skip_zero: bool) -> Result<Sent, MigrationError> {
         let start = Instant::now();
         let bytes_before = self.bytes_so_far();
         let mut batch: Vec<(PseudoFrame, PageData)> = Vec::with_capacity(MAX_BATCH_PAGES as usize);
-        let mut pages = 0u64;
+        let mut sent = 0u64;
         let mut page = [0u8; PAGE_SIZE as usize];
-        for frame in frames {
+        for frame in pages.iter() {
             let at = frame.checked_address().map_or(u64::MAX, |a| a.raw());
             self.memory.read_slice(&mut page, GuestAddress(at)).map_err(|e| MigrationError::Memory(e.to_string()))?;
             // (A slice comparison is one memcmp: round 0 looks at every page of RAM.)
@@ -114,7 +105,7 @@ impl Source {
                 continue;
             }
             batch.push((frame, data));
-            pages += 1;
+            sent += 1;
             if batch.len() == MAX_BATCH_PAGES as usize {
                 write_pages(&mut self.out, round, batch.iter().map(|(f, d)| (*f, d)))?;
                 batch.clear();
@@ -123,25 +114,15 @@ impl Source {
         if !batch.is_empty() {
             write_pages(&mut self.out, round, batch.iter().map(|(f, d)| (*f, d)))?;
         }
-        Record::EndOfRound { round, pages }.write(&mut self.out)?;
+        Record::EndOfRound { round, pages: sent }.write(&mut self.out)?;
         self.out.flush()?;
-        Ok(Sent { pages, bytes: self.bytes_so_far() - bytes_before, elapsed: start.elapsed() })
+        Ok(Sent { pages: sent, bytes: self.bytes_so_far() - bytes_before, elapsed: start.elapsed() })
     }
 }
 
-fn figures(round: u32, paused: bool, sent: &Sent, dirtied: u64) -> RoundFigures {
-    let secs = sent.elapsed.as_secs_f64();
-    let bandwidth = if secs > 0.0 { sent.bytes as f64 / secs } else { 0.0 };
-    let estimate = estimated_downtime(dirtied, PAGE_SIZE + PAGE_OVERHEAD, bandwidth);
-    RoundFigures {
-        round,
-        paused,
-        pages_sent: sent.pages,
-        pages_dirtied: dirtied,
-        bytes: sent.bytes,
-        ms: secs * 1e3,
-        mb_per_s: bandwidth / 1e6,
-        estimated_downtime_ms: if estimate == Duration::MAX { f64::INFINITY } else { estimate.as_secs_f64() * 1e3 },
+impl DirtySource for DirtyLog {
+    fn dirtied_since_last_call(&mut self) -> Result<DirtySet, MigrationError> {
+        Ok(self.since_last_call()?)
     }
 }
 
@@ -201,9 +182,9 @@ pub fn send(
             (on, AfterJob::Run)
         })?
         .map_err(MigrationError::Logging)?;
-        let dirty_log = DirtyLog::new(kvm_log, memory.clone(), ram_bytes);
+        let mut dirty_log = DirtyLog::new(kvm_log, memory.clone(), ram_bytes);
         let mut source = Source { out: BufWriter::with_capacity(1 << 20, Counting { inner: stream, bytes: 0 }), reply, memory, ram_bytes };
-        precopy_and_stop(control, options, capture, &mut source, &dirty_log, started, mode, &mut progress)
+        precopy_and_stop(control, options, capture, &mut source, &mut dirty_log, started, mode, &mut progress)
     })();
     match result {
         Ok(report) => Ok(report),
@@ -222,31 +203,14 @@ fn precopy_and_stop(
     options: &SendOptions,
     capture: impl FnOnce(&mut ExitBoundary) -> Result<Vec<u8>, String> + Send + 'static,
     source: &mut Source,
-    dirty_log: &DirtyLog,
+    dirty_log: &mut DirtyLog,
     started: Instant,
     mode: MmuMode,
     progress: &mut impl FnMut(&RoundFigures),
 ) -> Result<MigrationReport, MigrationError> {
-    let mut rounds = Vec::new();
-    let mut total_pages = 0;
-    // Round 0: everything the guest has touched (a zero page needs no copy: the
-    // destination's RAM starts zeroed).
-    let mut to_send = DirtySet::full(source.ram_bytes);
-    let mut round = 0u32;
-    let stopped_because = loop {
-        let sent = source.send_round(round, to_send.iter(), round == 0)?;
-        to_send = dirty_log.since_last_call()?;
-        let row = figures(round, false, &sent, to_send.len());
-        progress(&row);
-        total_pages += sent.pages;
-        let estimate = Duration::try_from_secs_f64(row.estimated_downtime_ms / 1e3).unwrap_or(Duration::MAX);
-        rounds.push(row);
-        match next_step(round, estimate, options.downtime_target, options.max_rounds) {
-            NextStep::AnotherRound => round += 1,
-            NextStep::StopConverged => break StopReason::Converged,
-            NextStep::StopRoundLimit => break StopReason::RoundLimit,
-        }
-    };
+    let policy = Policy { ram_bytes: source.ram_bytes, max_rounds: options.max_rounds, downtime_target: options.downtime_target };
+    let live = live_rounds(source, dirty_log, &policy, progress)?;
+    let (mut rounds, stopped_because, mut total_pages) = (live.rounds, live.stopped_because, live.pages_sent);
     // Pause: capture the state first (it drains the devices, whose last writes are then
     // in the dirty record), then take the last dirty set. The guest stays paused.
     let ram_bytes = source.ram_bytes;
@@ -261,11 +225,11 @@ fn precopy_and_stop(
     })?;
     let state = state.map_err(MigrationError::State)?;
     let mut last = last?;
-    last.union_with(&to_send);
-    round += 1;
-    let sent = source.send_round(round, last.iter(), false)?;
+    last.union_with(&live.still_dirty);
+    let round = rounds.len() as u32;
+    let sent = source.send_round(round, &last, false)?;
     total_pages += sent.pages;
-    let row = figures(round, true, &sent, 0);
+    let row = round_figures(round, true, &sent, 0);
     progress(&row);
     rounds.push(row);
     Record::State(state.clone()).write(&mut source.out)?;
