@@ -128,6 +128,7 @@ mod tests {
             total_ms: 10.0,
             downtime_ms: 1.5,
             destination_restore_ms: 0.5,
+            capture_ms: 0.2,
         };
         let svg = render(&report);
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
