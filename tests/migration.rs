@@ -220,3 +220,39 @@ fn killing_the_destination_mid_migration_leaves_the_source_guest_running() {
     source.expect(source.stdout.contains("dirty-loop: done"), "the source's guest ran to its end");
     destination.expect(destination.code != 0, "the destination was killed");
 }
+
+// ---- The command line ----------------------------------------------------------------
+
+#[test]
+fn help_explains_the_migration_options() {
+    let r = hv(&["run", "--help"]);
+    r.expect_code(0);
+    for option in ["--incoming", "--migrate-to", "--migrate-after", "--max-rounds", "--downtime-ms", "--json", "--plot", "dirty-loop", "checksum-loop"] {
+        r.expect(r.stdout.contains(option), &format!("--help mentions {option}"));
+    }
+}
+
+#[test]
+fn migration_options_that_cannot_go_together_are_usage_errors() {
+    for args in [
+        &["run", "--migrate-after", "2", "--", "echo"][..],
+        &["run", "--incoming", "127.0.0.1:0", "--", "echo"],
+        &["run", "--incoming", "127.0.0.1:0", "--migrate-to", "127.0.0.1:1"],
+        &["run", "--migrate-to", "127.0.0.1:1", "--downtime-ms", "-1"],
+        &["run", "--migrate-to", "127.0.0.1:1", "--max-rounds", "0"],
+    ] {
+        let r = hv(args);
+        r.expect_code(2);
+    }
+}
+
+#[test]
+fn a_destination_that_cannot_be_reached_leaves_the_guest_running() {
+    require_kvm!();
+    // Nothing listens on the port of a listener just closed.
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let r = hv(&["run", "--migrate-to", &format!("127.0.0.1:{port}"), "--migrate-after", "0.2", "--", "dirty-loop", "2", "100", "1"]);
+    r.expect_code(0);
+    r.expect(r.stderr.contains("cannot connect to 127.0.0.1:") && r.stderr.contains("the guest runs on here"), "the failure is named");
+    r.expect(r.stdout.contains("dirty-loop: done"), "the guest ran to its end");
+}
