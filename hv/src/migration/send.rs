@@ -58,6 +58,17 @@ pub struct SendOptions {
     pub kernel: u64,
 }
 
+/// What a job leaves the guest doing when it is not the migration's business: running,
+/// or paused if it was paused before (a management interface may migrate a paused guest,
+/// and a failed migration must leave it paused).
+fn as_before(b: &ExitBoundary) -> AfterJob {
+    if b.paused {
+        AfterJob::Pause
+    } else {
+        AfterJob::Run
+    }
+}
+
 /// Counts the bytes written through it.
 struct Counting<W> {
     inner: W,
@@ -170,16 +181,16 @@ pub fn send(
     let started = Instant::now();
     // What this thread needs from the VM; logging starts here, and hv's own record is
     // cleared, so both count writes from now on.
-    let (ram_bytes, mode, memory, kvm_log) = control.call(|b: &mut ExitBoundary| {
+    let (ram_bytes, mode, memory, kvm_log, was_paused) = control.call(|b: &mut ExitBoundary| {
         let mode = if b.shadow.is_some() { MmuMode::Shadow } else { MmuMode::Ept };
-        ((b.kvm.ram().size(), mode, b.kvm.ram().memory().clone(), b.kvm.dirty_log()), AfterJob::Run)
+        ((b.kvm.ram().size(), mode, b.kvm.ram().memory().clone(), b.kvm.dirty_log(), b.paused), as_before(b))
     })?;
     let result = (|| {
         let (stream, reply) = connect(options, ram_bytes, mode)?;
         control.call(|b: &mut ExitBoundary| {
             let on = b.kvm.set_dirty_logging(true);
             crate::memory::dirty::take_written_by_host(b.kvm.ram().memory(), &mut DirtySet::new(b.kvm.ram().size()));
-            (on, AfterJob::Run)
+            (on, as_before(b))
         })?
         .map_err(MigrationError::Logging)?;
         let mut dirty_log = DirtyLog::new(kvm_log, memory.clone(), ram_bytes);
@@ -189,8 +200,10 @@ pub fn send(
     match result {
         Ok(report) => Ok(report),
         Err(e) => {
-            // Whatever failed, the guest must run on here as if nothing had happened.
-            let _ = control.call(|b: &mut ExitBoundary| (b.kvm.set_dirty_logging(false), AfterJob::Run));
+            // Whatever failed, the guest must go on here as if nothing had happened:
+            // running, or paused if it was paused before the migration began.
+            let after = move || if was_paused { AfterJob::Pause } else { AfterJob::Run };
+            let _ = control.call(move |b: &mut ExitBoundary| (b.kvm.set_dirty_logging(false), after()));
             Err(e)
         }
     }
@@ -220,7 +233,7 @@ fn precopy_and_stop(
         let mut last = DirtySet::new(ram_bytes);
         let taken = b.kvm.dirty_log().take(&mut last);
         crate::memory::dirty::take_written_by_host(b.kvm.ram().memory(), &mut last);
-        let after = if state.is_ok() && taken.is_ok() { AfterJob::Pause } else { AfterJob::Run };
+        let after = if state.is_ok() && taken.is_ok() { AfterJob::Pause } else { as_before(b) };
         // How long the pause job held the guest: the state capture (devices drained,
         // vCPU read) and the last look at the dirty logs, a share of the downtime.
         let in_job = paused_at.elapsed();
