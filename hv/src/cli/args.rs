@@ -181,7 +181,8 @@ pub struct BlkBenchArgs {
 }
 
 const GUEST_COMMANDS_HELP: &str = "\
-Guest commands (the words after `--`, read by the built-in pv-guest):
+Guest commands (the words after `--`, read by the built-in pv-guest; chain several with a
+quoted ';' word, e.g. `-- blk-fill 0 8 7 ';' count 5`: they run in order until one fails):
   (none)                  print a greeting that names the memory mode, then shut down with 0
   selftest                run the in-guest self-tests; prints `selftest: N passed, M failed`
   echo WORDS...           print the words back (shows how the command line reaches the guest)
