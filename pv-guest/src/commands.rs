@@ -10,13 +10,26 @@ use pv_abi::BootInfo;
 /// Exit code for a command line the guest does not understand (like a shell's usage error).
 const EXIT_USAGE: u8 = 2;
 
-/// Runs the command in the boot-info page; returns the exit code for `shutdown`.
+/// Runs the commands in the boot-info page, one after the other (separated by a `;`
+/// word), stopping at the first that fails; returns the exit code for `shutdown`.
 pub fn run(info: &BootInfo) -> u8 {
     let mut words = info
         .cmdline_bytes()
         .split(|b| *b == 0)
         .filter(|w| !w.is_empty())
-        .map(|w| core::str::from_utf8(w).unwrap_or("<not UTF-8>"));
+        .map(|w| core::str::from_utf8(w).unwrap_or("<not UTF-8>"))
+        .peekable();
+    loop {
+        let command = core::iter::from_fn(|| words.next_if(|w| *w != ";"));
+        let code = run_one(info, command);
+        if code != 0 || words.next().is_none() {
+            return code;
+        }
+    }
+}
+
+/// Runs one command (its words); returns its exit code.
+fn run_one<'a>(info: &BootInfo, mut words: impl Iterator<Item = &'a str>) -> u8 {
     match words.next() {
         None => greet(info),
         Some("selftest") => selftest::run(info),

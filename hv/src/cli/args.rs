@@ -68,6 +68,22 @@ pub enum Command {
     /// hv's translation of it changes. Exit codes as for `hv run`.
     #[command(after_help = RESTORE_HELP)]
     Restore(RestoreArgs),
+
+    /// Measure snapshots and restores: the guest's pause for a snapshot, the file's
+    /// size, and restore to the first instruction against booting, in each memory mode
+    /// and across modes, all in one run.
+    StateBench(StateBenchArgs),
+}
+
+/// Options of `hv state-bench`.
+#[derive(Debug, Args)]
+pub struct StateBenchArgs {
+    /// Guest RAM in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = DEFAULT_MEM_MIB)]
+    pub mem: u64,
+    /// Repetitions of each timing; the median is reported.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub reps: usize,
 }
 
 const RESTORE_HELP: &str = "\
@@ -181,7 +197,8 @@ pub struct BlkBenchArgs {
 }
 
 const GUEST_COMMANDS_HELP: &str = "\
-Guest commands (the words after `--`, read by the built-in pv-guest):
+Guest commands (the words after `--`, read by the built-in pv-guest; chain several with a
+quoted ';' word, e.g. `-- blk-fill 0 8 7 ';' count 5`: they run in order until one fails):
   (none)                  print a greeting that names the memory mode, then shut down with 0
   selftest                run the in-guest self-tests; prints `selftest: N passed, M failed`
   echo WORDS...           print the words back (shows how the command line reaches the guest)

@@ -83,6 +83,10 @@ pub struct DiskIdentity {
     pub device: u64,
     /// Its inode number.
     pub inode: u64,
+    /// When its contents last changed (nanoseconds since the epoch): a disk written
+    /// after the state was taken no longer matches the guest's memory (its caches, its
+    /// idea of what it wrote). Also tells apart a new file that got the old inode number.
+    pub modified_ns: i128,
 }
 
 impl DiskIdentity {
@@ -95,6 +99,7 @@ impl DiskIdentity {
             bytes: meta.len(),
             device: meta.dev(),
             inode: meta.ino(),
+            modified_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
         })
     }
 
@@ -104,6 +109,11 @@ impl DiskIdentity {
             Some(format!("{} is not the same file as when the state was taken (another inode)", self.path.display()))
         } else if self.bytes != now.bytes {
             Some(format!("{} is {} bytes now, {} when the state was taken", self.path.display(), now.bytes, self.bytes))
+        } else if self.modified_ns != now.modified_ns {
+            Some(format!(
+                "{} was written (or replaced) after the state was taken, so it no longer matches the guest's memory",
+                self.path.display()
+            ))
         } else {
             None
         }
