@@ -92,6 +92,10 @@ struct Source {
     reply: TcpStream,
     memory: GuestMemory,
     ram_bytes: u64,
+    /// Pages the host had ever backed when logging began (`GuestRam::touched_pages`):
+    /// round 0 skips the others without reading them (they are zeros, and reading one
+    /// would cost a page fault). A page first written later is in the dirty log.
+    touched: Option<Vec<bool>>,
 }
 
 impl Source {
@@ -108,6 +112,10 @@ impl RoundSink for Source {
         let mut sent = 0u64;
         let mut page = [0u8; PAGE_SIZE as usize];
         for frame in pages.iter() {
+            let untouched = self.touched.as_ref().is_some_and(|t| !t.get(frame.raw() as usize).copied().unwrap_or(true));
+            if skip_zero && untouched {
+                continue;
+            }
             let at = frame.checked_address().map_or(u64::MAX, |a| a.raw());
             self.memory.read_slice(&mut page, GuestAddress(at)).map_err(|e| MigrationError::Memory(e.to_string()))?;
             // (A slice comparison is one memcmp: round 0 looks at every page of RAM.)
@@ -187,14 +195,16 @@ pub fn send(
     })?;
     let result = (|| {
         let (stream, reply) = connect(options, ram_bytes, mode)?;
-        control.call(|b: &mut ExitBoundary| {
-            let on = b.kvm.set_dirty_logging(true);
-            crate::memory::dirty::take_written_by_host(b.kvm.ram().memory(), &mut DirtySet::new(b.kvm.ram().size()));
-            (on, as_before(b))
-        })?
-        .map_err(MigrationError::Logging)?;
+        let touched = control
+            .call(|b: &mut ExitBoundary| {
+                let on = b.kvm.set_dirty_logging(true);
+                crate::memory::dirty::take_written_by_host(b.kvm.ram().memory(), &mut DirtySet::new(b.kvm.ram().size()));
+                // Asked after logging is on: a page touched from now on is also dirty.
+                (on.map(|()| b.kvm.ram().touched_pages()), as_before(b))
+            })?
+            .map_err(MigrationError::Logging)?;
         let mut dirty_log = DirtyLog::new(kvm_log, memory.clone(), ram_bytes);
-        let mut source = Source { out: BufWriter::with_capacity(1 << 20, Counting { inner: stream, bytes: 0 }), reply, memory, ram_bytes };
+        let mut source = Source { out: BufWriter::with_capacity(1 << 20, Counting { inner: stream, bytes: 0 }), reply, memory, ram_bytes, touched };
         precopy_and_stop(control, options, capture, &mut source, &mut dirty_log, started, mode, &mut progress)
     })();
     match result {
