@@ -177,9 +177,9 @@ fn connect(options: &SendOptions, ram_bytes: u64, mode: MmuMode) -> Result<(TcpS
 
 /// Sends the VM `control` reaches to `options.destination`, calling `progress` with each
 /// round's figures as it ends. `capture` runs on the vCPU thread with the guest paused
-/// and returns its state (vCPU and devices) as bytes (`super::state_capture`). On success the source's run has ended (the guest runs
-/// at the destination); on any error the guest runs on here as before, and the error
-/// says what went wrong.
+/// and returns its state (vCPU and devices) as bytes (`super::state_capture`). On
+/// success the source's run has ended (the guest runs at the destination); on any error
+/// the guest runs on here as before, and the error says what went wrong.
 pub fn send(
     control: &VcpuControl,
     options: &SendOptions,
@@ -258,7 +258,8 @@ fn precopy_and_stop(
     let row = round_figures(round, true, &sent, 0);
     progress(&row);
     rounds.push(row);
-    Record::State(state.clone()).write(&mut source.out)?;
+    let state_bytes = state.len() as u64;
+    Record::State(state).write(&mut source.out)?;
     Record::Done { total_pages }.write(&mut source.out)?;
     source.out.flush()?;
     let restore_us = match Reply::read(&mut source.reply)? {
@@ -283,7 +284,7 @@ fn precopy_and_stop(
         stopped_because,
         total_pages,
         total_bytes: source.bytes_so_far(),
-        state_bytes: state.len() as u64,
+        state_bytes,
         total_ms: started.elapsed().as_secs_f64() * 1e3,
         downtime_ms: downtime.as_secs_f64() * 1e3,
         destination_restore_ms: restore_us as f64 / 1e3,
