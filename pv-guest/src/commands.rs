@@ -31,6 +31,7 @@ pub fn run(info: &BootInfo) -> u8 {
         Some("blk-bench") => blk::bench(info, words),
         Some("hostile-ptes") => hostile_ptes::run(info),
         Some("task-demo") => task_demo(),
+        Some("count") => count::run(info, words),
         Some("bench") => bench::run(info, words),
         Some(other) => {
             println!("pv-guest: unknown command '{other}'");
@@ -41,11 +42,13 @@ pub fn run(info: &BootInfo) -> u8 {
 
 // The command families that need more than a function each, one module per family:
 // `selftest` and `bad-hypercalls` (selftest), `blk-read-sum`, `blk-fill`, `blk-bench`
-// (blk), `hostile-ptes` (hostile_ptes), and `bench`, the guest half of `hv bench`.
+// (blk), `hostile-ptes` (hostile_ptes), `count` (count), and `bench`, the guest half of
+// `hv bench`.
 // The one-function commands are below. (This file keeps its name and the order of its
 // first lines: hv's tests read the location of the `panic` command's panic.)
 pub mod bench;
 pub mod blk;
+pub mod count;
 pub mod hostile_ptes;
 pub mod selftest;
 
@@ -72,7 +75,8 @@ fn greet(info: &BootInfo) -> u8 {
 fn usage() -> u8 {
     println!("pv-guest: commands: (none) | selftest | echo WORDS... | panic | fault ud|gp|pf|de |");
     println!("pv-guest:           triple-fault | bad-hypercalls | hypercall-bench [N] |");
-    println!("pv-guest:           blk-read-sum LBA COUNT | blk-fill LBA COUNT BYTE | blk-bench SECTORS COUNT [always]");
+    println!("pv-guest:           blk-read-sum LBA COUNT | blk-fill LBA COUNT BYTE | blk-bench SECTORS COUNT [always] |");
+    println!("pv-guest:           count N [MS]");
     EXIT_USAGE
 }
 

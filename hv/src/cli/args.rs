@@ -57,6 +57,33 @@ pub enum Command {
     /// only if every workload was measured and verified in every mode asked for.
     #[command(after_help = BENCH_HELP)]
     Bench(BenchArgs),
+
+    /// Talk to a running hv through its control socket (`hv run --control PATH`).
+    ///
+    /// Sends one command and prints the reply: for a person, or the raw JSON reply with
+    /// --json. Exits with 0 if the command was done, and 1 with the error otherwise.
+    #[command(after_help = crate::control::commands::help())]
+    Ctl(CtlArgs),
+}
+
+/// Options of `hv ctl`.
+#[derive(Debug, Args)]
+pub struct CtlArgs {
+    /// Print the reply as the JSON line the server sent (may also come after COMMAND).
+    #[arg(long)]
+    pub json: bool,
+
+    /// The control socket (the PATH given to `hv run --control`).
+    #[arg(value_name = "PATH")]
+    pub path: PathBuf,
+
+    /// The command (see the list below).
+    #[arg(value_name = "COMMAND")]
+    pub command: String,
+
+    /// The command's arguments and options.
+    #[arg(value_name = "ARGS", trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
 }
 
 const BENCH_HELP: &str = "\
@@ -147,12 +174,14 @@ Guest commands (the words after `--`, read by the built-in pv-guest):
   blk-bench SECTORS COUNT read COUNT requests of SECTORS sectors (used by `hv blk-bench`)
   task-demo               run one small ring-3 task (a short trace: compare --mmu ept and shadow)
   hostile-ptes            (--mmu shadow) write page-table entries hv must refuse; each is refused
+  count N [MS]            print `count: 1` .. `count: N`, one line every MS ms (default 20)
 
 Examples:
   hv run
   hv run --stats -- selftest
   hv run --mmu shadow --stats -- selftest
-  hv run --trace boot.trace -- echo hello";
+  hv run --trace boot.trace -- echo hello
+  hv run --control /tmp/hv.sock -- count 1000   (then: hv ctl /tmp/hv.sock pause)";
 
 /// Options of `hv run`.
 #[derive(Debug, Args)]
@@ -207,6 +236,14 @@ pub struct RunArgs {
     /// guest's first console line, VM exits by reason, hypercalls by name.
     #[arg(long)]
     pub stats: bool,
+
+    /// Serve a control socket at PATH while the guest runs (see `hv ctl --help`).
+    ///
+    /// The socket is created owner-only (mode 0600); a stale socket left at PATH by an
+    /// hv that was killed is replaced, anything else there is refused. It is removed when
+    /// hv ends. hv prints one line on standard error saying where it listens.
+    #[arg(long, value_name = "PATH")]
+    pub control: Option<PathBuf>,
 
     /// Words passed to the guest kernel (see "Guest commands" below).
     #[arg(last = true, value_name = "GUEST ARGS")]

@@ -8,7 +8,8 @@ use std::time::Instant;
 
 use backend_drivers::runner::NotifyPolicy;
 
-use super::args::{BenchArgs, BenchMmuArg, BlkBenchArgs, RunArgs};
+use super::args::{BenchArgs, BenchMmuArg, BlkBenchArgs, CtlArgs, RunArgs};
+use crate::control::{self, protocol::Answer, ControlServer, Session};
 use crate::outcome::EXIT_VMM_ERROR;
 use crate::vmm::{Vm, VmConfig};
 
@@ -87,7 +88,30 @@ pub(super) fn run_command(args: RunArgs, started: Instant) -> ExitCode {
         timeout: args.timeout,
         mmu: args.mmu.into(),
     };
-    match Vm::new(&config, Box::new(std::io::stdout()), started).and_then(Vm::run) {
+    let vm = match Vm::new(&config, Box::new(std::io::stdout()), started) {
+        Ok(vm) => vm,
+        Err(e) => {
+            eprintln!("hv: error: {e}");
+            return ExitCode::from(EXIT_VMM_ERROR);
+        }
+    };
+    // The server lives until the run is over; dropping it removes the socket.
+    let server = match &args.control {
+        Some(path) => match ControlServer::start(path, Session { control: vm.control(), config, started }) {
+            Ok(server) => {
+                eprintln!("hv: control socket listening at {}", server.path().display());
+                Some(server)
+            }
+            Err(e) => {
+                eprintln!("hv: error: {e}");
+                return ExitCode::from(EXIT_VMM_ERROR);
+            }
+        },
+        None => None,
+    };
+    let result = vm.run();
+    drop(server);
+    match result {
         Ok(report) => {
             if let Some(message) = report.stop.message() {
                 eprintln!("hv: {message}");
@@ -99,6 +123,38 @@ pub(super) fn run_command(args: RunArgs, started: Instant) -> ExitCode {
         }
         Err(e) => {
             eprintln!("hv: error: {e}");
+            ExitCode::from(EXIT_VMM_ERROR)
+        }
+    }
+}
+
+/// `hv ctl`: one request to a control socket, its reply on standard output.
+pub(super) fn ctl_command(args: CtlArgs) -> ExitCode {
+    // `--json` is hv ctl's own option wherever it is written (`hv ctl P stats --json`).
+    let json = args.json || args.args.iter().any(|a| a == "--json");
+    let words: Vec<String> = args.args.into_iter().filter(|a| a != "--json").collect();
+    let result = control::client::prepare(&args.command, &words)
+        .and_then(|(command, fields)| control::client::call(&args.path, command, &fields));
+    match result {
+        Ok((raw, answer)) => {
+            if json {
+                println!("{raw}");
+            }
+            match answer {
+                Answer::Done(reply) => {
+                    if !json {
+                        println!("{}", reply.text);
+                    }
+                    ExitCode::SUCCESS
+                }
+                Answer::Failed(error) => {
+                    eprintln!("hv ctl: error: {error}");
+                    ExitCode::from(EXIT_VMM_ERROR)
+                }
+            }
+        }
+        Err(e) => {
+            eprintln!("hv ctl: error: {e}");
             ExitCode::from(EXIT_VMM_ERROR)
         }
     }

@@ -172,6 +172,13 @@ impl Devices {
         }
     }
 
+    /// Every backend's counters so far; the threads go on serving (the control socket's
+    /// `stats` asks while the guest runs).
+    pub fn stats(&self) -> DeviceStats {
+        let handles = std::iter::once(&self.console).chain(self.block.as_ref().map(|(b, _, _)| b));
+        handles.map(|handle| (handle.name(), handle.stats().unwrap_or_default())).collect()
+    }
+
     /// Stops every backend thread and returns their counters.
     pub fn stop(self) -> DeviceStats {
         let mut stats = Vec::new();

@@ -1,0 +1,231 @@
+//! The control socket's server: threads that take requests while the guest runs, and
+//! keep every client, however hostile, away from the guest.
+//!
+//! ```text
+//!  accept thread ──┬── connection thread 1 ── request line → commands::answer → reply line
+//!  (epoll: socket  ├── connection thread 2 ──            (a job on the vCPU thread,
+//!   or stop)       └── ...  at most MAX_CONNECTIONS      if the command needs the VM)
+//! ```
+//!
+//! The guest runs on the vCPU thread and never waits for this server: a command reaches
+//! it only as a job, taken at an exit boundary. So what a client does (nothing, half a
+//! line, garbage, a megabyte without a newline, hanging up in the middle) can cost it a
+//! connection, never the guest. Each connection gets [`REQUEST_TIMEOUT`] for each
+//! complete request line (a deadline for the whole line, so a client trickling one byte
+//! at a time gets no longer), and [`MAX_CONNECTIONS`] bounds the threads: one more
+//! client is told so and closed, and the others go on being served.
+//!
+//! Dropping the [`ControlServer`] stops it: the accept thread is woken through an
+//! eventfd, every open connection is shut down, the threads are joined and the socket
+//! file is removed (`super::socket_file`).
+
+use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
+use vmm_sys_util::eventfd::EventFd;
+
+use super::commands::{answer, Session};
+use super::framing::{Frame, LineReader};
+use super::protocol::{encode_error, MAX_LINE};
+use super::socket_file::{SocketFile, SocketFileError};
+
+/// Connections served at once; one more is refused with an error reply.
+pub const MAX_CONNECTIONS: usize = 8;
+/// Time a client has for each complete request line, from connecting or from the
+/// previous reply.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time a reply may take to be written (a client that never reads fills the socket's
+/// buffer).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// epoll tags.
+const LISTENER: u64 = 0;
+const STOP: u64 = 1;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The socket file.
+    #[error("control socket: {0}")]
+    Socket(#[from] SocketFileError),
+    /// epoll, the eventfd or a thread.
+    #[error("control socket: cannot {what}: {source}")]
+    Setup {
+        /// What failed.
+        what: &'static str,
+        /// Why.
+        source: io::Error,
+    },
+}
+
+fn setup(what: &'static str) -> impl FnOnce(io::Error) -> ServerError {
+    move |source| ServerError::Setup { what, source }
+}
+
+/// An open connection, as the server keeps track of it.
+struct Connection {
+    /// Another handle on the socket, to shut it down when the server stops.
+    stream: UnixStream,
+    thread: JoinHandle<()>,
+}
+
+/// The control socket, listening; stops and removes its file when dropped.
+pub struct ControlServer {
+    stop: EventFd,
+    accept: Option<JoinHandle<()>>,
+    connections: Arc<Mutex<Vec<Connection>>>,
+    // Declared last: the file goes once nothing serves it any more.
+    file: SocketFile,
+}
+
+impl ControlServer {
+    /// Creates the socket at `path` and serves `session`'s VM on it from threads of its own.
+    pub fn start(path: &Path, session: Session) -> Result<ControlServer, ServerError> {
+        let (listener, file) = SocketFile::create(path)?;
+        let stop = EventFd::new(0).map_err(setup("create an eventfd"))?;
+        let epoll = Epoll::new().map_err(setup("create an epoll instance"))?;
+        epoll
+            .ctl(ControlOperation::Add, listener.as_raw_fd(), EpollEvent::new(EventSet::IN, LISTENER))
+            .map_err(setup("watch the socket"))?;
+        epoll.ctl(ControlOperation::Add, stop.as_raw_fd(), EpollEvent::new(EventSet::IN, STOP)).map_err(setup("watch the eventfd"))?;
+        let connections = Arc::new(Mutex::new(Vec::new()));
+        let accept = {
+            let (connections, session) = (connections.clone(), Arc::new(session));
+            std::thread::Builder::new()
+                .name("hv-control".into())
+                .spawn(move || accept_loop(&listener, &epoll, &connections, &session))
+                .map_err(setup("start the control thread"))?
+        };
+        Ok(ControlServer { stop, accept: Some(accept), connections, file })
+    }
+
+    /// Where the socket is.
+    pub fn path(&self) -> &Path {
+        self.file.path()
+    }
+}
+
+impl Drop for ControlServer {
+    fn drop(&mut self) {
+        let _ = self.stop.write(1);
+        if let Some(accept) = self.accept.take() {
+            let _ = accept.join();
+        }
+        let connections = std::mem::take(&mut *lock(&self.connections));
+        for c in &connections {
+            // Wakes a thread waiting for its client's next line; one inside a command
+            // finishes it first (a VM that has ended answers at once).
+            let _ = c.stream.shutdown(std::net::Shutdown::Both);
+        }
+        for c in connections {
+            let _ = c.thread.join();
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Accepts clients until the stop eventfd fires.
+fn accept_loop(listener: &UnixListener, epoll: &Epoll, connections: &Mutex<Vec<Connection>>, session: &Arc<Session>) {
+    let mut events = [EpollEvent::default(); 2];
+    loop {
+        let ready = match epoll.wait(-1, &mut events) {
+            Ok(n) => &events[..n],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                eprintln!("hv: control socket: epoll failed ({e}); no more clients are accepted");
+                return;
+            }
+        };
+        if ready.iter().any(|e| e.data() == STOP) {
+            return;
+        }
+        let stream = match listener.accept() {
+            Ok((stream, _)) => stream,
+            // The client may have gone already, or the process is out of descriptors:
+            // neither is a reason to stop serving the others.
+            Err(_) => continue,
+        };
+        let mut open = lock(connections);
+        open.retain(|c| !c.thread.is_finished());
+        if open.len() >= MAX_CONNECTIONS {
+            drop(open);
+            refuse(stream);
+            continue;
+        }
+        let Ok(handle) = stream.try_clone() else { continue };
+        let session = session.clone();
+        let spawned = std::thread::Builder::new().name("hv-control-client".into()).spawn(move || serve(stream, &session));
+        match spawned {
+            Ok(thread) => open.push(Connection { stream: handle, thread }),
+            Err(_) => refuse(handle),
+        }
+    }
+}
+
+/// Tells a client over the limit so, without a thread of its own.
+fn refuse(stream: UnixStream) {
+    // The socket is fresh, so its buffer takes this short line without blocking; the
+    // timeout is a second guard.
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+    let message = format!("too many control connections (at most {MAX_CONNECTIONS} at once); try again later");
+    let _ = write_line(&stream, &encode_error(&message));
+}
+
+/// Reads from a socket with a deadline for a whole line rather than per read.
+struct Deadline<'a> {
+    stream: &'a UnixStream,
+    until: Instant,
+}
+
+impl Read for Deadline<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        self.stream.set_read_timeout(Some(left))?;
+        let mut stream = self.stream;
+        stream.read(buf)
+    }
+}
+
+/// Serves one client: one reply per request line, until it hangs up, breaks a limit or
+/// the server stops.
+fn serve(stream: UnixStream, session: &Session) {
+    let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
+    let mut lines = LineReader::new(Deadline { stream: &stream, until: Instant::now() }, MAX_LINE);
+    loop {
+        lines.get_mut().until = Instant::now() + REQUEST_TIMEOUT;
+        let (reply, more) = match lines.next_line() {
+            Ok(Frame::Line(line)) => (answer(session, &line), true),
+            Ok(Frame::TooLong) => (encode_error(&format!("request line longer than {MAX_LINE} bytes; closing the connection")), false),
+            // Hung up (maybe in the middle of a line: there is nobody to answer).
+            Ok(Frame::Closed { .. }) => return,
+            Err(e) if matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock) => {
+                let message = format!("no complete request line within {} s; closing the connection", REQUEST_TIMEOUT.as_secs());
+                (encode_error(&message), false)
+            }
+            Err(_) => return,
+        };
+        if write_line(&stream, &reply).is_err() || !more {
+            return;
+        }
+    }
+}
+
+/// Writes `line` and its `\n` in one go.
+fn write_line(mut stream: &UnixStream, line: &str) -> io::Result<()> {
+    let mut bytes = Vec::with_capacity(line.len() + 1);
+    bytes.extend_from_slice(line.as_bytes());
+    bytes.push(b'\n');
+    stream.write_all(&bytes)
+}
