@@ -198,11 +198,18 @@ impl Read for Deadline<'_> {
     }
 }
 
-/// Serves one client: one reply per request line, until it hangs up, breaks a limit or
-/// the server stops.
+/// Serves one client, then closes the connection (the server's own handle on it would
+/// otherwise keep it open).
 fn serve(stream: UnixStream, session: &Session) {
+    serve_requests(&stream, session);
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+}
+
+/// One reply per request line, until the client hangs up, breaks a limit or the server
+/// stops.
+fn serve_requests(stream: &UnixStream, session: &Session) {
     let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
-    let mut lines = LineReader::new(Deadline { stream: &stream, until: Instant::now() }, MAX_LINE);
+    let mut lines = LineReader::new(Deadline { stream, until: Instant::now() }, MAX_LINE);
     loop {
         lines.get_mut().until = Instant::now() + REQUEST_TIMEOUT;
         let (reply, more) = match lines.next_line() {
@@ -216,7 +223,7 @@ fn serve(stream: UnixStream, session: &Session) {
             }
             Err(_) => return,
         };
-        if write_line(&stream, &reply).is_err() || !more {
+        if write_line(stream, &reply).is_err() || !more {
             return;
         }
     }
