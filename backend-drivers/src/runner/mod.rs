@@ -28,7 +28,7 @@ use crate::event_channel::GuestNotifier;
 use crate::events::DeviceEventSink;
 use crate::guest_page::GuestPage;
 pub use service::service_ring;
-pub use thread::{spawn, BackendHandle, Control, SpawnError};
+pub use thread::{spawn, BackendHandle, Control, DrainError, SpawnError};
 
 /// How one device answers one request.
 pub trait RequestHandler: Send + 'static {
@@ -104,4 +104,7 @@ pub struct BackendWiring {
     pub events: Arc<dyn DeviceEventSink>,
     /// When to signal the guest.
     pub notify_policy: NotifyPolicy,
+    /// The ring index to attach at: 0 for a new guest, the saved index for a restored
+    /// one (`BackRing::attach_at`).
+    pub ring_start: u32,
 }

@@ -29,6 +29,34 @@ pub enum Control {
     Stats(Sender<BackendStats>),
     /// Finish and end the thread; the final counters go back on the channel.
     Stop(Sender<BackendStats>),
+    /// Serve every request already published, then send back where the ring stands
+    /// (for a snapshot, with the guest paused so that no new request can come).
+    Drain(Sender<Result<u32, DrainError>>),
+}
+
+/// Why a backend could not be brought to a state worth saving.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DrainError {
+    /// The guest corrupted the ring, so its requests cannot be served.
+    #[error("the {device} ring is corrupt ({what})")]
+    CorruptRing {
+        /// Device name.
+        device: &'static str,
+        /// What was wrong.
+        what: String,
+    },
+    /// Responses were still outstanding after serving (a backend bug).
+    #[error("the {device} backend still has unanswered requests")]
+    Busy {
+        /// Device name.
+        device: &'static str,
+    },
+    /// The backend thread has ended.
+    #[error("the {device} backend thread has ended")]
+    Gone {
+        /// Device name.
+        device: &'static str,
+    },
 }
 
 /// hv's handle on a running backend thread.
@@ -89,6 +117,17 @@ impl BackendHandle {
         rx.recv().ok()
     }
 
+    /// Serves every request the guest has published and returns the ring's index once
+    /// nothing is outstanding (`BackRing::idle_position`). Call it with the guest paused.
+    pub fn drain(&self) -> Result<u32, DrainError> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let gone = DrainError::Gone { device: self.name };
+        if !self.send(Control::Drain(tx)) {
+            return Err(gone);
+        }
+        rx.recv().unwrap_or(Err(gone))
+    }
+
     /// Stops the thread and returns its final counters.
     pub fn stop(mut self) -> Option<BackendStats> {
         self.stop_thread()
@@ -118,7 +157,7 @@ const CONTROL: u64 = 1;
 
 /// The backend thread's body.
 fn run_backend<H: RequestHandler>(mut handler: H, wiring: BackendWiring, inbox: Receiver<Control>, control_wake: EventFd) {
-    let mut ring: BackRing<GuestPage, H::Request, H::Response> = BackRing::attach(wiring.ring_page.clone());
+    let mut ring: BackRing<GuestPage, H::Request, H::Response> = BackRing::attach_at(wiring.ring_page.clone(), wiring.ring_start);
     let mut stats = BackendStats::default();
     let mut started = false;
     let mut doorbell_pending = false;
@@ -162,6 +201,9 @@ fn run_backend<H: RequestHandler>(mut handler: H, wiring: BackendWiring, inbox: 
                                 let _ = reply.send(stats);
                                 return;
                             }
+                            Control::Drain(reply) => {
+                                let _ = reply.send(drain(&mut ring, &mut handler, &wiring, &mut stats));
+                            }
                         }
                     }
                 }
@@ -178,6 +220,18 @@ fn run_backend<H: RequestHandler>(mut handler: H, wiring: BackendWiring, inbox: 
             }
         }
     }
+}
+
+/// Serves whatever is on the ring (a doorbell may still sit unread in its eventfd, or
+/// the guest may have published without ringing) and reports the idle index.
+fn drain<H: RequestHandler>(
+    ring: &mut BackRing<GuestPage, H::Request, H::Response>,
+    handler: &mut H,
+    wiring: &BackendWiring,
+    stats: &mut BackendStats,
+) -> Result<u32, DrainError> {
+    service_ring(ring, handler, wiring, stats).map_err(|e| DrainError::CorruptRing { device: H::NAME, what: e.to_string() })?;
+    ring.idle_position().ok_or(DrainError::Busy { device: H::NAME })
 }
 
 fn wait_set(doorbell: &EventFd, control: &EventFd) -> std::io::Result<Epoll> {

@@ -18,6 +18,7 @@ pub fn main() -> ExitCode {
         Command::Run(args) => commands::run_command(args, started),
         Command::BlkBench(args) => commands::blk_bench_command(args),
         Command::Bench(args) => commands::bench_command(args),
+        Command::Restore(args) => commands::restore_command(args, started),
         Command::Ctl(args) => commands::ctl_command(args),
     }
 }

@@ -178,7 +178,7 @@ fn stats(session: &Session, _: &Args) -> Result<Reply, String> {
         stats.shadow = b.shadow.as_deref().map(|s| s.counters());
         // The backend threads answer for themselves; the guest waits meanwhile (a few
         // microseconds: each thread replies between two requests).
-        stats.devices = b.devices.stats();
+        stats.devices = b.devices.stats_now();
         stats.finish(b.console.first_line_at());
         (stats, as_it_was(b))
     })?;

@@ -19,7 +19,7 @@ use backend_drivers::block::image::{DiskImage, ImageError};
 use backend_drivers::console::ConsoleBackend;
 use backend_drivers::event_channel::{GuestNotifier, NotifierError};
 use backend_drivers::guest_page::{BadPage, GuestPage};
-use backend_drivers::runner::{self, BackendHandle, BackendStats, BackendWiring, NotifyPolicy, RequestHandler};
+use backend_drivers::runner::{self, BackendHandle, BackendStats, BackendWiring, DrainError, NotifyPolicy, RequestHandler};
 use kvm_bindings::{kvm_irq_routing_entry, KvmIrqRouting, KVM_IRQ_ROUTING_MSI};
 use kvm_ioctls::{IoEventAddress, NoDatamatch};
 use pv_abi::addr::PseudoPhys;
@@ -96,6 +96,16 @@ pub struct Devices {
     block: Option<(BackendHandle, u64, bool)>,
 }
 
+/// Where each device's ring stands: every index 0 for a new guest; for a snapshot, the
+/// indices after draining (`Devices::drain`), which a restored VM's backends start from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RingPositions {
+    /// The console ring's index.
+    pub console: u32,
+    /// The block ring's index (0 without a disk).
+    pub block: u32,
+}
+
 /// Counters of every backend, by device name.
 pub type DeviceStats = Vec<(&'static str, BackendStats)>;
 
@@ -124,6 +134,7 @@ impl Devices {
         disk: Option<DiskImage>,
         tracer: &Tracer,
         policy: NotifyPolicy,
+        positions: RingPositions,
     ) -> Result<Devices, DeviceError> {
         let gsis = [FIRST_DEVICE_GSI, FIRST_DEVICE_GSI + 1];
         let mut routing = KvmIrqRouting::new(gsis.len()).map_err(|source| DeviceError::Routing { entries: gsis.len(), source })?;
@@ -143,13 +154,15 @@ impl Devices {
             gsis[0],
             tracer,
             policy,
+            positions.console,
         )?;
         let block = match disk {
             None => None,
             Some(image) => {
                 let (sectors, read_only) = (image.sectors(), image.read_only());
                 let backend = block::backend(image, machine.ram());
-                Some((wire(machine, backend, BLOCK_RING, BLOCK_CHANNEL, gsis[1], tracer, policy)?, sectors, read_only))
+                let handle = wire(machine, backend, BLOCK_RING, BLOCK_CHANNEL, gsis[1], tracer, policy, positions.block)?;
+                Some((handle, sectors, read_only))
             }
         };
         Ok(Devices { console, block })
@@ -172,11 +185,18 @@ impl Devices {
         }
     }
 
-    /// Every backend's counters so far; the threads go on serving (the control socket's
-    /// `stats` asks while the guest runs).
-    pub fn stats(&self) -> DeviceStats {
+    /// Lets every backend serve what the guest has published and returns where the
+    /// rings then stand. Call it with the guest paused, so nothing new arrives.
+    pub fn drain(&self) -> Result<RingPositions, DrainError> {
+        let console = self.console.drain()?;
+        let block = self.block.as_ref().map(|(b, _, _)| b.drain()).transpose()?.unwrap_or(0);
+        Ok(RingPositions { console, block })
+    }
+
+    /// The backends' counters now (`None` for a backend whose thread has ended).
+    pub fn stats_now(&self) -> DeviceStats {
         let handles = std::iter::once(&self.console).chain(self.block.as_ref().map(|(b, _, _)| b));
-        handles.map(|handle| (handle.name(), handle.stats().unwrap_or_default())).collect()
+        handles.map(|h| (h.name(), h.stats().unwrap_or_default())).collect()
     }
 
     /// Stops every backend thread and returns their counters.
@@ -200,6 +220,7 @@ fn wire<H: RequestHandler>(
     gsi: u32,
     tracer: &Tracer,
     policy: NotifyPolicy,
+    ring_start: u32,
 ) -> Result<BackendHandle, DeviceError> {
     let device = H::NAME;
     let eventfd = || EventFd::new(EFD_NONBLOCK).map_err(|source| DeviceError::EventFd { device, source });
@@ -216,6 +237,6 @@ fn wire<H: RequestHandler>(
     let memory = machine.ram().memory().clone();
     let ring_page = GuestPage::new(memory.clone(), ring)?;
     let notifier = GuestNotifier::new(memory, SHARED_INFO, channel, irqfd)?;
-    let wiring = BackendWiring { ring_page, doorbell, notifier, events: Arc::new(tracer.clone()), notify_policy: policy };
+    let wiring = BackendWiring { ring_page, doorbell, notifier, events: Arc::new(tracer.clone()), notify_policy: policy, ring_start };
     Ok(runner::spawn(handler, wiring)?)
 }

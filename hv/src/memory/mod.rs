@@ -50,6 +50,30 @@ impl GuestRam {
         Ok(GuestRam { memory, size })
     }
 
+    /// Guest RAM whose contents come from `file` at byte `offset` (a snapshot's memory
+    /// image), mapped **lazily and copy-on-write**: nothing is read now; each page is read
+    /// from the file (or the page cache) the first time the guest or hv touches it, and a
+    /// write gives this VM its own copy, leaving the file as it was. Holes in the file
+    /// read as zeros. This is why a restore can start the guest in a millisecond or two
+    /// whatever its size: the cost of loading memory is paid page by page, as it is used.
+    pub fn from_file(file: std::fs::File, offset: u64, size: u64) -> Result<Self, RamAllocError> {
+        use vm_memory::bitmap::{AtomicBitmap, NewBitmap};
+        use vm_memory::mmap::MmapRegionBuilder;
+        use vm_memory::{FileOffset, GuestRegionMmap};
+        let region = MmapRegionBuilder::new_with_bitmap(size as usize, AtomicBitmap::with_len(size as usize))
+            .with_file_offset(FileOffset::new(file, offset))
+            .with_mmap_prot(libc::PROT_READ | libc::PROT_WRITE)
+            // Private: a write copies the page (copy-on-write), never reaching the file.
+            .with_mmap_flags(libc::MAP_PRIVATE | libc::MAP_NORESERVE)
+            .build()
+            .map_err(|e| RamAllocError { bytes: size, source: vm_memory::mmap::FromRangesError::MmapRegion(e) })?;
+        let region = GuestRegionMmap::new(region, GuestAddress(0))
+            .ok_or(RamAllocError { bytes: size, source: vm_memory::mmap::FromRangesError::InvalidGuestRegion })?;
+        let memory = GuestMemory::from_regions(vec![region])
+            .map_err(|e| RamAllocError { bytes: size, source: vm_memory::mmap::FromRangesError::Collection(e) })?;
+        Ok(GuestRam { memory, size })
+    }
+
     /// Size of guest RAM in bytes.
     pub fn size(&self) -> u64 {
         self.size

@@ -81,6 +81,18 @@ pub enum TraceEvent {
         /// The guest command line words.
         cmdline: Vec<String>,
     },
+    /// The guest was restored from a saved state (a snapshot, or a migration's stream)
+    /// instead of booted.
+    Restore {
+        /// Where it continues.
+        rip: GuestVirt,
+        /// Guest RAM in bytes.
+        mem_bytes: u64,
+        /// The memory mode it runs in now.
+        mmu: &'static str,
+        /// The memory mode the state was taken in.
+        taken_in: &'static str,
+    },
     /// A VM exit.
     Exit {
         /// Why.

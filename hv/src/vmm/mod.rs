@@ -12,9 +12,13 @@
 //! | [`config`] | what a guest is made of, before it exists |
 //! | [`error`] | why a VM could not be created or run |
 //! | [`stats`] | what one run did (`--stats`) |
+//! | [`snapshot`] | saving a running VM to a file, at an exit boundary |
+//! | [`restore`] | continuing a guest from a saved state, in either memory mode |
 
 pub mod config;
 pub mod error;
+pub mod restore;
+pub mod snapshot;
 pub mod stats;
 
 use std::io::Write;
@@ -26,7 +30,7 @@ use pv_abi::MmuMode;
 
 use crate::boot::{self, cpu_state, BootError, BootInputs};
 use crate::devices::console::ConsoleOutput;
-use crate::devices::{block, DeviceError, Devices};
+use crate::devices::{block, DeviceError, Devices, RingPositions};
 use crate::kvm::host_info::HostMmu;
 use crate::kvm::{KvmVm, MemoryPlan};
 use crate::outcome::GuestStop;
@@ -90,7 +94,7 @@ impl Vm {
         let memory = shadow.as_ref().map_or_else(|| MemoryPlan::flat(ram_bytes), ShadowPaging::memory_plan);
         let mut kvm = KvmVm::new(ram_bytes, memory)?;
         let console = ConsoleOutput::new(console);
-        let devices = Devices::attach(&kvm, console.clone(), disk, &tracer, config.notify_policy)?;
+        let devices = Devices::attach(&kvm, console.clone(), disk, &tracer, config.notify_policy, RingPositions::default())?;
         let inputs = BootInputs {
             kernel: &kernel,
             image: &image,

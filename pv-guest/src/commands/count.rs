@@ -1,47 +1,48 @@
-//! `count N [MS]`: prints `count: 1` to `count: N`, one line every MS milliseconds
-//! (default 20), then shuts down with 0.
+//! `count` and `count-user`: guests that count, slowly enough to be watched, so that a
+//! snapshot, a restore or a migration in the middle can be seen not to lose or repeat
+//! a number.
 //!
-//! A guest whose progress can be seen from outside: a test pauses it through hv's
-//! control socket and checks that no line appears while it is paused and that counting
-//! goes on from the next number once it is resumed. The wait between lines spins on the
-//! TSC (no exit to hv), so only hv taking the vCPU away can stop the count.
+//! - `count N [MS]` counts in the kernel: prints `count: i` for i = 1..=N, waiting MS
+//!   milliseconds (default 10) between lines by reading the TSC.
+//! - `count-user N [SPIN]` runs a ring-3 task (`task::programs::COUNT`) that prints
+//!   `i` on its own line for i = 1..=N, spinning SPIN times (default 10 million) between
+//!   lines: the state to save is then mostly in ring 3.
 
 use crate::arch::cpu;
 use crate::println;
-use pv_abi::BootInfo;
-
-/// Exit code for bad arguments.
-const EXIT_USAGE: u8 = 2;
-/// Milliseconds between two lines when MS is not given.
-const DEFAULT_INTERVAL_MS: u64 = 20;
-/// Longest interval accepted (one minute): anything longer looks like a typo.
-const MAX_INTERVAL_MS: u64 = 60_000;
+use crate::task::programs::COUNT;
+use crate::task::scheduler::{self, TaskExit};
 
 /// `count N [MS]`.
-pub fn run<'a>(info: &BootInfo, mut args: impl Iterator<Item = &'a str>) -> u8 {
-    let count = args.next().and_then(|w| w.parse::<u64>().ok());
-    let interval = match args.next().map(str::parse::<u64>) {
-        None => Some(DEFAULT_INTERVAL_MS),
-        Some(Ok(ms)) if ms <= MAX_INTERVAL_MS => Some(ms),
-        Some(_) => None,
+pub fn count<'a>(info: &pv_abi::BootInfo, mut words: impl Iterator<Item = &'a str>) -> u8 {
+    let Some(n) = words.next().and_then(|w| w.parse::<u64>().ok()) else {
+        println!("pv-guest: count needs a number: count N [MS]");
+        return 2;
     };
-    let (Some(count), Some(interval_ms)) = (count, interval) else {
-        println!("count: usage: count N [MS] (N lines, one every MS <= {MAX_INTERVAL_MS} milliseconds)");
-        return EXIT_USAGE;
-    };
-    if info.tsc_khz == 0 {
-        println!("count: the TSC frequency is unknown (hv could not read it), so there is no clock to wait on");
-        return 1;
-    }
-    // kHz = TSC cycles per millisecond.
-    let cycles_per_line = interval_ms.saturating_mul(info.tsc_khz);
-    let mut next = cpu::rdtsc();
-    for i in 1..=count {
-        next = next.saturating_add(cycles_per_line);
-        while cpu::rdtsc() < next {
+    let ms = words.next().and_then(|w| w.parse::<u64>().ok()).unwrap_or(10);
+    let wait_cycles = info.tsc_khz.saturating_mul(ms);
+    for i in 1..=n {
+        let start = cpu::rdtsc();
+        while cpu::rdtsc().wrapping_sub(start) < wait_cycles {
             core::hint::spin_loop();
         }
         println!("count: {i}");
     }
     0
+}
+
+/// `count-user N [SPIN]`.
+pub fn count_user<'a>(mut words: impl Iterator<Item = &'a str>) -> u8 {
+    let Some(n) = words.next().and_then(|w| w.parse::<u64>().ok()) else {
+        println!("pv-guest: count-user needs a number: count-user N [SPIN]");
+        return 2;
+    };
+    let spin = words.next().and_then(|w| w.parse::<u64>().ok()).unwrap_or(10_000_000);
+    if scheduler::spawn(&COUNT, [n, spin]).is_err() {
+        println!("count-user: could not create the task");
+        return 1;
+    }
+    let result = scheduler::run_all()[0];
+    println!("count-user: the task ended: {result:?}");
+    u8::from(result != Some(TaskExit::Exited(0)))
 }
