@@ -13,7 +13,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::time::Duration;
 
-use running_hv::{assert_counted, read_reply, RunningHv};
+use running_hv::{assert_counted, counts, read_reply, RunningHv};
 use serde_json::Value;
 
 /// `hv ctl ARGS...` against `hv`'s socket.
@@ -179,7 +179,7 @@ fn hv_ctl_says_what_went_wrong() {
     out.expect(out.stderr.contains("no control socket at"), "names the missing socket");
     let out = common::hv(&["ctl", missing.to_str().unwrap(), "paws"]);
     out.expect_code(1);
-    out.expect(out.stderr.contains("unknown command 'paws' (known: pause, resume, status, stats)"), "names the commands");
+    out.expect(out.stderr.contains("unknown command 'paws' (known: pause, resume, status, stats, snapshot)"), "names the commands");
     let out = common::hv(&["ctl", missing.to_str().unwrap(), "status", "now"]);
     out.expect_code(1);
     out.expect(out.stderr.contains("'status' takes no more words (got 'now')"), "refuses extra words");
@@ -214,4 +214,55 @@ fn a_command_as_the_guest_ends_is_answered_or_refused_never_hangs() {
     let ended = hv.finish();
     assert_eq!(ended.code, 0, "{}", ended.stderr);
     assert_counted(&ended.stdout, 3);
+}
+
+#[test]
+fn snapshot_stop_through_the_socket_then_restore_continues_the_count() {
+    require_kvm!();
+    let hv = RunningHv::start(&[], &["count", "50", "20"]);
+    hv.wait_for_lines(10);
+    let file = common::temp_path("ctl.snap");
+    let out = ctl(&hv, &["snapshot", file.to_str().unwrap(), "--stop"]);
+    out.expect_code(0);
+    out.expect(out.stdout.starts_with(&format!("snapshot written to {}", file.display())), "the reply names the file");
+    out.expect(out.stdout.contains("the guest has stopped"), "and says the guest stopped");
+    let first = hv.finish();
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    let before = counts(&first.stdout);
+    let last = *before.last().expect("counted before the snapshot");
+    assert!(last < 50 && before == (1..=last).collect::<Vec<_>>());
+
+    // The restored guest has a control socket of its own.
+    let restored = RunningHv::restore(&file);
+    let status = restored.request(r#"{"v":1,"cmd":"status"}"#);
+    assert_eq!(status["guest_args"], serde_json::json!(["count", "50", "20"]), "{status}");
+    let ended = restored.finish();
+    assert_eq!(ended.code, 0, "{}", ended.stderr);
+    assert_eq!(counts(&ended.stdout), (last + 1..=50).collect::<Vec<_>>(), "the count goes on from where it stopped");
+    std::fs::remove_file(&file).unwrap();
+}
+
+#[test]
+fn snapshot_without_stop_leaves_the_guest_running_and_a_relative_file_is_the_clients() {
+    require_kvm!();
+    let hv = RunningHv::start(&[], &["count", "40", "20"]);
+    hv.wait_for_lines(3);
+    // hv ctl runs in another directory than hv: FILE is relative to hv ctl's.
+    let dir = common::temp_path("client-dir");
+    std::fs::create_dir(&dir).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hv"))
+        .args(["ctl", "--json", hv.socket.to_str().unwrap(), "snapshot", "here.snap"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let reply: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(reply["stopped"], false);
+    assert_eq!(reply["file"], dir.join("here.snap").to_str().unwrap());
+    assert!(reply["pages_stored"].as_u64().unwrap() > 0 && reply["paused_ms"].as_f64().unwrap() > 0.0, "{reply}");
+    assert!(dir.join("here.snap").exists());
+    let ended = hv.finish();
+    assert_eq!(ended.code, 0, "{}", ended.stderr);
+    assert_counted(&ended.stdout, 40);
+    std::fs::remove_dir_all(&dir).unwrap();
 }

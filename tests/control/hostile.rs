@@ -80,7 +80,7 @@ fn hostile_garbage_wrong_versions_and_wrong_fields_get_errors_on_a_connection_th
         (br#"{"v":"1","cmd":"status"}"#, "unsupported protocol version"),
         (br#"{"v":1}"#, "no \"cmd\" field"),
         (br#"{"v":1,"cmd":42}"#, "\"cmd\" must be a string, not a number"),
-        (br#"{"v":1,"cmd":"reboot"}"#, "unknown command 'reboot' (known: pause, resume, status, stats)"),
+        (br#"{"v":1,"cmd":"reboot"}"#, "unknown command 'reboot' (known: pause, resume, status, stats, snapshot)"),
         (br#"{"v":1,"cmd":"status","verbose":true}"#, "'status' has no argument \"verbose\" (it takes no arguments)"),
         (br#"{"v":1,"cmd":"pause","for_ms":"soon"}"#, "'pause' has no argument \"for_ms\""),
         (b"{\"v\":1,\"cmd\":\"status\"", "not valid JSON"),
@@ -250,5 +250,26 @@ fn hostile_ctl_arguments_never_reach_the_server() {
         out.expect_code(1);
         out.expect(out.stderr.starts_with("hv ctl: error: "), "one error line");
     }
+    assert_unharmed(hv);
+}
+
+#[test]
+fn hostile_snapshot_requests_fail_and_the_guest_runs_on() {
+    require_kvm!();
+    let hv = counting_guest();
+    let mut s = hv.connect();
+    let cases: &[(&[u8], &str)] = &[
+        (br#"{"v":1,"cmd":"snapshot"}"#, "'snapshot' needs \"file\""),
+        (br#"{"v":1,"cmd":"snapshot","file":7}"#, "\"file\" must be a string (a file name), not a number"),
+        (br#"{"v":1,"cmd":"snapshot","file":"/x","stop":"yes"}"#, "\"stop\" must be a boolean, not a string"),
+        (br#"{"v":1,"cmd":"snapshot","file":"/nonexistent-dir/x.snap"}"#, "snapshot: "),
+        (br#"{"v":1,"cmd":"snapshot","file":"/nonexistent-dir/x.snap","stop":true}"#, "snapshot: "),
+    ];
+    for (bytes, want) in cases {
+        let error = error_for(&mut s, bytes);
+        assert!(error.contains(want), "for {:?}: {error:?} should say {want:?}", String::from_utf8_lossy(bytes));
+    }
+    drop(s);
+    // A snapshot that failed with --stop does not stop the guest.
     assert_unharmed(hv);
 }

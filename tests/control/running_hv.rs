@@ -53,8 +53,20 @@ impl RunningHv {
         args.extend(options.iter().map(|s| s.to_string()));
         args.push("--".into());
         args.extend(guest.iter().map(|s| s.to_string()));
+        Self::spawn(socket, &args)
+    }
+
+    /// Starts `hv restore --control SOCKET FILE` and waits until it listens.
+    pub fn restore(file: &std::path::Path) -> RunningHv {
+        let socket = common::temp_path("restored.sock");
+        let args = ["restore".to_string(), "--control".into(), socket.display().to_string(), file.display().to_string()];
+        Self::spawn(socket, &args).unwrap_or_else(|ended| panic!("hv restore did not start listening: exit {}\n{}", ended.code, ended.stderr))
+    }
+
+    /// Starts `hv ARGS` (which serve a control socket at `socket`) and waits until it listens.
+    fn spawn(socket: PathBuf, args: &[String]) -> Result<RunningHv, Ended> {
         let mut child = Command::new(env!("CARGO_BIN_EXE_hv"))
-            .args(&args)
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -174,8 +186,12 @@ pub fn closed_by_server(stream: &mut UnixStream) -> bool {
     matches!(stream.read_to_end(&mut rest), Ok(0))
 }
 
+/// The numbers a `count N` guest printed.
+pub fn counts(lines: &[String]) -> Vec<u64> {
+    lines.iter().filter_map(|l| l.strip_prefix("count: ")).map(|v| v.parse().expect("a number")).collect()
+}
+
 /// Checks that a `count N` guest printed `count: 1` .. `count: N`, each once, in order.
 pub fn assert_counted(lines: &[String], n: u64) {
-    let counts: Vec<u64> = lines.iter().filter_map(|l| l.strip_prefix("count: ")).map(|v| v.parse().expect("a number")).collect();
-    assert_eq!(counts, (1..=n).collect::<Vec<_>>(), "the count went 1..={n} without a gap or a repeat");
+    assert_eq!(counts(lines), (1..=n).collect::<Vec<_>>(), "the count went 1..={n} without a gap or a repeat");
 }

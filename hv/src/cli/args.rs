@@ -112,6 +112,11 @@ pub struct RestoreArgs {
     /// restore took (from hv's start to the guest's first instruction).
     #[arg(long)]
     pub stats: bool,
+
+    /// Serve a control socket at PATH while the restored guest runs, as `hv run
+    /// --control` does (see `hv ctl --help`).
+    #[arg(long, value_name = "PATH")]
+    pub control: Option<PathBuf>,
 }
 
 /// Options of `hv ctl`.

@@ -95,19 +95,9 @@ pub(super) fn run_command(args: RunArgs, started: Instant) -> ExitCode {
             return ExitCode::from(EXIT_VMM_ERROR);
         }
     };
-    // The server lives until the run is over; dropping it removes the socket.
-    let server = match &args.control {
-        Some(path) => match ControlServer::start(path, Session { control: vm.control(), config, started }) {
-            Ok(server) => {
-                eprintln!("hv: control socket listening at {}", server.path().display());
-                Some(server)
-            }
-            Err(e) => {
-                eprintln!("hv: error: {e}");
-                return ExitCode::from(EXIT_VMM_ERROR);
-            }
-        },
-        None => None,
+    let server = match serve_control(args.control.as_deref(), &vm, config, started) {
+        Ok(server) => server,
+        Err(code) => return code,
     };
     let result = vm.run();
     drop(server);
@@ -153,7 +143,13 @@ pub(super) fn restore_command(args: RestoreArgs, started: Instant) -> ExitCode {
         Err(e) => return fail(&e),
     };
     let restored_in = started.elapsed();
-    match vm.run() {
+    let server = match serve_control(args.control.as_deref(), &vm, config, started) {
+        Ok(server) => server,
+        Err(code) => return code,
+    };
+    let result = vm.run();
+    drop(server);
+    match result {
         Ok(report) => {
             if let Some(message) = report.stop.message() {
                 eprintln!("hv: {message}");
@@ -165,6 +161,22 @@ pub(super) fn restore_command(args: RestoreArgs, started: Instant) -> ExitCode {
             ExitCode::from(report.stop.exit_code())
         }
         Err(e) => fail(&e),
+    }
+}
+
+/// `--control PATH`: the control socket for `vm`, announced on standard error. The
+/// caller keeps the server until the run is over; dropping it removes the socket.
+fn serve_control(path: Option<&std::path::Path>, vm: &Vm, config: VmConfig, started: Instant) -> Result<Option<ControlServer>, ExitCode> {
+    let Some(path) = path else { return Ok(None) };
+    match ControlServer::start(path, Session { control: vm.control(), config, started }) {
+        Ok(server) => {
+            eprintln!("hv: control socket listening at {}", server.path().display());
+            Ok(Some(server))
+        }
+        Err(e) => {
+            eprintln!("hv: error: {e}");
+            Err(ExitCode::from(EXIT_VMM_ERROR))
+        }
     }
 }
 

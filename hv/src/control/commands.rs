@@ -4,7 +4,8 @@
 //! that thread a job (`VcpuControl::call`), which runs at the next exit boundary with
 //! the whole VM in hand and says whether the guest then runs, stays paused or stops.
 //! `pause` is a job that answers "stay out of the guest"; `resume` one that answers "run";
-//! `status` and `stats` read counters and leave the guest as it was.
+//! `status` and `stats` read counters and leave the guest as it was; `snapshot` is
+//! `crate::vmm::snapshot::take`, which is such a job too.
 //!
 //! To add a command: write its handler (`fn(&Session, &Args) -> Result<Reply, String>`),
 //! add a row to [`COMMANDS`] with its fields, and document its request and reply in
@@ -17,8 +18,9 @@ use pv_abi::MmuMode;
 use serde_json::Value;
 
 use super::protocol::{self, encode_error, encode_ok, parse_request, quote, Reply, MAX_LINE};
-use super::table::{check_args, Args, Field};
+use super::table::{check_args, Args, Field, FieldKind};
 use crate::vcpu::control::{AfterJob, ExitBoundary, VcpuControl};
+use crate::vmm::snapshot::{self as vm_snapshot, AfterSnapshot, SnapshotInputs};
 use crate::vmm::stats::RunStats;
 use crate::vmm::VmConfig;
 
@@ -55,6 +57,15 @@ pub const COMMANDS: &[Command] = &[
         run: status,
     },
     Command { name: "stats", about: "the --stats table so far (with --json: every figure as JSON)", fields: &[], run: stats },
+    Command {
+        name: "snapshot",
+        about: "write the whole VM to FILE (for hv restore), pausing the guest meanwhile; --stop: end the run after",
+        fields: &[
+            Field { name: "file", kind: FieldKind::Path, required: true, positional: true },
+            Field { name: "stop", kind: FieldKind::Flag, required: false, positional: false },
+        ],
+        run: snapshot,
+    },
 ];
 
 /// The command called `name`.
@@ -183,6 +194,34 @@ fn stats(session: &Session, _: &Args) -> Result<Reply, String> {
         (stats, as_it_was(b))
     })?;
     Ok(Reply::new(stats.to_string()).with("stats", stats.to_json()))
+}
+
+fn snapshot(session: &Session, args: &Args) -> Result<Reply, String> {
+    let file = args.text("file").ok_or("'snapshot' needs \"file\"")?;
+    let after = if args.flag("stop") { AfterSnapshot::Stop } else { AfterSnapshot::Continue };
+    let inputs = SnapshotInputs::from_config(&session.config);
+    let report = vm_snapshot::take(&session.control, inputs, file.into(), after).map_err(|e| format!("snapshot: {e}"))?;
+    let s = &report.summary;
+    let paused_ms = report.paused_for.as_secs_f64() * 1e3;
+    let then = match after {
+        AfterSnapshot::Stop => "the guest has stopped",
+        AfterSnapshot::Continue => "the guest goes on",
+    };
+    let text = format!(
+        "snapshot written to {}: {} of {} pages stored ({:.1} MiB on disk), guest paused {paused_ms:.1} ms; {then}",
+        s.path.display(),
+        s.pages_stored,
+        s.ram_pages,
+        s.stored_bytes as f64 / f64::from(1 << 20),
+    );
+    Ok(Reply::new(text)
+        .with("file", s.path.display().to_string())
+        .with("pages_stored", s.pages_stored)
+        .with("ram_pages", s.ram_pages)
+        .with("file_bytes", s.file_bytes)
+        .with("stored_bytes", s.stored_bytes)
+        .with("paused_ms", paused_ms)
+        .with("stopped", after == AfterSnapshot::Stop))
 }
 
 /// The `hv ctl --help` list of commands.

@@ -16,8 +16,9 @@
 //! client is told so and closed, and the others go on being served.
 //!
 //! Dropping the [`ControlServer`] stops it: the accept thread is woken through an
-//! eventfd, every open connection is shut down, the threads are joined and the socket
-//! file is removed (`super::socket_file`).
+//! eventfd, every open connection is shut down for reading (a command under way still
+//! sends its reply), the threads are joined and the socket file is removed
+//! (`super::socket_file`).
 
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
@@ -119,9 +120,10 @@ impl Drop for ControlServer {
         }
         let connections = std::mem::take(&mut *lock(&self.connections));
         for c in &connections {
-            // Wakes a thread waiting for its client's next line; one inside a command
-            // finishes it first (a VM that has ended answers at once).
-            let _ = c.stream.shutdown(std::net::Shutdown::Both);
+            // Only the reading side: a thread waiting for its client's next line sees
+            // the end of the stream at once, and one inside a command still writes its
+            // reply (`snapshot --stop` ends the run, and its client wants to hear so).
+            let _ = c.stream.shutdown(std::net::Shutdown::Read);
         }
         for c in connections {
             let _ = c.thread.join();

@@ -16,8 +16,11 @@ use super::protocol::{quote, type_name};
 /// The JSON type of an argument.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FieldKind {
-    /// A string (a file name, an address).
+    /// A string (an address, a name).
     Text,
+    /// A file name, as a string. hv opens it relative to its own working directory, so
+    /// `hv ctl` makes a relative one absolute against the client's first.
+    Path,
     /// A boolean; on `hv ctl`'s command line, present or absent.
     Flag,
     /// A non-negative integer.
@@ -42,7 +45,7 @@ pub struct Field {
 pub struct Args(Map<String, Value>);
 
 impl Args {
-    /// A `Text` argument.
+    /// A `Text` or `Path` argument.
     pub fn text(&self, name: &str) -> Option<&str> {
         self.0.get(name).and_then(Value::as_str)
     }
@@ -61,7 +64,7 @@ impl Args {
 /// Whether `value` has the type `kind` asks for.
 fn has_kind(value: &Value, kind: FieldKind) -> bool {
     match kind {
-        FieldKind::Text => value.is_string(),
+        FieldKind::Text | FieldKind::Path => value.is_string(),
         FieldKind::Flag => value.is_boolean(),
         FieldKind::Count => value.is_u64(),
     }
@@ -70,6 +73,7 @@ fn has_kind(value: &Value, kind: FieldKind) -> bool {
 fn kind_name(kind: FieldKind) -> &'static str {
     match kind {
         FieldKind::Text => "a string",
+        FieldKind::Path => "a string (a file name)",
         FieldKind::Flag => "a boolean",
         FieldKind::Count => "a non-negative integer",
     }
@@ -94,7 +98,7 @@ pub fn check_args(command: &str, fields: &[Field], args: Map<String, Value>) -> 
         }
     }
     if let Some(missing) = fields.iter().find(|f| f.required && !args.contains_key(f.name)) {
-        return Err(format!("'{command}' needs \"{}\" ({})", missing.name, kind_name(missing.kind)));
+        return Err(format!("'{command}' needs \"{}\": {}", missing.name, kind_name(missing.kind)));
     }
     Ok(Args(args))
 }
@@ -135,6 +139,11 @@ pub fn fields_from_words(command: &str, fields: &[Field], words: &[String]) -> R
                         _ => return Err(format!("'{command}': '{text}' is not true or false")),
                     },
                     FieldKind::Text => Value::from(text.as_str()),
+                    FieldKind::Path => {
+                        let absolute = std::path::absolute(text).map_err(|e| format!("'{command}': cannot resolve '{text}': {e}"))?;
+                        let absolute = absolute.to_str().ok_or_else(|| format!("'{command}': '{text}' is not UTF-8"))?;
+                        Value::from(absolute)
+                    }
                 }
             }
         };
@@ -176,7 +185,7 @@ mod tests {
     /// A command shaped like the ones the control socket will grow (a file, a flag, a
     /// number), to test the checks on.
     const FIELDS: &[Field] = &[
-        Field { name: "file", kind: FieldKind::Text, required: true, positional: true },
+        Field { name: "file", kind: FieldKind::Path, required: true, positional: true },
         Field { name: "stop", kind: FieldKind::Flag, required: false, positional: false },
         Field { name: "max_rounds", kind: FieldKind::Count, required: false, positional: false },
     ];
@@ -207,7 +216,7 @@ mod tests {
     #[test]
     fn hostile_wrong_types() {
         let e = check_args("save", FIELDS, map(json!({"file": 7}))).unwrap_err();
-        assert_eq!(e, "'save': \"file\" must be a string, not a number");
+        assert_eq!(e, "'save': \"file\" must be a string (a file name), not a number");
         let e = check_args("save", FIELDS, map(json!({"file": "a", "stop": "yes"}))).unwrap_err();
         assert_eq!(e, "'save': \"stop\" must be a boolean, not a string");
         for bad in [json!(-1), json!(1.5), json!(null), json!([3])] {
@@ -219,14 +228,17 @@ mod tests {
     #[test]
     fn hostile_missing_field() {
         let e = check_args("save", FIELDS, Map::new()).unwrap_err();
-        assert_eq!(e, "'save' needs \"file\" (a string)");
+        assert_eq!(e, "'save' needs \"file\": a string (a file name)");
     }
 
     #[test]
     fn words_become_fields() {
         let words: Vec<String> = ["f.snap", "--max-rounds", "4", "--stop"].iter().map(|s| s.to_string()).collect();
         let fields = fields_from_words("save", FIELDS, &words).unwrap();
-        assert_eq!(Value::Object(fields), json!({"file": "f.snap", "max_rounds": 4, "stop": true}));
+        let here = std::env::current_dir().unwrap().join("f.snap");
+        assert_eq!(Value::Object(fields), json!({"file": here.to_str().unwrap(), "max_rounds": 4, "stop": true}));
+        let words = vec!["/abs/f.snap".to_string()];
+        assert_eq!(fields_from_words("save", FIELDS, &words).unwrap()["file"], "/abs/f.snap");
     }
 
     #[test]
