@@ -266,3 +266,37 @@ fn snapshot_without_stop_leaves_the_guest_running_and_a_relative_file_is_the_cli
     assert_counted(&ended.stdout, 40);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Sends `signal` (a `kill` name) to hv.
+fn send_signal(hv: &RunningHv, signal: &str) {
+    let status = std::process::Command::new("kill").args(["-s", signal, &hv.pid().to_string()]).status().expect("kill runs");
+    assert!(status.success());
+}
+
+#[test]
+fn sigterm_and_ctrl_c_stop_the_guest_cleanly_and_remove_the_socket() {
+    require_kvm!();
+    for (signal, code, name) in [("TERM", 143, "SIGTERM"), ("INT", 130, "SIGINT (Ctrl-C)")] {
+        let hv = RunningHv::start(&[], &["count", "1000", "20"]);
+        hv.wait_for_lines(3);
+        let socket = hv.socket.clone();
+        send_signal(&hv, signal);
+        let ended = hv.finish();
+        assert_eq!(ended.code, code, "128 + the signal's number; stderr: {}", ended.stderr);
+        assert!(ended.stderr.contains(&format!("hv: hv got {name}: the guest was stopped")), "{}", ended.stderr);
+        assert!(!socket.exists(), "the socket is removed");
+        let counted = counts(&ended.stdout);
+        assert!(counted.len() < 1000 && counted == (1..=counted.len() as u64).collect::<Vec<_>>(), "{counted:?}");
+    }
+}
+
+#[test]
+fn a_signal_while_paused_stops_the_guest_too() {
+    require_kvm!();
+    let hv = RunningHv::start(&[], &["count", "1000", "20"]);
+    hv.wait_for_lines(2);
+    assert_eq!(hv.request(r#"{"v":1,"cmd":"pause"}"#)["ok"], true);
+    send_signal(&hv, "TERM");
+    let ended = hv.finish();
+    assert_eq!(ended.code, 143, "{}", ended.stderr);
+}

@@ -102,6 +102,11 @@ impl RunningHv {
         Ok(hv)
     }
 
+    /// The hv process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     /// The guest's console lines so far.
     pub fn lines(&self) -> Vec<String> {
         lock(&self.stdout).clone()

@@ -296,7 +296,9 @@ pub struct RunArgs {
     ///
     /// The socket is created owner-only (mode 0600); a stale socket left at PATH by an
     /// hv that was killed is replaced, anything else there is refused. It is removed when
-    /// hv ends. hv prints one line on standard error saying where it listens.
+    /// hv ends. hv prints one line on standard error saying where it listens. With a
+    /// control socket, Ctrl-C (SIGINT) and SIGTERM stop the guest cleanly and hv exits
+    /// with 128 + the signal's number.
     #[arg(long, value_name = "PATH")]
     pub control: Option<PathBuf>,
 

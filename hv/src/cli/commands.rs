@@ -100,6 +100,7 @@ pub(super) fn run_command(args: RunArgs, started: Instant) -> ExitCode {
         Err(code) => return code,
     };
     let result = vm.run();
+    let signal = server.as_ref().and_then(ControlServer::stopped_by_signal);
     drop(server);
     match result {
         Ok(report) => {
@@ -109,7 +110,7 @@ pub(super) fn run_command(args: RunArgs, started: Instant) -> ExitCode {
             if args.stats {
                 eprintln!("{}", report.stats);
             }
-            ExitCode::from(report.stop.exit_code())
+            exit_code(&report.stop, signal)
         }
         Err(e) => {
             eprintln!("hv: error: {e}");
@@ -148,6 +149,7 @@ pub(super) fn restore_command(args: RestoreArgs, started: Instant) -> ExitCode {
         Err(code) => return code,
     };
     let result = vm.run();
+    let signal = server.as_ref().and_then(ControlServer::stopped_by_signal);
     drop(server);
     match result {
         Ok(report) => {
@@ -158,17 +160,18 @@ pub(super) fn restore_command(args: RestoreArgs, started: Instant) -> ExitCode {
                 eprintln!("restore: {:.3} ms from hv's start to the guest's first instruction", restored_in.as_secs_f64() * 1e3);
                 eprintln!("{}", report.stats);
             }
-            ExitCode::from(report.stop.exit_code())
+            exit_code(&report.stop, signal)
         }
         Err(e) => fail(&e),
     }
 }
 
-/// `--control PATH`: the control socket for `vm`, announced on standard error. The
-/// caller keeps the server until the run is over; dropping it removes the socket.
+/// `--control PATH`: the control socket for `vm`, announced on standard error; SIGINT and
+/// SIGTERM then stop the guest cleanly (see [`exit_code`]). The caller keeps the server
+/// until the run is over; dropping it removes the socket.
 fn serve_control(path: Option<&std::path::Path>, vm: &Vm, config: VmConfig, started: Instant) -> Result<Option<ControlServer>, ExitCode> {
     let Some(path) = path else { return Ok(None) };
-    match ControlServer::start(path, Session { control: vm.control(), config, started }) {
+    match ControlServer::start_catching_signals(path, Session { control: vm.control(), config, started }) {
         Ok(server) => {
             eprintln!("hv: control socket listening at {}", server.path().display());
             Ok(Some(server))
@@ -177,6 +180,15 @@ fn serve_control(path: Option<&std::path::Path>, vm: &Vm, config: VmConfig, star
             eprintln!("hv: error: {e}");
             Err(ExitCode::from(EXIT_VMM_ERROR))
         }
+    }
+}
+
+/// hv's exit code for a run that stopped with `stop`: 128 + the signal's number if a
+/// signal stopped it through the control socket (as a shell expects), else the stop's.
+fn exit_code(stop: &crate::outcome::GuestStop, signal: Option<i32>) -> ExitCode {
+    match signal {
+        Some(signal) => ExitCode::from(u8::try_from(128 + signal).unwrap_or(u8::MAX)),
+        None => ExitCode::from(stop.exit_code()),
     }
 }
 

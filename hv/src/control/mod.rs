@@ -19,6 +19,7 @@
 //! | [`table`] | a command's arguments: declared once, checked on the server, built by the client |
 //! | [`commands`] | the command table and one handler each |
 //! | [`socket_file`] | the socket's file: owner-only from the start, stale ones replaced, removed at the end |
+//! | [`signals`] | Ctrl-C and `kill` while serving: stop the guest cleanly, remove the socket |
 //! | [`server`] | the threads that serve clients, bounded and with deadlines |
 //! | [`client`] | `hv ctl`: one request, one reply |
 
@@ -27,6 +28,7 @@ pub mod framing;
 pub mod table;
 pub mod commands;
 pub mod socket_file;
+pub mod signals;
 pub mod server;
 pub mod client;
 

@@ -15,6 +15,9 @@
 //! at a time gets no longer), and [`MAX_CONNECTIONS`] bounds the threads: one more
 //! client is told so and closed, and the others go on being served.
 //!
+//! With [`ControlServer::start_catching_signals`] the accept thread also turns SIGINT and
+//! SIGTERM into a stop of the guest (`super::signals`).
+//!
 //! Dropping the [`ControlServer`] stops it: the accept thread is woken through an
 //! eventfd, every open connection is shut down for reading (a command under way still
 //! sends its reply), the threads are joined and the socket file is removed
@@ -24,6 +27,7 @@ use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -32,9 +36,12 @@ use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use vmm_sys_util::eventfd::EventFd;
 
 use super::commands::{answer, Session};
+use super::signals;
 use super::framing::{Frame, LineReader};
 use super::protocol::{encode_error, MAX_LINE};
 use super::socket_file::{SocketFile, SocketFileError};
+use crate::outcome::GuestStop;
+use crate::vcpu::control::AfterJob;
 
 /// Connections served at once; one more is refused with an error reply.
 pub const MAX_CONNECTIONS: usize = 8;
@@ -48,6 +55,7 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// epoll tags.
 const LISTENER: u64 = 0;
 const STOP: u64 = 1;
+const SIGNAL: u64 = 2;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -81,29 +89,74 @@ pub struct ControlServer {
     stop: EventFd,
     accept: Option<JoinHandle<()>>,
     connections: Arc<Mutex<Vec<Connection>>>,
+    /// The signal that stopped the run (0: none).
+    stopped_by: Arc<AtomicI32>,
     // Declared last: the file goes once nothing serves it any more.
-    file: SocketFile,
+    file: Arc<SocketFile>,
+}
+
+/// What the accept thread works with.
+struct Acceptor {
+    listener: UnixListener,
+    epoll: Epoll,
+    connections: Arc<Mutex<Vec<Connection>>>,
+    session: Arc<Session>,
+    file: Arc<SocketFile>,
+    stopped_by: Arc<AtomicI32>,
+    signals: Option<&'static EventFd>,
 }
 
 impl ControlServer {
     /// Creates the socket at `path` and serves `session`'s VM on it from threads of its own.
     pub fn start(path: &Path, session: Session) -> Result<ControlServer, ServerError> {
+        Self::start_with(path, session, None)
+    }
+
+    /// Like [`ControlServer::start`], and SIGINT or SIGTERM then stop the guest cleanly
+    /// instead of killing hv (`super::signals`); for a program with one VM.
+    pub fn start_catching_signals(path: &Path, session: Session) -> Result<ControlServer, ServerError> {
+        let signals = signals::catch().map_err(setup("catch SIGINT and SIGTERM"))?;
+        Self::start_with(path, session, Some(signals))
+    }
+
+    fn start_with(path: &Path, session: Session, signals: Option<&'static EventFd>) -> Result<ControlServer, ServerError> {
         let (listener, file) = SocketFile::create(path)?;
+        let file = Arc::new(file);
         let stop = EventFd::new(0).map_err(setup("create an eventfd"))?;
         let epoll = Epoll::new().map_err(setup("create an epoll instance"))?;
         epoll
             .ctl(ControlOperation::Add, listener.as_raw_fd(), EpollEvent::new(EventSet::IN, LISTENER))
             .map_err(setup("watch the socket"))?;
         epoll.ctl(ControlOperation::Add, stop.as_raw_fd(), EpollEvent::new(EventSet::IN, STOP)).map_err(setup("watch the eventfd"))?;
+        if let Some(signals) = signals {
+            epoll
+                .ctl(ControlOperation::Add, signals.as_raw_fd(), EpollEvent::new(EventSet::IN, SIGNAL))
+                .map_err(setup("watch the signal eventfd"))?;
+        }
         let connections = Arc::new(Mutex::new(Vec::new()));
-        let accept = {
-            let (connections, session) = (connections.clone(), Arc::new(session));
-            std::thread::Builder::new()
-                .name("hv-control".into())
-                .spawn(move || accept_loop(&listener, &epoll, &connections, &session))
-                .map_err(setup("start the control thread"))?
+        let stopped_by = Arc::new(AtomicI32::new(0));
+        let acceptor = Acceptor {
+            listener,
+            epoll,
+            connections: connections.clone(),
+            session: Arc::new(session),
+            file: file.clone(),
+            stopped_by: stopped_by.clone(),
+            signals,
         };
-        Ok(ControlServer { stop, accept: Some(accept), connections, file })
+        let accept = std::thread::Builder::new()
+            .name("hv-control".into())
+            .spawn(move || acceptor.run())
+            .map_err(setup("start the control thread"))?;
+        Ok(ControlServer { stop, accept: Some(accept), connections, stopped_by, file })
+    }
+
+    /// The signal (SIGINT, SIGTERM) that stopped the run, if one did.
+    pub fn stopped_by_signal(&self) -> Option<i32> {
+        match self.stopped_by.load(Ordering::Acquire) {
+            0 => None,
+            n => Some(n),
+        }
     }
 
     /// Where the socket is.
@@ -135,36 +188,67 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Accepts clients until the stop eventfd fires.
-fn accept_loop(listener: &UnixListener, epoll: &Epoll, connections: &Mutex<Vec<Connection>>, session: &Arc<Session>) {
-    let mut events = [EpollEvent::default(); 2];
-    loop {
-        let ready = match epoll.wait(-1, &mut events) {
-            Ok(n) => &events[..n],
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                eprintln!("hv: control socket: epoll failed ({e}); no more clients are accepted");
+impl Acceptor {
+    /// Accepts clients until the stop eventfd fires.
+    fn run(self) {
+        let mut events = [EpollEvent::default(); 3];
+        loop {
+            let ready = match self.epoll.wait(-1, &mut events) {
+                Ok(n) => &events[..n],
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    eprintln!("hv: control socket: epoll failed ({e}); no more clients are accepted");
+                    return;
+                }
+            };
+            if ready.iter().any(|e| e.data() == STOP) {
                 return;
             }
-        };
-        if ready.iter().any(|e| e.data() == STOP) {
-            return;
+            if ready.iter().any(|e| e.data() == SIGNAL) {
+                self.on_signal();
+            }
+            if ready.iter().any(|e| e.data() == LISTENER) {
+                self.accept();
+            }
         }
-        let stream = match listener.accept() {
+    }
+
+    /// SIGINT or SIGTERM: the first stops the guest, a second ends hv at once.
+    fn on_signal(&self) {
+        if let Some(event) = self.signals {
+            let _ = event.read();
+        }
+        let signal = signals::last().unwrap_or(libc::SIGTERM);
+        if self.stopped_by.swap(signal, Ordering::AcqRel) != 0 {
+            eprintln!("hv: {} again while stopping: exiting now", signals::name(signal));
+            self.file.remove();
+            std::process::exit(128 + signal);
+        }
+        // From a thread of its own: the accept thread must stay free to see a second signal.
+        let control = self.session.control.clone();
+        let why = format!("hv got {}: the guest was stopped", signals::name(signal));
+        let _ = std::thread::Builder::new().name("hv-control-stop".into()).spawn(move || {
+            let _ = control.call(move |_| ((), AfterJob::Stop(GuestStop::Ended { why })));
+        });
+    }
+
+    /// Takes one client: a connection thread for it, or a refusal over the limit.
+    fn accept(&self) {
+        let stream = match self.listener.accept() {
             Ok((stream, _)) => stream,
             // The client may have gone already, or the process is out of descriptors:
             // neither is a reason to stop serving the others.
-            Err(_) => continue,
+            Err(_) => return,
         };
-        let mut open = lock(connections);
+        let mut open = lock(&self.connections);
         open.retain(|c| !c.thread.is_finished());
         if open.len() >= MAX_CONNECTIONS {
             drop(open);
             refuse(stream);
-            continue;
+            return;
         }
-        let Ok(handle) = stream.try_clone() else { continue };
-        let session = session.clone();
+        let Ok(handle) = stream.try_clone() else { return };
+        let session = self.session.clone();
         let spawned = std::thread::Builder::new().name("hv-control-client".into()).spawn(move || serve(stream, &session));
         match spawned {
             Ok(thread) => open.push(Connection { stream: handle, thread }),

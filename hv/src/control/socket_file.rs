@@ -132,16 +132,21 @@ impl SocketFile {
     pub fn path(&self) -> &Path {
         &self.path
     }
-}
 
-impl Drop for SocketFile {
-    fn drop(&mut self) {
-        // Only our own socket: someone may have replaced it meanwhile.
+    /// Removes the file now if it is still the socket hv created (someone may have
+    /// replaced it meanwhile); dropping does the same.
+    pub fn remove(&self) {
         if let Ok(meta) = std::fs::symlink_metadata(&self.path) {
             if (meta.dev(), meta.ino()) == self.id {
                 let _ = std::fs::remove_file(&self.path);
             }
         }
+    }
+}
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        self.remove();
     }
 }
 
