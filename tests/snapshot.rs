@@ -29,6 +29,11 @@ fn run_and_snapshot(args: &[&str], mmu: MmuMode, before: usize, file: &Path) -> 
     let config = VmConfig { mmu, timeout: Some(Duration::from_secs(60)), ..VmConfig::builtin_guest(args) };
     let console = CapturedOutput::default();
     let vm = Vm::new(&config, Box::new(console.clone()), Instant::now()).expect("the VM is created");
+    snapshot_when_printed(vm, &config, &console, before, file)
+}
+
+/// Runs `vm` until `console` shows `before` numbers, snapshots it to `file` and stops it.
+fn snapshot_when_printed(vm: Vm, config: &VmConfig, console: &CapturedOutput, before: usize, file: &Path) -> String {
     let control = vm.control();
     let runner = std::thread::spawn(move || vm.run().expect("the VM runs"));
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -36,7 +41,7 @@ fn run_and_snapshot(args: &[&str], mmu: MmuMode, before: usize, file: &Path) -> 
         assert!(Instant::now() < deadline, "the guest printed too little: {:?}", console.text());
         std::thread::sleep(Duration::from_millis(5));
     }
-    let report = snapshot::take(&control, SnapshotInputs::from_config(&config), file.to_path_buf(), AfterSnapshot::Stop)
+    let report = snapshot::take(&control, SnapshotInputs::from_config(config), file.to_path_buf(), AfterSnapshot::Stop)
         .expect("the snapshot is written");
     assert!(report.summary.pages_stored > 0 && report.summary.pages_stored < report.summary.ram_pages);
     let run = runner.join().expect("the vCPU thread");
@@ -223,4 +228,24 @@ fn disk_writes_before_a_snapshot_are_seen_after_it_and_the_disk_must_be_the_same
     run.expect(run.stderr.contains("not the same file") || run.stderr.contains("written (or replaced) after"), "another file is refused");
     let _ = std::fs::remove_file(&image);
     let _ = std::fs::remove_file(&file);
+}
+
+#[test]
+fn a_restored_guest_can_be_snapshotted_and_restored_again() {
+    require_kvm!();
+    let (first_file, second_file) = (temp_path("gen1.snap"), temp_path("gen2.snap"));
+    let first = run_and_snapshot(&["count", "10", "20"], MmuMode::Ept, 2, &first_file);
+    // Restore (memory mapped from the first file), run a while, snapshot again: the
+    // pages that still come from the first file must be in the second.
+    let (state, ram) = hv::state::snapshot_file::read(&first_file).unwrap().map_ram().unwrap();
+    let config = VmConfig::for_state(&state, Some(MmuMode::Shadow)).unwrap();
+    let console = CapturedOutput::default();
+    let vm = Vm::restore(&config, &state, ram, Box::new(console.clone()), Instant::now()).unwrap();
+    let second = snapshot_when_printed(vm, &config, &console, 3, &second_file);
+    let _ = std::fs::remove_file(&first_file);
+    let (third, stop) = restore_and_run(&second_file, MmuMode::Ept);
+    let _ = std::fs::remove_file(&second_file);
+    assert!(matches!(stop, GuestStop::Shutdown { code: 0 }), "{stop:?}");
+    let all: Vec<u64> = [first, second, third].iter().flat_map(|o| numbers(o)).collect();
+    assert_eq!(all, (1..=10).collect::<Vec<u64>>());
 }

@@ -75,6 +75,22 @@ pub enum Command {
     /// hv's translation of it changes. Exit codes as for `hv run`.
     #[command(after_help = RESTORE_HELP)]
     Restore(RestoreArgs),
+
+    /// Measure snapshots and restores: the guest's pause for a snapshot, the file's
+    /// size, and restore to the first instruction against booting, in each memory mode
+    /// and across modes, all in one run.
+    StateBench(StateBenchArgs),
+}
+
+/// Options of `hv state-bench`.
+#[derive(Debug, Args)]
+pub struct StateBenchArgs {
+    /// Guest RAM in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = DEFAULT_MEM_MIB)]
+    pub mem: u64,
+    /// Repetitions of each timing; the median is reported.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub reps: usize,
 }
 
 const RESTORE_HELP: &str = "\

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use backend_drivers::runner::NotifyPolicy;
 
-use super::args::{BenchArgs, BenchMmuArg, BlkBenchArgs, CtlArgs, RestoreArgs, RunArgs};
+use super::args::{BenchArgs, BenchMmuArg, BlkBenchArgs, CtlArgs, RestoreArgs, RunArgs, StateBenchArgs};
 use crate::control::{self, protocol::Answer, ControlServer, Session};
 use crate::outcome::EXIT_VMM_ERROR;
 use crate::vmm::{Vm, VmConfig};
@@ -163,6 +163,21 @@ pub(super) fn restore_command(args: RestoreArgs, started: Instant) -> ExitCode {
             exit_code(&report.stop, signal)
         }
         Err(e) => fail(&e),
+    }
+}
+
+/// `hv state-bench`.
+pub(super) fn state_bench_command(args: StateBenchArgs) -> ExitCode {
+    use crate::bench::state_bench;
+    match state_bench::run(&state_bench::StateBenchConfig { mem_mib: args.mem, reps: args.reps }) {
+        Ok(report) => {
+            print!("{}", state_bench::render(&report));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("hv: error: {e}");
+            ExitCode::from(EXIT_VMM_ERROR)
+        }
     }
 }
 

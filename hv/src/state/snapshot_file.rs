@@ -231,7 +231,8 @@ impl OpenSnapshot {
     /// Guest RAM mapped from the file, lazily and copy-on-write.
     pub fn map_ram(self) -> Result<(VmState, GuestRam), SnapshotFileError> {
         let ram_bytes = self.saved.vm.ram_bytes;
-        let ram = GuestRam::from_file(self.file, self.memory_off, ram_bytes)
+        let stored = self.saved.extents.iter().map(|e| e.first..e.first + e.count).collect();
+        let ram = GuestRam::from_file(self.file, self.memory_off, ram_bytes, stored)
             .map_err(|e| SnapshotFileError::Invalid { path: PathBuf::new(), problem: e.to_string() })?;
         Ok((self.saved.vm, ram))
     }
