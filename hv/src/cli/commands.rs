@@ -9,7 +9,7 @@ use std::time::Instant;
 use backend_drivers::runner::NotifyPolicy;
 
 use super::args::{BenchArgs, BenchMmuArg, BlkBenchArgs, CtlArgs, RestoreArgs, RunArgs, StateBenchArgs};
-use crate::control::{self, protocol::Answer, ControlServer, Session};
+use crate::control::{self, ControlServer, Session};
 use crate::outcome::EXIT_VMM_ERROR;
 use crate::vmm::{Vm, VmConfig};
 
@@ -209,24 +209,34 @@ fn exit_code(stop: &crate::outcome::GuestStop, signal: Option<i32>) -> ExitCode 
 
 /// `hv ctl`: one request to a control socket, its reply on standard output.
 pub(super) fn ctl_command(args: CtlArgs) -> ExitCode {
-    // `--json` is hv ctl's own option wherever it is written (`hv ctl P stats --json`).
-    let json = args.json || args.args.iter().any(|a| a == "--json");
-    let words: Vec<String> = args.args.into_iter().filter(|a| a != "--json").collect();
+    // `--json` is hv ctl's own option wherever it is written (`hv ctl P stats --json`),
+    // unless the command has a `json` argument of its own: then after the command it is
+    // the command's.
+    let command_takes_json = control::commands::find(&args.command).is_some_and(|c| c.fields.iter().any(|f| f.name == "json"));
+    let json = args.json || (!command_takes_json && args.args.iter().any(|a| a == "--json"));
+    let words: Vec<String> = args.args.into_iter().filter(|a| command_takes_json || a != "--json").collect();
+    let mut show_progress = |raw: &str, report: &control::protocol::Reply| {
+        if json {
+            println!("{raw}");
+        } else {
+            println!("{}", report.text);
+        }
+    };
     let result = control::client::prepare(&args.command, &words)
-        .and_then(|(command, fields)| control::client::call(&args.path, command, &fields));
+        .and_then(|(command, fields)| control::client::call(&args.path, command, &fields, &mut show_progress));
     match result {
         Ok((raw, answer)) => {
             if json {
                 println!("{raw}");
             }
             match answer {
-                Answer::Done(reply) => {
+                Ok(reply) => {
                     if !json {
                         println!("{}", reply.text);
                     }
                     ExitCode::SUCCESS
                 }
-                Answer::Failed(error) => {
+                Err(error) => {
                     eprintln!("hv ctl: error: {error}");
                     ExitCode::from(EXIT_VMM_ERROR)
                 }

@@ -1,7 +1,9 @@
 //! The client side (`hv ctl PATH COMMAND ...`): one request over the socket and its
 //! reply.
 //!
-//! The words after the command become the request's fields through the command's row in
+//! Progress lines a long command sends before its reply are handed to the caller as they
+//! arrive (`hv ctl` prints them). The words after the command become the request's
+//! fields through the command's row in
 //! the table (`super::table::fields_from_words`), so the client needs no code per
 //! command. The reply is read with the same bound as requests, and checked like any
 //! input: a server that sends nonsense gets an error, not a panic.
@@ -14,7 +16,7 @@ use serde_json::{Map, Value};
 
 use super::commands::{find, names};
 use super::framing::{Frame, LineReader};
-use super::protocol::{encode_request, parse_reply, Answer, ReplyError, MAX_LINE};
+use super::protocol::{encode_request, parse_reply, Answer, Reply, ReplyError, MAX_LINE};
 use super::table::fields_from_words;
 
 /// Why `hv ctl` got no answer.
@@ -60,9 +62,18 @@ pub fn prepare(command: &str, words: &[String]) -> Result<(&'static str, Map<Str
     Ok((spec.name, fields))
 }
 
+/// The server's reply: the command's answer, or the error it failed with.
+pub type Outcome = Result<Reply, String>;
+
 /// Sends one request to the socket at `path` and returns the reply line as received
-/// and as understood.
-pub fn call(path: &Path, command: &str, fields: &Map<String, Value>) -> Result<(String, Answer), ClientError> {
+/// and as understood; progress lines before it go to `on_progress` (as received, and
+/// the report) as they arrive.
+pub fn call(
+    path: &Path,
+    command: &str,
+    fields: &Map<String, Value>,
+    on_progress: &mut dyn FnMut(&str, &Reply),
+) -> Result<(String, Outcome), ClientError> {
     let stream = UnixStream::connect(path).map_err(|source| match source.kind() {
         std::io::ErrorKind::NotFound => ClientError::NoSocket(path.to_path_buf()),
         std::io::ErrorKind::ConnectionRefused => ClientError::NotListening(path.to_path_buf()),
@@ -72,13 +83,82 @@ pub fn call(path: &Path, command: &str, fields: &Map<String, Value>) -> Result<(
     line.push('\n');
     (&stream).write_all(line.as_bytes()).map_err(|source| ClientError::Io { what: "cannot send the request to", path: path.to_path_buf(), source })?;
     let mut replies = LineReader::new(&stream, MAX_LINE);
-    match replies.next_line() {
-        Ok(Frame::Line(reply)) => {
-            let answer = parse_reply(&reply)?;
-            Ok((String::from_utf8_lossy(&reply).into_owned(), answer))
+    loop {
+        let line = match replies.next_line() {
+            Ok(Frame::Line(line)) => line,
+            Ok(Frame::TooLong) => return Err(ClientError::ReplyTooLong),
+            Ok(Frame::Closed { .. }) => return Err(ClientError::NoReply(path.to_path_buf())),
+            Err(source) => return Err(ClientError::Io { what: "cannot read the reply from", path: path.to_path_buf(), source }),
+        };
+        let raw = String::from_utf8_lossy(&line).into_owned();
+        match parse_reply(&line)? {
+            Answer::Progress(report) => on_progress(&raw, &report),
+            Answer::Done(reply) => return Ok((raw, Ok(reply))),
+            Answer::Failed(error) => return Ok((raw, Err(error))),
         }
-        Ok(Frame::TooLong) => Err(ClientError::ReplyTooLong),
-        Ok(Frame::Closed { .. }) => Err(ClientError::NoReply(path.to_path_buf())),
-        Err(source) => Err(ClientError::Io { what: "cannot read the reply from", path: path.to_path_buf(), source }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::net::UnixListener;
+
+    /// A one-shot server that reads a request and sends `lines` back.
+    fn fake_server(name: &str, lines: &'static [&'static str]) -> (PathBuf, std::thread::JoinHandle<String>) {
+        let path = std::env::temp_dir().join(format!("hv-client-{}-{name}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).unwrap();
+        let server = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut request = String::new();
+            BufReader::new(&stream).read_line(&mut request).unwrap();
+            for line in lines {
+                (&stream).write_all(format!("{line}\n").as_bytes()).unwrap();
+            }
+            request
+        });
+        (path, server)
+    }
+
+    #[test]
+    fn progress_lines_are_handed_over_before_the_reply() {
+        let (path, server) = fake_server(
+            "progress",
+            &[r#"{"v":1,"progress":true,"text":"round 1","round":1}"#, r#"{"v":1,"progress":true,"text":"round 2"}"#, r#"{"v":1,"ok":true,"text":"done"}"#],
+        );
+        let mut seen = Vec::new();
+        let (raw, outcome) = call(&path, "status", &Map::new(), &mut |_, report| seen.push(report.text.clone())).unwrap();
+        assert_eq!(server.join().unwrap(), "{\"v\":1,\"cmd\":\"status\"}\n");
+        assert_eq!(seen, ["round 1", "round 2"]);
+        assert_eq!(raw, r#"{"v":1,"ok":true,"text":"done"}"#);
+        assert_eq!(outcome.unwrap().text, "done");
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn hostile_server_replies_are_errors() {
+        for (name, lines) in [
+            ("garbage", &["<html>"][..]),
+            ("version", &[r#"{"v":9,"ok":true}"#][..]),
+            ("silent", &[][..]),
+        ] {
+            let (path, server) = fake_server(name, lines);
+            let result = call(&path, "status", &Map::new(), &mut |_, _| {});
+            server.join().unwrap();
+            assert!(result.is_err(), "{name}: {result:?}");
+            std::fs::remove_file(&path).unwrap();
+        }
+    }
+
+    #[test]
+    fn missing_and_dead_sockets_are_named() {
+        let path = std::env::temp_dir().join(format!("hv-client-{}-none.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        assert!(matches!(call(&path, "status", &Map::new(), &mut |_, _| {}), Err(ClientError::NoSocket(_))));
+        drop(UnixListener::bind(&path).unwrap());
+        assert!(matches!(call(&path, "status", &Map::new(), &mut |_, _| {}), Err(ClientError::NotListening(_))));
+        std::fs::remove_file(&path).unwrap();
     }
 }

@@ -7,7 +7,8 @@
 //! `status` and `stats` read counters and leave the guest as it was; `snapshot` is
 //! `crate::vmm::snapshot::take`, which is such a job too.
 //!
-//! To add a command: write its handler (`fn(&Session, &Args) -> Result<Reply, String>`),
+//! To add a command: write its handler (`fn(&Session, &Args, &mut Progress) -> Result<Reply,
+//! String>`; a long one may report through `Progress` before it returns),
 //! add a row to [`COMMANDS`] with its fields, and document its request and reply in
 //! `super::protocol`'s table and in docs/control.md. `hv ctl` and the server's checks
 //! follow from the row.
@@ -17,7 +18,7 @@ use std::time::Instant;
 use pv_abi::MmuMode;
 use serde_json::Value;
 
-use super::protocol::{self, encode_error, encode_ok, parse_request, quote, Reply, MAX_LINE};
+use super::protocol::{self, encode_error, encode_ok, encode_progress, parse_request, quote, Reply, MAX_LINE};
 use super::table::{check_args, Args, Field, FieldKind};
 use crate::vcpu::control::{AfterJob, ExitBoundary, VcpuControl};
 use crate::vmm::snapshot::{self as vm_snapshot, AfterSnapshot, SnapshotInputs};
@@ -34,6 +35,11 @@ pub struct Session {
     pub started: Instant,
 }
 
+/// Where a command sends progress reports before its reply (a migration's rounds, say):
+/// each goes to the client at once as a progress line. A client that has gone away makes
+/// this do nothing; the command goes on.
+pub type Progress<'a> = dyn FnMut(Reply) + 'a;
+
 /// One command of the control socket.
 pub struct Command {
     /// `cmd` in a request.
@@ -43,7 +49,7 @@ pub struct Command {
     /// Its arguments.
     pub fields: &'static [Field],
     /// Does it; the error is the reply's message.
-    pub run: fn(&Session, &Args) -> Result<Reply, String>,
+    pub run: fn(&Session, &Args, &mut Progress<'_>) -> Result<Reply, String>,
 }
 
 /// Every command, in the order `hv ctl --help` lists them.
@@ -78,17 +84,30 @@ pub fn names() -> String {
     COMMANDS.iter().map(|c| c.name).collect::<Vec<_>>().join(", ")
 }
 
-/// Answers one request line with one reply line (both without `\n`): the whole of
-/// what the server does with a request, sockets aside.
-pub fn answer(session: &Session, line: &[u8]) -> String {
+/// Answers one request line with one reply line (both without `\n`), after any progress
+/// lines the command sends to `progress_line`: the whole of what the server does with a
+/// request, sockets aside.
+pub fn answer(session: &Session, line: &[u8], progress_line: &mut dyn FnMut(String)) -> String {
+    answer_from(COMMANDS, session, line, progress_line)
+}
+
+/// [`answer`] with the commands of `table`.
+fn answer_from(table: &[Command], session: &Session, line: &[u8], progress_line: &mut dyn FnMut(String)) -> String {
     let request = match parse_request(line) {
         Ok(request) => request,
         Err(e) => return encode_error(&e.to_string()),
     };
-    let Some(command) = find(&request.cmd) else {
-        return encode_error(&format!("unknown command '{}' (known: {})", quote(&request.cmd), names()));
+    let Some(command) = table.iter().find(|c| c.name == request.cmd) else {
+        let known = table.iter().map(|c| c.name).collect::<Vec<_>>().join(", ");
+        return encode_error(&format!("unknown command '{}' (known: {known})", quote(&request.cmd)));
     };
-    let result = check_args(command.name, command.fields, request.args).and_then(|args| (command.run)(session, &args));
+    let mut progress = |report: Reply| {
+        let line = encode_progress(&report);
+        if line.len() <= MAX_LINE {
+            progress_line(line);
+        }
+    };
+    let result = check_args(command.name, command.fields, request.args).and_then(|args| (command.run)(session, &args, &mut progress));
     match result {
         Ok(reply) => {
             let line = encode_ok(&reply);
@@ -118,13 +137,13 @@ fn on_vcpu<R: Send + 'static>(
     session.control.call(job).map_err(|gone| gone.to_string())
 }
 
-fn pause(session: &Session, _: &Args) -> Result<Reply, String> {
+fn pause(session: &Session, _: &Args, _: &mut Progress) -> Result<Reply, String> {
     let was_paused = on_vcpu(session, |b| (b.paused, AfterJob::Pause))?;
     let text = if was_paused { "the guest was already paused" } else { "paused" };
     Ok(Reply::new(text).with("state", "paused").with("changed", !was_paused))
 }
 
-fn resume(session: &Session, _: &Args) -> Result<Reply, String> {
+fn resume(session: &Session, _: &Args, _: &mut Progress) -> Result<Reply, String> {
     let was_paused = on_vcpu(session, |b| (b.paused, AfterJob::Run))?;
     let text = if was_paused { "resumed" } else { "the guest was already running" };
     Ok(Reply::new(text).with("state", "running").with("changed", was_paused))
@@ -139,7 +158,7 @@ struct Live {
     ram_bytes: u64,
 }
 
-fn status(session: &Session, _: &Args) -> Result<Reply, String> {
+fn status(session: &Session, _: &Args, _: &mut Progress) -> Result<Reply, String> {
     let live = on_vcpu(session, |b| {
         let live = Live {
             paused: b.paused,
@@ -180,7 +199,7 @@ fn status(session: &Session, _: &Args) -> Result<Reply, String> {
         .with("guest_args", Value::from(args.clone())))
 }
 
-fn stats(session: &Session, _: &Args) -> Result<Reply, String> {
+fn stats(session: &Session, _: &Args, _: &mut Progress) -> Result<Reply, String> {
     let started = session.started;
     let stats = on_vcpu(session, move |b| {
         let mut stats = RunStats::new(started);
@@ -196,7 +215,7 @@ fn stats(session: &Session, _: &Args) -> Result<Reply, String> {
     Ok(Reply::new(stats.to_string()).with("stats", stats.to_json()))
 }
 
-fn snapshot(session: &Session, args: &Args) -> Result<Reply, String> {
+fn snapshot(session: &Session, args: &Args, _: &mut Progress) -> Result<Reply, String> {
     let file = args.text("file").ok_or("'snapshot' needs \"file\"")?;
     let after = if args.flag("stop") { AfterSnapshot::Stop } else { AfterSnapshot::Continue };
     let inputs = SnapshotInputs::from_config(&session.config);
@@ -228,11 +247,83 @@ fn snapshot(session: &Session, args: &Args) -> Result<Reply, String> {
 pub fn help() -> String {
     let mut help = String::from("Commands (hv ctl PATH COMMAND ...):\n");
     for c in COMMANDS {
-        help.push_str(&format!("  {:<22} {}\n", super::table::usage(c.name, c.fields), c.about));
+        help.push_str(&format!("  {:<24} {}\n", super::table::usage(c.name, c.fields), c.about));
     }
     help.push_str(&format!(
         "\nThe protocol (one JSON object per line, version {}) is in docs/control.md.",
         protocol::VERSION
     ));
     help
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vcpu::control::channel;
+
+    /// A session whose VM has gone (its mailbox dropped): no KVM needed.
+    fn ended_session() -> Session {
+        let (control, mailbox) = channel();
+        drop(mailbox);
+        Session { control, config: VmConfig::builtin_guest(&["count", "3"]), started: Instant::now() }
+    }
+
+    /// A command that reports three times, then answers: how `migrate` will use progress.
+    fn rounds(_: &Session, args: &Args, progress: &mut Progress) -> Result<Reply, String> {
+        let n = args.count("rounds").unwrap_or(3);
+        for round in 1..=n {
+            progress(Reply::new(format!("round {round}")).with("round", round));
+        }
+        Ok(Reply::new("done").with("rounds", n))
+    }
+
+    const TEST_TABLE: &[Command] = &[Command {
+        name: "rounds",
+        about: "reports, then answers",
+        fields: &[Field { name: "rounds", kind: FieldKind::Count, required: false, positional: true }],
+        run: rounds,
+    }];
+
+    fn ask(table: &[Command], line: &str) -> (Vec<String>, String) {
+        let mut progress = Vec::new();
+        let reply = answer_from(table, &ended_session(), line.as_bytes(), &mut |l| progress.push(l));
+        (progress, reply)
+    }
+
+    #[test]
+    fn progress_lines_come_before_the_reply() {
+        let (progress, reply) = ask(TEST_TABLE, r#"{"v":1,"cmd":"rounds","rounds":2}"#);
+        assert_eq!(
+            progress,
+            [r#"{"v":1,"progress":true,"text":"round 1","round":1}"#, r#"{"v":1,"progress":true,"text":"round 2","round":2}"#]
+        );
+        assert_eq!(reply, r#"{"v":1,"ok":true,"text":"done","rounds":2}"#);
+    }
+
+    #[test]
+    fn refusals_send_no_progress() {
+        let (progress, reply) = ask(TEST_TABLE, r#"{"v":1,"cmd":"rounds","rounds":-1}"#);
+        assert!(progress.is_empty());
+        assert!(reply.contains("must be a non-negative integer"), "{reply}");
+        let (_, reply) = ask(TEST_TABLE, r#"{"v":1,"cmd":"pause"}"#);
+        assert_eq!(reply, r#"{"v":1,"ok":false,"error":"unknown command 'pause' (known: rounds)"}"#);
+    }
+
+    #[test]
+    fn a_vm_that_has_ended_is_an_error_reply() {
+        for cmd in ["pause", "resume", "status", "stats"] {
+            let (_, reply) = ask(COMMANDS, &format!(r#"{{"v":1,"cmd":"{cmd}"}}"#));
+            assert_eq!(reply, r#"{"v":1,"ok":false,"error":"the guest is no longer running"}"#, "{cmd}");
+        }
+        let (_, reply) = ask(COMMANDS, r#"{"v":1,"cmd":"snapshot","file":"/tmp/x"}"#);
+        assert!(reply.contains(r#""ok":false"#) && reply.contains("no longer running"), "{reply}");
+    }
+
+    #[test]
+    fn every_command_is_documented_in_the_protocol() {
+        let doc = include_str!("protocol.rs");
+        for c in COMMANDS {
+            assert!(doc.contains(&format!("//! | `{}` |", c.name)), "protocol.rs documents '{}'", c.name);
+        }
+    }
 }

@@ -10,11 +10,11 @@
 //! `socat` and `nc` work). A line is at most [`MAX_LINE`] bytes (64 KiB) without its
 //! `\n`.
 //!
-//! The client writes a request line; the server answers it with exactly one reply line.
-//! Replies come in the order of the requests, so a client may write several requests on
-//! one connection before reading (the server reads the next request only after it has
-//! answered the previous one). There are no request ids and no messages the client did
-//! not ask for.
+//! The client writes a request line; the server answers it with exactly one reply line,
+//! which a long command may precede with progress lines (below). Replies come in the
+//! order of the requests, so a client may write several requests on one connection
+//! before reading (the server reads the next request only after it has answered the
+//! previous one). There are no request ids and no messages the client did not ask for.
 //!
 //! ## Requests
 //!
@@ -53,6 +53,17 @@
 //!   prints it. Programs read the other fields.
 //! - `error` (failure only): one line saying what was wrong, e.g. `unknown command
 //!   'paws' (known: pause, resume, status, stats, snapshot)`.
+//!
+//! ## Progress lines
+//!
+//! ```text
+//! {"v": 1, "progress": true, "text": "...", FIELD: VALUE, ...}
+//! ```
+//! A command that takes a while may report how it is going before its reply: zero or
+//! more progress lines, each with `text` for a person and fields of the command's own,
+//! then the reply (the line with `ok`). A client reads lines until the one with `ok`;
+//! it may show or ignore the others. None of the commands above sends any yet; a
+//! command that does says so in its row.
 //!
 //! ## Versioning rule
 //!
@@ -236,14 +247,24 @@ pub fn encode_ok(reply: &Reply) -> String {
     line
 }
 
+/// A progress line (without `\n`).
+pub fn encode_progress(report: &Reply) -> String {
+    let mut line = format!("{{\"v\":{VERSION},\"progress\":true,\"text\":{}", Value::from(report.text.as_str()));
+    append_fields(&mut line, &report.fields);
+    line.push('}');
+    line
+}
+
 /// A failure reply as a line (without `\n`).
 pub fn encode_error(message: &str) -> String {
     format!("{{\"v\":{VERSION},\"ok\":false,\"error\":{}}}", Value::from(message))
 }
 
-/// A reply as the client reads it.
+/// A line from the server as the client reads it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Answer {
+    /// `progress: true`: more lines follow.
+    Progress(Reply),
     /// `ok: true`.
     Done(Reply),
     /// `ok: false`, with its `error`.
@@ -259,7 +280,7 @@ pub enum ReplyError {
     /// Another protocol version.
     #[error("the server speaks protocol version {0}, this hv speaks {VERSION}")]
     WrongVersion(String),
-    /// `ok` missing or not a boolean.
+    /// `ok` missing or not a boolean, and not a progress line either.
     #[error("the server's reply has no boolean \"ok\" field")]
     NoOk,
     /// A failure without its message.
@@ -278,14 +299,15 @@ pub fn parse_reply(line: &[u8]) -> Result<Answer, ReplyError> {
         Some(Value::Number(n)) if n.as_u64() == Some(VERSION) => {}
         other => return Err(ReplyError::WrongVersion(other.map_or("(none)".into(), |v| quote(&v.to_string())))),
     }
+    let take_text = |fields: &mut Map<String, Value>| match fields.remove("text") {
+        Some(Value::String(text)) => text,
+        _ => String::new(),
+    };
+    if fields.remove("progress") == Some(Value::Bool(true)) {
+        return Ok(Answer::Progress(Reply { text: take_text(&mut fields), fields }));
+    }
     match fields.remove("ok") {
-        Some(Value::Bool(true)) => {
-            let text = match fields.remove("text") {
-                Some(Value::String(text)) => text,
-                _ => String::new(),
-            };
-            Ok(Answer::Done(Reply { text, fields }))
-        }
+        Some(Value::Bool(true)) => Ok(Answer::Done(Reply { text: take_text(&mut fields), fields })),
         Some(Value::Bool(false)) => match fields.remove("error") {
             Some(Value::String(error)) => Ok(Answer::Failed(error)),
             _ => Err(ReplyError::NoError),
@@ -373,6 +395,14 @@ mod tests {
         let line = encode_error("no \"such\" thing");
         assert_eq!(line, r#"{"v":1,"ok":false,"error":"no \"such\" thing"}"#);
         assert_eq!(parse_reply(line.as_bytes()), Ok(Answer::Failed("no \"such\" thing".into())));
+    }
+
+    #[test]
+    fn progress_lines_round_trip() {
+        let report = Reply::new("round 1: 812 pages").with("round", 1);
+        let line = encode_progress(&report);
+        assert!(line.starts_with(r#"{"v":1,"progress":true,"text":"round 1: 812 pages""#), "{line}");
+        assert_eq!(parse_reply(line.as_bytes()), Ok(Answer::Progress(report)));
     }
 
     #[test]

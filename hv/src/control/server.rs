@@ -299,7 +299,15 @@ fn serve_requests(stream: &UnixStream, session: &Session) {
     loop {
         lines.get_mut().until = Instant::now() + REQUEST_TIMEOUT;
         let (reply, more) = match lines.next_line() {
-            Ok(Frame::Line(line)) => (answer(session, &line), true),
+            Ok(Frame::Line(line)) => {
+                // A progress line that cannot be written is dropped; the command goes on
+                // and its reply meets the same fate.
+                let mut client_gone = false;
+                let reply = answer(session, &line, &mut |progress| {
+                    client_gone = client_gone || write_line(stream, &progress).is_err();
+                });
+                (reply, true)
+            }
             Ok(Frame::TooLong) => (encode_error(&format!("request line longer than {MAX_LINE} bytes; closing the connection")), false),
             // Hung up (maybe in the middle of a line: there is nobody to answer).
             Ok(Frame::Closed { .. }) => return,
