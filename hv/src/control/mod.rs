@@ -8,9 +8,9 @@
 //! looked at from outside, without the guest's help or knowledge.
 //!
 //! A request travels: client → socket → a connection thread ([`server`]) → the line is
-//! checked ([`protocol`], [`table`]) → the command's handler ([`commands`]) → a job on
-//! the vCPU thread (`crate::vcpu::control`), run at the next exit boundary → the reply
-//! line goes back.
+//! checked ([`dispatch`], with [`protocol`] and [`table`]) → the command's handler
+//! ([`commands`]) → a job on the vCPU thread (`crate::vcpu::control`), run at the next
+//! exit boundary → the reply line goes back.
 //!
 //! | file | idea |
 //! | --- | --- |
@@ -18,6 +18,7 @@
 //! | [`framing`] | cutting a stream into lines without trusting the peer to end them |
 //! | [`table`] | a command's arguments: declared once, checked on the server, built by the client |
 //! | [`commands`] | the command table and one handler each |
+//! | [`dispatch`] | a request line to its reply line: checks, then the command's handler |
 //! | [`socket_file`] | the socket's file: owner-only from the start, stale ones replaced, removed at the end |
 //! | [`signals`] | Ctrl-C and `kill` while serving: stop the guest cleanly, remove the socket |
 //! | [`server`] | the threads that serve clients, bounded and with deadlines |
@@ -27,6 +28,7 @@ pub mod protocol;
 pub mod framing;
 pub mod table;
 pub mod commands;
+pub mod dispatch;
 pub mod socket_file;
 pub mod signals;
 pub mod server;

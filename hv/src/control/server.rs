@@ -2,7 +2,7 @@
 //! keep every client, however hostile, away from the guest.
 //!
 //! ```text
-//!  accept thread ──┬── connection thread 1 ── request line → commands::answer → reply line
+//!  accept thread ──┬── connection thread 1 ── request line → dispatch::answer → reply line
 //!  (epoll: socket  ├── connection thread 2 ──            (a job on the vCPU thread,
 //!   or stop)       └── ...  at most MAX_CONNECTIONS      if the command needs the VM)
 //! ```
@@ -35,7 +35,8 @@ use std::time::{Duration, Instant};
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use vmm_sys_util::eventfd::EventFd;
 
-use super::commands::{answer, Session};
+use super::commands::Session;
+use super::dispatch::answer;
 use super::signals;
 use super::framing::{Frame, LineReader};
 use super::protocol::{encode_error, MAX_LINE};
