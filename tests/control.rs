@@ -24,9 +24,25 @@ fn ctl(hv: &RunningHv, args: &[&str]) -> common::Outcome {
     common::hv(&all)
 }
 
-/// How long to let console lines already on their way reach the test: the backend
-/// thread may still be writing what the guest put in the ring before the pause.
+/// How long the console must stay quiet after a pause before the test starts watching:
+/// the backend thread may still be writing what the guest put in the ring before it.
 const SETTLE: Duration = Duration::from_millis(200);
+
+/// Waits until `hv` has printed no new line for [`SETTLE`]; returns the lines so far.
+fn settled_lines(hv: &RunningHv) -> usize {
+    let start = std::time::Instant::now();
+    let mut seen = hv.lines().len();
+    let mut quiet_since = std::time::Instant::now();
+    while quiet_since.elapsed() < SETTLE {
+        assert!(start.elapsed() < Duration::from_secs(10), "the console never went quiet after the pause");
+        std::thread::sleep(Duration::from_millis(10));
+        let now = hv.lines().len();
+        if now != seen {
+            (seen, quiet_since) = (now, std::time::Instant::now());
+        }
+    }
+    seen
+}
 
 #[test]
 fn pause_stops_a_counting_guest_and_resume_continues_it() {
@@ -36,8 +52,7 @@ fn pause_stops_a_counting_guest_and_resume_continues_it() {
     let paused = ctl(&hv, &["pause"]);
     paused.expect_code(0);
     paused.expect(paused.stdout.trim() == "paused", "pause says so");
-    std::thread::sleep(SETTLE);
-    let before = hv.lines().len();
+    let before = settled_lines(&hv);
     std::thread::sleep(Duration::from_millis(800)); // 40 lines' worth of time
     let after = hv.lines().len();
     assert_eq!(before, after, "the guest printed while paused: {:?}", &hv.lines()[before..]);
