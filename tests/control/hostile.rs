@@ -250,6 +250,12 @@ fn hostile_ctl_arguments_never_reach_the_server() {
         out.expect_code(1);
         out.expect(out.stderr.starts_with("hv ctl: error: "), "one error line");
     }
+    // A command the server refuses: with --json, the reply itself on stdout, and exit 1.
+    let out = common::hv(&["ctl", "--json", socket.as_str(), "snapshot", "/nonexistent-dir/x.snap"]);
+    out.expect_code(1);
+    let reply: Value = serde_json::from_str(out.stdout.trim()).expect("the JSON reply");
+    assert_eq!(reply["ok"], false);
+    out.expect(out.stderr.starts_with("hv ctl: error: snapshot: "), "and the error on stderr");
     assert_unharmed(hv);
 }
 
