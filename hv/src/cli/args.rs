@@ -142,6 +142,11 @@ pub struct CtlArgs {
     #[arg(long)]
     pub json: bool,
 
+    /// Give up if the server sends nothing for SECS seconds (default: wait as long as
+    /// the command takes).
+    #[arg(long, value_name = "SECS", value_parser = parse_timeout)]
+    pub timeout: Option<std::time::Duration>,
+
     /// The control socket (the PATH given to `hv run --control`).
     #[arg(value_name = "PATH")]
     pub path: PathBuf,

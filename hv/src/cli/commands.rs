@@ -223,7 +223,7 @@ pub(super) fn ctl_command(args: CtlArgs) -> ExitCode {
         }
     };
     let result = control::client::prepare(&args.command, &words)
-        .and_then(|(command, fields)| control::client::call(&args.path, command, &fields, &mut show_progress));
+        .and_then(|(command, fields)| control::client::call(&args.path, command, &fields, args.timeout, &mut show_progress));
     match result {
         Ok((raw, answer)) => {
             if json {

@@ -8,9 +8,10 @@
 //! command. The reply is read with the same bound as requests, and checked like any
 //! input: a server that sends nonsense gets an error, not a panic.
 
-use std::io::Write;
+use std::io::{ErrorKind, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde_json::{Map, Value};
 
@@ -44,6 +45,14 @@ pub enum ClientError {
         /// Why.
         source: std::io::Error,
     },
+    /// No line came within the time `hv ctl --timeout` allows.
+    #[error("no reply from {path} within {secs} s")]
+    TimedOut {
+        /// The socket.
+        path: PathBuf,
+        /// The timeout.
+        secs: f64,
+    },
     /// The server closed the connection without replying.
     #[error("the server at {0} closed the connection without a reply")]
     NoReply(PathBuf),
@@ -67,11 +76,13 @@ pub type Outcome = Result<Reply, String>;
 
 /// Sends one request to the socket at `path` and returns the reply line as received
 /// and as understood; progress lines before it go to `on_progress` (as received, and
-/// the report) as they arrive.
+/// the report) as they arrive. With `patience`, waiting longer than that for the next
+/// line is an error (a command that sends progress lines may take longer in all).
 pub fn call(
     path: &Path,
     command: &str,
     fields: &Map<String, Value>,
+    patience: Option<Duration>,
     on_progress: &mut dyn FnMut(&str, &Reply),
 ) -> Result<(String, Outcome), ClientError> {
     let stream = UnixStream::connect(path).map_err(|source| match source.kind() {
@@ -79,6 +90,8 @@ pub fn call(
         std::io::ErrorKind::ConnectionRefused => ClientError::NotListening(path.to_path_buf()),
         _ => ClientError::Io { what: "cannot connect to", path: path.to_path_buf(), source },
     })?;
+    let set = stream.set_read_timeout(patience).and_then(|()| stream.set_write_timeout(patience));
+    set.map_err(|source| ClientError::Io { what: "cannot set a timeout on", path: path.to_path_buf(), source })?;
     let mut line = encode_request(command, fields);
     line.push('\n');
     (&stream).write_all(line.as_bytes()).map_err(|source| ClientError::Io { what: "cannot send the request to", path: path.to_path_buf(), source })?;
@@ -88,6 +101,9 @@ pub fn call(
             Ok(Frame::Line(line)) => line,
             Ok(Frame::TooLong) => return Err(ClientError::ReplyTooLong),
             Ok(Frame::Closed { .. }) => return Err(ClientError::NoReply(path.to_path_buf())),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return Err(ClientError::TimedOut { path: path.to_path_buf(), secs: patience.unwrap_or_default().as_secs_f64() })
+            }
             Err(source) => return Err(ClientError::Io { what: "cannot read the reply from", path: path.to_path_buf(), source }),
         };
         let raw = String::from_utf8_lossy(&line).into_owned();
@@ -129,7 +145,7 @@ mod tests {
             &[r#"{"v":1,"progress":true,"text":"round 1","round":1}"#, r#"{"v":1,"progress":true,"text":"round 2"}"#, r#"{"v":1,"ok":true,"text":"done"}"#],
         );
         let mut seen = Vec::new();
-        let (raw, outcome) = call(&path, "status", &Map::new(), &mut |_, report| seen.push(report.text.clone())).unwrap();
+        let (raw, outcome) = call(&path, "status", &Map::new(), None, &mut |_, report| seen.push(report.text.clone())).unwrap();
         assert_eq!(server.join().unwrap(), "{\"v\":1,\"cmd\":\"status\"}\n");
         assert_eq!(seen, ["round 1", "round 2"]);
         assert_eq!(raw, r#"{"v":1,"ok":true,"text":"done"}"#);
@@ -145,7 +161,7 @@ mod tests {
             ("silent", &[][..]),
         ] {
             let (path, server) = fake_server(name, lines);
-            let result = call(&path, "status", &Map::new(), &mut |_, _| {});
+            let result = call(&path, "status", &Map::new(), None, &mut |_, _| {});
             server.join().unwrap();
             assert!(result.is_err(), "{name}: {result:?}");
             std::fs::remove_file(&path).unwrap();
@@ -156,9 +172,21 @@ mod tests {
     fn missing_and_dead_sockets_are_named() {
         let path = std::env::temp_dir().join(format!("hv-client-{}-none.sock", std::process::id()));
         let _ = std::fs::remove_file(&path);
-        assert!(matches!(call(&path, "status", &Map::new(), &mut |_, _| {}), Err(ClientError::NoSocket(_))));
+        assert!(matches!(call(&path, "status", &Map::new(), None, &mut |_, _| {}), Err(ClientError::NoSocket(_))));
         drop(UnixListener::bind(&path).unwrap());
-        assert!(matches!(call(&path, "status", &Map::new(), &mut |_, _| {}), Err(ClientError::NotListening(_))));
+        assert!(matches!(call(&path, "status", &Map::new(), None, &mut |_, _| {}), Err(ClientError::NotListening(_))));
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn a_server_that_never_answers_times_out() {
+        let path = std::env::temp_dir().join(format!("hv-client-{}-mute.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).unwrap();
+        let patience = Some(Duration::from_millis(100));
+        let result = call(&path, "status", &Map::new(), patience, &mut |_, _| {});
+        assert!(matches!(result, Err(ClientError::TimedOut { .. })), "{result:?}");
+        drop(listener);
         std::fs::remove_file(&path).unwrap();
     }
 }
