@@ -33,7 +33,6 @@
 //! | `resume` | none | `state`: `"running"`; `changed` (bool): false if it already ran |
 //! | `status` | none | `state`: `"running"` or `"paused"`; `mmu`: `"ept"` or `"shadow"`; `exits`, `hypercalls` (integers: totals so far); `uptime_ms` (number: since hv started); `ram_bytes` (integer); `kernel` (string: a path, or `"built-in pv-guest"`); `guest_args` (array of strings) |
 //! | `stats` | none | `stats`: the `--stats` figures as an object (`wall_ms`, `first_console_line_ms`, `exits {total, by_reason}`, `hypercalls {total, by_name, refused}`, `mmu_update_entries`, `memory {mode, kvm_translation_flushes, shadow, guest}`, `devices {NAME: {...}}`, `doorbell_exits`; see `RunStats::to_json`) |
-//!
 //! | `snapshot` | `file` (string, required: where to write; relative to hv's working directory, and `hv ctl` makes it absolute first); `stop` (bool, default false: end the run once written) | `file`; `pages_stored`, `ram_pages`, `file_bytes` (apparent size), `stored_bytes` (integers); `paused_ms` (number: how long the guest was stopped for it); `stopped` (bool) |
 //!
 //! `pause` answers only once the vCPU is out of the guest and will not enter it again
@@ -78,12 +77,13 @@
 //!
 //! - The server refuses a line over [`MAX_LINE`] bytes with an error reply, then closes
 //!   the connection (it cannot tell where the next request would start).
-//! - A request line must be complete within a few seconds of connecting or of the
-//!   previous reply (`server::REQUEST_TIMEOUT`); otherwise the server replies with an
+//! - A request line must be complete within 5 s of connecting or of the previous
+//!   reply (`server::REQUEST_TIMEOUT`); otherwise the server replies with an
 //!   error and closes. At most `server::MAX_CONNECTIONS` connections are served at once;
 //!   one more is answered with an error and closed.
 //! - A command runs to the end even if its client goes away meanwhile; a paused guest
 //!   stays paused until someone resumes it.
+//! - Reply fields come in no particular order (after `v`, `ok` and `text`).
 //! - There is no authentication: whoever can open the socket file (the owner: it is
 //!   created with mode 0600) controls the VM.
 //!
@@ -91,9 +91,9 @@
 //!
 //! ```text
 //! → {"v":1,"cmd":"pause"}
-//! ← {"v":1,"ok":true,"text":"paused","state":"paused","changed":true}
+//! ← {"v":1,"ok":true,"text":"paused","changed":true,"state":"paused"}
 //! → {"v":1,"cmd":"status"}
-//! ← {"v":1,"ok":true,"text":"state     paused\n...","state":"paused","mmu":"ept",...}
+//! ← {"v":1,"ok":true,"text":"state        paused\n...","exits":2,...,"mmu":"ept",...,"state":"paused",...}
 //! → {"v":1,"cmd":"paws"}
 //! ← {"v":1,"ok":false,"error":"unknown command 'paws' (known: pause, resume, status, stats, snapshot)"}
 //! ```
