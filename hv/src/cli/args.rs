@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::devices::block::DiskConfig;
 use crate::trace::TraceFormat;
-use crate::vmm::config::DEFAULT_MEM_MIB;
+use crate::vmm::config::{DEFAULT_MEM_MIB, DEFAULT_TRACE_MAX_EVENTS};
 
 /// hv: a paravirtual hypervisor on KVM, built for teaching.
 ///
@@ -119,6 +119,10 @@ pub struct RestoreArgs {
     /// Trace file format (`text` or `jsonl`).
     #[arg(long, value_name = "FORMAT", value_enum, default_value_t = TraceFormat::Text)]
     pub trace_format: TraceFormat,
+
+    /// Write at most N trace events (then a `trace-cut` line).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_TRACE_MAX_EVENTS)]
+    pub trace_max: u64,
 
     /// Stop the guest if it is still running after SECS seconds (exit code 124).
     #[arg(long, value_name = "SECS", value_parser = parse_timeout)]
@@ -301,6 +305,11 @@ pub struct RunArgs {
     /// bytes); `jsonl` is one JSON object per line.
     #[arg(long, value_name = "FORMAT", value_enum, default_value_t = TraceFormat::Text)]
     pub trace_format: TraceFormat,
+
+    /// Write at most N trace events; the trace then ends with a `trace-cut` line, so a
+    /// guest in an exit storm cannot fill the disk.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_TRACE_MAX_EVENTS)]
+    pub trace_max: u64,
 
     /// Stop the guest if it is still running after SECS seconds (exit code 124), with a
     /// register dump showing where it was. Use it when running a kernel that might hang,

@@ -83,6 +83,7 @@ pub(super) fn run_command(args: RunArgs, started: Instant) -> ExitCode {
         mem_mib: args.mem,
         guest_args: args.guest_args,
         trace: args.trace.map(|p| (p, args.trace_format)),
+        trace_max_events: args.trace_max,
         disk: args.disk,
         notify_policy: NotifyPolicy::EventIndex,
         timeout: args.timeout,
@@ -138,6 +139,7 @@ pub(super) fn restore_command(args: RestoreArgs, started: Instant) -> ExitCode {
         Err(e) => return fail(&e),
     };
     config.trace = args.trace.map(|p| (p, args.trace_format));
+    config.trace_max_events = args.trace_max;
     config.timeout = args.timeout;
     let vm = match Vm::restore(&config, &state, ram, Box::new(std::io::stdout()), started) {
         Ok(vm) => vm,
