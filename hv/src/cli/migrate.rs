@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use clap::Args;
 
 use crate::migration::stream::kernel_identity;
-use crate::migration::{self, IncomingOptions, MigrationReport, Received, SendOptions};
+use crate::migration::{self, IncomingOptions, MigrationReport, SendOptions};
 use crate::vcpu::control::VcpuControl;
-use crate::vmm::VmConfig;
+use crate::vmm::{Vm, VmConfig};
 
 /// The options of one migration.
 #[derive(Clone, Debug, Args)]
@@ -87,8 +87,9 @@ pub fn migrate(control: &VcpuControl, config: &VmConfig, destination: &str, opti
     Ok(report)
 }
 
-/// `hv run --incoming ADDR:PORT`: waits for one guest and builds it here.
-pub fn receive(address: &str, config: &VmConfig, started: Instant) -> Result<Received, String> {
+/// `hv run --incoming ADDR:PORT`: waits for one guest and builds it here; returns it
+/// with the configuration it runs with.
+pub fn receive(address: &str, config: &VmConfig, started: Instant) -> Result<(Vm, VmConfig), String> {
     let listener = TcpListener::bind(address).map_err(|e| format!("cannot listen on {address}: {e}"))?;
     let local = listener.local_addr().map_or_else(|_| address.to_string(), |a| a.to_string());
     eprintln!("hv: waiting for a migrating guest on {local}");
@@ -97,6 +98,7 @@ pub fn receive(address: &str, config: &VmConfig, started: Instant) -> Result<Rec
         mmu: config.mmu,
         kernel: kernel_of(config)?,
         trace: config.trace.clone(),
+        trace_max_events: config.trace_max_events,
         timeout: config.timeout,
     };
     let received = migration::receive(&listener, &options, Box::new(std::io::stdout()), started)
@@ -110,5 +112,7 @@ pub fn receive(address: &str, config: &VmConfig, started: Instant) -> Result<Rec
         received.rounds,
         received.restore_ms
     );
-    Ok(received)
+    let mut continued = received.config;
+    continued.kernel = config.kernel.clone();
+    Ok((received.vm, continued))
 }

@@ -115,6 +115,8 @@ pub struct IncomingOptions {
     pub kernel: u64,
     /// A trace of the continued run.
     pub trace: Option<(PathBuf, TraceFormat)>,
+    /// Most events the trace may hold (`--trace-max`).
+    pub trace_max_events: u64,
     /// `--timeout` for the continued run.
     pub timeout: Option<Duration>,
 }
@@ -123,6 +125,9 @@ pub struct IncomingOptions {
 pub struct Received {
     /// The guest, continued.
     pub vm: Vm,
+    /// How it runs here: the state's RAM size, disk and words, this side's memory mode
+    /// and trace (what a later snapshot or migration of it must know).
+    pub config: VmConfig,
     /// Where it came from.
     pub peer: SocketAddr,
     /// The memory mode it ran in there.
@@ -148,11 +153,12 @@ pub fn receive(listener: &TcpListener, options: &IncomingOptions, console: Box<d
             }
             let mut config = VmConfig::for_state(&state, Some(options.mmu)).map_err(|e| e.to_string())?;
             config.trace = options.trace.clone();
+            config.trace_max_events = options.trace_max_events;
             config.timeout = options.timeout;
-            Vm::restore(&config, &state, ram, console, started).map_err(|e| e.to_string())
+            Vm::restore(&config, &state, ram, console, started).map(|vm| (vm, config)).map_err(|e| e.to_string())
         });
-    let vm = match restored {
-        Ok(vm) => vm,
+    let (vm, config) = match restored {
+        Ok(restored) => restored,
         Err(why) => {
             answer.refuse(&format!("the destination cannot run the VM: {why}"));
             return Err(MigrationError::State(why));
@@ -160,5 +166,5 @@ pub fn receive(listener: &TcpListener, options: &IncomingOptions, console: Box<d
     };
     // Only a confirmed guest may run: if the source cannot hear it, it resumes its own.
     answer.confirm(ended_at)?;
-    Ok(Received { vm, peer, came_from: header.mode, rounds, pages, restore_ms: ended_at.elapsed().as_secs_f64() * 1e3 })
+    Ok(Received { vm, config, peer, came_from: header.mode, rounds, pages, restore_ms: ended_at.elapsed().as_secs_f64() * 1e3 })
 }

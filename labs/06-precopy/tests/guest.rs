@@ -63,7 +63,14 @@ pub fn migrate(mode: MmuMode, guest: &[&str], after: Duration, max_rounds: u32, 
     let kernel = kernel_identity(hv::boot::guest_image::PV_GUEST_ELF);
     let listener = TcpListener::bind("127.0.0.1:0").expect("a port");
     let port = listener.local_addr().expect("a port").port();
-    let incoming = IncomingOptions { mem_mib: config.mem_mib, mmu: mode, kernel, trace: None, timeout: Some(Duration::from_secs(60)) };
+    let incoming = IncomingOptions {
+        mem_mib: config.mem_mib,
+        mmu: mode,
+        kernel,
+        trace: None,
+        trace_max_events: hv::vmm::config::DEFAULT_TRACE_MAX_EVENTS,
+        timeout: Some(Duration::from_secs(60)),
+    };
     let destination = std::thread::spawn(move || {
         let console = CapturedOutput::default();
         let received = migration::receive(&listener, &incoming, Box::new(console.clone()), Instant::now()).ok()?;
