@@ -333,7 +333,7 @@ pub struct RunArgs {
     /// here, in the --mmu mode given (either, whatever the source ran). --mem must be the
     /// source's RAM size and the kernel the source's; the disk is the source's (the same
     /// image path, checked). See docs/vm-state.md, "Live migration".
-    #[arg(long, value_name = "ADDR:PORT", conflicts_with_all = ["guest_args", "disk", "migrate_to"])]
+    #[arg(long, value_name = "ADDR:PORT", conflicts_with_all = ["guest_args", "disk"])]
     pub incoming: Option<String>,
 
     /// Send the guest to the hv listening at HOST:PORT (`hv run --incoming`) by pre-copy
