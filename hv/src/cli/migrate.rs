@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 
-use crate::migration::stream::kernel_identity;
 use crate::migration::{self, IncomingOptions, MigrationReport, SendOptions};
 use crate::vcpu::control::VcpuControl;
 use crate::vmm::{Vm, VmConfig};
@@ -46,14 +45,6 @@ fn parse_downtime(s: &str) -> Result<f64, String> {
     }
 }
 
-/// The kernel's identity, as the migration stream's header carries it.
-pub fn kernel_of(config: &VmConfig) -> Result<u64, String> {
-    match &config.kernel {
-        None => Ok(kernel_identity(crate::boot::guest_image::PV_GUEST_ELF)),
-        Some(path) => std::fs::read(path).map(|b| kernel_identity(&b)).map_err(|e| format!("cannot read {}: {e}", path.display())),
-    }
-}
-
 /// Migrates the VM `control` reaches (created from `config`) to `destination`,
 /// printing each round to standard error as it ends, then the summary, and writing
 /// the JSON and the plot if asked. On error the guest runs on where it was.
@@ -62,7 +53,7 @@ pub fn migrate(control: &VcpuControl, config: &VmConfig, destination: &str, opti
         destination: destination.to_string(),
         max_rounds: options.max_rounds,
         downtime_target: Duration::from_secs_f64(options.downtime_ms / 1e3),
-        kernel: kernel_of(config)?,
+        kernel: migration::kernel_of(config)?,
     };
     let progress = |r: &migration::RoundFigures| {
         let _ = writeln!(std::io::stderr(), "{}", r.line());
@@ -96,7 +87,7 @@ pub fn receive(address: &str, config: &VmConfig, started: Instant) -> Result<(Vm
     let options = IncomingOptions {
         mem_mib: config.mem_mib,
         mmu: config.mmu,
-        kernel: kernel_of(config)?,
+        kernel: migration::kernel_of(config)?,
         trace: config.trace.clone(),
         trace_max_events: config.trace_max_events,
         timeout: config.timeout,

@@ -104,6 +104,15 @@ pub fn state_capture(config: &VmConfig) -> impl FnOnce(&mut ExitBoundary) -> Res
     }
 }
 
+/// The identity of the kernel `config` boots (the built-in pv-guest, or `--kernel`'s
+/// file), as the stream's header carries it: both sides must run the same kernel.
+pub fn kernel_of(config: &VmConfig) -> Result<u64, String> {
+    match &config.kernel {
+        None => Ok(stream::kernel_identity(crate::boot::guest_image::PV_GUEST_ELF)),
+        Some(path) => std::fs::read(path).map(|b| stream::kernel_identity(&b)).map_err(|e| format!("cannot read {}: {e}", path.display())),
+    }
+}
+
 /// How the destination runs what it receives (`hv run --incoming`'s options).
 #[derive(Clone, Debug)]
 pub struct IncomingOptions {
