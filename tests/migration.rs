@@ -276,3 +276,27 @@ fn a_destination_that_cannot_be_reached_leaves_the_guest_running() {
     r.expect(r.stderr.contains("cannot connect to 127.0.0.1:") && r.stderr.contains("the guest runs on here"), "the failure is named");
     r.expect(r.stdout.contains("dirty-loop: done"), "the guest ran to its end");
 }
+
+#[test]
+fn hv_ctl_migrate_sends_a_guest_with_a_control_socket_and_reports_each_round() {
+    require_kvm!();
+    let socket = temp_path("migrate.sock");
+    let socket_arg = socket.to_str().unwrap().to_string();
+    let json = temp_path("ctl-migrate.json");
+    let json_arg = json.to_str().unwrap().to_string();
+    let mut destination = Background::start(&["run", "--incoming", "127.0.0.1:0", "--mmu", "shadow"]);
+    let target = format!("127.0.0.1:{}", destination.listening_port());
+    let mut source = Background::start(&["run", "--control", &socket_arg, "--", "checksum-loop", "4", "150", "10"]);
+    source.wait_for("control socket listening");
+    let ctl = hv(&["ctl", &socket_arg, "migrate", &target, "--max-rounds", "10", "--json", &json_arg]);
+    ctl.expect_code(0);
+    ctl.expect(ctl.stdout.contains("migrate: round  0:") && ctl.stdout.contains("(paused)") && ctl.stdout.contains("downtime"), "hv ctl prints each round and the downtime");
+    let (source, destination) = (source.finish(), destination.finish());
+    source.expect_code(0);
+    source.expect(source.stderr.contains("which runs it now"), "the source's run ended with the migration");
+    destination.expect_code(0);
+    destination.expect(checksum_result(&destination.stdout).is_some(), "the guest finished at the destination");
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).expect("the JSON")).expect("JSON");
+    assert!(report["rounds"].as_array().is_some_and(|r| r.len() >= 2), "{report}");
+    let _ = std::fs::remove_file(json);
+}

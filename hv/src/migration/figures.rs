@@ -100,7 +100,10 @@ impl MigrationReport {
     /// The closing lines, printed after the rounds.
     pub fn summary(&self) -> String {
         let how = match self.stopped_because {
-            StopReason::Converged => format!("converged after {} live rounds", self.rounds.len().saturating_sub(1)),
+            StopReason::Converged => {
+                let live = self.rounds.len().saturating_sub(1);
+                format!("converged after {live} live round{}", if live == 1 { "" } else { "s" })
+            }
             StopReason::RoundLimit => format!(
                 "did not converge within {} rounds: fell back to stop-and-copy of the remaining dirty pages",
                 self.max_rounds
