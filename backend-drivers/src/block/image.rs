@@ -1,7 +1,15 @@
 //! The disk image: a raw file of 512-byte sectors on the host.
+//!
+//! The path comes from the user and may name anything, so what it names is checked
+//! before it is opened: a regular file or a block device, nothing else. A FIFO would
+//! block the open (and every read) until some other program wrote to it, and a
+//! directory opens read-only but every read fails. The file is then opened without
+//! blocking (in case it was swapped for a FIFO between the check and the open) and the
+//! open file checked again.
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
+use std::fs::{File, FileType, OpenOptions};
+use std::io::{Seek, SeekFrom};
+use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use pv_abi::device::block::SECTOR_SIZE;
@@ -27,6 +35,14 @@ pub enum ImageError {
         #[source]
         source: std::io::Error,
     },
+    /// The path names something other than a regular file or a block device.
+    #[error("the disk image {path} is {kind}; a disk image must be a regular file or a block device")]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+        /// What it is instead ("a directory", "a FIFO", ...).
+        kind: &'static str,
+    },
     /// The file holds no whole sector.
     #[error("the disk image {path} is {len} bytes: smaller than one 512-byte sector")]
     TooSmall {
@@ -42,8 +58,21 @@ impl DiskImage {
     /// is allowed; the partial last sector is not part of the disk.
     pub fn open(path: &Path, read_only: bool) -> Result<Self, ImageError> {
         let open_err = |source| ImageError::Open { path: path.to_path_buf(), source };
-        let file = OpenOptions::new().read(true).write(!read_only).open(path).map_err(open_err)?;
-        let len = file.metadata().map_err(open_err)?.len();
+        let not_a_file = |kind| ImageError::NotAFile { path: path.to_path_buf(), kind };
+        let before = std::fs::metadata(path).map_err(open_err)?.file_type();
+        if !is_disk(before) {
+            return Err(not_a_file(file_kind(before)));
+        }
+        // O_NONBLOCK only matters if the path became a FIFO since the check: the open
+        // then returns at once, and the check below refuses it. Reads and writes of a
+        // regular file or a block device never block in the O_NONBLOCK sense.
+        let mut file = OpenOptions::new().read(true).write(!read_only).custom_flags(libc::O_NONBLOCK).open(path).map_err(open_err)?;
+        let opened = file.metadata().map_err(open_err)?;
+        if !is_disk(opened.file_type()) {
+            return Err(not_a_file(file_kind(opened.file_type())));
+        }
+        // A block device's size is not in its metadata (st_size is 0): ask the device.
+        let len = if opened.file_type().is_block_device() { file.seek(SeekFrom::End(0)).map_err(open_err)? } else { opened.len() };
         let sectors = len / SECTOR_SIZE;
         if sectors == 0 {
             return Err(ImageError::TooSmall { path: path.to_path_buf(), len });
@@ -86,5 +115,73 @@ impl DiskImage {
                 self.path.display()
             );
         }
+    }
+}
+
+/// Whether a file of type `t` can be a disk image: a regular file or a block device.
+fn is_disk(t: FileType) -> bool {
+    t.is_file() || t.is_block_device()
+}
+
+/// What a file of type `t` is, in words, for an error message that says why a path was
+/// refused.
+pub fn file_kind(t: FileType) -> &'static str {
+    if t.is_file() {
+        "a regular file"
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A scratch directory for one test, removed at the end.
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("hv-image-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn hostile_disk_paths_that_are_not_files_are_refused_before_opening() {
+        let dir = scratch("kinds");
+        let fifo = dir.join("fifo");
+        let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo reads the NUL-terminated path, which lives until after the call.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        // A FIFO opened read-only would block until a writer came: it must not be opened.
+        for (path, kind) in [(&fifo, "a FIFO (named pipe)"), (&dir, "a directory")] {
+            for read_only in [true, false] {
+                match DiskImage::open(path, read_only) {
+                    Err(ImageError::NotAFile { kind: k, .. }) => assert_eq!(k, kind),
+                    other => panic!("{} opened as a disk: {:?}", path.display(), other.map(|i| i.sectors())),
+                }
+            }
+        }
+        let chardev = Path::new("/dev/null");
+        assert!(matches!(DiskImage::open(chardev, true), Err(ImageError::NotAFile { kind: "a character device", .. })));
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_regular_file_opens_with_its_whole_sectors() {
+        let dir = scratch("regular");
+        let path = dir.join("disk.img");
+        std::fs::write(&path, vec![0u8; 3 * 512 + 100]).unwrap();
+        let image = DiskImage::open(&path, true).unwrap();
+        assert_eq!(image.sectors(), 3);
+        std::fs::remove_dir_all(&dir).ok();
     }
 }
