@@ -9,7 +9,7 @@
 
 use std::fs::{File, FileType, OpenOptions};
 use std::io::{Seek, SeekFrom};
-use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use pv_abi::device::block::SECTOR_SIZE;
@@ -21,6 +21,8 @@ pub struct DiskImage {
     sectors: u64,
     read_only: bool,
     reported_io_error: bool,
+    /// A flush failed once: every later one fails too (see [`DiskImage::flush`]).
+    flush_failed: bool,
 }
 
 /// Why an image could not be opened.
@@ -77,7 +79,7 @@ impl DiskImage {
         if sectors == 0 {
             return Err(ImageError::TooSmall { path: path.to_path_buf(), len });
         }
-        Ok(DiskImage { file, path: path.to_path_buf(), sectors, read_only, reported_io_error: false })
+        Ok(DiskImage { file, path: path.to_path_buf(), sectors, read_only, reported_io_error: false, flush_failed: false })
     }
 
     /// Size in sectors.
@@ -96,14 +98,35 @@ impl DiskImage {
         self.file.read_exact_at(buf, offset)
     }
 
-    /// Writes all of `data` at byte `offset`.
+    /// Writes all of `data` at byte `offset`: `Ok` only once every byte is in the file
+    /// (a full file system, ENOSPC, fails it, even part-way).
     pub fn write_at(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
         self.file.write_all_at(data, offset)
     }
 
-    /// Makes every completed write durable on the host's disk.
-    pub fn flush(&self) -> std::io::Result<()> {
-        self.file.sync_data()
+    /// Fails if the image file was removed since it was opened. hv still holds it open,
+    /// so reads and writes would go on working, but what is written would vanish with
+    /// hv: writes and flushes are refused instead of reported done.
+    pub fn check_present(&self) -> std::io::Result<()> {
+        if self.file.metadata()?.nlink() == 0 {
+            return Err(std::io::Error::new(std::io::ErrorKind::NotFound, "the disk image was removed"));
+        }
+        Ok(())
+    }
+
+    /// Makes every completed write durable on the host's disk (`fdatasync`), and
+    /// returns only once it has.
+    ///
+    /// After one failure every later flush fails too. Linux reports a failed write-back
+    /// to `fdatasync` once and then forgets it, so a second flush would succeed although
+    /// the data the first one covered may never reach the disk; the guest must not be
+    /// told that it did.
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        if self.flush_failed {
+            return Err(std::io::Error::other("an earlier flush of the disk image failed: the data it covered may be lost"));
+        }
+        self.check_present()?;
+        self.file.sync_data().inspect_err(|_| self.flush_failed = true)
     }
 
     /// Tells the user (once) that the image failed; the guest gets EIO responses.
@@ -172,6 +195,40 @@ mod tests {
         }
         let chardev = Path::new("/dev/null");
         assert!(matches!(DiskImage::open(chardev, true), Err(ImageError::NotAFile { kind: "a character device", .. })));
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn hostile_a_failed_flush_is_never_followed_by_a_successful_one() {
+        let dir = scratch("flush");
+        let path = dir.join("disk.img");
+        std::fs::write(&path, vec![0u8; 4096]).unwrap();
+        let mut image = DiskImage::open(&path, false).unwrap();
+        assert!(image.flush().is_ok());
+        // Inject a failing fdatasync: it fails on a FIFO (EINVAL). Opened read-write, a
+        // FIFO's open does not wait for a peer.
+        let fifo = dir.join("fifo");
+        let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo reads the NUL-terminated path, which lives until after the call.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        let regular = std::mem::replace(&mut image.file, OpenOptions::new().read(true).write(true).open(&fifo).unwrap());
+        assert!(image.flush().is_err());
+        // The file is a good one again, but what the failed flush covered is unknown.
+        image.file = regular;
+        assert!(image.flush().is_err(), "a later flush must not report the data safe");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn hostile_a_removed_image_refuses_flushes() {
+        let dir = scratch("removed");
+        let path = dir.join("disk.img");
+        std::fs::write(&path, vec![0u8; 4096]).unwrap();
+        let mut image = DiskImage::open(&path, false).unwrap();
+        assert!(image.check_present().is_ok());
+        std::fs::remove_file(&path).unwrap();
+        assert!(image.check_present().is_err());
+        assert!(image.flush().is_err());
         std::fs::remove_dir_all(&dir).ok();
     }
 
