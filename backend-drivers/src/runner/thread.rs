@@ -151,6 +151,35 @@ impl Drop for BackendHandle {
     }
 }
 
+/// A guest that keeps its ring corrupt and rings the doorbell in a loop must not flood
+/// the user's terminal: at most one message per interval, saying how many were not.
+const REPORT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Says when a repeated message is due again.
+struct RateLimit {
+    interval: std::time::Duration,
+    last: Option<std::time::Instant>,
+    unsaid: u64,
+}
+
+impl RateLimit {
+    fn new(interval: std::time::Duration) -> Self {
+        RateLimit { interval, last: None, unsaid: 0 }
+    }
+
+    /// `Some(n)` when the message should be printed now (`n` were held back since the
+    /// last one); `None` when it should be held back.
+    fn due(&mut self) -> Option<u64> {
+        let now = std::time::Instant::now();
+        if self.last.is_some_and(|t| now.duration_since(t) < self.interval) {
+            self.unsaid += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.unsaid))
+    }
+}
+
 /// Epoll tokens.
 const DOORBELL: u64 = 0;
 const CONTROL: u64 = 1;
@@ -158,6 +187,7 @@ const CONTROL: u64 = 1;
 /// The backend thread's body.
 fn run_backend<H: RequestHandler>(mut handler: H, wiring: BackendWiring, inbox: Receiver<Control>, control_wake: EventFd) {
     let mut ring: BackRing<GuestPage, H::Request, H::Response> = BackRing::attach_at(wiring.ring_page.clone(), wiring.ring_start);
+    let mut ring_error_report = RateLimit::new(REPORT_INTERVAL);
     let mut stats = BackendStats::default();
     let mut started = false;
     let mut doorbell_pending = false;
@@ -216,7 +246,10 @@ fn run_backend<H: RequestHandler>(mut handler: H, wiring: BackendWiring, inbox: 
                 if wiring.events.enabled() {
                     wiring.events.record(DeviceEvent::RingError { device: H::NAME, what: e });
                 }
-                eprintln!("hv: {} backend: the guest corrupted the ring ({e}); ignoring it until the next doorbell", H::NAME);
+                if let Some(unsaid) = ring_error_report.due() {
+                    let more = if unsaid > 0 { format!(" ({unsaid} more since the last message)") } else { String::new() };
+                    eprintln!("hv: {} backend: the guest corrupted the ring ({e}); ignoring it until the next doorbell{more}", H::NAME);
+                }
             }
         }
     }
@@ -239,4 +272,21 @@ fn wait_set(doorbell: &EventFd, control: &EventFd) -> std::io::Result<Epoll> {
     epoll.ctl(ControlOperation::Add, doorbell.as_raw_fd(), EpollEvent::new(EventSet::IN, DOORBELL))?;
     epoll.ctl(ControlOperation::Add, control.as_raw_fd(), EpollEvent::new(EventSet::IN, CONTROL))?;
     Ok(epoll)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RateLimit;
+    use std::time::Duration;
+
+    #[test]
+    fn hostile_floods_of_the_same_message_are_held_back_and_counted() {
+        let mut limit = RateLimit::new(Duration::from_millis(50));
+        assert_eq!(limit.due(), Some(0), "the first one is said");
+        for _ in 0..1000 {
+            assert_eq!(limit.due(), None, "the flood is held back");
+        }
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(limit.due(), Some(1000), "the next one says how many were not");
+    }
 }

@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::devices::block::DiskConfig;
 use crate::trace::TraceFormat;
-use crate::vmm::config::DEFAULT_MEM_MIB;
+use crate::vmm::config::{DEFAULT_MEM_MIB, DEFAULT_TRACE_MAX_EVENTS};
 
 /// hv: a paravirtual hypervisor on KVM, built for teaching.
 ///
@@ -57,6 +57,13 @@ pub enum Command {
     /// only if every workload was measured and verified in every mode asked for.
     #[command(after_help = BENCH_HELP)]
     Bench(BenchArgs),
+
+    /// Talk to a running hv through its control socket (`hv run --control PATH`).
+    ///
+    /// Sends one command and prints the reply: for a person, or the raw JSON reply with
+    /// --json. Exits with 0 if the command was done, and 1 with the error otherwise.
+    #[command(after_help = crate::control::commands::help())]
+    Ctl(CtlArgs),
 
     /// Continue a guest from a snapshot file, exactly where it was.
     ///
@@ -113,6 +120,10 @@ pub struct RestoreArgs {
     #[arg(long, value_name = "FORMAT", value_enum, default_value_t = TraceFormat::Text)]
     pub trace_format: TraceFormat,
 
+    /// Write at most N trace events (then a `trace-cut` line).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_TRACE_MAX_EVENTS)]
+    pub trace_max: u64,
+
     /// Stop the guest if it is still running after SECS seconds (exit code 124).
     #[arg(long, value_name = "SECS", value_parser = parse_timeout)]
     pub timeout: Option<std::time::Duration>,
@@ -121,6 +132,36 @@ pub struct RestoreArgs {
     /// restore took (from hv's start to the guest's first instruction).
     #[arg(long)]
     pub stats: bool,
+
+    /// Serve a control socket at PATH while the restored guest runs, as `hv run
+    /// --control` does (see `hv ctl --help`).
+    #[arg(long, value_name = "PATH")]
+    pub control: Option<PathBuf>,
+}
+
+/// Options of `hv ctl`.
+#[derive(Debug, Args)]
+pub struct CtlArgs {
+    /// Print the reply as the JSON line the server sent (may also come after COMMAND).
+    #[arg(long)]
+    pub json: bool,
+
+    /// Give up if the server sends nothing for SECS seconds (default: wait as long as
+    /// the command takes).
+    #[arg(long, value_name = "SECS", value_parser = parse_timeout)]
+    pub timeout: Option<std::time::Duration>,
+
+    /// The control socket (the PATH given to `hv run --control`).
+    #[arg(value_name = "PATH")]
+    pub path: PathBuf,
+
+    /// The command (see the list below).
+    #[arg(value_name = "COMMAND")]
+    pub command: String,
+
+    /// The command's arguments and options.
+    #[arg(value_name = "ARGS", trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
 }
 
 const BENCH_HELP: &str = "\
@@ -219,7 +260,8 @@ Examples:
   hv run
   hv run --stats -- selftest
   hv run --mmu shadow --stats -- selftest
-  hv run --trace boot.trace -- echo hello";
+  hv run --trace boot.trace -- echo hello
+  hv run --control /tmp/hv.sock -- count 1000   (then: hv ctl /tmp/hv.sock pause)";
 
 /// Options of `hv run`.
 #[derive(Debug, Args)]
@@ -264,6 +306,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "FORMAT", value_enum, default_value_t = TraceFormat::Text)]
     pub trace_format: TraceFormat,
 
+    /// Write at most N trace events; the trace then ends with a `trace-cut` line, so a
+    /// guest in an exit storm cannot fill the disk.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_TRACE_MAX_EVENTS)]
+    pub trace_max: u64,
+
     /// Stop the guest if it is still running after SECS seconds (exit code 124), with a
     /// register dump showing where it was. Use it when running a kernel that might hang,
     /// e.g. one that halts with interrupts off: such a guest never exits to hv by itself.
@@ -274,6 +321,16 @@ pub struct RunArgs {
     /// guest's first console line, VM exits by reason, hypercalls by name.
     #[arg(long)]
     pub stats: bool,
+
+    /// Serve a control socket at PATH while the guest runs (see `hv ctl --help`).
+    ///
+    /// The socket is created owner-only (mode 0600); a stale socket left at PATH by an
+    /// hv that was killed is replaced, anything else there is refused. It is removed when
+    /// hv ends. hv prints one line on standard error saying where it listens. With a
+    /// control socket, Ctrl-C (SIGINT) and SIGTERM stop the guest cleanly and hv exits
+    /// with 128 + the signal's number.
+    #[arg(long, value_name = "PATH")]
+    pub control: Option<PathBuf>,
 
     /// Words passed to the guest kernel (see "Guest commands" below).
     #[arg(last = true, value_name = "GUEST ARGS")]

@@ -8,7 +8,8 @@ use std::time::Instant;
 
 use backend_drivers::runner::NotifyPolicy;
 
-use super::args::{BenchArgs, BenchMmuArg, BlkBenchArgs, RestoreArgs, RunArgs, StateBenchArgs};
+use super::args::{BenchArgs, BenchMmuArg, BlkBenchArgs, CtlArgs, RestoreArgs, RunArgs, StateBenchArgs};
+use crate::control::{self, ControlServer, Session};
 use crate::outcome::EXIT_VMM_ERROR;
 use crate::vmm::{Vm, VmConfig};
 
@@ -82,12 +83,27 @@ pub(super) fn run_command(args: RunArgs, started: Instant) -> ExitCode {
         mem_mib: args.mem,
         guest_args: args.guest_args,
         trace: args.trace.map(|p| (p, args.trace_format)),
+        trace_max_events: args.trace_max,
         disk: args.disk,
         notify_policy: NotifyPolicy::EventIndex,
         timeout: args.timeout,
         mmu: args.mmu.into(),
     };
-    match Vm::new(&config, Box::new(std::io::stdout()), started).and_then(Vm::run) {
+    let vm = match Vm::new(&config, Box::new(std::io::stdout()), started) {
+        Ok(vm) => vm,
+        Err(e) => {
+            eprintln!("hv: error: {e}");
+            return ExitCode::from(EXIT_VMM_ERROR);
+        }
+    };
+    let server = match serve_control(args.control.as_deref(), &vm, config, started) {
+        Ok(server) => server,
+        Err(code) => return code,
+    };
+    let result = vm.run();
+    let signal = server.as_ref().and_then(ControlServer::stopped_by_signal);
+    drop(server);
+    match result {
         Ok(report) => {
             if let Some(message) = report.stop.message() {
                 eprintln!("hv: {message}");
@@ -95,7 +111,7 @@ pub(super) fn run_command(args: RunArgs, started: Instant) -> ExitCode {
             if args.stats {
                 eprintln!("{}", report.stats);
             }
-            ExitCode::from(report.stop.exit_code())
+            exit_code(&report.stop, signal)
         }
         Err(e) => {
             eprintln!("hv: error: {e}");
@@ -123,13 +139,21 @@ pub(super) fn restore_command(args: RestoreArgs, started: Instant) -> ExitCode {
         Err(e) => return fail(&e),
     };
     config.trace = args.trace.map(|p| (p, args.trace_format));
+    config.trace_max_events = args.trace_max;
     config.timeout = args.timeout;
     let vm = match Vm::restore(&config, &state, ram, Box::new(std::io::stdout()), started) {
         Ok(vm) => vm,
         Err(e) => return fail(&e),
     };
     let restored_in = started.elapsed();
-    match vm.run() {
+    let server = match serve_control(args.control.as_deref(), &vm, config, started) {
+        Ok(server) => server,
+        Err(code) => return code,
+    };
+    let result = vm.run();
+    let signal = server.as_ref().and_then(ControlServer::stopped_by_signal);
+    drop(server);
+    match result {
         Ok(report) => {
             if let Some(message) = report.stop.message() {
                 eprintln!("hv: {message}");
@@ -138,7 +162,7 @@ pub(super) fn restore_command(args: RestoreArgs, started: Instant) -> ExitCode {
                 eprintln!("restore: {:.3} ms from hv's start to the guest's first instruction", restored_in.as_secs_f64() * 1e3);
                 eprintln!("{}", report.stats);
             }
-            ExitCode::from(report.stop.exit_code())
+            exit_code(&report.stop, signal)
         }
         Err(e) => fail(&e),
     }
@@ -154,6 +178,74 @@ pub(super) fn state_bench_command(args: StateBenchArgs) -> ExitCode {
         }
         Err(e) => {
             eprintln!("hv: error: {e}");
+            ExitCode::from(EXIT_VMM_ERROR)
+        }
+    }
+}
+
+/// `--control PATH`: the control socket for `vm`, announced on standard error; SIGINT and
+/// SIGTERM then stop the guest cleanly (see [`exit_code`]). The caller keeps the server
+/// until the run is over; dropping it removes the socket.
+fn serve_control(path: Option<&std::path::Path>, vm: &Vm, config: VmConfig, started: Instant) -> Result<Option<ControlServer>, ExitCode> {
+    let Some(path) = path else { return Ok(None) };
+    match ControlServer::start_catching_signals(path, Session { control: vm.control(), config, started }) {
+        Ok(server) => {
+            eprintln!("hv: control socket listening at {}", server.path().display());
+            Ok(Some(server))
+        }
+        Err(e) => {
+            eprintln!("hv: error: {e}");
+            Err(ExitCode::from(EXIT_VMM_ERROR))
+        }
+    }
+}
+
+/// hv's exit code for a run that stopped with `stop`: 128 + the signal's number if a
+/// signal stopped it through the control socket (as a shell expects), else the stop's.
+fn exit_code(stop: &crate::outcome::GuestStop, signal: Option<i32>) -> ExitCode {
+    match signal {
+        Some(signal) => ExitCode::from(u8::try_from(128 + signal).unwrap_or(u8::MAX)),
+        None => ExitCode::from(stop.exit_code()),
+    }
+}
+
+/// `hv ctl`: one request to a control socket, its reply on standard output.
+pub(super) fn ctl_command(args: CtlArgs) -> ExitCode {
+    // `--json` is hv ctl's own option wherever it is written (`hv ctl P stats --json`),
+    // unless the command has a `json` argument of its own: then after the command it is
+    // the command's.
+    let command_takes_json = control::commands::find(&args.command).is_some_and(|c| c.fields.iter().any(|f| f.name == "json"));
+    let json = args.json || (!command_takes_json && args.args.iter().any(|a| a == "--json"));
+    let words: Vec<String> = args.args.into_iter().filter(|a| command_takes_json || a != "--json").collect();
+    let mut show_progress = |raw: &str, report: &control::protocol::Reply| {
+        if json {
+            println!("{raw}");
+        } else {
+            println!("{}", report.text);
+        }
+    };
+    let result = control::client::prepare(&args.command, &words)
+        .and_then(|(command, fields)| control::client::call(&args.path, command, &fields, args.timeout, &mut show_progress));
+    match result {
+        Ok((raw, answer)) => {
+            if json {
+                println!("{raw}");
+            }
+            match answer {
+                Ok(reply) => {
+                    if !json {
+                        println!("{}", reply.text);
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("hv ctl: error: {error}");
+                    ExitCode::from(EXIT_VMM_ERROR)
+                }
+            }
+        }
+        Err(e) => {
+            eprintln!("hv ctl: error: {e}");
             ExitCode::from(EXIT_VMM_ERROR)
         }
     }

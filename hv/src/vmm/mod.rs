@@ -82,7 +82,7 @@ impl Vm {
         let disk = config.disk.as_ref().map(block::open_disk).transpose().map_err(DeviceError::from)?;
         let tracer = match &config.trace {
             Some((path, format)) => Tracer::to_writer(
-                TraceWriter::create(path, *format).map_err(|source| VmError::Trace { path: path.clone(), source })?,
+                TraceWriter::create(path, *format, config.trace_max_events).map_err(|source| VmError::Trace { path: path.clone(), source })?,
             ),
             None => Tracer::default(),
         };

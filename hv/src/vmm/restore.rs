@@ -50,7 +50,7 @@ impl Vm {
         let disk = open_same_disk(config, state)?;
         let tracer = match &config.trace {
             Some((path, format)) => Tracer::to_writer(
-                TraceWriter::create(path, *format).map_err(|source| VmError::Trace { path: path.clone(), source })?,
+                TraceWriter::create(path, *format, config.trace_max_events).map_err(|source| VmError::Trace { path: path.clone(), source })?,
             ),
             None => Tracer::default(),
         };
@@ -101,6 +101,7 @@ impl VmConfig {
             mem_mib: state.ram_bytes >> 20,
             guest_args: state.guest_args.clone(),
             trace: None,
+            trace_max_events: crate::vmm::config::DEFAULT_TRACE_MAX_EVENTS,
             disk: state.disk.as_ref().map(|d| block::DiskConfig { path: d.path.clone(), read_only: d.read_only }),
             notify_policy: if state.notify_always {
                 backend_drivers::runner::NotifyPolicy::Always
