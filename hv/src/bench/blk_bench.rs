@@ -165,6 +165,8 @@ fn guest_run(disk: &Path, sectors: u64, requests: u64, suppression: bool) -> Res
         notify_policy: if suppression { NotifyPolicy::EventIndex } else { NotifyPolicy::Always },
         // Generous: the slowest configuration takes seconds on an emulated ring 0.
         timeout: Some(std::time::Duration::from_secs(600)),
+
+        seccomp: false,
     };
     let console = CapturedOutput::default();
     let report = Vm::new(&config, Box::new(console.clone()), Instant::now())?.run()?;

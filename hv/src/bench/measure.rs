@@ -136,6 +136,8 @@ fn boot(workload: &Workload, inputs: &MeasureInputs, ops: u64) -> Result<(GuestR
         notify_policy: NotifyPolicy::EventIndex,
         timeout: Some(VM_TIMEOUT),
         mmu: inputs.mode,
+
+        seccomp: false,
     };
     let console = CapturedOutput::default();
     let run = Vm::new(&config, Box::new(console.clone()), Instant::now())?.run()?;

@@ -137,6 +137,12 @@ pub struct RestoreArgs {
     /// --control` does (see `hv ctl --help`).
     #[arg(long, value_name = "PATH")]
     pub control: Option<PathBuf>,
+
+    /// Run without the seccomp filters that otherwise confine each of hv's threads to
+    /// the system calls it needs (docs/security.md). For debugging hv only: a guest that
+    /// found a bug in hv would then hold a thread that may do anything hv's user may.
+    #[arg(long)]
+    pub no_seccomp: bool,
 }
 
 /// Options of `hv ctl`.
@@ -331,6 +337,12 @@ pub struct RunArgs {
     /// with 128 + the signal's number.
     #[arg(long, value_name = "PATH")]
     pub control: Option<PathBuf>,
+
+    /// Run without the seccomp filters that otherwise confine each of hv's threads to
+    /// the system calls it needs (docs/security.md). For debugging hv only: a guest that
+    /// found a bug in hv would then hold a thread that may do anything hv's user may.
+    #[arg(long)]
+    pub no_seccomp: bool,
 
     /// Words passed to the guest kernel (see "Guest commands" below).
     #[arg(last = true, value_name = "GUEST ARGS")]

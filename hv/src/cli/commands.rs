@@ -88,6 +88,7 @@ pub(super) fn run_command(args: RunArgs, started: Instant) -> ExitCode {
         notify_policy: NotifyPolicy::EventIndex,
         timeout: args.timeout,
         mmu: args.mmu.into(),
+        seccomp: seccomp_wanted(args.no_seccomp),
     };
     let vm = match Vm::new(&config, Box::new(std::io::stdout()), started) {
         Ok(vm) => vm,
@@ -141,6 +142,7 @@ pub(super) fn restore_command(args: RestoreArgs, started: Instant) -> ExitCode {
     config.trace = args.trace.map(|p| (p, args.trace_format));
     config.trace_max_events = args.trace_max;
     config.timeout = args.timeout;
+    config.seccomp = seccomp_wanted(args.no_seccomp);
     let vm = match Vm::restore(&config, &state, ram, Box::new(std::io::stdout()), started) {
         Ok(vm) => vm,
         Err(e) => return fail(&e),
@@ -181,6 +183,15 @@ pub(super) fn state_bench_command(args: StateBenchArgs) -> ExitCode {
             ExitCode::from(EXIT_VMM_ERROR)
         }
     }
+}
+
+/// Whether to confine hv's threads (`crate::sandbox`): yes unless `--no-seccomp`, which
+/// is said on standard error so that nobody runs unconfined without knowing.
+fn seccomp_wanted(no_seccomp: bool) -> bool {
+    if no_seccomp {
+        eprintln!("hv: --no-seccomp: hv's threads run without seccomp filters (for debugging hv only)");
+    }
+    !no_seccomp
 }
 
 /// `--control PATH`: the control socket for `vm`, announced on standard error; SIGINT and
