@@ -102,6 +102,7 @@ const CONTROL_ACCEPT: &[i64] = &[
     libc::SYS_clone3,
     libc::SYS_set_robust_list,
     libc::SYS_rseq,
+    libc::SYS_sched_getaffinity,
     libc::SYS_seccomp,
     libc::SYS_unlink,
     libc::SYS_unlinkat,
@@ -127,7 +128,9 @@ pub(super) fn allowed(kind: ThreadKind) -> Vec<i64> {
         ThreadKind::Vcpu => &[VCPU],
         ThreadKind::ConsoleBackend => &[WAITS],
         ThreadKind::BlockBackend => &[WAITS, DISK],
-        ThreadKind::ControlAccept => &[WAITS, CONTROL_ACCEPT],
+        // A client thread starts under the accept thread's filter and adds its own:
+        // both apply, so the accept thread's list must hold the client's.
+        ThreadKind::ControlAccept => &[WAITS, CONTROL_ACCEPT, CONTROL_CLIENT],
         ThreadKind::ControlClient => &[CONTROL_CLIENT],
         ThreadKind::Watchdog => &[WATCHDOG],
     };
@@ -208,6 +211,14 @@ mod tests {
             for nr in [libc::SYS_execve, libc::SYS_execveat, libc::SYS_socket, libc::SYS_connect, libc::SYS_ptrace, libc::SYS_fork] {
                 assert!(!list.contains(&nr), "the {} thread may make call {nr}", kind.name());
             }
+        }
+    }
+
+    #[test]
+    fn a_client_thread_may_make_every_call_of_its_own_list_under_the_accept_threads_filter() {
+        let accept = allowed(ThreadKind::ControlAccept);
+        for nr in allowed(ThreadKind::ControlClient) {
+            assert!(accept.contains(&nr), "call {nr}");
         }
     }
 

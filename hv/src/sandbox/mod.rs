@@ -131,7 +131,24 @@ pub fn prepare() -> Result<(), SandboxError> {
         let reason = format!("this kernel has no seccomp support ({})", std::io::Error::last_os_error());
         return Err(SandboxError::Install { kind: "any", reason });
     }
+    fix_malloc_arena_limit();
     report::install_handler().map_err(SandboxError::Handler)
+}
+
+/// glibc's allocator works out how many arenas it may create the first time a thread
+/// needs a new one, by reading `/sys/devices/system/cpu/online` (an `openat` no filter
+/// allows), unless the limit was set. Setting it now, to glibc's own default of 8 per
+/// CPU, takes that file read out of the confined threads.
+fn fix_malloc_arena_limit() {
+    #[cfg(target_env = "gnu")]
+    {
+        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        let arenas = libc::c_int::try_from(8 * cpus).unwrap_or(libc::c_int::MAX);
+        // SAFETY: mallopt takes two integers and changes only the allocator's settings.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, arenas);
+        }
+    }
 }
 
 /// Installs `kind`'s filter on the calling thread, for good.

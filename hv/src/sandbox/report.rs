@@ -71,9 +71,16 @@ extern "C" fn on_sigsys(_: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc
     let nr = unsafe { (*info.cast::<SigsysInfo>()).syscall };
     let kind = KIND.with(Cell::get);
     let mut line = Line::default();
-    line.push(b"hv: seccomp: the ");
-    line.push(ThreadKind::from_u8(kind).map_or("unconfined", ThreadKind::name).as_bytes());
-    line.push(b" thread made a forbidden system call ");
+    match ThreadKind::from_u8(kind) {
+        Some(kind) => {
+            line.push(b"hv: seccomp: the ");
+            line.push(kind.name().as_bytes());
+            line.push(b" thread made a forbidden system call ");
+        }
+        // A thread started by a confined one runs under its parent's filter until it
+        // installs its own.
+        None => line.push(b"hv: seccomp: a thread started by a confined thread made a forbidden system call "),
+    }
     line.push_number(i64::from(nr));
     line.push(b" (");
     line.push(syscall_name(nr).unwrap_or("unknown").as_bytes());
@@ -168,6 +175,7 @@ pub(super) fn syscall_name(nr: i32) -> Option<&'static str> {
         (libc::SYS_fsync, "fsync"),
         (libc::SYS_fdatasync, "fdatasync"),
         (libc::SYS_getpid, "getpid"),
+        (libc::SYS_sched_getaffinity, "sched_getaffinity"),
         (libc::SYS_getppid, "getppid"),
         (libc::SYS_nanosleep, "nanosleep"),
         (libc::SYS_clock_nanosleep, "clock_nanosleep"),
