@@ -209,6 +209,10 @@ pub struct BenchArgs {
     /// Draw time per operation per workload for each mode as an SVG chart to PATH.
     #[arg(long, value_name = "PATH")]
     pub plot: Option<PathBuf>,
+    /// Run the measured VMs without seccomp filters (each VM otherwise runs on a thread
+    /// of its own, confined as `hv run`'s are; see docs/security.md). For debugging hv only.
+    #[arg(long)]
+    pub no_seccomp: bool,
 }
 
 /// `hv bench --mmu` values.
@@ -241,6 +245,10 @@ pub struct BlkBenchArgs {
     /// Requests per configuration.
     #[arg(long, value_name = "N", default_value_t = 2000)]
     pub requests: u64,
+    /// Run the measured VMs without seccomp filters (each VM otherwise runs on a thread
+    /// of its own, confined as `hv run`'s are; see docs/security.md). For debugging hv only.
+    #[arg(long)]
+    pub no_seccomp: bool,
 }
 
 const GUEST_COMMANDS_HELP: &str = "\

@@ -19,7 +19,11 @@ pub(super) fn blk_bench_command(args: BlkBenchArgs) -> ExitCode {
         eprintln!("hv: error: --requests must be at least 1");
         return ExitCode::from(EXIT_VMM_ERROR);
     }
-    let config = crate::bench::blk_bench::BlkBenchConfig { disk: args.disk, requests: args.requests };
+    let config = crate::bench::blk_bench::BlkBenchConfig {
+        disk: args.disk,
+        requests: args.requests,
+        seccomp: seccomp_wanted(args.no_seccomp),
+    };
     match crate::bench::blk_bench::run(&config) {
         Ok(rows) => {
             print!("{}", crate::bench::blk_bench::render(&rows));
@@ -45,7 +49,7 @@ pub(super) fn bench_command(args: BenchArgs) -> ExitCode {
     } else {
         workloads::ALL.iter().filter(|w| args.workloads.iter().any(|name| workloads::select(name).contains(w))).collect()
     };
-    let config = bench::BenchConfig { modes, workloads: selected, quick: args.quick };
+    let config = bench::BenchConfig { modes, workloads: selected, quick: args.quick, seccomp: seccomp_wanted(args.no_seccomp) };
     let report = match bench::run(&config) {
         Ok(report) => report,
         Err(e) => {
