@@ -17,6 +17,7 @@
 //! | [`memory`] | guest RAM and the bounds check on every access to it | know what the bytes mean |
 //! | [`kvm`] | the `Kvm → VmFd → VcpuFd` tree, memory slots, register state and the register dump, CPUID, what the host is | decide a layout or a policy: it is told which slots and registers to set |
 //! | [`outcome`] | how a run ends ([`outcome::GuestStop`]), its message and hv's exit code | run anything |
+//! | [`sandbox`] | seccomp filters for each kind of hv thread, and the report of a forbidden system call | know what a thread does beyond the list of calls it may make |
 //! | [`trace`] | the typed record of a run and its two file formats | change what it records |
 //! | [`boot`] | the kernel ELF (checked), the first page tables, the boot-info page, the first registers | touch KVM |
 //! | [`shadow`] | shadow mode: the machine layout, shadow tables, trapped page-table writes | run the vCPU |
@@ -49,6 +50,7 @@
 pub mod memory;
 pub mod kvm;
 pub mod outcome;
+pub mod sandbox;
 pub mod trace;
 pub mod boot;
 pub mod shadow;

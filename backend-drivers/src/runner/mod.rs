@@ -28,7 +28,7 @@ use crate::event_channel::GuestNotifier;
 use crate::events::DeviceEventSink;
 use crate::guest_page::GuestPage;
 pub use service::service_ring;
-pub use thread::{spawn, BackendHandle, Control, DrainError, SpawnError};
+pub use thread::{spawn, spawn_with_setup, BackendHandle, Control, DrainError, SpawnError, ThreadSetup};
 
 /// How one device answers one request.
 pub trait RequestHandler: Send + 'static {

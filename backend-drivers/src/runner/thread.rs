@@ -80,13 +80,23 @@ pub struct SpawnError {
 
 /// Starts a backend thread for `handler`; it serves the ring after [`BackendHandle::start`].
 pub fn spawn<H: RequestHandler>(handler: H, wiring: BackendWiring) -> Result<BackendHandle, SpawnError> {
+    spawn_with_setup(handler, wiring, None)
+}
+
+/// What a backend thread runs on itself once its own setup is done and before it serves
+/// the ring: hv installs the thread's seccomp filter there (backend-drivers knows nothing
+/// of hv's sandbox). An error ends the thread, and the device is dead.
+pub type ThreadSetup = Box<dyn FnOnce() -> Result<(), String> + Send>;
+
+/// Like [`spawn`], with `setup` run first on the new thread.
+pub fn spawn_with_setup<H: RequestHandler>(handler: H, wiring: BackendWiring, setup: Option<ThreadSetup>) -> Result<BackendHandle, SpawnError> {
     let err = |source| SpawnError { device: H::NAME, source };
     let control_wake = EventFd::new(EFD_NONBLOCK).map_err(err)?;
     let thread_wake = control_wake.try_clone().map_err(err)?;
     let (control, inbox) = crossbeam_channel::unbounded();
     let thread = std::thread::Builder::new()
         .name(format!("{}-backend", H::NAME))
-        .spawn(move || run_backend(handler, wiring, inbox, thread_wake))
+        .spawn(move || run_backend(handler, wiring, inbox, thread_wake, setup))
         .map_err(err)?;
     Ok(BackendHandle { name: H::NAME, control, control_wake, thread: Some(thread) })
 }
@@ -185,7 +195,13 @@ const DOORBELL: u64 = 0;
 const CONTROL: u64 = 1;
 
 /// The backend thread's body.
-fn run_backend<H: RequestHandler>(mut handler: H, wiring: BackendWiring, inbox: Receiver<Control>, control_wake: EventFd) {
+fn run_backend<H: RequestHandler>(
+    mut handler: H,
+    wiring: BackendWiring,
+    inbox: Receiver<Control>,
+    control_wake: EventFd,
+    setup: Option<ThreadSetup>,
+) {
     let mut ring: BackRing<GuestPage, H::Request, H::Response> = BackRing::attach_at(wiring.ring_page.clone(), wiring.ring_start);
     let mut ring_error_report = RateLimit::new(REPORT_INTERVAL);
     let mut stats = BackendStats::default();
@@ -198,6 +214,11 @@ fn run_backend<H: RequestHandler>(mut handler: H, wiring: BackendWiring, inbox: 
             return;
         }
     };
+    // Last, so that the setup (a seccomp filter) need not allow what came before.
+    if let Some(Err(e)) = setup.map(|setup| setup()) {
+        eprintln!("hv: {} backend: {e}; the device is dead", H::NAME);
+        return;
+    }
     let mut ready = [EpollEvent::default(); 2];
     loop {
         let n = match epoll.wait(-1, &mut ready) {

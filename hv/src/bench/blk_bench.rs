@@ -19,7 +19,7 @@ use crate::devices::console::CapturedOutput;
 use crate::devices::block::DiskConfig;
 use crate::kvm::host_info::{cpu_model, HostMmu};
 use crate::outcome::GuestStop;
-use crate::vmm::{Vm, VmConfig, VmError};
+use crate::vmm::{VmConfig, VmError};
 
 /// Size of the scratch image made when no --disk is given.
 const SCRATCH_IMAGE_BYTES: u64 = 64 << 20;
@@ -30,6 +30,8 @@ pub struct BlkBenchConfig {
     pub disk: Option<PathBuf>,
     /// Requests per configuration.
     pub requests: u64,
+    /// Confine each VM's threads (`super::run_vm`).
+    pub seccomp: bool,
 }
 
 /// One measured configuration.
@@ -134,7 +136,7 @@ pub fn run(config: &BlkBenchConfig) -> Result<Vec<BlkBenchRow>, BlkBenchError> {
                 if suppression { "event-index suppression" } else { "always notify" },
                 config.requests
             );
-            let (guest_seconds, backend) = guest_run(&disk, sectors, config.requests, suppression)?;
+            let (guest_seconds, backend) = guest_run(&disk, sectors, config.requests, suppression, config.seccomp)?;
             rows.push(BlkBenchRow {
                 request_bytes: sectors * 512,
                 suppression,
@@ -149,7 +151,7 @@ pub fn run(config: &BlkBenchConfig) -> Result<Vec<BlkBenchRow>, BlkBenchError> {
 }
 
 /// Boots a VM that runs the guest's blk-bench; returns its time and the backend's counters.
-fn guest_run(disk: &Path, sectors: u64, requests: u64, suppression: bool) -> Result<(f64, BackendStats), BlkBenchError> {
+fn guest_run(disk: &Path, sectors: u64, requests: u64, suppression: bool, seccomp: bool) -> Result<(f64, BackendStats), BlkBenchError> {
     let mut args = vec!["blk-bench".to_string(), sectors.to_string(), requests.to_string()];
     if !suppression {
         args.push("always".into());
@@ -165,9 +167,11 @@ fn guest_run(disk: &Path, sectors: u64, requests: u64, suppression: bool) -> Res
         notify_policy: if suppression { NotifyPolicy::EventIndex } else { NotifyPolicy::Always },
         // Generous: the slowest configuration takes seconds on an emulated ring 0.
         timeout: Some(std::time::Duration::from_secs(600)),
+
+        seccomp,
     };
     let console = CapturedOutput::default();
-    let report = Vm::new(&config, Box::new(console.clone()), Instant::now())?.run()?;
+    let report = super::run_vm(&config, Box::new(console.clone()))?;
     let output = console.text();
     if report.stop != (GuestStop::Shutdown { code: 0 }) {
         let why = report.stop.message().unwrap_or_else(|| format!("exit code {}", report.stop.exit_code()));

@@ -16,7 +16,7 @@ use super::workloads::Workload;
 use crate::devices::console::CapturedOutput;
 use crate::devices::block::DiskConfig;
 use crate::outcome::GuestStop;
-use crate::vmm::{Vm, VmConfig, VmError};
+use crate::vmm::{VmConfig, VmError};
 
 /// A run that takes longer than this is stopped: a hung guest must not hang the bench.
 const VM_TIMEOUT: Duration = Duration::from_secs(120);
@@ -93,6 +93,8 @@ pub struct MeasureInputs<'a> {
     pub disk: Option<&'a Path>,
     /// The host's hash of the sectors the guest verifies (for blk).
     pub disk_hash: Option<u64>,
+    /// Confine each VM's threads (`super::run_vm`).
+    pub seccomp: bool,
 }
 
 /// Measures `workload`; `progress` is called before each of the two VMs boots.
@@ -136,9 +138,11 @@ fn boot(workload: &Workload, inputs: &MeasureInputs, ops: u64) -> Result<(GuestR
         notify_policy: NotifyPolicy::EventIndex,
         timeout: Some(VM_TIMEOUT),
         mmu: inputs.mode,
+
+        seccomp: inputs.seccomp,
     };
     let console = CapturedOutput::default();
-    let run = Vm::new(&config, Box::new(console.clone()), Instant::now())?.run()?;
+    let run = super::run_vm(&config, Box::new(console.clone()))?;
     let text = console.text();
     let parsed = guest_output::parse(&text);
     // The guest's own account of a failure says more than its exit code.

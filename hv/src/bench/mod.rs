@@ -50,6 +50,8 @@ pub struct BenchConfig {
     pub workloads: Vec<&'static Workload>,
     /// Small sizes (under 20 s on the development machines).
     pub quick: bool,
+    /// Confine each measured VM's threads with seccomp filters (see [`run_vm`]).
+    pub seccomp: bool,
 }
 
 /// Disk image for the blk workloads: big enough for every read a full run makes.
@@ -132,7 +134,7 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport, BenchError> {
     let mut results = Vec::new();
     let mut mode_failures = Vec::new();
     for &mode in &config.modes {
-        let inputs = MeasureInputs { mode, quick: config.quick, disk: disk.as_ref().map(|d| d.path()), disk_hash };
+        let inputs = MeasureInputs { mode, quick: config.quick, disk: disk.as_ref().map(|d| d.path()), disk_hash, seccomp: config.seccomp };
         let mut failed_mode: Option<String> = None;
         for workload in &config.workloads {
             let outcome = match &failed_mode {
@@ -224,4 +226,24 @@ fn measure_baselines(config: &BenchConfig, disk: Option<&ScratchImage>, progress
         }
     }
     Ok(baselines)
+}
+
+/// Builds and runs one VM to its end. With `config.seccomp`, on a thread of its own: the
+/// vCPU thread's filter stays after `Vm::run` returns, and the benchmark goes on to build
+/// the next VM (which needs `/dev/kvm`, new threads, ...) on the thread that called this.
+pub(crate) fn run_vm(
+    config: &crate::vmm::VmConfig,
+    console: Box<dyn std::io::Write + Send>,
+) -> Result<crate::vmm::RunReport, crate::vmm::VmError> {
+    let run = move || crate::vmm::Vm::new(config, console, std::time::Instant::now())?.run();
+    if !config.seccomp {
+        return run();
+    }
+    std::thread::scope(|s| {
+        let vcpu = std::thread::Builder::new().name("hv-bench-vcpu".into()).spawn_scoped(s, run).map_err(|e| {
+            let reason = format!("cannot start a thread for the VM: {e}");
+            crate::vmm::VmError::Sandbox(crate::sandbox::SandboxError::Install { kind: "vcpu", reason })
+        })?;
+        vcpu.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
 }

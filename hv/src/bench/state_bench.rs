@@ -259,6 +259,7 @@ fn migrate_once(mem_mib: u64, mode: MmuMode) -> Result<crate::migration::figures
         trace: None,
         trace_max_events: crate::vmm::config::DEFAULT_TRACE_MAX_EVENTS,
         timeout: Some(Duration::from_secs(60)),
+        seccomp: false,
     };
     let destination = std::thread::spawn(move || -> Result<(), migration::MigrationError> {
         let received = migration::receive(&listener, &incoming, Box::new(std::io::sink()), Instant::now())?;

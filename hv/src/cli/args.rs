@@ -137,6 +137,12 @@ pub struct RestoreArgs {
     /// --control` does (see `hv ctl --help`).
     #[arg(long, value_name = "PATH")]
     pub control: Option<PathBuf>,
+
+    /// Run without the seccomp filters that otherwise confine each of hv's threads to
+    /// the system calls it needs (docs/security.md). For debugging hv only: a guest that
+    /// found a bug in hv would then hold a thread that may do anything hv's user may.
+    #[arg(long)]
+    pub no_seccomp: bool,
 }
 
 /// Options of `hv ctl`.
@@ -203,6 +209,10 @@ pub struct BenchArgs {
     /// Draw time per operation per workload for each mode as an SVG chart to PATH.
     #[arg(long, value_name = "PATH")]
     pub plot: Option<PathBuf>,
+    /// Run the measured VMs without seccomp filters (each VM otherwise runs on a thread
+    /// of its own, confined as `hv run`'s are; see docs/security.md). For debugging hv only.
+    #[arg(long)]
+    pub no_seccomp: bool,
 }
 
 /// `hv bench --mmu` values.
@@ -235,6 +245,10 @@ pub struct BlkBenchArgs {
     /// Requests per configuration.
     #[arg(long, value_name = "N", default_value_t = 2000)]
     pub requests: u64,
+    /// Run the measured VMs without seccomp filters (each VM otherwise runs on a thread
+    /// of its own, confined as `hv run`'s are; see docs/security.md). For debugging hv only.
+    #[arg(long)]
+    pub no_seccomp: bool,
 }
 
 const GUEST_COMMANDS_HELP: &str = "\
@@ -361,6 +375,12 @@ pub struct RunArgs {
     /// with 128 + the signal's number.
     #[arg(long, value_name = "PATH")]
     pub control: Option<PathBuf>,
+
+    /// Run without the seccomp filters that otherwise confine each of hv's threads to
+    /// the system calls it needs (docs/security.md). For debugging hv only: a guest that
+    /// found a bug in hv would then hold a thread that may do anything hv's user may.
+    #[arg(long)]
+    pub no_seccomp: bool,
 
     /// Words passed to the guest kernel (see "Guest commands" below).
     #[arg(last = true, value_name = "GUEST ARGS")]

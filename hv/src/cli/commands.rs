@@ -19,7 +19,11 @@ pub(super) fn blk_bench_command(args: BlkBenchArgs) -> ExitCode {
         eprintln!("hv: error: --requests must be at least 1");
         return ExitCode::from(EXIT_VMM_ERROR);
     }
-    let config = crate::bench::blk_bench::BlkBenchConfig { disk: args.disk, requests: args.requests };
+    let config = crate::bench::blk_bench::BlkBenchConfig {
+        disk: args.disk,
+        requests: args.requests,
+        seccomp: seccomp_wanted(args.no_seccomp),
+    };
     match crate::bench::blk_bench::run(&config) {
         Ok(rows) => {
             print!("{}", crate::bench::blk_bench::render(&rows));
@@ -45,7 +49,7 @@ pub(super) fn bench_command(args: BenchArgs) -> ExitCode {
     } else {
         workloads::ALL.iter().filter(|w| args.workloads.iter().any(|name| workloads::select(name).contains(w))).collect()
     };
-    let config = bench::BenchConfig { modes, workloads: selected, quick: args.quick };
+    let config = bench::BenchConfig { modes, workloads: selected, quick: args.quick, seccomp: seccomp_wanted(args.no_seccomp) };
     let report = match bench::run(&config) {
         Ok(report) => report,
         Err(e) => {
@@ -89,6 +93,7 @@ pub(super) fn run_command(args: RunArgs, started: Instant) -> ExitCode {
         notify_policy: NotifyPolicy::EventIndex,
         timeout: args.timeout,
         mmu: args.mmu.into(),
+        seccomp: seccomp_wanted(args.no_seccomp),
     };
     let vm = match &args.incoming {
         Some(address) => super::migrate::receive(address, &config, started),
@@ -105,6 +110,13 @@ pub(super) fn run_command(args: RunArgs, started: Instant) -> ExitCode {
     let migration = args.migrate_to.map(|destination| {
         let (control, options, after, config) = (vm.control(), args.migrate, args.migrate_after, config.clone());
         std::thread::spawn(move || {
+            // The one thread that may connect out (`sandbox::ThreadKind::MigrationSender`).
+            if config.seccomp {
+                if let Err(e) = crate::sandbox::confine_current_thread(crate::sandbox::ThreadKind::MigrationSender) {
+                    eprintln!("hv: {e}; the guest is not migrated");
+                    return;
+                }
+            }
             std::thread::sleep(after);
             if let Err(e) = super::migrate::migrate(&control, &config, &destination, &options) {
                 eprintln!("hv: {e}");
@@ -159,6 +171,7 @@ pub(super) fn restore_command(args: RestoreArgs, started: Instant) -> ExitCode {
     config.trace = args.trace.map(|p| (p, args.trace_format));
     config.trace_max_events = args.trace_max;
     config.timeout = args.timeout;
+    config.seccomp = seccomp_wanted(args.no_seccomp);
     let vm = match Vm::restore(&config, &state, ram, Box::new(std::io::stdout()), started) {
         Ok(vm) => vm,
         Err(e) => return fail(&e),
@@ -201,12 +214,21 @@ pub(super) fn state_bench_command(args: StateBenchArgs) -> ExitCode {
     }
 }
 
+/// Whether to confine hv's threads (`crate::sandbox`): yes unless `--no-seccomp`, which
+/// is said on standard error so that nobody runs unconfined without knowing.
+fn seccomp_wanted(no_seccomp: bool) -> bool {
+    if no_seccomp {
+        eprintln!("hv: --no-seccomp: hv's threads run without seccomp filters (for debugging hv only)");
+    }
+    !no_seccomp
+}
+
 /// `--control PATH`: the control socket for `vm`, announced on standard error; SIGINT and
 /// SIGTERM then stop the guest cleanly (see [`exit_code`]). The caller keeps the server
 /// until the run is over; dropping it removes the socket.
 fn serve_control(path: Option<&std::path::Path>, vm: &Vm, config: VmConfig, started: Instant) -> Result<Option<ControlServer>, ExitCode> {
     let Some(path) = path else { return Ok(None) };
-    match ControlServer::start_catching_signals(path, Session { control: vm.control(), config, started }) {
+    match ControlServer::start_catching_signals(path, Session { control: vm.control(), config, started, migration_worker: None }) {
         Ok(server) => {
             eprintln!("hv: control socket listening at {}", server.path().display());
             Ok(Some(server))

@@ -91,6 +91,7 @@ pub fn receive(address: &str, config: &VmConfig, started: Instant) -> Result<(Vm
         trace: config.trace.clone(),
         trace_max_events: config.trace_max_events,
         timeout: config.timeout,
+        seccomp: config.seccomp,
     };
     let received = migration::receive(&listener, &options, Box::new(std::io::stdout()), started)
         .map_err(|e| format!("receiving a guest on {local}: {e}"))?;

@@ -35,6 +35,9 @@ pub struct Session {
     pub config: VmConfig,
     /// When hv started: uptime and `--stats` times count from here.
     pub started: Instant,
+    /// The thread that sends migrations (the server starts it, before anything is
+    /// confined); without it a migration runs on the client's own thread.
+    pub migration_worker: Option<super::migration_worker::MigrationWorker>,
 }
 
 /// Where a command sends progress reports before its reply (a migration's rounds, say):
@@ -229,6 +232,7 @@ fn snapshot(session: &Session, args: &Args, _: &mut Progress) -> Result<Reply, S
 }
 
 fn migrate(session: &Session, args: &Args, progress: &mut Progress) -> Result<Reply, String> {
+    use super::migration_worker::MigrationEvent;
     use crate::migration::{self, SendOptions};
     let destination = args.text("destination").ok_or("'migrate' needs \"destination\"")?;
     let max_rounds = args.count("max_rounds").unwrap_or(DEFAULT_MAX_ROUNDS);
@@ -242,10 +246,34 @@ fn migrate(session: &Session, args: &Args, progress: &mut Progress) -> Result<Re
         downtime_target: Duration::from_millis(downtime_ms),
         kernel: migration::kernel_of(&session.config)?,
     };
-    let report = migration::send(&session.control, &options, migration::state_capture(&session.config), |round| {
-        progress(Reply::new(round.line()).with("round", serde_json::to_value(round).unwrap_or_default()))
-    })
-    .map_err(|e| format!("migration to {destination} failed: {e}; the guest runs on here"))?;
+    let (control, capture) = (session.control.clone(), migration::state_capture(&session.config));
+    let job = move |events: &crossbeam_channel::Sender<MigrationEvent>| {
+        let report = migration::send(&control, &options, capture, |round| {
+            let _ = events.send(MigrationEvent::Round(round.clone()));
+        });
+        let _ = events.send(MigrationEvent::Done(report.map_err(|e| e.to_string())));
+    };
+    let events = match &session.migration_worker {
+        Some(worker) => worker.submit(Box::new(job)),
+        None => {
+            let (tx, rx) = crossbeam_channel::unbounded();
+            job(&tx);
+            rx
+        }
+    };
+    let mut outcome = Err("the migration thread ended without a result".to_string());
+    for event in events.iter() {
+        match event {
+            MigrationEvent::Round(round) => {
+                progress(Reply::new(round.line()).with("round", serde_json::to_value(&round).unwrap_or_default()))
+            }
+            MigrationEvent::Done(result) => {
+                outcome = result;
+                break;
+            }
+        }
+    }
+    let report = outcome.map_err(|e| format!("migration to {destination} failed: {e}; the guest runs on here"))?;
     // The guest runs at the destination now; a file that cannot be written is said in
     // the reply, not made an error (the migration itself is done).
     let mut text = report.summary();

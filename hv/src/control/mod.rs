@@ -18,6 +18,7 @@
 //! | [`framing`] | cutting a stream into lines without trusting the peer to end them |
 //! | [`table`] | a command's arguments: declared once, checked on the server, built by the client |
 //! | [`commands`] | the command table and one handler each |
+//! | [`migration_worker`] | the one thread allowed to connect out, sending migrations for clients |
 //! | [`dispatch`] | a request line to its reply line: checks, then the command's handler |
 //! | [`socket_file`] | the socket's file: owner-only from the start, stale ones replaced, removed at the end |
 //! | [`signals`] | Ctrl-C and `kill` while serving: stop the guest cleanly, remove the socket |
@@ -27,6 +28,7 @@
 pub mod protocol;
 pub mod framing;
 pub mod table;
+pub mod migration_worker;
 pub mod commands;
 pub mod dispatch;
 pub mod socket_file;

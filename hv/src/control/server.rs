@@ -120,8 +120,10 @@ impl ControlServer {
         Self::start_with(path, session, Some(signals))
     }
 
-    fn start_with(path: &Path, session: Session, signals: Option<&'static EventFd>) -> Result<ControlServer, ServerError> {
+    fn start_with(path: &Path, mut session: Session, signals: Option<&'static EventFd>) -> Result<ControlServer, ServerError> {
         let (listener, file) = SocketFile::create(path)?;
+        // Started here, by a thread not yet confined: see `migration_worker`.
+        session.migration_worker = Some(super::migration_worker::MigrationWorker::start(session.config.seccomp).map_err(setup("start the migration thread"))?);
         let file = Arc::new(file);
         let stop = EventFd::new(0).map_err(setup("create an eventfd"))?;
         let epoll = Epoll::new().map_err(setup("create an epoll instance"))?;
@@ -192,6 +194,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Acceptor {
     /// Accepts clients until the stop eventfd fires.
     fn run(self) {
+        // Confined (if the VM is) before the first client: from here on this thread only
+        // accepts, starts client threads and waits.
+        if self.session.config.seccomp {
+            if let Err(e) = crate::sandbox::confine_current_thread(crate::sandbox::ThreadKind::ControlAccept) {
+                eprintln!("hv: control socket: {e}; no clients are accepted");
+                return;
+            }
+        }
         let mut events = [EpollEvent::default(); 3];
         loop {
             let ready = match self.epoll.wait(-1, &mut events) {
@@ -288,6 +298,15 @@ impl Read for Deadline<'_> {
 /// Serves one client, then closes the connection (the server's own handle on it would
 /// otherwise keep it open).
 fn serve(stream: UnixStream, session: &Session) {
+    // Before reading a byte of the client's: this thread's filter adds to the accept
+    // thread's, which it inherited.
+    if session.config.seccomp {
+        if let Err(e) = crate::sandbox::confine_current_thread(crate::sandbox::ThreadKind::ControlClient) {
+            let _ = write_line(&stream, &encode_error(&e.to_string()));
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+            return;
+        }
+    }
     serve_requests(&stream, session);
     let _ = stream.shutdown(std::net::Shutdown::Both);
 }

@@ -19,7 +19,7 @@ use backend_drivers::block::image::{DiskImage, ImageError};
 use backend_drivers::console::ConsoleBackend;
 use backend_drivers::event_channel::{GuestNotifier, NotifierError};
 use backend_drivers::guest_page::{BadPage, GuestPage};
-use backend_drivers::runner::{self, BackendHandle, BackendStats, BackendWiring, DrainError, NotifyPolicy, RequestHandler};
+use backend_drivers::runner::{self, BackendHandle, BackendStats, BackendWiring, DrainError, NotifyPolicy, RequestHandler, ThreadSetup};
 use kvm_bindings::{kvm_irq_routing_entry, KvmIrqRouting, KVM_IRQ_ROUTING_MSI};
 use kvm_ioctls::{IoEventAddress, NoDatamatch};
 use pv_abi::addr::PseudoPhys;
@@ -32,6 +32,7 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use crate::boot::DeviceLayout;
 use crate::kvm::KvmVm;
+use crate::sandbox::ThreadKind;
 use crate::trace::Tracer;
 use console::ConsoleOutput;
 
@@ -135,6 +136,7 @@ impl Devices {
         tracer: &Tracer,
         policy: NotifyPolicy,
         positions: RingPositions,
+        seccomp: bool,
     ) -> Result<Devices, DeviceError> {
         let gsis = [FIRST_DEVICE_GSI, FIRST_DEVICE_GSI + 1];
         let mut routing = KvmIrqRouting::new(gsis.len()).map_err(|source| DeviceError::Routing { entries: gsis.len(), source })?;
@@ -155,13 +157,14 @@ impl Devices {
             tracer,
             policy,
             positions.console,
+            seccomp.then_some(ThreadKind::ConsoleBackend),
         )?;
         let block = match disk {
             None => None,
             Some(image) => {
                 let (sectors, read_only) = (image.sectors(), image.read_only());
                 let backend = block::backend(image, machine.ram());
-                let handle = wire(machine, backend, BLOCK_RING, BLOCK_CHANNEL, gsis[1], tracer, policy, positions.block)?;
+                let handle = wire(machine, backend, BLOCK_RING, BLOCK_CHANNEL, gsis[1], tracer, policy, positions.block, seccomp.then_some(ThreadKind::BlockBackend))?;
                 Some((handle, sectors, read_only))
             }
         };
@@ -212,6 +215,7 @@ impl Devices {
 }
 
 /// Creates one device's doorbell and upcall, and starts its backend thread.
+#[allow(clippy::too_many_arguments)]
 fn wire<H: RequestHandler>(
     machine: &KvmVm,
     handler: H,
@@ -221,6 +225,7 @@ fn wire<H: RequestHandler>(
     tracer: &Tracer,
     policy: NotifyPolicy,
     ring_start: u32,
+    confine_as: Option<ThreadKind>,
 ) -> Result<BackendHandle, DeviceError> {
     let device = H::NAME;
     let eventfd = || EventFd::new(EFD_NONBLOCK).map_err(|source| DeviceError::EventFd { device, source });
@@ -238,5 +243,8 @@ fn wire<H: RequestHandler>(
     let ring_page = GuestPage::new(memory.clone(), ring)?;
     let notifier = GuestNotifier::new(memory, SHARED_INFO, channel, irqfd)?;
     let wiring = BackendWiring { ring_page, doorbell, notifier, events: Arc::new(tracer.clone()), notify_policy: policy, ring_start };
-    Ok(runner::spawn(handler, wiring)?)
+    // With `confine_as`, the thread installs that kind's seccomp filter before it serves
+    // the ring.
+    let setup = confine_as.map(|kind| Box::new(move || crate::sandbox::confine_current_thread(kind).map_err(|e| e.to_string())) as ThreadSetup);
+    Ok(runner::spawn_with_setup(handler, wiring, setup)?)
 }

@@ -128,6 +128,8 @@ pub struct IncomingOptions {
     pub trace_max_events: u64,
     /// `--timeout` for the continued run.
     pub timeout: Option<Duration>,
+    /// Confine the continued run's threads (`crate::sandbox`).
+    pub seccomp: bool,
 }
 
 /// A VM received, restored and confirmed: ready for [`Vm::run`].
@@ -164,6 +166,7 @@ pub fn receive(listener: &TcpListener, options: &IncomingOptions, console: Box<d
             config.trace = options.trace.clone();
             config.trace_max_events = options.trace_max_events;
             config.timeout = options.timeout;
+            config.seccomp = options.seccomp;
             Vm::restore(&config, &state, ram, console, started).map(|vm| (vm, config)).map_err(|e| e.to_string())
         });
     let (vm, config) = match restored {

@@ -32,10 +32,19 @@ pub struct Watchdog {
 
 impl Watchdog {
     /// Arms a watchdog that kicks the vCPU thread `kicker` names once `timeout` is up.
-    pub fn arm(timeout: Duration, kicker: VcpuKicker) -> std::io::Result<Self> {
+    /// With `seccomp`, its thread first confines itself (it only sleeps and kicks); if
+    /// that fails it says so and never fires (`Vm::new` has checked that the filters
+    /// build and the kernel takes them, so only a broken kernel gets there).
+    pub fn arm(timeout: Duration, kicker: VcpuKicker, seccomp: bool) -> std::io::Result<Self> {
         let (fired, stop) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
         let (thread_fired, thread_stop) = (fired.clone(), stop.clone());
         let thread = std::thread::Builder::new().name("hv-watchdog".into()).spawn(move || {
+            if seccomp {
+                if let Err(e) = crate::sandbox::confine_current_thread(crate::sandbox::ThreadKind::Watchdog) {
+                    eprintln!("hv: {e}");
+                    return;
+                }
+            }
             let deadline = Instant::now() + timeout;
             while Instant::now() < deadline {
                 if thread_stop.load(Ordering::Acquire) {

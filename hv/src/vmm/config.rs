@@ -46,6 +46,12 @@ pub struct VmConfig {
     pub timeout: Option<std::time::Duration>,
     /// How guest memory is translated (`--mmu`).
     pub mmu: MmuMode,
+    /// Confine the VM's threads with seccomp filters (`crate::sandbox`): the vCPU thread
+    /// (the one calling `Vm::run`, which stays confined after it returns), the backends,
+    /// the watchdog and the control socket's threads. On for `hv`'s commands unless
+    /// `--no-seccomp`; off here, because a program driving the library usually runs more
+    /// than one VM, and code of its own, on the same threads.
+    pub seccomp: bool,
 }
 
 impl VmConfig {
@@ -62,6 +68,7 @@ impl VmConfig {
             notify_policy: NotifyPolicy::EventIndex,
             timeout: None,
             mmu: MmuMode::Ept,
+            seccomp: false,
         }
     }
 }

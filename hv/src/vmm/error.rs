@@ -59,6 +59,9 @@ pub enum VmError {
     /// The --timeout watchdog could not be started.
     #[error("cannot start the --timeout watchdog: {0}")]
     Watchdog(std::io::Error),
+    /// A thread could not be confined (`crate::sandbox`).
+    #[error(transparent)]
+    Sandbox(#[from] crate::sandbox::SandboxError),
     /// A device could not be set up.
     #[error(transparent)]
     Devices(#[from] DeviceError),

@@ -76,6 +76,9 @@ impl Vm {
     /// figures of `--stats` count from (when hv started, for `hv run`).
     pub fn new(config: &VmConfig, console: Box<dyn Write + Send>, started: Instant) -> Result<Vm, VmError> {
         let ram_bytes = config::check_memory_size(config.mem_mib)?;
+        if config.seccomp {
+            crate::sandbox::prepare()?;
+        }
         let kernel = config::read_kernel(config)?;
         // Check the file before touching KVM, so a bad kernel is named as such everywhere.
         let image = boot::elf::parse_kernel(&kernel, boot::kernel_memory_limit(ram_bytes)).map_err(BootError::from)?;
@@ -94,7 +97,7 @@ impl Vm {
         let memory = shadow.as_ref().map_or_else(|| MemoryPlan::flat(ram_bytes), ShadowPaging::memory_plan);
         let mut kvm = KvmVm::new(ram_bytes, memory)?;
         let console = ConsoleOutput::new(console);
-        let devices = Devices::attach(&kvm, console.clone(), disk, &tracer, config.notify_policy, RingPositions::default())?;
+        let devices = Devices::attach(&kvm, console.clone(), disk, &tracer, config.notify_policy, RingPositions::default(), config.seccomp)?;
         let inputs = BootInputs {
             kernel: &kernel,
             image: &image,
@@ -146,7 +149,12 @@ impl Vm {
         // This thread runs the vCPU: it is the one the watchdog and the control kick.
         let kick_target = mailbox.kicker().register_current_thread().map_err(VmError::Watchdog)?;
         let watchdog =
-            config.timeout.map(|t| Watchdog::arm(t, mailbox.kicker().clone())).transpose().map_err(VmError::Watchdog)?;
+            config.timeout.map(|t| Watchdog::arm(t, mailbox.kicker().clone(), config.seccomp)).transpose().map_err(VmError::Watchdog)?;
+        // Every thread this run needs exists now: from here on this one makes only the
+        // calls of its exits and of hv's end (`crate::sandbox`).
+        if config.seccomp {
+            crate::sandbox::confine_current_thread(crate::sandbox::ThreadKind::Vcpu)?;
+        }
         let stop = exit_loop::run(
             &mut kvm,
             &mut LoopContext {

@@ -32,6 +32,9 @@ impl Vm {
     /// ([`VmConfig::for_state`] builds such a config).
     pub fn restore(config: &VmConfig, state: &VmState, ram: GuestRam, console: Box<dyn Write + Send>, started: Instant) -> Result<Vm, VmError> {
         state.validate()?;
+        if config.seccomp {
+            crate::sandbox::prepare()?;
+        }
         let taken_in = state.mode()?;
         if ram.size() != state.ram_bytes || config.mem_mib << 20 != state.ram_bytes {
             return Err(VmError::Restore(format!(
@@ -62,7 +65,7 @@ impl Vm {
         let kvm = KvmVm::with_ram(ram, memory)?;
         tell_guest_its_mode(&kvm, config.mmu)?;
         let console = ConsoleOutput::new(console);
-        let devices = Devices::attach(&kvm, console.clone(), disk, &tracer, config.notify_policy, state.rings)?;
+        let devices = Devices::attach(&kvm, console.clone(), disk, &tracer, config.notify_policy, state.rings, config.seccomp)?;
         let root = state.checked_guest_root()?;
         let cr3 = match shadow.as_mut() {
             None => MachineAddr::new(root.raw()),
@@ -110,6 +113,7 @@ impl VmConfig {
             },
             timeout: None,
             mmu: mmu.unwrap_or(taken_in),
+            seccomp: false,
         })
     }
 }

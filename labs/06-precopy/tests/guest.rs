@@ -70,6 +70,7 @@ pub fn migrate(mode: MmuMode, guest: &[&str], after: Duration, max_rounds: u32, 
         trace: None,
         trace_max_events: hv::vmm::config::DEFAULT_TRACE_MAX_EVENTS,
         timeout: Some(Duration::from_secs(60)),
+        seccomp: false,
     };
     let destination = std::thread::spawn(move || {
         let console = CapturedOutput::default();
