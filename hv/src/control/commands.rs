@@ -247,11 +247,18 @@ fn migrate(session: &Session, args: &Args, progress: &mut Progress) -> Result<Re
         kernel: migration::kernel_of(&session.config)?,
     };
     let (control, capture) = (session.control.clone(), migration::state_capture(&session.config));
+    let files = (args.text("json").map(str::to_string), args.text("plot").map(str::to_string));
+    // The files are written on the migration's own thread: a client's thread may open
+    // no file (its seccomp filter).
     let job = move |events: &crossbeam_channel::Sender<MigrationEvent>| {
         let report = migration::send(&control, &options, capture, |round| {
             let _ = events.send(MigrationEvent::Round(round.clone()));
         });
-        let _ = events.send(MigrationEvent::Done(report.map_err(|e| e.to_string())));
+        let done = report.map_err(|e| e.to_string()).map(|report| {
+            let problems = write_figures(&report, files.0.as_deref(), files.1.as_deref());
+            (report, problems)
+        });
+        let _ = events.send(MigrationEvent::Done(done));
     };
     let events = match &session.migration_worker {
         Some(worker) => worker.submit(Box::new(job)),
@@ -276,18 +283,29 @@ fn migrate(session: &Session, args: &Args, progress: &mut Progress) -> Result<Re
     let report = outcome.map_err(|e| format!("migration to {destination} failed: {e}; the guest runs on here"))?;
     // The guest runs at the destination now; a file that cannot be written is said in
     // the reply, not made an error (the migration itself is done).
+    let (report, problems) = report;
     let mut text = report.summary();
-    if let Some(path) = args.text("json") {
-        if let Err(e) = std::fs::write(path, report.to_json() + "\n") {
-            text.push_str(&format!("\ncannot write the JSON to {path}: {e}"));
-        }
-    }
-    if let Some(path) = args.text("plot") {
-        if let Err(e) = migration::plot::write(&report, std::path::Path::new(path)) {
-            text.push_str(&format!("\ncannot write the plot to {path}: {e}"));
-        }
+    for problem in problems {
+        text.push_str(&format!("\n{problem}"));
     }
     Ok(Reply::new(text).with("report", serde_json::to_value(&report).unwrap_or_default()))
+}
+
+/// Writes a migration's figures where asked; returns what could not be written (said in
+/// the reply, not made an error: the migration itself is done).
+fn write_figures(report: &crate::migration::MigrationReport, json: Option<&str>, plot: Option<&str>) -> Vec<String> {
+    let mut problems = Vec::new();
+    if let Some(path) = json {
+        if let Err(e) = std::fs::write(path, report.to_json() + "\n") {
+            problems.push(format!("cannot write the JSON to {path}: {e}"));
+        }
+    }
+    if let Some(path) = plot {
+        if let Err(e) = crate::migration::plot::write(report, std::path::Path::new(path)) {
+            problems.push(format!("cannot write the plot to {path}: {e}"));
+        }
+    }
+    problems
 }
 
 /// The `hv ctl --help` list of commands.

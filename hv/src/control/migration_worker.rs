@@ -15,8 +15,9 @@ use crate::migration::{MigrationReport, RoundFigures};
 pub enum MigrationEvent {
     /// A round ended.
     Round(RoundFigures),
-    /// The migration is over.
-    Done(Result<MigrationReport, String>),
+    /// The migration is over: its report and the figures' files that could not be
+    /// written, or why it failed.
+    Done(Result<(MigrationReport, Vec<String>), String>),
 }
 
 /// One migration to send: a closure run on the worker thread, reporting on `events`.

@@ -188,6 +188,10 @@ fn conditional(kind: ThreadKind) -> Result<Vec<(i64, Vec<SeccompRule>)>, seccomp
     if kind == ThreadKind::ControlAccept {
         fcntl.push(libc::F_DUPFD_CLOEXEC);
     }
+    if kind == ThreadKind::MigrationSender {
+        // Cloning the connection's handle (one end reads replies while the other writes).
+        fcntl.extend([libc::F_DUPFD_CLOEXEC, libc::F_GETFL, libc::F_SETFL]);
+    }
     let fcntl = fcntl.into_iter().map(|cmd| SeccompRule::new(vec![condition(1, SeccompCmpOp::Eq, cmd as u64)?])).collect::<Result<Vec<_>, _>>()?;
     let mut rules = vec![(libc::SYS_fcntl, fcntl)];
     match kind {
