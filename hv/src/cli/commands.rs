@@ -8,9 +8,11 @@ use std::time::Instant;
 
 use backend_drivers::runner::NotifyPolicy;
 
-use super::args::{BenchArgs, BenchMmuArg, BlkBenchArgs, RunArgs};
+use super::args::{BenchArgs, BenchMmuArg, BlkBenchArgs, ReplayArgs, RunArgs};
 use crate::outcome::EXIT_VMM_ERROR;
-use crate::vmm::{Vm, VmConfig};
+use crate::record::log::LogReader;
+use crate::vmm::session::replay_config;
+use crate::vmm::{RunReport, SessionSetup, Vm, VmConfig};
 
 /// `hv blk-bench`.
 pub(super) fn blk_bench_command(args: BlkBenchArgs) -> ExitCode {
@@ -87,16 +89,56 @@ pub(super) fn run_command(args: RunArgs, started: Instant) -> ExitCode {
         timeout: args.timeout,
         mmu: args.mmu.into(),
     };
-    match Vm::new(&config, Box::new(std::io::stdout()), started).and_then(Vm::run) {
-        Ok(report) => {
-            if let Some(message) = report.stop.message() {
-                eprintln!("hv: {message}");
-            }
-            if args.stats {
-                eprintln!("{}", report.stats);
-            }
-            ExitCode::from(report.stop.exit_code())
+    let setup = args.record.map(|log| SessionSetup::Record { log });
+    match Vm::with_session(&config, Box::new(std::io::stdout()), started, setup).and_then(Vm::run) {
+        Ok(report) => finish(&report, args.stats, false),
+        Err(e) => {
+            eprintln!("hv: error: {e}");
+            ExitCode::from(EXIT_VMM_ERROR)
         }
+    }
+}
+
+/// Reports how a run (recorded, replayed or plain) ended; returns hv's exit code.
+fn finish(report: &RunReport, stats: bool, replay: bool) -> ExitCode {
+    let diverged = report.session.as_ref().and_then(|s| s.problem.as_ref());
+    // A replay stopped for a divergence or by --until ended by hv's hand: its stop is
+    // no news from the guest.
+    let quiet = replay && report.session.as_ref().is_some_and(|s| s.problem.is_some() || s.note.is_some());
+    if let Some(message) = report.stop.message().filter(|_| !quiet) {
+        eprintln!("hv: {message}");
+    }
+    if let Some(session) = &report.session {
+        if let Some(note) = &session.note {
+            eprintln!("hv replay: {note}");
+        }
+        eprintln!("hv: memory hash {:016x} after {} guest exits ({} log events)", session.memory_hash, session.exits, session.events);
+    }
+    if stats {
+        eprintln!("{}", report.stats);
+    }
+    match diverged {
+        Some(problem) => {
+            eprintln!("hv: error: {problem}");
+            ExitCode::from(EXIT_VMM_ERROR)
+        }
+        None if quiet => ExitCode::SUCCESS,
+        None => ExitCode::from(report.stop.exit_code()),
+    }
+}
+
+/// `hv replay`: the recorded guest, booted from the log's header, fed from the log.
+pub(super) fn replay_command(args: ReplayArgs, started: Instant) -> ExitCode {
+    let run = || -> Result<RunReport, crate::vmm::VmError> {
+        let log = LogReader::open(&args.log)?;
+        let mut config = replay_config(log.header(), args.kernel.clone())?;
+        config.trace = args.trace.clone().map(|p| (p, args.trace_format));
+        config.timeout = args.timeout;
+        let setup = SessionSetup::Replay { log, until: args.until };
+        Vm::with_session(&config, Box::new(std::io::stdout()), started, Some(setup))?.run()
+    };
+    match run() {
+        Ok(report) => finish(&report, args.stats, true),
         Err(e) => {
             eprintln!("hv: error: {e}");
             ExitCode::from(EXIT_VMM_ERROR)

@@ -11,29 +11,35 @@
 //!   backend writes the eventfd, KVM's in-kernel local APIC interrupts the guest.
 //! - a **backend thread** (`backend_drivers::runner`) holding the doorbell, the irqfd,
 //!   its ring page and (for the block device) the grant table: nothing else of the guest.
+//!
+//! Two other ways of serving exist, for record and replay ([`Serving`]): a recorded run
+//! serves each ring on the vCPU thread when the guest's doorbell write exits to hv
+//! ([`inline`]), and a replay serves nothing (the log says what the device did).
 
 pub mod block;
 pub mod console;
+pub mod inline;
 
 use backend_drivers::block::image::{DiskImage, ImageError};
 use backend_drivers::console::ConsoleBackend;
 use backend_drivers::event_channel::{GuestNotifier, NotifierError};
 use backend_drivers::guest_page::{BadPage, GuestPage};
-use backend_drivers::runner::{self, BackendHandle, BackendStats, BackendWiring, NotifyPolicy, RequestHandler};
-use kvm_bindings::{kvm_irq_routing_entry, KvmIrqRouting, KVM_IRQ_ROUTING_MSI};
+use backend_drivers::runner::{self, BackendHandle, BackendStats, BackendWiring, InlineBackend, NotifyPolicy, RequestHandler};
+use kvm_bindings::{kvm_irq_routing_entry, kvm_msi, KvmIrqRouting, KVM_IRQ_ROUTING_MSI};
 use kvm_ioctls::{IoEventAddress, NoDatamatch};
 use pv_abi::addr::PseudoPhys;
 use pv_abi::device::block::BlockFlags;
 use pv_abi::event_channel::{doorbell_port, BLOCK_CHANNEL, CONSOLE_CHANNEL, UPCALL_VECTOR};
 use pv_abi::layout::{BLOCK_RING_GPA, CONSOLE_RING_GPA, LOCAL_APIC_GPA, SHARED_INFO_GPA};
 use pv_abi::DeviceInfo;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use crate::boot::DeviceLayout;
 use crate::kvm::KvmVm;
 use crate::trace::Tracer;
 use console::ConsoleOutput;
+use inline::{CopyingConsole, CopyingSink, InlineCopies, InlineDevice, InlineServed};
 
 /// The console's ring page (pv-abi's `CONSOLE_RING_GPA`, a number because the boot-info
 /// page carries it), as the address it is.
@@ -90,10 +96,44 @@ pub enum DeviceError {
     Spawn(#[from] runner::SpawnError),
 }
 
-/// The devices of one VM, with their backend threads.
+/// The devices of one VM, with their backends.
 pub struct Devices {
-    console: BackendHandle,
-    block: Option<(BackendHandle, u64, bool)>,
+    console: Backend,
+    block: Option<(Backend, u64, bool)>,
+}
+
+/// How the backends run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Serving {
+    /// Each on its own thread, woken by an ioeventfd (the normal way).
+    Threads,
+    /// On the vCPU thread, when the guest's doorbell write exits to hv (`hv run --record`).
+    Inline,
+    /// Not at all: the devices are announced to the guest, and a replay applies what the
+    /// log says each did (`hv replay`). `block` is the recorded disk's size in sectors
+    /// and whether it was read-only.
+    Replayed {
+        /// The recorded disk, if there was one.
+        block: Option<(u64, bool)>,
+    },
+}
+
+/// One device's backend.
+enum Backend {
+    Thread(BackendHandle),
+    Inline(InlineDevice),
+    /// No backend (a replay): only the name.
+    Replayed(&'static str),
+}
+
+impl Backend {
+    fn name(&self) -> &'static str {
+        match self {
+            Backend::Thread(h) => h.name(),
+            Backend::Inline(d) => d.backend.lock().unwrap_or_else(|p| p.into_inner()).name(),
+            Backend::Replayed(name) => name,
+        }
+    }
 }
 
 /// Counters of every backend, by device name.
@@ -116,6 +156,15 @@ fn msi_route(gsi: u32) -> kvm_irq_routing_entry {
     entry
 }
 
+/// Raises the upcall from the calling thread with `KVM_SIGNAL_MSI`: the same MSI the
+/// routing table makes of an irqfd signal ([`msi_route`]), but delivered to the local
+/// APIC before the ioctl returns, so that (called from the vCPU thread at an exit) the
+/// guest takes it at the first instruction after the exit where it has interrupts on.
+pub fn raise_upcall(machine: &KvmVm) -> Result<(), kvm_ioctls::Error> {
+    let msi = kvm_msi { address_lo: LOCAL_APIC_GPA as u32, address_hi: 0, data: u32::from(UPCALL_VECTOR), ..Default::default() };
+    machine.vm().signal_msi(msi).map(|_| ())
+}
+
 impl Devices {
     /// Creates the console (and, with `disk`, the block device) and their backends.
     pub fn attach(
@@ -125,6 +174,26 @@ impl Devices {
         tracer: &Tracer,
         policy: NotifyPolicy,
     ) -> Result<Devices, DeviceError> {
+        Self::attach_serving(machine, console_out, disk, tracer, policy, Serving::Threads)
+    }
+
+    /// [`Devices::attach`], with the backends run as `serving` says.
+    pub fn attach_serving(
+        machine: &KvmVm,
+        console_out: ConsoleOutput,
+        disk: Option<DiskImage>,
+        tracer: &Tracer,
+        policy: NotifyPolicy,
+        serving: Serving,
+    ) -> Result<Devices, DeviceError> {
+        match serving {
+            Serving::Threads => {}
+            Serving::Inline => return Self::attach_inline(machine, console_out, disk, tracer, policy),
+            Serving::Replayed { block } => {
+                let block = block.map(|(sectors, ro)| (Backend::Replayed(backend_drivers::block::BlockBackend::NAME), sectors, ro));
+                return Ok(Devices { console: Backend::Replayed(ConsoleBackend::NAME), block });
+            }
+        }
         let gsis = [FIRST_DEVICE_GSI, FIRST_DEVICE_GSI + 1];
         let mut routing = KvmIrqRouting::new(gsis.len()).map_err(|source| DeviceError::Routing { entries: gsis.len(), source })?;
         for (slot, gsi) in routing.as_mut_slice().iter_mut().zip(gsis) {
@@ -152,7 +221,59 @@ impl Devices {
                 Some((wire(machine, backend, BLOCK_RING, BLOCK_CHANNEL, gsis[1], tracer, policy)?, sectors, read_only))
             }
         };
+        Ok(Devices { console: Backend::Thread(console), block: block.map(|(b, s, ro)| (Backend::Thread(b), s, ro)) })
+    }
+
+    /// The devices of a recorded run: no ioeventfd, no irqfd, no thread; each ring is
+    /// served by [`Devices::serve_doorbell`] on the vCPU thread.
+    fn attach_inline(
+        machine: &KvmVm,
+        console_out: ConsoleOutput,
+        disk: Option<DiskImage>,
+        tracer: &Tracer,
+        policy: NotifyPolicy,
+    ) -> Result<Devices, DeviceError> {
+        let copies = InlineCopies::default();
+        let printer = CopyingConsole { out: console_out, copies: copies.clone() };
+        let console = inline(machine, ConsoleBackend::new(Box::new(printer)), CONSOLE_RING, CONSOLE_CHANNEL, tracer, policy, copies)?;
+        let block = match disk {
+            None => None,
+            Some(image) => {
+                let (sectors, read_only) = (image.sectors(), image.read_only());
+                let backend = block::backend(image, machine.ram());
+                Some((inline(machine, backend, BLOCK_RING, BLOCK_CHANNEL, tracer, policy, InlineCopies::default())?, sectors, read_only))
+            }
+        };
         Ok(Devices { console, block })
+    }
+
+    /// A recorded run: the guest wrote doorbell `port`. Serves that device's ring now,
+    /// on this thread, and says what it did; `None` if no inline device has that port.
+    /// The caller raises the upcall if [`InlineServed::served`] asks for it.
+    pub fn serve_doorbell(&self, port: u16) -> Option<InlineServed> {
+        let device = self.device_at(port)?;
+        match device {
+            Backend::Inline(d) => Some(d.serve()),
+            Backend::Thread(_) | Backend::Replayed(_) => None,
+        }
+    }
+
+    /// The device whose doorbell is `port`, if one is attached.
+    fn device_at(&self, port: u16) -> Option<&Backend> {
+        if port == doorbell_port(CONSOLE_CHANNEL) {
+            return Some(&self.console);
+        }
+        match &self.block {
+            Some((b, _, _)) if port == doorbell_port(BLOCK_CHANNEL) => Some(b),
+            _ => None,
+        }
+    }
+
+    /// The ring page of the device whose doorbell is `port` (record and replay hash the
+    /// requests the guest published there before serving).
+    pub fn ring_of(&self, port: u16) -> Option<PseudoPhys> {
+        self.device_at(port)?;
+        Some(if port == doorbell_port(CONSOLE_CHANNEL) { CONSOLE_RING } else { BLOCK_RING })
     }
 
     /// Where the devices are, for the boot-info page.
@@ -166,22 +287,46 @@ impl Devices {
 
     /// Lets the backends serve their rings.
     pub fn start(&self) {
-        self.console.start();
-        if let Some((b, _, _)) = &self.block {
-            b.start();
+        for backend in std::iter::once(&self.console).chain(self.block.as_ref().map(|(b, _, _)| b)) {
+            if let Backend::Thread(handle) = backend {
+                handle.start();
+            }
         }
     }
 
     /// Stops every backend thread and returns their counters.
     pub fn stop(self) -> DeviceStats {
         let mut stats = Vec::new();
-        let handles = std::iter::once(self.console).chain(self.block.map(|(b, _, _)| b));
-        for handle in handles {
-            let name = handle.name();
-            stats.push((name, handle.stop().unwrap_or_default()));
+        let backends = std::iter::once(self.console).chain(self.block.map(|(b, _, _)| b));
+        for backend in backends {
+            let name = backend.name();
+            let counters = match backend {
+                Backend::Thread(handle) => handle.stop().unwrap_or_default(),
+                Backend::Inline(d) => d.backend.lock().unwrap_or_else(|p| p.into_inner()).stats(),
+                Backend::Replayed(_) => BackendStats::default(),
+            };
+            stats.push((name, counters));
         }
         stats
     }
+}
+
+/// One device's inline backend: its ring page and a flag-only notifier; no eventfd.
+fn inline<H: RequestHandler>(
+    machine: &KvmVm,
+    handler: H,
+    ring: PseudoPhys,
+    channel: u32,
+    tracer: &Tracer,
+    policy: NotifyPolicy,
+    copies: InlineCopies,
+) -> Result<Backend, DeviceError> {
+    let memory = machine.ram().memory().clone();
+    let ring_page = GuestPage::new(memory.clone(), ring)?;
+    let notifier = GuestNotifier::flag_only(memory, SHARED_INFO, channel)?;
+    let sink = Arc::new(CopyingSink { tracer: tracer.clone(), copies: copies.clone() });
+    let backend = InlineBackend::new(handler, ring_page, notifier, sink, policy);
+    Ok(Backend::Inline(InlineDevice { backend: Mutex::new(Box::new(backend)), copies }))
 }
 
 /// Creates one device's doorbell and upcall, and starts its backend thread.
