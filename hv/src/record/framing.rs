@@ -82,6 +82,12 @@ pub enum FrameError {
         /// Line number (1-based).
         line: u64,
     },
+    /// The input ends in the middle of a line.
+    #[error("line {line} is cut short: the log is truncated")]
+    Cut {
+        /// Line number.
+        line: u64,
+    },
     /// The line is not `CHECKSUM JSON`.
     #[error("line {line} is not a checksum and a JSON object")]
     Malformed {
@@ -116,6 +122,17 @@ impl<R: BufRead> LineReader<R> {
 
     /// The next line's JSON, checked; `None` at the end of the input.
     pub fn next_json(&mut self) -> Result<Option<String>, FrameError> {
+        match self.next_framed()? {
+            None => Ok(None),
+            Some((json, true)) => Ok(Some(json)),
+            Some((_, false)) => Err(FrameError::BadChecksum { line: self.line }),
+        }
+    }
+
+    /// The next line's JSON and whether its checksum holds (the chain moves on either
+    /// way); `None` at the end of the input. For a header, whose version must be read
+    /// before its checksum can be trusted to mean the same thing.
+    pub fn next_framed(&mut self) -> Result<Option<(String, bool)>, FrameError> {
         let mut bytes = Vec::new();
         let read = (&mut self.input).take(MAX_LINE as u64 + 1).read_until(b'\n', &mut bytes)?;
         if read == 0 {
@@ -125,7 +142,7 @@ impl<R: BufRead> LineReader<R> {
         let line = self.line;
         if bytes.last() != Some(&b'\n') {
             // Either longer than allowed, or the file ends in the middle of a line.
-            return Err(if bytes.len() > MAX_LINE { FrameError::TooLong { line } } else { FrameError::Malformed { line } });
+            return Err(if bytes.len() > MAX_LINE { FrameError::TooLong { line } } else { FrameError::Cut { line } });
         }
         bytes.pop();
         let text = String::from_utf8(bytes).map_err(|_| FrameError::Malformed { line })?;
@@ -134,11 +151,9 @@ impl<R: BufRead> LineReader<R> {
             return Err(FrameError::Malformed { line });
         }
         let sum = u64::from_str_radix(sum, 16).map_err(|_| FrameError::Malformed { line })?;
-        if sum != self.chain.next(json) {
-            return Err(FrameError::BadChecksum { line });
-        }
+        let intact = sum == self.chain.next(json);
         self.chain.advance(sum);
-        Ok(Some(json.to_string()))
+        Ok(Some((json.to_string(), intact)))
     }
 }
 
@@ -208,7 +223,7 @@ mod tests {
     #[test]
     fn hostile_cut_line_and_garbage_are_malformed() {
         let bytes = log(&["{\"a\":1}"]);
-        assert!(matches!(read_all(&bytes[..bytes.len() - 3]), Err(FrameError::Malformed { line: 1 })));
+        assert!(matches!(read_all(&bytes[..bytes.len() - 3]), Err(FrameError::Cut { line: 1 })));
         assert!(matches!(read_all(b"not a log at all\n"), Err(FrameError::Malformed { line: 1 })));
         assert!(matches!(read_all(&[0xff, 0xfe, b'\n']), Err(FrameError::Malformed { line: 1 })));
     }

@@ -281,9 +281,9 @@ impl LogReader {
         let not_a_log = || LogError::NotALog { path: path.to_path_buf() };
         // A first line that is not a framed JSON object at all is "not a log", whatever
         // the framing error (a checksum that fails on line 1 means a damaged header).
-        let json = match lines.next_json() {
-            Ok(Some(json)) => json,
-            Ok(None) | Err(FrameError::Malformed { .. } | FrameError::TooLong { .. }) => return Err(not_a_log()),
+        let (json, intact) = match lines.next_framed() {
+            Ok(Some(line)) => line,
+            Ok(None) | Err(FrameError::Malformed { .. } | FrameError::TooLong { .. } | FrameError::Cut { .. }) => return Err(not_a_log()),
             Err(source) => return Err(LogError::Frame { path: path.to_path_buf(), source }),
         };
         let value: serde_json::Value = serde_json::from_str(&json).map_err(|_| not_a_log())?;
@@ -293,6 +293,9 @@ impl LogReader {
         let found = value.get("version").and_then(|v| v.as_u64()).unwrap_or(0);
         if found != u64::from(VERSION) {
             return Err(LogError::Version { path: path.to_path_buf(), found: u32::try_from(found).unwrap_or(u32::MAX) });
+        }
+        if !intact {
+            return Err(LogError::Frame { path: path.to_path_buf(), source: FrameError::BadChecksum { line: 1 } });
         }
         let header: Header = serde_json::from_value(value)
             .map_err(|e| LogError::BadEvent { path: path.to_path_buf(), line: 1, what: format!("header: {e}") })?;

@@ -51,13 +51,15 @@ pub struct Replayer {
     ended_early: Option<(u64, String, String)>,
     /// `--until` stopped the replay here.
     stopped_at: Option<String>,
+    /// The last exit the guest made.
+    last_exit: Option<ExitRecord>,
 }
 
 impl Replayer {
     /// A replay of `log` (its header already checked against this VM), stopping after
     /// exit `until` if given.
     pub fn new(log: LogReader, until: Option<u64>) -> Self {
-        Replayer { log, exits: 0, events: 0, until, divergence: None, ended_early: None, stopped_at: None }
+        Replayer { log, exits: 0, events: 0, until, divergence: None, ended_early: None, stopped_at: None, last_exit: None }
     }
 
     fn diverge(&mut self, recorded: String, replay: String) -> Option<GuestStop> {
@@ -66,21 +68,23 @@ impl Replayer {
         Some(GuestStop::Ended { why: "replay diverged from the log".into() })
     }
 
-    /// The next logged event, or the stop a damaged log causes.
-    fn next(&mut self) -> Result<Event, Option<GuestStop>> {
+    /// The next logged event, or the stop a damaged log causes; `actual` says what the
+    /// guest did, for the message.
+    fn next(&mut self, actual: &dyn Fn() -> String) -> Result<Event, Option<GuestStop>> {
         match self.log.next_event() {
             Ok(event) => {
                 self.events += 1;
                 Ok(event)
             }
-            Err(e) => Err(self.diverge(e.to_string(), "(the guest ran on)".into())),
+            Err(e) => Err(self.diverge(e.to_string(), actual())),
         }
     }
 
     /// A guest exit: it must be the one the log has next.
     pub fn exit(&mut self, actual: ExitRecord) -> Option<GuestStop> {
         self.exits = actual.n;
-        match self.next() {
+        self.last_exit = Some(actual.clone());
+        match self.next(&|| actual.to_string()) {
             Err(stop) => stop,
             Ok(Event::Exit(logged)) if logged == actual => None,
             Ok(Event::End { exits, stop, memory_hash }) if exits + 1 == actual.n => {
@@ -101,7 +105,7 @@ impl Replayer {
     /// `read_clock`: the logged value replaces the host's.
     pub fn clock(&mut self, host_tsc: u64) -> Result<u64, Option<GuestStop>> {
         let n = self.exits;
-        match self.next()? {
+        match self.next(&|| format!("read_clock at exit {n}"))? {
             Event::Clock { n: logged, tsc } if logged == n => Ok(tsc),
             other => Err(self.diverge(other.describe(), format!("read_clock at exit {n} (host counter {host_tsc})"))),
         }
@@ -119,7 +123,8 @@ impl Replayer {
         let ring_hash = format!("{:016x}", fnv(&page));
         let n = self.exits;
         let actual = format!("doorbell port={port:#x} at exit {n} rip={rip:#x} ring={ring_hash}");
-        let device = match self.next() {
+        let described = actual.clone();
+        let device = match self.next(&move || described.clone()) {
             Err(stop) => return stop,
             Ok(Event::Device(d)) if d.n == n && d.port == port && d.rip == rip && d.ring_hash == ring_hash => d,
             Ok(other) => return self.diverge(other.describe(), actual),
@@ -153,7 +158,8 @@ impl Replayer {
         if self.until != Some(self.exits) || self.divergence.is_some() {
             return None;
         }
-        self.stopped_at = Some(format!("stopped after exit {} (log line {})", self.exits, self.log.line()));
+        let exit = self.last_exit.as_ref().map_or(String::new(), |x| format!(" ({x})"));
+        self.stopped_at = Some(format!("--until: stopped after exit {}{exit}, log line {}", self.exits, self.log.line()));
         Some(GuestStop::Ended { why: format!("hv replay --until {}", self.exits) })
     }
 
@@ -177,7 +183,8 @@ impl Replayer {
         }
         let line = super::stop_line(stop);
         let recorded_hash;
-        match self.next() {
+        let (exits, described) = (self.exits, line.clone());
+        match self.next(&move || format!("end after {exits} exits: {described}")) {
             Ok(Event::End { exits, stop: logged_stop, memory_hash }) if exits == self.exits && logged_stop == line => recorded_hash = memory_hash,
             Ok(other) => {
                 let problem = Divergence { line: self.log.line(), recorded: other.describe(), replay: format!("end after {} exits: {line}", self.exits) };
@@ -190,6 +197,9 @@ impl Replayer {
             }
         }
         report.events = self.events;
+        if let Some(until) = self.until.filter(|u| *u > self.exits) {
+            report.note = Some(format!("--until {until}: the guest stopped after exit {}, before reaching it", self.exits));
+        }
         let hash_text = format!("{hash:016x}");
         if recorded_hash != hash_text {
             let d = Divergence { line: self.log.line(), recorded: format!("memory hash {recorded_hash}"), replay: format!("memory hash {hash_text}") };
