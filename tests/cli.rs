@@ -76,6 +76,21 @@ fn the_text_trace_is_identical_for_identical_runs() {
 }
 
 #[test]
+fn hostile_exit_storms_cannot_grow_the_trace_past_trace_max() {
+    require_kvm!();
+    for (format, cut) in [("text", "trace-cut"), ("jsonl", "\"trace_cut\"")] {
+        let path = temp_path("cut.trace");
+        let run = hv(&["run", "--trace", path.to_str().unwrap(), "--trace-format", format, "--trace-max", "25", "--", "selftest"]);
+        run.expect_code(0);
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::remove_file(&path).ok();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 26, "25 events and the cut line ({format})");
+        assert!(lines[25].contains(cut) && lines[25].contains("25"), "the last line says the trace was cut: {}", lines[25]);
+    }
+}
+
+#[test]
 fn the_jsonl_trace_is_one_json_object_per_event() {
     require_kvm!();
     let path = temp_path("t.jsonl");

@@ -102,6 +102,7 @@ fn rig<H: RequestHandler>(memory: &GuestMemory, handler: H, policy: NotifyPolicy
         notifier: GuestNotifier::new(memory.clone(), PseudoPhys::new(SHARED_INFO), 1, irqfd.try_clone().unwrap()).unwrap(),
         events: events.clone(),
         notify_policy: policy,
+        ring_start: 0,
     };
     let backend = runner::spawn(handler, wiring).unwrap();
     backend.start();

@@ -23,6 +23,7 @@
 //! | [`devices`] | split-driver devices: doorbells (ioeventfd), upcalls (irqfd → MSI), backend threads; one file per device | reach guest memory except through checked ring pages and grants |
 //! | [`record`] | record and replay: the log, the recorder (devices served on the vCPU thread), the replayer | run the vCPU, or let a device act on the guest except at an exit the guest made |
 //! | [`vcpu`] | the exit loop, hypercalls, the `--timeout` watchdog, the loop's counters | outlive the run it serves |
+//! | [`state`] | a VM's whole state out of the hypervisor: vCPU, devices' ring indices, memory mode; the snapshot file | run a guest |
 //! | [`vmm`] | [`vmm::Vm`]: one guest (memory, vCPU, devices, memory mode) as a value; its config, errors and stats | hold state shared with another `Vm` |
 //! | [`bench`](mod@bench) | `hv bench` and `hv blk-bench`: fresh VMs per measurement, baselines, reports | change how a guest runs |
 //! | [`cli`] | hv's command line: arguments, and the commands that run them | contain VMM logic |
@@ -53,6 +54,7 @@ pub mod shadow;
 pub mod devices;
 pub mod record;
 pub mod vcpu;
+pub mod state;
 pub mod vmm;
 pub mod bench;
 pub mod cli;

@@ -23,6 +23,12 @@
 //! | `r8`  | argument 2 | unchanged |
 //! | `r9`  | argument 3 | unchanged |
 //!
+//! Only that exact instruction is a hypercall: one 4-byte write to the port. A write of
+//! another size, or a string write (`rep outsb`, which KVM hands over as one exit of
+//! many bytes), is not a hypercall: hv ignores it as it ignores a write to any port
+//! nothing handles, and `rax` is left as it was. So one instruction makes at most one
+//! hypercall.
+//!
 //! All other registers are preserved. Addresses passed to hypercalls are
 //! **guest-physical**: the hypervisor never walks the guest's page tables on the
 //! guest's behalf, so a buffer must be physically contiguous (within one call).

@@ -10,13 +10,26 @@ use pv_abi::BootInfo;
 /// Exit code for a command line the guest does not understand (like a shell's usage error).
 const EXIT_USAGE: u8 = 2;
 
-/// Runs the command in the boot-info page; returns the exit code for `shutdown`.
+/// Runs the commands in the boot-info page, one after the other (separated by a `;`
+/// word), stopping at the first that fails; returns the exit code for `shutdown`.
 pub fn run(info: &BootInfo) -> u8 {
     let mut words = info
         .cmdline_bytes()
         .split(|b| *b == 0)
         .filter(|w| !w.is_empty())
-        .map(|w| core::str::from_utf8(w).unwrap_or("<not UTF-8>"));
+        .map(|w| core::str::from_utf8(w).unwrap_or("<not UTF-8>"))
+        .peekable();
+    loop {
+        let command = core::iter::from_fn(|| words.next_if(|w| *w != ";"));
+        let code = run_one(info, command);
+        if code != 0 || words.next().is_none() {
+            return code;
+        }
+    }
+}
+
+/// Runs one command (its words); returns its exit code.
+fn run_one<'a>(info: &BootInfo, mut words: impl Iterator<Item = &'a str>) -> u8 {
     match words.next() {
         None => greet(info),
         Some("selftest") => selftest::run(info),
@@ -31,6 +44,8 @@ pub fn run(info: &BootInfo) -> u8 {
         Some("blk-bench") => blk::bench(info, words),
         Some("hostile-ptes") => hostile_ptes::run(info),
         Some("task-demo") => task_demo(),
+        Some("count") => count::count(info, words),
+        Some("count-user") => count::count_user(words),
         Some("bench") => bench::run(info, words),
         Some(other) => {
             println!("pv-guest: unknown command '{other}'");
@@ -46,6 +61,7 @@ pub fn run(info: &BootInfo) -> u8 {
 // first lines: hv's tests read the location of the `panic` command's panic.)
 pub mod bench;
 pub mod blk;
+pub mod count;
 pub mod hostile_ptes;
 pub mod selftest;
 
@@ -72,7 +88,8 @@ fn greet(info: &BootInfo) -> u8 {
 fn usage() -> u8 {
     println!("pv-guest: commands: (none) | selftest | echo WORDS... | panic | fault ud|gp|pf|de |");
     println!("pv-guest:           triple-fault | bad-hypercalls | hypercall-bench [N] |");
-    println!("pv-guest:           blk-read-sum LBA COUNT | blk-fill LBA COUNT BYTE | blk-bench SECTORS COUNT [always]");
+    println!("pv-guest:           blk-read-sum LBA COUNT | blk-fill LBA COUNT BYTE | blk-bench SECTORS COUNT [always] |");
+    println!("pv-guest:           count N [MS] | count-user N [SPIN]");
     EXIT_USAGE
 }
 

@@ -65,6 +65,7 @@ pub extern "C" fn kmain(boot_info_gpa: u64) -> ! {
     hv::clock::init(boot_info);
     mm::frames::init(boot_info);
     mm::pool::init(boot_info);
+    hv::memory_mode::init(boot_info);
     task::scheduler::init(boot_info);
     // The local APIC and the split-driver frontends: from here on, output goes through
     // the console device's ring instead of a hypercall per line.

@@ -12,7 +12,7 @@ use std::io::Write;
 use pv_abi::device::console::{ConsoleRequest, ConsoleResponse};
 
 use crate::runner::{HandlerContext, RequestHandler};
-pub use check::sanitize;
+pub use check::{sanitize, sanitize_text};
 
 /// The console device's backend.
 pub struct ConsoleBackend {

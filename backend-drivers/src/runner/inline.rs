@@ -54,6 +54,8 @@ pub trait InlineService: Send {
     fn serve_doorbell(&mut self) -> Served;
     /// The counters so far.
     fn stats(&self) -> BackendStats;
+    /// The ring's index if nothing is in flight (`BackRing::idle_position`).
+    fn position(&self) -> Option<u32>;
 }
 
 impl<H: RequestHandler> InlineService for InlineBackend<H> {
@@ -88,5 +90,9 @@ impl<H: RequestHandler> InlineService for InlineBackend<H> {
 
     fn stats(&self) -> BackendStats {
         self.stats.clone()
+    }
+
+    fn position(&self) -> Option<u32> {
+        self.ring.idle_position()
     }
 }

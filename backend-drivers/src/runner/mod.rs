@@ -36,7 +36,7 @@ use crate::events::DeviceEventSink;
 use crate::guest_page::GuestPage;
 pub use inline::{InlineBackend, InlineService, Served};
 pub use service::service_ring;
-pub use thread::{spawn, BackendHandle, Control, SpawnError};
+pub use thread::{spawn, BackendHandle, Control, DrainError, SpawnError};
 
 /// How one device answers one request.
 pub trait RequestHandler: Send + 'static {
@@ -112,4 +112,7 @@ pub struct BackendWiring {
     pub events: Arc<dyn DeviceEventSink>,
     /// When to signal the guest.
     pub notify_policy: NotifyPolicy,
+    /// The ring index to attach at: 0 for a new guest, the saved index for a restored
+    /// one (`BackRing::attach_at`).
+    pub ring_start: u32,
 }

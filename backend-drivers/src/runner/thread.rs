@@ -29,6 +29,34 @@ pub enum Control {
     Stats(Sender<BackendStats>),
     /// Finish and end the thread; the final counters go back on the channel.
     Stop(Sender<BackendStats>),
+    /// Serve every request already published, then send back where the ring stands
+    /// (for a snapshot, with the guest paused so that no new request can come).
+    Drain(Sender<Result<u32, DrainError>>),
+}
+
+/// Why a backend could not be brought to a state worth saving.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DrainError {
+    /// The guest corrupted the ring, so its requests cannot be served.
+    #[error("the {device} ring is corrupt ({what})")]
+    CorruptRing {
+        /// Device name.
+        device: &'static str,
+        /// What was wrong.
+        what: String,
+    },
+    /// Responses were still outstanding after serving (a backend bug).
+    #[error("the {device} backend still has unanswered requests")]
+    Busy {
+        /// Device name.
+        device: &'static str,
+    },
+    /// The backend thread has ended.
+    #[error("the {device} backend thread has ended")]
+    Gone {
+        /// Device name.
+        device: &'static str,
+    },
 }
 
 /// hv's handle on a running backend thread.
@@ -89,6 +117,17 @@ impl BackendHandle {
         rx.recv().ok()
     }
 
+    /// Serves every request the guest has published and returns the ring's index once
+    /// nothing is outstanding (`BackRing::idle_position`). Call it with the guest paused.
+    pub fn drain(&self) -> Result<u32, DrainError> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let gone = DrainError::Gone { device: self.name };
+        if !self.send(Control::Drain(tx)) {
+            return Err(gone);
+        }
+        rx.recv().unwrap_or(Err(gone))
+    }
+
     /// Stops the thread and returns its final counters.
     pub fn stop(mut self) -> Option<BackendStats> {
         self.stop_thread()
@@ -112,13 +151,43 @@ impl Drop for BackendHandle {
     }
 }
 
+/// A guest that keeps its ring corrupt and rings the doorbell in a loop must not flood
+/// the user's terminal: at most one message per interval, saying how many were not.
+const REPORT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Says when a repeated message is due again.
+struct RateLimit {
+    interval: std::time::Duration,
+    last: Option<std::time::Instant>,
+    unsaid: u64,
+}
+
+impl RateLimit {
+    fn new(interval: std::time::Duration) -> Self {
+        RateLimit { interval, last: None, unsaid: 0 }
+    }
+
+    /// `Some(n)` when the message should be printed now (`n` were held back since the
+    /// last one); `None` when it should be held back.
+    fn due(&mut self) -> Option<u64> {
+        let now = std::time::Instant::now();
+        if self.last.is_some_and(|t| now.duration_since(t) < self.interval) {
+            self.unsaid += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.unsaid))
+    }
+}
+
 /// Epoll tokens.
 const DOORBELL: u64 = 0;
 const CONTROL: u64 = 1;
 
 /// The backend thread's body.
 fn run_backend<H: RequestHandler>(mut handler: H, wiring: BackendWiring, inbox: Receiver<Control>, control_wake: EventFd) {
-    let mut ring: BackRing<GuestPage, H::Request, H::Response> = BackRing::attach(wiring.ring_page.clone());
+    let mut ring: BackRing<GuestPage, H::Request, H::Response> = BackRing::attach_at(wiring.ring_page.clone(), wiring.ring_start);
+    let mut ring_error_report = RateLimit::new(REPORT_INTERVAL);
     let mut stats = BackendStats::default();
     let mut started = false;
     let mut doorbell_pending = false;
@@ -162,6 +231,9 @@ fn run_backend<H: RequestHandler>(mut handler: H, wiring: BackendWiring, inbox: 
                                 let _ = reply.send(stats);
                                 return;
                             }
+                            Control::Drain(reply) => {
+                                let _ = reply.send(drain(&mut ring, &mut handler, &wiring, &mut stats));
+                            }
                         }
                     }
                 }
@@ -174,10 +246,25 @@ fn run_backend<H: RequestHandler>(mut handler: H, wiring: BackendWiring, inbox: 
                 if wiring.events.enabled() {
                     wiring.events.record(DeviceEvent::RingError { device: H::NAME, what: e });
                 }
-                eprintln!("hv: {} backend: the guest corrupted the ring ({e}); ignoring it until the next doorbell", H::NAME);
+                if let Some(unsaid) = ring_error_report.due() {
+                    let more = if unsaid > 0 { format!(" ({unsaid} more since the last message)") } else { String::new() };
+                    eprintln!("hv: {} backend: the guest corrupted the ring ({e}); ignoring it until the next doorbell{more}", H::NAME);
+                }
             }
         }
     }
+}
+
+/// Serves whatever is on the ring (a doorbell may still sit unread in its eventfd, or
+/// the guest may have published without ringing) and reports the idle index.
+fn drain<H: RequestHandler>(
+    ring: &mut BackRing<GuestPage, H::Request, H::Response>,
+    handler: &mut H,
+    wiring: &BackendWiring,
+    stats: &mut BackendStats,
+) -> Result<u32, DrainError> {
+    service_ring(ring, handler, wiring, stats).map_err(|e| DrainError::CorruptRing { device: H::NAME, what: e.to_string() })?;
+    ring.idle_position().ok_or(DrainError::Busy { device: H::NAME })
 }
 
 fn wait_set(doorbell: &EventFd, control: &EventFd) -> std::io::Result<Epoll> {
@@ -185,4 +272,21 @@ fn wait_set(doorbell: &EventFd, control: &EventFd) -> std::io::Result<Epoll> {
     epoll.ctl(ControlOperation::Add, doorbell.as_raw_fd(), EpollEvent::new(EventSet::IN, DOORBELL))?;
     epoll.ctl(ControlOperation::Add, control.as_raw_fd(), EpollEvent::new(EventSet::IN, CONTROL))?;
     Ok(epoll)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RateLimit;
+    use std::time::Duration;
+
+    #[test]
+    fn hostile_floods_of_the_same_message_are_held_back_and_counted() {
+        let mut limit = RateLimit::new(Duration::from_millis(50));
+        assert_eq!(limit.due(), Some(0), "the first one is said");
+        for _ in 0..1000 {
+            assert_eq!(limit.due(), None, "the flood is held back");
+        }
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(limit.due(), Some(1000), "the next one says how many were not");
+    }
 }

@@ -160,6 +160,7 @@ fn guest_run(disk: &Path, sectors: u64, requests: u64, suppression: bool) -> Res
         mem_mib: 64,
         guest_args: args,
         trace: None,
+        trace_max_events: crate::vmm::config::DEFAULT_TRACE_MAX_EVENTS,
         disk: Some(DiskConfig { path: disk.to_path_buf(), read_only: true }),
         notify_policy: if suppression { NotifyPolicy::EventIndex } else { NotifyPolicy::Always },
         // Generous: the slowest configuration takes seconds on an emulated ring 0.

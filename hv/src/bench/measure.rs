@@ -131,6 +131,7 @@ fn boot(workload: &Workload, inputs: &MeasureInputs, ops: u64) -> Result<(GuestR
         mem_mib: workload.mem_mib(),
         guest_args: workload.guest_args(workload.size(inputs.quick), ops),
         trace: None,
+        trace_max_events: crate::vmm::config::DEFAULT_TRACE_MAX_EVENTS,
         disk: inputs.disk.filter(|_| workload.needs_disk()).map(|p| DiskConfig { path: p.to_path_buf(), read_only: true }),
         notify_policy: NotifyPolicy::EventIndex,
         timeout: Some(VM_TIMEOUT),

@@ -27,6 +27,7 @@ pub mod native;
 pub mod plot;
 pub mod report;
 pub mod results;
+pub mod state_bench;
 pub mod summary;
 pub mod workloads;
 

@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::devices::block::DiskConfig;
 use crate::trace::TraceFormat;
-use crate::vmm::config::DEFAULT_MEM_MIB;
+use crate::vmm::config::{DEFAULT_MEM_MIB, DEFAULT_TRACE_MAX_EVENTS};
 
 /// hv: a paravirtual hypervisor on KVM, built for teaching.
 ///
@@ -71,6 +71,74 @@ pub enum Command {
     /// only if every workload was measured and verified in every mode asked for.
     #[command(after_help = BENCH_HELP)]
     Bench(BenchArgs),
+
+    /// Continue a guest from a snapshot file, exactly where it was.
+    ///
+    /// The snapshot (written by `hv ctl PATH snapshot FILE`) holds the vCPU's state, each
+    /// device's ring index and the guest's non-zero pages. Its memory is mapped lazily
+    /// and copy-on-write, so the guest starts at once and the file is never changed. The
+    /// guest's disk must be the same file, of the same size, at the same path. With
+    /// --mmu the guest continues in the other memory mode: its memory is the same, only
+    /// hv's translation of it changes. Exit codes as for `hv run`.
+    #[command(after_help = RESTORE_HELP)]
+    Restore(RestoreArgs),
+
+    /// Measure snapshots and restores: the guest's pause for a snapshot, the file's
+    /// size, and restore to the first instruction against booting, in each memory mode
+    /// and across modes, all in one run.
+    StateBench(StateBenchArgs),
+}
+
+/// Options of `hv state-bench`.
+#[derive(Debug, Args)]
+pub struct StateBenchArgs {
+    /// Guest RAM in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = DEFAULT_MEM_MIB)]
+    pub mem: u64,
+    /// Repetitions of each timing; the median is reported.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub reps: usize,
+}
+
+const RESTORE_HELP: &str = "\
+Examples:
+  hv run --control /tmp/hv.sock -- count 1000 &
+  hv ctl /tmp/hv.sock snapshot /tmp/guest.snap --stop
+  hv restore /tmp/guest.snap                      continues counting where it stopped
+  hv restore --mmu shadow /tmp/guest.snap         the same, in the other memory mode
+See docs/vm-state.md for what a snapshot holds and how restore works.";
+
+/// Options of `hv restore`.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The snapshot file.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+
+    /// Memory mode to continue in (default: the one the snapshot was taken in).
+    #[arg(long, value_name = "MODE", value_enum)]
+    pub mmu: Option<MmuArg>,
+
+    /// Write a trace of the restored run to PATH (it starts with a `restore` line).
+    #[arg(long, value_name = "PATH")]
+    pub trace: Option<PathBuf>,
+
+    /// Trace file format (`text` or `jsonl`).
+    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = TraceFormat::Text)]
+    pub trace_format: TraceFormat,
+
+    /// Write at most N trace events (then a `trace-cut` line).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_TRACE_MAX_EVENTS)]
+    pub trace_max: u64,
+
+    /// Stop the guest if it is still running after SECS seconds (exit code 124).
+    #[arg(long, value_name = "SECS", value_parser = parse_timeout)]
+    pub timeout: Option<std::time::Duration>,
+
+    /// When the guest stops, print the run's figures to standard error, and how long the
+    /// restore took (from hv's start to the guest's first instruction).
+    #[arg(long)]
+    pub stats: bool,
 }
 
 const BENCH_HELP: &str = "\
@@ -147,7 +215,8 @@ pub struct BlkBenchArgs {
 }
 
 const GUEST_COMMANDS_HELP: &str = "\
-Guest commands (the words after `--`, read by the built-in pv-guest):
+Guest commands (the words after `--`, read by the built-in pv-guest; chain several with a
+quoted ';' word, e.g. `-- blk-fill 0 8 7 ';' count 5`: they run in order until one fails):
   (none)                  print a greeting that names the memory mode, then shut down with 0
   selftest                run the in-guest self-tests; prints `selftest: N passed, M failed`
   echo WORDS...           print the words back (shows how the command line reaches the guest)
@@ -160,6 +229,8 @@ Guest commands (the words after `--`, read by the built-in pv-guest):
   blk-fill LBA COUNT BYTE (--disk) fill COUNT sectors from LBA with BYTE
   blk-bench SECTORS COUNT read COUNT requests of SECTORS sectors (used by `hv blk-bench`)
   task-demo               run one small ring-3 task (a short trace: compare --mmu ept and shadow)
+  count N [MS]            print count: 1..N, MS ms apart (default 10): watch a snapshot or migration
+  count-user N [SPIN]     the same from a ring-3 task, spinning SPIN times between lines
   hostile-ptes            (--mmu shadow) write page-table entries hv must refuse; each is refused
 
 Examples:
@@ -251,6 +322,11 @@ pub struct RunArgs {
     /// bytes); `jsonl` is one JSON object per line.
     #[arg(long, value_name = "FORMAT", value_enum, default_value_t = TraceFormat::Text)]
     pub trace_format: TraceFormat,
+
+    /// Write at most N trace events; the trace then ends with a `trace-cut` line, so a
+    /// guest in an exit storm cannot fill the disk.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_TRACE_MAX_EVENTS)]
+    pub trace_max: u64,
 
     /// Stop the guest if it is still running after SECS seconds (exit code 124), with a
     /// register dump showing where it was. Use it when running a kernel that might hang,

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use backend_drivers::runner::NotifyPolicy;
 
-use super::args::{BenchArgs, BenchMmuArg, BlkBenchArgs, ReplayArgs, RunArgs};
+use super::args::{BenchArgs, BenchMmuArg, BlkBenchArgs, ReplayArgs, RestoreArgs, RunArgs, StateBenchArgs};
 use crate::outcome::EXIT_VMM_ERROR;
 use crate::record::log::LogReader;
 use crate::vmm::session::replay_config;
@@ -84,6 +84,7 @@ pub(super) fn run_command(args: RunArgs, started: Instant) -> ExitCode {
         mem_mib: args.mem,
         guest_args: args.guest_args,
         trace: args.trace.map(|p| (p, args.trace_format)),
+        trace_max_events: args.trace_max,
         disk: args.disk,
         notify_policy: NotifyPolicy::EventIndex,
         timeout: args.timeout,
@@ -139,6 +140,62 @@ pub(super) fn replay_command(args: ReplayArgs, started: Instant) -> ExitCode {
     };
     match run() {
         Ok(report) => finish(&report, args.stats, true),
+        Err(e) => {
+            eprintln!("hv: error: {e}");
+            ExitCode::from(EXIT_VMM_ERROR)
+        }
+    }
+}
+
+/// `hv restore`: a [`Vm`] continued from a snapshot file, its console on standard output.
+pub(super) fn restore_command(args: RestoreArgs, started: Instant) -> ExitCode {
+    let fail = |e: &dyn std::fmt::Display| {
+        eprintln!("hv: error: {e}");
+        ExitCode::from(EXIT_VMM_ERROR)
+    };
+    let snapshot = match crate::state::snapshot_file::read(&args.file) {
+        Ok(s) => s,
+        Err(e) => return fail(&e),
+    };
+    let (state, ram) = match snapshot.map_ram() {
+        Ok(x) => x,
+        Err(e) => return fail(&e),
+    };
+    let mut config = match VmConfig::for_state(&state, args.mmu.map(Into::into)) {
+        Ok(c) => c,
+        Err(e) => return fail(&e),
+    };
+    config.trace = args.trace.map(|p| (p, args.trace_format));
+    config.trace_max_events = args.trace_max;
+    config.timeout = args.timeout;
+    let vm = match Vm::restore(&config, &state, ram, Box::new(std::io::stdout()), started) {
+        Ok(vm) => vm,
+        Err(e) => return fail(&e),
+    };
+    let restored_in = started.elapsed();
+    match vm.run() {
+        Ok(report) => {
+            if let Some(message) = report.stop.message() {
+                eprintln!("hv: {message}");
+            }
+            if args.stats {
+                eprintln!("restore: {:.3} ms from hv's start to the guest's first instruction", restored_in.as_secs_f64() * 1e3);
+                eprintln!("{}", report.stats);
+            }
+            ExitCode::from(report.stop.exit_code())
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+/// `hv state-bench`.
+pub(super) fn state_bench_command(args: StateBenchArgs) -> ExitCode {
+    use crate::bench::state_bench;
+    match state_bench::run(&state_bench::StateBenchConfig { mem_mib: args.mem, reps: args.reps }) {
+        Ok(report) => {
+            print!("{}", state_bench::render(&report));
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("hv: error: {e}");
             ExitCode::from(EXIT_VMM_ERROR)

@@ -19,5 +19,7 @@ pub fn main() -> ExitCode {
         Command::Replay(args) => commands::replay_command(args, started),
         Command::BlkBench(args) => commands::blk_bench_command(args),
         Command::Bench(args) => commands::bench_command(args),
+        Command::Restore(args) => commands::restore_command(args, started),
+        Command::StateBench(args) => commands::state_bench_command(args),
     }
 }

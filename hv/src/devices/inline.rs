@@ -90,6 +90,13 @@ pub(super) struct InlineDevice {
 }
 
 impl InlineDevice {
+    /// Where the ring stands (nothing is ever in flight at an exit boundary: see
+    /// `Backend::drain`).
+    pub(super) fn position(&self) -> Result<u32, backend_drivers::runner::DrainError> {
+        let backend = self.backend.lock().unwrap_or_else(|p| p.into_inner());
+        backend.position().ok_or(backend_drivers::runner::DrainError::Busy { device: backend.name() })
+    }
+
     /// Serves the ring now (the guest rang the doorbell) and returns what was done.
     pub(super) fn serve(&self) -> InlineServed {
         let mut backend = self.backend.lock().unwrap_or_else(|p| p.into_inner());

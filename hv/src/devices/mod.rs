@@ -24,13 +24,14 @@ use backend_drivers::block::image::{DiskImage, ImageError};
 use backend_drivers::console::ConsoleBackend;
 use backend_drivers::event_channel::{GuestNotifier, NotifierError};
 use backend_drivers::guest_page::{BadPage, GuestPage};
-use backend_drivers::runner::{self, BackendHandle, BackendStats, BackendWiring, InlineBackend, NotifyPolicy, RequestHandler};
+use backend_drivers::runner::{self, BackendHandle, BackendStats, BackendWiring, DrainError, InlineBackend, NotifyPolicy, RequestHandler};
 use kvm_bindings::{kvm_irq_routing_entry, kvm_msi, KvmIrqRouting, KVM_IRQ_ROUTING_MSI};
 use kvm_ioctls::{IoEventAddress, NoDatamatch};
 use pv_abi::addr::PseudoPhys;
 use pv_abi::device::block::BlockFlags;
 use pv_abi::event_channel::{doorbell_port, BLOCK_CHANNEL, CONSOLE_CHANNEL, UPCALL_VECTOR};
 use pv_abi::layout::{BLOCK_RING_GPA, CONSOLE_RING_GPA, LOCAL_APIC_GPA, SHARED_INFO_GPA};
+use pv_abi::ring::SharedPage;
 use pv_abi::DeviceInfo;
 use std::sync::{Arc, Mutex};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
@@ -122,8 +123,8 @@ pub enum Serving {
 enum Backend {
     Thread(BackendHandle),
     Inline(InlineDevice),
-    /// No backend (a replay): only the name.
-    Replayed(&'static str),
+    /// No backend (a replay): the device's name and its ring page.
+    Replayed(&'static str, GuestPage),
 }
 
 impl Backend {
@@ -131,9 +132,45 @@ impl Backend {
         match self {
             Backend::Thread(h) => h.name(),
             Backend::Inline(d) => d.backend.lock().unwrap_or_else(|p| p.into_inner()).name(),
-            Backend::Replayed(name) => name,
+            Backend::Replayed(name, _) => name,
         }
     }
+
+    fn stats(&self) -> Option<BackendStats> {
+        match self {
+            Backend::Thread(h) => h.stats(),
+            Backend::Inline(d) => Some(d.backend.lock().unwrap_or_else(|p| p.into_inner()).stats()),
+            Backend::Replayed(..) => Some(BackendStats::default()),
+        }
+    }
+
+    /// Where the ring stands once every published request is answered.
+    ///
+    /// A device served inline (record) or replayed answers every request at the doorbell
+    /// exit that announced it, and publishes every answer: so at any exit boundary
+    /// nothing is in flight, and its index is where its responses end. Nothing is served
+    /// here (that would put a device's effect at an exit the guest did not make).
+    fn drain(&self) -> Result<u32, DrainError> {
+        match self {
+            Backend::Thread(h) => h.drain(),
+            Backend::Inline(d) => d.position(),
+            Backend::Replayed(_, ring) => Ok(ring.load_u32(RSP_PROD_OFFSET)),
+        }
+    }
+}
+
+/// Where `rsp_prod` is in a ring page (`pv_abi::ring`'s header: `req_prod`, `req_event`,
+/// `rsp_prod`, `rsp_event`, each a u32).
+const RSP_PROD_OFFSET: usize = 8;
+
+/// Where each device's ring stands: every index 0 for a new guest; for a snapshot, the
+/// indices after draining (`Devices::drain`), which a restored VM's backends start from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RingPositions {
+    /// The console ring's index.
+    pub console: u32,
+    /// The block ring's index (0 without a disk).
+    pub block: u32,
 }
 
 /// Counters of every backend, by device name.
@@ -173,25 +210,32 @@ impl Devices {
         disk: Option<DiskImage>,
         tracer: &Tracer,
         policy: NotifyPolicy,
+        positions: RingPositions,
     ) -> Result<Devices, DeviceError> {
-        Self::attach_serving(machine, console_out, disk, tracer, policy, Serving::Threads)
+        Self::attach_serving(machine, console_out, disk, tracer, policy, positions, Serving::Threads)
     }
 
-    /// [`Devices::attach`], with the backends run as `serving` says.
+    /// [`Devices::attach`], with the backends run as `serving` says (a recorded or
+    /// replayed run always starts from boot: its rings from 0).
     pub fn attach_serving(
         machine: &KvmVm,
         console_out: ConsoleOutput,
         disk: Option<DiskImage>,
         tracer: &Tracer,
         policy: NotifyPolicy,
+        positions: RingPositions,
         serving: Serving,
     ) -> Result<Devices, DeviceError> {
         match serving {
             Serving::Threads => {}
             Serving::Inline => return Self::attach_inline(machine, console_out, disk, tracer, policy),
             Serving::Replayed { block } => {
-                let block = block.map(|(sectors, ro)| (Backend::Replayed(backend_drivers::block::BlockBackend::NAME), sectors, ro));
-                return Ok(Devices { console: Backend::Replayed(ConsoleBackend::NAME), block });
+                let page = |ring| GuestPage::new(machine.ram().memory().clone(), ring);
+                let block = match block {
+                    Some((sectors, ro)) => Some((Backend::Replayed(backend_drivers::block::BlockBackend::NAME, page(BLOCK_RING)?), sectors, ro)),
+                    None => None,
+                };
+                return Ok(Devices { console: Backend::Replayed(ConsoleBackend::NAME, page(CONSOLE_RING)?), block });
             }
         }
         let gsis = [FIRST_DEVICE_GSI, FIRST_DEVICE_GSI + 1];
@@ -212,13 +256,15 @@ impl Devices {
             gsis[0],
             tracer,
             policy,
+            positions.console,
         )?;
         let block = match disk {
             None => None,
             Some(image) => {
                 let (sectors, read_only) = (image.sectors(), image.read_only());
                 let backend = block::backend(image, machine.ram());
-                Some((wire(machine, backend, BLOCK_RING, BLOCK_CHANNEL, gsis[1], tracer, policy)?, sectors, read_only))
+                let handle = wire(machine, backend, BLOCK_RING, BLOCK_CHANNEL, gsis[1], tracer, policy, positions.block)?;
+                Some((handle, sectors, read_only))
             }
         };
         Ok(Devices { console: Backend::Thread(console), block: block.map(|(b, s, ro)| (Backend::Thread(b), s, ro)) })
@@ -251,10 +297,9 @@ impl Devices {
     /// on this thread, and says what it did; `None` if no inline device has that port.
     /// The caller raises the upcall if [`InlineServed::served`] asks for it.
     pub fn serve_doorbell(&self, port: u16) -> Option<InlineServed> {
-        let device = self.device_at(port)?;
-        match device {
+        match self.device_at(port)? {
             Backend::Inline(d) => Some(d.serve()),
-            Backend::Thread(_) | Backend::Replayed(_) => None,
+            Backend::Thread(_) | Backend::Replayed(..) => None,
         }
     }
 
@@ -294,6 +339,20 @@ impl Devices {
         }
     }
 
+    /// Lets every backend serve what the guest has published and returns where the
+    /// rings then stand. Call it with the guest paused, so nothing new arrives.
+    pub fn drain(&self) -> Result<RingPositions, DrainError> {
+        let console = self.console.drain()?;
+        let block = self.block.as_ref().map(|(b, _, _)| b.drain()).transpose()?.unwrap_or(0);
+        Ok(RingPositions { console, block })
+    }
+
+    /// The backends' counters now (`None` for a backend whose thread has ended).
+    pub fn stats_now(&self) -> DeviceStats {
+        let handles = std::iter::once(&self.console).chain(self.block.as_ref().map(|(b, _, _)| b));
+        handles.map(|h| (h.name(), h.stats().unwrap_or_default())).collect()
+    }
+
     /// Stops every backend thread and returns their counters.
     pub fn stop(self) -> DeviceStats {
         let mut stats = Vec::new();
@@ -302,8 +361,7 @@ impl Devices {
             let name = backend.name();
             let counters = match backend {
                 Backend::Thread(handle) => handle.stop().unwrap_or_default(),
-                Backend::Inline(d) => d.backend.lock().unwrap_or_else(|p| p.into_inner()).stats(),
-                Backend::Replayed(_) => BackendStats::default(),
+                other => other.stats().unwrap_or_default(),
             };
             stats.push((name, counters));
         }
@@ -338,6 +396,7 @@ fn wire<H: RequestHandler>(
     gsi: u32,
     tracer: &Tracer,
     policy: NotifyPolicy,
+    ring_start: u32,
 ) -> Result<BackendHandle, DeviceError> {
     let device = H::NAME;
     let eventfd = || EventFd::new(EFD_NONBLOCK).map_err(|source| DeviceError::EventFd { device, source });
@@ -354,6 +413,6 @@ fn wire<H: RequestHandler>(
     let memory = machine.ram().memory().clone();
     let ring_page = GuestPage::new(memory.clone(), ring)?;
     let notifier = GuestNotifier::new(memory, SHARED_INFO, channel, irqfd)?;
-    let wiring = BackendWiring { ring_page, doorbell, notifier, events: Arc::new(tracer.clone()), notify_policy: policy };
+    let wiring = BackendWiring { ring_page, doorbell, notifier, events: Arc::new(tracer.clone()), notify_policy: policy, ring_start };
     Ok(runner::spawn(handler, wiring)?)
 }

@@ -11,6 +11,7 @@
 //! | --- | --- |
 //! | [`vm_handle`] | the VM, its vCPU and RAM, with drop order that keeps KVM safe |
 //! | [`memslots`] | memory slots: which guest-physical range is backed by which host memory |
+//! | [`vcpu_state`] | the vCPU's whole state, for snapshots and migration, and the order KVM wants it back |
 //! | [`registers`] | register state: reading and writing it, and the dump shown when a guest dies |
 //! | [`cpuid`] | the CPUID the guest sees, with hv's own leaves |
 //! | [`host_info`] | what the host is (CPU model, hardware EPT/NPT or KVM's software MMU) |
@@ -19,6 +20,7 @@ pub mod cpuid;
 pub mod host_info;
 pub mod memslots;
 pub mod registers;
+pub mod vcpu_state;
 pub mod vm_handle;
 
 pub use memslots::{MemoryPlan, MemorySlot, SlotMemory};

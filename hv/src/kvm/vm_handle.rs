@@ -83,9 +83,15 @@ pub struct KvmVm {
 }
 
 impl KvmVm {
-    /// Opens KVM, creates the VM with `ram_bytes` of RAM, the slots of `plan`, and one
-    /// vCPU with hv's CPUID.
+    /// Opens KVM, creates the VM with `ram_bytes` of fresh (zeroed) RAM, the slots of
+    /// `plan`, and one vCPU with hv's CPUID.
     pub fn new(ram_bytes: u64, plan: MemoryPlan) -> Result<Self, KvmVmError> {
+        Self::with_ram(GuestRam::new(ram_bytes)?, plan)
+    }
+
+    /// Like [`KvmVm::new`], around RAM that already holds a guest (a snapshot's, or one
+    /// received by migration).
+    pub fn with_ram(ram: GuestRam, plan: MemoryPlan) -> Result<Self, KvmVmError> {
         let kvm = Kvm::new().map_err(KvmVmError::OpenKvm)?;
         let version = kvm.get_api_version();
         if version != KVM_API_VERSION {
@@ -93,7 +99,6 @@ impl KvmVm {
         }
         let vm = ioctl("KVM_CREATE_VM", kvm.create_vm())?;
         ioctl("KVM_SET_TSS_ADDR", vm.set_tss_address(KVM_TSS_ADDRESS))?;
-        let ram = GuestRam::new(ram_bytes)?;
         if plan.needs_readonly_slots() && !kvm.check_extension(Cap::ReadonlyMem) {
             return Err(KvmVmError::NoReadonlyMemslots);
         }
@@ -231,6 +236,27 @@ impl KvmVm {
         // SAFETY: the same region as at creation (checked then to lie inside a mapping
         // KvmVm owns: guest RAM, or `_area`), alive until after the VM fd is closed.
         unsafe { self.vm.set_user_memory_region(region) }
+    }
+
+    /// The vCPU, for reading its state.
+    pub fn vcpu(&self) -> &VcpuFd {
+        &self.vcpu
+    }
+
+    /// The general registers as hv last left them, with any change hv made through the
+    /// sync area (a hypercall's result in `rax`) written to KVM first, so that a state
+    /// read now (a snapshot) sees it.
+    pub fn commit_registers(&mut self) -> Result<kvm_regs, kvm_ioctls::Error> {
+        // Only a copy hv marked dirty is newer than KVM's own (after a hypercall exit);
+        // otherwise KVM's registers are the truth.
+        let dirty = self.sync_regs && self.vcpu.get_kvm_run().kvm_dirty_regs & u64::from(kvm_bindings::KVM_SYNC_X86_REGS) != 0;
+        if dirty {
+            let regs = self.vcpu.sync_regs().regs;
+            self.vcpu.set_regs(&regs)?;
+            // Written: KVM must not apply the (same) copy again at the next entry.
+            self.vcpu.clear_sync_dirty_reg(SyncReg::Register);
+        }
+        self.vcpu.get_regs()
     }
 
     /// Reads the registers for a dump; `None` if KVM refuses.

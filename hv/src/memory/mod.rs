@@ -39,6 +39,9 @@ pub struct OutsideRam {
 pub struct GuestRam {
     memory: GuestMemory,
     size: u64,
+    /// For RAM mapped from a file (`from_file`): the page ranges the file holds data
+    /// for. Such pages have contents before anything touches them.
+    file_pages: Vec<std::ops::Range<u64>>,
 }
 
 impl GuestRam {
@@ -47,7 +50,32 @@ impl GuestRam {
     pub fn new(size: u64) -> Result<Self, RamAllocError> {
         let memory = GuestMemory::from_ranges(&[(GuestAddress(0), size as usize)])
             .map_err(|source| RamAllocError { bytes: size, source })?;
-        Ok(GuestRam { memory, size })
+        Ok(GuestRam { memory, size, file_pages: Vec::new() })
+    }
+
+    /// Guest RAM whose contents come from `file` at byte `offset` (a snapshot's memory
+    /// image), mapped **lazily and copy-on-write**: nothing is read now; each page is read
+    /// from the file (or the page cache) the first time the guest or hv touches it, and a
+    /// write gives this VM its own copy, leaving the file as it was. Holes in the file
+    /// read as zeros. This is why a restore can start the guest in a millisecond or two
+    /// whatever its size: the cost of loading memory is paid page by page, as it is used.
+    /// `file_pages` are the page ranges the file stores (the rest reads as zeros).
+    pub fn from_file(file: std::fs::File, offset: u64, size: u64, file_pages: Vec<std::ops::Range<u64>>) -> Result<Self, RamAllocError> {
+        use vm_memory::bitmap::{AtomicBitmap, NewBitmap};
+        use vm_memory::mmap::MmapRegionBuilder;
+        use vm_memory::{FileOffset, GuestRegionMmap};
+        let region = MmapRegionBuilder::new_with_bitmap(size as usize, AtomicBitmap::with_len(size as usize))
+            .with_file_offset(FileOffset::new(file, offset))
+            .with_mmap_prot(libc::PROT_READ | libc::PROT_WRITE)
+            // Private: a write copies the page (copy-on-write), never reaching the file.
+            .with_mmap_flags(libc::MAP_PRIVATE | libc::MAP_NORESERVE)
+            .build()
+            .map_err(|e| RamAllocError { bytes: size, source: vm_memory::mmap::FromRangesError::MmapRegion(e) })?;
+        let region = GuestRegionMmap::new(region, GuestAddress(0))
+            .ok_or(RamAllocError { bytes: size, source: vm_memory::mmap::FromRangesError::InvalidGuestRegion })?;
+        let memory = GuestMemory::from_regions(vec![region])
+            .map_err(|e| RamAllocError { bytes: size, source: vm_memory::mmap::FromRangesError::Collection(e) })?;
+        Ok(GuestRam { memory, size, file_pages })
     }
 
     /// Size of guest RAM in bytes.
@@ -89,6 +117,32 @@ impl GuestRam {
     /// Writes a little-endian u64.
     pub fn write_u64(&self, gpa: PseudoPhys, value: u64) -> Result<(), OutsideRam> {
         self.write(gpa, &value.to_le_bytes())
+    }
+
+    /// Which pages may hold something other than zeros, one flag per 4 KiB page: those
+    /// the host has ever backed with memory (the guest, hv or a backend touched them),
+    /// and, for RAM mapped from a snapshot, those the file stores. Asked of the kernel
+    /// (`/proc/self/pagemap`: a page is "present" or "swapped" once touched), so no page
+    /// is read to find out. `None` if the kernel will not say; then every page may.
+    pub fn touched_pages(&self) -> Option<Vec<bool>> {
+        use std::os::unix::fs::FileExt;
+        const PRESENT: u64 = 1 << 63;
+        const SWAPPED: u64 = 1 << 62;
+        let pages = (self.size / pv_abi::addr::PAGE_SIZE) as usize;
+        let first = self.host_base() / pv_abi::addr::PAGE_SIZE;
+        let pagemap = std::fs::File::open("/proc/self/pagemap").ok()?;
+        let mut entries = vec![0u8; pages * 8];
+        pagemap.read_exact_at(&mut entries, first * 8).ok()?;
+        let mut touched: Vec<bool> = entries
+            .chunks_exact(8)
+            .map(|e| u64::from_le_bytes(e.try_into().unwrap_or([0; 8])) & (PRESENT | SWAPPED) != 0)
+            .collect();
+        for range in &self.file_pages {
+            for page in range.start.min(pages as u64)..range.end.min(pages as u64) {
+                touched[page as usize] = true;
+            }
+        }
+        Some(touched)
     }
 
     /// The underlying vm-memory object, for the device backends (which reach guest

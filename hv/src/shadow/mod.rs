@@ -148,6 +148,12 @@ impl ShadowPaging {
         MachineView { ram, area, layout }
     }
 
+    /// The guest's own root that CR3's shadow stands for (pseudo-physical), once one
+    /// was loaded: what a snapshot saves instead of CR3.
+    pub fn guest_root(&self) -> Option<PseudoPhys> {
+        self.engine.current_root()
+    }
+
     /// Loads guest root `root` (pseudo-physical): returns the machine address of its
     /// shadow, for CR3.
     pub fn load_root(&mut self, ram: &GuestRam, root: PseudoPhys) -> Result<MachineAddr, ShadowError> {

@@ -21,6 +21,10 @@ pub fn format_event(seq: u64, event: &TraceEvent) -> Value {
             "event": "boot", "entry": hex(entry.raw()), "mem_bytes": mem_bytes, "mmu": mmu,
             "segments": segments, "cmdline": cmdline,
         }),
+        TraceEvent::Cut { limit } => json!({"event": "trace_cut", "limit": limit}),
+        TraceEvent::Restore { rip, mem_bytes, mmu, taken_in } => json!({
+            "event": "restore", "rip": hex(rip.raw()), "mem_bytes": mem_bytes, "mmu": mmu, "taken_in": taken_in,
+        }),
         TraceEvent::Exit { reason, port, gpa } => json!({
             "event": "exit", "reason": reason.name(), "port": port, "gpa": gpa.map(|g| hex(g.raw())),
         }),

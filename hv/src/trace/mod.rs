@@ -81,6 +81,18 @@ pub enum TraceEvent {
         /// The guest command line words.
         cmdline: Vec<String>,
     },
+    /// The guest was restored from a saved state (a snapshot, or a migration's stream)
+    /// instead of booted.
+    Restore {
+        /// Where it continues.
+        rip: GuestVirt,
+        /// Guest RAM in bytes.
+        mem_bytes: u64,
+        /// The memory mode it runs in now.
+        mmu: &'static str,
+        /// The memory mode the state was taken in.
+        taken_in: &'static str,
+    },
     /// A VM exit.
     Exit {
         /// Why.
@@ -139,6 +151,11 @@ pub enum TraceEvent {
     Replayed(RecordedLine),
     /// The guest stopped (boxed: a register dump is large, and events are moved often).
     Stop(Box<GuestStop>),
+    /// The trace reached its limit (`--trace-max`) and records nothing more.
+    Cut {
+        /// The limit, in events.
+        limit: u64,
+    },
 }
 
 /// One device event as both trace formats render it, kept in a record log
@@ -170,23 +187,30 @@ pub enum TraceFormat {
     Jsonl,
 }
 
-/// Writes events to a file, numbering them.
+/// Writes events to a file, numbering them, up to a limit.
 pub struct TraceWriter {
     out: BufWriter<File>,
     format: TraceFormat,
     seq: u64,
+    limit: u64,
 }
 
 impl TraceWriter {
-    /// Creates (or truncates) the trace file.
-    pub fn create(path: &Path, format: TraceFormat) -> std::io::Result<Self> {
+    /// Creates (or truncates) the trace file, which will hold at most `limit` events and
+    /// then one line saying it was cut.
+    pub fn create(path: &Path, format: TraceFormat, limit: u64) -> std::io::Result<Self> {
         let out = BufWriter::new(File::create(path)?);
-        Ok(TraceWriter { out, format, seq: 0 })
+        Ok(TraceWriter { out, format, seq: 0, limit })
     }
 
-    /// Appends one event.
+    /// Appends one event (nothing once the limit has been reached and said).
     pub fn record(&mut self, event: &TraceEvent) -> std::io::Result<()> {
+        if self.seq > self.limit {
+            return Ok(());
+        }
         self.seq += 1;
+        let cut = TraceEvent::Cut { limit: self.limit };
+        let event = if self.seq > self.limit { &cut } else { event };
         match self.format {
             TraceFormat::Text => writeln!(self.out, "{}", text::format_event(self.seq, event)),
             TraceFormat::Jsonl => writeln!(self.out, "{}", jsonl::format_event(self.seq, event)),

@@ -29,6 +29,10 @@ fn describe(event: &TraceEvent) -> (&str, String) {
             "boot",
             format!("entry={:#x} mem={}MiB mmu={mmu} segments={segments} cmdline={cmdline:?}", entry.raw(), mem_bytes >> 20),
         ),
+        TraceEvent::Cut { limit } => ("trace-cut", format!("the trace reached --trace-max {limit} events; nothing more is recorded")),
+        TraceEvent::Restore { rip, mem_bytes, mmu, taken_in } => {
+            ("restore", format!("rip={:#x} mem={}MiB mmu={mmu} taken-in={taken_in}", rip.raw(), mem_bytes >> 20))
+        }
         TraceEvent::Exit { reason, port, gpa } => ("exit", describe_exit(*reason, *port, *gpa)),
         TraceEvent::Hypercall { nr, args, result, text, .. } => {
             let mut line = format!("{} = {}", describe_call(*nr, args), describe_result(result));

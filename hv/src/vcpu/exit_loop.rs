@@ -63,6 +63,9 @@ impl Exit {
     }
 }
 
+/// The size of the one port write that is a hypercall (`out dx, eax`).
+const HYPERCALL_WRITE_BYTES: usize = 4;
+
 /// Value a read from a port with no device returns, as on a real PC bus.
 const FLOATING_BUS: u8 = 0xff;
 
@@ -190,7 +193,11 @@ fn next_exit(vm: &mut KvmVm) -> Result<Exit, kvm_ioctls::Error> {
 /// Emulates one exit; `Some` when the guest must stop.
 fn handle_exit(vm: &mut KvmVm, cx: &mut LoopContext, exit: Exit) -> Option<GuestStop> {
     match exit {
-        Exit::IoOut { port: HYPERCALL_PORT, .. } => handle_hypercall(vm, cx),
+        // The ABI's hypercall is exactly one `out dx, eax`: four bytes, once. Any other
+        // write to the port (a byte, a word, a `rep outs` of thousands) is not a
+        // hypercall and is ignored like a write to a port nothing handles, so one
+        // instruction can never make more than one hypercall.
+        Exit::IoOut { port: HYPERCALL_PORT, size: HYPERCALL_WRITE_BYTES } => handle_hypercall(vm, cx),
         Exit::IoOut { port, size } => {
             // With ioeventfd registered, doorbell writes never get here; count any that
             // do, so --stats can show the doorbells bypassed this loop.

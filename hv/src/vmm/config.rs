@@ -13,6 +13,9 @@ use crate::boot::guest_image;
 use crate::devices::block::DiskConfig;
 use crate::trace::TraceFormat;
 
+/// `--trace-max`'s default: about 100 MB of text trace.
+pub const DEFAULT_TRACE_MAX_EVENTS: u64 = 1_000_000;
+
 /// Guest RAM when nothing else is asked for (`hv run`'s `--mem` default).
 pub const DEFAULT_MEM_MIB: u64 = 64;
 
@@ -27,6 +30,10 @@ pub struct VmConfig {
     pub guest_args: Vec<String>,
     /// Where to write a trace, and in which format.
     pub trace: Option<(PathBuf, TraceFormat)>,
+    /// At most this many trace events are written (`--trace-max`); then the trace says
+    /// it was cut and records nothing more, so a guest in an exit storm cannot fill the
+    /// disk.
+    pub trace_max_events: u64,
     /// A disk image for the block device.
     pub disk: Option<DiskConfig>,
     /// When backends signal the guest.
@@ -46,6 +53,7 @@ impl VmConfig {
             mem_mib: DEFAULT_MEM_MIB,
             guest_args: guest_args.iter().map(|w| w.to_string()).collect(),
             trace: None,
+            trace_max_events: DEFAULT_TRACE_MAX_EVENTS,
             disk: None,
             notify_policy: NotifyPolicy::EventIndex,
             timeout: None,

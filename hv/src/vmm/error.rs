@@ -76,4 +76,10 @@ pub enum VmError {
         /// Why.
         source: std::io::Error,
     },
+    /// A saved state could not be taken or used.
+    #[error("{0}")]
+    State(#[from] crate::state::StateError),
+    /// A saved state cannot be restored in this configuration.
+    #[error("cannot restore: {0}")]
+    Restore(String),
 }

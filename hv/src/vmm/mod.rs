@@ -12,10 +12,14 @@
 //! | [`config`] | what a guest is made of, before it exists |
 //! | [`error`] | why a VM could not be created or run |
 //! | [`stats`] | what one run did (`--stats`) |
+//! | [`snapshot`] | saving a running VM to a file, at an exit boundary |
+//! | [`restore`] | continuing a guest from a saved state, in either memory mode |
 //! | [`session`] | a recorded or replayed VM: the log's header, the replay's checks |
 
 pub mod config;
 pub mod error;
+pub mod restore;
+pub mod snapshot;
 pub mod stats;
 pub mod session;
 
@@ -28,7 +32,7 @@ use pv_abi::MmuMode;
 
 use crate::boot::{self, cpu_state, BootError, BootInputs};
 use crate::devices::console::ConsoleOutput;
-use crate::devices::{block, DeviceError, Devices, Serving};
+use crate::devices::{block, DeviceError, Devices, RingPositions, Serving};
 use crate::kvm::host_info::HostMmu;
 use crate::kvm::{KvmVm, MemoryPlan};
 use crate::outcome::GuestStop;
@@ -93,7 +97,7 @@ impl Vm {
         let disk = config.disk.as_ref().map(block::open_disk).transpose().map_err(DeviceError::from)?;
         let tracer = match &config.trace {
             Some((path, format)) => Tracer::to_writer(
-                TraceWriter::create(path, *format).map_err(|source| VmError::Trace { path: path.clone(), source })?,
+                TraceWriter::create(path, *format, config.trace_max_events).map_err(|source| VmError::Trace { path: path.clone(), source })?,
             ),
             None => Tracer::default(),
         };
@@ -112,7 +116,7 @@ impl Vm {
         }
         let disk_identity = disk.as_ref().map(|d| (d.sectors(), d.read_only()));
         let serving = setup.as_ref().map_or(Serving::Threads, SessionSetup::serving);
-        let devices = Devices::attach_serving(&kvm, console.clone(), disk, &tracer, config.notify_policy, serving)?;
+        let devices = Devices::attach_serving(&kvm, console.clone(), disk, &tracer, config.notify_policy, RingPositions::default(), serving)?;
         let session = match setup {
             None => None,
             Some(setup) => {

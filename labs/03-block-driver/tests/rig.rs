@@ -141,6 +141,7 @@ impl Rig {
                 .expect("the shared-info page is in guest memory"),
             events: events.clone(),
             notify_policy: NotifyPolicy::EventIndex,
+            ring_start: 0,
         };
         let ring = BackRing::attach(page(&memory, RING));
         Rig { backend: BlockBackend::new(disk, grants), memory, image, ring, wiring, stats: BackendStats::default(), events }

@@ -57,6 +57,8 @@ extern "C" {
     fn user_map_unmap_loop_end();
     fn user_use_after_unmap();
     fn user_use_after_unmap_end();
+    fn user_count();
+    fn user_count_end();
 }
 
 /// Writes a greeting with the `write` system call and exits with 0.
@@ -80,9 +82,51 @@ pub const USE_AFTER_UNMAP: UserProgram =
 pub const MAP_UNMAP_LOOP: UserProgram =
     UserProgram { name: "map-unmap-loop", start: user_map_unmap_loop, end: user_map_unmap_loop_end };
 
+/// `count(n, spin)`: for i = 1..=n, spins `spin` times (at least once), then writes
+/// `i` in decimal on a line; exits 0. Ring 3 runs natively, so this is a guest that
+/// counts at full speed between system calls (a snapshot's or migration's test subject).
+pub const COUNT: UserProgram = UserProgram { name: "count", start: user_count, end: user_count_end };
+
 // System call numbers are those of syscall.rs: 0 exit, 1 yield, 2 map, 3 unmap, 4 write.
 core::arch::global_asm!(
     ".section .text.user_programs, \"ax\"",
+    // count(rdi = n, rsi = spin): r12 = n, r13 = spin, r14 = i
+    ".global user_count",
+    "user_count:",
+    "    mov r12, rdi",
+    "    mov r13, rsi",
+    "    or r13, 1",
+    "    xor r14d, r14d",
+    "2:  inc r14",
+    "    mov rcx, r13",
+    "3:  dec rcx",
+    "    jnz 3b",
+    // The digits of r14, right to left, into 32 bytes below the stack pointer.
+    "    sub rsp, 32",
+    "    lea rdi, [rsp + 31]",
+    "    mov byte ptr [rdi], 10",
+    "    mov rax, r14",
+    "    mov r8, 10",
+    "4:  xor edx, edx",
+    "    div r8",
+    "    add dl, 48",
+    "    dec rdi",
+    "    mov byte ptr [rdi], dl",
+    "    test rax, rax",
+    "    jnz 4b",
+    "    lea rsi, [rsp + 32]",
+    "    sub rsi, rdi",
+    "    mov eax, 4",
+    "    int 0x80",
+    "    add rsp, 32",
+    "    cmp r14, r12",
+    "    jb 2b",
+    "    xor edi, edi",
+    "    xor eax, eax",
+    "    int 0x80",
+    "    ud2",
+    ".global user_count_end",
+    "user_count_end:",
     // hello: write(message, length); exit(0)
     ".global user_hello",
     "user_hello:",

@@ -11,7 +11,7 @@
 //! and by trap handlers while a task runs, never both at once: every function here
 //! drops its borrow before it enters ring 3 or leaves a trap for good.
 
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use pv_abi::addr::{GuestVirt, PseudoPhys};
 
@@ -21,7 +21,7 @@ use crate::arch::cpu_local::{VcpuCell, VcpuRefMut};
 use crate::arch::trap_frame::TrapFrame;
 use crate::arch::{cpu, gdt, user_entry};
 use crate::counters::{self, CR3_LOADS};
-use crate::hv::hypercall;
+use crate::hv::{hypercall, memory_mode};
 use crate::mm::address_space::AddressSpace;
 use crate::mm::frames;
 use crate::mm::writer::PageTableWriter;
@@ -92,15 +92,9 @@ static KERNEL_ROOT: AtomicU64 = AtomicU64::new(0);
 fn kernel_root() -> PseudoPhys {
     PseudoPhys::new(KERNEL_ROOT.load(Ordering::Relaxed))
 }
-/// Whether address spaces are loaded with the `set_cr3` hypercall (shadow mode).
-static SET_CR3_BY_HYPERCALL: AtomicBool = AtomicBool::new(false);
-
-/// Records the kernel's own page-table root (the VMM's boot PML4), and how address
-/// spaces are loaded in this memory mode.
+/// Records the kernel's own page-table root (the VMM's boot PML4).
 pub fn init(info: &pv_abi::BootInfo) {
     KERNEL_ROOT.store(info.boot_page_table_root, Ordering::Relaxed);
-    let shadow = pv_abi::MmuMode::from_u32(info.mmu_mode) == Some(pv_abi::MmuMode::Shadow);
-    SET_CR3_BY_HYPERCALL.store(shadow, Ordering::Relaxed);
 }
 
 /// Chooses how page-table writes reach the tables: direct stores or `mmu_update` batches.
@@ -115,21 +109,24 @@ pub fn mmu_hypercalls() -> u64 {
 
 /// Loads an address space. In ept mode the kernel writes CR3 itself; in shadow mode
 /// the CPU must never see the guest's own tables, so the VMM does it (`set_cr3`) and
-/// points CR3 at its shadow of them.
+/// points CR3 at its shadow of them. The mode is read now, inside the CR3 section
+/// (`hv::memory_mode`): a restore may have changed it since the last load.
 fn load_cr3(root: PseudoPhys) {
     counters::bump(&CR3_LOADS);
-    // SAFETY (both branches): every root loaded here is the kernel's own (the boot
-    // PML4) or that of an AddressSpace, whose upper half is a copy of the boot PML4's:
-    // the kernel stays mapped where it is.
-    if SET_CR3_BY_HYPERCALL.load(Ordering::Relaxed) {
-        // SAFETY: see above.
-        if unsafe { hypercall::set_cr3(root) }.is_err() {
-            panic!("the VMM refused to load address space {root:#x}");
+    memory_mode::in_cr3_section(|mode| {
+        // SAFETY (both branches): every root loaded here is the kernel's own (the boot
+        // PML4) or that of an AddressSpace, whose upper half is a copy of the boot
+        // PML4's: the kernel stays mapped where it is.
+        if mode == Some(pv_abi::MmuMode::Shadow) {
+            // SAFETY: see above.
+            if unsafe { hypercall::set_cr3(root) }.is_err() {
+                panic!("the VMM refused to load address space {root:#x}");
+            }
+        } else {
+            // SAFETY: see above.
+            unsafe { cpu::write_cr3(root) };
         }
-    } else {
-        // SAFETY: see above.
-        unsafe { cpu::write_cr3(root) };
-    }
+    });
 }
 
 /// Runs `f` with `space` loaded, then returns to the kernel's own address space (for

@@ -154,7 +154,8 @@ fn console_write(ram: &GuestRam, console: &ConsoleOutput, gpa: PseudoPhys, len: 
     match read_guest_buffer(ram, gpa, len) {
         Ok(bytes) => {
             console.write_guest_bytes(&bytes);
-            HypercallOutcome { text: Some(String::from_utf8_lossy(&bytes).into_owned()), ..HypercallOutcome::value(len) }
+            let text = backend_drivers::console::sanitize_text(&String::from_utf8_lossy(&bytes));
+            HypercallOutcome { text: Some(text), ..HypercallOutcome::value(len) }
         }
         Err(e) => HypercallOutcome::error(e),
     }
@@ -179,7 +180,8 @@ fn shutdown(ram: &GuestRam, code: u64, counters_gpa: Option<PseudoPhys>) -> Hype
 fn report_panic(ram: &GuestRam, gpa: PseudoPhys, len: u64) -> HypercallOutcome {
     match read_guest_buffer(ram, gpa, len) {
         Ok(bytes) => {
-            let message = String::from_utf8_lossy(&bytes).into_owned();
+            // Printed to the user's terminal: sanitized like all guest text.
+            let message = backend_drivers::console::sanitize_text(&String::from_utf8_lossy(&bytes));
             HypercallOutcome::stop(GuestStop::Panicked { message })
         }
         Err(e) => HypercallOutcome::error(e),

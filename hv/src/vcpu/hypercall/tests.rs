@@ -122,6 +122,20 @@ fn hostile_report_panic_message_range_is_checked() {
 }
 
 #[test]
+fn hostile_panic_messages_and_console_text_reach_the_terminal_sanitized() {
+    let (ram, con, out) = setup();
+    let evil = b"\x1b]0;pwned\x07\rhv: error: all is fine\x1b[2J";
+    ram.write(at(0x200), evil).unwrap();
+    let r = call(&ram, &con, Hypercall::ReportPanic as u64, [0x200, evil.len() as u64, 0, 0]);
+    let Some(GuestStop::Panicked { message }) = r.stop else { panic!("a panic stop") };
+    assert_eq!(message, "?]0;pwned??hv: error: all is fine?[2J");
+    let r = call(&ram, &con, WRITE, [0x200, evil.len() as u64, 0, 0]);
+    assert_eq!(r.text.as_deref(), Some("?]0;pwned??hv: error: all is fine?[2J"));
+    con.flush();
+    assert!(!out.text().contains('\x1b') && !out.text().contains('\r'), "{:?}", out.text());
+}
+
+#[test]
 fn hostile_report_exception_vectors_beyond_the_cpus_are_refused() {
     let (ram, con, _) = setup();
     let re = Hypercall::ReportException as u64;

@@ -1,7 +1,7 @@
 //! Bad hypercalls hv must refuse with an error code, leaving the guest running: part
 //! of `selftest`, and on their own the `bad-hypercalls` command.
 
-use pv_abi::hypercall::{Hypercall, HypercallError, CONSOLE_WRITE_MAX};
+use pv_abi::hypercall::{Hypercall, HypercallError, CONSOLE_WRITE_MAX, HYPERCALL_PORT};
 use pv_abi::BootInfo;
 
 use super::check::TestResult;
@@ -50,6 +50,48 @@ pub fn calls(info: &BootInfo) -> [HostileCall; 9] {
     ]
 }
 
+/// Writes to the hypercall port that are not the hypercall instruction: hv must ignore
+/// them (the ABI's hypercall is exactly one `out dx, eax`). Each is loaded with the
+/// `shutdown(7)` hypercall's registers, so a VMM that took it for one would end the run.
+pub const NOT_HYPERCALLS: [(&str, fn() -> TestResult); 2] = [
+    ("a_byte_write_to_the_hypercall_port_is_not_a_hypercall", byte_write_is_not_a_hypercall),
+    ("rep_outsb_of_4096_bytes_is_not_4096_hypercalls", string_write_is_not_a_hypercall),
+];
+
+fn byte_write_is_not_a_hypercall() -> TestResult {
+    let nr = Hypercall::Shutdown.number();
+    let rax: u64;
+    // SAFETY: a one-byte port write; hv must treat it as a write to an unhandled port
+    // (nothing happens, no register changes). Were it taken as `shutdown(7)`, the guest
+    // would simply end: no memory is touched either way.
+    unsafe {
+        core::arch::asm!("out dx, al", in("dx") HYPERCALL_PORT, inout("rax") nr => rax, in("rdi") 7u64, options(nostack, nomem, preserves_flags));
+    }
+    if rax == nr { Ok(()) } else { Err("rax changed: the byte write was answered as a hypercall") }
+}
+
+/// The bytes `rep outsb` writes.
+static STRING_WRITE: [u8; 4096] = [0x5a; 4096];
+
+fn string_write_is_not_a_hypercall() -> TestResult {
+    let nr = Hypercall::Shutdown.number();
+    let rax: u64;
+    // SAFETY: `rep outsb` reads STRING_WRITE (4096 bytes, static, readable) and writes
+    // them to the port; hv must ignore the writes. It changes rsi and rcx (declared).
+    unsafe {
+        core::arch::asm!(
+            "rep outsb",
+            in("dx") HYPERCALL_PORT,
+            inout("rsi") STRING_WRITE.as_ptr() => _,
+            inout("rcx") STRING_WRITE.len() => _,
+            inout("rax") nr => rax,
+            in("rdi") 7u64,
+            options(nostack, readonly, preserves_flags)
+        );
+    }
+    if rax == nr { Ok(()) } else { Err("rax changed: the string write was answered as a hypercall") }
+}
+
 /// The `bad-hypercalls` command: the hostile calls alone, with their results.
 pub fn run_command(info: &BootInfo) -> u8 {
     let mut refused = 0;
@@ -63,6 +105,16 @@ pub fn run_command(info: &BootInfo) -> u8 {
             Err(why) => println!("bad-hypercalls: {} ... WRONG: {why}", call.name),
         }
     }
+    let mut ignored = 0;
+    for (name, test) in NOT_HYPERCALLS {
+        match test() {
+            Ok(()) => {
+                ignored += 1;
+                println!("bad-hypercalls: {name} ... ignored as expected");
+            }
+            Err(why) => println!("bad-hypercalls: {name} ... WRONG: {why}"),
+        }
+    }
     println!("bad-hypercalls: {refused} of {} refused; the guest is still running", calls.len());
-    u8::from(refused != calls.len())
+    u8::from(refused != calls.len() || ignored != NOT_HYPERCALLS.len())
 }

@@ -1,0 +1,156 @@
+//! Continuing a guest from a saved state instead of booting one: [`Vm::restore`].
+//!
+//! The steps mirror [`Vm::new`], with the boot replaced: RAM arrives already filled
+//! (mapped from a snapshot file, or received by a migration), the devices' backends
+//! attach at the ring indices they had, and the vCPU gets its saved state instead of
+//! an entry point. The one step with a choice in it is CR3: the state holds the
+//! guest's own root, so in ept mode CR3 points at it, and in shadow mode hv builds a
+//! shadow of it first. Which mode the state was taken in does not matter; the guest
+//! learns the mode it now runs in from the boot-info page, which hv rewrites here.
+
+use std::io::Write;
+use std::time::Instant;
+
+use pv_abi::addr::{GuestVirt, MachineAddr, PseudoPhys};
+use pv_abi::event_channel::{MAX_CHANNELS, SHARED_INFO_PENDING_OFFSET, UPCALL_VECTOR};
+use pv_abi::layout::{BOOT_INFO_GPA, LOCAL_APIC_GPA, SHARED_INFO_GPA};
+use pv_abi::{BootInfo, MmuMode};
+
+use super::{control, Vm, VmConfig, VmError};
+use crate::devices::console::ConsoleOutput;
+use crate::devices::{block, DeviceError, Devices};
+use crate::kvm::KvmVm;
+use crate::memory::GuestRam;
+use crate::shadow::ShadowPaging;
+use crate::state::{DiskIdentity, VmState};
+use crate::trace::{TraceEvent, TraceWriter, Tracer};
+
+impl Vm {
+    /// Builds a VM that continues the guest `state` describes, with `ram` holding its
+    /// memory. `config` says how to run it: its memory mode may differ from the one the
+    /// state was taken in; its RAM size and disk must be the state's
+    /// ([`VmConfig::for_state`] builds such a config).
+    pub fn restore(config: &VmConfig, state: &VmState, ram: GuestRam, console: Box<dyn Write + Send>, started: Instant) -> Result<Vm, VmError> {
+        state.validate()?;
+        let taken_in = state.mode()?;
+        if ram.size() != state.ram_bytes || config.mem_mib << 20 != state.ram_bytes {
+            return Err(VmError::Restore(format!(
+                "the state is of a {} MiB guest; RAM here is {} MiB",
+                state.ram_bytes >> 20,
+                ram.size() >> 20
+            )));
+        }
+        if taken_in != config.mmu && !state.cross_mode_safe {
+            return Err(VmError::Restore(format!(
+                "the state was taken while the guest was loading CR3 the {} way; it can only continue in {} mode",
+                taken_in.name(),
+                taken_in.name()
+            )));
+        }
+        let disk = open_same_disk(config, state)?;
+        let tracer = match &config.trace {
+            Some((path, format)) => Tracer::to_writer(
+                TraceWriter::create(path, *format, config.trace_max_events).map_err(|source| VmError::Trace { path: path.clone(), source })?,
+            ),
+            None => Tracer::default(),
+        };
+        let mut shadow = match config.mmu {
+            MmuMode::Ept => None,
+            MmuMode::Shadow => Some(ShadowPaging::new(state.ram_bytes)?),
+        };
+        let memory = shadow.as_ref().map_or_else(|| crate::kvm::MemoryPlan::flat(state.ram_bytes), ShadowPaging::memory_plan);
+        let kvm = KvmVm::with_ram(ram, memory)?;
+        tell_guest_its_mode(&kvm, config.mmu)?;
+        let console = ConsoleOutput::new(console);
+        let devices = Devices::attach(&kvm, console.clone(), disk, &tracer, config.notify_policy, state.rings)?;
+        let root = state.checked_guest_root()?;
+        let cr3 = match shadow.as_mut() {
+            None => MachineAddr::new(root.raw()),
+            Some(s) => s.load_root(kvm.ram(), root).map_err(VmError::ShadowBoot)?,
+        };
+        let refused = state
+            .vcpu
+            .restore(kvm.vcpu(), cr3)
+            .map_err(|e| VmError::Restore(format!("KVM refused the saved vCPU state: {e}")))?;
+        if !refused.is_empty() {
+            let list: Vec<String> = refused.iter().map(|m| format!("{m:#x}")).collect();
+            eprintln!("hv: restore: KVM here refused MSR(s) {} (left at their reset values)", list.join(", "));
+        }
+        raise_pending_upcall(&kvm)?;
+        tracer.emit(|| TraceEvent::Restore {
+            rip: GuestVirt::new(state.vcpu.regs.rip),
+            mem_bytes: state.ram_bytes,
+            mmu: config.mmu.name(),
+            taken_in: taken_in.name(),
+        });
+        for event in shadow.as_mut().map(ShadowPaging::drain_events).unwrap_or_default() {
+            tracer.emit(|| TraceEvent::Shadow(event));
+        }
+        let (control, mailbox) = control::channel();
+        Ok(Vm { devices, kvm, shadow, console, tracer, config: config.clone(), started, control, mailbox, session: None })
+    }
+}
+
+impl VmConfig {
+    /// How to continue `state`: its RAM size, its disk, its notification policy, in
+    /// memory mode `mmu` (the state's own if `None`); no trace, no timeout.
+    pub fn for_state(state: &VmState, mmu: Option<MmuMode>) -> Result<VmConfig, VmError> {
+        let taken_in = state.mode()?;
+        Ok(VmConfig {
+            kernel: None,
+            mem_mib: state.ram_bytes >> 20,
+            guest_args: state.guest_args.clone(),
+            trace: None,
+            trace_max_events: crate::vmm::config::DEFAULT_TRACE_MAX_EVENTS,
+            disk: state.disk.as_ref().map(|d| block::DiskConfig { path: d.path.clone(), read_only: d.read_only }),
+            notify_policy: if state.notify_always {
+                backend_drivers::runner::NotifyPolicy::Always
+            } else {
+                backend_drivers::runner::NotifyPolicy::EventIndex
+            },
+            timeout: None,
+            mmu: mmu.unwrap_or(taken_in),
+        })
+    }
+}
+
+/// Opens the disk the state names, after checking it is the same file, of the same size.
+fn open_same_disk(config: &VmConfig, state: &VmState) -> Result<Option<backend_drivers::block::image::DiskImage>, VmError> {
+    match (&state.disk, &config.disk) {
+        (None, None) => Ok(None),
+        (Some(saved), Some(disk)) => {
+            let now = DiskIdentity::of(disk)
+                .map_err(|e| VmError::Restore(format!("the guest's disk {}: {e}", disk.path.display())))?;
+            if let Some(problem) = saved.mismatch(&now) {
+                return Err(VmError::Restore(format!("the guest's disk: {problem}")));
+            }
+            Ok(Some(block::open_disk(disk).map_err(DeviceError::from)?))
+        }
+        (Some(saved), None) => Err(VmError::Restore(format!("the guest had a disk ({}) and none is given", saved.path.display()))),
+        (None, Some(_)) => Err(VmError::Restore("the guest had no disk; a restored guest cannot be given one".into())),
+    }
+}
+
+/// Rewrites `BootInfo::mmu_mode`: the guest reads it at every CR3 load
+/// (`hv::memory_mode` in pv-guest), so it follows a change of mode at once.
+fn tell_guest_its_mode(kvm: &KvmVm, mode: MmuMode) -> Result<(), VmError> {
+    let field = PseudoPhys::new(BOOT_INFO_GPA + core::mem::offset_of!(BootInfo, mmu_mode) as u64);
+    kvm.ram()
+        .write(field, &(mode as u32).to_le_bytes())
+        .map_err(|e| VmError::Restore(format!("the boot-info page is not in RAM: {e}")))
+}
+
+/// If a backend had marked a channel pending, make sure the guest hears of it: an
+/// upcall signalled just before the state was taken might not have reached the local
+/// APIC the state holds. An extra upcall is harmless (the guest re-checks its rings).
+fn raise_pending_upcall(kvm: &KvmVm) -> Result<(), VmError> {
+    let mut pending = [0u8; MAX_CHANNELS];
+    kvm.ram()
+        .read(PseudoPhys::new(SHARED_INFO_GPA + SHARED_INFO_PENDING_OFFSET as u64), &mut pending)
+        .map_err(|e| VmError::Restore(format!("the shared-info page is not in RAM: {e}")))?;
+    if pending.iter().all(|&p| p == 0) {
+        return Ok(());
+    }
+    let msi = kvm_bindings::kvm_msi { address_lo: LOCAL_APIC_GPA as u32, data: u32::from(UPCALL_VECTOR), ..Default::default() };
+    kvm.vm().signal_msi(msi).map(|_| ()).map_err(|e| VmError::Restore(format!("KVM_SIGNAL_MSI failed: {e}")))
+}
