@@ -179,3 +179,23 @@ fn hostile_wrong_version_other_kernel_and_not_a_log_are_refused() {
         let _ = std::fs::remove_file(path);
     }
 }
+
+#[test]
+fn until_with_snapshot_is_time_travel_restore_goes_on_from_there() {
+    require_kvm!();
+    let (log, snap) = (temp_path("travel.log"), temp_path("travel.snap"));
+    let recorded = hv(&["run", "--record", log.to_str().unwrap(), "--", "selftest"]);
+    recorded.expect_code(0);
+    let stopped = hv(&["replay", log.to_str().unwrap(), "--until", "300", "--snapshot", snap.to_str().unwrap()]);
+    stopped.expect_code(0);
+    stopped.expect(stopped.stderr.contains("wrote a snapshot there"), "the snapshot was written at exit 300");
+    // Restored in the other memory mode, with live devices: the selftest finishes, and
+    // what it printed before and after the snapshot is what the recorded run printed.
+    let restored = hv(&["restore", "--mmu", "shadow", snap.to_str().unwrap()]);
+    restored.expect_code(0);
+    assert_eq!(common::selftest_counts(&restored.stdout), common::selftest_counts(&recorded.stdout));
+    assert_eq!(format!("{}{}", stopped.stdout, restored.stdout), recorded.stdout, "the console continues where the replay stopped");
+    for path in [log, snap] {
+        let _ = std::fs::remove_file(path);
+    }
+}

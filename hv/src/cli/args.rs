@@ -244,6 +244,7 @@ Examples:
   hv run --record run.log --trace a.trace -- selftest
   hv replay run.log --trace b.trace          (then: cmp a.trace b.trace)
   hv replay run.log --until 200              stop after the guest's 200th exit
+  hv replay run.log --until 200 --snapshot s.snap; hv restore s.snap   go on from there
 See docs/vm-state.md (\"Record and replay\") for what is guaranteed and what is not.";
 
 /// Options of `hv replay`.
@@ -262,6 +263,12 @@ pub struct ReplayArgs {
     /// counts only exits the guest made) and say where the guest is.
     #[arg(long, value_name = "EXIT", value_parser = clap::value_parser!(u64).range(1..))]
     pub until: Option<u64>,
+
+    /// With --until: write a snapshot of the VM where the replay stopped (time travel:
+    /// `hv restore FILE` continues the guest from that exit, with its devices live).
+    /// Not for a run recorded with --disk (the replay has no disk to name).
+    #[arg(long, value_name = "FILE", requires = "until")]
+    pub snapshot: Option<PathBuf>,
 
     /// Write a trace to PATH, as `hv run --trace` does.
     #[arg(long, value_name = "PATH")]

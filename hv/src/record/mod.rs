@@ -107,6 +107,14 @@ impl Session {
         }
     }
 
+    /// Where a replay stopped by `--until` must write a snapshot, if asked.
+    pub fn snapshot_due(&self) -> Option<&std::path::Path> {
+        match self {
+            Session::Record(_) => None,
+            Session::Replay(r) => r.snapshot_due(),
+        }
+    }
+
     /// The run is over.
     pub fn finish(self, stop: &GuestStop, ram: &GuestRam) -> SessionReport {
         match self {

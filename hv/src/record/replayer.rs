@@ -10,6 +10,8 @@
 //! raised, at the same exit, so the guest sees exactly what it saw. The first event that
 //! does not match stops the replay with both sides ([`Divergence`]).
 
+use std::path::{Path, PathBuf};
+
 use pv_abi::addr::{PseudoPhys, PAGE_SIZE};
 
 use super::framing::{fnv, from_hex};
@@ -53,13 +55,21 @@ pub struct Replayer {
     stopped_at: Option<String>,
     /// The last exit the guest made.
     last_exit: Option<ExitRecord>,
+    /// Where to write a snapshot when `--until` stops the replay.
+    snapshot: Option<PathBuf>,
 }
 
 impl Replayer {
     /// A replay of `log` (its header already checked against this VM), stopping after
     /// exit `until` if given.
-    pub fn new(log: LogReader, until: Option<u64>) -> Self {
-        Replayer { log, exits: 0, events: 0, until, divergence: None, ended_early: None, stopped_at: None, last_exit: None }
+    pub fn new(log: LogReader, until: Option<u64>, snapshot: Option<PathBuf>) -> Self {
+        Replayer { log, exits: 0, events: 0, until, divergence: None, ended_early: None, stopped_at: None, last_exit: None, snapshot }
+    }
+
+    /// `--until` stopped the replay and a snapshot was asked for there: where to write it.
+    /// (hv's `state` layer writes it, from `vmm`, with the vCPU still at that exit.)
+    pub fn snapshot_due(&self) -> Option<&Path> {
+        self.stopped_at.as_ref().and(self.snapshot.as_deref())
     }
 
     fn diverge(&mut self, recorded: String, replay: String) -> Option<GuestStop> {

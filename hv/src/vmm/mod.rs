@@ -39,7 +39,7 @@ use crate::outcome::GuestStop;
 use crate::record::{Session, SessionReport};
 use crate::shadow::ShadowPaging;
 use crate::trace::{TraceEvent, TraceWriter, Tracer};
-use crate::vcpu::control::{self, VcpuControl, VcpuMailbox};
+use crate::vcpu::control::{self, ExitBoundary, VcpuControl, VcpuMailbox};
 use crate::vcpu::counters::VcpuCounters;
 use crate::vcpu::exit_loop::{self, LoopContext};
 use crate::vcpu::watchdog::Watchdog;
@@ -198,7 +198,28 @@ impl Vm {
                 session: session.as_mut(),
             },
         );
-        let session = session.map(|s| s.finish(&stop, kvm.ram()));
+        // `hv replay --until N --snapshot FILE`: the vCPU is still at exit N.
+        let snapshot = session.as_ref().and_then(Session::snapshot_due).map(|path| {
+            let path = path.to_path_buf();
+            let mut boundary = ExitBoundary {
+                kvm: &mut kvm,
+                shadow: shadow.as_mut(),
+                devices: &devices,
+                counters: &counters,
+                tracer: &tracer,
+                console: &console,
+                paused: true,
+                in_cr3_section: false,
+            };
+            session::snapshot_here(&path, &mut boundary, &config.guest_args)
+        });
+        let mut session = session.map(|s| s.finish(&stop, kvm.ram()));
+        if let (Some(report), Some(snapshot)) = (session.as_mut(), snapshot) {
+            match snapshot {
+                Ok(done) => report.note = Some(report.note.take().map_or(done.clone(), |n| format!("{n}; {done}"))),
+                Err(why) => report.problem = Some(format!("no snapshot at the --until point: {why}")),
+            }
+        }
         stats.vcpu = counters;
         stats.shadow = shadow.as_ref().map(ShadowPaging::counters);
         drop(watchdog);

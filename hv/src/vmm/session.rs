@@ -7,7 +7,7 @@
 //! ([`replay_config`]) and refuses to start if what it would boot differs
 //! ([`SessionSetup::check_replay`]).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use pv_abi::MmuMode;
 
@@ -17,6 +17,8 @@ use crate::devices::Serving;
 use crate::record::framing::fnv;
 use crate::record::log::{DiskIdentity, Header, LogReader, MAGIC, VERSION};
 use crate::record::{Recorder, Replayer, Session};
+use crate::state::{capture, snapshot_file, CaptureInputs};
+use crate::vcpu::control::{in_cr3_section, ExitBoundary};
 
 /// How a VM takes part in record and replay.
 pub enum SessionSetup {
@@ -31,6 +33,8 @@ pub enum SessionSetup {
         log: LogReader,
         /// Stop after this exit (`--until`).
         until: Option<u64>,
+        /// Write a snapshot there (`--snapshot`).
+        snapshot: Option<PathBuf>,
     },
 }
 
@@ -76,6 +80,10 @@ impl SessionSetup {
         if config.disk.is_some() {
             return mismatch("a disk given to the replay (it reads none: the log has what the device did)", "none".into(), "a disk".into());
         }
+        if let (Some(disk), SessionSetup::Replay { snapshot: Some(_), .. }) = (&h.disk, self) {
+            // A snapshot names the disk the restored guest goes on with; a replay has none.
+            return mismatch("--snapshot of a run with a disk (a replay reads no disk, so the snapshot could name none)", format!("disk {}", disk.path), "no disk".into());
+        }
         Ok(())
     }
 
@@ -84,9 +92,27 @@ impl SessionSetup {
     pub(super) fn start(self, header: &Header) -> Result<Session, VmError> {
         Ok(match self {
             SessionSetup::Record { log } => Session::Record(Recorder::create(&log, header)?),
-            SessionSetup::Replay { log, until } => Session::Replay(Replayer::new(log, until)),
+            SessionSetup::Replay { log, until, snapshot } => Session::Replay(Replayer::new(log, until, snapshot)),
         })
     }
+}
+
+/// `hv replay --until N --snapshot FILE`: the replay stopped after exit N with the vCPU
+/// still at that exit boundary; save the VM there as `hv ctl … snapshot` would (the
+/// replayed devices have nothing in flight: `devices::Devices::drain`). Returns the
+/// message to print.
+pub(super) fn snapshot_here(path: &Path, boundary: &mut ExitBoundary, guest_args: &[String]) -> Result<String, String> {
+    boundary.in_cr3_section = in_cr3_section(boundary.kvm);
+    let inputs = CaptureInputs { disk: None, notify_always: false, guest_args };
+    let state = capture(boundary, &inputs).map_err(|e| e.to_string())?;
+    let summary = snapshot_file::write(path, state, boundary.kvm.ram()).map_err(|e| e.to_string())?;
+    Ok(format!(
+        "wrote a snapshot there to {} ({} of {} pages stored); continue from there with `hv restore {}`",
+        path.display(),
+        summary.pages_stored,
+        summary.ram_pages,
+        path.display()
+    ))
 }
 
 /// The header of a log for this boot.
