@@ -135,7 +135,7 @@ pub(super) fn replay_command(args: ReplayArgs, started: Instant) -> ExitCode {
         let mut config = replay_config(log.header(), args.kernel.clone())?;
         config.trace = args.trace.clone().map(|p| (p, args.trace_format));
         config.timeout = args.timeout;
-        let setup = SessionSetup::Replay { log, until: args.until, snapshot: args.snapshot.clone() };
+        let setup = SessionSetup::Replay { log: Box::new(log), until: args.until, snapshot: args.snapshot.clone() };
         Vm::with_session(&config, Box::new(std::io::stdout()), started, Some(setup))?.run()
     };
     match run() {

@@ -40,8 +40,8 @@ pub use replayer::Replayer;
 pub enum Session {
     /// `hv run --record`.
     Record(Recorder),
-    /// `hv replay`.
-    Replay(Replayer),
+    /// `hv replay` (boxed: a replayer holds its open log).
+    Replay(Box<Replayer>),
 }
 
 /// What a session found, reported when the run ends.
@@ -79,8 +79,8 @@ impl Session {
     }
 
     /// A `read_clock` answered `tsc` from the host: logged, or replaced by the logged
-    /// value. `Err` stops the guest.
-    pub fn clock(&mut self, tsc: u64) -> Result<u64, Option<GuestStop>> {
+    /// value. `Err`: the replay diverged; the guest must stop (`Diverged::stop`).
+    pub fn clock(&mut self, tsc: u64) -> Result<u64, replayer::Diverged> {
         match self {
             Session::Record(r) => {
                 r.clock(tsc);

@@ -42,6 +42,17 @@ impl std::fmt::Display for Divergence {
     }
 }
 
+/// The replay diverged from the log (the details are kept in the replayer).
+#[derive(Debug)]
+pub struct Diverged;
+
+impl Diverged {
+    /// How the guest stops for it.
+    pub fn stop(self) -> Option<GuestStop> {
+        Some(GuestStop::Ended { why: "replay diverged from the log".into() })
+    }
+}
+
 /// A run being replayed.
 pub struct Replayer {
     log: LogReader,
@@ -72,15 +83,16 @@ impl Replayer {
         self.stopped_at.as_ref().and(self.snapshot.as_deref())
     }
 
-    fn diverge(&mut self, recorded: String, replay: String) -> Option<GuestStop> {
+    /// Notes the divergence; the guest must stop ([`Diverged::stop`]).
+    fn diverge(&mut self, recorded: String, replay: String) -> Diverged {
         let line = self.log.line();
         self.divergence = Some(Divergence { line, recorded, replay });
-        Some(GuestStop::Ended { why: "replay diverged from the log".into() })
+        Diverged
     }
 
-    /// The next logged event, or the stop a damaged log causes; `actual` says what the
+    /// The next logged event, or the divergence a damaged log is; `actual` says what the
     /// guest did, for the message.
-    fn next(&mut self, actual: &dyn Fn() -> String) -> Result<Event, Option<GuestStop>> {
+    fn next(&mut self, actual: &dyn Fn() -> String) -> Result<Event, Diverged> {
         match self.log.next_event() {
             Ok(event) => {
                 self.events += 1;
@@ -95,7 +107,7 @@ impl Replayer {
         self.exits = actual.n;
         self.last_exit = Some(actual.clone());
         match self.next(&|| actual.to_string()) {
-            Err(stop) => stop,
+            Err(diverged) => diverged.stop(),
             Ok(Event::Exit(logged)) if logged == actual => None,
             Ok(Event::End { exits, stop, memory_hash }) if exits + 1 == actual.n => {
                 // The recorded run was stopped from outside (a timeout, a control
@@ -103,7 +115,7 @@ impl Replayer {
                 self.ended_early = Some((exits, stop, memory_hash));
                 Some(GuestStop::Ended { why: "the recording ends here".into() })
             }
-            Ok(other) => self.diverge(other.describe(), actual.to_string()),
+            Ok(other) => self.diverge(other.describe(), actual.to_string()).stop(),
         }
     }
 
@@ -113,7 +125,7 @@ impl Replayer {
     }
 
     /// `read_clock`: the logged value replaces the host's.
-    pub fn clock(&mut self, host_tsc: u64) -> Result<u64, Option<GuestStop>> {
+    pub fn clock(&mut self, host_tsc: u64) -> Result<u64, Diverged> {
         let n = self.exits;
         match self.next(&|| format!("read_clock at exit {n}"))? {
             Event::Clock { n: logged, tsc } if logged == n => Ok(tsc),
@@ -135,13 +147,13 @@ impl Replayer {
         let actual = format!("doorbell port={port:#x} at exit {n} rip={rip:#x} ring={ring_hash}");
         let described = actual.clone();
         let device = match self.next(&move || described.clone()) {
-            Err(stop) => return stop,
+            Err(diverged) => return diverged.stop(),
             Ok(Event::Device(d)) if d.n == n && d.port == port && d.rip == rip && d.ring_hash == ring_hash => d,
-            Ok(other) => return self.diverge(other.describe(), actual),
+            Ok(other) => return self.diverge(other.describe(), actual).stop(),
         };
         for write in &device.writes {
             if let Err(what) = apply(vm.ram(), write.gpa, &write.data) {
-                return self.diverge(format!("a device write at {:#x}: {what}", write.gpa), actual);
+                return self.diverge(format!("a device write at {:#x}: {what}", write.gpa), actual).stop();
             }
         }
         for line in &device.lines {
@@ -153,7 +165,7 @@ impl Replayer {
                 let _ = std::io::Write::write_all(&mut out, &text);
             }
             Some(_) => {}
-            None => return self.diverge("console text that is not hex".into(), actual),
+            None => return self.diverge("console text that is not hex".into(), actual).stop(),
         }
         if device.upcall {
             if let Err(e) = raise_upcall(vm) {
@@ -192,10 +204,9 @@ impl Replayer {
             return report;
         }
         let line = super::stop_line(stop);
-        let recorded_hash;
         let (exits, described) = (self.exits, line.clone());
-        match self.next(&move || format!("end after {exits} exits: {described}")) {
-            Ok(Event::End { exits, stop: logged_stop, memory_hash }) if exits == self.exits && logged_stop == line => recorded_hash = memory_hash,
+        let recorded_hash = match self.next(&move || format!("end after {exits} exits: {described}")) {
+            Ok(Event::End { exits, stop: logged_stop, memory_hash }) if exits == self.exits && logged_stop == line => memory_hash,
             Ok(other) => {
                 let problem = Divergence { line: self.log.line(), recorded: other.describe(), replay: format!("end after {} exits: {line}", self.exits) };
                 report.problem = Some(problem.to_string());
@@ -205,7 +216,7 @@ impl Replayer {
                 report.problem = self.divergence.take().map(|d| d.to_string());
                 return report;
             }
-        }
+        };
         report.events = self.events;
         if let Some(until) = self.until.filter(|u| *u > self.exits) {
             report.note = Some(format!("--until {until}: the guest stopped after exit {}, before reaching it", self.exits));

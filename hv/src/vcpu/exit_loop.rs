@@ -311,7 +311,7 @@ fn handle_hypercall(vm: &mut KvmVm, cx: &mut LoopContext) -> Option<GuestStop> {
     if let (Some(session), Some(Hypercall::ReadClock), Ok(tsc)) = (cx.session.as_deref_mut(), Hypercall::from_number(req.nr), outcome.result) {
         match session.clock(tsc) {
             Ok(tsc) => outcome.result = Ok(tsc),
-            Err(stop) => return stop,
+            Err(diverged) => return diverged.stop(),
         }
     }
     let shadow_events = cx.shadow.as_deref_mut().map(ShadowPaging::drain_events).unwrap_or_default();

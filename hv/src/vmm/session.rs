@@ -29,8 +29,8 @@ pub enum SessionSetup {
     },
     /// `hv replay LOG`: the log, opened (its header read), and where to stop.
     Replay {
-        /// The log.
-        log: LogReader,
+        /// The log (boxed: it holds its reader's buffer).
+        log: Box<LogReader>,
         /// Stop after this exit (`--until`).
         until: Option<u64>,
         /// Write a snapshot there (`--snapshot`).
@@ -92,7 +92,7 @@ impl SessionSetup {
     pub(super) fn start(self, header: &Header) -> Result<Session, VmError> {
         Ok(match self {
             SessionSetup::Record { log } => Session::Record(Recorder::create(&log, header)?),
-            SessionSetup::Replay { log, until, snapshot } => Session::Replay(Replayer::new(log, until, snapshot)),
+            SessionSetup::Replay { log, until, snapshot } => Session::Replay(Box::new(Replayer::new(*log, until, snapshot))),
         })
     }
 }
