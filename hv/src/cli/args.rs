@@ -278,6 +278,11 @@ pub struct ReplayArgs {
     #[arg(long, value_name = "FORMAT", value_enum, default_value_t = TraceFormat::Text)]
     pub trace_format: TraceFormat,
 
+    /// Write at most N trace events (then a `trace-cut` line); give the recorded run's
+    /// value to compare cut traces.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_TRACE_MAX_EVENTS)]
+    pub trace_max: u64,
+
     /// Stop the replay if it is still running after SECS seconds (exit code 124).
     #[arg(long, value_name = "SECS", value_parser = parse_timeout)]
     pub timeout: Option<std::time::Duration>,

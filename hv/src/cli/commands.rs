@@ -134,6 +134,7 @@ pub(super) fn replay_command(args: ReplayArgs, started: Instant) -> ExitCode {
         let log = LogReader::open(&args.log)?;
         let mut config = replay_config(log.header(), args.kernel.clone())?;
         config.trace = args.trace.clone().map(|p| (p, args.trace_format));
+        config.trace_max_events = args.trace_max;
         config.timeout = args.timeout;
         let setup = SessionSetup::Replay { log: Box::new(log), until: args.until, snapshot: args.snapshot.clone() };
         Vm::with_session(&config, Box::new(std::io::stdout()), started, Some(setup))?.run()
