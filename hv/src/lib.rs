@@ -26,6 +26,7 @@
 //! | [`state`] | a VM's whole state out of the hypervisor: vCPU, devices' ring indices, memory mode; the snapshot file | run a guest |
 //! | [`vmm`] | [`vmm::Vm`]: one guest (memory, vCPU, devices, memory mode) as a value; its config, errors and stats | hold state shared with another `Vm` |
 //! | [`bench`](mod@bench) | `hv bench` and `hv blk-bench`: fresh VMs per measurement, baselines, reports | change how a guest runs |
+//! | [`control`] | the control socket (`hv run --control`, `hv ctl`): its protocol, server threads and client | touch a VM except through jobs on its vCPU thread |
 //! | [`cli`] | hv's command line: arguments, and the commands that run them | contain VMM logic |
 //!
 //! Differences from the plain layering one might expect: [`outcome`] sits below the
@@ -57,4 +58,5 @@ pub mod vcpu;
 pub mod state;
 pub mod vmm;
 pub mod bench;
+pub mod control;
 pub mod cli;

@@ -72,6 +72,13 @@ pub enum Command {
     #[command(after_help = BENCH_HELP)]
     Bench(BenchArgs),
 
+    /// Talk to a running hv through its control socket (`hv run --control PATH`).
+    ///
+    /// Sends one command and prints the reply: for a person, or the raw JSON reply with
+    /// --json. Exits with 0 if the command was done, and 1 with the error otherwise.
+    #[command(after_help = crate::control::commands::help())]
+    Ctl(CtlArgs),
+
     /// Continue a guest from a snapshot file, exactly where it was.
     ///
     /// The snapshot (written by `hv ctl PATH snapshot FILE`) holds the vCPU's state, each
@@ -139,6 +146,36 @@ pub struct RestoreArgs {
     /// restore took (from hv's start to the guest's first instruction).
     #[arg(long)]
     pub stats: bool,
+
+    /// Serve a control socket at PATH while the restored guest runs, as `hv run
+    /// --control` does (see `hv ctl --help`).
+    #[arg(long, value_name = "PATH")]
+    pub control: Option<PathBuf>,
+}
+
+/// Options of `hv ctl`.
+#[derive(Debug, Args)]
+pub struct CtlArgs {
+    /// Print the reply as the JSON line the server sent (may also come after COMMAND).
+    #[arg(long)]
+    pub json: bool,
+
+    /// Give up if the server sends nothing for SECS seconds (default: wait as long as
+    /// the command takes).
+    #[arg(long, value_name = "SECS", value_parser = parse_timeout)]
+    pub timeout: Option<std::time::Duration>,
+
+    /// The control socket (the PATH given to `hv run --control`).
+    #[arg(value_name = "PATH")]
+    pub path: PathBuf,
+
+    /// The command (see the list below).
+    #[arg(value_name = "COMMAND")]
+    pub command: String,
+
+    /// The command's arguments and options.
+    #[arg(value_name = "ARGS", trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
 }
 
 const BENCH_HELP: &str = "\
@@ -237,7 +274,8 @@ Examples:
   hv run
   hv run --stats -- selftest
   hv run --mmu shadow --stats -- selftest
-  hv run --trace boot.trace -- echo hello";
+  hv run --trace boot.trace -- echo hello
+  hv run --control /tmp/hv.sock -- count 1000   (then: hv ctl /tmp/hv.sock pause)";
 
 const REPLAY_HELP: &str = "\
 Examples:
@@ -350,6 +388,16 @@ pub struct RunArgs {
     /// guest's first console line, VM exits by reason, hypercalls by name.
     #[arg(long)]
     pub stats: bool,
+
+    /// Serve a control socket at PATH while the guest runs (see `hv ctl --help`).
+    ///
+    /// The socket is created owner-only (mode 0600); a stale socket left at PATH by an
+    /// hv that was killed is replaced, anything else there is refused. It is removed when
+    /// hv ends. hv prints one line on standard error saying where it listens. With a
+    /// control socket, Ctrl-C (SIGINT) and SIGTERM stop the guest cleanly and hv exits
+    /// with 128 + the signal's number.
+    #[arg(long, value_name = "PATH")]
+    pub control: Option<PathBuf>,
 
     /// Record the run to LOG for `hv replay`: every input the guest receives from
     /// outside its own instructions (device responses, upcalls, clock reads).

@@ -8,7 +8,8 @@ use std::time::Instant;
 
 use backend_drivers::runner::NotifyPolicy;
 
-use super::args::{BenchArgs, BenchMmuArg, BlkBenchArgs, ReplayArgs, RestoreArgs, RunArgs, StateBenchArgs};
+use super::args::{BenchArgs, BenchMmuArg, BlkBenchArgs, CtlArgs, ReplayArgs, RestoreArgs, RunArgs, StateBenchArgs};
+use crate::control::{self, ControlServer, Session};
 use crate::outcome::EXIT_VMM_ERROR;
 use crate::record::log::LogReader;
 use crate::vmm::session::replay_config;
@@ -91,8 +92,22 @@ pub(super) fn run_command(args: RunArgs, started: Instant) -> ExitCode {
         mmu: args.mmu.into(),
     };
     let setup = args.record.map(|log| SessionSetup::Record { log });
-    match Vm::with_session(&config, Box::new(std::io::stdout()), started, setup).and_then(Vm::run) {
-        Ok(report) => finish(&report, args.stats, false),
+    let vm = match Vm::with_session(&config, Box::new(std::io::stdout()), started, setup) {
+        Ok(vm) => vm,
+        Err(e) => {
+            eprintln!("hv: error: {e}");
+            return ExitCode::from(EXIT_VMM_ERROR);
+        }
+    };
+    let server = match serve_control(args.control.as_deref(), &vm, config, started) {
+        Ok(server) => server,
+        Err(code) => return code,
+    };
+    let result = vm.run();
+    let signal = server.as_ref().and_then(ControlServer::stopped_by_signal);
+    drop(server);
+    match result {
+        Ok(report) => finish(&report, args.stats, false, signal),
         Err(e) => {
             eprintln!("hv: error: {e}");
             ExitCode::from(EXIT_VMM_ERROR)
@@ -101,7 +116,7 @@ pub(super) fn run_command(args: RunArgs, started: Instant) -> ExitCode {
 }
 
 /// Reports how a run (recorded, replayed or plain) ended; returns hv's exit code.
-fn finish(report: &RunReport, stats: bool, replay: bool) -> ExitCode {
+fn finish(report: &RunReport, stats: bool, replay: bool, signal: Option<i32>) -> ExitCode {
     let diverged = report.session.as_ref().and_then(|s| s.problem.as_ref());
     // A replay stopped for a divergence or by --until ended by hv's hand: its stop is
     // no news from the guest.
@@ -124,7 +139,7 @@ fn finish(report: &RunReport, stats: bool, replay: bool) -> ExitCode {
             ExitCode::from(EXIT_VMM_ERROR)
         }
         None if quiet => ExitCode::SUCCESS,
-        None => ExitCode::from(report.stop.exit_code()),
+        None => exit_code(&report.stop, signal),
     }
 }
 
@@ -140,7 +155,7 @@ pub(super) fn replay_command(args: ReplayArgs, started: Instant) -> ExitCode {
         Vm::with_session(&config, Box::new(std::io::stdout()), started, Some(setup))?.run()
     };
     match run() {
-        Ok(report) => finish(&report, args.stats, true),
+        Ok(report) => finish(&report, args.stats, true, None),
         Err(e) => {
             eprintln!("hv: error: {e}");
             ExitCode::from(EXIT_VMM_ERROR)
@@ -174,7 +189,14 @@ pub(super) fn restore_command(args: RestoreArgs, started: Instant) -> ExitCode {
         Err(e) => return fail(&e),
     };
     let restored_in = started.elapsed();
-    match vm.run() {
+    let server = match serve_control(args.control.as_deref(), &vm, config, started) {
+        Ok(server) => server,
+        Err(code) => return code,
+    };
+    let result = vm.run();
+    let signal = server.as_ref().and_then(ControlServer::stopped_by_signal);
+    drop(server);
+    match result {
         Ok(report) => {
             if let Some(message) = report.stop.message() {
                 eprintln!("hv: {message}");
@@ -183,7 +205,7 @@ pub(super) fn restore_command(args: RestoreArgs, started: Instant) -> ExitCode {
                 eprintln!("restore: {:.3} ms from hv's start to the guest's first instruction", restored_in.as_secs_f64() * 1e3);
                 eprintln!("{}", report.stats);
             }
-            ExitCode::from(report.stop.exit_code())
+            exit_code(&report.stop, signal)
         }
         Err(e) => fail(&e),
     }
@@ -199,6 +221,74 @@ pub(super) fn state_bench_command(args: StateBenchArgs) -> ExitCode {
         }
         Err(e) => {
             eprintln!("hv: error: {e}");
+            ExitCode::from(EXIT_VMM_ERROR)
+        }
+    }
+}
+
+/// `--control PATH`: the control socket for `vm`, announced on standard error; SIGINT and
+/// SIGTERM then stop the guest cleanly (see [`exit_code`]). The caller keeps the server
+/// until the run is over; dropping it removes the socket.
+fn serve_control(path: Option<&std::path::Path>, vm: &Vm, config: VmConfig, started: Instant) -> Result<Option<ControlServer>, ExitCode> {
+    let Some(path) = path else { return Ok(None) };
+    match ControlServer::start_catching_signals(path, Session { control: vm.control(), config, started }) {
+        Ok(server) => {
+            eprintln!("hv: control socket listening at {}", server.path().display());
+            Ok(Some(server))
+        }
+        Err(e) => {
+            eprintln!("hv: error: {e}");
+            Err(ExitCode::from(EXIT_VMM_ERROR))
+        }
+    }
+}
+
+/// hv's exit code for a run that stopped with `stop`: 128 + the signal's number if a
+/// signal stopped it through the control socket (as a shell expects), else the stop's.
+fn exit_code(stop: &crate::outcome::GuestStop, signal: Option<i32>) -> ExitCode {
+    match signal {
+        Some(signal) => ExitCode::from(u8::try_from(128 + signal).unwrap_or(u8::MAX)),
+        None => ExitCode::from(stop.exit_code()),
+    }
+}
+
+/// `hv ctl`: one request to a control socket, its reply on standard output.
+pub(super) fn ctl_command(args: CtlArgs) -> ExitCode {
+    // `--json` is hv ctl's own option wherever it is written (`hv ctl P stats --json`),
+    // unless the command has a `json` argument of its own: then after the command it is
+    // the command's.
+    let command_takes_json = control::commands::find(&args.command).is_some_and(|c| c.fields.iter().any(|f| f.name == "json"));
+    let json = args.json || (!command_takes_json && args.args.iter().any(|a| a == "--json"));
+    let words: Vec<String> = args.args.into_iter().filter(|a| command_takes_json || a != "--json").collect();
+    let mut show_progress = |raw: &str, report: &control::protocol::Reply| {
+        if json {
+            println!("{raw}");
+        } else {
+            println!("{}", report.text);
+        }
+    };
+    let result = control::client::prepare(&args.command, &words)
+        .and_then(|(command, fields)| control::client::call(&args.path, command, &fields, args.timeout, &mut show_progress));
+    match result {
+        Ok((raw, answer)) => {
+            if json {
+                println!("{raw}");
+            }
+            match answer {
+                Ok(reply) => {
+                    if !json {
+                        println!("{}", reply.text);
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("hv ctl: error: {error}");
+                    ExitCode::from(EXIT_VMM_ERROR)
+                }
+            }
+        }
+        Err(e) => {
+            eprintln!("hv ctl: error: {e}");
             ExitCode::from(EXIT_VMM_ERROR)
         }
     }

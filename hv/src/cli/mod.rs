@@ -21,5 +21,6 @@ pub fn main() -> ExitCode {
         Command::Bench(args) => commands::bench_command(args),
         Command::Restore(args) => commands::restore_command(args, started),
         Command::StateBench(args) => commands::state_bench_command(args),
+        Command::Ctl(args) => commands::ctl_command(args),
     }
 }

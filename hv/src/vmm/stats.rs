@@ -1,4 +1,6 @@
-//! `--stats`: counters for one run, printed as a table when the guest stops.
+//! `--stats`: counters for one run, printed as a table when the guest stops
+//! ([`RunStats`]'s `Display`), and the same figures as JSON ([`RunStats::to_json`]) for
+//! programs (the control socket's `stats` command sends both).
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -49,6 +51,80 @@ impl RunStats {
 }
 
 impl RunStats {
+    /// The same figures as the table, as one JSON object: times in milliseconds, counters
+    /// by the names the table uses in its code (`exits.by_reason."io-out"`,
+    /// `devices.console.requests`, …). `shadow` is null in ept mode, `guest` until the
+    /// guest has handed over its own counters (at shutdown).
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::json;
+        let millis = |d: Duration| d.as_secs_f64() * 1e3;
+        let exits: serde_json::Map<String, serde_json::Value> =
+            self.vcpu.exits.iter().map(|(reason, n)| (reason.name().to_string(), json!(n))).collect();
+        let shadow = self.shadow.as_ref().map(|c| {
+            json!({
+                "trapped_pt_writes": c.trapped_pt_writes,
+                "shadow_syncs": c.shadow_syncs,
+                "cr3_loads": c.cr3_loads,
+                "roots_built": c.roots_built,
+                "root_hits": c.root_hits,
+                "roots_evicted": c.roots_evicted,
+                "roots_invalidated": c.roots_invalidated,
+                "tables_built": c.tables_built,
+                "tables_freed": c.tables_freed,
+                "entries_changed": c.entries_changed,
+                "recycles": c.recycles,
+                "refused": c.refused,
+            })
+        });
+        let guest = self.vcpu.guest.as_ref().map(|g| {
+            json!({
+                "page_faults": g.page_faults,
+                "cr3_loads": g.cr3_loads,
+                "syscalls": g.syscalls,
+                "direct_pt_writes": g.direct_pt_writes,
+                "batched_pt_writes": g.batched_pt_writes,
+            })
+        });
+        let devices: serde_json::Map<String, serde_json::Value> = self
+            .devices
+            .iter()
+            .map(|(name, d)| {
+                let figures = json!({
+                    "doorbells": d.doorbells,
+                    "wakeups": d.wakeups,
+                    "requests": d.requests,
+                    "upcalls": d.notifications,
+                    "upcalls_suppressed": d.notifications_suppressed,
+                    "failed_requests": d.failed_requests,
+                    "grant_refusals": d.grant_refusals,
+                    "bytes_to_guest": d.bytes_to_guest,
+                    "bytes_from_guest": d.bytes_from_guest,
+                    "ring_errors": d.ring_errors,
+                });
+                (name.to_string(), figures)
+            })
+            .collect();
+        json!({
+            "wall_ms": millis(self.wall),
+            "first_console_line_ms": self.first_console_line.map(millis),
+            "exits": { "total": self.vcpu.total_exits(), "by_reason": exits },
+            "hypercalls": {
+                "total": self.vcpu.total_hypercalls(),
+                "by_name": self.vcpu.hypercalls,
+                "refused": self.vcpu.hypercall_errors,
+            },
+            "mmu_update_entries": self.vcpu.mmu_update_entries,
+            "memory": {
+                "mode": self.mmu.name(),
+                "kvm_translation_flushes": self.vcpu.translation_flushes,
+                "shadow": shadow,
+                "guest": guest,
+            },
+            "devices": devices,
+            "doorbell_exits": self.vcpu.doorbell_exits,
+        })
+    }
+
     /// The memory-mode section: what the VMM did for the MMU, and what the guest counted.
     fn fmt_memory(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f)?;

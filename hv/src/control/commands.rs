@@ -1,0 +1,221 @@
+//! The control socket's commands: one table ([`COMMANDS`]) and one small handler each.
+//!
+//! A handler never touches the VM itself: the VM belongs to its vCPU thread. It hands
+//! that thread a job (`VcpuControl::call`), which runs at the next exit boundary with
+//! the whole VM in hand and says whether the guest then runs, stays paused or stops.
+//! `pause` is a job that answers "stay out of the guest"; `resume` one that answers "run";
+//! `status` and `stats` read counters and leave the guest as it was; `snapshot` is
+//! `crate::vmm::snapshot::take`, which is such a job too.
+//!
+//! To add a command: write its handler (`fn(&Session, &Args, &mut Progress) -> Result<Reply,
+//! String>`; a long one may report through `Progress` before it returns),
+//! add a row to [`COMMANDS`] with its fields, and document its request and reply in
+//! `super::protocol`'s table and in docs/control.md. `hv ctl` and the server's checks
+//! (`super::dispatch`) follow from the row.
+
+use std::time::Instant;
+
+use pv_abi::MmuMode;
+use serde_json::Value;
+
+use super::protocol::{self, Reply};
+use super::table::{Args, Field, FieldKind};
+use crate::vcpu::control::{AfterJob, ExitBoundary, VcpuControl};
+use crate::vmm::snapshot::{self as vm_snapshot, AfterSnapshot, SnapshotInputs};
+use crate::vmm::stats::RunStats;
+use crate::vmm::VmConfig;
+
+/// What the handlers work with: the running VM's control handle and what it was made of.
+pub struct Session {
+    /// Jobs for the vCPU thread.
+    pub control: VcpuControl,
+    /// The VM's configuration (kernel, guest arguments, disk, memory mode asked for).
+    pub config: VmConfig,
+    /// When hv started: uptime and `--stats` times count from here.
+    pub started: Instant,
+}
+
+/// Where a command sends progress reports before its reply (a migration's rounds, say):
+/// each goes to the client at once as a progress line. A client that has gone away makes
+/// this do nothing; the command goes on.
+pub type Progress<'a> = dyn FnMut(Reply) + 'a;
+
+/// One command of the control socket.
+pub struct Command {
+    /// `cmd` in a request.
+    pub name: &'static str,
+    /// One line for `hv ctl --help`.
+    pub about: &'static str,
+    /// Its arguments.
+    pub fields: &'static [Field],
+    /// Does it; the error is the reply's message.
+    pub run: fn(&Session, &Args, &mut Progress<'_>) -> Result<Reply, String>,
+}
+
+/// Every command, in the order `hv ctl --help` lists them.
+pub const COMMANDS: &[Command] = &[
+    Command { name: "pause", about: "stop running the guest at its next exit; answers once it is out of the guest", fields: &[], run: pause },
+    Command { name: "resume", about: "let a paused guest run on", fields: &[], run: resume },
+    Command {
+        name: "status",
+        about: "running or paused, memory mode, RAM, uptime, exits and hypercalls so far, kernel and guest arguments",
+        fields: &[],
+        run: status,
+    },
+    Command { name: "stats", about: "the --stats table so far (with --json: every figure as JSON)", fields: &[], run: stats },
+    Command {
+        name: "snapshot",
+        about: "write the whole VM to FILE (for hv restore), pausing the guest meanwhile; --stop: end the run after",
+        fields: &[
+            Field { name: "file", kind: FieldKind::Path, required: true, positional: true },
+            Field { name: "stop", kind: FieldKind::Flag, required: false, positional: false },
+        ],
+        run: snapshot,
+    },
+];
+
+/// The command called `name`.
+pub fn find(name: &str) -> Option<&'static Command> {
+    COMMANDS.iter().find(|c| c.name == name)
+}
+
+/// The command names, for messages.
+pub fn names() -> String {
+    COMMANDS.iter().map(|c| c.name).collect::<Vec<_>>().join(", ")
+}
+
+/// What a job answers to leave the guest as it found it.
+fn as_it_was(boundary: &ExitBoundary) -> AfterJob {
+    if boundary.paused {
+        AfterJob::Pause
+    } else {
+        AfterJob::Run
+    }
+}
+
+/// Runs `job` on the vCPU thread; the guest having ended is the error.
+fn on_vcpu<R: Send + 'static>(
+    session: &Session,
+    job: impl FnOnce(&mut ExitBoundary) -> (R, AfterJob) + Send + 'static,
+) -> Result<R, String> {
+    session.control.call(job).map_err(|gone| gone.to_string())
+}
+
+fn pause(session: &Session, _: &Args, _: &mut Progress) -> Result<Reply, String> {
+    let was_paused = on_vcpu(session, |b| (b.paused, AfterJob::Pause))?;
+    let text = if was_paused { "the guest was already paused" } else { "paused" };
+    Ok(Reply::new(text).with("state", "paused").with("changed", !was_paused))
+}
+
+fn resume(session: &Session, _: &Args, _: &mut Progress) -> Result<Reply, String> {
+    let was_paused = on_vcpu(session, |b| (b.paused, AfterJob::Run))?;
+    let text = if was_paused { "resumed" } else { "the guest was already running" };
+    Ok(Reply::new(text).with("state", "running").with("changed", was_paused))
+}
+
+/// What `status` reads on the vCPU thread.
+struct Live {
+    paused: bool,
+    shadow: bool,
+    exits: u64,
+    hypercalls: u64,
+    ram_bytes: u64,
+}
+
+fn status(session: &Session, _: &Args, _: &mut Progress) -> Result<Reply, String> {
+    let live = on_vcpu(session, |b| {
+        let live = Live {
+            paused: b.paused,
+            shadow: b.shadow.is_some(),
+            exits: b.counters.total_exits(),
+            hypercalls: b.counters.total_hypercalls(),
+            ram_bytes: b.kvm.ram().size(),
+        };
+        (live, as_it_was(b))
+    })?;
+    let state = if live.paused { "paused" } else { "running" };
+    let mmu = if live.shadow { MmuMode::Shadow } else { MmuMode::Ept }.name();
+    let uptime = session.started.elapsed();
+    let kernel = session.config.kernel.as_ref().map_or_else(|| "built-in pv-guest".to_string(), |p| p.display().to_string());
+    let args = &session.config.guest_args;
+    let mut text = String::new();
+    for (label, value) in [
+        ("state", state.to_string()),
+        ("memory mode", mmu.to_string()),
+        ("RAM", format!("{} MiB", live.ram_bytes >> 20)),
+        ("uptime", format!("{:.3} s", uptime.as_secs_f64())),
+        ("VM exits", live.exits.to_string()),
+        ("hypercalls", live.hypercalls.to_string()),
+        ("kernel", kernel.clone()),
+        ("guest args", if args.is_empty() { "(none)".to_string() } else { args.join(" ") }),
+    ] {
+        text.push_str(&format!("{label:<12} {value}\n"));
+    }
+    text.pop();
+    Ok(Reply::new(text)
+        .with("state", state)
+        .with("mmu", mmu)
+        .with("exits", live.exits)
+        .with("hypercalls", live.hypercalls)
+        .with("uptime_ms", uptime.as_secs_f64() * 1e3)
+        .with("ram_bytes", live.ram_bytes)
+        .with("kernel", kernel)
+        .with("guest_args", Value::from(args.clone())))
+}
+
+fn stats(session: &Session, _: &Args, _: &mut Progress) -> Result<Reply, String> {
+    let started = session.started;
+    let stats = on_vcpu(session, move |b| {
+        let mut stats = RunStats::new(started);
+        stats.mmu = if b.shadow.is_some() { MmuMode::Shadow } else { MmuMode::Ept };
+        stats.vcpu = b.counters.clone();
+        stats.shadow = b.shadow.as_deref().map(|s| s.counters());
+        // The backend threads answer for themselves; the guest waits meanwhile (a few
+        // microseconds: each thread replies between two requests).
+        stats.devices = b.devices.stats_now();
+        stats.finish(b.console.first_line_at());
+        (stats, as_it_was(b))
+    })?;
+    Ok(Reply::new(stats.to_string()).with("stats", stats.to_json()))
+}
+
+fn snapshot(session: &Session, args: &Args, _: &mut Progress) -> Result<Reply, String> {
+    let file = args.text("file").ok_or("'snapshot' needs \"file\"")?;
+    let after = if args.flag("stop") { AfterSnapshot::Stop } else { AfterSnapshot::Continue };
+    let inputs = SnapshotInputs::from_config(&session.config);
+    let report = vm_snapshot::take(&session.control, inputs, file.into(), after).map_err(|e| format!("snapshot: {e}"))?;
+    let s = &report.summary;
+    let paused_ms = report.paused_for.as_secs_f64() * 1e3;
+    let then = match after {
+        AfterSnapshot::Stop => "the guest has stopped",
+        AfterSnapshot::Continue => "the guest goes on",
+    };
+    let text = format!(
+        "snapshot written to {}: {} of {} pages stored ({:.1} MiB on disk), guest paused {paused_ms:.1} ms; {then}",
+        s.path.display(),
+        s.pages_stored,
+        s.ram_pages,
+        s.stored_bytes as f64 / f64::from(1 << 20),
+    );
+    Ok(Reply::new(text)
+        .with("file", s.path.display().to_string())
+        .with("pages_stored", s.pages_stored)
+        .with("ram_pages", s.ram_pages)
+        .with("file_bytes", s.file_bytes)
+        .with("stored_bytes", s.stored_bytes)
+        .with("paused_ms", paused_ms)
+        .with("stopped", after == AfterSnapshot::Stop))
+}
+
+/// The `hv ctl --help` list of commands.
+pub fn help() -> String {
+    let mut help = String::from("Commands (hv ctl PATH COMMAND ...):\n");
+    for c in COMMANDS {
+        help.push_str(&format!("  {:<24} {}\n", super::table::usage(c.name, c.fields), c.about));
+    }
+    help.push_str(&format!(
+        "\nThe protocol (one JSON object per line, version {}) is in docs/control.md.",
+        protocol::VERSION
+    ));
+    help
+}
