@@ -41,6 +41,65 @@ fn a_missing_kernel_file_is_named() {
     r.expect(r.stderr.contains("cannot read the kernel /nonexistent/kernel.elf"), "names the file");
 }
 
+/// Makes a FIFO (named pipe) at `path`.
+fn mkfifo(path: &std::path::Path) {
+    let c_path = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo reads the NUL-terminated path, which lives until after the call.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0, "mkfifo {}", path.display());
+}
+
+#[test]
+fn hostile_kernel_paths_that_are_not_regular_files_are_refused_before_opening() {
+    // A FIFO used to hang hv forever (the open waits for a writer); /dev/zero and
+    // /dev/urandom were read until memory ran out (their size is 0); a directory failed
+    // late. Each is now refused by what it is, in one line, without KVM.
+    let fifo = temp_path("kernel.fifo");
+    mkfifo(&fifo);
+    let dir = std::env::temp_dir();
+    let cases = [
+        (fifo.to_str().unwrap(), "is a FIFO (named pipe)"),
+        ("/dev/zero", "is a character device"),
+        ("/dev/urandom", "is a character device"),
+        (dir.to_str().unwrap(), "is a directory"),
+    ];
+    for (path, kind) in cases {
+        let r = hv(&["run", "--kernel", path]);
+        r.expect_code(1);
+        r.expect(r.stderr.contains(kind) && r.stderr.contains("--kernel must name a regular file"), &format!("{path} refused as what it is"));
+        r.expect(r.stderr.lines().count() == 1, "one line");
+    }
+    std::fs::remove_file(&fifo).ok();
+}
+
+#[test]
+fn hostile_kernel_larger_than_any_guest_is_refused_without_reading_it() {
+    // A sparse file one byte over the limit: refused by its size, before any read.
+    let path = temp_path("huge.elf");
+    let file = std::fs::File::create(&path).unwrap();
+    file.set_len(hv::boot::elf::MAX_KERNEL_FILE_BYTES + 1).unwrap();
+    let r = hv(&["run", "--kernel", path.to_str().unwrap()]);
+    std::fs::remove_file(&path).ok();
+    r.expect_code(1);
+    r.expect(r.stderr.contains("hv reads kernels of at most"), "names the limit");
+}
+
+#[test]
+fn hostile_disk_paths_that_are_neither_files_nor_block_devices_are_refused() {
+    // `--disk FIFO,ro` used to hang; `--disk DIRECTORY,ro` was taken as an 8-sector disk
+    // whose every read failed.
+    let fifo = temp_path("disk.fifo");
+    mkfifo(&fifo);
+    let dir = std::env::temp_dir();
+    for (path, kind) in [(fifo.to_str().unwrap(), "is a FIFO (named pipe)"), (dir.to_str().unwrap(), "is a directory")] {
+        for suffix in [",ro", ""] {
+            let r = hv(&["run", "--disk", &format!("{path}{suffix}")]);
+            r.expect_code(1);
+            r.expect(r.stderr.contains(kind) && r.stderr.contains("must be a regular file or a block device"), &format!("{path}{suffix} refused"));
+        }
+    }
+    std::fs::remove_file(&fifo).ok();
+}
+
 #[test]
 fn a_bad_memory_size_is_refused() {
     for mem in ["3", "7", "3074", "65536", "0"] {

@@ -4,7 +4,9 @@
 //! - `--stats` shows trapped page-table writes and shadow syncs in shadow mode, none in ept;
 //! - `hostile-ptes` plants entries a hostile kernel might write, and shadow mode refuses
 //!   each one, with a trace event naming why;
-//! - the trace of one small fixed workload (`task-demo`) is a snapshot in each mode.
+//! - the trace of one small fixed workload (`task-demo`) is a snapshot in each mode;
+//! - `overflow-shadow` asks for more shadow tables than the shadow area holds, with
+//!   `set_cr3` and with `mmu_update`: each gets E2BIG and the guest runs on.
 
 mod common;
 use common::{hv, selftest_counts, temp_path};
@@ -66,6 +68,24 @@ fn hostile_ptes_are_each_refused_in_shadow_mode_with_the_reason() {
     }
     let ept = hv(&["run", "--mmu", "ept", "--", "hostile-ptes"]);
     ept.expect_code(2);
+}
+
+#[test]
+fn hostile_address_spaces_too_big_for_the_shadow_area_get_e2big_and_the_guest_runs_on() {
+    require_kvm!();
+    // At 16 MiB the shadow area has 160 frames; the guest builds 200 page tables under
+    // one root, then grows its loaded space one page table per batch.
+    let trace = temp_path("overflow.trace");
+    let r = hv(&["run", "--mem", "16", "--mmu", "shadow", "--stats", "--trace", trace.to_str().unwrap(), "--", "overflow-shadow", "200"]);
+    let text = std::fs::read_to_string(&trace).unwrap_or_default();
+    std::fs::remove_file(&trace).ok();
+    r.expect_code(0);
+    r.expect(r.stdout.contains("overflow-shadow: set_cr3 of a space with 200 page tables: E2BIG; the kernel runs on"), "set_cr3 refused");
+    r.expect(r.stdout.contains("overflow-shadow: mmu_update growing the loaded space: E2BIG at page table"), "mmu_update refused");
+    for call in ["set_cr3", "mmu_update"] {
+        assert!(text.lines().any(|l| l.contains(call) && l.contains("E2BIG")), "no {call} answered E2BIG in the trace");
+    }
+    assert!(text.contains("every shadow dropped"), "the area overflowed on the way");
 }
 
 fn task_demo_trace(mode: &str) -> String {

@@ -283,6 +283,95 @@ fn hostile_write_to_a_read_only_disk_is_refused_and_its_bytes_kept() {
     assert_eq!(image.bytes(), before);
 }
 
+/// A tmpfs of a few KiB mounted for one test (a full file system on demand), unmounted
+/// and removed when dropped. `None`, said loudly, where mounting is not allowed.
+struct SmallFs(std::path::PathBuf);
+impl SmallFs {
+    fn mount(kib: u64) -> Option<Self> {
+        let dir = std::env::temp_dir().join(format!("hv-split-{}-tmpfs", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={kib}k"), "tmpfs", dir.to_str().unwrap()])
+            .stderr(std::process::Stdio::null())
+            .status();
+        if !status.is_ok_and(|s| s.success()) {
+            eprintln!("SKIPPED: cannot mount a small tmpfs here (needs root): the ENOSPC test did not run");
+            std::fs::remove_dir(&dir).ok();
+            return None;
+        }
+        Some(SmallFs(dir))
+    }
+}
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+#[test]
+fn hostile_disk_on_a_full_file_system_reports_eio_and_never_a_write_that_did_not_land() {
+    let Some(fs) = SmallFs::mount(64) else { return };
+    let path = fs.0.join("disk.img");
+    // 1 MiB of disk on 64 KiB of file system: a sparse file that fills as it is written.
+    std::fs::File::create(&path).unwrap().set_len(1 << 20).unwrap();
+    let m = memory();
+    let disk = DiskImage::open(&path, false).unwrap();
+    let rig = rig(&m, BlockBackend::new(disk, GrantTable::new(m.clone(), PseudoPhys::new(GRANT_TABLE), data_frames())), NotifyPolicy::EventIndex);
+    let mut front = block_front(&m, &rig);
+    let frames: Vec<PseudoFrame> = (0..16).map(data_frame).collect();
+    // 128 sectors (64 KiB) per request, each request's bytes its own.
+    let mut answers = Vec::new();
+    for (i, sector) in (0..2048u64).step_by(128).enumerate() {
+        m.write_slice(&[i as u8 + 1; 16 * 4096], GuestAddress(FIRST_DATA_FRAME * 4096)).unwrap();
+        answers.push((sector, i as u8 + 1, front.transfer(BlockOp::Write, sector, 128, &frames).unwrap()));
+    }
+    assert!(answers.iter().any(|(_, _, s)| *s == BlockStatus::IoError), "the file system filled: {answers:?}");
+    assert_eq!(front.transfer(BlockOp::Flush, 0, 0, &[]).unwrap(), BlockStatus::Ok, "what was reported written is on the file system");
+    let on_disk = std::fs::read(&path).unwrap();
+    for (sector, byte, status) in &answers {
+        if *status == BlockStatus::Ok {
+            let at = (*sector * 512) as usize;
+            assert!(on_disk[at..at + 128 * 512].iter().all(|b| b == byte), "a write reported done at sector {sector} is in the file");
+        }
+    }
+    // The backend goes on serving.
+    assert_eq!(front.transfer(BlockOp::Read, 0, 8, &[data_frame(0)]).unwrap(), BlockStatus::Ok);
+    let stats = rig.backend.stop().unwrap();
+    assert!(stats.failed_requests >= 1);
+}
+
+#[test]
+fn hostile_disk_image_that_shrinks_gives_read_errors_and_hv_goes_on() {
+    let m = memory();
+    let image = TempImage::new("shrink", 64);
+    let rig = block_rig(&m, &image, false);
+    let mut front = block_front(&m, &rig);
+    // Someone truncates the image under hv to 16 sectors.
+    std::fs::OpenOptions::new().write(true).open(&image.0).unwrap().set_len(16 * 512).unwrap();
+    assert_eq!(front.transfer(BlockOp::Read, 32, 8, &[data_frame(0)]).unwrap(), BlockStatus::IoError, "past the new end");
+    assert_eq!(front.transfer(BlockOp::Read, 0, 8, &[data_frame(0)]).unwrap(), BlockStatus::Ok, "before it");
+    // A write past the new end lands in the file (which grows again): it is reported done
+    // because it is there.
+    m.write_slice(&[0xcd; 4096], GuestAddress(FIRST_DATA_FRAME * 4096)).unwrap();
+    assert_eq!(front.transfer(BlockOp::Write, 40, 8, &[data_frame(0)]).unwrap(), BlockStatus::Ok);
+    assert_eq!(front.transfer(BlockOp::Flush, 0, 0, &[]).unwrap(), BlockStatus::Ok);
+    assert!(image.bytes()[40 * 512..48 * 512].iter().all(|b| *b == 0xcd));
+}
+
+#[test]
+fn hostile_disk_image_removed_under_hv_refuses_writes_and_flushes() {
+    let m = memory();
+    let image = TempImage::new("removed", 64);
+    let rig = block_rig(&m, &image, false);
+    let mut front = block_front(&m, &rig);
+    std::fs::remove_file(&image.0).unwrap();
+    assert_eq!(front.transfer(BlockOp::Write, 0, 8, &[data_frame(0)]).unwrap(), BlockStatus::IoError, "the data would vanish with hv");
+    assert_eq!(front.transfer(BlockOp::Flush, 0, 0, &[]).unwrap(), BlockStatus::IoError);
+    // Reads still answer from the open file: its data is intact.
+    assert_eq!(front.transfer(BlockOp::Read, 0, 8, &[data_frame(0)]).unwrap(), BlockStatus::Ok);
+}
+
 /// Sends one hand-made request straight through the ring and returns the response.
 fn raw_block_request(m: &GuestMemory, rig: &Rig, request: BlockRequest) -> BlockResponse {
     let mut ring: FrontRing<GuestPage, BlockRequest, BlockResponse> = FrontRing::init(page(m, RING));

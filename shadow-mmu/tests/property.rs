@@ -11,7 +11,7 @@ use pv_abi::addr::{GuestVirt, MachineAddr, MachineFrame, PseudoFrame, PseudoPhys
 use pv_abi::paging::{Pte, PteFlags};
 use shadow_mmu::reference::reference_translate;
 use shadow_mmu::shadow::SyncOutcome;
-use shadow_mmu::{P2m, ShadowConfig, ShadowMmu, VecMemory};
+use shadow_mmu::{P2m, ShadowConfig, ShadowError, ShadowMmu, VecMemory};
 
 /// Entry bits as the raw words a guest writes.
 const P: u64 = PteFlags::PRESENT.bits();
@@ -119,14 +119,26 @@ fn run(ops: &[Op], pool_traps_writes: bool, shadow_frames: u64) -> Result<(), Te
             Op::Batch(writes) => {
                 let batch: Vec<_> =
                     writes.iter().map(|(t, i, v)| (PseudoPhys::new((POOL_START + t) * PAGE + i * 8), Pte::from_raw(v.encode()))).collect();
-                dropped = s.mmu_update(&mut mem, &batch).unwrap() == SyncOutcome::AllDropped;
+                match s.mmu_update(&mut mem, &batch) {
+                    Ok(outcome) => dropped = outcome == SyncOutcome::AllDropped,
+                    // The batch would have grown the loaded space past a tiny area: it was
+                    // undone and the loaded root built again, possibly elsewhere.
+                    Err(ShadowError::AreaTooSmall) => {
+                        prop_assert_eq!(s.current_root(), current.map(|(g, _)| PseudoPhys::new(g * PAGE)));
+                        current = current.and_then(|(g, _)| s.current_shadow().map(|m| (g, m)));
+                        prop_assert!(current.is_some(), "a refused batch left the loaded root without a shadow");
+                    }
+                    Err(e) => return Err(TestCaseError::fail(format!("{e} after {op:?}"))),
+                }
             }
             Op::Load { root } => {
                 let guest = POOL_START + root;
                 match s.load_root(&mut mem, PseudoPhys::new(guest * PAGE)) {
                     Ok(shadow) => current = Some((guest, shadow)),
-                    // A tree too big for a tiny shadow area: a legitimate refusal.
-                    Err(_) => current = None,
+                    // A tree too big for a tiny shadow area: a legitimate refusal, after
+                    // which the root loaded before still runs (its shadow possibly rebuilt
+                    // elsewhere, which is where CR3 then points).
+                    Err(_) => current = current.and_then(|(g, _)| s.current_shadow().map(|m| (g, m))),
                 }
             }
         }

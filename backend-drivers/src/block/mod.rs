@@ -8,6 +8,12 @@
 //! 3. the data moved between the image ([`image::DiskImage`]) and the granted frames,
 //!    one 4 KiB segment at a time;
 //! 4. a flush waits until the image's data is on the host's disk (`fdatasync`).
+//!
+//! Disk faults lose nothing silently: the guest gets `IoError` for a write that did not
+//! reach the file in full (a full file system), a read the file cannot answer (an image
+//! that shrank), a write or flush to an image that was removed, and a flush whose
+//! `fdatasync` failed (and every flush after it: [`image::DiskImage::flush`]). hv says
+//! so once on stderr and goes on serving.
 
 pub mod check;
 pub mod image;
@@ -86,6 +92,8 @@ impl BlockBackend {
     /// Writes the granted frames' contents to the image.
     fn write(&mut self, req: &CheckedRequest, cx: &mut HandlerContext) -> Result<(), BlockStatus> {
         let frames = Self::check_grants(&self.grants, req, cx)?;
+        // Written to a removed image, the data would vanish with hv: not "done".
+        self.image.check_present().map_err(|_| BlockStatus::IoError)?;
         for (i, frame) in frames.iter().enumerate() {
             let (offset, len) = req.segment_span(i);
             let buf = &mut self.buffer[..len];

@@ -111,8 +111,10 @@ pub fn prepare(ram: &GuestRam, inputs: &BootInputs) -> Result<BootPlan, BootErro
     tables.map_local_apic()?;
     cpu_state::write_boot_gdt(ram)?;
 
-    let kernel_start = image.segments.iter().map(|s| s.phys_pages().0).min().unwrap_or_default().raw();
-    let kernel_end = image.segments.iter().map(|s| s.phys_pages().1).max().unwrap_or_default().raw();
+    // Empty segments cover no page, so they neither start nor end the kernel.
+    let occupied = || image.segments.iter().filter(|s| s.mem_size > 0);
+    let kernel_start = occupied().map(|s| s.phys_pages().0).min().unwrap_or_default().raw();
+    let kernel_end = occupied().map(|s| s.phys_pages().1).max().unwrap_or_default().raw();
     let mut info = BootInfo {
         mmu_mode: inputs.mmu as u32,
         mem_bytes: ram.size(),

@@ -243,6 +243,17 @@ mod tests {
     }
 
     #[test]
+    fn hostile_an_empty_segment_inside_the_text_page_leaves_it_executable() {
+        let ram = GuestRam::new(16 << 20).unwrap();
+        let mut pt = BootPageTables::new(&ram, true, POOL).unwrap();
+        pt.map_segment(&segment(0x20_0000, 0x100, false, true)).unwrap();
+        // Legal ELF: a zero-size writable, non-executable segment in the text's page.
+        pt.map_segment(&segment(0x20_0800, 0, true, false)).unwrap();
+        let v = KERNEL_VIRT_BASE + 0x20_0010;
+        assert_eq!(walk_at(&ram, pt.root, v), Some((0x20_0010, false, true)), "the text page keeps its own permissions");
+    }
+
+    #[test]
     fn direct_map_covers_exactly_ram() {
         let ram = GuestRam::new(6 << 20).unwrap();
         let mut pt = BootPageTables::new(&ram, true, POOL).unwrap();

@@ -269,6 +269,7 @@ quoted ';' word, e.g. `-- blk-fill 0 8 7 ';' count 5`: they run in order until o
   count N [MS]            print count: 1..N, MS ms apart (default 10): watch a snapshot or migration
   count-user N [SPIN]     the same from a ring-3 task, spinning SPIN times between lines
   hostile-ptes            (--mmu shadow) write page-table entries hv must refuse; each is refused
+  overflow-shadow [N]     (--mmu shadow) ask for more shadow tables than the area holds; each call gets E2BIG
   dirty-loop MIB PAGES_PER_S [SECONDS]
                           write PAGES_PER_S pages a second (0: as fast as it can) of a MIB
                           buffer for SECONDS (default 5): a working set to migrate

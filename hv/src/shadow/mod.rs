@@ -155,7 +155,9 @@ impl ShadowPaging {
     }
 
     /// Loads guest root `root` (pseudo-physical): returns the machine address of its
-    /// shadow, for CR3.
+    /// shadow, for CR3. If it fails (`AreaTooSmall`: the root's tables do not fit in the
+    /// shadow area), the root loaded before stays loaded, with a shadow at
+    /// [`ShadowPaging::current_cr3`].
     pub fn load_root(&mut self, ram: &GuestRam, root: PseudoPhys) -> Result<MachineAddr, ShadowError> {
         let mut view = Self::view(&self.layout, &self.area, ram);
         let shadow = self.engine.load_root(&mut view, root)?;
@@ -173,16 +175,35 @@ impl ShadowPaging {
         };
         self.trapped_writes += 1;
         // A store may be narrower than an entry, or straddle two: merge it into each
-        // 8-byte entry it touches and apply those whole. Offsets are in bytes from the
-        // first entry touched; the store is at most 8 bytes (an MMIO exit's data).
+        // 8-byte entry it touches and apply those whole. Every entry is worked out and
+        // checked before any is applied, so a store straddling the end of the pool
+        // changes nothing (all or nothing, like an `mmu_update` batch).
+        let writes = self.merge_store(ram, pseudo, data)?;
+        let mut dropped = false;
+        for (entry, value) in &writes {
+            let mut view = Self::view(&self.layout, &self.area, ram);
+            dropped |= self.engine.guest_pt_write(&mut view, *entry, *value)? == SyncOutcome::AllDropped;
+        }
+        let (entry, value) = writes.first().copied().unwrap_or((pseudo, Pte::EMPTY));
+        let reload = if dropped { self.reload_current(ram)? } else { None };
+        Ok(MmioWrite::PageTable(TrappedWrite { entry, value, reload }))
+    }
+
+    /// The whole entries a store of `data` at pool address `pseudo` makes: (entry, new
+    /// value) for each entry it touches, every one of them in the pool. Offsets are in
+    /// bytes from the first entry touched; an MMIO exit's data is at most 8 bytes, so a
+    /// store touches at most two entries.
+    fn merge_store(&self, ram: &GuestRam, pseudo: PseudoPhys, data: &[u8]) -> Result<Vec<(PseudoPhys, Pte)>, ShadowError> {
         let store_at = pseudo.page_offset() % ENTRY_SIZE;
         let first_entry = pseudo.checked_sub(store_at).ok_or(ShadowError::NotInPool(pseudo))?;
         let store_end = store_at + data.len() as u64;
-        let mut first = None;
-        let mut dropped = false;
+        let mut writes = Vec::with_capacity(2);
         let mut entry_offset = 0;
         while entry_offset < store_end {
             let entry = first_entry.checked_add(entry_offset).ok_or(ShadowError::NotInPool(pseudo))?;
+            if !self.layout.pool.contains(&entry) {
+                return Err(ShadowError::NotInPool(entry));
+            }
             let mut bytes = ram.read_u64(entry).map_err(|_| ShadowError::NotInPool(entry))?.to_le_bytes();
             for (i, b) in bytes.iter_mut().enumerate() {
                 let at = entry_offset + i as u64;
@@ -190,25 +211,33 @@ impl ShadowPaging {
                     *b = data[(at - store_at) as usize];
                 }
             }
-            let value = Pte::from_raw(u64::from_le_bytes(bytes));
-            let mut view = Self::view(&self.layout, &self.area, ram);
-            dropped |= self.engine.guest_pt_write(&mut view, entry, value)? == SyncOutcome::AllDropped;
-            first.get_or_insert((entry, value));
-            entry_offset += 8;
+            writes.push((entry, Pte::from_raw(u64::from_le_bytes(bytes))));
+            entry_offset += ENTRY_SIZE;
         }
-        let (entry, value) = first.unwrap_or((pseudo, Pte::EMPTY));
-        let reload = if dropped { self.reload_current(ram)? } else { None };
-        Ok(MmioWrite::PageTable(TrappedWrite { entry, value, reload }))
+        Ok(writes)
     }
 
     /// `mmu_update` in shadow mode: the batch of (entry, value) goes through the
     /// engine. Returns the new CR3 if every shadow was dropped on the way.
+    ///
+    /// A batch that would grow the loaded address space past the shadow area is undone
+    /// and refused (`AreaTooSmall`); the loaded root keeps a shadow, which may have
+    /// moved: the caller loads [`ShadowPaging::current_cr3`] then.
     pub fn mmu_update(&mut self, ram: &GuestRam, updates: &[(PseudoPhys, Pte)]) -> Result<Option<MachineAddr>, ShadowError> {
         let mut view = Self::view(&self.layout, &self.area, ram);
         match self.engine.mmu_update(&mut view, updates)? {
-            SyncOutcome::AllDropped => self.reload_current(ram),
+            // The engine has already built the loaded root again.
+            SyncOutcome::AllDropped => Ok(self.engine.current_shadow()),
             SyncOutcome::Synced => Ok(None),
         }
+    }
+
+    /// The machine address CR3 must hold for the loaded guest root, if one is loaded
+    /// and has a shadow. A failed `set_cr3` or `mmu_update` leaves the loaded root with a
+    /// shadow, but possibly a rebuilt one elsewhere: the caller compares this before
+    /// and after, and loads CR3 again if it moved.
+    pub fn current_cr3(&self) -> Option<MachineAddr> {
+        self.engine.current_shadow()
     }
 
     /// After a drop-all the loaded shadow root is gone: build the current one again.
@@ -286,6 +315,101 @@ mod tests {
         shadow.trapped_write(&ram, machine, &[1, 2, 3, 4, 5, 6, 7, 8]).unwrap();
         assert_eq!(ram.read_u64(root).unwrap(), 0x0403_0201_0000_0000);
         assert_eq!(ram.read_u64(at(8)).unwrap(), 0x0000_0000_0807_0605);
+    }
+
+    #[test]
+    fn hostile_store_straddling_the_end_of_the_pool_changes_nothing() {
+        let (ram, mut shadow, _) = setup();
+        let last = shadow.layout().pool.end.checked_sub(8).unwrap();
+        ram.write_u64(last, 0x1111_2222_3333_4444).unwrap();
+        let machine = shadow.layout().machine_of(last.checked_add(4).unwrap()).unwrap();
+        let r = shadow.trapped_write(&ram, machine, &[1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(r, Err(ShadowError::NotInPool(shadow.layout().pool.end)));
+        assert_eq!(ram.read_u64(last).unwrap(), 0x1111_2222_3333_4444, "not even the half inside the pool was applied");
+        assert_eq!(shadow.engine.stats().guest_writes, 0);
+    }
+
+    /// Entry bits for the trees below: present, writable, user; a data page also NX.
+    const TABLE: u64 = 0x7;
+    const DATA: u64 = 0x8000_0000_0000_0007;
+    /// The data page every test tree maps.
+    const PAGE: u64 = 0x10_0000;
+
+    /// The pool's frame `n` (pseudo-physical address).
+    fn pool_frame(shadow: &ShadowPaging, n: u64) -> PseudoPhys {
+        shadow.layout().pool.start.checked_add(n * 0x1000).unwrap()
+    }
+
+    /// Stores entry `index` of the table at `table` (no trap: the test plays the guest
+    /// before hv hears of it, as for a space that is not loaded).
+    fn store(ram: &GuestRam, table: PseudoPhys, index: u64, value: u64) {
+        ram.write_u64(table.checked_add(index * 8).unwrap(), value).unwrap();
+    }
+
+    /// A space at pool frame `first`: PML4 → PDPT → PD → `pts` PTs, each mapping
+    /// [`PAGE`] at its first entry (va i × 2 MiB for PT i). Uses pool frames
+    /// `first .. first + 3 + pts`.
+    fn space(ram: &GuestRam, shadow: &ShadowPaging, first: u64, pts: u64) -> PseudoPhys {
+        let f = |n| pool_frame(shadow, first + n);
+        store(ram, f(0), 0, f(1).raw() | TABLE);
+        store(ram, f(1), 0, f(2).raw() | TABLE);
+        for i in 0..pts {
+            store(ram, f(2), i, f(3 + i).raw() | TABLE);
+            store(ram, f(3 + i), 0, PAGE | DATA);
+        }
+        f(0)
+    }
+
+    /// Where the loaded space maps `va`, through the shadow CR3 points at.
+    fn through_cr3(shadow: &ShadowPaging, ram: &GuestRam, va: u64) -> Option<MachineAddr> {
+        let cr3 = shadow.current_cr3()?;
+        let view = ShadowPaging::view(&shadow.layout, &shadow.area, ram);
+        shadow.engine.translate_shadow(&view, cr3, pv_abi::addr::GuestVirt::new(va)).map(|t| t.machine)
+    }
+
+    #[test]
+    fn hostile_set_cr3_to_a_root_too_big_for_the_shadow_area_keeps_the_loaded_space() {
+        let ram = GuestRam::new(RAM).unwrap();
+        let mut shadow = ShadowPaging::new(RAM).unwrap();
+        let area_frames = shadow.layout().shadow_bytes / 0x1000;
+        let small = space(&ram, &shadow, 0, 1);
+        shadow.load_root(&ram, small).unwrap();
+        let page = shadow.layout().machine_of(PseudoPhys::new(PAGE));
+        assert_eq!(through_cr3(&shadow, &ram, 0), page);
+        // More page tables under one root than the whole shadow area has frames.
+        let big = space(&ram, &shadow, 4, area_frames);
+        assert_eq!(shadow.load_root(&ram, big), Err(ShadowError::AreaTooSmall));
+        assert_eq!(shadow.guest_root(), Some(small), "the loaded space is still the loaded one");
+        assert_eq!(through_cr3(&shadow, &ram, 0), page, "and CR3 reaches a whole shadow of it");
+        assert_eq!(through_cr3(&shadow, &ram, 1 << 21), None);
+    }
+
+    #[test]
+    fn hostile_mmu_update_overgrowing_the_loaded_space_is_undone() {
+        let ram = GuestRam::new(RAM).unwrap();
+        let mut shadow = ShadowPaging::new(RAM).unwrap();
+        let area_frames = shadow.layout().shadow_bytes / 0x1000;
+        let root = space(&ram, &shadow, 0, 1);
+        shadow.load_root(&ram, root).unwrap();
+        // Link more PTs into the loaded space's PD than the area can shadow, a batch at a
+        // time as the guest's writer does; the batch that overflows is refused whole.
+        let pd = pool_frame(&shadow, 2);
+        let mut refused = None;
+        for i in 1..=area_frames {
+            let entry = pd.checked_add(i * 8).unwrap();
+            match shadow.mmu_update(&ram, &[(entry, Pte::from_raw(pool_frame(&shadow, 3 + i).raw() | TABLE))]) {
+                Ok(_) => {}
+                Err(e) => {
+                    refused = Some((i, e));
+                    break;
+                }
+            }
+        }
+        let (i, e) = refused.expect("the area overflowed");
+        assert_eq!(e, ShadowError::AreaTooSmall);
+        assert_eq!(ram.read_u64(pd.checked_add(i * 8).unwrap()).unwrap(), 0, "the refused batch was undone");
+        assert_eq!(through_cr3(&shadow, &ram, 0), shadow.layout().machine_of(PseudoPhys::new(PAGE)), "the loaded space runs on");
+        assert_eq!(shadow.guest_root(), Some(root));
     }
 
     #[test]

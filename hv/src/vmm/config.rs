@@ -1,7 +1,11 @@
 //! What one guest is made of, before it exists: its kernel, RAM size, devices, memory
 //! mode and the run's options (`hv run`'s flags, or a program's choice).
 
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
+
+use backend_drivers::block::image::file_kind;
 
 use backend_drivers::runner::NotifyPolicy;
 use pv_abi::layout::{LARGE_PAGE_SIZE, MAX_MEM_MIB, MIN_MEM_MIB};
@@ -71,16 +75,39 @@ pub(super) fn check_memory_size(mib: u64) -> Result<u64, VmError> {
     Ok(bytes)
 }
 
-/// The kernel file's bytes (the built-in pv-guest without `--kernel`), size-checked
-/// before it is read.
+/// The kernel file's bytes (the built-in pv-guest without `--kernel`).
+///
+/// The path may name anything, so it is checked before it is opened, and the read is
+/// bounded whatever the file claims:
+/// - only a regular file is opened: a FIFO would block hv until some other program
+///   wrote to it, a directory cannot be read, and a device (`/dev/zero`) has no size;
+/// - the open does not block (in case the path became a FIFO since the check), and the
+///   open file is checked again;
+/// - at most [`MAX_KERNEL_FILE_BYTES`] + 1 bytes are read, so a file that grows while it
+///   is read, or lies about its size, is refused instead of eating memory.
 pub(super) fn read_kernel(config: &VmConfig) -> Result<Vec<u8>, VmError> {
     let Some(path) = &config.kernel else {
         return Ok(guest_image::PV_GUEST_ELF.to_vec());
     };
     let read_err = |source| VmError::ReadKernel { path: path.clone(), source };
-    let len = std::fs::metadata(path).map_err(read_err)?.len();
-    if len > MAX_KERNEL_FILE_BYTES {
-        return Err(VmError::KernelTooLarge { path: path.clone(), len });
+    let not_a_file = |t| VmError::KernelNotAFile { path: path.clone(), kind: file_kind(t) };
+    let metadata = std::fs::metadata(path).map_err(read_err)?;
+    if !metadata.is_file() {
+        return Err(not_a_file(metadata.file_type()));
     }
-    std::fs::read(path).map_err(read_err)
+    let too_large = |len| VmError::KernelTooLarge { path: path.clone(), len };
+    if metadata.len() > MAX_KERNEL_FILE_BYTES {
+        return Err(too_large(metadata.len()));
+    }
+    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path).map_err(read_err)?;
+    let opened = file.metadata().map_err(read_err)?;
+    if !opened.is_file() {
+        return Err(not_a_file(opened.file_type()));
+    }
+    let mut bytes = Vec::with_capacity(opened.len().min(MAX_KERNEL_FILE_BYTES) as usize);
+    file.take(MAX_KERNEL_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(read_err)?;
+    if bytes.len() as u64 > MAX_KERNEL_FILE_BYTES {
+        return Err(too_large(bytes.len() as u64));
+    }
+    Ok(bytes)
 }

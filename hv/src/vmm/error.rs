@@ -35,12 +35,20 @@ pub enum VmError {
         /// Why.
         source: std::io::Error,
     },
-    /// The kernel file is too large.
-    #[error("the kernel {path} is {len} bytes; hv reads kernels of at most {MAX_KERNEL_FILE_BYTES} bytes")]
+    /// The kernel path names something other than a regular file.
+    #[error("the kernel {path} is {kind}; --kernel must name a regular file (an ELF executable)")]
+    KernelNotAFile {
+        /// The path.
+        path: PathBuf,
+        /// What it is instead ("a directory", "a FIFO (named pipe)", ...).
+        kind: &'static str,
+    },
+    /// The file is too large (or grew past the limit while it was read).
+    #[error("the kernel {path} is {len} bytes or more; hv reads kernels of at most {MAX_KERNEL_FILE_BYTES} bytes")]
     KernelTooLarge {
         /// The path.
         path: PathBuf,
-        /// Its size.
+        /// Its size (or how much of it was read before the limit was passed).
         len: u64,
     },
     /// The guest could not be loaded.

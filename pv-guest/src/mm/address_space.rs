@@ -80,8 +80,15 @@ impl AddressSpace {
                 let new = pool::alloc_table().ok_or(MmuError::NoTables)?;
                 // Intermediate entries allow everything; the leaf decides. Flush at once:
                 // the walk reads through this entry next.
-                w.write(e, Pte::to_pseudo(new.frame(), PteFlags::PRESENT | PteFlags::WRITABLE | PteFlags::USER))?;
-                w.flush()?;
+                let linked = w
+                    .write(e, Pte::to_pseudo(new.frame(), PteFlags::PRESENT | PteFlags::WRITABLE | PteFlags::USER))
+                    .and_then(|()| w.flush());
+                if let Err(err) = linked {
+                    // A refused batch changed nothing (hv undoes it whole), so the new
+                    // table is linked nowhere and still all zero: give it back.
+                    pool::free_table(new);
+                    return Err(err);
+                }
                 table = new;
             } else if pte.is_large() {
                 return Err(MmuError::AlreadyMapped);

@@ -60,7 +60,11 @@ impl ShadowFrames {
             None => return Err(BuildError::AreaFull),
         };
         for i in 0..ENTRIES {
-            mem.write_entry(frame, i, Pte::EMPTY).map_err(BuildError::Memory)?;
+            if let Err(e) = mem.write_entry(frame, i, Pte::EMPTY) {
+                // Not handed out after all; retired, since part of it may have changed.
+                self.retire(frame);
+                return Err(BuildError::Memory(e));
+            }
         }
         Ok(frame)
     }

@@ -13,6 +13,12 @@
 //! `refs.rs`, which shadow tables exist and the reference counts that free them; and
 //! `frames.rs`, the allocator of the shadow area's frames (fresh, free, retired until a
 //! flush).
+//!
+//! Every operation is all or nothing where the guest could tell the difference: a
+//! shadow table whose build fails part-way is unregistered and what it linked released
+//! (`shadow_of`), so a failed build leaves the engine as it was; and the root the CPU
+//! runs on survives a failed `load_root` or `mmu_update` (it is kept, or built again),
+//! so the guest gets its error code and runs on instead of fetching from a freed frame.
 
 mod frames;
 mod reflect;
@@ -65,6 +71,11 @@ pub enum SyncOutcome {
 /// Every frame of the shadow area has one: [`ShadowMmu::new`] checks.
 fn table_address(frame: MachineFrame) -> Result<MachineAddr, MemoryError> {
     frame.checked_address().ok_or(MemoryError::NoSuchEntry { table: frame, index: 0 })
+}
+
+/// The index, in its table, of the entry at `entry`.
+fn entry_index(entry: PseudoPhys) -> usize {
+    (entry.page_offset() / ENTRY_SIZE) as usize
 }
 
 /// The shadow-paging engine.
@@ -159,16 +170,43 @@ impl ShadowMmu {
             self.roots.push_front(root);
             return Ok(table_address(shadow)?);
         }
-        // A full area is emptied and the build tried once more; a build that still
-        // fails leaves nothing half-built behind (build_or_drop_all).
-        let shadow = match self.build_or_drop_all(mem, frame) {
-            Err(BuildError::AreaFull) => self.build_or_drop_all(mem, frame),
+        // A failed build leaves nothing behind (`shadow_of` unwinds), so each retry
+        // starts from a consistent engine, and the loaded root's shadow, which CR3
+        // still points at, is given up only if the new root can then be loaded instead.
+        let shadow = match self.shadow_of(mem, frame, ROOT_LEVEL) {
+            // First make room by forgetting the cached roots nobody runs on.
+            Err(BuildError::AreaFull) => {
+                self.drop_idle_roots(mem);
+                self.shadow_of(mem, frame, ROOT_LEVEL)
+            }
+            other => other,
+        };
+        let shadow = match shadow {
+            // Then the loaded root's own tables, if another root is being loaded: the
+            // new one may fit alone. If it does not, the loaded root is built again so
+            // the guest goes on where it was (its shadow may now be elsewhere:
+            // `current_shadow`).
+            Err(BuildError::AreaFull) if self.current.is_some_and(|c| c != root) => {
+                self.drop_all();
+                let result = self.shadow_of(mem, frame, ROOT_LEVEL);
+                if result.is_err() {
+                    self.rebuild_current(mem);
+                }
+                result
+            }
             other => other,
         }
         .map_err(BuildError::into_error)?;
         let shadow_root = table_address(shadow)?;
         // Only a root that loaded becomes current: after a failure the CPU stays where it was.
         self.current = Some(root);
+        self.cache_root(mem, root, shadow_root, shadow);
+        Ok(shadow_root)
+    }
+
+    /// Puts the newly built shadow root `shadow` (at `shadow_root`) of guest root `root`
+    /// in the root cache, evicting the least recently loaded roots beyond its bound.
+    fn cache_root(&mut self, mem: &mut dyn MachineMemory, root: PseudoPhys, shadow_root: MachineAddr, shadow: MachineFrame) {
         self.tables.add_ref(shadow); // the root cache's reference
         self.stats.roots_built += 1;
         self.events.push(ShadowEvent::RootBuilt { guest: root, shadow: shadow_root });
@@ -180,7 +218,40 @@ impl ShadowMmu {
                 self.events.push(ShadowEvent::RootEvicted { guest: old });
             }
         }
-        Ok(shadow_root)
+    }
+
+    /// Drops every cached root except the loaded one, to make room in the area.
+    fn drop_idle_roots(&mut self, mem: &mut dyn MachineMemory) {
+        let idle: Vec<PseudoPhys> = self.roots.iter().copied().filter(|r| Some(*r) != self.current).collect();
+        for old in idle {
+            self.roots.retain(|r| *r != old);
+            self.drop_cached_root(mem, old);
+            self.stats.roots_evicted += 1;
+            self.events.push(ShadowEvent::RootEvicted { guest: old });
+        }
+    }
+
+    /// Builds the loaded root's shadow again if it has none (after every shadow was
+    /// dropped to make room for a root that then did not fit). It fitted before and the
+    /// guest's tables have not changed since, so in an empty area it fits again.
+    fn rebuild_current(&mut self, mem: &mut dyn MachineMemory) {
+        let Some(root) = self.current else { return };
+        if self.tables.shadow(root.frame(), ROOT_LEVEL).is_some() {
+            return;
+        }
+        if let Ok(shadow) = self.shadow_of(mem, root.frame(), ROOT_LEVEL) {
+            if let Ok(shadow_root) = table_address(shadow) {
+                self.cache_root(mem, root, shadow_root, shadow);
+            }
+        }
+    }
+
+    /// The machine address of the loaded root's shadow (what CR3 must hold), if it has
+    /// one. After a failed [`ShadowMmu::load_root`] or [`ShadowMmu::mmu_update`] the
+    /// loaded root still has its shadow, but it may have been rebuilt elsewhere.
+    pub fn current_shadow(&self) -> Option<MachineAddr> {
+        let root = self.current?;
+        table_address(self.tables.shadow(root.frame(), ROOT_LEVEL)?).ok()
     }
 
     /// The guest wrote `value` to the entry at `entry` (in a pool frame): store it in the
@@ -242,8 +313,14 @@ impl ShadowMmu {
     /// reference.
     fn replace_shadow_entry(&mut self, mem: &mut dyn MachineMemory, shadow: MachineFrame, index: usize, new: Pte, level: u32) -> Result<(), ShadowError> {
         // LAB 4 BEGIN: replace one shadow entry: note a needed flush if a present entry changed, then release the old child
-        let old = mem.read_entry(shadow, index)?;
-        mem.write_entry(shadow, index, new)?;
+        let old = match mem.read_entry(shadow, index).and_then(|old| mem.write_entry(shadow, index, new).map(|()| old)) {
+            Ok(old) => old,
+            Err(e) => {
+                // `new` is stored nowhere: the reference `reflect` took for it goes back.
+                self.release_child(mem, new, level);
+                return Err(e.into());
+            }
+        };
         if old.is_present() && old != new {
             // A translation the CPU may hold was changed or removed.
             self.flush_needed = true;
@@ -259,16 +336,38 @@ impl ShadowMmu {
     }
 
     /// Applies a batch of writes; all entries are checked first, so a bad batch changes
-    /// nothing. Returns the outcome of the whole batch.
+    /// nothing. Returns the outcome of the whole batch: `AllDropped` if the area filled
+    /// on the way, in which case the loaded root's shadow was built again (CR3 must be
+    /// loaded with [`ShadowMmu::current_shadow`]).
+    ///
+    /// If the batch grows the loaded address space beyond what the area can hold, the
+    /// whole batch is undone in the guest's tables, the loaded root is built again as it
+    /// was, and the error is `AreaTooSmall`: the guest gets E2BIG and runs on (CR3 must
+    /// then be loaded with `current_shadow` too).
     pub fn mmu_update(&mut self, mem: &mut dyn MachineMemory, updates: &[(PseudoPhys, Pte)]) -> Result<SyncOutcome, ShadowError> {
         if let Some((bad, _)) = updates.iter().find(|(e, _)| !self.config.is_pool_entry(*e)) {
             return Err(ShadowError::NotInPool(*bad));
         }
+        // What each entry held before, to undo the batch with (read before it is written:
+        // a batch may write one entry twice).
+        let mut before = Vec::with_capacity(updates.len());
         let mut outcome = SyncOutcome::Synced;
         for (entry, value) in updates {
+            before.push((*entry, read_guest_entry(mem, &self.p2m, entry.frame(), entry_index(*entry)).unwrap_or(Pte::EMPTY)));
             if self.guest_pt_write(mem, *entry, *value)? == SyncOutcome::AllDropped {
                 outcome = SyncOutcome::AllDropped;
             }
+        }
+        let Some(root) = self.current.filter(|_| outcome == SyncOutcome::AllDropped) else { return Ok(outcome) };
+        if let Err(e) = self.load_root(mem, root) {
+            // Every shadow is gone (the area filled, and the failed build left nothing),
+            // so the guest's tables can be put back with plain stores, newest first.
+            for (entry, old) in before.iter().rev() {
+                let machine = self.p2m.machine_frame(entry.frame()).ok_or(ShadowError::NotInPool(*entry))?;
+                mem.write_entry(machine, entry_index(*entry), *old)?;
+            }
+            self.load_root(mem, root)?;
+            return Err(e);
         }
         Ok(outcome)
     }
@@ -284,35 +383,47 @@ impl ShadowMmu {
         self.tables.unreachable(mem, self.roots.iter().map(|r| r.frame()))
     }
 
-    /// Builds the shadow of root `frame`; if that fails part-way, drops every shadow, so
-    /// that no half-filled shadow table can ever be found in the cache later.
-    fn build_or_drop_all(&mut self, mem: &mut dyn MachineMemory, frame: PseudoFrame) -> Result<MachineFrame, BuildError> {
-        let result = self.shadow_of(mem, frame, ROOT_LEVEL);
-        if result.is_err() {
-            self.drop_all();
-        }
-        result
-    }
-
     /// The shadow of guest table `frame` used at `level`, built (completely) if needed.
-    /// The caller takes a reference to it.
+    /// The caller takes a reference to it. All or nothing: if the build fails part-way
+    /// (the area is full, or memory cannot be written), the half-built table is
+    /// unregistered and what it already linked is released, so the engine is as it was.
     fn shadow_of(&mut self, mem: &mut dyn MachineMemory, frame: PseudoFrame, level: u32) -> Result<MachineFrame, BuildError> {
         if let Some(s) = self.tables.shadow(frame, level) {
             return Ok(s);
         }
         let shadow = self.alloc_shadow(mem)?;
         // Registered before it is filled: a guest table that reaches itself again lower
-        // down is at another level, so this never recurses forever (levels only fall).
+        // down is at another level, so this never recurses forever (levels only fall),
+        // and nothing can take a reference to this table while it is being filled.
         self.tables.insert(frame, level, shadow);
         self.stats.tables_built += 1;
+        if let Err(e) = self.fill(mem, frame, level, shadow) {
+            self.release_table(mem, shadow);
+            return Err(e);
+        }
+        Ok(shadow)
+    }
+
+    /// Fills the new shadow table `shadow` of guest table `frame` at `level`.
+    fn fill(&mut self, mem: &mut dyn MachineMemory, frame: PseudoFrame, level: u32, shadow: MachineFrame) -> Result<(), BuildError> {
         for index in 0..ENTRIES {
             let guest = read_guest_entry(mem, &self.p2m, frame, index).unwrap_or(Pte::EMPTY);
             let entry = self.reflect(mem, guest, level)?;
             if entry != Pte::EMPTY {
-                mem.write_entry(shadow, index, entry).map_err(BuildError::Memory)?;
+                if let Err(e) = mem.write_entry(shadow, index, entry) {
+                    // The reference `reflect` took is not stored anywhere: give it back.
+                    self.release_child(mem, entry, level);
+                    return Err(BuildError::Memory(e));
+                }
             }
         }
-        Ok(shadow)
+        Ok(())
+    }
+
+    /// Drops a reference to shadow table `shadow` (the last one, for a table being
+    /// unwound), freeing what nothing reaches any more.
+    fn release_table(&mut self, mem: &mut dyn MachineMemory, shadow: MachineFrame) {
+        self.stats.tables_freed += self.tables.release(mem, &mut self.frames, shadow);
     }
 
     /// A shadow entry `old` at `level` was overwritten: drop its reference to the lower
@@ -324,7 +435,7 @@ impl ShadowMmu {
     /// Forgets cached root `guest` (already taken out of `roots`).
     fn drop_cached_root(&mut self, mem: &mut dyn MachineMemory, guest: PseudoPhys) {
         if let Some(shadow) = self.tables.shadow(guest.frame(), ROOT_LEVEL) {
-            self.stats.tables_freed += self.tables.release(mem, &mut self.frames, shadow);
+            self.release_table(mem, shadow);
         }
     }
 

@@ -340,3 +340,143 @@ fn unlinking_a_subtree_frees_its_shadows_for_reuse() {
     assert_eq!(s.stats().tables_built, 6, "rebuilt, in frames taken from the free list");
     assert!(s.drain_events().iter().all(|e| !matches!(e, ShadowEvent::Refused { .. })));
 }
+
+/// A shadow area of `frames` frames, the rest as [`setup`].
+fn setup_area(frames: u64) -> (VecMemory, ShadowMmu) {
+    let mem = VecMemory::new(MACHINE_BASE + GUEST_FRAMES);
+    let config = ShadowConfig { pool: PseudoFrame::new(POOL.start)..PseudoFrame::new(POOL.end), shadow_area: MachineFrame::new(0)..MachineFrame::new(frames), root_cache: 4, pool_traps_writes: false, device_frames: Vec::new() };
+    (mem, ShadowMmu::new(config, P2m::swapped_halves(GUEST_FRAMES, MachineFrame::new(MACHINE_BASE), 512)).unwrap())
+}
+
+/// Guest root 970 → PDPT 971 → PD 972 → `pts` PTs (973…), each mapping one page: a
+/// space of `pts + 3` tables, built with plain stores (it is not loaded, so the engine
+/// need not hear of them).
+fn big_space(mem: &mut VecMemory, pts: u64) {
+    let store = |mem: &mut VecMemory, frame: u64, index: u64, value: u64| {
+        let machine = P2m::swapped_halves(GUEST_FRAMES, MachineFrame::new(MACHINE_BASE), 512).machine_frame(PseudoFrame::new(frame)).unwrap();
+        mem.write_entry(machine, index as usize, Pte::from_raw(value)).unwrap();
+    };
+    store(mem, 970, 0, (971 * PAGE_SIZE) | TABLE);
+    store(mem, 971, 0, (972 * PAGE_SIZE) | TABLE);
+    for i in 0..pts {
+        store(mem, 972, i, ((973 + i) * PAGE_SIZE) | TABLE);
+        store(mem, 973 + i, 0, (100 * PAGE_SIZE) | DATA);
+    }
+}
+
+#[test]
+fn hostile_set_cr3_to_a_root_too_big_for_the_area_leaves_the_loaded_root_alive() {
+    let (mut mem, mut s) = setup_area(12);
+    simple_tree(&mut mem, &mut s);
+    s.load_root(&mut mem, PseudoPhys::new(960 * PAGE_SIZE)).unwrap();
+    big_space(&mut mem, 20); // 23 tables: more than the whole area
+    assert_eq!(s.load_root(&mut mem, PseudoPhys::new(970 * PAGE_SIZE)), Err(ShadowError::AreaTooSmall));
+    assert_eq!(s.current_root(), Some(PseudoPhys::new(960 * PAGE_SIZE)), "the CPU stays in the space it was in");
+    let cr3 = s.current_shadow().expect("the loaded root still has a shadow");
+    for va in [0, 0x1000, 1 << 30] {
+        check_against_reference(&mem, &s, 960, cr3, va);
+    }
+    assert!(s.translate_shadow(&mem, cr3, GuestVirt::new(0x123)).is_some());
+    assert_eq!(s.unreachable_tables(&mem), 0);
+    // The failed builds left nothing behind: only the loaded space's four tables live.
+    assert_eq!(s.live_tables(), 4);
+    // A root that fits alone, but not beside the loaded one, still loads (the loaded
+    // root's tables make room for it).
+    let (mut mem, mut s) = setup_area(12);
+    simple_tree(&mut mem, &mut s);
+    s.load_root(&mut mem, PseudoPhys::new(960 * PAGE_SIZE)).unwrap();
+    big_space(&mut mem, 8); // 11 tables
+    let root = s.load_root(&mut mem, PseudoPhys::new(970 * PAGE_SIZE)).unwrap();
+    check_against_reference(&mem, &s, 970, root, 7 << 21);
+    assert_eq!(s.current_shadow(), Some(root));
+}
+
+#[test]
+fn hostile_mmu_update_growing_the_loaded_space_past_the_area_is_undone() {
+    let (mut mem, mut s) = setup_area(12);
+    simple_tree(&mut mem, &mut s);
+    s.load_root(&mut mem, PseudoPhys::new(960 * PAGE_SIZE)).unwrap();
+    // Link 20 more PTs into the loaded space's PD, one batch.
+    let batch: Vec<_> = (1..=20u64).map(|i| (entry(962, i), Pte::from_raw(((963 + i) * PAGE_SIZE) | TABLE))).collect();
+    assert_eq!(s.mmu_update(&mut mem, &batch), Err(ShadowError::AreaTooSmall));
+    for i in 1..=20u64 {
+        let machine = s.p2m().machine_frame(PseudoFrame::new(962)).unwrap();
+        assert_eq!(mem.read_entry(machine, i as usize), Ok(Pte::EMPTY), "entry {i} of the batch was undone");
+    }
+    assert_eq!(s.current_root(), Some(PseudoPhys::new(960 * PAGE_SIZE)));
+    let cr3 = s.current_shadow().expect("the loaded root was built again");
+    for va in [0, 0x1000, 1 << 21] {
+        check_against_reference(&mem, &s, 960, cr3, va);
+    }
+    assert!(s.translate_shadow(&mem, cr3, GuestVirt::new(0)).is_some());
+    assert_eq!(s.unreachable_tables(&mem), 0);
+    // A batch that fits after the drop is applied, and the caller gets the new CR3.
+    let batch: Vec<_> = (1..=4u64).map(|i| (entry(962, i), Pte::from_raw(((963 + i) * PAGE_SIZE) | TABLE))).collect();
+    assert!(s.mmu_update(&mut mem, &batch).is_ok());
+    let cr3 = s.current_shadow().unwrap();
+    check_against_reference(&mem, &s, 960, cr3, 4 << 21);
+}
+
+/// Memory that refuses to store a non-zero value at one address (zeroing a frame still
+/// works, so the failure comes in the middle of a build, not at its start).
+struct FailingStore {
+    inner: VecMemory,
+    at: MachineAddr,
+}
+
+impl MachineMemory for FailingStore {
+    fn read_u64(&self, addr: MachineAddr) -> Result<u64, MemoryError> {
+        self.inner.read_u64(addr)
+    }
+
+    fn write_u64(&mut self, addr: MachineAddr, value: u64) -> Result<(), MemoryError> {
+        if addr == self.at && value != 0 {
+            return Err(MemoryError::Outside(addr));
+        }
+        self.inner.write_u64(addr, value)
+    }
+}
+
+#[test]
+fn hostile_memory_error_mid_build_leaves_nothing_registered() {
+    let (mut mem, mut s) = setup(false);
+    simple_tree(&mut mem, &mut s);
+    // A second subtree under PML4 entry 1; the root's shadow (the first frame handed
+    // out, machine frame 0) cannot take its link: the build fails after the first
+    // subtree was built and linked, and after the second was built.
+    write(&mut mem, &mut s, 960, 1, (964 * PAGE_SIZE) | TABLE);
+    write(&mut mem, &mut s, 964, 0, (965 * PAGE_SIZE) | TABLE);
+    let mut failing = FailingStore { inner: mem, at: MachineAddr::new(8) };
+    let root = PseudoPhys::new(960 * PAGE_SIZE);
+    assert!(matches!(s.load_root(&mut failing, root), Err(ShadowError::Memory(_))));
+    assert_eq!(s.live_tables(), 0, "no half-built table stays registered");
+    assert_eq!(s.current_root(), None);
+    assert_eq!(s.stats().tables_built, s.stats().tables_freed);
+    // With working memory the same root builds in full, from frames reused after the flush.
+    let mut mem = failing.inner;
+    let shadow = s.load_root(&mut mem, root).unwrap();
+    check_against_reference(&mem, &s, 960, shadow, 0);
+    assert_eq!(s.live_tables(), 6);
+    assert_eq!(s.unreachable_tables(&mem), 0);
+}
+
+#[test]
+fn hostile_memory_error_mid_sync_leaves_the_shadows_as_they_were() {
+    let (mut mem, mut s) = setup(false);
+    simple_tree(&mut mem, &mut s);
+    let shadow = s.load_root(&mut mem, PseudoPhys::new(960 * PAGE_SIZE)).unwrap();
+    // Linking PDPT 964 (whose PD 965 has a PT) builds three shadows; the PD's own link
+    // to the PT's shadow cannot be stored.
+    write(&mut mem, &mut s, 964, 0, (965 * PAGE_SIZE) | TABLE);
+    write(&mut mem, &mut s, 965, 0, (966 * PAGE_SIZE) | TABLE);
+    let before = (s.live_tables(), s.stats().tables_built);
+    // Frames handed out so far: 0..4 (the loaded space); the next are 4 (PDPT), 5 (PD).
+    let mut failing = FailingStore { inner: mem, at: MachineAddr::new(5 * PAGE_SIZE) };
+    assert!(s.guest_pt_write(&mut failing, entry(960, 1), Pte::from_raw((964 * PAGE_SIZE) | TABLE)).is_err());
+    let mem = failing.inner;
+    assert_eq!(s.live_tables(), before.0, "the failed subtree is gone");
+    assert_eq!(s.stats().tables_built - before.1, s.stats().tables_freed);
+    assert!(s.translate_shadow(&mem, shadow, GuestVirt::new(1 << 39)).is_none());
+    check_against_reference(&mem, &s, 960, shadow, 0);
+    assert_eq!(s.unreachable_tables(&mem), 0);
+}

@@ -27,9 +27,10 @@ fn text_segment() -> Ph {
     Ph { kind: 1, flags: PF_R | PF_X, offset: 0x1000, vaddr: VIRT, paddr: PHYS, filesz: 0x100, memsz: 0x100 }
 }
 
-/// Builds an ELF64 x86-64 executable with `phdrs` and 0x2000 bytes of file.
+/// Builds an ELF64 x86-64 executable with `phdrs` and 0x2000 bytes of file (more if
+/// the program headers need it).
 fn build(entry: u64, phdrs: &[Ph]) -> Vec<u8> {
-    let mut f = vec![0u8; 0x2000];
+    let mut f = vec![0u8; (64 + phdrs.len() * 56).max(0x2000)];
     f[..4].copy_from_slice(b"\x7fELF");
     f[4] = 2; // ELFCLASS64
     f[5] = 1; // little-endian
@@ -178,4 +179,52 @@ fn hostile_elf_huge_program_header_count_is_refused_without_reading_past_the_fil
     let mut f = build(VIRT, &[text_segment()]);
     f[56..58].copy_from_slice(&u16::MAX.to_le_bytes());
     assert!(matches!(parse_kernel(&f, LIMIT), Err(ElfError::Malformed(_))));
+}
+
+#[test]
+fn hostile_elf_empty_segment_inside_the_text_page_gets_no_page() {
+    // Legal ELF: a zero-size writable segment whose address falls in the text's page.
+    let empty = Ph { flags: PF_R | PF_W, offset: 0, filesz: 0, memsz: 0, paddr: PHYS + 0x800, vaddr: VIRT + 0x800, ..text_segment() };
+    let image = parse_kernel(&build(VIRT, &[text_segment(), empty]), LIMIT).expect("an empty segment is allowed");
+    let (start, end) = image.segments[1].phys_pages();
+    assert_eq!(start, end, "it covers no page, so nothing is mapped with its permissions");
+    assert_eq!(image.segments[0].phys_pages(), (PseudoPhys::new(PHYS), PseudoPhys::new(PHYS + 0x1000)));
+}
+
+/// `count` one-page bss segments side by side from PHYS (the first executable), each
+/// with its own program header; `overlap_last` moves the last one onto the first.
+fn many_segments(count: usize, overlap_last: bool) -> Vec<u8> {
+    let phdrs: Vec<Ph> = (0..count as u64)
+        .map(|i| {
+            let page = if overlap_last && i + 1 == count as u64 { 0 } else { i * 0x1000 };
+            let flags = if i == 0 { PF_R | PF_X } else { PF_R | PF_W };
+            Ph { kind: 1, flags, offset: 0, vaddr: VIRT + page, paddr: PHYS + page, filesz: 0, memsz: 0x1000 }
+        })
+        .collect();
+    build(VIRT, &phdrs)
+}
+
+#[test]
+fn hostile_elf_65535_program_headers_are_checked_without_comparing_every_pair() {
+    // The most an ELF header can announce. Comparing every pair of segments took about
+    // three seconds here; sorting them takes milliseconds (no timing is asserted: the
+    // test only has to finish).
+    let limit = PseudoPhys::new(1 << 30);
+    let image = parse_kernel(&many_segments(usize::from(u16::MAX), false), limit).expect("disjoint segments load");
+    assert_eq!(image.segments.len(), usize::from(u16::MAX));
+    assert_eq!(
+        parse_kernel(&many_segments(usize::from(u16::MAX), true), limit),
+        Err(ElfError::SegmentsOverlap { first: 0, second: usize::from(u16::MAX) - 1 }),
+        "the last segment lands on the first one's page"
+    );
+}
+
+#[test]
+fn hostile_elf_overlap_is_found_whatever_the_order() {
+    let seg = |page: u64, pages: u64| Ph { flags: PF_R | PF_W, offset: 0, filesz: 0, memsz: pages * 0x1000, vaddr: VIRT + page * 0x1000, paddr: PHYS + page * 0x1000, ..text_segment() };
+    // A long segment hiding a short one that starts after a segment in between.
+    let phdrs = [text_segment(), seg(5, 1), seg(1, 10), seg(12, 1)];
+    assert_eq!(parse_kernel(&build(VIRT, &phdrs), LIMIT), Err(ElfError::SegmentsOverlap { first: 1, second: 2 }));
+    let disjoint = [seg(12, 1), text_segment(), seg(1, 10), seg(11, 1)];
+    assert!(parse_kernel(&build(VIRT, &disjoint), LIMIT).is_ok());
 }

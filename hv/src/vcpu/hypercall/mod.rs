@@ -223,9 +223,10 @@ fn mmu_update(cx: &mut HypercallContext, gpa: PseudoPhys, count: u64) -> Hyperca
     }
     if let Some(shadow) = cx.shadow.as_deref_mut() {
         // Shadow mode: the engine writes the guest's tables and brings the shadows in step.
+        let before = shadow.current_cr3();
         return match shadow.mmu_update(cx.ram, &updates) {
             Ok(cr3) => HypercallOutcome { cr3, ..HypercallOutcome::value(count) },
-            Err(e) => HypercallOutcome::error(shadow_error(e)),
+            Err(e) => shadow_refusal(shadow, before, e),
         };
     }
     // In ept mode the CPU walks these very tables. Where KVM does that in software it
@@ -248,10 +249,19 @@ fn set_cr3(cx: &mut HypercallContext, root: PseudoPhys) -> HypercallOutcome {
     let Some(shadow) = cx.shadow.as_deref_mut() else {
         return HypercallOutcome::error(HypercallError::NoSys);
     };
+    let before = shadow.current_cr3();
     match shadow.load_root(cx.ram, root) {
         Ok(machine) => HypercallOutcome { cr3: Some(machine), ..HypercallOutcome::value(0) },
-        Err(e) => HypercallOutcome::error(shadow_error(e)),
+        Err(e) => shadow_refusal(shadow, before, e),
     }
+}
+
+/// A refused `set_cr3` or `mmu_update` in shadow mode: the guest gets the error code and
+/// runs on in the address space it was in. That space still has a shadow (the engine
+/// keeps or rebuilds it), but if it was rebuilt elsewhere CR3 must follow it.
+fn shadow_refusal(shadow: &ShadowPaging, before: Option<MachineAddr>, e: shadow_mmu::ShadowError) -> HypercallOutcome {
+    let now = shadow.current_cr3();
+    HypercallOutcome { cr3: now.filter(|_| now != before), ..HypercallOutcome::error(shadow_error(e)) }
 }
 
 /// The guest's error code for an engine refusal.

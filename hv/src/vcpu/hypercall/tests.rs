@@ -220,3 +220,25 @@ fn mmu_update_in_shadow_mode_goes_through_the_engine() {
     write_batch(&ram, 0x1000, &[(0x2000, 1)]);
     assert_eq!(call_shadow(&ram, &con, &mut shadow, MMU, [0x1000, 1, 0, 0]).result, Err(HypercallError::Inval));
 }
+
+#[test]
+fn hostile_set_cr3_to_a_root_too_big_is_e2big_and_cr3_follows_the_loaded_space() {
+    let (ram, con, _) = setup();
+    let mut shadow = ShadowPaging::new(RAM).unwrap();
+    let pool = raw(shadow.layout().pool.clone());
+    let area_frames = shadow.layout().shadow_bytes / 0x1000;
+    let loaded = call_shadow(&ram, &con, &mut shadow, SET_CR3, [pool.start, 0, 0, 0]).cr3;
+    // Another root: PML4 → PDPT → PD → more PTs than the shadow area has frames.
+    let frame = |n: u64| pool.start + (1 + n) * 0x1000;
+    ram.write_u64(at(frame(0)), frame(1) | 7).unwrap();
+    ram.write_u64(at(frame(1)), frame(2) | 7).unwrap();
+    for i in 0..area_frames {
+        ram.write_u64(at(frame(2) + i * 8), frame(3 + i) | 7).unwrap();
+    }
+    let r = call_shadow(&ram, &con, &mut shadow, SET_CR3, [frame(0), 0, 0, 0]);
+    assert_eq!(r.result, Err(HypercallError::TooBig));
+    assert!(r.stop.is_none(), "a bad argument is never fatal");
+    // CR3 ends up at the loaded space's shadow: where it was, or where it was rebuilt.
+    assert_eq!(r.cr3.or(loaded), shadow.current_cr3());
+    assert_eq!(shadow.guest_root(), Some(at(pool.start)));
+}
