@@ -5,6 +5,10 @@
 //! then signals its irqfd, an eventfd that KVM turns into an MSI to the guest's upcall
 //! vector (see `pv_abi::event_channel`). The order matters: flag first, then interrupt,
 //! so the handler that the interrupt starts always finds the flag.
+//!
+//! A backend served inline on the vCPU thread (`runner::inline`, for a recorded run)
+//! has no irqfd: its notifier only sets the flag ([`GuestNotifier::flag_only`]) and the
+//! caller raises the interrupt itself, synchronously, once the service is over.
 
 use std::sync::atomic::Ordering;
 
@@ -20,7 +24,8 @@ use crate::guest_page::host_view;
 pub struct GuestNotifier {
     memory: GuestMemory,
     pending_flag: GuestAddress,
-    irqfd: EventFd,
+    /// `None` for a flag-only notifier: the caller raises the interrupt.
+    irqfd: Option<EventFd>,
 }
 
 /// Why a notifier cannot be made.
@@ -38,6 +43,16 @@ impl GuestNotifier {
     /// A notifier for `channel`, whose pending flag lives in the shared-info page at
     /// `shared_info`, and which raises the upcall through `irqfd`.
     pub fn new(memory: GuestMemory, shared_info: PseudoPhys, channel: u32, irqfd: EventFd) -> Result<Self, NotifierError> {
+        Self::with_signal(memory, shared_info, channel, Some(irqfd))
+    }
+
+    /// A notifier that only sets the pending flag: whoever served the ring raises the
+    /// upcall afterwards (hv does, from the vCPU thread, when it serves devices inline).
+    pub fn flag_only(memory: GuestMemory, shared_info: PseudoPhys, channel: u32) -> Result<Self, NotifierError> {
+        Self::with_signal(memory, shared_info, channel, None)
+    }
+
+    fn with_signal(memory: GuestMemory, shared_info: PseudoPhys, channel: u32, irqfd: Option<EventFd>) -> Result<Self, NotifierError> {
         if channel as usize >= MAX_CHANNELS {
             return Err(NotifierError::NoSuchChannel(channel));
         }
@@ -47,13 +62,16 @@ impl GuestNotifier {
         Ok(GuestNotifier { memory, pending_flag: host_view(pending_flag), irqfd })
     }
 
-    /// Sets the pending flag, then signals the upcall.
+    /// Sets the pending flag, then signals the upcall (a flag-only notifier leaves the
+    /// signal to its caller).
     pub fn notify(&self) {
         // Release: the responses the backend just published are visible to a guest that
         // sees the flag.
         let _ = self.memory.store(1u8, self.pending_flag, Ordering::Release);
         // An eventfd write fails only if the counter would overflow (2^64 - 1 pending
         // signals); the guest is then certainly going to be woken anyway.
-        let _ = self.irqfd.write(1);
+        if let Some(irqfd) = &self.irqfd {
+            let _ = irqfd.write(1);
+        }
     }
 }

@@ -22,6 +22,7 @@
 //! | [`boot`] | the kernel ELF (checked), the first page tables, the boot-info page, the first registers | touch KVM |
 //! | [`shadow`] | shadow mode: the machine layout, shadow tables, trapped page-table writes | run the vCPU |
 //! | [`devices`] | split-driver devices: doorbells (ioeventfd), upcalls (irqfd → MSI), backend threads; one file per device | reach guest memory except through checked ring pages and grants |
+//! | [`record`] | record and replay: the log, the recorder (devices served on the vCPU thread), the replayer | run the vCPU, or let a device act on the guest except at an exit the guest made |
 //! | [`vcpu`] | the exit loop, hypercalls, the `--timeout` watchdog, the loop's counters | outlive the run it serves |
 //! | [`state`] | a VM's whole state out of the hypervisor: vCPU, devices' ring indices, memory mode; the snapshot file | run a guest |
 //! | [`vmm`] | [`vmm::Vm`]: one guest (memory, vCPU, devices, memory mode) as a value; its config, errors and stats | hold state shared with another `Vm` |
@@ -55,6 +56,7 @@ pub mod trace;
 pub mod boot;
 pub mod shadow;
 pub mod devices;
+pub mod record;
 pub mod vcpu;
 pub mod state;
 pub mod vmm;

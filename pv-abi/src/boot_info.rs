@@ -12,6 +12,11 @@
 /// The value of [`BootInfo::magic`]: "hvBOOTv1" read as a little-endian u64.
 pub const BOOT_INFO_MAGIC: u64 = u64::from_le_bytes(*b"hvBOOTv1");
 
+/// [`BootInfo::flags`]: the clock is recorded. The guest must read the time-stamp counter
+/// with the `read_clock` hypercall instead of `rdtsc`, because KVM cannot make `rdtsc`
+/// exit to the VMM and a recorded run must see, on replay, the values it saw.
+pub const BOOT_FLAG_CLOCK_RECORDED: u32 = 1 << 0;
+
 /// Room for the guest command line (the words after `--` on hv's command line).
 pub const CMDLINE_MAX: usize = 2048;
 
@@ -90,8 +95,8 @@ pub struct BootInfo {
     pub tsc_khz: u64,
     /// Number of valid bytes in [`BootInfo::cmdline`].
     pub cmdline_len: u32,
-    /// Reserved, zero.
-    pub reserved: u32,
+    /// `BOOT_FLAG_*` bits (was a reserved zero field: a guest that knows no flag reads 0).
+    pub flags: u32,
     /// Guest-physical address of the shared-info page (see `event_channel`).
     pub shared_info_gpa: u64,
     /// Guest-physical address of the grant table page (see `grant`).
@@ -136,7 +141,7 @@ impl BootInfo {
             phys_map_base: crate::layout::PHYS_MAP_BASE,
             tsc_khz: 0,
             cmdline_len: 0,
-            reserved: 0,
+            flags: 0,
             shared_info_gpa: 0,
             grant_table_gpa: 0,
             console: DeviceInfo::ABSENT,
@@ -268,7 +273,7 @@ mod tests {
         assert_eq!(offset_of!(BootInfo, phys_map_base), 56);
         assert_eq!(offset_of!(BootInfo, tsc_khz), 64);
         assert_eq!(offset_of!(BootInfo, cmdline_len), 72);
-        assert_eq!(offset_of!(BootInfo, reserved), 76);
+        assert_eq!(offset_of!(BootInfo, flags), 76);
         assert_eq!(offset_of!(BootInfo, shared_info_gpa), 80);
         assert_eq!(offset_of!(BootInfo, grant_table_gpa), 88);
         assert_eq!(offset_of!(BootInfo, console), 96);

@@ -44,8 +44,11 @@
 //! | 4 | `report_exception` | a0 = vector, a1 = rip, a2 = error code, a3 = cr2 | does not return | `EINVAL` vector > 31 |
 //! | 5 | `mmu_update` | a0 = gpa of an array of [`MmuUpdate`], a1 = count | count (all applied) | `EFAULT` array outside RAM; `E2BIG` count > [`MMU_UPDATE_MAX`]; `EINVAL` an entry address outside the page-table pool or not 8-byte aligned (then none is applied) |
 //! | 6 | `set_cr3` | a0 = gpa of a PML4 (in the page-table pool, 4 KiB aligned) | 0 | `EINVAL` not a pool frame or not aligned; `E2BIG` the address space does not fit in the VMM's shadow area; `ENOSYS` in ept mode (there the guest loads CR3 itself) |
+//! | 16 | `read_clock` | none | the time-stamp counter, as the VMM gives it | none. The guest uses it instead of `rdtsc` when the boot-info page says the clock is recorded ([`crate::boot_info::BOOT_FLAG_CLOCK_RECORDED`]): under `hv run --record` the VMM answers with the host's counter and logs it, under `hv replay` with the logged value. |
 //!
-//! Any other number returns `ENOSYS`. Every call, good or bad, appears in hv's trace.
+//! `read_clock` is 16, apart from the others, because tests of the ABI use the numbers
+//! just past `set_cr3` (7 and 8) as numbers that are no hypercall. Any other number
+//! returns `ENOSYS`. Every call, good or bad, appears in hv's trace.
 //! A bad argument is never fatal: the guest gets the error code and carries on, so a
 //! guest can hurt only itself.
 
@@ -124,11 +127,13 @@ pub enum Hypercall {
     MmuUpdate = 5,
     /// Load an address space (shadow mode: the VMM points CR3 at its shadow).
     SetCr3 = 6,
+    /// Read the time-stamp counter through the VMM (so that a recorded run can be replayed).
+    ReadClock = 16,
 }
 
 impl Hypercall {
     /// Every hypercall, in number order.
-    pub const ALL: [Hypercall; 7] = [
+    pub const ALL: [Hypercall; 8] = [
         Hypercall::Nop,
         Hypercall::ConsoleWrite,
         Hypercall::Shutdown,
@@ -136,6 +141,7 @@ impl Hypercall {
         Hypercall::ReportException,
         Hypercall::MmuUpdate,
         Hypercall::SetCr3,
+        Hypercall::ReadClock,
     ];
 
     /// Decodes a number from `rax`; `None` for a number hv does not know.
@@ -158,6 +164,7 @@ impl Hypercall {
             Hypercall::ReportException => "report_exception",
             Hypercall::MmuUpdate => "mmu_update",
             Hypercall::SetCr3 => "set_cr3",
+            Hypercall::ReadClock => "read_clock",
         }
     }
 }

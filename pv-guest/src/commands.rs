@@ -73,7 +73,7 @@ pub mod overflow_shadow;
 pub mod selftest;
 
 use crate::arch::{cpu, idt};
-use crate::hv::hypercall;
+use crate::hv::{clock, hypercall};
 use crate::task::programs::HELLO;
 use crate::task::scheduler::{self, TaskExit};
 use pv_abi::addr::GuestVirt;
@@ -156,11 +156,11 @@ fn hypercall_bench(info: &BootInfo, count: Option<&str>) -> u8 {
             return EXIT_USAGE;
         }
     };
-    let start = cpu::rdtsc();
+    let start = clock::read();
     for _ in 0..calls {
         let _ = hypercall::nop();
     }
-    let cycles = (cpu::rdtsc() - start) / calls;
+    let cycles = (clock::read() - start) / calls;
     // cycles / (kHz * 1000) seconds = cycles * 1e6 / kHz nanoseconds.
     match cycles.saturating_mul(1_000_000).checked_div(info.tsc_khz) {
         Some(ns) => println!("hypercall-bench: {calls} nop hypercalls, {ns} ns each ({cycles} TSC cycles)"),

@@ -62,6 +62,7 @@ pub extern "C" fn kmain(boot_info_gpa: u64) -> ! {
     arch::idt::init();
     // From here on every exception reaches trap::trap_dispatch, which reports it to the VMM.
     let boot_info = arch::kernel_map::init(pv_abi::addr::PseudoPhys::new(boot_info_gpa));
+    hv::clock::init(boot_info);
     mm::frames::init(boot_info);
     mm::pool::init(boot_info);
     hv::memory_mode::init(boot_info);

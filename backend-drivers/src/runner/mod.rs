@@ -13,9 +13,16 @@
 //!   (which re-arms the guest's notification) finds nothing. Without that last step a
 //!   request published just as the backend was going to sleep would wait forever.
 //!
+//! - `inline.rs`: **serving on the caller's thread** ([`InlineBackend`]): no thread and
+//!   no doorbell eventfd; the caller (hv's vCPU thread, in a recorded run) calls
+//!   [`InlineBackend::serve_doorbell`] when the guest's doorbell write exits to it, and
+//!   raises the upcall itself when told to. Nothing then happens concurrently with the
+//!   guest, which is what makes a run replayable.
+//!
 //! This file holds what both share: the handler trait, what a handler may use, the
 //! wiring, the notification policy and the counters.
 
+mod inline;
 mod service;
 mod thread;
 
@@ -27,6 +34,7 @@ use vmm_sys_util::eventfd::EventFd;
 use crate::event_channel::GuestNotifier;
 use crate::events::DeviceEventSink;
 use crate::guest_page::GuestPage;
+pub use inline::{InlineBackend, InlineService, Served};
 pub use service::service_ring;
 pub use thread::{spawn, spawn_with_setup, BackendHandle, Control, DrainError, SpawnError, ThreadSetup};
 

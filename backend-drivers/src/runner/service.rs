@@ -8,8 +8,20 @@
 use pv_abi::ring::{BackRing, RingError};
 
 use super::{BackendStats, BackendWiring, HandlerContext, NotifyPolicy, RequestHandler};
-use crate::events::DeviceEvent;
+use crate::event_channel::GuestNotifier;
+use crate::events::{DeviceEvent, DeviceEventSink};
 use crate::guest_page::GuestPage;
+
+/// What serving a ring answers through: the parts of a wiring [`serve`] uses (the
+/// threaded runner also has a doorbell to wait on; the inline runner has none).
+pub(super) struct Answering<'a> {
+    /// Wakes the guest.
+    pub notifier: &'a GuestNotifier,
+    /// Where events go.
+    pub events: &'a dyn DeviceEventSink,
+    /// When to signal the guest.
+    pub notify_policy: NotifyPolicy,
+}
 
 /// Serves every request on the ring, answering each in order, until a final check finds
 /// the ring empty. Returns an error (having consumed nothing more) if the ring is corrupt.
@@ -28,7 +40,18 @@ pub fn service_ring<H: RequestHandler>(
     wiring: &BackendWiring,
     stats: &mut BackendStats,
 ) -> Result<(), RingError> {
-    let events = wiring.events.as_ref();
+    let answering = Answering { notifier: &wiring.notifier, events: wiring.events.as_ref(), notify_policy: wiring.notify_policy };
+    serve(ring, handler, &answering, stats)
+}
+
+/// [`service_ring`] for any runner: the same loop, given what it answers through.
+pub(super) fn serve<H: RequestHandler>(
+    ring: &mut BackRing<GuestPage, H::Request, H::Response>,
+    handler: &mut H,
+    wiring: &Answering,
+    stats: &mut BackendStats,
+) -> Result<(), RingError> {
+    let events = wiring.events;
     loop {
         let Some(request) = ring.take_request()? else {
             // Woken with nothing to do (a doorbell for requests already served): re-arm,
@@ -64,7 +87,7 @@ pub fn service_ring<H: RequestHandler>(
 /// Publishes responses and signals the guest if it asked (or if the policy says always).
 fn publish<H: RequestHandler>(
     ring: &mut BackRing<GuestPage, H::Request, H::Response>,
-    wiring: &BackendWiring,
+    wiring: &Answering,
     stats: &mut BackendStats,
 ) {
     let wanted = ring.publish_responses();

@@ -64,6 +64,9 @@ pub struct BootInputs<'a> {
     pub nx: bool,
     /// Where the devices are.
     pub devices: DeviceLayout,
+    /// The run is recorded or replayed: the guest must read its clock through hv
+    /// (`pv_abi::boot_info::BOOT_FLAG_CLOCK_RECORDED`).
+    pub clock_recorded: bool,
 }
 
 /// Why the guest could not be prepared.
@@ -130,6 +133,7 @@ pub fn prepare(ram: &GuestRam, inputs: &BootInputs) -> Result<BootPlan, BootErro
         block: inputs.devices.block,
         block_sectors: inputs.devices.block_sectors,
         block_flags: inputs.devices.block_flags,
+        flags: if inputs.clock_recorded { pv_abi::boot_info::BOOT_FLAG_CLOCK_RECORDED } else { 0 },
         ..BootInfo::empty()
     };
     info.set_cmdline(inputs.guest_args.iter().map(String::as_str)).map_err(BootError::Cmdline)?;

@@ -33,6 +33,20 @@ pub enum Command {
     #[command(after_help = GUEST_COMMANDS_HELP)]
     Run(RunArgs),
 
+    /// Re-execute a run recorded with `hv run --record LOG`, feeding the guest the
+    /// recorded inputs.
+    ///
+    /// The guest boots as it was recorded (kernel, arguments, RAM, memory mode, all from
+    /// the log) and runs on KVM again; no device backend runs: at each doorbell write the
+    /// bytes the device wrote then are written into guest memory, its trace lines and
+    /// console text repeated, and its upcall raised at the same exit. Each exit is
+    /// checked against the log; the first one that differs stops the replay with both
+    /// sides ("recorded: … / replay: …") and exit code 1, as does a damaged, truncated or
+    /// foreign log. A replay of a complete run writes the same --trace as the recorded
+    /// run and ends with the same memory hash (printed as `hv: memory hash …`).
+    #[command(after_help = REPLAY_HELP)]
+    Replay(ReplayArgs),
+
     /// Measure the block device's ring: reads of 4 KiB and 64 KiB, with and without
     /// event-index suppression, next to the host reading the same file directly.
     ///
@@ -284,6 +298,59 @@ Examples:
   hv run --trace boot.trace -- echo hello
   hv run --control /tmp/hv.sock -- count 1000   (then: hv ctl /tmp/hv.sock pause)";
 
+const REPLAY_HELP: &str = "\
+Examples:
+  hv run --record run.log --trace a.trace -- selftest
+  hv replay run.log --trace b.trace          (then: cmp a.trace b.trace)
+  hv replay run.log --until 200              stop after the guest's 200th exit
+  hv replay run.log --until 200 --snapshot s.snap; hv restore s.snap   go on from there
+See docs/vm-state.md (\"Record and replay\") for what is guaranteed and what is not.";
+
+/// Options of `hv replay`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The log written by `hv run --record`.
+    #[arg(value_name = "LOG")]
+    pub log: PathBuf,
+
+    /// Boot this kernel ELF file (it must be the one recorded: its hash is checked);
+    /// without it, the recorded --kernel path, or the built-in pv-guest.
+    #[arg(long, value_name = "ELF")]
+    pub kernel: Option<PathBuf>,
+
+    /// Stop after the guest's Nth exit (exits are numbered from 1 in the log, which
+    /// counts only exits the guest made) and say where the guest is.
+    #[arg(long, value_name = "EXIT", value_parser = clap::value_parser!(u64).range(1..))]
+    pub until: Option<u64>,
+
+    /// With --until: write a snapshot of the VM where the replay stopped (time travel:
+    /// `hv restore FILE` continues the guest from that exit, with its devices live).
+    /// Not for a run recorded with --disk (the replay has no disk to name).
+    #[arg(long, value_name = "FILE", requires = "until")]
+    pub snapshot: Option<PathBuf>,
+
+    /// Write a trace to PATH, as `hv run --trace` does.
+    #[arg(long, value_name = "PATH")]
+    pub trace: Option<PathBuf>,
+
+    /// Trace file format (see `hv run --help`).
+    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = TraceFormat::Text)]
+    pub trace_format: TraceFormat,
+
+    /// Write at most N trace events (then a `trace-cut` line); give the recorded run's
+    /// value to compare cut traces.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_TRACE_MAX_EVENTS)]
+    pub trace_max: u64,
+
+    /// Stop the replay if it is still running after SECS seconds (exit code 124).
+    #[arg(long, value_name = "SECS", value_parser = parse_timeout)]
+    pub timeout: Option<std::time::Duration>,
+
+    /// When the guest stops, print the --stats table to standard error.
+    #[arg(long)]
+    pub stats: bool,
+}
+
 /// Options of `hv run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -381,6 +448,18 @@ pub struct RunArgs {
     /// found a bug in hv would then hold a thread that may do anything hv's user may.
     #[arg(long)]
     pub no_seccomp: bool,
+
+    /// Record the run to LOG for `hv replay`: every input the guest receives from
+    /// outside its own instructions (device responses, upcalls, clock reads).
+    ///
+    /// The devices are then served on the vCPU thread when the guest rings a doorbell
+    /// (no ioeventfd, no backend thread), the upcall is raised at that exit, and the
+    /// guest reads its clock through hv. Exits caused by signals are left out of the
+    /// trace. hv prints the guest's memory hash at the end (`hv: memory hash …`). A
+    /// recording starts at boot and stays on this host: not with --incoming or
+    /// --migrate-to.
+    #[arg(long, value_name = "LOG", conflicts_with_all = ["incoming", "migrate_to"])]
+    pub record: Option<PathBuf>,
 
     /// Words passed to the guest kernel (see "Guest commands" below).
     #[arg(last = true, value_name = "GUEST ARGS")]

@@ -8,10 +8,12 @@ use std::time::Instant;
 
 use backend_drivers::runner::NotifyPolicy;
 
-use super::args::{BenchArgs, BenchMmuArg, BlkBenchArgs, CtlArgs, RestoreArgs, RunArgs, StateBenchArgs};
+use super::args::{BenchArgs, BenchMmuArg, BlkBenchArgs, CtlArgs, ReplayArgs, RestoreArgs, RunArgs, StateBenchArgs};
 use crate::control::{self, ControlServer, Session};
 use crate::outcome::EXIT_VMM_ERROR;
-use crate::vmm::{Vm, VmConfig};
+use crate::record::log::LogReader;
+use crate::vmm::session::replay_config;
+use crate::vmm::{RunReport, SessionSetup, Vm, VmConfig};
 
 /// `hv blk-bench`.
 pub(super) fn blk_bench_command(args: BlkBenchArgs) -> ExitCode {
@@ -95,9 +97,10 @@ pub(super) fn run_command(args: RunArgs, started: Instant) -> ExitCode {
         mmu: args.mmu.into(),
         seccomp: seccomp_wanted(args.no_seccomp),
     };
+    let setup = args.record.map(|log| SessionSetup::Record { log });
     let vm = match &args.incoming {
         Some(address) => super::migrate::receive(address, &config, started),
-        None => Vm::new(&config, Box::new(std::io::stdout()), started).map(|vm| (vm, config)).map_err(|e| e.to_string()),
+        None => Vm::with_session(&config, Box::new(std::io::stdout()), started, setup).map(|vm| (vm, config)).map_err(|e| e.to_string()),
     };
     let (vm, config) = match vm {
         Ok(vm) => vm,
@@ -134,15 +137,55 @@ pub(super) fn run_command(args: RunArgs, started: Instant) -> ExitCode {
     let signal = server.as_ref().and_then(ControlServer::stopped_by_signal);
     drop(server);
     match result {
-        Ok(report) => {
-            if let Some(message) = report.stop.message() {
-                eprintln!("hv: {message}");
-            }
-            if args.stats {
-                eprintln!("{}", report.stats);
-            }
-            exit_code(&report.stop, signal)
+        Ok(report) => finish(&report, args.stats, false, signal),
+        Err(e) => {
+            eprintln!("hv: error: {e}");
+            ExitCode::from(EXIT_VMM_ERROR)
         }
+    }
+}
+
+/// Reports how a run (recorded, replayed or plain) ended; returns hv's exit code.
+fn finish(report: &RunReport, stats: bool, replay: bool, signal: Option<i32>) -> ExitCode {
+    let diverged = report.session.as_ref().and_then(|s| s.problem.as_ref());
+    // A replay stopped for a divergence or by --until ended by hv's hand: its stop is
+    // no news from the guest.
+    let quiet = replay && report.session.as_ref().is_some_and(|s| s.problem.is_some() || s.note.is_some());
+    if let Some(message) = report.stop.message().filter(|_| !quiet) {
+        eprintln!("hv: {message}");
+    }
+    if let Some(session) = &report.session {
+        if let Some(note) = &session.note {
+            eprintln!("hv replay: {note}");
+        }
+        eprintln!("hv: memory hash {:016x} after {} guest exits ({} log events)", session.memory_hash, session.exits, session.events);
+    }
+    if stats {
+        eprintln!("{}", report.stats);
+    }
+    match diverged {
+        Some(problem) => {
+            eprintln!("hv: error: {problem}");
+            ExitCode::from(EXIT_VMM_ERROR)
+        }
+        None if quiet => ExitCode::SUCCESS,
+        None => exit_code(&report.stop, signal),
+    }
+}
+
+/// `hv replay`: the recorded guest, booted from the log's header, fed from the log.
+pub(super) fn replay_command(args: ReplayArgs, started: Instant) -> ExitCode {
+    let run = || -> Result<RunReport, crate::vmm::VmError> {
+        let log = LogReader::open(&args.log)?;
+        let mut config = replay_config(log.header(), args.kernel.clone())?;
+        config.trace = args.trace.clone().map(|p| (p, args.trace_format));
+        config.trace_max_events = args.trace_max;
+        config.timeout = args.timeout;
+        let setup = SessionSetup::Replay { log: Box::new(log), until: args.until, snapshot: args.snapshot.clone() };
+        Vm::with_session(&config, Box::new(std::io::stdout()), started, Some(setup))?.run()
+    };
+    match run() {
+        Ok(report) => finish(&report, args.stats, true, None),
         Err(e) => {
             eprintln!("hv: error: {e}");
             ExitCode::from(EXIT_VMM_ERROR)

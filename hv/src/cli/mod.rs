@@ -18,6 +18,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run(args) => commands::run_command(args, started),
+        Command::Replay(args) => commands::replay_command(args, started),
         Command::BlkBench(args) => commands::blk_bench_command(args),
         Command::Bench(args) => commands::bench_command(args),
         Command::Restore(args) => commands::restore_command(args, started),

@@ -11,23 +11,29 @@
 //!   backend writes the eventfd, KVM's in-kernel local APIC interrupts the guest.
 //! - a **backend thread** (`backend_drivers::runner`) holding the doorbell, the irqfd,
 //!   its ring page and (for the block device) the grant table: nothing else of the guest.
+//!
+//! Two other ways of serving exist, for record and replay ([`Serving`]): a recorded run
+//! serves each ring on the vCPU thread when the guest's doorbell write exits to hv
+//! ([`inline`]), and a replay serves nothing (the log says what the device did).
 
 pub mod block;
 pub mod console;
+pub mod inline;
 
 use backend_drivers::block::image::{DiskImage, ImageError};
 use backend_drivers::console::ConsoleBackend;
 use backend_drivers::event_channel::{GuestNotifier, NotifierError};
 use backend_drivers::guest_page::{BadPage, GuestPage};
-use backend_drivers::runner::{self, BackendHandle, BackendStats, BackendWiring, DrainError, NotifyPolicy, RequestHandler, ThreadSetup};
-use kvm_bindings::{kvm_irq_routing_entry, KvmIrqRouting, KVM_IRQ_ROUTING_MSI};
+use backend_drivers::runner::{self, BackendHandle, BackendStats, BackendWiring, DrainError, InlineBackend, NotifyPolicy, RequestHandler, ThreadSetup};
+use kvm_bindings::{kvm_irq_routing_entry, kvm_msi, KvmIrqRouting, KVM_IRQ_ROUTING_MSI};
 use kvm_ioctls::{IoEventAddress, NoDatamatch};
 use pv_abi::addr::PseudoPhys;
 use pv_abi::device::block::BlockFlags;
 use pv_abi::event_channel::{doorbell_port, BLOCK_CHANNEL, CONSOLE_CHANNEL, UPCALL_VECTOR};
 use pv_abi::layout::{BLOCK_RING_GPA, CONSOLE_RING_GPA, LOCAL_APIC_GPA, SHARED_INFO_GPA};
+use pv_abi::ring::SharedPage;
 use pv_abi::DeviceInfo;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use crate::boot::DeviceLayout;
@@ -35,6 +41,7 @@ use crate::kvm::KvmVm;
 use crate::sandbox::ThreadKind;
 use crate::trace::Tracer;
 use console::ConsoleOutput;
+use inline::{CopyingConsole, CopyingSink, InlineCopies, InlineDevice, InlineServed};
 
 /// The console's ring page (pv-abi's `CONSOLE_RING_GPA`, a number because the boot-info
 /// page carries it), as the address it is.
@@ -91,11 +98,71 @@ pub enum DeviceError {
     Spawn(#[from] runner::SpawnError),
 }
 
-/// The devices of one VM, with their backend threads.
+/// The devices of one VM, with their backends.
 pub struct Devices {
-    console: BackendHandle,
-    block: Option<(BackendHandle, u64, bool)>,
+    console: Backend,
+    block: Option<(Backend, u64, bool)>,
 }
+
+/// How the backends run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Serving {
+    /// Each on its own thread, woken by an ioeventfd (the normal way).
+    Threads,
+    /// On the vCPU thread, when the guest's doorbell write exits to hv (`hv run --record`).
+    Inline,
+    /// Not at all: the devices are announced to the guest, and a replay applies what the
+    /// log says each did (`hv replay`). `block` is the recorded disk's size in sectors
+    /// and whether it was read-only.
+    Replayed {
+        /// The recorded disk, if there was one.
+        block: Option<(u64, bool)>,
+    },
+}
+
+/// One device's backend.
+enum Backend {
+    Thread(BackendHandle),
+    Inline(InlineDevice),
+    /// No backend (a replay): the device's name and its ring page.
+    Replayed(&'static str, GuestPage),
+}
+
+impl Backend {
+    fn name(&self) -> &'static str {
+        match self {
+            Backend::Thread(h) => h.name(),
+            Backend::Inline(d) => d.backend.lock().unwrap_or_else(|p| p.into_inner()).name(),
+            Backend::Replayed(name, _) => name,
+        }
+    }
+
+    fn stats(&self) -> Option<BackendStats> {
+        match self {
+            Backend::Thread(h) => h.stats(),
+            Backend::Inline(d) => Some(d.backend.lock().unwrap_or_else(|p| p.into_inner()).stats()),
+            Backend::Replayed(..) => Some(BackendStats::default()),
+        }
+    }
+
+    /// Where the ring stands once every published request is answered.
+    ///
+    /// A device served inline (record) or replayed answers every request at the doorbell
+    /// exit that announced it, and publishes every answer: so at any exit boundary
+    /// nothing is in flight, and its index is where its responses end. Nothing is served
+    /// here (that would put a device's effect at an exit the guest did not make).
+    fn drain(&self) -> Result<u32, DrainError> {
+        match self {
+            Backend::Thread(h) => h.drain(),
+            Backend::Inline(d) => d.position(),
+            Backend::Replayed(_, ring) => Ok(ring.load_u32(RSP_PROD_OFFSET)),
+        }
+    }
+}
+
+/// Where `rsp_prod` is in a ring page (`pv_abi::ring`'s header: `req_prod`, `req_event`,
+/// `rsp_prod`, `rsp_event`, each a u32).
+const RSP_PROD_OFFSET: usize = 8;
 
 /// Where each device's ring stands: every index 0 for a new guest; for a snapshot, the
 /// indices after draining (`Devices::drain`), which a restored VM's backends start from.
@@ -127,6 +194,15 @@ fn msi_route(gsi: u32) -> kvm_irq_routing_entry {
     entry
 }
 
+/// Raises the upcall from the calling thread with `KVM_SIGNAL_MSI`: the same MSI the
+/// routing table makes of an irqfd signal ([`msi_route`]), but delivered to the local
+/// APIC before the ioctl returns, so that (called from the vCPU thread at an exit) the
+/// guest takes it at the first instruction after the exit where it has interrupts on.
+pub fn raise_upcall(machine: &KvmVm) -> Result<(), kvm_ioctls::Error> {
+    let msi = kvm_msi { address_lo: LOCAL_APIC_GPA as u32, address_hi: 0, data: u32::from(UPCALL_VECTOR), ..Default::default() };
+    machine.vm().signal_msi(msi).map(|_| ())
+}
+
 impl Devices {
     /// Creates the console (and, with `disk`, the block device) and their backends.
     pub fn attach(
@@ -138,6 +214,35 @@ impl Devices {
         positions: RingPositions,
         seccomp: bool,
     ) -> Result<Devices, DeviceError> {
+        Self::attach_serving(machine, console_out, disk, tracer, policy, positions, Serving::Threads, seccomp)
+    }
+
+    /// [`Devices::attach`], with the backends run as `serving` says (a recorded or
+    /// replayed run always starts from boot: its rings from 0). With `seccomp`, each
+    /// backend thread confines itself (`crate::sandbox`) before it serves its ring.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attach_serving(
+        machine: &KvmVm,
+        console_out: ConsoleOutput,
+        disk: Option<DiskImage>,
+        tracer: &Tracer,
+        policy: NotifyPolicy,
+        positions: RingPositions,
+        serving: Serving,
+        seccomp: bool,
+    ) -> Result<Devices, DeviceError> {
+        match serving {
+            Serving::Threads => {}
+            Serving::Inline => return Self::attach_inline(machine, console_out, disk, tracer, policy),
+            Serving::Replayed { block } => {
+                let page = |ring| GuestPage::new(machine.ram().memory().clone(), ring);
+                let block = match block {
+                    Some((sectors, ro)) => Some((Backend::Replayed(backend_drivers::block::BlockBackend::NAME, page(BLOCK_RING)?), sectors, ro)),
+                    None => None,
+                };
+                return Ok(Devices { console: Backend::Replayed(ConsoleBackend::NAME, page(CONSOLE_RING)?), block });
+            }
+        }
         let gsis = [FIRST_DEVICE_GSI, FIRST_DEVICE_GSI + 1];
         let mut routing = KvmIrqRouting::new(gsis.len()).map_err(|source| DeviceError::Routing { entries: gsis.len(), source })?;
         for (slot, gsi) in routing.as_mut_slice().iter_mut().zip(gsis) {
@@ -168,7 +273,58 @@ impl Devices {
                 Some((handle, sectors, read_only))
             }
         };
+        Ok(Devices { console: Backend::Thread(console), block: block.map(|(b, s, ro)| (Backend::Thread(b), s, ro)) })
+    }
+
+    /// The devices of a recorded run: no ioeventfd, no irqfd, no thread; each ring is
+    /// served by [`Devices::serve_doorbell`] on the vCPU thread.
+    fn attach_inline(
+        machine: &KvmVm,
+        console_out: ConsoleOutput,
+        disk: Option<DiskImage>,
+        tracer: &Tracer,
+        policy: NotifyPolicy,
+    ) -> Result<Devices, DeviceError> {
+        let copies = InlineCopies::default();
+        let printer = CopyingConsole { out: console_out, copies: copies.clone() };
+        let console = inline(machine, ConsoleBackend::new(Box::new(printer)), CONSOLE_RING, CONSOLE_CHANNEL, tracer, policy, copies)?;
+        let block = match disk {
+            None => None,
+            Some(image) => {
+                let (sectors, read_only) = (image.sectors(), image.read_only());
+                let backend = block::backend(image, machine.ram());
+                Some((inline(machine, backend, BLOCK_RING, BLOCK_CHANNEL, tracer, policy, InlineCopies::default())?, sectors, read_only))
+            }
+        };
         Ok(Devices { console, block })
+    }
+
+    /// A recorded run: the guest wrote doorbell `port`. Serves that device's ring now,
+    /// on this thread, and says what it did; `None` if no inline device has that port.
+    /// The caller raises the upcall if [`InlineServed::served`] asks for it.
+    pub fn serve_doorbell(&self, port: u16) -> Option<InlineServed> {
+        match self.device_at(port)? {
+            Backend::Inline(d) => Some(d.serve()),
+            Backend::Thread(_) | Backend::Replayed(..) => None,
+        }
+    }
+
+    /// The device whose doorbell is `port`, if one is attached.
+    fn device_at(&self, port: u16) -> Option<&Backend> {
+        if port == doorbell_port(CONSOLE_CHANNEL) {
+            return Some(&self.console);
+        }
+        match &self.block {
+            Some((b, _, _)) if port == doorbell_port(BLOCK_CHANNEL) => Some(b),
+            _ => None,
+        }
+    }
+
+    /// The ring page of the device whose doorbell is `port` (record and replay hash the
+    /// requests the guest published there before serving).
+    pub fn ring_of(&self, port: u16) -> Option<PseudoPhys> {
+        self.device_at(port)?;
+        Some(if port == doorbell_port(CONSOLE_CHANNEL) { CONSOLE_RING } else { BLOCK_RING })
     }
 
     /// Where the devices are, for the boot-info page.
@@ -182,9 +338,10 @@ impl Devices {
 
     /// Lets the backends serve their rings.
     pub fn start(&self) {
-        self.console.start();
-        if let Some((b, _, _)) = &self.block {
-            b.start();
+        for backend in std::iter::once(&self.console).chain(self.block.as_ref().map(|(b, _, _)| b)) {
+            if let Backend::Thread(handle) = backend {
+                handle.start();
+            }
         }
     }
 
@@ -205,13 +362,35 @@ impl Devices {
     /// Stops every backend thread and returns their counters.
     pub fn stop(self) -> DeviceStats {
         let mut stats = Vec::new();
-        let handles = std::iter::once(self.console).chain(self.block.map(|(b, _, _)| b));
-        for handle in handles {
-            let name = handle.name();
-            stats.push((name, handle.stop().unwrap_or_default()));
+        let backends = std::iter::once(self.console).chain(self.block.map(|(b, _, _)| b));
+        for backend in backends {
+            let name = backend.name();
+            let counters = match backend {
+                Backend::Thread(handle) => handle.stop().unwrap_or_default(),
+                other => other.stats().unwrap_or_default(),
+            };
+            stats.push((name, counters));
         }
         stats
     }
+}
+
+/// One device's inline backend: its ring page and a flag-only notifier; no eventfd.
+fn inline<H: RequestHandler>(
+    machine: &KvmVm,
+    handler: H,
+    ring: PseudoPhys,
+    channel: u32,
+    tracer: &Tracer,
+    policy: NotifyPolicy,
+    copies: InlineCopies,
+) -> Result<Backend, DeviceError> {
+    let memory = machine.ram().memory().clone();
+    let ring_page = GuestPage::new(memory.clone(), ring)?;
+    let notifier = GuestNotifier::flag_only(memory, SHARED_INFO, channel)?;
+    let sink = Arc::new(CopyingSink { tracer: tracer.clone(), copies: copies.clone() });
+    let backend = InlineBackend::new(handler, ring_page, notifier, sink, policy);
+    Ok(Backend::Inline(InlineDevice { backend: Mutex::new(Box::new(backend)), copies }))
 }
 
 /// Creates one device's doorbell and upcall, and starts its backend thread.

@@ -43,6 +43,7 @@ pub fn format_event(seq: u64, event: &TraceEvent) -> Value {
             "event": "unhandled_port", "port": port, "write": write, "size": size,
         }),
         TraceEvent::Device(event) => device_json(event),
+        TraceEvent::Replayed(line) => line.json.clone(),
         TraceEvent::PtWrite { machine, entry, value } => json!({
             "event": "pt_write", "machine": hex(machine.raw()), "entry": hex(entry.raw()), "value": hex(value.raw()),
         }),
@@ -55,7 +56,8 @@ pub fn format_event(seq: u64, event: &TraceEvent) -> Value {
     v
 }
 
-fn device_json(event: &DeviceEvent) -> Value {
+/// A backend's event as a JSON object (without its sequence number).
+pub fn device_json(event: &DeviceEvent) -> Value {
     match event {
         DeviceEvent::Doorbell { device, count } => json!({"event": "doorbell", "device": device, "count": count}),
         DeviceEvent::RequestPopped { device, id, summary } => {

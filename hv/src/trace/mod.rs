@@ -146,6 +146,9 @@ pub enum TraceEvent {
     TranslationFlush,
     /// Something a device backend did (on its own thread).
     Device(DeviceEvent),
+    /// `hv replay`: a device event of the recorded run, re-emitted from the log (no
+    /// backend runs in a replay), as the two formats wrote it then.
+    Replayed(RecordedLine),
     /// The guest stopped (boxed: a register dump is large, and events are moved often).
     Stop(Box<GuestStop>),
     /// The trace reached its limit (`--trace-max`) and records nothing more.
@@ -153,6 +156,26 @@ pub enum TraceEvent {
         /// The limit, in events.
         limit: u64,
     },
+}
+
+/// One device event as both trace formats render it, kept in a record log
+/// (`crate::record`) so that a replay writes the same lines without the device.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RecordedLine {
+    /// The text format's kind column (the device name).
+    pub kind: String,
+    /// The text format's detail.
+    pub detail: String,
+    /// The JSON-lines object, without its sequence number.
+    pub json: serde_json::Value,
+}
+
+impl RecordedLine {
+    /// How both formats render `event`.
+    pub fn of(event: &DeviceEvent) -> Self {
+        let (kind, detail) = text::describe_device(event);
+        RecordedLine { kind: kind.to_string(), detail, json: jsonl::device_json(event) }
+    }
 }
 
 /// The trace's file formats.

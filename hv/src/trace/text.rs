@@ -23,7 +23,7 @@ pub fn format_event(seq: u64, event: &TraceEvent) -> String {
     format!("{seq:05} {kind:<10} {detail}")
 }
 
-fn describe(event: &TraceEvent) -> (&'static str, String) {
+fn describe(event: &TraceEvent) -> (&str, String) {
     match event {
         TraceEvent::Boot { entry, mem_bytes, mmu, segments, cmdline } => (
             "boot",
@@ -46,6 +46,7 @@ fn describe(event: &TraceEvent) -> (&'static str, String) {
             format!("{} port={port:#x} size={size} (no device: {})", if *write { "out" } else { "in" }, if *write { "dropped" } else { "reads all ones" }),
         ),
         TraceEvent::Device(event) => describe_device(event),
+        TraceEvent::Replayed(line) => (line.kind.as_str(), line.detail.clone()),
         TraceEvent::PtWrite { machine, entry, value } => {
             ("pt-write", format!("trapped store machine={:#x} entry={:#x} value={:#x}", machine.raw(), entry.raw(), value.raw()))
         }
@@ -72,7 +73,7 @@ pub fn describe_shadow(event: &shadow_mmu::ShadowEvent) -> String {
 }
 
 /// A backend's event: the device name is the kind column.
-fn describe_device(event: &DeviceEvent) -> (&'static str, String) {
+pub fn describe_device(event: &DeviceEvent) -> (&'static str, String) {
     match event {
         DeviceEvent::Doorbell { device, count } => (device, format!("doorbell woke the backend (count={count})")),
         DeviceEvent::RequestPopped { device, id, summary } => (device, format!("pop request id={id}: {summary}")),
@@ -118,6 +119,7 @@ pub fn describe_call(nr: u64, a: &[u64; 4]) -> String {
         }
         Some(Hypercall::MmuUpdate) => format!("mmu_update(gpa={:#x}, count={})", a[0], a[1]),
         Some(Hypercall::SetCr3) => format!("set_cr3(root={:#x})", a[0]),
+        Some(Hypercall::ReadClock) => "read_clock()".into(),
         None => format!("unknown_{nr:#x}({:#x}, {:#x}, {:#x}, {:#x})", a[0], a[1], a[2], a[3]),
     }
 }

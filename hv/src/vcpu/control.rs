@@ -193,7 +193,7 @@ impl VcpuMailbox {
 }
 
 /// Whether the guest has marked itself inside its CR3 section.
-fn in_cr3_section(kvm: &KvmVm) -> bool {
+pub fn in_cr3_section(kvm: &KvmVm) -> bool {
     let flag = PseudoPhys::new(SHARED_INFO_GPA + SHARED_INFO_CR3_SECTION_OFFSET as u64);
     let mut byte = [0u8];
     kvm.ram().read(flag, &mut byte).is_ok() && byte[0] != 0

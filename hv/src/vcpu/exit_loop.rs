@@ -25,6 +25,7 @@ use crate::devices::console::ConsoleOutput;
 use crate::devices::Devices;
 use crate::kvm::KvmVm;
 use crate::outcome::{GuestStop, KvmFailure};
+use crate::record::Session;
 use crate::shadow::{MmioWrite, ShadowPaging};
 use crate::trace::{ExitReason, TraceEvent, Tracer};
 use pv_abi::event_channel::{DOORBELL_PORT_BASE, MAX_CHANNELS};
@@ -92,6 +93,9 @@ pub struct LoopContext<'a> {
     /// entry from the host side: true wherever KVM implements the guest's paging in
     /// software (see `KvmVm::forget_cached_translations`).
     pub flush_after_host_writes: bool,
+    /// Record or replay (`crate::record`): called at each exit the guest makes, each
+    /// `read_clock` and each doorbell write. `None` in a normal run.
+    pub session: Option<&'a mut Session>,
 }
 
 /// Runs the vCPU until the guest stops.
@@ -106,9 +110,16 @@ pub fn run(vm: &mut KvmVm, cx: &mut LoopContext) -> GuestStop {
         };
         let reason = exit.reason();
         cx.counters.count_exit(reason);
-        cx.tracer.emit(|| trace_exit(&exit));
-        let stop = handle_exit(vm, cx, exit)
+        // Recording or replaying, an exit a signal caused is no guest event: it is left
+        // out of the trace and the log, so the two runs' traces can be the same.
+        let guest_made = reason != ExitReason::Interrupted || cx.session.is_none();
+        if guest_made {
+            cx.tracer.emit(|| trace_exit(&exit));
+        }
+        let stop = session_exit(cx, &exit, guest_made)
+            .or_else(|| handle_exit(vm, cx, exit))
             .or_else(|| forget_stale_translations(vm, cx))
+            .or_else(|| if guest_made { cx.session.as_deref_mut().and_then(Session::after_exit) } else { None })
             .or_else(|| serve_jobs(vm, cx, reason == ExitReason::Interrupted, &mut deferred_since));
         if let Some(stop) = stop {
             cx.tracer.emit(|| TraceEvent::Stop(Box::new(stop.clone())));
@@ -131,6 +142,13 @@ fn serve_jobs(vm: &mut KvmVm, cx: &mut LoopContext, hv_caused: bool, deferred_si
         in_cr3_section: false,
     };
     mailbox.serve(&mut boundary, hv_caused, deferred_since)
+}
+
+/// Record or replay: logs the exit, or checks it against the log.
+fn session_exit(cx: &mut LoopContext, exit: &Exit, guest_made: bool) -> Option<GuestStop> {
+    let session = cx.session.as_deref_mut().filter(|_| guest_made)?;
+    let TraceEvent::Exit { reason, port, gpa } = trace_exit(exit) else { return None };
+    session.exit(reason, port, gpa)
 }
 
 fn trace_exit(exit: &Exit) -> TraceEvent {
@@ -185,6 +203,10 @@ fn handle_exit(vm: &mut KvmVm, cx: &mut LoopContext, exit: Exit) -> Option<Guest
             // do, so --stats can show the doorbells bypassed this loop.
             if (DOORBELL_PORT_BASE..DOORBELL_PORT_BASE + MAX_CHANNELS as u16).contains(&port) {
                 cx.counters.doorbell_exits += 1;
+                // Recording or replaying, there is no ioeventfd: the device is served here.
+                if let (Some(session), Some(_)) = (cx.session.as_deref_mut(), cx.devices.ring_of(port)) {
+                    return session.doorbell(vm, cx.devices, cx.tracer, cx.console, port);
+                }
             }
             cx.tracer.emit(|| TraceEvent::UnhandledPort { port, write: true, size });
             None
@@ -284,7 +306,14 @@ fn handle_hypercall(vm: &mut KvmVm, cx: &mut LoopContext) -> Option<GuestStop> {
         pt_pool: cx.pt_pool.clone(),
         shadow: cx.shadow.as_deref_mut(),
     };
-    let outcome = hypercall::dispatch(&req, &mut hcx);
+    let mut outcome = hypercall::dispatch(&req, &mut hcx);
+    // The one hypercall answered from the host: record or replay its answer.
+    if let (Some(session), Some(Hypercall::ReadClock), Ok(tsc)) = (cx.session.as_deref_mut(), Hypercall::from_number(req.nr), outcome.result) {
+        match session.clock(tsc) {
+            Ok(tsc) => outcome.result = Ok(tsc),
+            Err(diverged) => return diverged.stop(),
+        }
+    }
     let shadow_events = cx.shadow.as_deref_mut().map(ShadowPaging::drain_events).unwrap_or_default();
     if let (Some(Hypercall::MmuUpdate), Ok(n)) = (Hypercall::from_number(req.nr), outcome.result) {
         cx.counters.mmu_update_entries += n;

@@ -9,6 +9,7 @@ use crate::boot::elf::MAX_KERNEL_FILE_BYTES;
 use crate::boot::BootError;
 use crate::devices::DeviceError;
 use crate::kvm::KvmVmError;
+use crate::record::log::LogError;
 use crate::shadow::ShadowSetupError;
 
 /// Why a VM could not be created or run.
@@ -65,6 +66,19 @@ pub enum VmError {
     /// A device could not be set up.
     #[error(transparent)]
     Devices(#[from] DeviceError),
+    /// The record log could not be created or read.
+    #[error(transparent)]
+    RecordLog(#[from] LogError),
+    /// The log was recorded with a guest or host this replay cannot reproduce.
+    #[error("this log cannot be replayed here: {what}\n  recorded: {recorded}\n  replay:   {replay}")]
+    ReplayMismatch {
+        /// What differs.
+        what: &'static str,
+        /// The log's side.
+        recorded: String,
+        /// This run's side.
+        replay: String,
+    },
     /// The trace file could not be written.
     #[error("cannot write the trace file {path}: {source}")]
     Trace {

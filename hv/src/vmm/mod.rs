@@ -14,12 +14,14 @@
 //! | [`stats`] | what one run did (`--stats`) |
 //! | [`snapshot`] | saving a running VM to a file, at an exit boundary |
 //! | [`restore`] | continuing a guest from a saved state, in either memory mode |
+//! | [`session`] | a recorded or replayed VM: the log's header, the replay's checks |
 
 pub mod config;
 pub mod error;
 pub mod restore;
 pub mod snapshot;
 pub mod stats;
+pub mod session;
 
 use std::io::Write;
 use std::time::Instant;
@@ -30,18 +32,20 @@ use pv_abi::MmuMode;
 
 use crate::boot::{self, cpu_state, BootError, BootInputs};
 use crate::devices::console::ConsoleOutput;
-use crate::devices::{block, DeviceError, Devices, RingPositions};
+use crate::devices::{block, DeviceError, Devices, RingPositions, Serving};
 use crate::kvm::host_info::HostMmu;
 use crate::kvm::{KvmVm, MemoryPlan};
 use crate::outcome::GuestStop;
+use crate::record::{Session, SessionReport};
 use crate::shadow::ShadowPaging;
 use crate::trace::{TraceEvent, TraceWriter, Tracer};
-use crate::vcpu::control::{self, VcpuControl, VcpuMailbox};
+use crate::vcpu::control::{self, ExitBoundary, VcpuControl, VcpuMailbox};
 use crate::vcpu::counters::VcpuCounters;
 use crate::vcpu::exit_loop::{self, LoopContext};
 use crate::vcpu::watchdog::Watchdog;
 pub use config::VmConfig;
 pub use error::VmError;
+pub use session::SessionSetup;
 use stats::RunStats;
 
 /// How a run ended.
@@ -51,6 +55,8 @@ pub struct RunReport {
     pub stop: GuestStop,
     /// Counters.
     pub stats: RunStats,
+    /// Record or replay: the memory hash and what was found (`None` in a normal run).
+    pub session: Option<SessionReport>,
 }
 
 /// One guest, booted and ready to run.
@@ -67,6 +73,7 @@ pub struct Vm {
     started: Instant,
     control: VcpuControl,
     mailbox: VcpuMailbox,
+    session: Option<Session>,
 }
 
 impl Vm {
@@ -75,6 +82,14 @@ impl Vm {
     /// kernel and sets the vCPU at its entry point. `started` is the instant the
     /// figures of `--stats` count from (when hv started, for `hv run`).
     pub fn new(config: &VmConfig, console: Box<dyn Write + Send>, started: Instant) -> Result<Vm, VmError> {
+        Self::with_session(config, console, started, None)
+    }
+
+    /// [`Vm::new`], recorded or replayed as `setup` says (`crate::record`): the devices
+    /// are served on the vCPU thread (record) or not at all (replay), and the guest is
+    /// told to read its clock through hv. A replay first checks that it boots what was
+    /// recorded.
+    pub fn with_session(config: &VmConfig, console: Box<dyn Write + Send>, started: Instant, setup: Option<SessionSetup>) -> Result<Vm, VmError> {
         let ram_bytes = config::check_memory_size(config.mem_mib)?;
         if config.seccomp {
             crate::sandbox::prepare()?;
@@ -97,15 +112,33 @@ impl Vm {
         let memory = shadow.as_ref().map_or_else(|| MemoryPlan::flat(ram_bytes), ShadowPaging::memory_plan);
         let mut kvm = KvmVm::new(ram_bytes, memory)?;
         let console = ConsoleOutput::new(console);
-        let devices = Devices::attach(&kvm, console.clone(), disk, &tracer, config.notify_policy, RingPositions::default(), config.seccomp)?;
+        let host_tsc_khz = kvm.tsc_khz().map_or(0, u64::from);
+        let tsc_khz = setup.as_ref().map_or(host_tsc_khz, |s| s.tsc_khz(host_tsc_khz));
+        if let Some(setup) = &setup {
+            setup.check_replay(config, &kernel, kvm.nx_supported())?;
+        }
+        let disk_identity = disk.as_ref().map(|d| (d.sectors(), d.read_only()));
+        let serving = setup.as_ref().map_or(Serving::Threads, SessionSetup::serving);
+        let devices = Devices::attach_serving(&kvm, console.clone(), disk, &tracer, config.notify_policy, RingPositions::default(), serving, config.seccomp)?;
+        let session = match setup {
+            None => None,
+            Some(setup) => {
+                let disk = match serving {
+                    Serving::Replayed { block } => block,
+                    _ => disk_identity,
+                };
+                Some(setup.start(&session::header(config, &kernel, tsc_khz, kvm.nx_supported(), disk))?)
+            }
+        };
         let inputs = BootInputs {
             kernel: &kernel,
             image: &image,
             guest_args: &config.guest_args,
             mmu: config.mmu,
-            tsc_khz: kvm.tsc_khz().map_or(0, u64::from),
+            tsc_khz,
             nx: kvm.nx_supported(),
             devices: devices.layout(),
+            clock_recorded: session.is_some(),
         };
         let plan = boot::prepare(kvm.ram(), &inputs)?;
         // ept: CR3 is the guest's own root. shadow: the shadow of it, in the shadow area.
@@ -127,7 +160,7 @@ impl Vm {
             tracer.emit(|| TraceEvent::Shadow(event));
         }
         let (control, mailbox) = control::channel();
-        Ok(Vm { devices, kvm, shadow, console, tracer, config: config.clone(), started, control, mailbox })
+        Ok(Vm { devices, kvm, shadow, console, tracer, config: config.clone(), started, control, mailbox, session })
     }
 
     /// A handle through which other threads reach this VM while it runs (pause, resume,
@@ -140,7 +173,7 @@ impl Vm {
     /// Runs the guest on the calling thread (its vCPU thread) until it stops, then
     /// stops the devices and reports how it ended.
     pub fn run(self) -> Result<RunReport, VmError> {
-        let Vm { devices, mut kvm, mut shadow, console, tracer, config, started, control: _, mailbox } = self;
+        let Vm { devices, mut kvm, mut shadow, console, tracer, config, started, control: _, mailbox, mut session } = self;
         let mut stats = RunStats::new(started);
         stats.mmu = config.mmu;
         let mut counters = VcpuCounters::default();
@@ -170,8 +203,31 @@ impl Vm {
                 // With hardware EPT/NPT the CPU walks the tables in memory itself and sees
                 // every write; only a software MMU in KVM keeps a copy that can go stale.
                 flush_after_host_writes: !HostMmu::detect().has_hardware_two_dimensional_paging(),
+                session: session.as_mut(),
             },
         );
+        // `hv replay --until N --snapshot FILE`: the vCPU is still at exit N.
+        let snapshot = session.as_ref().and_then(Session::snapshot_due).map(|path| {
+            let path = path.to_path_buf();
+            let mut boundary = ExitBoundary {
+                kvm: &mut kvm,
+                shadow: shadow.as_mut(),
+                devices: &devices,
+                counters: &counters,
+                tracer: &tracer,
+                console: &console,
+                paused: true,
+                in_cr3_section: false,
+            };
+            session::snapshot_here(&path, &mut boundary, &config.guest_args)
+        });
+        let mut session = session.map(|s| s.finish(&stop, kvm.ram()));
+        if let (Some(report), Some(snapshot)) = (session.as_mut(), snapshot) {
+            match snapshot {
+                Ok(done) => report.note = Some(report.note.take().map_or(done.clone(), |n| format!("{n}; {done}"))),
+                Err(why) => report.problem = Some(format!("no snapshot at the --until point: {why}")),
+            }
+        }
         stats.vcpu = counters;
         stats.shadow = shadow.as_ref().map(ShadowPaging::counters);
         drop(watchdog);
@@ -182,6 +238,6 @@ impl Vm {
         if let Some((path, _)) = &config.trace {
             tracer.finish().map_err(|source| VmError::Trace { path: path.clone(), source })?;
         }
-        Ok(RunReport { stop, stats })
+        Ok(RunReport { stop, stats, session })
     }
 }

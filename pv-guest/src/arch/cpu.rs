@@ -83,7 +83,9 @@ pub fn cpuid(leaf: u32) -> (u32, u32, u32, u32) {
     (r.eax, r.ebx, r.ecx, r.edx)
 }
 
-/// Reads the time-stamp counter.
+/// Reads the time-stamp counter with the instruction itself. Kernel code reads the clock
+/// with `hv::clock::read` instead, which asks hv when the run is recorded (a raw
+/// `rdtsc` is an input no replay can reproduce); this is what it uses otherwise.
 pub fn rdtsc() -> u64 {
     // SAFETY: rdtsc only reads a counter (CR4.TSD is clear: the VMM does not set it).
     unsafe { core::arch::x86_64::_rdtsc() }

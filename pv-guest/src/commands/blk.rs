@@ -11,8 +11,7 @@ use frontend_drivers::block::{BlockError, MAX_IN_FLIGHT};
 use pv_abi::device::block::{BlockOp, BlockStatus, BLOCK_MAX_SEGMENTS, SECTOR_SIZE, SECTORS_PER_SEGMENT};
 use pv_abi::addr::{PseudoFrame, PAGE_SIZE};
 
-use crate::arch::cpu;
-use crate::hv::drivers;
+use crate::hv::{clock, drivers};
 use crate::mm::frames;
 use crate::println;
 
@@ -245,7 +244,7 @@ pub fn bench<'a>(info: &pv_abi::BootInfo, mut args: impl Iterator<Item = &'a str
     let mut slot_of_id = [0u64; MAX_IN_FLIGHT];
     let mut free_slots: u32 = u32::MAX >> (32 - MAX_IN_FLIGHT);
     let (mut submitted, mut completed, mut lba) = (0u64, 0u64, 0u64);
-    let start = cpu::rdtsc();
+    let start = clock::read();
     while completed < count {
         while submitted < count && free_slots != 0 {
             let slot = free_slots.trailing_zeros() as usize;
@@ -278,7 +277,7 @@ pub fn bench<'a>(info: &pv_abi::BootInfo, mut args: impl Iterator<Item = &'a str
             Err(e) => return report_error("blk-bench", e),
         }
     }
-    let cycles = cpu::rdtsc() - start;
+    let cycles = clock::read() - start;
     let s = blk.stats();
     println!(
         "blk-bench: requests={count} sectors={sectors} tsc_cycles={cycles} tsc_khz={} doorbells={} waits={}",

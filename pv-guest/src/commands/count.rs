@@ -3,12 +3,13 @@
 //! a number.
 //!
 //! - `count N [MS]` counts in the kernel: prints `count: i` for i = 1..=N, waiting MS
-//!   milliseconds (default 10) between lines by reading the TSC.
+//!   milliseconds (default 10) between lines by reading the TSC (`hv::clock`: in a
+//!   recorded run every read is a `read_clock` hypercall, so a replay waits alike).
 //! - `count-user N [SPIN]` runs a ring-3 task (`task::programs::COUNT`) that prints
 //!   `i` on its own line for i = 1..=N, spinning SPIN times (default 10 million) between
 //!   lines: the state to save is then mostly in ring 3.
 
-use crate::arch::cpu;
+use crate::hv::clock;
 use crate::println;
 use crate::task::programs::COUNT;
 use crate::task::scheduler::{self, TaskExit};
@@ -22,8 +23,8 @@ pub fn count<'a>(info: &pv_abi::BootInfo, mut words: impl Iterator<Item = &'a st
     let ms = words.next().and_then(|w| w.parse::<u64>().ok()).unwrap_or(10);
     let wait_cycles = info.tsc_khz.saturating_mul(ms);
     for i in 1..=n {
-        let start = cpu::rdtsc();
-        while cpu::rdtsc().wrapping_sub(start) < wait_cycles {
+        let start = clock::read();
+        while clock::read().wrapping_sub(start) < wait_cycles {
             core::hint::spin_loop();
         }
         println!("count: {i}");

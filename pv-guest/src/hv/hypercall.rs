@@ -59,6 +59,11 @@ pub fn nop() -> Result<u64, HypercallError> {
     call(Hypercall::Nop, [0; 4])
 }
 
+/// Reads the time-stamp counter through the VMM (`hv::clock` says when).
+pub fn read_clock() -> Result<u64, HypercallError> {
+    call(Hypercall::ReadClock, [0; 4])
+}
+
 /// Writes bytes to the console; returns how many were written.
 pub fn console_write(bytes: &[u8]) -> Result<u64, HypercallError> {
     let gpa = kernel_map::virt_to_phys(kernel_map::virt_of(bytes.as_ptr())).ok_or(HypercallError::Fault)?;

@@ -29,8 +29,7 @@ mod programs;
 use pv_abi::BootInfo;
 
 use super::blk;
-use crate::arch::cpu;
-use crate::hv::hypercall;
+use crate::hv::{clock, hypercall};
 use crate::println;
 use crate::task::programs::UserProgram;
 use crate::task::reports;
@@ -172,7 +171,7 @@ fn tlb_miss(large: bool, reps: u64, steps: u64, working_set_mib: Option<u64>) ->
 /// Timed by the kernel: a task cannot create or destroy its own address space.
 fn aspace(reps: u64, ops: u64) -> BenchResult {
     for rep in 0..reps {
-        let start = cpu::rdtsc();
+        let start = clock::read();
         let mut check = 0u64;
         for _ in 0..ops {
             scheduler::spawn(&ASPACE_CHILD, [ASPACE_BASE, ASPACE_PAGES]).map_err(|_| "could not spawn a task")?;
@@ -183,7 +182,7 @@ fn aspace(reps: u64, ops: u64) -> BenchResult {
                 }
             }
         }
-        emit(rep, ops, cpu::rdtsc() - start, check);
+        emit(rep, ops, clock::read() - start, check);
     }
     Ok(())
 }
@@ -191,12 +190,12 @@ fn aspace(reps: u64, ops: u64) -> BenchResult {
 /// Timed by the kernel: only ring 0 may make a hypercall (a port write).
 fn hypercalls(reps: u64, ops: u64) -> BenchResult {
     for rep in 0..reps {
-        let start = cpu::rdtsc();
+        let start = clock::read();
         let mut answered = 0u64;
         for _ in 0..ops {
             answered += u64::from(hypercall::nop() == Ok(0));
         }
-        emit(rep, ops, cpu::rdtsc() - start, answered);
+        emit(rep, ops, clock::read() - start, answered);
     }
     Ok(())
 }
