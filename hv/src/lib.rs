@@ -24,6 +24,7 @@
 //! | [`vcpu`] | the exit loop, hypercalls, the `--timeout` watchdog, the loop's counters | outlive the run it serves |
 //! | [`state`] | a VM's whole state out of the hypervisor: vCPU, devices' ring indices, memory mode; the snapshot file | run a guest |
 //! | [`vmm`] | [`vmm::Vm`]: one guest (memory, vCPU, devices, memory mode) as a value; its config, errors and stats | hold state shared with another `Vm` |
+//! | [`migration`] | pre-copy live migration: dirty tracking, the stream, the sender and the receiver, their figures | run a guest the stream did not deliver whole, or end the source's run before the destination confirms |
 //! | [`bench`](mod@bench) | `hv bench` and `hv blk-bench`: fresh VMs per measurement, baselines, reports | change how a guest runs |
 //! | [`control`] | the control socket (`hv run --control`, `hv ctl`): its protocol, server threads and client | touch a VM except through jobs on its vCPU thread |
 //! | [`cli`] | hv's command line: arguments, and the commands that run them | contain VMM logic |
@@ -56,6 +57,7 @@ pub mod devices;
 pub mod vcpu;
 pub mod state;
 pub mod vmm;
+pub mod migration;
 pub mod bench;
 pub mod control;
 pub mod cli;

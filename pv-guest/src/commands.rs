@@ -47,6 +47,8 @@ fn run_one<'a>(info: &BootInfo, mut words: impl Iterator<Item = &'a str>) -> u8 
         Some("count") => count::count(info, words),
         Some("count-user") => count::count_user(words),
         Some("bench") => bench::run(info, words),
+        Some("dirty-loop") => migration::dirty_loop(info, words),
+        Some("checksum-loop") => migration::checksum_loop(info, words),
         Some(other) => {
             println!("pv-guest: unknown command '{other}'");
             usage()
@@ -56,13 +58,15 @@ fn run_one<'a>(info: &BootInfo, mut words: impl Iterator<Item = &'a str>) -> u8 
 
 // The command families that need more than a function each, one module per family:
 // `selftest` and `bad-hypercalls` (selftest), `blk-read-sum`, `blk-fill`, `blk-bench`
-// (blk), `hostile-ptes` (hostile_ptes), and `bench`, the guest half of `hv bench`.
+// (blk), `hostile-ptes` (hostile_ptes), `bench`, the guest half of `hv bench`, and
+// `dirty-loop` and `checksum-loop`, workloads to migrate (migration).
 // The one-function commands are below. (This file keeps its name and the order of its
 // first lines: hv's tests read the location of the `panic` command's panic.)
 pub mod bench;
 pub mod blk;
 pub mod count;
 pub mod hostile_ptes;
+pub mod migration;
 pub mod selftest;
 
 use crate::arch::{cpu, idt};
@@ -89,7 +93,8 @@ fn usage() -> u8 {
     println!("pv-guest: commands: (none) | selftest | echo WORDS... | panic | fault ud|gp|pf|de |");
     println!("pv-guest:           triple-fault | bad-hypercalls | hypercall-bench [N] |");
     println!("pv-guest:           blk-read-sum LBA COUNT | blk-fill LBA COUNT BYTE | blk-bench SECTORS COUNT [always] |");
-    println!("pv-guest:           count N [MS] | count-user N [SPIN]");
+    println!("pv-guest:           count N [MS] | count-user N [SPIN] |");
+    println!("pv-guest:           dirty-loop MIB PAGES_PER_S [SECONDS] | checksum-loop MIB STEPS [MS_PER_STEP]");
     EXIT_USAGE
 }
 

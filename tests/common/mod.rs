@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test file uses a different subset
 
+pub mod background;
+
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};

@@ -255,6 +255,12 @@ quoted ';' word, e.g. `-- blk-fill 0 8 7 ';' count 5`: they run in order until o
   count N [MS]            print count: 1..N, MS ms apart (default 10): watch a snapshot or migration
   count-user N [SPIN]     the same from a ring-3 task, spinning SPIN times between lines
   hostile-ptes            (--mmu shadow) write page-table entries hv must refuse; each is refused
+  dirty-loop MIB PAGES_PER_S [SECONDS]
+                          write PAGES_PER_S pages a second (0: as fast as it can) of a MIB
+                          buffer for SECONDS (default 5): a working set to migrate
+  checksum-loop MIB STEPS [MS_PER_STEP]
+                          STEPS steps over a MIB buffer (and the disk, with --disk), MS_PER_STEP
+                          apart (default 10); prints a result a migration must not change
 
 Examples:
   hv run
@@ -321,6 +327,29 @@ pub struct RunArgs {
     /// guest's first console line, VM exits by reason, hypercalls by name.
     #[arg(long)]
     pub stats: bool,
+
+    /// Receive a running guest from another hv instead of booting one: listen on
+    /// ADDR:PORT (e.g. 127.0.0.1:7000) for one live migration, then continue the guest
+    /// here, in the --mmu mode given (either, whatever the source ran). --mem must be the
+    /// source's RAM size and the kernel the source's; the disk is the source's (the same
+    /// image path, checked). See docs/vm-state.md, "Live migration".
+    #[arg(long, value_name = "ADDR:PORT", conflicts_with_all = ["guest_args", "disk"])]
+    pub incoming: Option<String>,
+
+    /// Send the guest to the hv listening at HOST:PORT (`hv run --incoming`) by pre-copy
+    /// live migration, --migrate-after seconds after it starts. The rounds' figures are
+    /// printed to standard error; on success this hv ends and the guest runs on there;
+    /// if anything fails, the guest runs on here.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub migrate_to: Option<String>,
+
+    /// With --migrate-to: seconds after the start to begin the migration.
+    #[arg(long, value_name = "SECS", default_value = "1", value_parser = parse_timeout, requires = "migrate_to")]
+    pub migrate_after: std::time::Duration,
+
+    /// With --migrate-to: the migration's options.
+    #[command(flatten)]
+    pub migrate: super::migrate::MigrateOptions,
 
     /// Serve a control socket at PATH while the guest runs (see `hv ctl --help`).
     ///

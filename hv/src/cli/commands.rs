@@ -76,7 +76,8 @@ pub(super) fn bench_command(args: BenchArgs) -> ExitCode {
     }
 }
 
-/// `hv run`: one [`Vm`] with its console on standard output.
+/// `hv run`: one [`Vm`] with its console on standard output: booted, or received from
+/// another hv (`--incoming`); sent to another after a while with `--migrate-to`.
 pub(super) fn run_command(args: RunArgs, started: Instant) -> ExitCode {
     let config = VmConfig {
         kernel: args.kernel,
@@ -89,18 +90,35 @@ pub(super) fn run_command(args: RunArgs, started: Instant) -> ExitCode {
         timeout: args.timeout,
         mmu: args.mmu.into(),
     };
-    let vm = match Vm::new(&config, Box::new(std::io::stdout()), started) {
+    let vm = match &args.incoming {
+        Some(address) => super::migrate::receive(address, &config, started),
+        None => Vm::new(&config, Box::new(std::io::stdout()), started).map(|vm| (vm, config)).map_err(|e| e.to_string()),
+    };
+    let (vm, config) = match vm {
         Ok(vm) => vm,
         Err(e) => {
             eprintln!("hv: error: {e}");
             return ExitCode::from(EXIT_VMM_ERROR);
         }
     };
+    // --migrate-to: a thread that waits, then sends the guest while this one runs it.
+    let migration = args.migrate_to.map(|destination| {
+        let (control, options, after, config) = (vm.control(), args.migrate, args.migrate_after, config.clone());
+        std::thread::spawn(move || {
+            std::thread::sleep(after);
+            if let Err(e) = super::migrate::migrate(&control, &config, &destination, &options) {
+                eprintln!("hv: {e}");
+            }
+        })
+    });
     let server = match serve_control(args.control.as_deref(), &vm, config, started) {
         Ok(server) => server,
         Err(code) => return code,
     };
     let result = vm.run();
+    if let Some(thread) = migration {
+        let _ = thread.join();
+    }
     let signal = server.as_ref().and_then(ControlServer::stopped_by_signal);
     drop(server);
     match result {

@@ -1,7 +1,9 @@
-//! hv's command line: [`args`] says what the user may type, [`commands`] does it.
+//! hv's command line: [`args`] says what the user may type, [`commands`] does it;
+//! [`migrate`] holds what live migration adds to both.
 
 pub mod args;
 pub mod commands;
+pub mod migrate;
 
 use std::process::ExitCode;
 use std::time::Instant;

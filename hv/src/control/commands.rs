@@ -5,7 +5,9 @@
 //! the whole VM in hand and says whether the guest then runs, stays paused or stops.
 //! `pause` is a job that answers "stay out of the guest"; `resume` one that answers "run";
 //! `status` and `stats` read counters and leave the guest as it was; `snapshot` is
-//! `crate::vmm::snapshot::take`, which is such a job too.
+//! `crate::vmm::snapshot::take`, which is such a job too; `migrate` is
+//! `crate::migration::send`, whose jobs start dirty logging, pause the guest for the
+//! last round and end (or resume) it, and which reports each round as progress.
 //!
 //! To add a command: write its handler (`fn(&Session, &Args, &mut Progress) -> Result<Reply,
 //! String>`; a long one may report through `Progress` before it returns),
@@ -13,7 +15,7 @@
 //! `super::protocol`'s table and in docs/control.md. `hv ctl` and the server's checks
 //! (`super::dispatch`) follow from the row.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use pv_abi::MmuMode;
 use serde_json::Value;
@@ -72,7 +74,26 @@ pub const COMMANDS: &[Command] = &[
         ],
         run: snapshot,
     },
+    Command {
+        name: "migrate",
+        about: "send the guest to the hv waiting at DESTINATION (hv run --incoming HOST:PORT) by pre-copy live migration, reporting each round; the run ends here once it runs there",
+        fields: &[
+            Field { name: "destination", kind: FieldKind::Text, required: true, positional: true },
+            Field { name: "max_rounds", kind: FieldKind::Count, required: false, positional: false },
+            Field { name: "downtime_ms", kind: FieldKind::Count, required: false, positional: false },
+            Field { name: "json", kind: FieldKind::Path, required: false, positional: false },
+            Field { name: "plot", kind: FieldKind::Path, required: false, positional: false },
+        ],
+        run: migrate,
+    },
 ];
+
+/// `migrate`'s round limit and downtime target when the request names none (the same
+/// as `hv run --migrate-to`'s).
+const DEFAULT_MAX_ROUNDS: u64 = 30;
+const DEFAULT_DOWNTIME_MS: u64 = 5;
+/// The most rounds a request may ask for (the stream allows more; a class needs fewer).
+const MAX_ROUNDS: u64 = 1000;
 
 /// The command called `name`.
 pub fn find(name: &str) -> Option<&'static Command> {
@@ -205,6 +226,40 @@ fn snapshot(session: &Session, args: &Args, _: &mut Progress) -> Result<Reply, S
         .with("stored_bytes", s.stored_bytes)
         .with("paused_ms", paused_ms)
         .with("stopped", after == AfterSnapshot::Stop))
+}
+
+fn migrate(session: &Session, args: &Args, progress: &mut Progress) -> Result<Reply, String> {
+    use crate::migration::{self, SendOptions};
+    let destination = args.text("destination").ok_or("'migrate' needs \"destination\"")?;
+    let max_rounds = args.count("max_rounds").unwrap_or(DEFAULT_MAX_ROUNDS);
+    if !(1..=MAX_ROUNDS).contains(&max_rounds) {
+        return Err(format!("'migrate': max_rounds must be 1..={MAX_ROUNDS}, not {max_rounds}"));
+    }
+    let downtime_ms = args.count("downtime_ms").unwrap_or(DEFAULT_DOWNTIME_MS).min(3_600_000);
+    let options = SendOptions {
+        destination: destination.to_string(),
+        max_rounds: max_rounds as u32,
+        downtime_target: Duration::from_millis(downtime_ms),
+        kernel: migration::kernel_of(&session.config)?,
+    };
+    let report = migration::send(&session.control, &options, migration::state_capture(&session.config), |round| {
+        progress(Reply::new(round.line()).with("round", serde_json::to_value(round).unwrap_or_default()))
+    })
+    .map_err(|e| format!("migration to {destination} failed: {e}; the guest runs on here"))?;
+    // The guest runs at the destination now; a file that cannot be written is said in
+    // the reply, not made an error (the migration itself is done).
+    let mut text = report.summary();
+    if let Some(path) = args.text("json") {
+        if let Err(e) = std::fs::write(path, report.to_json() + "\n") {
+            text.push_str(&format!("\ncannot write the JSON to {path}: {e}"));
+        }
+    }
+    if let Some(path) = args.text("plot") {
+        if let Err(e) = migration::plot::write(&report, std::path::Path::new(path)) {
+            text.push_str(&format!("\ncannot write the plot to {path}: {e}"));
+        }
+    }
+    Ok(Reply::new(text).with("report", serde_json::to_value(&report).unwrap_or_default()))
 }
 
 /// The `hv ctl --help` list of commands.

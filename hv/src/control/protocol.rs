@@ -34,11 +34,13 @@
 //! | `status` | none | `state`: `"running"` or `"paused"`; `mmu`: `"ept"` or `"shadow"`; `exits`, `hypercalls` (integers: totals so far); `uptime_ms` (number: since hv started); `ram_bytes` (integer); `kernel` (string: a path, or `"built-in pv-guest"`); `guest_args` (array of strings) |
 //! | `stats` | none | `stats`: the `--stats` figures as an object (`wall_ms`, `first_console_line_ms`, `exits {total, by_reason}`, `hypercalls {total, by_name, refused}`, `mmu_update_entries`, `memory {mode, kvm_translation_flushes, shadow, guest}`, `devices {NAME: {...}}`, `doorbell_exits`; see `RunStats::to_json`) |
 //! | `snapshot` | `file` (string, required: where to write; relative to hv's working directory, and `hv ctl` makes it absolute first); `stop` (bool, default false: end the run once written) | `file`; `pages_stored`, `ram_pages`, `file_bytes` (apparent size), `stored_bytes` (integers); `paused_ms` (number: how long the guest was stopped for it); `stopped` (bool) |
+//! | `migrate` | `destination` (string, required: `HOST:PORT` of an `hv run --incoming`); `max_rounds` (integer 1..=1000, default 30); `downtime_ms` (integer, default 5: the target); `json`, `plot` (strings: files to write the figures and the chart to) | `report`: the whole `MigrationReport` (rounds, `stopped_because`, totals, `downtime_ms`, ...); before it, one progress line per round with `round`: that round's `RoundFigures` |
 //!
 //! `pause` answers only once the vCPU is out of the guest and will not enter it again
 //! until `resume`; `resume` answers once it may. `status` and `stats` leave the guest
 //! running or paused as it was; so does `snapshot` unless `stop` is true (its reply is
-//! then the last thing the run sends).
+//! then the last thing the run sends), and so does a `migrate` that fails; one that
+//! succeeds ends the run here (the guest runs at the destination), after its reply.
 //!
 //! ## Replies
 //!
@@ -51,7 +53,7 @@
 //! - `text` (success only): the answer for a person, possibly several lines; `hv ctl`
 //!   prints it. Programs read the other fields.
 //! - `error` (failure only): one line saying what was wrong, e.g. `unknown command
-//!   'paws' (known: pause, resume, status, stats, snapshot)`.
+//!   'paws' (known: pause, resume, status, stats, snapshot, migrate)`.
 //!
 //! ## Progress lines
 //!
@@ -95,7 +97,7 @@
 //! → {"v":1,"cmd":"status"}
 //! ← {"v":1,"ok":true,"text":"state        paused\n...","exits":2,...,"mmu":"ept",...,"state":"paused",...}
 //! → {"v":1,"cmd":"paws"}
-//! ← {"v":1,"ok":false,"error":"unknown command 'paws' (known: pause, resume, status, stats, snapshot)"}
+//! ← {"v":1,"ok":false,"error":"unknown command 'paws' (known: pause, resume, status, stats, snapshot, migrate)"}
 //! ```
 
 use serde_json::{Map, Value};

@@ -11,12 +11,14 @@
 //! | --- | --- |
 //! | [`vm_handle`] | the VM, its vCPU and RAM, with drop order that keeps KVM safe |
 //! | [`memslots`] | memory slots: which guest-physical range is backed by which host memory |
+//! | [`dirty_log`] | KVM's dirty log on the slots of guest RAM, read from another thread |
 //! | [`vcpu_state`] | the vCPU's whole state, for snapshots and migration, and the order KVM wants it back |
 //! | [`registers`] | register state: reading and writing it, and the dump shown when a guest dies |
 //! | [`cpuid`] | the CPUID the guest sees, with hv's own leaves |
 //! | [`host_info`] | what the host is (CPU model, hardware EPT/NPT or KVM's software MMU) |
 
 pub mod cpuid;
+pub mod dirty_log;
 pub mod host_info;
 pub mod memslots;
 pub mod registers;

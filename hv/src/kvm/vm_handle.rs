@@ -4,14 +4,18 @@
 //! Two `KvmVm`s are two independent VMs: nothing here is global, so one process can
 //! hold several (each guest of `vmm::Vm` owns one).
 
-use kvm_bindings::{kvm_regs, kvm_sregs, kvm_userspace_memory_region};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use kvm_bindings::{kvm_regs, kvm_sregs, kvm_userspace_memory_region, KVM_MEM_LOG_DIRTY_PAGES};
 use kvm_ioctls::{Cap, Kvm, SyncReg, VcpuFd, VmFd};
-use pv_abi::addr::MachineAddr;
+use pv_abi::addr::{MachineAddr, PseudoPhys};
 use vm_memory::GuestMemoryMmap;
 
 use super::cpuid::{self, CpuidError};
+use super::dirty_log::{KvmDirtyLog, LogState, LoggedSlot};
 use super::memslots::{MemoryPlan, SlotMemory};
 use super::registers::RegisterDump;
+use crate::memory::dirty::DirtySet;
 use crate::memory::{GuestRam, RamAllocError};
 
 /// KVM API version every KVM since Linux 2.6.22 reports.
@@ -66,18 +70,25 @@ fn ioctl<T>(what: &'static str, r: Result<T, kvm_ioctls::Error>) -> Result<T, Kv
 /// A KVM VM with one vCPU and its RAM.
 ///
 /// Field order is drop order: the vCPU and VM are closed before the RAM they point at
-/// is unmapped.
+/// is unmapped. The VM descriptor is the only strong reference to it (a dirty-log
+/// reader holds a weak one, `super::dirty_log`), so it closes here too.
 pub struct KvmVm {
     vcpu: VcpuFd,
-    vm: VmFd,
+    vm: Arc<VmFd>,
     kvm: Kvm,
     ram: GuestRam,
     /// The plan's extra area (a second reference to its mapping, held so it outlives
     /// the memslot that points at it).
     _area: Option<GuestMemoryMmap>,
-    /// The memslot holding the page tables the CPU walks, to re-register it
-    /// (`forget_cached_translations`).
-    page_table_slot: Option<kvm_userspace_memory_region>,
+    /// Every memslot as registered, in slot-number order (re-registered to change its
+    /// flags or to make KVM forget translations).
+    regions: Vec<kvm_userspace_memory_region>,
+    /// Which of them holds the page tables the CPU walks (`forget_cached_translations`).
+    page_table_slot: Option<usize>,
+    /// The slots KVM's dirty log can cover: guest RAM the guest may write.
+    logged_slots: Vec<LoggedSlot>,
+    /// Whether logging is on, shared with dirty-log readers.
+    dirty_state: Arc<Mutex<LogState>>,
     nx: bool,
     sync_regs: bool,
 }
@@ -104,6 +115,8 @@ impl KvmVm {
         }
         let area = plan.area_host_range();
         let mut page_table_slot = None;
+        let mut regions = Vec::with_capacity(plan.slots.len());
+        let mut logged_slots = Vec::new();
         for (number, slot) in plan.slots.iter().enumerate() {
             // Resolve the slot to host memory this VM owns, checking it fits: the safety
             // of the ioctl below rests on this check.
@@ -129,8 +142,13 @@ impl KvmVm {
             // shows slots never overlap.
             ioctl("KVM_SET_USER_MEMORY_REGION", unsafe { vm.set_user_memory_region(region) })?;
             if slot.holds_walked_tables {
-                page_table_slot = Some(region);
+                page_table_slot = Some(number);
             }
+            if let (SlotMemory::Ram { offset }, false) = (slot.memory, slot.read_only) {
+                let first = PseudoPhys::new(offset).frame();
+                logged_slots.push(LoggedSlot { number: number as u32, first, size: slot.size });
+            }
+            regions.push(region);
         }
         // The in-kernel interrupt controllers (local APIC, IOAPIC, PIC) must exist before
         // the vCPU: devices raise interrupts through them (irqfd → MSI → local APIC)
@@ -146,7 +164,9 @@ impl KvmVm {
             // exit, so reading them costs no extra ioctl (see `guest_regs`).
             vcpu.set_sync_valid_reg(SyncReg::Register);
         }
-        Ok(KvmVm { vcpu, vm, kvm, ram, _area: plan.area, page_table_slot, nx, sync_regs })
+        let dirty_state = Arc::new(Mutex::new(LogState { on: false, carried: DirtySet::new(ram.size()) }));
+        let vm = Arc::new(vm);
+        Ok(KvmVm { vcpu, vm, kvm, ram, _area: plan.area, regions, page_table_slot, logged_slots, dirty_state, nx, sync_regs })
     }
 
     /// Guest RAM.
@@ -228,14 +248,48 @@ impl KvmVm {
     /// see host-side writes (see `shadow_mmu::ShadowMmu::take_flush_needed`). Deleting a
     /// memslot is the documented way to make KVM drop what it derived from it. With
     /// EPT/NPT it is not needed for correctness, and costs the ioctls and refaults.
+    ///
+    /// Deleting a slot also throws away its dirty log: while logging is on, the bits are
+    /// read out first and kept for the next reader (`super::dirty_log`).
     pub fn forget_cached_translations(&mut self) -> Result<(), kvm_ioctls::Error> {
-        let Some(region) = self.page_table_slot else { return Ok(()) };
+        let Some(region) = self.page_table_slot.map(|i| self.regions[i]) else { return Ok(()) };
+        let mut dirty = self.dirty_state.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(logged) = self.logged_slots.iter().find(|s| s.number == region.slot).filter(|_| dirty.on) {
+            let bitmap = self.vm.get_dirty_log(logged.number, logged.size as usize)?;
+            dirty.carried.add_bitmap(logged.first, &bitmap);
+        }
         let removed = kvm_userspace_memory_region { memory_size: 0, ..region };
         // SAFETY: a size of 0 deletes the slot; KVM stops using the mapping.
         unsafe { self.vm.set_user_memory_region(removed) }?;
         // SAFETY: the same region as at creation (checked then to lie inside a mapping
         // KvmVm owns: guest RAM, or `_area`), alive until after the VM fd is closed.
         unsafe { self.vm.set_user_memory_region(region) }
+    }
+
+    /// Turns KVM's dirty log on or off for every slot of guest RAM the guest can write,
+    /// by registering those slots again with or without `KVM_MEM_LOG_DIRTY_PAGES` (a
+    /// flags-only change: the memory stays mapped). Turning it on starts with an empty
+    /// log: only writes from now on are recorded.
+    pub fn set_dirty_logging(&mut self, on: bool) -> Result<(), kvm_ioctls::Error> {
+        let mut dirty = self.dirty_state.lock().unwrap_or_else(PoisonError::into_inner);
+        for logged in &self.logged_slots {
+            let region = &mut self.regions[logged.number as usize];
+            let flags = if on { region.flags | KVM_MEM_LOG_DIRTY_PAGES } else { region.flags & !KVM_MEM_LOG_DIRTY_PAGES };
+            let changed = kvm_userspace_memory_region { flags, ..*region };
+            // SAFETY: the same region as at creation (checked then to lie inside a mapping
+            // KvmVm owns, alive until after the VM fd is closed); only its flags change.
+            unsafe { self.vm.set_user_memory_region(changed) }?;
+            *region = changed;
+        }
+        dirty.on = on;
+        dirty.carried = DirtySet::new(self.ram.size());
+        Ok(())
+    }
+
+    /// A handle to read KVM's dirty log from another thread (it fails while logging is
+    /// off, and once this VM is gone).
+    pub fn dirty_log(&self) -> KvmDirtyLog {
+        KvmDirtyLog::new(&self.vm, self.logged_slots.clone(), self.dirty_state.clone())
     }
 
     /// The vCPU, for reading its state.

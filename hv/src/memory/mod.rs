@@ -9,6 +9,11 @@
 //! of its memory, `0..size`. In ept mode KVM sees the same numbers as machine addresses;
 //! in shadow mode the shadow layout scatters them, but this mapping stays in guest
 //! order, so every access here names a pseudo-physical address, whatever the mode.
+//!
+//! [`dirty`] keeps the set of pages written since some moment (live migration's dirty
+//! tracking) and reads hv's own half of that record out of vm-memory.
+
+pub mod dirty;
 
 use pv_abi::addr::PseudoPhys;
 use backend_drivers::GuestMemory;

@@ -50,10 +50,13 @@ pub fn calls(info: &BootInfo) -> [HostileCall; 9] {
     ]
 }
 
+/// A test and its name.
+pub type NamedTest = (&'static str, fn() -> TestResult);
+
 /// Writes to the hypercall port that are not the hypercall instruction: hv must ignore
 /// them (the ABI's hypercall is exactly one `out dx, eax`). Each is loaded with the
 /// `shutdown(7)` hypercall's registers, so a VMM that took it for one would end the run.
-pub const NOT_HYPERCALLS: [(&str, fn() -> TestResult); 2] = [
+pub const NOT_HYPERCALLS: [NamedTest; 2] = [
     ("a_byte_write_to_the_hypercall_port_is_not_a_hypercall", byte_write_is_not_a_hypercall),
     ("rep_outsb_of_4096_bytes_is_not_4096_hypercalls", string_write_is_not_a_hypercall),
 ];
