@@ -14,6 +14,7 @@
 //! The model guest memory is 64 pages: page 0 the grant table, page 1 the ring, page 2
 //! the shared-info page (the pending flags), pages 3.. the frames a grant may name.
 
+use std::os::unix::io::AsRawFd;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -86,15 +87,19 @@ fn usable_frames() -> FrameRange<PseudoFrame> {
     FrameRange { start: PseudoFrame::new(FIRST_USABLE_FRAME), end: PseudoFrame::new(MODEL_PAGES) }
 }
 
-/// The model disk: created once per process, reopened for each input.
+/// The model disk: created once per process and unlinked at once, so that nothing is
+/// left behind however the process ends; each input reopens it through
+/// `/proc/self/fd`, as `DiskImage::open` takes a path.
 fn disk_path() -> PathBuf {
-    static PATH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    PATH.get_or_init(|| {
+    static DISK: std::sync::OnceLock<std::fs::File> = std::sync::OnceLock::new();
+    let file = DISK.get_or_init(|| {
         let path = std::env::temp_dir().join(format!("hv-fuzz-disk-{}.img", std::process::id()));
         std::fs::write(&path, vec![0x5a; (DISK_SECTORS * SECTOR_SIZE) as usize]).expect("writing the model disk");
-        path
-    })
-    .clone()
+        let file = std::fs::File::open(&path).expect("opening the model disk");
+        let _ = std::fs::remove_file(&path);
+        file
+    });
+    PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()))
 }
 
 /// A request that `check_request` accepted must stay inside the disk and name one grant
