@@ -16,9 +16,12 @@ mod seeds;
 
 use std::path::{Path, PathBuf};
 
-/// Every target: its name (= its file in `fuzz/fuzz_targets/` and its corpus folder)
-/// and its body.
-const TARGETS: &[(&str, fn(&[u8]))] = &[
+/// A target: its name (= its file in `fuzz/fuzz_targets/` and its corpus folder) and
+/// its body.
+type Target = (&'static str, fn(&[u8]));
+
+/// Every target.
+const TARGETS: &[Target] = &[
     ("elf", hv::fuzz_entry::elf),
     ("hypercall_ept", hv::fuzz_entry::hypercall_ept),
     ("hypercall_shadow", hv::fuzz_entry::hypercall_shadow),
