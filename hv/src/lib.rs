@@ -30,6 +30,7 @@
 //! | [`bench`](mod@bench) | `hv bench` and `hv blk-bench`: fresh VMs per measurement, baselines, reports | change how a guest runs |
 //! | [`control`] | the control socket (`hv run --control`, `hv ctl`): its protocol, server threads and client | touch a VM except through jobs on its vCPU thread |
 //! | [`cli`] | hv's command line: arguments, and the commands that run them | contain VMM logic |
+//! | [`fuzz_entry`] | the bodies of the fuzz targets on hv's parsers (`fuzz/`, `tests/fuzz_corpus.rs`) | be used by hv itself |
 //!
 //! Differences from the plain layering one might expect: [`outcome`] sits below the
 //! trace because the trace records the stop; the exit loop's counters live in [`vcpu`]
@@ -64,3 +65,5 @@ pub mod migration;
 pub mod bench;
 pub mod control;
 pub mod cli;
+#[doc(hidden)]
+pub mod fuzz_entry;

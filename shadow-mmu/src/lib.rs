@@ -56,6 +56,7 @@
 //! | [`rules`] | the configuration and the isolation rules both the engine and the reference apply | differ between the two |
 //! | [`reference`](mod@reference) | what a translation must be, worked out from scratch; the CPU's walk of shadow tables | keep state |
 //! | [`shadow`] | the engine: shadow tables, their reference counts and frames, the root cache | write a shadow entry that reaches outside the guest's frames |
+//! | [`fuzz_entry`] | the body of the `shadow_mmu` fuzz target and its corpus test: the property test's checks under fuzzer-chosen steps | be used by the engine |
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -65,6 +66,8 @@ pub mod p2m;
 pub mod rules;
 pub mod reference;
 pub mod shadow;
+#[doc(hidden)]
+pub mod fuzz_entry;
 
 pub use event::{Refusal, ShadowEvent, ShadowStats};
 pub use memory::{MachineMemory, MemoryError, VecMemory};

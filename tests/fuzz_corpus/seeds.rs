@@ -1,0 +1,426 @@
+//! The seed corpus of every fuzz target, made here so that anyone can see what each
+//! seed is: for each target a few valid inputs (so the fuzzer starts past the first
+//! checks) and a few hostile ones (each named after the attack it tries). Each input
+//! format is the one the target's `fuzz_entry` function documents.
+
+use pv_abi::device::block::{BlockRequest, BLOCK_MAX_SEGMENTS, BLOCK_OP_FLUSH, BLOCK_OP_READ, BLOCK_OP_WRITE};
+use pv_abi::device::console::{ConsoleRequest, CONSOLE_CHUNK};
+use pv_abi::grant::{GrantFlags, GRANT_ENTRY_SIZE};
+use pv_abi::layout::{KERNEL_VIRT_BASE, PAGE_SIZE};
+use pv_abi::ring::RingEntry;
+
+/// (target, seed name, bytes) for every seed.
+pub fn all() -> Vec<(&'static str, &'static str, Vec<u8>)> {
+    let mut out = Vec::new();
+    for (name, bytes) in elf() {
+        out.push(("elf", name, bytes));
+    }
+    for (name, bytes) in hypercalls(false) {
+        out.push(("hypercall_ept", name, bytes));
+    }
+    for (name, bytes) in hypercalls(true) {
+        out.push(("hypercall_shadow", name, bytes));
+    }
+    for (name, bytes) in snapshot_file() {
+        out.push(("snapshot_file", name, bytes));
+    }
+    for (name, bytes) in control_request() {
+        out.push(("control_request", name, bytes));
+    }
+    for (name, bytes) in block_request() {
+        out.push(("block_request", name, bytes));
+    }
+    for (name, bytes) in console_request() {
+        out.push(("console_request", name, bytes));
+    }
+    for (name, bytes) in ring_back() {
+        out.push(("ring_back", name, bytes));
+    }
+    for (name, bytes) in shadow_mmu() {
+        out.push(("shadow_mmu", name, bytes));
+    }
+    out
+}
+
+// ---- elf --------------------------------------------------------------------------
+
+/// A program header: (type, flags, offset, paddr, file size, memory size); the
+/// virtual address is the kernel map's.
+type Phdr = (u32, u32, u64, u64, u64, u64);
+
+const PT_LOAD: u32 = 1;
+const PF_X: u32 = 1;
+const PF_W: u32 = 2;
+const PF_R: u32 = 4;
+const KERNEL_AT: u64 = 0x20_0000;
+
+/// An x86-64 executable with these program headers, `entry` and `body` after the table.
+fn elf_file(entry: u64, phdrs: &[Phdr], body: &[u8]) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&[0x7f, b'E', b'L', b'F', 2, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    f.extend_from_slice(&2u16.to_le_bytes()); // ET_EXEC
+    f.extend_from_slice(&0x3eu16.to_le_bytes()); // EM_X86_64
+    f.extend_from_slice(&1u32.to_le_bytes());
+    f.extend_from_slice(&entry.to_le_bytes());
+    f.extend_from_slice(&64u64.to_le_bytes()); // e_phoff
+    f.extend_from_slice(&0u64.to_le_bytes()); // e_shoff
+    f.extend_from_slice(&0u32.to_le_bytes());
+    f.extend_from_slice(&64u16.to_le_bytes());
+    f.extend_from_slice(&56u16.to_le_bytes());
+    f.extend_from_slice(&(phdrs.len() as u16).to_le_bytes());
+    f.extend_from_slice(&[64, 0, 0, 0, 0, 0]);
+    for &(kind, flags, offset, paddr, filesz, memsz) in phdrs {
+        f.extend_from_slice(&kind.to_le_bytes());
+        f.extend_from_slice(&flags.to_le_bytes());
+        f.extend_from_slice(&offset.to_le_bytes());
+        f.extend_from_slice(&KERNEL_VIRT_BASE.wrapping_add(paddr).to_le_bytes());
+        f.extend_from_slice(&paddr.to_le_bytes());
+        f.extend_from_slice(&filesz.to_le_bytes());
+        f.extend_from_slice(&memsz.to_le_bytes());
+        f.extend_from_slice(&PAGE_SIZE.to_le_bytes());
+    }
+    f.extend_from_slice(body);
+    f
+}
+
+fn elf() -> Vec<(&'static str, Vec<u8>)> {
+    let entry = KERNEL_VIRT_BASE + KERNEL_AT;
+    // `hlt; jmp $-1`
+    let code = [0xf4, 0xeb, 0xfd];
+    let text_at = 64 + 2 * 56;
+    let two = [(PT_LOAD, PF_R | PF_X, text_at, KERNEL_AT, 3, 3), (PT_LOAD, PF_R | PF_W, text_at, KERNEL_AT + 0x1000, 0, 0x2000)];
+    let mut truncated = elf_file(entry, &two, &code);
+    truncated.truncate(100);
+    vec![
+        ("text-and-bss", elf_file(entry, &two, &code)),
+        ("one-segment", elf_file(entry, &[(PT_LOAD, PF_R | PF_X, 64 + 56, KERNEL_AT, 3, 0x1000)], &code)),
+        // A legal zero-size segment inside the text page (issue 14, item 6).
+        ("hostile-empty-segment-in-text-page", elf_file(entry, &[two[0], (PT_LOAD, PF_R, text_at, KERNEL_AT + 0x10, 0, 0)], &code)),
+        ("hostile-overlapping-segments", elf_file(entry, &[two[0], (PT_LOAD, PF_R | PF_W, text_at, KERNEL_AT + 0x800, 0, 0x1000)], &code)),
+        ("hostile-data-past-end-of-file", elf_file(entry, &[(PT_LOAD, PF_R | PF_X, 0x10_0000, KERNEL_AT, 0x1000, 0x1000)], &code)),
+        ("hostile-segment-beyond-ram", elf_file(entry, &[(PT_LOAD, PF_R | PF_X, 64 + 56, u64::MAX - 0xfff, 3, 0x2000)], &code)),
+        ("hostile-entry-outside-text", elf_file(entry + 0x10_0000, &two, &code)),
+        ("hostile-truncated-program-headers", truncated),
+        ("hostile-not-elf", b"#!/bin/sh\necho hello\n".to_vec()),
+        ("hostile-many-program-headers", elf_file(entry, &[(6, 0, 0, 0, 0, 0); 300], &code)),
+    ]
+}
+
+// ---- hypercalls -------------------------------------------------------------------
+
+/// Builds the step language of `hv::fuzz_entry::hypercalls`.
+#[derive(Default)]
+struct Steps(Vec<u8>);
+
+/// An argument: (selector, payload) as `fuzz_entry::argument` reads it.
+#[derive(Clone, Copy)]
+enum Arg {
+    Small(u16),
+    PoolEntry(u16),
+    BelowRamEnd(u16),
+    Raw(u64),
+}
+
+impl Steps {
+    fn arg(&mut self, a: Arg) {
+        match a {
+            Arg::Small(v) => self.0.extend([0, v as u8, (v >> 8) as u8]),
+            Arg::PoolEntry(v) => self.0.extend([1, v as u8, (v >> 8) as u8]),
+            Arg::BelowRamEnd(v) => self.0.extend([2, v as u8, (v >> 8) as u8]),
+            Arg::Raw(v) => {
+                self.0.push(3);
+                self.0.extend(v.to_le_bytes());
+            }
+        }
+    }
+    fn store(mut self, at: Arg, bytes: &[u8]) -> Self {
+        self.0.push(0);
+        self.arg(at);
+        self.0.push(bytes.len() as u8);
+        self.0.extend(bytes);
+        self
+    }
+    fn call(mut self, nr: u8, args: [Arg; 4]) -> Self {
+        self.0.extend([1, nr]);
+        for a in args {
+            self.arg(a);
+        }
+        self
+    }
+    fn batch(mut self, writes: &[(u16, Arg, u8)]) -> Self {
+        self.0.extend([2, writes.len() as u8]);
+        for &(entry, value, low) in writes {
+            self.0.extend(entry.to_le_bytes());
+            self.arg(value);
+            self.0.push(low);
+        }
+        self
+    }
+    fn trapped(mut self, at: Arg, bytes: &[u8]) -> Self {
+        self.0.push(3);
+        self.arg(at);
+        self.0.push(bytes.len() as u8 - 1);
+        self.0.extend(bytes);
+        self
+    }
+}
+
+fn hypercalls(shadow: bool) -> Vec<(&'static str, Vec<u8>)> {
+    use Arg::*;
+    let z = Small(0);
+    // Entry 0 of the pool's first page points at its second page (a table), entry 512
+    // (second page) maps a data page: a connected tree the engine shadows.
+    let tree = Steps::default()
+        .call(6, [PoolEntry(0), z, z, z])
+        .batch(&[(0, PoolEntry(512), 7), (512, Small(0x3000), 3), (1, Raw(0x8000_0000_0020_0083), 0)])
+        .call(6, [PoolEntry(0), z, z, z]);
+    let mut seeds = vec![
+        ("console-write", Steps::default().store(Small(0x100), b"hello, world\n").call(1, [Small(0x100), Small(13), z, z]).0),
+        ("shutdown-with-counters", Steps::default().call(0, [z; 4]).call(2, [Small(0), Small(0x200), z, z]).0),
+        ("page-table-tree", tree.0),
+        ("hostile-escape-sequences-in-a-panic", Steps::default().store(Small(0x100), b"\x1b]52;c;aGk=\x07\x9b2J\r").call(3, [Small(0x100), Small(13), z, z]).0),
+        ("hostile-console-write-past-ram", Steps::default().call(1, [BelowRamEnd(4), Small(64), z, z]).call(1, [Raw(u64::MAX - 3), Small(8), z, z]).0),
+        ("hostile-huge-lengths", Steps::default().call(1, [z, Raw(u64::MAX), z, z]).call(5, [z, Raw(1 << 40), z, z]).0),
+        ("hostile-unknown-numbers", Steps::default().call(7, [z; 4]).call(9, [Raw(u64::MAX); 4]).0),
+        ("hostile-batch-outside-the-pool", Steps::default().batch(&[(0, Small(7), 0)]).store(Small(0x1000), &0x2000u64.to_le_bytes()).call(5, [Small(0x1000), Small(1), z, z]).0),
+        ("hostile-misaligned-cr3", Steps::default().call(6, [Raw(pv_abi::layout::pt_pool(8 << 20).start.raw() + 8), z, z, z]).call(6, [Raw(u64::MAX), z, z, z]).0),
+        ("hostile-exception-vector", Steps::default().call(4, [Raw(u64::MAX), z, z, z]).0),
+    ];
+    if shadow {
+        seeds.push((
+            "trapped-stores",
+            Steps::default()
+                .call(6, [PoolEntry(0), z, z, z])
+                .trapped(PoolEntry(0), &0x1234_5007u64.to_le_bytes())
+                .trapped(PoolEntry(1), &[0xff])
+                .0,
+        ));
+        // A store straddling two entries, and one at the very end of the pool (issue 14, item 2).
+        let pool_end = pv_abi::layout::pt_pool(8 << 20).end.raw();
+        seeds.push((
+            "hostile-straddling-stores",
+            Steps::default()
+                .call(6, [PoolEntry(0), z, z, z])
+                .trapped(PoolEntry(0), &[0; 1])
+                .trapped(Raw(pool_end - 4), &[0xff; 8])
+                .0,
+        ));
+    }
+    seeds
+}
+
+// ---- snapshot file ----------------------------------------------------------------
+
+/// A real snapshot of an all-zero 8 MiB guest, as `snapshot_file::write` makes it, cut
+/// at the end of its stored data (the target's mode bit 1 extends it with a hole).
+fn real_snapshot(stored_page: Option<u64>) -> Vec<u8> {
+    use hv::state::snapshot_file;
+    let ram = hv::memory::GuestRam::new(8 << 20).expect("8 MiB");
+    if let Some(page) = stored_page {
+        ram.write(pv_abi::addr::PseudoPhys::new(page * PAGE_SIZE), b"stored page").expect("inside RAM");
+    }
+    let pool = pv_abi::layout::pt_pool(8 << 20);
+    let vcpu = hv::kvm::vcpu_state::VcpuState {
+        mp_state: Default::default(),
+        regs: Default::default(),
+        sregs: Default::default(),
+        xsave: Default::default(),
+        xcrs: Default::default(),
+        debugregs: Default::default(),
+        lapic: Default::default(),
+        msrs: vec![(0xc000_0080, 0xd01)],
+        events: Default::default(),
+        tsc_khz: 0,
+    };
+    let state = hv::state::VmState {
+        mmu: pv_abi::MmuMode::Ept as u32,
+        ram_bytes: 8 << 20,
+        guest_root: pool.start.raw(),
+        cross_mode_safe: true,
+        vcpu,
+        rings: Default::default(),
+        disk: None,
+        notify_always: false,
+        guest_args: vec!["seed".into()],
+    };
+    let path = std::env::temp_dir().join(format!("hv-seed-snapshot-{}-{}", std::process::id(), stored_page.unwrap_or(u64::MAX)));
+    snapshot_file::write(&path, state, &ram).expect("writing a snapshot");
+    let mut bytes = std::fs::read(&path).expect("reading it back");
+    let _ = std::fs::remove_file(&path);
+    let memory_off = u64::from_le_bytes(bytes[32..40].try_into().expect("8 bytes"));
+    let keep = memory_off + stored_page.map_or(0, |p| (p + 1) * PAGE_SIZE);
+    bytes.truncate(keep as usize);
+    bytes
+}
+
+fn snapshot_file() -> Vec<(&'static str, Vec<u8>)> {
+    let with_mode = |mode: u8, file: &[u8]| [&[mode][..], file].concat();
+    let valid = real_snapshot(None);
+    let one_page = real_snapshot(Some(3));
+    let mut bad_version = valid.clone();
+    bad_version[8] = 2;
+    let mut huge_state = valid.clone();
+    huge_state[24..32].copy_from_slice(&u64::MAX.to_le_bytes());
+    let mut memory_overlaps_state = valid.clone();
+    memory_overlaps_state[32..40].copy_from_slice(&PAGE_SIZE.to_le_bytes());
+    let mut garbage_state = valid.clone();
+    for b in &mut garbage_state[PAGE_SIZE as usize..PAGE_SIZE as usize + 64] {
+        *b = 0xff;
+    }
+    vec![
+        ("zero-ram", with_mode(3, &valid)),
+        ("one-stored-page", with_mode(3, &one_page)),
+        ("hostile-truncated", with_mode(0, &valid)),
+        ("hostile-wrong-version", with_mode(3, &bad_version)),
+        ("hostile-huge-state-length", with_mode(3, &huge_state)),
+        ("hostile-memory-over-the-state", with_mode(3, &memory_overlaps_state)),
+        ("hostile-garbage-state", with_mode(3, &garbage_state)),
+        ("hostile-not-a-snapshot", with_mode(2, &[0u8; 5000])),
+    ]
+}
+
+// ---- control socket ---------------------------------------------------------------
+
+fn control_request() -> Vec<(&'static str, Vec<u8>)> {
+    let lines = |l: &[&str]| l.iter().map(|s| format!("{s}\n")).collect::<String>().into_bytes();
+    let mut too_long = vec![b'{'; hv::control::protocol::MAX_LINE + 10];
+    too_long.push(b'\n');
+    vec![
+        ("every-command", lines(&[
+            r#"{"v":1,"cmd":"status"}"#,
+            r#"{"v":1,"cmd":"pause"}"#,
+            r#"{"v":1,"cmd":"resume"}"#,
+            r#"{"v":1,"cmd":"stats"}"#,
+            "{\"v\":1,\"cmd\":\"snapshot\",\"file\":\"/tmp/x.hvsnap\",\"stop\":true}\r",
+        ])),
+        ("hostile-envelopes", lines(&[
+            "",
+            "[1,2,3]",
+            r#"{"cmd":"status"}"#,
+            r#"{"v":2,"cmd":"status"}"#,
+            r#"{"v":"1","cmd":"status"}"#,
+            r#"{"v":1,"cmd":7}"#,
+            r#"{"v":1,"cmd":"reboot"}"#,
+            r#"{"v":1,"cmd":"snapshot"}"#,
+            r#"{"v":1,"cmd":"snapshot","file":3,"stop":"yes","extra":null}"#,
+        ])),
+        ("hostile-deep-nesting", format!("{}\n", "[".repeat(10_000)).into_bytes()),
+        ("hostile-not-utf8", b"{\"v\":1,\"cmd\":\"\xff\xfe\"}\n".to_vec()),
+        ("hostile-line-too-long", too_long),
+        ("hostile-unterminated", br#"{"v":1,"cmd":"status"}"#.to_vec()),
+    ]
+}
+
+// ---- block requests ---------------------------------------------------------------
+
+/// The grant-table prefix of a `block_request` input: entry `i` of `grants` grants frame
+/// `frame` with `flags`; the table holds 24 entries.
+fn grant_table(grants: &[(usize, u32, u64)]) -> Vec<u8> {
+    let mut table = vec![0u8; 24 * GRANT_ENTRY_SIZE];
+    for &(i, flags, frame) in grants {
+        table[i * GRANT_ENTRY_SIZE..i * GRANT_ENTRY_SIZE + 4].copy_from_slice(&flags.to_le_bytes());
+        table[i * GRANT_ENTRY_SIZE + 8..i * GRANT_ENTRY_SIZE + 16].copy_from_slice(&frame.to_le_bytes());
+    }
+    table
+}
+
+fn block(id: u64, op: u8, sector: u64, nr_sectors: u32, grefs: &[u32]) -> Vec<u8> {
+    let mut g = [0; BLOCK_MAX_SEGMENTS];
+    g[..grefs.len().min(BLOCK_MAX_SEGMENTS)].copy_from_slice(&grefs[..grefs.len().min(BLOCK_MAX_SEGMENTS)]);
+    let request = BlockRequest { id, sector, op, nr_segments: grefs.len() as u8, nr_sectors, grefs: g };
+    let mut out = vec![0u8; BlockRequest::SIZE];
+    request.encode(&mut out);
+    out
+}
+
+fn block_request() -> Vec<(&'static str, Vec<u8>)> {
+    let permit = GrantFlags::PERMIT_ACCESS.bits();
+    let read_only = GrantFlags::READ_ONLY.bits();
+    let table = grant_table(&[(1, permit, 3), (2, permit, 4), (3, permit | read_only, 5), (4, permit, 0), (5, permit, 64)]);
+    let input = |ro: u8, sectors: u64, requests: &[Vec<u8>]| [table.clone(), vec![ro], sectors.to_le_bytes().to_vec(), requests.concat()].concat();
+    vec![
+        ("read-write-flush", input(0, 64, &[block(1, BLOCK_OP_WRITE, 0, 8, &[1]), block(2, BLOCK_OP_READ, 0, 12, &[1, 2]), block(3, BLOCK_OP_FLUSH, 0, 0, &[])])),
+        ("read-only-disk", input(1, 64, &[block(1, BLOCK_OP_READ, 56, 8, &[3]), block(2, BLOCK_OP_WRITE, 0, 8, &[1])])),
+        ("hostile-read-into-a-read-only-grant", input(0, 64, &[block(1, BLOCK_OP_READ, 0, 8, &[3])])),
+        ("hostile-grants-outside-the-window", input(0, 64, &[block(1, BLOCK_OP_READ, 0, 8, &[4]), block(2, BLOCK_OP_READ, 0, 8, &[5]), block(3, BLOCK_OP_READ, 0, 8, &[4000])])),
+        ("hostile-sector-overflow", input(0, u64::MAX, &[block(1, BLOCK_OP_READ, u64::MAX - 3, 8, &[1]), block(2, BLOCK_OP_READ, 60, 8, &[1])])),
+        ("hostile-segment-counts", input(0, 64, &[block(1, BLOCK_OP_READ, 0, 136, &[1; 17]), block(2, BLOCK_OP_READ, 0, 8, &[1, 2]), block(3, 9, 0, 8, &[1])])),
+    ]
+}
+
+// ---- console requests -------------------------------------------------------------
+
+fn console(id: u64, text: &[u8], len: Option<u32>) -> Vec<u8> {
+    let mut request = ConsoleRequest::new(id, &text[..text.len().min(CONSOLE_CHUNK)]);
+    if let Some(len) = len {
+        request.len = len;
+    }
+    let mut out = vec![0u8; ConsoleRequest::SIZE];
+    request.encode(&mut out);
+    out
+}
+
+fn console_request() -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        ("plain-lines", [console(1, b"hello\n", None), console(2, b"tab\tand crlf\r\n", None)].concat()),
+        ("hostile-terminal-escapes", [console(1, b"\x1b]0;title\x07\x1b[2J", None), console(2, "\u{9b}2J\u{202e}".as_bytes(), None), console(3, b"ok\rhv: forged\n", None)].concat()),
+        ("hostile-length-past-the-slot", [console(1, b"x", Some(CONSOLE_CHUNK as u32 + 1)), console(2, b"y", Some(u32::MAX))].concat()),
+        ("hostile-invalid-utf8", console(1, b"\xff\xfe\xc3(\xe2\x82", None)),
+    ]
+}
+
+// ---- ring back end ----------------------------------------------------------------
+
+/// A ring page holding `requests` console requests published (req_prod = count).
+fn ring_page(requests: &[Vec<u8>], req_prod: u32) -> Vec<u8> {
+    let mut page = vec![0u8; PAGE_SIZE as usize];
+    page[0..4].copy_from_slice(&req_prod.to_le_bytes());
+    page[12..16].copy_from_slice(&1u32.to_le_bytes()); // rsp_event: notify on the first response
+    let slot = pv_abi::ring::slot_size(ConsoleRequest::SIZE, pv_abi::device::console::ConsoleResponse::SIZE);
+    for (i, r) in requests.iter().enumerate() {
+        let at = pv_abi::ring::HEADER_SIZE + i * slot;
+        page[at..at + r.len()].copy_from_slice(r);
+    }
+    page
+}
+
+fn ring_back() -> Vec<(&'static str, Vec<u8>)> {
+    let three = [console(1, b"one\n", None), console(2, b"two\n", None), console(3, b"three\n", None)];
+    let page = ring_page(&three, 3);
+    let steps = |start: u32, s: &[u8]| [page.clone(), start.to_le_bytes().to_vec(), s.to_vec()].concat();
+    vec![
+        ("serve-three", steps(0, &[0])),
+        ("block-ring-steps", steps(0, &[1, 1, 2, 3, 4, 2, 2, 3])),
+        ("hostile-producer-far-ahead", steps(0, &[5, 0xe8, 3, 0, 0, 0, 1])),
+        ("hostile-producer-behind-consumer", steps(0, &[0, 5, 1, 0, 0, 0, 0])),
+        ("hostile-wrapping-indices", steps(u32::MAX - 1, &[5, 1, 0, 0, 0, 0, 6, 0, 0, 0, 0x80, 1, 2, 3])),
+        ("hostile-rewritten-slot", steps(0, &[1, 7, 64, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0])),
+    ]
+}
+
+// ---- shadow engine ----------------------------------------------------------------
+
+fn shadow_mmu() -> Vec<(&'static str, Vec<u8>)> {
+    // Steps: 0 = write (entry: table byte, index byte; value: kind, flags, operand),
+    // 2 = batch, 3 = load (root byte). Values: kind 1 = table, 4 = 4 KiB page, 6 = 2 MiB.
+    let load = |root: u8| vec![3, root];
+    let write = |table: u8, index: u8, kind: u8, flags: u8, operand: u8| vec![0, table, index, kind, flags, operand];
+    let tree = [
+        load(0),
+        write(0, 0, 1, 3, 1),
+        write(1, 0, 1, 3, 2),
+        write(2, 0, 1, 3, 3),
+        write(3, 0, 4, 3, 5),
+        write(3, 1, 4, 1, 200),
+        write(2, 1, 6, 3, 0),
+    ]
+    .concat();
+    vec![
+        ("build-a-tree", [vec![0], tree.clone()].concat()),
+        ("build-a-tree-pool-traps", [vec![1], tree.clone()].concat()),
+        ("hostile-tiny-shadow-area", [vec![2], tree.clone(), load(1), load(2), load(0)].concat()),
+        ("hostile-raw-entry-addresses", [vec![0], load(0), vec![0, 0xff], u64::MAX.to_le_bytes().to_vec(), vec![0, 0, 0], vec![3, 0xff], 0x1000u64.to_le_bytes().to_vec()].concat()),
+        ("hostile-garbage-values", [vec![0], load(0), vec![0, 0, 0, 7], 0xffff_ffff_ffff_ffffu64.to_le_bytes().to_vec(), vec![2, 3, 0, 0, 1, 3, 0, 1, 0, 1, 4, 7, 255]].concat()),
+        ("hostile-page-table-mapped-writable", [vec![0], load(0), write(0, 0, 1, 3, 1), write(1, 0, 1, 3, 2), write(2, 0, 1, 3, 3), write(3, 0, 4, 1, 140)].concat()),
+    ]
+}
