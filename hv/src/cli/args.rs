@@ -90,9 +90,13 @@ pub enum Command {
     #[command(after_help = RESTORE_HELP)]
     Restore(RestoreArgs),
 
-    /// Measure snapshots and restores: the guest's pause for a snapshot, the file's
-    /// size, and restore to the first instruction against booting, in each memory mode
-    /// and across modes, all in one run.
+    /// Measure what moving a VM costs, in one run: a snapshot's pause and size, restore
+    /// against boot, live migration's downtime, and the overhead of recording.
+    ///
+    /// Restore to the first instruction is set against booting the same guest, in each
+    /// memory mode and across modes; migration on loopback against RAM size ÷ the
+    /// loopback bandwidth measured first; recording against the same guest run plain,
+    /// alternately. Medians of --reps runs. See docs/vm-state.md.
     StateBench(StateBenchArgs),
 }
 
