@@ -130,17 +130,9 @@ pub struct RestoreArgs {
     #[arg(long, value_name = "MODE", value_enum)]
     pub mmu: Option<MmuArg>,
 
-    /// Write a trace of the restored run to PATH (it starts with a `restore` line).
-    #[arg(long, value_name = "PATH")]
-    pub trace: Option<PathBuf>,
-
-    /// Trace file format (`text` or `jsonl`).
-    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = TraceFormat::Text)]
-    pub trace_format: TraceFormat,
-
-    /// Write at most N trace events (then a `trace-cut` line).
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_TRACE_MAX_EVENTS)]
-    pub trace_max: u64,
+    /// The trace of the restored run (it starts with a `restore` line).
+    #[command(flatten)]
+    pub trace: TraceArgs,
 
     /// Stop the guest if it is still running after SECS seconds (exit code 124).
     #[arg(long, value_name = "SECS", value_parser = parse_timeout)]
@@ -333,18 +325,10 @@ pub struct ReplayArgs {
     #[arg(long, value_name = "FILE", requires = "until")]
     pub snapshot: Option<PathBuf>,
 
-    /// Write a trace to PATH, as `hv run --trace` does.
-    #[arg(long, value_name = "PATH")]
-    pub trace: Option<PathBuf>,
-
-    /// Trace file format (see `hv run --help`).
-    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = TraceFormat::Text)]
-    pub trace_format: TraceFormat,
-
-    /// Write at most N trace events (then a `trace-cut` line); give the recorded run's
-    /// value to compare cut traces.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_TRACE_MAX_EVENTS)]
-    pub trace_max: u64,
+    /// The replay's trace; give the recorded run's --trace-format and --trace-max to
+    /// compare the two.
+    #[command(flatten)]
+    pub trace: TraceArgs,
 
     /// Stop the replay if it is still running after SECS seconds (exit code 124).
     #[arg(long, value_name = "SECS", value_parser = parse_timeout)]
@@ -353,6 +337,31 @@ pub struct ReplayArgs {
     /// When the guest stops, print the --stats table to standard error.
     #[arg(long)]
     pub stats: bool,
+}
+
+/// The trace options `hv run`, `hv restore` and `hv replay` share.
+#[derive(Debug, Args)]
+pub struct TraceArgs {
+    /// Write a trace of every VM exit, hypercall and the guest's stop to PATH.
+    #[arg(long = "trace", value_name = "PATH")]
+    pub path: Option<PathBuf>,
+
+    /// Trace file format: `text` is one deterministic line per event (same run, same
+    /// bytes); `jsonl` is one JSON object per line.
+    #[arg(long = "trace-format", value_name = "FORMAT", value_enum, default_value_t = TraceFormat::Text)]
+    pub format: TraceFormat,
+
+    /// Write at most N trace events; the trace then ends with a `trace-cut` line, so a
+    /// guest in an exit storm cannot fill the disk.
+    #[arg(long = "trace-max", value_name = "N", default_value_t = DEFAULT_TRACE_MAX_EVENTS)]
+    pub max_events: u64,
+}
+
+impl TraceArgs {
+    /// Where the trace goes and in which format (`VmConfig::trace`).
+    pub fn destination(&self) -> Option<(PathBuf, TraceFormat)> {
+        self.path.clone().map(|p| (p, self.format))
+    }
 }
 
 /// Options of `hv run`.
@@ -389,19 +398,9 @@ pub struct RunArgs {
     #[arg(long, value_name = "MIB", default_value_t = DEFAULT_MEM_MIB)]
     pub mem: u64,
 
-    /// Write a trace of every VM exit, hypercall and the guest's stop to PATH.
-    #[arg(long, value_name = "PATH")]
-    pub trace: Option<PathBuf>,
-
-    /// Trace file format: `text` is one deterministic line per event (same run, same
-    /// bytes); `jsonl` is one JSON object per line.
-    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = TraceFormat::Text)]
-    pub trace_format: TraceFormat,
-
-    /// Write at most N trace events; the trace then ends with a `trace-cut` line, so a
-    /// guest in an exit storm cannot fill the disk.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_TRACE_MAX_EVENTS)]
-    pub trace_max: u64,
+    /// The trace: where, in which format, how long at most.
+    #[command(flatten)]
+    pub trace: TraceArgs,
 
     /// Stop the guest if it is still running after SECS seconds (exit code 124), with a
     /// register dump showing where it was. Use it when running a kernel that might hang,

@@ -89,8 +89,8 @@ pub(super) fn run_command(args: RunArgs, started: Instant) -> ExitCode {
         kernel: args.kernel,
         mem_mib: args.mem,
         guest_args: args.guest_args,
-        trace: args.trace.map(|p| (p, args.trace_format)),
-        trace_max_events: args.trace_max,
+        trace: args.trace.destination(),
+        trace_max_events: args.trace.max_events,
         disk: args.disk,
         notify_policy: NotifyPolicy::EventIndex,
         timeout: args.timeout,
@@ -178,8 +178,8 @@ pub(super) fn replay_command(args: ReplayArgs, started: Instant) -> ExitCode {
     let run = || -> Result<RunReport, crate::vmm::VmError> {
         let log = LogReader::open(&args.log)?;
         let mut config = replay_config(log.header(), args.kernel.clone())?;
-        config.trace = args.trace.clone().map(|p| (p, args.trace_format));
-        config.trace_max_events = args.trace_max;
+        config.trace = args.trace.destination();
+        config.trace_max_events = args.trace.max_events;
         config.timeout = args.timeout;
         let setup = SessionSetup::Replay { log: Box::new(log), until: args.until, snapshot: args.snapshot.clone() };
         Vm::with_session(&config, Box::new(std::io::stdout()), started, Some(setup))?.run()
@@ -211,8 +211,8 @@ pub(super) fn restore_command(args: RestoreArgs, started: Instant) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(&e),
     };
-    config.trace = args.trace.map(|p| (p, args.trace_format));
-    config.trace_max_events = args.trace_max;
+    config.trace = args.trace.destination();
+    config.trace_max_events = args.trace.max_events;
     config.timeout = args.timeout;
     config.seccomp = seccomp_wanted(args.no_seccomp);
     let vm = match Vm::restore(&config, &state, ram, Box::new(std::io::stdout()), started) {
