@@ -150,6 +150,26 @@ impl GuestRam {
         Some(touched)
     }
 
+    /// Calls `visit` with the number and bytes of every page that is not all zeros, in
+    /// address order. Only pages the host ever backed are read ([`GuestRam::touched_pages`]):
+    /// the others are zeros without looking, and reading them would cost a page fault
+    /// each. (Snapshots store these pages; a recorded run's memory hash covers them.)
+    pub fn for_each_nonzero_page(&self, mut visit: impl FnMut(u64, &[u8])) {
+        let mut page = [0u8; pv_abi::addr::PAGE_SIZE as usize];
+        let touched = self.touched_pages();
+        for number in 0..self.size / pv_abi::addr::PAGE_SIZE {
+            if touched.as_ref().is_some_and(|t| !t.get(number as usize).copied().unwrap_or(true)) {
+                continue;
+            }
+            // Inside RAM by construction; a page that could not be read is visited as
+            // zeros read so far rather than silently skipped.
+            if self.read(PseudoPhys::new(number * pv_abi::addr::PAGE_SIZE), &mut page).is_ok() && page.iter().all(|&b| b == 0) {
+                continue;
+            }
+            visit(number, &page);
+        }
+    }
+
     /// The underlying vm-memory object, for the device backends (which reach guest
     /// memory only through `backend_drivers`' checked ring pages and grants).
     pub fn memory(&self) -> &GuestMemory {

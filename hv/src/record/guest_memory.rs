@@ -51,24 +51,13 @@ impl DirtyPages {
 /// not all zeros, in pseudo-physical order. Equal hashes after a recorded run and its
 /// replay mean (barring a 2^-64 accident) equal memory, in either memory mode, because
 /// RAM is kept in pseudo-physical order in both. Zero pages add nothing, so only the
-/// pages the host ever backed are read (`GuestRam::touched_pages`): the hash costs
-/// what the guest used, not its RAM size.
+/// pages the host ever backed are read (`GuestRam::for_each_nonzero_page`): the hash
+/// costs what the guest used, not its RAM size.
 pub fn memory_hash(ram: &GuestRam) -> u64 {
     let mut hash = 0xcbf2_9ce4_8422_2325;
-    let mut page = [0u8; PAGE_SIZE as usize];
-    let touched = ram.touched_pages();
-    for number in 0..ram.size() / PAGE_SIZE {
-        if touched.as_ref().is_some_and(|t| !t.get(number as usize).copied().unwrap_or(true)) {
-            continue;
-        }
-        // Every page of 0..size is inside RAM, so the read cannot fail; if it did, the
-        // zeros read would be skipped and the hashes differ, which is the safe way to fail.
-        let _ = ram.read(PseudoPhys::new(number * PAGE_SIZE), &mut page);
-        if page.iter().all(|&b| b == 0) {
-            continue;
-        }
+    ram.for_each_nonzero_page(|number, page| {
         hash = fnv1a(hash, &number.to_le_bytes());
-        hash = fnv1a(hash, &page);
-    }
+        hash = fnv1a(hash, page);
+    });
     hash
 }

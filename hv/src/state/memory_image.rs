@@ -34,28 +34,13 @@ impl PageExtent {
     }
 }
 
-/// The runs of pages of `ram` that are not all zeros, in address order. Only pages the
-/// host ever backed are read (`GuestRam::touched_pages`): the others are zeros without
-/// looking, and reading them would cost a page fault each.
+/// The runs of pages of `ram` that are not all zeros, in address order.
 pub fn stored_extents(ram: &GuestRam) -> Vec<PageExtent> {
     let mut extents: Vec<PageExtent> = Vec::new();
-    let mut page = [0u8; PAGE_SIZE as usize];
-    let touched = ram.touched_pages();
-    for number in 0..ram.size() / PAGE_SIZE {
-        if touched.as_ref().is_some_and(|t| !t.get(number as usize).copied().unwrap_or(true)) {
-            continue;
-        }
-        // Inside RAM by construction; an error would mean an unreadable page: store it
-        // (as zeros, which is what the read left) rather than lose track of it.
-        let readable = ram.read(PseudoPhys::new(number * PAGE_SIZE), &mut page).is_ok();
-        if readable && page.iter().all(|&b| b == 0) {
-            continue;
-        }
-        match extents.last_mut() {
-            Some(last) if last.first + last.count == number => last.count += 1,
-            _ => extents.push(PageExtent { first: number, count: 1 }),
-        }
-    }
+    ram.for_each_nonzero_page(|number, _| match extents.last_mut() {
+        Some(last) if last.first + last.count == number => last.count += 1,
+        _ => extents.push(PageExtent { first: number, count: 1 }),
+    });
     extents
 }
 

@@ -12,8 +12,8 @@ use std::io::Write;
 use std::time::Instant;
 
 use pv_abi::addr::{GuestVirt, MachineAddr, PseudoPhys};
-use pv_abi::event_channel::{MAX_CHANNELS, SHARED_INFO_PENDING_OFFSET, UPCALL_VECTOR};
-use pv_abi::layout::{BOOT_INFO_GPA, LOCAL_APIC_GPA, SHARED_INFO_GPA};
+use pv_abi::event_channel::{MAX_CHANNELS, SHARED_INFO_PENDING_OFFSET};
+use pv_abi::layout::{BOOT_INFO_GPA, SHARED_INFO_GPA};
 use pv_abi::{BootInfo, MmuMode};
 
 use super::{control, Vm, VmConfig, VmError};
@@ -155,6 +155,5 @@ fn raise_pending_upcall(kvm: &KvmVm) -> Result<(), VmError> {
     if pending.iter().all(|&p| p == 0) {
         return Ok(());
     }
-    let msi = kvm_bindings::kvm_msi { address_lo: LOCAL_APIC_GPA as u32, data: u32::from(UPCALL_VECTOR), ..Default::default() };
-    kvm.vm().signal_msi(msi).map(|_| ()).map_err(|e| VmError::Restore(format!("KVM_SIGNAL_MSI failed: {e}")))
+    crate::devices::raise_upcall(kvm).map_err(|e| VmError::Restore(format!("KVM_SIGNAL_MSI failed: {e}")))
 }
