@@ -36,6 +36,7 @@
 //! | [`runner`] | the backend thread and the ring loop every device shares | know any one device |
 //! | [`console`] | the console backend and its check of the frontend's requests | send a control character to the terminal |
 //! | [`block`] | the block backend, its disk image and its check of the frontend's requests | move data before every grant of a request passed |
+//! | [`frame_port`] | what a network backend sees of the network: one port, frames in and out | block its caller |
 //! | [`fuzz_entry`] | the bodies of the fuzz targets on this crate's parsers (`fuzz/`, `tests/fuzz_corpus.rs`) | be used by the backends themselves |
 //!
 //! ## One folder per device, mirrored across the split
@@ -99,5 +100,6 @@ pub mod grant_table;
 pub mod runner;
 pub mod console;
 pub mod block;
+pub mod frame_port;
 #[doc(hidden)]
 pub mod fuzz_entry;

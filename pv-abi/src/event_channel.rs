@@ -33,6 +33,12 @@ pub const MAX_CHANNELS: usize = 8;
 pub const CONSOLE_CHANNEL: u32 = 0;
 /// The block device's channel.
 pub const BLOCK_CHANNEL: u32 = 1;
+/// The network device's transmit ring's channel.
+pub const NET_TX_CHANNEL: u32 = 2;
+/// The network device's receive ring's channel.
+pub const NET_RX_CHANNEL: u32 = 3;
+/// The balloon device's channel.
+pub const BALLOON_CHANNEL: u32 = 4;
 
 /// First doorbell port: the doorbell of channel `c` is port `DOORBELL_PORT_BASE + c`.
 /// Above the legacy PC range, like the hypercall port, so no emulated device claims it.

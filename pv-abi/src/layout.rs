@@ -18,6 +18,12 @@
 //!              │ console ring                 │
 //!  0x0000_6000 ├──────────────────────────────┤ BLOCK_RING_GPA
 //!              │ block ring                   │
+//!  0x0000_7000 ├──────────────────────────────┤ NET_TX_RING_GPA
+//!              │ network transmit ring        │
+//!  0x0000_8000 ├──────────────────────────────┤ NET_RX_RING_GPA
+//!              │ network receive ring         │
+//!  0x0000_9000 ├──────────────────────────────┤ BALLOON_RING_GPA
+//!              │ balloon ring                 │
 //!  0x0001_0000 ├──────────────────────────────┤
 //!              │ (unused)                     │
 //!  0x0010_0000 ├──────────────────────────────┤ VMM_RESERVED_END
@@ -77,6 +83,13 @@ pub const GRANT_TABLE_GPA: u64 = 0x4000;
 pub const CONSOLE_RING_GPA: u64 = 0x5000;
 /// Guest-physical address of the block device's ring page.
 pub const BLOCK_RING_GPA: u64 = 0x6000;
+/// Guest-physical address of the network device's transmit ring page (guest → switch).
+pub const NET_TX_RING_GPA: u64 = 0x7000;
+/// Guest-physical address of the network device's receive ring page (the guest posts
+/// empty buffers; the backend fills them with frames from the switch).
+pub const NET_RX_RING_GPA: u64 = 0x8000;
+/// Guest-physical address of the balloon device's ring page.
+pub const BALLOON_RING_GPA: u64 = 0x9000;
 /// Guest-physical address of the local APIC's registers (the architectural default).
 pub const LOCAL_APIC_GPA: u64 = 0xfee0_0000;
 /// Where the guest finds the local APIC's registers.
