@@ -112,3 +112,51 @@ fn two_guests_each_have_their_own_timeout() {
     let (short_ran, long_ran) = (runs[0].ran.1 - runs[0].ran.0, runs[1].ran.1 - runs[1].ran.0);
     assert!(short_ran < long_ran, "the short timeout waited for the long one ({short_ran:?} vs {long_ran:?})");
 }
+
+/// The lines of `stdout` that guest `name` printed, without their prefix.
+fn lines_of<'a>(stdout: &'a str, name: &str) -> Vec<&'a str> {
+    let prefix = format!("{name} | ");
+    stdout.lines().filter_map(|l| l.strip_prefix(prefix.as_str())).collect()
+}
+
+#[test]
+fn hv_run_guests_runs_each_guest_with_its_own_mode_and_prefixes_its_lines() {
+    if !common::kvm_available() {
+        return;
+    }
+    let r = common::hv(&["run", "--guests", "2", "--mmu", "ept,shadow", "--stats", "--", "count", "3", "5"]);
+    r.expect_code(0);
+    for name in ["g0", "g1"] {
+        r.expect(lines_of(&r.stdout, name) == ["count: 1", "count: 2", "count: 3"], &format!("{name} printed its three lines, in order"));
+    }
+    r.expect(r.stdout.lines().all(|l| l.starts_with("g0 | ") || l.starts_with("g1 | ")), "every line names its guest");
+    r.expect(r.stderr.contains("g0:\n") && r.stderr.contains("g1:\n"), "--stats prints one table per guest");
+    let (g0, g1) = r.stderr.split_once("g1:\n").expect("g1's table follows g0's");
+    r.expect(g0.contains("memory mode ept"), "g0 ran in ept mode");
+    r.expect(g1.contains("memory mode shadow"), "g1 ran in shadow mode");
+}
+
+#[test]
+fn hv_run_guest_gives_each_guest_its_command_and_exits_with_the_first_failure() {
+    if !common::kvm_available() {
+        return;
+    }
+    let r = common::hv(&["run", "--guest", "echo hi", "--guest", "fault ud", "--guest", "count 1 1"]);
+    r.expect(lines_of(&r.stdout, "g0").iter().any(|l| l.contains("echo: [hi]")), "g0 echoed");
+    r.expect(lines_of(&r.stdout, "g2") == ["count: 1"], "g2 counted, unharmed by g1's fault");
+    r.expect(r.stderr.contains("hv: g1: guest exception #UD"), "g1's fault is reported with its name");
+    r.expect(r.code != 0, "hv's exit code is g1's failure");
+}
+
+#[test]
+fn hv_run_guests_refuses_what_acts_on_one_guest() {
+    // Both refused before any guest exists: no KVM needed.
+    let r = common::hv(&["run", "--guests", "2", "--disk", "/tmp/x.img"]);
+    r.expect(r.code == 2 && r.stderr.contains("--disk"), "--disk with --guests is refused by the argument parser");
+    let r = common::hv(&["run", "--guests", "3", "--mmu", "ept,shadow", "--", "count", "1"]);
+    r.expect_code(1);
+    r.expect(r.stderr.contains("--mmu lists 2 modes for 3 guests"), "a mode list of the wrong length is named");
+    let r = common::hv(&["run", "--mmu", "ept,shadow", "--", "count", "1"]);
+    r.expect_code(1);
+    r.expect(r.stderr.contains("there is one guest"), "a mode list for one guest is refused");
+}

@@ -391,12 +391,34 @@ pub struct RunArgs {
     /// choosing, keeps the page-table pool read-only so every guest page-table write
     /// exits to hv, and points the CPU at shadow page tables it builds from the guest's.
     /// See docs/memory-modes.md.
-    #[arg(long, value_name = "MODE", value_enum, default_value_t = MmuArg::Ept)]
-    pub mmu: MmuArg,
+    ///
+    /// With several guests (--guests, --guest), a comma-separated list gives each guest
+    /// its own mode in order (`--mmu shadow,ept`); one mode applies to all.
+    #[arg(long, value_name = "MODE[,MODE...]", value_enum, value_delimiter = ',', default_value = "ept")]
+    pub mmu: Vec<MmuArg>,
 
     /// Guest RAM in MiB: 8 to 3072, a multiple of 2.
     #[arg(long, value_name = "MIB", default_value_t = DEFAULT_MEM_MIB)]
     pub mem: u64,
+
+    /// Run N guests at once in this hv, each running the GUEST ARGS.
+    ///
+    /// Each guest has its own vCPU thread, RAM, devices, memory mode (see --mmu) and
+    /// console; each console line is prefixed with the guest's name (`g0 | …`, `g1 | …`).
+    /// hv ends when the last guest stops, with the first non-zero exit code in guest
+    /// order (0 if all succeeded). --trace PATH writes one trace per guest, the name put
+    /// before the extension (`t.g0.txt`); --stats prints a table per guest. Not with
+    /// --disk (the guests would share one image), --control, --record, --incoming or
+    /// --migrate-to, which act on one guest.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=16),
+          conflicts_with_all = ["guest", "disk", "control", "record", "incoming", "migrate_to"])]
+    pub guests: Option<u8>,
+
+    /// Add a guest that runs WORDS (split at spaces), instead of the GUEST ARGS; repeat it
+    /// for each guest, e.g. `--guest 'count 3' --guest 'echo hi'`. Everything --guests
+    /// says about several guests applies.
+    #[arg(long, value_name = "WORDS", conflicts_with_all = ["guest_args", "disk", "control", "record", "incoming", "migrate_to"])]
+    pub guest: Vec<String>,
 
     /// The trace: where, in which format, how long at most.
     #[command(flatten)]

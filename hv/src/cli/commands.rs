@@ -85,6 +85,16 @@ pub(super) fn bench_command(args: BenchArgs) -> ExitCode {
 /// `hv run`: one [`Vm`] with its console on standard output: booted, or received from
 /// another hv (`--incoming`); sent to another after a while with `--migrate-to`.
 pub(super) fn run_command(args: RunArgs, started: Instant) -> ExitCode {
+    if args.guests.is_some() || !args.guest.is_empty() {
+        return super::group::run_group_command(args, started);
+    }
+    let mmu = match args.mmu.as_slice() {
+        [one] => *one,
+        modes => {
+            eprintln!("hv: error: --mmu lists {} modes, but there is one guest (several modes are for --guests or --guest)", modes.len());
+            return ExitCode::from(EXIT_VMM_ERROR);
+        }
+    };
     let config = VmConfig {
         kernel: args.kernel,
         mem_mib: args.mem,
@@ -94,7 +104,7 @@ pub(super) fn run_command(args: RunArgs, started: Instant) -> ExitCode {
         disk: args.disk,
         notify_policy: NotifyPolicy::EventIndex,
         timeout: args.timeout,
-        mmu: args.mmu.into(),
+        mmu: mmu.into(),
         seccomp: seccomp_wanted(args.no_seccomp),
     };
     let setup = args.record.map(|log| SessionSetup::Record { log });
@@ -259,7 +269,7 @@ pub(super) fn state_bench_command(args: StateBenchArgs) -> ExitCode {
 
 /// Whether to confine hv's threads (`crate::sandbox`): yes unless `--no-seccomp`, which
 /// is said on standard error so that nobody runs unconfined without knowing.
-fn seccomp_wanted(no_seccomp: bool) -> bool {
+pub(super) fn seccomp_wanted(no_seccomp: bool) -> bool {
     if no_seccomp {
         eprintln!("hv: --no-seccomp: hv's threads run without seccomp filters (for debugging hv only)");
     }

@@ -1,9 +1,11 @@
 //! hv's command line: [`args`] says what the user may type, [`commands`] does it;
-//! [`migrate`] holds what live migration adds to both.
+//! [`migrate`] holds what live migration adds to both, [`group`] what running several
+//! guests adds.
 
 pub mod args;
 pub mod commands;
 pub mod migrate;
+pub mod group;
 
 use std::process::ExitCode;
 use std::time::Instant;

@@ -101,3 +101,106 @@ impl Write for CapturedOutput {
         Ok(())
     }
 }
+
+/// Longest line [`PrefixedLines`] holds back waiting for its newline: past this, what it
+/// has is written as a line of its own, so a guest that never ends a line cannot make hv
+/// buffer without bound.
+pub const PREFIXED_LINE_MAX: usize = 4096;
+
+/// A console target for one of several guests sharing one terminal (`hv run --guests`):
+/// every line is written whole, after the guest's name, so the lines of two guests never
+/// mix mid-line and a reader can tell whose each is:
+///
+/// ```text
+/// g0 | net-serve: listening on 10.0.0.2
+/// g1 | net-ping: reply from 10.0.0.2 in 0.41 ms
+/// ```
+///
+/// The bytes reaching it are already sanitised ([`ConsoleOutput`]). A line is one
+/// `write_all` on `out`, which for standard output holds its lock for the whole line.
+pub struct PrefixedLines<W: Write + Send> {
+    prefix: Vec<u8>,
+    out: W,
+    partial: Vec<u8>,
+}
+
+impl<W: Write + Send> PrefixedLines<W> {
+    /// Lines to `out`, each starting with `name | `.
+    pub fn new(name: &str, out: W) -> Self {
+        PrefixedLines { prefix: format!("{name} | ").into_bytes(), out, partial: Vec::new() }
+    }
+
+    /// Writes the held-back bytes as one line, with its prefix.
+    fn emit_line(&mut self) -> std::io::Result<()> {
+        let mut line = Vec::with_capacity(self.prefix.len() + self.partial.len() + 1);
+        line.extend_from_slice(&self.prefix);
+        line.append(&mut self.partial);
+        if line.last() != Some(&b'\n') {
+            line.push(b'\n');
+        }
+        self.out.write_all(&line)
+    }
+}
+
+impl<W: Write + Send> Write for PrefixedLines<W> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        for &byte in bytes {
+            self.partial.push(byte);
+            if byte == b'\n' || self.partial.len() >= PREFIXED_LINE_MAX {
+                self.emit_line()?;
+            }
+        }
+        Ok(bytes.len())
+    }
+
+    /// Flushes the lines written so far. An unfinished line stays held back (the rest of
+    /// it may follow); it is written when the target is dropped.
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
+impl<W: Write + Send> Drop for PrefixedLines<W> {
+    fn drop(&mut self) {
+        if !self.partial.is_empty() {
+            let _ = self.emit_line();
+        }
+        let _ = self.out.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prefixed(writes: &[&[u8]]) -> String {
+        let captured = CapturedOutput::default();
+        {
+            let mut lines = PrefixedLines::new("g1", captured.clone());
+            for w in writes {
+                lines.write_all(w).unwrap();
+            }
+        }
+        captured.text()
+    }
+
+    #[test]
+    fn each_line_gets_the_name_even_when_it_arrives_in_pieces() {
+        assert_eq!(prefixed(&[b"hel", b"lo\nwor", b"ld\n"]), "g1 | hello\ng1 | world\n");
+    }
+
+    #[test]
+    fn an_unfinished_line_is_written_when_the_guest_is_gone() {
+        assert_eq!(prefixed(&[b"one\ntwo"]), "g1 | one\ng1 | two\n");
+    }
+
+    #[test]
+    fn hostile_a_line_that_never_ends_is_cut_instead_of_held_forever() {
+        let long = vec![b'x'; PREFIXED_LINE_MAX * 2 + 5];
+        let text = prefixed(&[&long]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(lines.iter().all(|l| l.starts_with("g1 | ")));
+        assert_eq!(lines[0].len(), "g1 | ".len() + PREFIXED_LINE_MAX);
+    }
+}

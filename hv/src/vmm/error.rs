@@ -93,4 +93,7 @@ pub enum VmError {
     /// A saved state cannot be restored in this configuration.
     #[error("cannot restore: {0}")]
     Restore(String),
+    /// A guest's vCPU thread panicked (a bug in hv: a guest's input never panics it).
+    #[error("the guest's vCPU thread panicked (a bug in hv; please report it)")]
+    GuestThreadPanicked,
 }

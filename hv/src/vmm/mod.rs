@@ -15,6 +15,7 @@
 //! | [`snapshot`] | saving a running VM to a file, at an exit boundary |
 //! | [`restore`] | continuing a guest from a saved state, in either memory mode |
 //! | [`session`] | a recorded or replayed VM: the log's header, the replay's checks |
+//! | [`group`] | several guests in one process, each on its own vCPU thread |
 
 pub mod config;
 pub mod error;
@@ -22,6 +23,7 @@ pub mod restore;
 pub mod snapshot;
 pub mod stats;
 pub mod session;
+pub mod group;
 
 use std::io::Write;
 use std::time::Instant;

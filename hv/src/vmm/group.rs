@@ -1,0 +1,118 @@
+//! Several guests in one hv process (`hv run --guests N`): each its own [`Vm`] on its own
+//! vCPU thread.
+//!
+//! This is what "a VM is a value" buys: nothing one guest holds (its KVM VM, RAM, shadow
+//! tables, device threads, console, trace, watchdog) is shared with another, so running
+//! N of them is making N values and giving each a thread. What the guests do share is
+//! deliberate and outside them: the terminal, where each line carries the guest's name
+//! (`devices::console::PrefixedLines`), and, once a network is attached, the virtual
+//! switch their network backends are ports of, as Xen's guests share dom0's bridge.
+//!
+//! All the guests are created before any runs, so a configuration that fails (a bad
+//! kernel, too little memory) is reported before a single guest has started; then they
+//! are released together and the group ends when the last one stops.
+
+use std::io::Write;
+use std::time::Instant;
+
+use super::{RunReport, Vm, VmConfig, VmError};
+
+/// Most guests one hv runs at once: each needs a thread, its RAM and its share of two
+/// cores here; more would teach nothing new.
+pub const MAX_GUESTS: usize = 16;
+
+/// One guest of a group, before it exists.
+pub struct GuestSpec {
+    /// Its name: the console prefix, and how messages and `--stats` name it (`g0`, `g1`…).
+    pub name: String,
+    /// What it is made of.
+    pub config: VmConfig,
+}
+
+/// The name of guest `index` of a group.
+pub fn guest_name(index: usize) -> String {
+    format!("g{index}")
+}
+
+/// How one guest of a group ended.
+pub struct GuestEnd {
+    /// Its name.
+    pub name: String,
+    /// How its run ended (an error if hv could not run it).
+    pub result: Result<RunReport, VmError>,
+}
+
+/// Why a group did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum GroupError {
+    /// No guests, or more than [`MAX_GUESTS`].
+    #[error("a group of {0} guests: hv runs 1 to {MAX_GUESTS}")]
+    Size(usize),
+    /// One guest could not be created (the others are not started).
+    #[error("{name}: {source}")]
+    Guest {
+        /// The guest's name.
+        name: String,
+        /// Why.
+        source: VmError,
+    },
+    /// A guest's thread could not be started.
+    #[error("{name}: cannot start its vCPU thread: {source}")]
+    Thread {
+        /// The guest's name.
+        name: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Creates every guest of `specs`, each printing through `console(name)`, then runs each
+/// on a thread of its own (named `vcpu-NAME`) and waits for all of them. The ends are in
+/// the order of `specs`.
+pub fn run_group(
+    specs: Vec<GuestSpec>,
+    started: Instant,
+    console: impl Fn(&str) -> Box<dyn Write + Send>,
+) -> Result<Vec<GuestEnd>, GroupError> {
+    if specs.is_empty() || specs.len() > MAX_GUESTS {
+        return Err(GroupError::Size(specs.len()));
+    }
+    let mut vms = Vec::with_capacity(specs.len());
+    for spec in specs {
+        match Vm::new(&spec.config, console(&spec.name), started) {
+            Ok(vm) => vms.push((spec.name, vm)),
+            Err(source) => return Err(GroupError::Guest { name: spec.name, source }),
+        }
+    }
+    let confine = vms.iter().any(|(_, vm)| vm.config.seccomp);
+    let mut threads = Vec::with_capacity(vms.len());
+    for (name, vm) in vms {
+        let thread = std::thread::Builder::new().name(format!("vcpu-{name}")).spawn(move || vm.run());
+        match thread {
+            Ok(handle) => threads.push((name, handle)),
+            // The guests already running stop at their own pace (their `--timeout`, or
+            // their command's end); this one never started.
+            Err(source) => {
+                for (_, handle) in threads {
+                    let _ = handle.join();
+                }
+                return Err(GroupError::Thread { name, source });
+            }
+        }
+    }
+    // Every guest's thread exists: the calling thread only waits for them and reports,
+    // which the vCPU thread's filter covers (it is what `hv run`'s one vCPU thread does
+    // after its guest stops).
+    if confine {
+        if let Err(e) = crate::sandbox::confine_current_thread(crate::sandbox::ThreadKind::Vcpu) {
+            eprintln!("hv: {e}; the guests run on, this thread unconfined");
+        }
+    }
+    Ok(threads
+        .into_iter()
+        .map(|(name, handle)| {
+            let result = handle.join().unwrap_or_else(|_| Err(VmError::GuestThreadPanicked));
+            GuestEnd { name, result }
+        })
+        .collect())
+}
