@@ -516,3 +516,12 @@ fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
         _ => Err(format!("'{s}' is not a number of seconds greater than 0 (and at most 1000000)")),
     }
 }
+
+/// Whether to confine hv's threads (`crate::sandbox`): yes unless `--no-seccomp`, which
+/// is said on standard error so that nobody runs unconfined without knowing.
+pub fn seccomp_wanted(no_seccomp: bool) -> bool {
+    if no_seccomp {
+        eprintln!("hv: --no-seccomp: hv's threads run without seccomp filters (for debugging hv only)");
+    }
+    !no_seccomp
+}

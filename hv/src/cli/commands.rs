@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use backend_drivers::runner::NotifyPolicy;
 
-use super::args::{BenchArgs, BenchMmuArg, BlkBenchArgs, CtlArgs, ReplayArgs, RestoreArgs, RunArgs, StateBenchArgs};
+use super::args::{seccomp_wanted, BenchArgs, BenchMmuArg, BlkBenchArgs, CtlArgs, ReplayArgs, RestoreArgs, RunArgs, StateBenchArgs};
 use crate::control::{self, ControlServer, Session};
 use crate::outcome::EXIT_VMM_ERROR;
 use crate::record::log::LogReader;
@@ -265,15 +265,6 @@ pub(super) fn state_bench_command(args: StateBenchArgs) -> ExitCode {
             ExitCode::from(EXIT_VMM_ERROR)
         }
     }
-}
-
-/// Whether to confine hv's threads (`crate::sandbox`): yes unless `--no-seccomp`, which
-/// is said on standard error so that nobody runs unconfined without knowing.
-pub(super) fn seccomp_wanted(no_seccomp: bool) -> bool {
-    if no_seccomp {
-        eprintln!("hv: --no-seccomp: hv's threads run without seccomp filters (for debugging hv only)");
-    }
-    !no_seccomp
 }
 
 /// `--control PATH`: the control socket for `vm`, announced on standard error; SIGINT and

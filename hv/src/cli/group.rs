@@ -8,8 +8,7 @@ use std::time::Instant;
 
 use backend_drivers::runner::NotifyPolicy;
 
-use super::args::RunArgs;
-use super::commands::seccomp_wanted;
+use super::args::{seccomp_wanted, RunArgs};
 use crate::devices::console::PrefixedLines;
 use crate::outcome::EXIT_VMM_ERROR;
 use crate::vmm::group::{guest_name, run_group, GuestSpec};
