@@ -111,7 +111,7 @@ pub fn run_group(
     Ok(threads
         .into_iter()
         .map(|(name, handle)| {
-            let result = handle.join().unwrap_or_else(|_| Err(VmError::GuestThreadPanicked));
+            let result = handle.join().unwrap_or(Err(VmError::GuestThreadPanicked));
             GuestEnd { name, result }
         })
         .collect())
