@@ -207,3 +207,46 @@ fn a_bad_timeout_is_a_usage_error() {
         r.expect(r.stderr.contains("is not a number of seconds greater than 0"), bad);
     }
 }
+
+#[test]
+fn hv_trace_explain_annotates_a_shadow_mode_trace() {
+    if !common::kvm_available() {
+        return;
+    }
+    let trace = temp_path("explain-shadow.txt");
+    let r = hv(&["run", "--mmu", "shadow", "--trace", trace.to_str().unwrap(), "--", "count-user", "2", "1"]);
+    r.expect_code(0);
+    let r = hv(&["trace", "explain", trace.to_str().unwrap()]);
+    r.expect_code(0);
+    let lines = std::fs::read_to_string(&trace).unwrap().lines().count();
+    r.expect(r.stdout.contains(&format!("{lines} lines")), "every line is read and counted");
+    let out: Vec<&str> = r.stdout.lines().collect();
+    for explained in ["exit mmio-write", "pt-write trapped", "shadow sync", "hypercall set_cr3"] {
+        // The first trace line (not explanation) whose kind column and detail start so.
+        let words: Vec<&str> = explained.split(' ').collect();
+        let at = out
+            .iter()
+            .position(|l| {
+                let mut w = l.split_whitespace().skip(1);
+                w.next() == Some(words[0]) && w.next().is_some_and(|d| d.starts_with(words[1]))
+            })
+            .unwrap_or_else(|| panic!("the trace has a {explained} line"));
+        r.expect(out[at + 1].starts_with("    ↳ "), &format!("the first {explained} line is explained"));
+    }
+    r.expect(r.stdout.contains("page-table writes trap"), "the trapped write is explained as shadow paging's trap");
+    let glossary = hv(&["trace", "explain", "--first-only", trace.to_str().unwrap()]);
+    glossary.expect_code(0);
+    glossary.expect(glossary.stdout.lines().count() < r.stdout.lines().count(), "--first-only prints fewer lines");
+    std::fs::remove_file(&trace).ok();
+}
+
+#[test]
+fn hostile_hv_trace_explain_refuses_what_is_not_a_trace_file() {
+    let r = hv(&["trace", "explain", "/dev/zero"]);
+    r.expect_code(1);
+    r.expect(r.stderr.contains("/dev/zero is a character device"), "a device is refused by what it is");
+    let readme = concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml");
+    let r = hv(&["trace", "explain", readme]);
+    r.expect_code(1);
+    r.expect(r.stderr.contains("does not look like an hv text trace"), "a file that is not a trace is named as such");
+}

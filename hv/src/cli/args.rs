@@ -98,6 +98,35 @@ pub enum Command {
     /// loopback bandwidth measured first; recording against the same guest run plain,
     /// alternately. Medians of --reps runs. See docs/vm-state.md.
     StateBench(StateBenchArgs),
+
+    /// Read a trace file back (one written with `--trace PATH`).
+    #[command(subcommand)]
+    Trace(TraceCommand),
+}
+
+/// `hv trace` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum TraceCommand {
+    /// Print a text trace with a short explanation after the first line of each kind of
+    /// event: what an `mmio-write` exit is, what a shadow sync did, why a flush happened,
+    /// what a suppressed upcall saves. Ends with a count of each kind.
+    ///
+    /// For reading the trace of your own run (`hv run --trace t.txt -- …`, or a lab's).
+    /// The file is treated as untrusted text: control characters are replaced and lines
+    /// are read at most 64 KiB long.
+    Explain(TraceExplainArgs),
+}
+
+/// Options of `hv trace explain`.
+#[derive(Debug, Args)]
+pub struct TraceExplainArgs {
+    /// The trace file (text format, hv's default).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Print only the first line of each kind with its explanation: a glossary of the
+    /// trace instead of the whole of it.
+    #[arg(long)]
+    pub first_only: bool,
 }
 
 /// Options of `hv state-bench`.

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use backend_drivers::runner::NotifyPolicy;
 
-use super::args::{seccomp_wanted, BenchArgs, BenchMmuArg, BlkBenchArgs, CtlArgs, ReplayArgs, RestoreArgs, RunArgs, StateBenchArgs};
+use super::args::{seccomp_wanted, BenchArgs, BenchMmuArg, BlkBenchArgs, CtlArgs, ReplayArgs, RestoreArgs, RunArgs, StateBenchArgs, TraceExplainArgs};
 use crate::control::{self, ControlServer, Session};
 use crate::outcome::EXIT_VMM_ERROR;
 use crate::record::log::LogReader;
@@ -264,6 +264,37 @@ pub(super) fn state_bench_command(args: StateBenchArgs) -> ExitCode {
             eprintln!("hv: error: {e}");
             ExitCode::from(EXIT_VMM_ERROR)
         }
+    }
+}
+
+/// `hv trace explain FILE`: the trace with an explanation after the first line of each
+/// kind (`crate::trace::explain`).
+pub(super) fn trace_explain_command(args: TraceExplainArgs) -> ExitCode {
+    let fail = |e: &dyn std::fmt::Display| {
+        eprintln!("hv: error: {e}");
+        ExitCode::from(EXIT_VMM_ERROR)
+    };
+    // A FIFO or a device would make this wait or read forever: only a regular file.
+    match std::fs::metadata(&args.file) {
+        Ok(m) if m.is_file() => {}
+        Ok(m) => return fail(&format!("{} is {}; hv trace explain reads a trace file", args.file.display(), backend_drivers::block::image::file_kind(m.file_type()))),
+        Err(e) => return fail(&format!("cannot read the trace {}: {e}", args.file.display())),
+    }
+    let file = match std::fs::File::open(&args.file) {
+        Ok(f) => f,
+        Err(e) => return fail(&format!("cannot read the trace {}: {e}", args.file.display())),
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    match crate::trace::explain::explain(std::io::BufReader::new(file), &mut out, args.first_only) {
+        Ok(summary) if summary.lines > 0 && summary.kinds.keys().all(|k| *k == crate::trace::explain::Kind::Unknown) => {
+            drop(out);
+            fail(&format!("{} does not look like an hv text trace (written by --trace PATH with --trace-format text)", args.file.display()))
+        }
+        Ok(_) => ExitCode::SUCCESS,
+        // A closed pipe (`| head`) is the reader's choice, not an error.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => fail(&format!("cannot read the trace {}: {e}", args.file.display())),
     }
 }
 

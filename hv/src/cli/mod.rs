@@ -26,5 +26,6 @@ pub fn main() -> ExitCode {
         Command::Restore(args) => commands::restore_command(args, started),
         Command::StateBench(args) => commands::state_bench_command(args),
         Command::Ctl(args) => commands::ctl_command(args),
+        Command::Trace(args::TraceCommand::Explain(args)) => commands::trace_explain_command(args),
     }
 }

@@ -6,9 +6,13 @@
 //!   addresses), so the same run twice gives the same bytes and a snapshot test or a lab
 //!   grader can compare traces;
 //! - [`jsonl`]: one JSON object per line, for scripts.
+//!
+//! [`explain`] reads a text trace back and says what each kind of line means
+//! (`hv trace explain FILE`).
 
 pub mod jsonl;
 pub mod text;
+pub mod explain;
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
