@@ -102,6 +102,7 @@ pub struct LoopContext<'a> {
 pub fn run(vm: &mut KvmVm, cx: &mut LoopContext) -> GuestStop {
     let mut deferred_since = None;
     loop {
+        cx.tracer.mark_guest_entry();
         let exit = match next_exit(vm) {
             Ok(exit) => exit,
             Err(e) => {
