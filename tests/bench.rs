@@ -90,6 +90,24 @@ fn quick_run_in_both_modes_writes_a_sane_report_and_plot() {
     assert!(trapped("shadow") > 0.0, "shadow mode shows trapped page-table writes");
     assert_eq!(trapped("ept"), 0.0, "ept mode shows none");
 
+    // hv's own handling time per exit: a null hypercall's, the trapped writes' (shadow),
+    // set_cr3's (shadow), each less than the operation it is part of.
+    let handling = |workload, mode, kind: &str| {
+        let m = measured(&report, workload, mode);
+        let h = &m["per_op"]["hv_handling"][kind];
+        let (per_op, mean) = (h["per_op"].as_f64().unwrap_or(0.0), h["mean_ns"].as_f64().unwrap_or(0.0));
+        (per_op, mean, m["time_per_op_ns"]["median"].as_f64().unwrap())
+    };
+    for (workload, mode, kind) in
+        [("hypercall", "ept", "hypercall nop"), ("hypercall", "shadow", "hypercall nop"), ("pt-update/direct", "shadow", "trapped page-table write"), ("ctxswitch", "shadow", "hypercall set_cr3")]
+    {
+        let (per_op, mean, op) = handling(workload, mode, kind);
+        assert!(per_op >= 0.9, "{workload} {mode}: at least one {kind} per operation, got {per_op}");
+        assert!(mean > 0.0 && mean * per_op < op, "{workload} {mode}: hv's {mean} ns × {per_op} is part of the {op} ns operation");
+    }
+    assert!(out.stdout.contains("hv's own handling time per exit") && out.stdout.contains("null hypercall"), "the table shows hv's handling times");
+    assert!(out.stdout.contains("NOTE: tlb-miss in a --quick run"), "a quick run says it cannot show TLB misses");
+
     // Baselines from the same run.
     assert!(report["baselines"]["bare_exit_round_trip_ns"]["median"].as_f64().is_some_and(|t| t > 0.0));
     assert_eq!(report["baselines"]["native"].as_array().map(Vec::len), Some(2));

@@ -45,12 +45,33 @@ pub fn counts(stats: &RunStats) -> Counts {
         c.insert("shadow/roots_evicted".into(), s.roots_evicted);
         c.insert("shadow/refused".into(), s.refused);
     }
+    for (kind, total) in &stats.vcpu.handling.by_kind {
+        c.insert(format!("{HANDLING_COUNT}{}", kind.label()), total.count);
+        c.insert(format!("{HANDLING_NS}{}", kind.label()), total.nanos);
+    }
+    c.insert(format!("{HANDLING_COUNT}{FLUSH_LABEL}"), stats.vcpu.handling.flushes.count);
+    c.insert(format!("{HANDLING_NS}{FLUSH_LABEL}"), stats.vcpu.handling.flushes.nanos);
     for (device, d) in &stats.devices {
         c.insert(format!("device/{device}/doorbells"), d.doorbells);
         c.insert(format!("device/{device}/upcalls"), d.notifications);
         c.insert(format!("device/{device}/requests"), d.requests);
     }
     c
+}
+
+/// Prefixes of the handling-time counters (`crate::vcpu::handling`), by the kind's label.
+const HANDLING_COUNT: &str = "handling_count/";
+const HANDLING_NS: &str = "handling_ns/";
+/// The label of translation flushes among them.
+pub const FLUSH_LABEL: &str = "memslot flush";
+
+/// hv's own time on one kind of exit, in a workload's operations.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct HandlingPerOp {
+    /// Exits of this kind per operation.
+    pub per_op: f64,
+    /// hv's mean time on one, in nanoseconds (from `KVM_RUN`'s return to the next entry).
+    pub mean_ns: f64,
 }
 
 /// What one operation caused, on average (see the module comment for how).
@@ -90,6 +111,9 @@ pub struct PerOp {
     pub blk_doorbells: Option<f64>,
     /// Block-device upcalls (blk only).
     pub blk_upcalls: Option<f64>,
+    /// hv's own handling time, by kind of exit (`hypercall nop`, `trapped page-table
+    /// write`, …, and `memslot flush`), for the kinds the operations caused.
+    pub hv_handling: BTreeMap<String, HandlingPerOp>,
 }
 
 /// (measured − zero-work) / operations, for each counter. A counter missing from
@@ -129,7 +153,23 @@ pub fn per_op(measured: &Counts, zero_work: &Counts, operations: u64) -> PerOp {
         batched_pt_writes: delta("guest/batched_pt_writes"),
         blk_doorbells: delta("device/blk/doorbells"),
         blk_upcalls: delta("device/blk/upcalls"),
+        hv_handling: handling_per_op(measured, zero_work, n),
     }
+}
+
+/// The handling time of each kind of exit the operations caused: (measured − zero-work)
+/// time over (measured − zero-work) exits, so boot's exits do not blur the mean.
+fn handling_per_op(measured: &Counts, zero_work: &Counts, operations: f64) -> BTreeMap<String, HandlingPerOp> {
+    let get = |c: &Counts, k: String| c.get(&k).copied().unwrap_or(0) as f64;
+    measured
+        .keys()
+        .filter_map(|k| k.strip_prefix(HANDLING_COUNT))
+        .filter_map(|label| {
+            let exits = get(measured, format!("{HANDLING_COUNT}{label}")) - get(zero_work, format!("{HANDLING_COUNT}{label}"));
+            let nanos = get(measured, format!("{HANDLING_NS}{label}")) - get(zero_work, format!("{HANDLING_NS}{label}"));
+            (exits > 0.0 && nanos > 0.0).then(|| (label.to_string(), HandlingPerOp { per_op: exits / operations, mean_ns: nanos / exits }))
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -78,7 +78,11 @@ pub fn render(report: &BenchReport) -> String {
             }
         }
     }
+    if report.quick && report.results.iter().any(|r| r.workload.starts_with("tlb-miss")) {
+        let _ = writeln!(s, "  NOTE: {}", super::workloads::TLB_QUICK_NOTE);
+    }
     render_comparisons(report, &mut s);
+    render_handling(report, &mut s);
     render_baselines(report, &mut s);
     render_failures(report, &mut s);
     let _ = writeln!(s, "\n  wall time {:.1} s", report.wall_seconds);
@@ -96,12 +100,52 @@ fn render_comparisons(report: &BenchReport, s: &mut String) {
     }
 }
 
+/// The exits whose handling `render_handling` shows: a title, the workload that makes
+/// them, the kind's label (`crate::vcpu::handling`), and whether to show it per
+/// `mmu_update` entry instead of per exit.
+const HANDLING_ROWS: [(&str, &str, &str, bool); 5] = [
+    ("null hypercall", "hypercall", "hypercall nop", false),
+    ("trapped page-table write + sync", "pt-update/direct", "trapped page-table write", false),
+    ("set_cr3", "ctxswitch", "hypercall set_cr3", false),
+    ("mmu_update, per entry", "pt-update/batched", "hypercall mmu_update", true),
+    ("memslot flush (KVM forgets translations)", "pt-update/direct", super::counters::FLUSH_LABEL, false),
+];
+
+/// hv's own time per exit, and what share of the operation's time that is.
+fn render_handling(report: &BenchReport, s: &mut String) {
+    let _ = writeln!(s, "\n  hv's own handling time per exit (from KVM_RUN's return to the next entry, timed inside hv):");
+    let _ = writeln!(s, "    {:<42} {:<6} {:>10} {:>8}   share of the operation's time", "exit", "mode", "hv time", "per op");
+    let mut any = false;
+    for (title, workload, label, per_entry) in HANDLING_ROWS {
+        for r in report.results.iter().filter(|r| r.workload == workload) {
+            let Some(m) = &r.measured else { continue };
+            let Some(h) = m.per_op.hv_handling.get(label) else { continue };
+            let (mean, per_op) = match per_entry {
+                true if m.per_op.mmu_update_entries > 0.0 => (h.mean_ns * h.per_op / m.per_op.mmu_update_entries, m.per_op.mmu_update_entries),
+                _ => (h.mean_ns, h.per_op),
+            };
+            let share = 100.0 * mean * per_op / m.time_per_op_ns.median;
+            let _ = writeln!(
+                s,
+                "    {title:<42} {:<6} {:>10} {per_op:>8.2}   {share:>5.1}% of {} ({workload})",
+                r.mode,
+                format_ns(mean),
+                format_ns(m.time_per_op_ns.median)
+            );
+            any = true;
+        }
+    }
+    if !any {
+        let _ = writeln!(s, "    none of the workloads that make these exits was measured");
+    }
+}
+
 fn render_baselines(report: &BenchReport, s: &mut String) {
     let b = &report.baselines;
     let _ = writeln!(s, "\n  baselines, measured in this run:");
     match (&b.bare_exit_round_trip_ns, &b.bare_exit_error) {
         (Some(t), _) => {
-            let _ = writeln!(s, "    bare KVM exit round trip (minimal guest, `out` in a loop): {} (spread {:.0}%)", format_ns(t.median), t.spread_percent);
+            let _ = writeln!(s, "    bare KVM exit round trip (minimal 64-bit ring-0 guest, `out` in a loop): {} (spread {:.0}%)", format_ns(t.median), t.spread_percent);
         }
         (None, Some(e)) => {
             let _ = writeln!(s, "    bare KVM exit round trip: FAILED: {e}");

@@ -74,7 +74,13 @@ pub struct Workload {
 /// reach of current CPUs (1.5–3 thousand entries: 6–12 MiB), a quick run's is smaller
 /// because filling it (demand-zero faults) is slow where ring 0 is emulated.
 const TLB_FULL_MIB: u64 = 32;
-const TLB_QUICK_MIB: u64 = 4;
+/// The quick run's working set: small enough to fault in quickly (every page is a guest
+/// page fault, hundreds of µs each where guest ring 0 is emulated), and so small that it
+/// fits in the TLB's reach and the caches: a quick run cannot show TLB misses, and its
+/// table says so ([`TLB_QUICK_NOTE`]).
+pub const TLB_QUICK_MIB: u64 = 4;
+/// What the quick run's table says under the tlb-miss rows.
+pub const TLB_QUICK_NOTE: &str = "tlb-miss in a --quick run: the 4 MiB working set fits in the TLB's reach and the caches, so these rows cannot show the cost of TLB misses; run without --quick (32 MiB) for that";
 
 const fn size(reps: u64, ops: u64) -> Size {
     Size { reps, ops, arg: None }

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use pv_abi::hypercall::GuestCounters;
 
+use super::handling::HandlingTimes;
 use crate::trace::ExitReason;
 
 /// The exit loop's counters for one run.
@@ -26,6 +27,11 @@ pub struct VcpuCounters {
     pub translation_flushes: u64,
     /// What the guest counted itself (handed over with `shutdown`), if it reported.
     pub guest: Option<GuestCounters>,
+    /// hv's own time on each kind of exit (`super::handling`).
+    pub handling: HandlingTimes,
+    /// The hypercall the current exit made, if any (set by [`VcpuCounters::count_hypercall`],
+    /// taken by the exit loop to file the exit's handling time under it).
+    pub current_hypercall: Option<&'static str>,
 }
 
 impl VcpuCounters {
@@ -38,6 +44,7 @@ impl VcpuCounters {
     pub fn count_hypercall(&mut self, name: &'static str, failed: bool) {
         *self.hypercalls.entry(name).or_default() += 1;
         self.hypercall_errors += u64::from(failed);
+        self.current_hypercall = Some(name);
     }
 
     /// Total VM exits.

@@ -15,10 +15,13 @@
 //!   }
 //! ```
 
+use std::time::Instant;
+
 use kvm_ioctls::VcpuExit;
 
 use super::control::{ExitBoundary, VcpuMailbox};
 use super::counters::VcpuCounters;
+use super::handling::HandledAs;
 use super::hypercall::{self, HypercallRequest};
 use super::watchdog::Watchdog;
 use crate::devices::console::ConsoleOutput;
@@ -109,6 +112,7 @@ pub fn run(vm: &mut KvmVm, cx: &mut LoopContext) -> GuestStop {
                 return GuestStop::KvmFailure { what: KvmFailure::Ioctl { ioctl: "KVM_RUN", source: e }, dump: vm.register_dump() }
             }
         };
+        let handling_from = Instant::now();
         let reason = exit.reason();
         cx.counters.count_exit(reason);
         // Recording or replaying, an exit a signal caused is no guest event: it is left
@@ -126,6 +130,12 @@ pub fn run(vm: &mut KvmVm, cx: &mut LoopContext) -> GuestStop {
             cx.tracer.emit(|| TraceEvent::Stop(Box::new(stop.clone())));
             return stop;
         }
+        let handled_as = match (cx.counters.current_hypercall.take(), reason) {
+            (Some(name), _) => HandledAs::Hypercall(name),
+            (None, ExitReason::MmioWrite) if cx.shadow.is_some() => HandledAs::TrappedPageTableWrite,
+            (None, reason) => HandledAs::Exit(reason),
+        };
+        cx.counters.handling.record(handled_as, handling_from.elapsed());
     }
 }
 
@@ -280,7 +290,10 @@ fn forget_stale_translations(vm: &mut KvmVm, cx: &mut LoopContext) -> Option<Gue
     }
     cx.counters.translation_flushes += 1;
     cx.tracer.emit(|| TraceEvent::TranslationFlush);
-    match vm.forget_cached_translations() {
+    let flush_from = Instant::now();
+    let flushed = vm.forget_cached_translations();
+    cx.counters.handling.record_flush(flush_from.elapsed());
+    match flushed {
         Ok(()) => None,
         Err(e) => Some(GuestStop::KvmFailure { what: KvmFailure::Ioctl { ioctl: "re-registering a memslot", source: e }, dump: None }),
     }

@@ -8,7 +8,9 @@
 //! | [`control`] | jobs other threads give the vCPU thread, run at an exit boundary (pause, snapshot…) |
 //! | [`watchdog`] | `--timeout`: kicking a guest that never stops out of `KVM_RUN` |
 //! | [`counters`] | what the loop counts (exits, hypercalls) for `--stats` and `hv bench` |
+//! | [`handling`] | how long hv itself spends on each kind of exit |
 
+pub mod handling;
 pub mod counters;
 pub mod kick;
 pub mod control;
