@@ -37,6 +37,7 @@
 //! | [`console`] | the console backend and its check of the frontend's requests | send a control character to the terminal |
 //! | [`block`] | the block backend, its disk image and its check of the frontend's requests | move data before every grant of a request passed |
 //! | [`frame_port`] | what a network backend sees of the network: one port, frames in and out | block its caller |
+//! | [`switch`] | the virtual L2 learning switch joining network backends and host TAP devices: MAC table with ageing, per-port bounded queues, the TAP port thread | block a sender, grow without bound on what guests send, or echo a frame to its sender |
 //! | [`fuzz_entry`] | the bodies of the fuzz targets on this crate's parsers (`fuzz/`, `tests/fuzz_corpus.rs`) | be used by the backends themselves |
 //!
 //! ## One folder per device, mirrored across the split
@@ -101,5 +102,6 @@ pub mod runner;
 pub mod console;
 pub mod block;
 pub mod frame_port;
+pub mod switch;
 #[doc(hidden)]
 pub mod fuzz_entry;
