@@ -336,18 +336,18 @@ impl<P: FramePort> TapLoop<P> {
             for event in &events[..ready] {
                 match event.data() {
                     TOKEN_STOP => return,
-                    TOKEN_TAP => self.from_tap(),
+                    TOKEN_TAP => self.tap_to_switch(),
                     // Reset the signal before taking frames: one queued after this read
                     // signals again.
                     _ => drop(self.port.ready().read()),
                 }
             }
-            backlog = self.to_tap();
+            backlog = self.switch_to_tap();
         }
     }
 
     /// Reads up to [`FRAMES_PER_WAKE`] frames from the TAP into the switch.
-    fn from_tap(&mut self) {
+    fn tap_to_switch(&mut self) {
         let c = &self.counters;
         for _ in 0..FRAMES_PER_WAKE {
             match (&self.tap.file).read(&mut self.buffer) {
@@ -377,18 +377,18 @@ impl<P: FramePort> TapLoop<P> {
 
     /// Writes up to [`FRAMES_PER_WAKE`] frames from the switch to the TAP; true if more
     /// may be waiting.
-    fn to_tap(&mut self) -> bool {
+    fn switch_to_tap(&mut self) -> bool {
         let c = &self.counters;
         for _ in 0..FRAMES_PER_WAKE {
             let Some(frame) = self.port.receive() else { return false };
             // A TAP takes a whole frame per write or refuses it (down, or deleted): the
             // frame is lost either way, as on a wire with nothing at the other end.
             match (&self.tap.file).write(&frame) {
-                Ok(_) => {
+                Ok(n) if n == frame.len() => {
                     TapCounters::add(&c.to_tap_frames, 1);
                     TapCounters::add(&c.to_tap_bytes, frame.len() as u64);
                 }
-                Err(_) => TapCounters::add(&c.write_errors, 1),
+                Ok(_) | Err(_) => TapCounters::add(&c.write_errors, 1),
             }
         }
         true
