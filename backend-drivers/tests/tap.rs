@@ -207,6 +207,32 @@ fn hostile_frames_larger_than_1514_bytes_from_the_tap_are_dropped_and_counted() 
 }
 
 #[test]
+fn hostile_a_tap_deleted_under_its_port_is_reported_once_and_the_thread_does_not_spin() {
+    require_netns!();
+    let (ns, switch, tap_port) = switch_with_tap();
+    let guest = switch.add_port("guest").expect("eventfd");
+    ns.run(&["ip", "link", "del", TAP]);
+    // The descriptor now fails every read; epoll reports it as long as it is watched.
+    let deadline = Instant::now() + PATIENCE;
+    while tap_port.stats().read_errors == 0 {
+        assert!(Instant::now() < deadline, "the deleted TAP was never noticed: {:?}", tap_port.stats());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(tap_port.stats().read_errors, 1, "the broken descriptor is no longer watched (no busy loop)");
+    // Frames for it are counted as lost; the switch and the thread go on.
+    guest.transmit(&arp_request(GUEST_MAC, GUEST_IP, HOST_IP));
+    while tap_port.stats().write_errors == 0 {
+        assert!(Instant::now() < deadline, "a frame for the deleted TAP was not counted: {:?}", tap_port.stats());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let stopped = Instant::now();
+    tap_port.stop();
+    assert!(stopped.elapsed() < PATIENCE, "the thread stops on request");
+    assert_eq!(switch.stats().ports.len(), 1);
+}
+
+#[test]
 fn a_tun_device_or_a_tap_already_attached_is_refused_with_a_clear_error() {
     require_netns!();
     let (ns, _switch, _tap_port) = switch_with_tap();
