@@ -73,14 +73,16 @@
 //!
 //! ## DESIGN
 //! - Owns: the backend threads, their rings' back ends, and the host resources (the
-//!   disk image, hv's standard output).
+//!   disk image, hv's standard output); the virtual switch that joins network backends
+//!   ([`switch`]), and the TAP devices attached to it with their threads.
 //! - Must never: touch guest memory except its ring page, its pending flag and frames
 //!   that [`grant_table::GrantTable`] has just checked; trust any value read from
 //!   shared memory before copying and checking it; panic or loop forever on anything a
 //!   guest writes.
 //! - Data enters through the ring and granted frames; leaves through responses,
 //!   the pending flag and the irqfd; control (start, stop, stats) comes over crossbeam
-//!   channels from hv.
+//!   channels from hv. Network frames move between ports of the [`switch`] (each a
+//!   [`frame_port::FramePort`]), and between a TAP port and the host's kernel.
 //!
 //! Everything here works on plain vm-memory mappings ([`GuestMemory`]) and plain
 //! eventfds, so frontend and backend are tested together in one process without KVM

@@ -35,7 +35,9 @@ pub enum AttachTapError {
 
 /// Attaches the existing TAP device `name` (in hv's network namespace) to `switch` as a
 /// port named `tap:NAME`, and starts its thread; with `seccomp`, the thread confines
-/// itself before it serves. Stopping or dropping the returned [`TapPort`] detaches it.
+/// itself before it serves (call `sandbox::prepare` first, as `hv run` does: it keeps
+/// the allocator from reading a file on the confined thread). Stopping or dropping the
+/// returned [`TapPort`] detaches it.
 pub fn attach_tap(switch: &Switch, name: &str, seccomp: bool) -> Result<TapPort, AttachTapError> {
     let tap = TapDevice::open(name)?;
     let start_error = |source| AttachTapError::Start { name: name.to_string(), source };
