@@ -15,10 +15,12 @@
 //!
 //! **One signal per burst, not per frame.** Writing the `ready` eventfd is a system
 //! call (about a microsecond on this host, most of the cost of forwarding a frame), and
-//! the owner only needs waking once: [`FramePort`]'s contract has it read the eventfd,
-//! then take frames until there are none. So a queue signals when it gets a frame and
-//! has not signalled since its owner last found it empty; frames queued while the owner
-//! is still taking them add no system call, and are found by that same taking.
+//! an owner that has not come for its frames yet needs waking only once. So a queue
+//! signals when it gets a frame and its owner has taken (or looked for) a frame since
+//! the last signal; a burst that arrives while the owner sleeps costs one system call.
+//! An owner that takes frames and stops before the queue is empty (a netback whose
+//! guest has no receive buffers left) is still woken by the next frame queued, as it
+//! would be with a signal per frame; the frames it left are its to come back for.
 //!
 //! Counters are atomics, so `--stats` can read them while frames flow; they are
 //! counted from the **switch's** side, as a hardware switch's port counters are:
@@ -134,8 +136,8 @@ pub enum Received {
     Forwarded,
 }
 
-/// The frames waiting, and whether the owner has been signalled since it last found
-/// none.
+/// The frames waiting, and whether the owner has been signalled since it last took (or
+/// looked for) a frame.
 #[derive(Default)]
 struct Waiting {
     frames: VecDeque<Frame>,
@@ -167,9 +169,9 @@ impl PortQueue {
         self.frames.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Queues a copy of `frame` for the owner and, unless the owner was signalled since
-    /// it last found the queue empty, signals [`PortQueue::ready`]; or drops the frame
-    /// and counts it if the queue is full. Never blocks.
+    /// Queues a copy of `frame` for the owner and, unless the owner was signalled and
+    /// has taken nothing since, signals [`PortQueue::ready`]; or drops the frame and
+    /// counts it if the queue is full. Never blocks.
     pub fn offer(&self, frame: &[u8]) {
         let signal = {
             let mut waiting = self.waiting();
@@ -190,15 +192,12 @@ impl PortQueue {
         }
     }
 
-    /// The oldest frame waiting for the owner. Finding none re-arms the signal: the
-    /// next frame queued writes the eventfd again.
+    /// The oldest frame waiting for the owner. The owner has come for its frames, so the
+    /// next frame queued signals again.
     pub fn take(&self) -> Option<Frame> {
         let mut waiting = self.waiting();
-        let frame = waiting.frames.pop_front();
-        if frame.is_none() {
-            waiting.signalled = false;
-        }
-        frame
+        waiting.signalled = false;
+        waiting.frames.pop_front()
     }
 
     /// Frames waiting now.
@@ -268,21 +267,22 @@ mod tests {
     }
 
     #[test]
-    fn the_owner_is_signalled_once_per_burst_and_again_after_finding_the_queue_empty() {
+    fn a_burst_while_the_owner_sleeps_signals_once_and_a_frame_after_it_took_one_signals_again() {
         let q = PortQueue::new("p".into(), 16).expect("eventfd");
         assert!(q.ready().read().is_err(), "nothing queued: not readable");
         for i in 0..5 {
             q.offer(&[i; 20]);
         }
         assert_eq!(q.ready().read().expect("readable"), 1, "one signal for the burst");
+        // The owner takes one frame and stops (say it has nowhere to put more): the next
+        // frame wakes it again.
         assert_eq!(q.take(), Some(vec![0; 20]));
-        // Queued while the owner is still taking: no new signal; the taking finds it.
         q.offer(&[5; 20]);
-        assert!(q.ready().read().is_err());
-        let rest: Vec<_> = std::iter::from_fn(|| q.take()).collect();
-        assert_eq!(rest.len(), 5);
-        // The owner found the queue empty: the next frame signals again.
         q.offer(&[6; 20]);
+        assert_eq!(q.ready().read().expect("readable"), 1);
+        let rest: Vec<_> = std::iter::from_fn(|| q.take()).collect();
+        assert_eq!(rest.len(), 6);
+        q.offer(&[7; 20]);
         assert_eq!(q.ready().read().expect("readable"), 1);
     }
 

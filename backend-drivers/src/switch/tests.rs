@@ -333,3 +333,38 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn no_wakeup_is_lost_when_a_receiver_sleeps_until_signalled() {
+    use std::os::unix::io::AsRawFd;
+    use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
+    const FRAMES: usize = 20_000;
+    let (sw, _) = switch(FRAMES);
+    let p = ports(&sw, 2);
+    let (sender, receiver) = (&p[0], &p[1]);
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            for i in 0..FRAMES {
+                sender.transmit(&frame([0xff; 6], mac(1), i as u8, 60));
+                // Now and then let the receiver catch up and fall asleep again.
+                if i % 97 == 0 {
+                    std::thread::sleep(Duration::from_micros(50));
+                }
+            }
+        });
+        let epoll = Epoll::new().expect("epoll");
+        epoll.ctl(ControlOperation::Add, receiver.ready().as_raw_fd(), EpollEvent::new(EventSet::IN, 0)).expect("watch");
+        let mut events = [EpollEvent::default(); 1];
+        let mut got = 0;
+        while got < FRAMES {
+            // Sleep only on the eventfd: a lost wakeup would hang here, so give up after
+            // a time no scheduler delay reaches.
+            let woken = epoll.wait(10_000, &mut events).expect("epoll_wait");
+            assert_eq!(woken, 1, "the receiver was not woken with {} of {FRAMES} frames taken", got);
+            let _ = receiver.ready().read();
+            while receiver.receive().is_some() {
+                got += 1;
+            }
+        }
+    });
+}
