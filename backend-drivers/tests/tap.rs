@@ -246,3 +246,21 @@ fn a_tun_device_or_a_tap_already_attached_is_refused_with_a_clear_error() {
     assert!(busy.to_string().contains(TAP), "{busy}");
     assert!(matches!(missing, Some(TapError::NoSuchDevice { .. })), "{missing:?}");
 }
+
+#[test]
+fn without_cap_net_admin_a_tap_made_for_hvs_user_attaches_and_another_users_is_refused() {
+    require_netns!();
+    let ns = Netns::with_tap();
+    ns.run(&["ip", "tuntap", "add", "dev", "hvtapu", "mode", "tap", "user", "65534"]);
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() }.to_string();
+    ns.run(&["ip", "tuntap", "add", "dev", "hvtapme", "mode", "tap", "user", &me]);
+    let (mine, refused) = ns.inside(|| {
+        netns::drop_effective_capabilities();
+        (TapDevice::open("hvtapme").map(|t| t.name().to_string()), TapDevice::open("hvtapu").err())
+    });
+    assert_eq!(mine.expect("a TAP made for this user attaches without privileges"), "hvtapme");
+    let refused = refused.expect("root without CAP_NET_ADMIN may not attach another user's TAP");
+    assert!(matches!(refused, TapError::PermissionDenied { .. }), "{refused}");
+    assert!(refused.to_string().contains("permission denied attaching the TAP device hvtapu"), "{refused}");
+}

@@ -114,3 +114,39 @@ impl Drop for Netns {
         }
     }
 }
+
+/// The header of `capget`/`capset` (`struct __user_cap_header_struct`).
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+/// One 32-bit half of a thread's capability sets (`struct __user_cap_data_struct`).
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+/// `_LINUX_CAPABILITY_VERSION_3`: 64-bit sets, as two `CapData`.
+const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+/// Empties the calling thread's effective capabilities (the permitted set is kept, and
+/// only this thread changes): root then acts as an ordinary user towards the kernel.
+pub fn drop_effective_capabilities() {
+    let mut header = CapHeader { version: CAPABILITY_VERSION_3, pid: 0 };
+    let mut data = [CapData::default(); 2];
+    // SAFETY: capget writes one header and two data structs, both live and ours.
+    let got = unsafe { libc::syscall(libc::SYS_capget, &mut header as *mut CapHeader, data.as_mut_ptr()) };
+    assert_eq!(got, 0, "capget: {}", std::io::Error::last_os_error());
+    for half in &mut data {
+        half.effective = 0;
+    }
+    // SAFETY: capset reads one header and two data structs, both live and ours; pid 0
+    // is the calling thread.
+    let set = unsafe { libc::syscall(libc::SYS_capset, &mut header as *mut CapHeader, data.as_ptr()) };
+    assert_eq!(set, 0, "capset: {}", std::io::Error::last_os_error());
+}
