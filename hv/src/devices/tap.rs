@@ -84,12 +84,22 @@ mod tests {
         None
     }
 
-    #[test]
-    fn a_confined_tap_thread_carries_frames_both_ways() {
+    /// Whether a namespace with a TAP can be made here; says why not.
+    fn can_make_a_tap() -> bool {
         // SAFETY: geteuid has no preconditions.
         let root = unsafe { libc::geteuid() } == 0;
-        if !root || Command::new("ip").arg("-V").output().is_err() || !std::path::Path::new("/dev/net/tun").exists() {
+        let can = root && Command::new("ip").arg("-V").output().is_ok() && std::path::Path::new("/dev/net/tun").exists();
+        if !can {
             eprintln!("SKIPPED: needs root, `ip` and /dev/net/tun to make a namespace with a TAP");
+        }
+        can
+    }
+
+    const CONFINED_TEST: &str = "devices::tap::tests::a_confined_tap_thread_carries_frames_both_ways";
+
+    #[test]
+    fn a_confined_tap_thread_carries_frames_both_ways() {
+        if !can_make_a_tap() {
             return;
         }
         crate::sandbox::prepare().expect("seccomp is available");
@@ -139,5 +149,33 @@ mod tests {
         let stats = tap_port.stop();
         assert!(stats.to_tap_frames >= 1 && stats.from_tap_frames >= 1, "{stats:?}");
         assert_eq!(switch.stats().ports.len(), 1, "only the guest port is left");
+    }
+
+    #[test]
+    fn hostile_a_tap_thread_making_a_forbidden_call_ends_the_process_with_a_clear_report() {
+        if !cfg!(debug_assertions) {
+            eprintln!("SKIPPED: the violation hook exists in debug builds only");
+            return;
+        }
+        if !can_make_a_tap() {
+            return;
+        }
+        // The test above, in a child process whose TAP thread opens a socket right after
+        // confining itself (the debug-build hook): the filter must end the child.
+        let exe = std::env::current_exe().expect("the test binary");
+        let child = Command::new(exe)
+            .args(["--exact", CONFINED_TEST, "--nocapture", "--test-threads=1"])
+            .env("HV_TEST_SECCOMP_VIOLATION", "tap-port")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the child");
+        // The child dies before its namespace guard runs: remove the namespace for it.
+        let leftover = Netns(format!("hv-devtap-{}", child.id()));
+        let out = child.wait_with_output().expect("the child ends");
+        drop(leftover);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(i32::from(crate::sandbox::EXIT_SECCOMP)), "{stderr}");
+        assert!(stderr.contains("hv: seccomp: the tap port thread made a forbidden system call 41 (socket)"), "{stderr}");
     }
 }
