@@ -264,3 +264,30 @@ fn without_cap_net_admin_a_tap_made_for_hvs_user_attaches_and_another_users_is_r
     assert!(matches!(refused, TapError::PermissionDenied { .. }), "{refused}");
     assert!(refused.to_string().contains("permission denied attaching the TAP device hvtapu"), "{refused}");
 }
+
+/// The `rtt min/avg/max/mdev` figures of a `ping -q` summary, in milliseconds.
+fn ping_rtt(summary: &str) -> Option<Vec<f64>> {
+    let line = summary.lines().find(|l| l.starts_with("rtt") || l.starts_with("round-trip"))?;
+    let figures = line.split('=').nth(1)?.trim().trim_end_matches(" ms");
+    figures.split('/').map(|f| f.parse().ok()).collect()
+}
+
+#[test]
+#[ignore = "a benchmark: run with --release -- --ignored --nocapture"]
+fn ping_round_trip_through_the_tap_against_loopback() {
+    require_netns!();
+    let (ns, switch, tap_port) = switch_with_tap();
+    let _guest = PlayedGuest::start(switch.add_port("guest").expect("eventfd"), GUEST_MAC, GUEST_IP);
+    let ping = |target: &str| {
+        let out = ns.run(&["ping", "-q", "-c", "200", "-i", "0.005", "-W", "2", target]);
+        ping_rtt(&out).unwrap_or_else(|| panic!("no rtt line in {out}"))
+    };
+    let loopback = ping("127.0.0.1");
+    let tap = ping("10.0.0.2");
+    println!(
+        "ping, 200 echoes: loopback avg {:.3} ms (min {:.3}); through the TAP, the switch and a port thread answering by hand avg {:.3} ms (min {:.3}): {:.1}x loopback",
+        loopback[1], loopback[0], tap[1], tap[0], tap[1] / loopback[1]
+    );
+    println!("{}", switch.stats());
+    println!("{:?}", tap_port.stats());
+}
