@@ -75,8 +75,20 @@ impl PlayedGuest {
 
     /// The first frame received that `wanted` accepts, waiting up to [`PATIENCE`].
     fn wait_for(&self, what: &str, wanted: impl Fn(&[u8]) -> bool) -> Vec<u8> {
+        self.ask(None, what, wanted)
+    }
+
+    /// Sends `question` (again every quarter second: Ethernet may lose a frame, and the
+    /// kernel does when it has just brought the TAP up) until a frame that `wanted`
+    /// accepts arrives, within [`PATIENCE`].
+    fn ask(&self, question: Option<&[u8]>, what: &str, wanted: impl Fn(&[u8]) -> bool) -> Vec<u8> {
         let deadline = Instant::now() + PATIENCE;
+        let mut next_send = Instant::now();
         loop {
+            if let Some(q) = question.filter(|_| Instant::now() >= next_send) {
+                self.send(q);
+                next_send = Instant::now() + Duration::from_millis(250);
+            }
             if let Some(f) = self.seen().into_iter().find(|f| wanted(f)) {
                 return f;
             }
@@ -101,6 +113,7 @@ fn switch_with_tap() -> (Netns, Switch, TapPort) {
     let switch = Switch::new(SwitchConfig::default());
     let tap = ns.inside(|| TapDevice::open(TAP)).unwrap_or_else(|e| panic!("attach {TAP}: {e}"));
     let port = TapPort::start(tap, switch.add_port("tap").expect("eventfd"), None).expect("start the TAP thread");
+    ns.wait_until_tap_is_up();
     (ns, switch, port)
 }
 
@@ -175,15 +188,13 @@ fn frames_flooded_by_the_switch_reach_the_tap() {
     //    (the namespace's TAP speaks IPv4 only and has sent nothing), so the echo request
     //    is flooded: the idle port gets a copy, and the kernel answers it.
     let request = echo_request(GUEST_MAC, me, tap_mac, HOST_IP, 0x4856, 1);
-    guest.send(&request);
-    let reply = guest.wait_for("the kernel's echo reply", |f| parse_echo(f).is_some_and(|e| !e.request && e.id == 0x4856 && e.seq == 1 && e.src_mac == tap_mac));
+    let reply = guest.ask(Some(&request), "the kernel's echo reply", |f| parse_echo(f).is_some_and(|e| !e.request && e.id == 0x4856 && e.seq == 1 && e.src_mac == tap_mac));
     assert_eq!(reply[..6], GUEST_MAC);
     assert!(drain(&idle).contains(&request), "a frame for an unknown address is flooded");
 
     // 2. A broadcast: an ARP request for the host's address, answered by the kernel.
     let who_has = arp_request(GUEST_MAC, me, HOST_IP);
-    guest.send(&who_has);
-    let arp = guest.wait_for("the kernel's ARP reply", |f| parse_arp(f).is_some_and(|a| is_arp_reply(&a) && a.sender_ip == HOST_IP));
+    let arp = guest.ask(Some(&who_has), "the kernel's ARP reply", |f| parse_arp(f).is_some_and(|a| is_arp_reply(&a) && a.sender_ip == HOST_IP));
     assert_eq!(parse_arp(&arp).map(|a| a.sender_mac), Some(tap_mac));
     assert!(drain(&idle).contains(&who_has), "a broadcast is flooded");
     let stats = tap_port.stats();

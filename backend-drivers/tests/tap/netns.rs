@@ -85,6 +85,21 @@ impl Netns {
         mac
     }
 
+    /// Waits until the TAP is up with its carrier on (`operstate` up), which the kernel
+    /// notes shortly after a program attaches the TAP. Until then the kernel drops what
+    /// it sends out of the interface (the queueing discipline is not yet started).
+    pub fn wait_until_tap_is_up(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let state = self.run(&["cat", &format!("/sys/class/net/{TAP}/operstate")]);
+            if state.trim() == "up" {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "{TAP} never came up: operstate {}", state.trim());
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// Runs `f` on a thread that has entered the namespace (`setns`): what it opens,
     /// it opens in there. Only that thread moves; the test's own threads stay put.
     pub fn inside<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {

@@ -133,9 +133,15 @@ mod tests {
         who_has.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0x00, 6, 4, 0, 1]);
         who_has.extend_from_slice(&guest_mac);
         who_has.extend_from_slice(&[10, 0, 0, 2, 0, 0, 0, 0, 0, 0, 10, 0, 0, 1]);
-        guest.transmit(&who_has);
         let deadline = Instant::now() + Duration::from_secs(10);
+        let mut next_send = Instant::now();
         let reply = loop {
+            // Again every quarter second: the kernel drops what it sends for a moment
+            // after the TAP is attached (its queueing discipline starts a little later).
+            if Instant::now() >= next_send {
+                guest.transmit(&who_has);
+                next_send = Instant::now() + Duration::from_millis(250);
+            }
             if let Some(frame) = guest.receive() {
                 if frame.len() >= 42 && frame[12..14] == [0x08, 0x06] && frame[20..22] == [0, 2] {
                     break frame;
