@@ -37,6 +37,7 @@
 //! | [`console`] | the console backend and its check of the frontend's requests | send a control character to the terminal |
 //! | [`block`] | the block backend, its disk image and its check of the frontend's requests | move data before every grant of a request passed |
 //! | [`frame_port`] | what a network backend sees of the network: one port, frames in and out | block its caller |
+//! | [`switch`] | the virtual L2 learning switch joining network backends and host TAP devices: MAC table with ageing, per-port bounded queues, the TAP port thread | block a sender, grow without bound on what guests send, or echo a frame to its sender |
 //! | [`fuzz_entry`] | the bodies of the fuzz targets on this crate's parsers (`fuzz/`, `tests/fuzz_corpus.rs`) | be used by the backends themselves |
 //!
 //! ## One folder per device, mirrored across the split
@@ -72,14 +73,16 @@
 //!
 //! ## DESIGN
 //! - Owns: the backend threads, their rings' back ends, and the host resources (the
-//!   disk image, hv's standard output).
+//!   disk image, hv's standard output); the virtual switch that joins network backends
+//!   ([`switch`]), and the TAP devices attached to it with their threads.
 //! - Must never: touch guest memory except its ring page, its pending flag and frames
 //!   that [`grant_table::GrantTable`] has just checked; trust any value read from
 //!   shared memory before copying and checking it; panic or loop forever on anything a
 //!   guest writes.
 //! - Data enters through the ring and granted frames; leaves through responses,
 //!   the pending flag and the irqfd; control (start, stop, stats) comes over crossbeam
-//!   channels from hv.
+//!   channels from hv. Network frames move between ports of the [`switch`] (each a
+//!   [`frame_port::FramePort`]), and between a TAP port and the host's kernel.
 //!
 //! Everything here works on plain vm-memory mappings ([`GuestMemory`]) and plain
 //! eventfds, so frontend and backend are tested together in one process without KVM
@@ -101,5 +104,6 @@ pub mod runner;
 pub mod console;
 pub mod block;
 pub mod frame_port;
+pub mod switch;
 #[doc(hidden)]
 pub mod fuzz_entry;

@@ -2,7 +2,8 @@
 //! other without hv's vCPU loop taking part.
 //!
 //! One file per device holds what is particular to it ([`console`], [`block`]); this
-//! file is what every device shares. For each device ([`Devices::attach`]):
+//! file is what every device shares. [`tap`] attaches a host TAP device to the virtual
+//! switch, with a thread of its own. For each device ([`Devices::attach`]):
 //! - a **doorbell**: an eventfd registered with KVM_IOEVENTFD on the device's port.
 //!   When the guest writes the port, KVM signals the eventfd and resumes the guest at
 //!   once; the backend thread, waiting on that eventfd, wakes. No exit reaches hv.
@@ -19,6 +20,7 @@
 pub mod block;
 pub mod console;
 pub mod inline;
+pub mod tap;
 
 use backend_drivers::block::image::{DiskImage, ImageError};
 use backend_drivers::console::ConsoleBackend;

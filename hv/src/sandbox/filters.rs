@@ -146,6 +146,12 @@ const MIGRATION_SENDER: &[i64] = &[
     libc::SYS_clock_nanosleep,
 ];
 
+/// A TAP port's thread: the waits, reading frames from the TAP (`read`, in `WAITS`) and
+/// writing them (`write`, in every list), and `epoll_ctl` to stop watching a TAP that
+/// was deleted under it. The TAP itself was opened and bound (`TUNSETIFF`) before the
+/// thread started, so it needs no `ioctl` and no `openat`.
+const TAP_PORT: &[i64] = &[libc::SYS_epoll_ctl];
+
 /// `ioctl(FIONBIO)`: how std makes a socket non-blocking for `connect_timeout`.
 const FIONBIO: u64 = 0x5421;
 
@@ -161,6 +167,7 @@ pub(super) fn allowed(kind: ThreadKind) -> Vec<i64> {
         ThreadKind::ControlClient => &[CONTROL_CLIENT],
         ThreadKind::Watchdog => &[WATCHDOG],
         ThreadKind::MigrationSender => &[MIGRATION_SENDER],
+        ThreadKind::TapPort => &[WAITS, TAP_PORT],
     };
     let mut all: Vec<i64> = COMMON.iter().chain(own.iter().flat_map(|l| l.iter())).copied().collect();
     all.sort_unstable();
@@ -216,7 +223,7 @@ fn conditional(kind: ThreadKind) -> Result<Vec<(i64, Vec<SeccompRule>)>, seccomp
             rules.push((libc::SYS_ioctl, vec![SeccompRule::new(vec![kvm_only])?, SeccompRule::new(vec![fionbio])?]));
             rules.push(tgkill);
         }
-        ThreadKind::ConsoleBackend | ThreadKind::BlockBackend => {}
+        ThreadKind::ConsoleBackend | ThreadKind::BlockBackend | ThreadKind::TapPort => {}
     }
     Ok(rules)
 }

@@ -58,11 +58,14 @@ pub enum ThreadKind {
     /// thread allowed to open a network connection, and only outward (no `bind`,
     /// `listen`, `accept`); it reads KVM's dirty log and writes the figures' files.
     MigrationSender,
+    /// A host TAP device's port on the virtual switch (`hv-tap`): waits on its eventfds
+    /// and the TAP's descriptor, reads and writes frames. The TAP was opened before.
+    TapPort,
 }
 
 impl ThreadKind {
     /// Every kind, in declaration order.
-    pub const ALL: [ThreadKind; 7] = [
+    pub const ALL: [ThreadKind; 8] = [
         ThreadKind::Vcpu,
         ThreadKind::ConsoleBackend,
         ThreadKind::BlockBackend,
@@ -70,6 +73,7 @@ impl ThreadKind {
         ThreadKind::ControlClient,
         ThreadKind::Watchdog,
         ThreadKind::MigrationSender,
+        ThreadKind::TapPort,
     ];
 
     /// The name messages use ("the console backend thread made ...").
@@ -82,6 +86,7 @@ impl ThreadKind {
             ThreadKind::ControlClient => "control connection",
             ThreadKind::Watchdog => "watchdog",
             ThreadKind::MigrationSender => "migration sender",
+            ThreadKind::TapPort => "tap port",
         }
     }
 
