@@ -122,6 +122,36 @@ fn status_and_stats_in_shadow_mode() {
 }
 
 #[test]
+fn hv_top_shows_a_running_guests_exits_devices_and_memory() {
+    require_kvm!();
+    // A guest making hypercalls as fast as it can, for as long as the test looks.
+    let hv = RunningHv::start(&["--mmu", "shadow"], &["hypercall-bench", "10000000"]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let top = common::hv(&["top", hv.socket.to_str().unwrap(), "--once", "--interval", "0.5"]);
+    top.expect_code(0);
+    let screen = &top.stdout;
+    for panel in ["VM exits per second", "hypercalls per second", "memory", "devices (split drivers)", "recent samples"] {
+        top.expect(screen.contains(panel), &format!("the {panel} panel is drawn"));
+    }
+    top.expect(screen.contains(&format!("pid {}", hv.pid())) && screen.contains("--mmu shadow"), "the header names the hv and its mode");
+    top.expect(screen.contains("io-out"), "the guest's exits are listed by reason");
+    top.expect(screen.contains(" nop "), "and its hypercalls by name");
+    top.expect(screen.contains(" console "), "the console device has a row");
+    top.expect(screen.contains("interrupted"), "top's own samples show as the exits they cost (a kick each)");
+    top.expect(screen.contains("hv resident memory") && screen.contains(" MiB"), "hv's resident memory is read");
+    top.expect(screen.contains("shadow mode: every guest page-table store exits"), "each panel says what it means");
+    drop(hv);
+}
+
+#[test]
+fn hv_top_names_a_socket_nobody_listens_on() {
+    let path = common::temp_path("no-hv.sock");
+    let top = common::hv(&["top", path.to_str().unwrap(), "--once"]);
+    top.expect_code(1);
+    top.expect(top.stderr.contains("hv top:") && top.stderr.contains(path.to_str().unwrap()), "the error names the socket");
+}
+
+#[test]
 fn several_requests_on_one_connection_are_answered_in_order() {
     require_kvm!();
     let hv = RunningHv::start(&[], &["count", "30", "20"]);

@@ -29,6 +29,7 @@
 //! | [`migration`] | pre-copy live migration: dirty tracking, the stream, the sender and the receiver, their figures | run a guest the stream did not deliver whole, or end the source's run before the destination confirms |
 //! | [`bench`](mod@bench) | `hv bench` and `hv blk-bench`: fresh VMs per measurement, baselines, reports | change how a guest runs |
 //! | [`control`] | the control socket (`hv run --control`, `hv ctl`): its protocol, server threads and client | touch a VM except through jobs on its vCPU thread |
+//! | [`top`] | `hv top`: a live view of a running hv, sampled through its control socket | lock anything on the guest's paths, or sample faster than asked |
 //! | [`cli`] | hv's command line: arguments, and the commands that run them | contain VMM logic |
 //! | [`fuzz_entry`] | the bodies of the fuzz targets on hv's parsers (`fuzz/`, `tests/fuzz_corpus.rs`) | be used by hv itself |
 //!
@@ -64,6 +65,7 @@ pub mod vmm;
 pub mod migration;
 pub mod bench;
 pub mod control;
+pub mod top;
 pub mod cli;
 #[doc(hidden)]
 pub mod fuzz_entry;

@@ -102,6 +102,32 @@ pub enum Command {
     /// Read a trace file back (one written with `--trace PATH`).
     #[command(subcommand)]
     Trace(TraceCommand),
+
+    /// Watch a running hv live, in the terminal: VM exits per second by reason,
+    /// hypercalls by name, trapped page-table writes and shadow syncs, each device's ring,
+    /// doorbells, upcalls and suppressed upcalls, hv's resident memory; one line under each
+    /// panel says what it means. q, Esc or Ctrl-C quits.
+    ///
+    /// It samples through the control socket (`hv run --control PATH`): each sample is one
+    /// `stats` request, which costs the guest one exit; nothing is locked on the guest's
+    /// paths. In the spirit of kvm_stat and xentop.
+    Top(TopArgs),
+}
+
+/// Options of `hv top`.
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// The control socket of the hv to watch.
+    #[arg(value_name = "PATH")]
+    pub socket: PathBuf,
+    /// Seconds between samples.
+    #[arg(long, value_name = "SECS", default_value = "1", value_parser = parse_timeout)]
+    pub interval: std::time::Duration,
+    /// Print one frame as text (two samples INTERVAL apart) instead of a live screen: for
+    /// scripts, logs and terminals that cannot redraw. Also what happens when standard
+    /// output is not a terminal.
+    #[arg(long)]
+    pub once: bool,
 }
 
 /// `hv trace` subcommands.

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use backend_drivers::runner::NotifyPolicy;
 
-use super::args::{seccomp_wanted, BenchArgs, BenchMmuArg, BlkBenchArgs, CtlArgs, ReplayArgs, RestoreArgs, RunArgs, StateBenchArgs, TraceExplainArgs};
+use super::args::{seccomp_wanted, BenchArgs, BenchMmuArg, BlkBenchArgs, CtlArgs, ReplayArgs, RestoreArgs, RunArgs, StateBenchArgs, TopArgs, TraceExplainArgs};
 use crate::control::{self, ControlServer, Session};
 use crate::outcome::EXIT_VMM_ERROR;
 use crate::record::log::LogReader;
@@ -262,6 +262,20 @@ pub(super) fn state_bench_command(args: StateBenchArgs) -> ExitCode {
         }
         Err(e) => {
             eprintln!("hv: error: {e}");
+            ExitCode::from(EXIT_VMM_ERROR)
+        }
+    }
+}
+
+/// `hv top PATH`: the live view (`crate::top`); one text frame with `--once` or when
+/// standard output is not a terminal.
+pub(super) fn top_command(args: TopArgs) -> ExitCode {
+    use std::io::IsTerminal;
+    let once = args.once || !std::io::stdout().is_terminal();
+    match crate::top::run(&crate::top::TopOptions { socket: args.socket, interval: args.interval, once }) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hv top: {e}");
             ExitCode::from(EXIT_VMM_ERROR)
         }
     }

@@ -27,5 +27,6 @@ pub fn main() -> ExitCode {
         Command::StateBench(args) => commands::state_bench_command(args),
         Command::Ctl(args) => commands::ctl_command(args),
         Command::Trace(args::TraceCommand::Explain(args)) => commands::trace_explain_command(args),
+        Command::Top(args) => commands::top_command(args),
     }
 }

@@ -183,6 +183,7 @@ fn status(session: &Session, _: &Args, _: &mut Progress) -> Result<Reply, String
         .with("hypercalls", live.hypercalls)
         .with("uptime_ms", uptime.as_secs_f64() * 1e3)
         .with("ram_bytes", live.ram_bytes)
+        .with("pid", std::process::id())
         .with("kernel", kernel)
         .with("guest_args", Value::from(args.clone())))
 }
@@ -198,9 +199,12 @@ fn stats(session: &Session, _: &Args, _: &mut Progress) -> Result<Reply, String>
         // microseconds: each thread replies between two requests).
         stats.devices = b.devices.stats_now();
         stats.finish(b.console.first_line_at());
-        (stats, as_it_was(b))
+        let rings = b.devices.ring_occupancy(b.kvm.ram());
+        ((stats, rings), as_it_was(b))
     })?;
-    Ok(Reply::new(stats.to_string()).with("stats", stats.to_json()))
+    let (stats, rings) = stats;
+    let rings: serde_json::Map<String, Value> = rings.into_iter().map(|(name, n)| (name.to_string(), Value::from(n))).collect();
+    Ok(Reply::new(stats.to_string()).with("stats", stats.to_json()).with("rings_in_flight", rings))
 }
 
 fn snapshot(session: &Session, args: &Args, _: &mut Progress) -> Result<Reply, String> {

@@ -355,6 +355,25 @@ impl Devices {
         Ok(RingPositions { console, block })
     }
 
+    /// How many requests each device's ring holds that its backend has not answered yet
+    /// (`req_prod − rsp_prod`, read now from the ring page). The guest writes `req_prod`,
+    /// so the figure is for display only (`hv top`), never trusted.
+    pub fn ring_occupancy(&self, ram: &crate::memory::GuestRam) -> Vec<(&'static str, u32)> {
+        let mut rings = vec![(self.console.name(), CONSOLE_RING)];
+        if let Some((b, _, _)) = &self.block {
+            rings.push((b.name(), BLOCK_RING));
+        }
+        rings
+            .into_iter()
+            .map(|(name, ring)| {
+                // The header's first two u32s: req_prod at 0, rsp_prod at 8 (after req_event).
+                let header = ram.read_u64(ring).unwrap_or(0);
+                let rsp = ram.read_u64(PseudoPhys::new(ring.raw() + RSP_PROD_OFFSET as u64)).unwrap_or(0);
+                (name, (header as u32).wrapping_sub(rsp as u32))
+            })
+            .collect()
+    }
+
     /// The backends' counters now (`None` for a backend whose thread has ended).
     pub fn stats_now(&self) -> DeviceStats {
         let handles = std::iter::once(&self.console).chain(self.block.as_ref().map(|(b, _, _)| b));
