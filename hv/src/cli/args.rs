@@ -112,6 +112,28 @@ pub enum Command {
     /// `stats` request, which costs the guest one exit; nothing is locked on the guest's
     /// paths. In the spirit of kvm_stat and xentop.
     Top(TopArgs),
+
+    /// The course's concepts shown on real VMs, narrated and paced for a classroom.
+    ///
+    /// Without NAME, lists the demos. Each step says what is about to happen and why it
+    /// matters, runs real guests, and shows the trace lines or counters that prove it; it
+    /// then waits for Enter (a standard input that is not a terminal goes on by itself).
+    /// docs/classroom.md says which demo belongs to which lecture.
+    Demo(DemoArgs),
+}
+
+/// Options of `hv demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// The demo to run (none: list them).
+    #[arg(value_name = "NAME")]
+    pub name: Option<String>,
+    /// Go on after a short pause instead of waiting for Enter.
+    #[arg(long)]
+    pub auto: bool,
+    /// No pauses and small sizes (for tests and rehearsals; figures are less steady).
+    #[arg(long)]
+    pub fast: bool,
 }
 
 /// Options of `hv top`.

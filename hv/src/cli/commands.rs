@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use backend_drivers::runner::NotifyPolicy;
 
-use super::args::{seccomp_wanted, BenchArgs, BenchMmuArg, BlkBenchArgs, CtlArgs, ReplayArgs, RestoreArgs, RunArgs, StateBenchArgs, TopArgs, TraceExplainArgs};
+use super::args::{seccomp_wanted, BenchArgs, BenchMmuArg, BlkBenchArgs, CtlArgs, ReplayArgs, RestoreArgs, RunArgs, StateBenchArgs, DemoArgs, TopArgs, TraceExplainArgs};
 use crate::control::{self, ControlServer, Session};
 use crate::outcome::EXIT_VMM_ERROR;
 use crate::record::log::LogReader;
@@ -276,6 +276,37 @@ pub(super) fn top_command(args: TopArgs) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("hv top: {e}");
+            ExitCode::from(EXIT_VMM_ERROR)
+        }
+    }
+}
+
+/// `hv demo [NAME]`: the list, or one demo (`crate::demo`).
+pub(super) fn demo_command(args: DemoArgs) -> ExitCode {
+    use crate::demo::stage::Pacing;
+    use std::io::IsTerminal;
+    let Some(name) = args.name else {
+        print!("{}", crate::demo::list());
+        return ExitCode::SUCCESS;
+    };
+    let Some(demo) = crate::demo::find(&name) else {
+        let names: Vec<&str> = crate::demo::DEMOS.iter().map(|d| d.name).collect();
+        eprintln!("hv demo: there is no demo '{name}'; the demos are: {}", names.join(", "));
+        return ExitCode::from(2);
+    };
+    let pacing = match (args.fast, args.auto || !std::io::stdin().is_terminal()) {
+        (true, _) => Pacing::Fast,
+        (false, true) => Pacing::Auto,
+        (false, false) => Pacing::Interactive,
+    };
+    let styled = std::io::stdout().is_terminal();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match crate::demo::run(demo, &mut out, pacing, styled) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            drop(out);
+            eprintln!("hv demo {name}: {e}");
             ExitCode::from(EXIT_VMM_ERROR)
         }
     }

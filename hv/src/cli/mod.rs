@@ -28,5 +28,6 @@ pub fn main() -> ExitCode {
         Command::Ctl(args) => commands::ctl_command(args),
         Command::Trace(args::TraceCommand::Explain(args)) => commands::trace_explain_command(args),
         Command::Top(args) => commands::top_command(args),
+        Command::Demo(args) => commands::demo_command(args),
     }
 }

@@ -6,8 +6,10 @@ use super::dashboard::View;
 use super::sample::{Rates, Sample};
 use super::*;
 
-/// A `stats` reply as hv sends it (the fields `hv top` reads).
-fn stats_reply(io_out: u64, mmio: u64, nop: u64, set_cr3: u64, trapped: u64, doorbells: u64, upcalls: u64, suppressed: u64) -> Map<String, Value> {
+/// A `stats` reply as hv sends it (the fields `hv top` reads): exits (io-out, mmio-write),
+/// hypercalls (nop, set_cr3), trapped writes, and the console's doorbells, upcalls and
+/// suppressed upcalls.
+fn stats_reply([io_out, mmio]: [u64; 2], [nop, set_cr3]: [u64; 2], trapped: u64, [doorbells, upcalls, suppressed]: [u64; 3]) -> Map<String, Value> {
     let reply = json!({
         "stats": {
             "exits": {"total": io_out + mmio, "by_reason": {"io-out": io_out, "mmio-write": mmio}},
@@ -23,8 +25,8 @@ fn stats_reply(io_out: u64, mmio: u64, nop: u64, set_cr3: u64, trapped: u64, doo
 
 fn two_samples() -> (Sample, Sample) {
     let t0 = Instant::now();
-    let before = Sample::from_stats(t0, &stats_reply(1000, 100, 500, 50, 100, 40, 10, 30), Some(20_480));
-    let after = Sample::from_stats(t0 + Duration::from_secs(2), &stats_reply(4000, 700, 2500, 250, 700, 240, 60, 180), Some(22_528));
+    let before = Sample::from_stats(t0, &stats_reply([1000, 100], [500, 50], 100, [40, 10, 30]), Some(20_480));
+    let after = Sample::from_stats(t0 + Duration::from_secs(2), &stats_reply([4000, 700], [2500, 250], 700, [240, 60, 180]), Some(22_528));
     (before, after)
 }
 

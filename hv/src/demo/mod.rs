@@ -1,0 +1,117 @@
+//! `hv demo`: the course's concepts shown on real VMs, paced for a room.
+//!
+//! Each demo is a few steps. A step says in a sentence or two what is about to happen and
+//! why it matters, runs it (real guests, fresh VMs, figures measured now), and shows the
+//! few trace lines or counters that prove it. Between steps it waits for Enter; `--auto`
+//! goes on by itself after a short pause; `--fast` does not pause and uses small sizes
+//! (the test suite runs every demo that way and compares its narration, figures redacted,
+//! with a snapshot). docs/classroom.md says which demo goes with which lecture.
+//!
+//! | file | demo |
+//! | --- | --- |
+//! | [`stage`] | the presenter every demo speaks through |
+//! | [`guest`] | running one demo guest, traced |
+//! | [`trap_and_emulate`] | one exit: what KVM handed hv, what hv did |
+//! | [`hypercall`] | a hypercall's round trip against a bare exit, and hv's share |
+//! | [`split_driver`] | one block request through ring, doorbell, backend, grant, upcall |
+//! | [`event_index`] | upcalls per request with and without notification suppression |
+//! | [`shadow_vs_ept`] | trapped page-table writes in both modes, and batching |
+//! | [`isolation`] | hostile hypercalls and page-table entries refused |
+
+pub mod stage;
+pub mod guest;
+pub mod trap_and_emulate;
+pub mod hypercall;
+pub mod split_driver;
+pub mod event_index;
+pub mod shadow_vs_ept;
+pub mod isolation;
+
+use std::io::Write;
+
+use stage::{Pacing, Stage};
+
+/// Why a demo could not go on.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    /// A guest could not be set up or run.
+    #[error(transparent)]
+    Vm(#[from] crate::vmm::VmError),
+    /// A measurement failed.
+    #[error("{0}")]
+    Measure(String),
+}
+
+/// One demo: its name, a line saying what it shows, and the lecture it belongs to.
+pub struct Demo {
+    /// What `hv demo NAME` takes.
+    pub name: &'static str,
+    /// What it shows.
+    pub about: &'static str,
+    /// The course-notes topic it illustrates.
+    pub lecture: &'static str,
+    run: fn(&mut Stage, bool) -> Result<(), DemoError>,
+}
+
+/// Every demo, in the order of the course.
+pub const DEMOS: &[Demo] = &[
+    Demo {
+        name: "trap-and-emulate",
+        about: "the guest runs natively until one sensitive instruction; the exit, what KVM handed hv, what hv did",
+        lecture: "trap-and-emulate, Popek–Goldberg",
+        run: |s, _| trap_and_emulate::run(s),
+    },
+    Demo {
+        name: "hypercall",
+        about: "a hypercall's round trip next to a bare exit's, measured now, and hv's own share of it",
+        lecture: "paravirtualization and hypercalls",
+        run: |s, fast| hypercall::run(s, if fast { 2_000 } else { 20_000 }),
+    },
+    Demo {
+        name: "split-driver",
+        about: "one block request: frontend, ring, doorbell (no exit), backend thread, grant check, upcall",
+        lecture: "split drivers and device domains",
+        run: |s, _| split_driver::run(s),
+    },
+    Demo {
+        name: "event-index",
+        about: "the same block workload with and without notification suppression: upcalls per request",
+        lecture: "split drivers: rings and event channels",
+        run: |s, fast| event_index::run(s, if fast { 200 } else { 2_000 }),
+    },
+    Demo {
+        name: "shadow-vs-ept",
+        about: "the same page-table workload in both memory modes, trapped writes counted, then mmu_update batching",
+        lecture: "shadow paging versus EPT/NPT",
+        run: shadow_vs_ept::run,
+    },
+    Demo {
+        name: "isolation",
+        about: "hostile hypercalls and page-table entries refused; the guest harms only itself",
+        lecture: "isolation, the hypervisor as a security boundary",
+        run: |s, _| isolation::run(s),
+    },
+];
+
+/// The demo called `name`.
+pub fn find(name: &str) -> Option<&'static Demo> {
+    DEMOS.iter().find(|d| d.name == name)
+}
+
+/// The list `hv demo` prints.
+pub fn list() -> String {
+    let mut text = String::from("hv demo NAME [--auto] [--fast]: the demonstrations, in the order of the course\n\n");
+    for d in DEMOS {
+        text.push_str(&format!("  {:<18} {}\n  {:<18} (lecture: {})\n", d.name, d.about, "", d.lecture));
+    }
+    text
+}
+
+/// Runs `demo` on `out` with `pacing` (`Fast` also picks small sizes); `styled` turns on
+/// colour for a terminal.
+pub fn run(demo: &Demo, out: &mut dyn Write, pacing: Pacing, styled: bool) -> Result<(), DemoError> {
+    let mut stage = Stage::new(out, pacing, styled);
+    let title = format!("hv demo {}: {}", demo.name, demo.about);
+    stage.say(&title);
+    (demo.run)(&mut stage, pacing == Pacing::Fast)
+}
