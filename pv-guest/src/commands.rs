@@ -47,6 +47,7 @@ fn run_one<'a>(info: &BootInfo, mut words: impl Iterator<Item = &'a str>) -> u8 
         Some("task-demo") => task_demo(),
         Some("count") => count::count(info, words),
         Some("count-user") => count::count_user(words),
+        Some("sensitive") => sensitive::run(words),
         Some("bench") => bench::run(info, words),
         Some("dirty-loop") => migration::dirty_loop(info, words),
         Some("checksum-loop") => migration::checksum_loop(info, words),
@@ -71,6 +72,7 @@ pub mod hostile_ptes;
 pub mod migration;
 pub mod overflow_shadow;
 pub mod selftest;
+pub mod sensitive;
 
 use crate::arch::{cpu, idt};
 use crate::hv::{clock, hypercall};

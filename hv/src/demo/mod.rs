@@ -12,6 +12,7 @@
 //! | [`stage`] | the presenter every demo speaks through |
 //! | [`guest`] | running one demo guest, traced |
 //! | [`trap_and_emulate`] | one exit: what KVM handed hv, what hv did |
+//! | [`popek_goldberg`] | sensitive-but-unprivileged instructions in ring 3, and UMIP |
 //! | [`hypercall`] | a hypercall's round trip against a bare exit, and hv's share |
 //! | [`split_driver`] | one block request through ring, doorbell, backend, grant, upcall |
 //! | [`event_index`] | upcalls per request with and without notification suppression |
@@ -21,6 +22,7 @@
 pub mod stage;
 pub mod guest;
 pub mod trap_and_emulate;
+pub mod popek_goldberg;
 pub mod hypercall;
 pub mod split_driver;
 pub mod event_index;
@@ -60,6 +62,12 @@ pub const DEMOS: &[Demo] = &[
         about: "the guest runs natively until one sensitive instruction; the exit, what KVM handed hv, what hv did",
         lecture: "trap-and-emulate, Popek–Goldberg",
         run: |s, _| trap_and_emulate::run(s),
+    },
+    Demo {
+        name: "popek-goldberg",
+        about: "x86's sensitive-but-unprivileged instructions run in ring 3 without trapping, and what UMIP changed",
+        lecture: "trap-and-emulate, Popek–Goldberg: why classic x86 was not virtualizable",
+        run: |s, _| popek_goldberg::run(s),
     },
     Demo {
         name: "hypercall",

@@ -77,6 +77,30 @@ pub unsafe fn ltr(selector: u16) {
     unsafe { asm!("ltr {0:x}", in(reg) selector, options(nostack, preserves_flags)) };
 }
 
+/// CR4's User-Mode Instruction Prevention bit: with it, `sgdt`, `sidt`, `sldt`, `smsw`
+/// and `str` fault (#GP) in ring 3 instead of revealing the kernel's tables.
+const CR4_UMIP: u64 = 1 << 11;
+
+/// Whether the CPU (as hv's CPUID presents it) has UMIP: leaf 7, ecx bit 2.
+pub fn umip_supported() -> bool {
+    cpuid(0).0 >= 7 && cpuid(7).2 & (1 << 2) != 0
+}
+
+/// Sets CR4.UMIP: from now on ring 3 cannot read the descriptor-table registers or CR0.
+///
+/// # Safety
+/// The CPU must support UMIP ([`umip_supported`]); setting a bit it does not know makes
+/// `mov cr4` fault.
+pub unsafe fn enable_umip() {
+    // SAFETY: reading and writing CR4 in ring 0; the one bit set is supported (the
+    // caller's promise) and changes only what ring 3 may read.
+    unsafe {
+        let cr4: u64;
+        core::arch::asm!("mov {}, cr4", out(reg) cr4, options(nomem, nostack, preserves_flags));
+        core::arch::asm!("mov cr4, {}", in(reg) cr4 | CR4_UMIP, options(nostack, preserves_flags));
+    }
+}
+
 /// `cpuid`: returns (eax, ebx, ecx, edx) for a leaf (sub-leaf 0).
 pub fn cpuid(leaf: u32) -> (u32, u32, u32, u32) {
     let r = core::arch::x86_64::__cpuid_count(leaf, 0);

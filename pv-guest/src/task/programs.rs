@@ -59,6 +59,8 @@ extern "C" {
     fn user_use_after_unmap_end();
     fn user_count();
     fn user_count_end();
+    fn user_sensitive();
+    fn user_sensitive_end();
 }
 
 /// Writes a greeting with the `write` system call and exits with 0.
@@ -87,7 +89,74 @@ pub const MAP_UNMAP_LOOP: UserProgram =
 /// counts at full speed between system calls (a snapshot's or migration's test subject).
 pub const COUNT: UserProgram = UserProgram { name: "count", start: user_count, end: user_count_end };
 
-// System call numbers are those of syscall.rs: 0 exit, 1 yield, 2 map, 3 unmap, 4 write.
+/// `sensitive(which)`: runs one of x86's *sensitive but unprivileged* instructions in
+/// ring 3 and reports what it saw with `bench_report(which, value)`, then exits 0:
+/// 0 `pushf` (RFLAGS), 1 `popf` clearing IF then `pushf` (RFLAGS after), 2 `smsw` (CR0, into
+/// a 64-bit register), 3 `sgdt` (the GDT's base), 4 `sidt` (the IDT's base), 5 `str` (the task
+/// register's selector). None of them is privileged, so none traps: that is why classic
+/// x86 could not be virtualized by trap-and-emulate (Popek and Goldberg's condition),
+/// unless the CPU's UMIP bit makes the last four fault in ring 3.
+pub const SENSITIVE: UserProgram = UserProgram { name: "sensitive", start: user_sensitive, end: user_sensitive_end };
+
+// System call numbers are those of syscall.rs: 0 exit, 1 yield, 2 map, 3 unmap, 4 write,
+// 5 bench_report.
+core::arch::global_asm!(
+    ".section .text.user_programs, \"ax\"",
+    // sensitive(rdi = which): r12 = which; the value seen goes to rsi, then bench_report.
+    ".global user_sensitive",
+    "user_sensitive:",
+    "    mov r12, rdi",
+    "    xor esi, esi",
+    "    cmp r12, 0",
+    "    je 10f",
+    "    cmp r12, 1",
+    "    je 11f",
+    "    cmp r12, 2",
+    "    je 12f",
+    "    cmp r12, 3",
+    "    je 13f",
+    "    cmp r12, 4",
+    "    je 14f",
+    "    cmp r12, 5",
+    "    je 15f",
+    "    jmp 19f",
+    "10: pushfq",
+    "    pop rsi",
+    "    jmp 19f",
+    // popf with IF cleared: in ring 3 (IOPL 0) the CPU leaves IF as it was, silently.
+    "11: pushfq",
+    "    pop rax",
+    "    and rax, -513",
+    "    push rax",
+    "    popfq",
+    "    pushfq",
+    "    pop rsi",
+    "    jmp 19f",
+    "12: smsw rsi",
+    "    jmp 19f",
+    "13: sub rsp, 16",
+    "    sgdt [rsp]",
+    "    mov rsi, [rsp + 2]",
+    "    add rsp, 16",
+    "    jmp 19f",
+    "14: sub rsp, 16",
+    "    sidt [rsp]",
+    "    mov rsi, [rsp + 2]",
+    "    add rsp, 16",
+    "    jmp 19f",
+    "15: str si",
+    "    movzx esi, si",
+    "19: mov rdi, r12",
+    "    mov eax, 5",
+    "    int 0x80",
+    "    xor edi, edi",
+    "    xor eax, eax",
+    "    int 0x80",
+    "    ud2",
+    ".global user_sensitive_end",
+    "user_sensitive_end:",
+);
+
 core::arch::global_asm!(
     ".section .text.user_programs, \"ax\"",
     // count(rdi = n, rsi = spin): r12 = n, r13 = spin, r14 = i
