@@ -7,7 +7,7 @@ mod common;
 use common::hv;
 
 /// Each demo's name; `hv demo` must list them all.
-const DEMOS: [&str; 7] = ["trap-and-emulate", "popek-goldberg", "hypercall", "split-driver", "event-index", "shadow-vs-ept", "isolation"];
+const DEMOS: [&str; 8] = ["trap-and-emulate", "popek-goldberg", "hypercall", "split-driver", "emulated-vs-pv", "event-index", "shadow-vs-ept", "isolation"];
 
 /// Runs one demo and snapshots its narration with the figures redacted; returns its
 /// output (empty without KVM).
@@ -87,6 +87,17 @@ fn demo_hypercall() {
 #[test]
 fn demo_split_driver() {
     demo_snapshot("split-driver");
+}
+
+#[test]
+fn demo_emulated_vs_pv() {
+    let out = demo_snapshot_with("emulated-vs-pv", &[(r"VM exits per line \(emulated UART\): \d+", "VM exits per line (emulated UART): [n]")]);
+    if !out.is_empty() {
+        // Two exits per character: "line N through the emulated UART\n" is 33 or 34 characters.
+        let exits: f64 = out.lines().find_map(|l| l.strip_prefix("   ▸ VM exits per line (emulated UART): ")).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+        assert!((66.0..=68.0).contains(&exits), "two exits per character, got {exits}:\n{out}");
+        assert!(out.contains("VM exits per line (paravirtual console): 0"), "none through the ring");
+    }
 }
 
 #[test]

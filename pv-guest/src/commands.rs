@@ -48,6 +48,7 @@ fn run_one<'a>(info: &BootInfo, mut words: impl Iterator<Item = &'a str>) -> u8 
         Some("count") => count::count(info, words),
         Some("count-user") => count::count_user(words),
         Some("sensitive") => sensitive::run(words),
+        Some("lines") => lines::run(info, words),
         Some("bench") => bench::run(info, words),
         Some("dirty-loop") => migration::dirty_loop(info, words),
         Some("checksum-loop") => migration::checksum_loop(info, words),
@@ -69,6 +70,7 @@ pub mod bench;
 pub mod blk;
 pub mod count;
 pub mod hostile_ptes;
+pub mod lines;
 pub mod migration;
 pub mod overflow_shadow;
 pub mod selftest;

@@ -15,6 +15,7 @@
 //! | [`popek_goldberg`] | sensitive-but-unprivileged instructions in ring 3, and UMIP |
 //! | [`hypercall`] | a hypercall's round trip against a bare exit, and hv's share |
 //! | [`split_driver`] | one block request through ring, doorbell, backend, grant, upcall |
+//! | [`emulated_vs_pv`] | lines through an emulated 16550 UART against the PV console |
 //! | [`event_index`] | upcalls per request with and without notification suppression |
 //! | [`shadow_vs_ept`] | trapped page-table writes in both modes, and batching |
 //! | [`isolation`] | hostile hypercalls and page-table entries refused |
@@ -26,6 +27,7 @@ pub mod popek_goldberg;
 pub mod hypercall;
 pub mod split_driver;
 pub mod event_index;
+pub mod emulated_vs_pv;
 pub mod shadow_vs_ept;
 pub mod isolation;
 
@@ -80,6 +82,12 @@ pub const DEMOS: &[Demo] = &[
         about: "one block request: frontend, ring, doorbell (no exit), backend thread, grant check, upcall",
         lecture: "split drivers and device domains",
         run: |s, _| split_driver::run(s),
+    },
+    Demo {
+        name: "emulated-vs-pv",
+        about: "the same lines through an emulated 16550 UART and through the PV console: exits and time per line",
+        lecture: "device emulation against paravirtual devices",
+        run: |s, fast| emulated_vs_pv::run(s, if fast { 20 } else { 200 }),
     },
     Demo {
         name: "event-index",

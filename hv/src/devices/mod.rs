@@ -21,6 +21,7 @@ pub mod block;
 pub mod console;
 pub mod inline;
 pub mod tap;
+pub mod uart;
 
 use backend_drivers::block::image::{DiskImage, ImageError};
 use backend_drivers::console::ConsoleBackend;

@@ -42,6 +42,7 @@ pub fn format_event(seq: u64, event: &TraceEvent) -> Value {
         TraceEvent::UnhandledPort { port, write, size } => json!({
             "event": "unhandled_port", "port": port, "write": write, "size": size,
         }),
+        TraceEvent::Uart { register, write, value } => json!({"event": "uart", "register": register, "write": write, "value": value}),
         TraceEvent::Device(event) => device_json(event),
         TraceEvent::Replayed(line) => line.json.clone(),
         TraceEvent::PtWrite { machine, entry, value } => json!({

@@ -131,6 +131,15 @@ pub enum TraceEvent {
         /// Access size in bytes.
         size: usize,
     },
+    /// The emulated UART (`devices::uart`): one register access, one exit.
+    Uart {
+        /// The register (`THR`, `LSR`…).
+        register: &'static str,
+        /// A write (or a read).
+        write: bool,
+        /// The byte written or read.
+        value: u8,
+    },
     /// Shadow mode: a guest store to its page-table pool, trapped (an MMIO exit).
     PtWrite {
         /// Machine address of the store.

@@ -45,6 +45,12 @@ fn describe(event: &TraceEvent) -> (&str, String) {
             "port",
             format!("{} port={port:#x} size={size} (no device: {})", if *write { "out" } else { "in" }, if *write { "dropped" } else { "reads all ones" }),
         ),
+        TraceEvent::Uart { register, write, value } => {
+            // A character written to the transmit register is shown as itself.
+            let printable = *write && *register == "THR" && (value.is_ascii_graphic() || *value == b' ');
+            let shown = if printable { format!(" {:?}", char::from(*value)) } else { String::new() };
+            ("uart", format!("{} {register}={value:#04x}{shown}", if *write { "out" } else { "in" }))
+        }
         TraceEvent::Device(event) => describe_device(event),
         TraceEvent::Replayed(line) => (line.kind.as_str(), line.detail.clone()),
         TraceEvent::PtWrite { machine, entry, value } => {

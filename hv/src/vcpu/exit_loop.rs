@@ -25,6 +25,7 @@ use super::handling::HandledAs;
 use super::hypercall::{self, HypercallRequest};
 use super::watchdog::Watchdog;
 use crate::devices::console::ConsoleOutput;
+use crate::devices::uart::{Uart16550, UartAccess, COM1_PORTS};
 use crate::devices::Devices;
 use crate::kvm::KvmVm;
 use crate::outcome::{GuestStop, KvmFailure};
@@ -38,8 +39,9 @@ use pv_abi::Hypercall;
 
 /// An exit, copied out of KVM's shared `kvm_run` page so the vCPU can be used again.
 enum Exit {
-    IoOut { port: u16, size: usize },
-    IoIn { port: u16, size: usize },
+    IoOut { port: u16, size: usize, first_byte: u8 },
+    /// `uart`: the emulated UART's answer, when the port is one of its registers.
+    IoIn { port: u16, size: usize, uart: Option<UartAccess> },
     Mmio { gpa: MachineAddr, len: usize, write: bool, data: [u8; 8] },
     Hlt,
     Shutdown,
@@ -99,6 +101,8 @@ pub struct LoopContext<'a> {
     /// Record or replay (`crate::record`): called at each exit the guest makes, each
     /// `read_clock` and each doorbell write. `None` in a normal run.
     pub session: Option<&'a mut Session>,
+    /// The emulated UART at COM1 (`crate::devices::uart`).
+    pub uart: &'a mut Uart16550,
 }
 
 /// Runs the vCPU until the guest stops.
@@ -106,7 +110,7 @@ pub fn run(vm: &mut KvmVm, cx: &mut LoopContext) -> GuestStop {
     let mut deferred_since = None;
     loop {
         cx.tracer.mark_guest_entry();
-        let exit = match next_exit(vm) {
+        let exit = match next_exit(vm, cx.uart) {
             Ok(exit) => exit,
             Err(e) => {
                 return GuestStop::KvmFailure { what: KvmFailure::Ioctl { ioctl: "KVM_RUN", source: e }, dump: vm.register_dump() }
@@ -172,15 +176,24 @@ fn trace_exit(exit: &Exit) -> TraceEvent {
 }
 
 /// Runs the guest once and copies out why it stopped.
-fn next_exit(vm: &mut KvmVm) -> Result<Exit, kvm_ioctls::Error> {
+fn next_exit(vm: &mut KvmVm, uart: &mut Uart16550) -> Result<Exit, kvm_ioctls::Error> {
     let vcpu = vm.vcpu_mut();
     let exit = match vcpu.run() {
-        Ok(VcpuExit::IoOut(port, data)) => Exit::IoOut { port, size: data.len() },
+        Ok(VcpuExit::IoOut(port, data)) => Exit::IoOut { port, size: data.len(), first_byte: data.first().copied().unwrap_or(0) },
         Ok(VcpuExit::IoIn(port, data)) => {
             // Complete the `in` now: KVM copies `data` into the guest's register on the
-            // next KVM_RUN.
+            // next KVM_RUN. A one-byte read of a UART register gets the chip's answer;
+            // anything else reads the floating bus.
             data.fill(FLOATING_BUS);
-            Exit::IoIn { port, size: data.len() }
+            let uart = match (COM1_PORTS.contains(&port), data.len()) {
+                (true, 1) => {
+                    let access = uart.read(port);
+                    data[0] = access.value;
+                    Some(access)
+                }
+                _ => None,
+            };
+            Exit::IoIn { port, size: data.len(), uart }
         }
         Ok(VcpuExit::MmioRead(gpa, data)) => Exit::Mmio { gpa: MachineAddr::new(gpa), len: data.len(), write: false, data: [0; 8] },
         Ok(VcpuExit::MmioWrite(gpa, data)) => {
@@ -208,8 +221,18 @@ fn handle_exit(vm: &mut KvmVm, cx: &mut LoopContext, exit: Exit) -> Option<Guest
         // write to the port (a byte, a word, a `rep outs` of thousands) is not a
         // hypercall and is ignored like a write to a port nothing handles, so one
         // instruction can never make more than one hypercall.
-        Exit::IoOut { port: HYPERCALL_PORT, size: HYPERCALL_WRITE_BYTES } => handle_hypercall(vm, cx),
-        Exit::IoOut { port, size } => {
+        Exit::IoOut { port: HYPERCALL_PORT, size: HYPERCALL_WRITE_BYTES, .. } => handle_hypercall(vm, cx),
+        // Full device emulation: one register write of the UART, one exit.
+        Exit::IoOut { port, size: 1, first_byte } if COM1_PORTS.contains(&port) => {
+            let access = cx.uart.write(port, first_byte);
+            cx.tracer.emit(|| TraceEvent::Uart { register: access.register, write: access.write, value: access.value });
+            None
+        }
+        Exit::IoIn { uart: Some(access), .. } => {
+            cx.tracer.emit(|| TraceEvent::Uart { register: access.register, write: access.write, value: access.value });
+            None
+        }
+        Exit::IoOut { port, size, .. } => {
             // With ioeventfd registered, doorbell writes never get here; count any that
             // do, so --stats can show the doorbells bypassed this loop.
             if (DOORBELL_PORT_BASE..DOORBELL_PORT_BASE + MAX_CHANNELS as u16).contains(&port) {
@@ -222,7 +245,7 @@ fn handle_exit(vm: &mut KvmVm, cx: &mut LoopContext, exit: Exit) -> Option<Guest
             cx.tracer.emit(|| TraceEvent::UnhandledPort { port, write: true, size });
             None
         }
-        Exit::IoIn { port, size } => {
+        Exit::IoIn { port, size, uart: None } => {
             cx.tracer.emit(|| TraceEvent::UnhandledPort { port, write: false, size });
             None
         }

@@ -34,6 +34,7 @@ use pv_abi::MmuMode;
 
 use crate::boot::{self, cpu_state, BootError, BootInputs};
 use crate::devices::console::ConsoleOutput;
+use crate::devices::uart::Uart16550;
 use crate::devices::{block, DeviceError, Devices, RingPositions, Serving};
 use crate::kvm::host_info::HostMmu;
 use crate::kvm::{KvmVm, MemoryPlan};
@@ -179,6 +180,8 @@ impl Vm {
         let mut stats = RunStats::new(started);
         stats.mmu = config.mmu;
         let mut counters = VcpuCounters::default();
+        // The emulated UART at COM1 prints to the same console as the PV one.
+        let mut uart = Uart16550::new(console.clone());
         devices.start();
         let pt_pool = pt_pool(kvm.ram().size());
         // This thread runs the vCPU: it is the one the watchdog and the control kick.
@@ -206,8 +209,10 @@ impl Vm {
                 // every write; only a software MMU in KVM keeps a copy that can go stale.
                 flush_after_host_writes: !HostMmu::detect().has_hardware_two_dimensional_paging(),
                 session: session.as_mut(),
+                uart: &mut uart,
             },
         );
+        uart.flush();
         // `hv replay --until N --snapshot FILE`: the vCPU is still at exit N.
         let snapshot = session.as_ref().and_then(Session::snapshot_due).map(|path| {
             let path = path.to_path_buf();

@@ -179,6 +179,22 @@ pub fn outb(port: u16, value: u8) {
     unsafe { asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack, preserves_flags)) };
 }
 
+/// Writes one byte to a port of the emulated UART (`commands::lines`): an exit to hv,
+/// which plays the chip.
+pub fn uart_outb(port: u16, value: u8) {
+    // SAFETY: the port is one of COM1's, which hv emulates as a 16550; writing it has no
+    // effect on guest memory.
+    unsafe { asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack, preserves_flags)) };
+}
+
+/// Reads one byte from a port of the emulated UART.
+pub fn uart_inb(port: u16) -> u8 {
+    let value: u8;
+    // SAFETY: reading one of COM1's ports, which hv emulates; it changes no guest memory.
+    unsafe { asm!("in al, dx", in("dx") port, out("al") value, options(nomem, nostack, preserves_flags)) };
+    value
+}
+
 /// Loads CR3: switches to the address space whose PML4 is at guest-physical `root`
 /// (and flushes the TLB's non-global entries).
 ///
