@@ -7,7 +7,7 @@ mod common;
 use common::hv;
 
 /// Each demo's name; `hv demo` must list them all.
-const DEMOS: [&str; 8] = ["trap-and-emulate", "popek-goldberg", "hypercall", "split-driver", "emulated-vs-pv", "event-index", "shadow-vs-ept", "isolation"];
+const DEMOS: [&str; 10] = ["trap-and-emulate", "popek-goldberg", "hypercall", "split-driver", "emulated-vs-pv", "event-index", "shadow-vs-ept", "isolation", "snapshot", "record-replay"];
 
 /// Runs one demo and snapshots its narration with the figures redacted; returns its
 /// output (empty without KVM).
@@ -113,4 +113,33 @@ fn demo_shadow_vs_ept() {
 #[test]
 fn demo_isolation() {
     demo_snapshot("isolation");
+}
+
+#[test]
+fn demo_record_replay() {
+    // How many exits and clock reads a run makes depends on timing; the hash on the
+    // guest's memory then. What must hold: the replay ends where the recording did.
+    let out = demo_snapshot_with(
+        "record-replay",
+        &[(r"(exits recorded|exits replayed|inputs in the log): \d+", "$1: [n]"), (r"hash at the end: [0-9a-f]{16}", "hash at the end: [hash]")],
+    );
+    if out.is_empty() {
+        return;
+    }
+    let figure = |label: &str| out.lines().filter_map(|l| l.strip_prefix(&format!("   ▸ {label}: "))).map(str::to_string).collect::<Vec<_>>();
+    assert_eq!(figure("guest exits recorded"), figure("guest exits replayed"), "as many exits replayed as recorded:\n{out}");
+    let hashes = figure("guest memory hash at the end");
+    assert!(hashes.len() == 2 && hashes[0] == hashes[1], "the same memory hash twice: {hashes:?}");
+    assert!(out.contains("same memory, byte for byte: yes"));
+}
+
+#[test]
+fn demo_snapshot_and_restore() {
+    // Where the snapshot falls (after the third line or the fourth) depends on timing.
+    let out = demo_snapshot_with("snapshot", &[(r"count: \d+", "count: [n]"), (r"(?m)^   │ count: \[n\]\n", ""), (r"\d+ \+ \d+ = 8", "[n] + [n] = 8"), (r"pages saved \(the non-zero ones\): \d+ of", "pages saved (the non-zero ones): [n] of")]);
+    if out.is_empty() {
+        return;
+    }
+    let counted: Vec<u32> = out.lines().filter_map(|l| l.strip_prefix("   │ count: ")).filter_map(|n| n.parse().ok()).collect();
+    assert_eq!(counted, (1..=8).collect::<Vec<_>>(), "every line once, in order, across the snapshot:\n{out}");
 }

@@ -84,3 +84,16 @@ impl DemoRun {
         line.split_once(' ').map_or(line, |(_, rest)| rest).trim_start().to_string()
     }
 }
+
+/// Runs `config` recorded or replayed as `setup` says, on a thread of its own (confined
+/// like any vCPU thread when `config.seccomp`); returns the report and the console text.
+pub fn run_session(config: &VmConfig, setup: crate::vmm::SessionSetup) -> Result<(crate::vmm::RunReport, String), VmError> {
+    let console = CapturedOutput::default();
+    let sink = console.clone();
+    let run = move || crate::vmm::Vm::with_session(config, Box::new(sink), std::time::Instant::now(), Some(setup))?.run();
+    let report = std::thread::scope(|s| match std::thread::Builder::new().name("hv-demo-vcpu".into()).spawn_scoped(s, run) {
+        Ok(vcpu) => vcpu.join().unwrap_or(Err(VmError::GuestThreadPanicked)),
+        Err(e) => Err(VmError::Sandbox(crate::sandbox::SandboxError::Install { kind: "vcpu", reason: format!("cannot start a thread for the VM: {e}") })),
+    })?;
+    Ok((report, console.text()))
+}

@@ -19,6 +19,8 @@
 //! | [`event_index`] | upcalls per request with and without notification suppression |
 //! | [`shadow_vs_ept`] | trapped page-table writes in both modes, and batching |
 //! | [`isolation`] | hostile hypercalls and page-table entries refused |
+//! | [`snapshot`] | a running guest saved at an exit, continued from the file in the other mode |
+//! | [`record_replay`] | a run recorded, replayed without devices, to the same memory |
 
 pub mod stage;
 pub mod guest;
@@ -30,6 +32,8 @@ pub mod event_index;
 pub mod emulated_vs_pv;
 pub mod shadow_vs_ept;
 pub mod isolation;
+pub mod snapshot;
+pub mod record_replay;
 
 use std::io::Write;
 
@@ -106,6 +110,18 @@ pub const DEMOS: &[Demo] = &[
         about: "hostile hypercalls and page-table entries refused; the guest harms only itself",
         lecture: "isolation, the hypervisor as a security boundary",
         run: |s, _| isolation::run(s),
+    },
+    Demo {
+        name: "snapshot",
+        about: "a running guest saved to a file at an exit boundary, then continued from it in the other memory mode",
+        lecture: "VM state: snapshots (and the start of live migration)",
+        run: |s, _| snapshot::run(s),
+    },
+    Demo {
+        name: "record-replay",
+        about: "a run recorded, then replayed with no device running, to the same memory byte for byte",
+        lecture: "record and replay (ReVirt)",
+        run: |s, _| record_replay::run(s),
     },
 ];
 
