@@ -49,6 +49,21 @@ impl MmuMode {
     }
 }
 
+/// A locally administered, unicast MAC address for guest `index` (0-based), as hv
+/// announces in [`BootInfo::net_mac`]: the first byte `0x02` sets the "locally
+/// administered" bit and clears the "multicast" bit, as for any address a VMM invents;
+/// the last four bytes are the index.
+pub const fn guest_mac(index: u32) -> [u8; 6] {
+    let i = index.to_be_bytes();
+    [0x02, 0x68, i[0], i[1], i[2], i[3]]
+}
+
+/// Whether `mac` is unicast (bit 0 of the first byte clear) and locally administered
+/// (bit 1 set): the kind of address hv gives its guests.
+pub const fn is_local_unicast(mac: [u8; 6]) -> bool {
+    mac[0] & 0x01 == 0 && mac[0] & 0x02 != 0
+}
+
 /// Where one split-driver device lives: its ring page, event channel and doorbell.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C)]
@@ -126,8 +141,7 @@ pub struct BootInfo {
     pub net_tx: DeviceInfo,
     /// The network device's receive ring (present exactly when `net_tx` is).
     pub net_rx: DeviceInfo,
-    /// The guest's MAC address: locally administered unicast
-    /// ([`crate::device::net::guest_mac`]).
+    /// The guest's MAC address: locally administered unicast ([`guest_mac`]).
     pub net_mac: [u8; 6],
     /// The prefix length of the guest's IPv4 network (e.g. 24 for a /24), at most 32.
     pub net_prefix_len: u8,
@@ -246,7 +260,7 @@ impl BootInfo {
         }
         if self.net_tx.present != 0 || self.net_rx.present != 0 {
             let both = self.net_tx.present != 0 && self.net_rx.present != 0;
-            if !both || !crate::device::net::is_local_unicast(self.net_mac) || self.net_prefix_len > 32 {
+            if !both || !is_local_unicast(self.net_mac) || self.net_prefix_len > 32 {
                 return Err(BootInfoProblem::BadNetwork);
             }
         }

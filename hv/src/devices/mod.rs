@@ -1,8 +1,9 @@
 //! Wiring the split-driver devices into KVM, so that guest and backends can wake each
 //! other without hv's vCPU loop taking part.
 //!
-//! One file per device holds what is particular to it ([`console`], [`block`]); this
-//! file is what every device shares. For each device ([`Devices::attach`]):
+//! One file per device holds what is particular to it ([`console`], [`block`], [`net`]);
+//! this file is what every device shares. (The network device has two rings and is
+//! attached on its own, after the others: [`net::NetDevice::attach`].) For each device ([`Devices::attach`]):
 //! - a **doorbell**: an eventfd registered with KVM_IOEVENTFD on the device's port.
 //!   When the guest writes the port, KVM signals the eventfd and resumes the guest at
 //!   once; the backend thread, waiting on that eventfd, wakes. No exit reaches hv.
@@ -19,6 +20,7 @@
 pub mod block;
 pub mod console;
 pub mod inline;
+pub mod net;
 
 use backend_drivers::block::image::{DiskImage, ImageError};
 use backend_drivers::console::ConsoleBackend;
@@ -96,6 +98,9 @@ pub enum DeviceError {
     /// The backend thread did not start.
     #[error(transparent)]
     Spawn(#[from] runner::SpawnError),
+    /// A network identity no guest should be given.
+    #[error("network device: MAC {0:02x?} is not locally administered unicast, or prefix /{1} is longer than 32")]
+    NetConfig([u8; 6], u8),
 }
 
 /// The devices of one VM, with their backends.

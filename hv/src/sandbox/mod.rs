@@ -58,11 +58,14 @@ pub enum ThreadKind {
     /// thread allowed to open a network connection, and only outward (no `bind`,
     /// `listen`, `accept`); it reads KVM's dirty log and writes the figures' files.
     MigrationSender,
+    /// The network backend: eventfds, guest memory, and its port's frames (a port's
+    /// queues, or `read`/`write` on a descriptor it was given, such as a TAP device's).
+    NetBackend,
 }
 
 impl ThreadKind {
     /// Every kind, in declaration order.
-    pub const ALL: [ThreadKind; 7] = [
+    pub const ALL: [ThreadKind; 8] = [
         ThreadKind::Vcpu,
         ThreadKind::ConsoleBackend,
         ThreadKind::BlockBackend,
@@ -70,6 +73,7 @@ impl ThreadKind {
         ThreadKind::ControlClient,
         ThreadKind::Watchdog,
         ThreadKind::MigrationSender,
+        ThreadKind::NetBackend,
     ];
 
     /// The name messages use ("the console backend thread made ...").
@@ -82,6 +86,7 @@ impl ThreadKind {
             ThreadKind::ControlClient => "control connection",
             ThreadKind::Watchdog => "watchdog",
             ThreadKind::MigrationSender => "migration sender",
+            ThreadKind::NetBackend => "net backend",
         }
     }
 

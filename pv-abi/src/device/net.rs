@@ -118,19 +118,7 @@ pub fn status_name(status: i32) -> &'static str {
     }
 }
 
-/// A guest locally administered, unicast MAC address for guest `index` (0-based): the
-/// first byte `0x02` sets the "locally administered" bit and clears the "multicast" bit,
-/// as for any address a VMM invents; the last four bytes are the index.
-pub const fn guest_mac(index: u32) -> [u8; 6] {
-    let i = index.to_be_bytes();
-    [0x02, 0x68, i[0], i[1], i[2], i[3]]
-}
-
-/// Whether `mac` is unicast (bit 0 of the first byte clear) and locally administered
-/// (bit 1 set): the kind of address hv gives its guests.
-pub const fn is_local_unicast(mac: [u8; 6]) -> bool {
-    mac[0] & 0x01 == 0 && mac[0] & 0x02 != 0
-}
+pub use crate::boot_info::{guest_mac, is_local_unicast};
 
 /// One frame to send: `len` bytes at `offset` in the frame granted by `gref`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
