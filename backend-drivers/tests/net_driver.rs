@@ -193,3 +193,75 @@ fn transmit_with_and_receive_with_lend_the_bytes_as_a_stack_would() {
     assert_eq!(front.receive_with(|bytes| bytes.to_vec()), Ok(Some(frame(7, 99))));
     assert_eq!(front.receive_with(|bytes| bytes.len()), Ok(None));
 }
+
+/// Frames per second through the split driver, both ways, next to the same frames
+/// handed across threads through the bare port's channel (what the rings, grants,
+/// copies and notifications cost on top of a thread hand-off). The rig's waits poll
+/// their eventfd every 50 µs, which the figures include. Prints its figures;
+/// asserts nothing about speed. `cargo test -p backend-drivers --release --test
+/// net_driver -- --ignored --nocapture measure`.
+#[test]
+#[ignore = "a measurement: run by hand with --release --nocapture"]
+fn measure_frames_per_second_through_the_split_driver() {
+    const FRAMES: u32 = 200_000;
+    for len in [60usize, 1514] {
+        let payload = frame(1, len);
+        // Baseline: the bare port, a frame handed from this thread to another.
+        let (port, network) = port_pair();
+        let start = std::time::Instant::now();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for _ in 0..FRAMES {
+                    let _ = network.sent.recv().unwrap();
+                }
+            });
+            for _ in 0..FRAMES {
+                backend_drivers::frame_port::FramePort::transmit(&port, &payload);
+            }
+        });
+        let bare = start.elapsed();
+
+        let m = memory();
+        let (backend, host) = backend(&m, NotifyPolicy::EventIndex);
+        let handle = spawn(backend, &host);
+        let mut front = front(&m, &host);
+        front.post_rx_buffers().unwrap();
+        let start = std::time::Instant::now();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for _ in 0..FRAMES {
+                    let _ = host.network.next_sent();
+                }
+            });
+            for _ in 0..FRAMES {
+                transmit(&mut front, &host, &payload);
+            }
+        });
+        let tx = start.elapsed();
+        let start = std::time::Instant::now();
+        let rounds = FRAMES / RX as u32;
+        for _ in 0..rounds {
+            for _ in 0..RX {
+                host.network.inject(payload.clone());
+            }
+            for _ in 0..RX {
+                let _ = receive(&mut front, &host);
+            }
+        }
+        let rx = start.elapsed();
+        let stats = handle.stop().unwrap();
+        let rate = |n: u32, d: std::time::Duration| f64::from(n) / d.as_secs_f64();
+        println!(
+            "net/{len}B: guest->network {:.0} frames/s, network->guest {:.0} frames/s, bare port across threads {:.0} frames/s (ratio tx {:.1}x, rx {:.1}x); doorbells {} for {} tx frames, {} upcalls for {} rx frames",
+            rate(FRAMES, tx),
+            rate(rounds * RX as u32, rx),
+            rate(FRAMES, bare),
+            rate(FRAMES, bare) / rate(FRAMES, tx),
+            rate(FRAMES, bare) / rate(rounds * RX as u32, rx),
+            stats.tx.doorbells,
+            stats.frames_tx,
+            stats.rx.notifications,
+            stats.frames_rx,
+        );
+    }
+}
