@@ -286,3 +286,21 @@ fn hostile_netif_corrupt_response_index_is_reported_by_the_frontend() {
     page(&m, NET_TX_RING_GPA).store_u32(RSP_PROD_OFFSET, 77);
     assert!(matches!(front.reap_tx(), Err(NetError::Ring(_))));
 }
+
+#[test]
+fn hostile_netif_frames_of_no_frame_length_from_the_port_are_dropped_a_budget_at_a_time() {
+    let m = memory();
+    let (mut backend, host) = backend(&m, NotifyPolicy::EventIndex);
+    let mut front = front(&m, &host);
+    front.post_rx_buffers().unwrap();
+    for i in 0..(2 * RX_BUDGET) {
+        host.network.inject(vec![0xee; if i % 2 == 0 { 5 } else { 2000 }]);
+    }
+    host.network.inject(frame(3, 64));
+    assert!(backend.serve_rx(), "the first pass stops at its budget");
+    assert_eq!(backend.stats().rx_dropped_bad_frame, RX_BUDGET as u64);
+    assert!(backend.serve_rx());
+    assert!(!backend.serve_rx());
+    assert_eq!(backend.stats().rx_dropped_bad_frame, 2 * RX_BUDGET as u64);
+    assert_eq!(front.receive_with(|bytes| bytes.to_vec()), Ok(Some(frame(3, 64))), "only the real frame reaches the guest");
+}

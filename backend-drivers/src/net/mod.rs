@@ -300,13 +300,13 @@ impl NetBackend {
                 break true;
             }
             if self.backlog.is_empty() {
-                match self.port.receive() {
-                    Some(frame) => self.park(frame),
-                    None => break false,
+                let Some(frame) = self.port.receive() else { break false };
+                // A kept frame is counted when a buffer is taken for it; a dropped one
+                // costs a unit of work now, so a port full of bad frames is bounded too.
+                if !self.park(frame) {
+                    work += 1;
                 }
-                if self.backlog.is_empty() {
-                    continue; // that frame was dropped
-                }
+                continue;
             }
             work += 1;
             match self.rx.take_request() {
@@ -322,7 +322,7 @@ impl NetBackend {
                     while work < RX_BUDGET {
                         let Some(frame) = self.port.receive() else { break };
                         work += 1;
-                        self.park(frame);
+                        let _ = self.park(frame);
                     }
                     if work == RX_BUDGET {
                         self.stats.budget_exhausted += 1;
@@ -340,15 +340,17 @@ impl NetBackend {
     }
 
     /// Queues a frame from the port for the guest, or drops it (backlog full, or not a
-    /// frame at all).
-    fn park(&mut self, frame: Frame) {
+    /// frame at all). `true` if it was queued.
+    fn park(&mut self, frame: Frame) -> bool {
         if !(NET_MIN_FRAME..=NET_MAX_FRAME).contains(&frame.len()) {
             self.stats.rx_dropped_bad_frame += 1;
         } else if self.backlog.len() >= RX_BACKLOG {
             self.stats.rx_dropped_no_buffer += 1;
         } else {
             self.backlog.push_back(frame);
+            return true;
         }
+        false
     }
 
     /// Puts the frame at the backlog's front into the buffer `request` posted, or
