@@ -84,6 +84,28 @@
 //! backend is waiting for; the backend raises the upcall on either channel only if the
 //! frontend asked. A backend that is busy with a burst is not woken for each frame.
 //!
+//! ## A worked example: one ping
+//!
+//! 1. Boot: the frontend grants its 32 receive frames writable and posts them: 32
+//!    `NetRxRequest {id: 0..31, gref}`, one publish. The fresh ring's `req_event` is 1,
+//!    so it rings the rx doorbell once; the backend finds no frame yet and goes back to
+//!    sleep without re-arming `req_event` (it does not need to hear about buffers while
+//!    it has some).
+//! 2. The guest sends an echo request: copies the 98-byte frame into tx buffer 0, grants
+//!    it read-only, pushes `NetTxRequest {id 0, gref, offset 0, len 98}`, publishes,
+//!    and rings the tx doorbell (the backend asked for it).
+//! 3. The backend copies the request out of the slot, checks `len` and `offset + len`,
+//!    checks the grant for reading, copies the 98 bytes out of the frame, hands them to
+//!    the port, and answers `NetTxResponse {id 0, status 0}`. Whether that raises the
+//!    tx upcall depends on the frontend's `rsp_event`: a frontend that is not waiting
+//!    for a free buffer has not asked, and reaps the response the next time it sends.
+//! 4. The reply arrives at the port. The backend takes the next posted buffer (id 0),
+//!    checks its grant for writing, copies the frame in and answers
+//!    `NetRxResponse {id 0, offset 0, status 98}`, raising the rx upcall because the
+//!    sleeping frontend re-armed `rsp_event` before it slept.
+//! 5. The frontend checks the response (id 0 is posted; 98 is a frame's length and fits
+//!    at offset 0), copies the frame out, revokes the grant and posts buffer 0 again.
+//!
 //! ## What the protocol does not do
 //!
 //! No link state, no feature negotiation, no checksum offload, no multicast filter: the
