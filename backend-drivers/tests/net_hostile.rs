@@ -241,6 +241,8 @@ fn hostile_netif_flood_on_one_ring_does_not_starve_the_other_on_the_thread() {
                 while let Ok(Some(_)) = guest.tx.take_response() {}
             }
         });
+        // ...so the backend keeps running out of budget on it...
+        wait_for(|| handle.stats().filter(|s| s.budget_exhausted > 0));
         // ...and a frame from the network still reaches its receive buffer.
         host.network.inject(frame(9, 100));
         wait_for(|| handle.stats().filter(|s| s.frames_rx == 1));
