@@ -63,7 +63,11 @@ impl phy::Device for FrontDevice<'_> {
     }
 
     fn transmit(&mut self, _: Instant) -> Option<FrontTx<'_>> {
-        self.0.can_transmit().then(|| FrontTx(self.0))
+        if self.0.can_transmit() {
+            Some(FrontTx(self.0))
+        } else {
+            None
+        }
     }
 
     fn capabilities(&self) -> DeviceCapabilities {
