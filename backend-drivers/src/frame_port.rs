@@ -15,10 +15,11 @@
 use vmm_sys_util::eventfd::EventFd;
 
 /// The largest Ethernet frame a port carries, without the frame check sequence:
-/// 14 bytes of header and a 1500-byte payload.
-pub const MAX_FRAME_BYTES: usize = 1514;
+/// 14 bytes of header and a 1500-byte payload. The network device's ABI fixes it
+/// (`pv_abi::device::net::NET_MAX_FRAME`): a port carries exactly what a guest may send.
+pub const MAX_FRAME_BYTES: usize = pv_abi::device::net::NET_MAX_FRAME;
 /// The smallest frame a port accepts: an Ethernet header (destination, source, type).
-pub const MIN_FRAME_BYTES: usize = 14;
+pub const MIN_FRAME_BYTES: usize = pv_abi::device::net::NET_MIN_FRAME;
 
 /// One Ethernet frame, owned (destination MAC first; no frame check sequence).
 pub type Frame = Vec<u8>;

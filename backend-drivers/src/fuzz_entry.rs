@@ -12,7 +12,9 @@
 //! inside the disk), the function asserts it, so a violation is a crash the fuzzer reports.
 //!
 //! The model guest memory is 64 pages: page 0 the grant table, page 1 the ring, page 2
-//! the shared-info page (the pending flags), pages 3.. the frames a grant may name.
+//! the shared-info page (the pending flags), pages 3.. the frames a grant may name. The
+//! network target adds its receive ring at page 3 (the transmit ring is page 1), and its
+//! grants may name pages 4.. only.
 
 use std::os::unix::io::AsRawFd;
 use std::path::PathBuf;
@@ -34,7 +36,11 @@ use crate::events::NoEvents;
 use crate::grant_table::GrantTable;
 use crate::guest_page::GuestPage;
 use crate::runner::{service_ring, BackendStats, BackendWiring, HandlerContext, NotifyPolicy, RequestHandler};
+use crate::frame_port::{Frame, FramePort};
+use crate::net::{check as net_check, NetBackend, NetWiring};
 use crate::GuestMemory;
+use pv_abi::device::net::{NetRxRequest, NetRxResponse, NetTxRequest, NetTxResponse, NET_MAX_FRAME, NET_MIN_FRAME};
+use pv_abi::ring::FrontRing;
 
 /// Pages of the model guest memory.
 const MODEL_PAGES: u64 = 64;
@@ -291,4 +297,129 @@ pub fn ring_back(data: &[u8]) {
             }
         }
     }
+}
+
+/// The network target's receive ring page (its transmit ring is `RING_PAGE`).
+const NET_RX_RING_PAGE: u64 = 3;
+/// The first frame the network target's grants may name.
+const NET_FIRST_USABLE_FRAME: u64 = 4;
+/// Frames one network input may inject from the model network.
+const MAX_NET_FRAMES: usize = 256;
+
+/// The model network: frames the backend sent, frames waiting for the guest.
+#[derive(Default)]
+struct ModelNetwork {
+    sent: Vec<Frame>,
+    waiting: std::collections::VecDeque<Frame>,
+}
+
+/// A port on the model network (a mutex, since a port must be `Send`).
+struct ModelPort {
+    network: Arc<std::sync::Mutex<ModelNetwork>>,
+    ready: EventFd,
+}
+
+impl FramePort for ModelPort {
+    fn transmit(&self, frame: &[u8]) {
+        if let Ok(mut network) = self.network.lock() {
+            network.sent.push(frame.to_vec());
+        }
+    }
+    fn receive(&self) -> Option<Frame> {
+        self.network.lock().ok()?.waiting.pop_front()
+    }
+    fn ready(&self) -> &EventFd {
+        &self.ready
+    }
+}
+
+/// Target `net_request`: the network backend (`net::NetBackend`, with its real
+/// `net::check`) under a hostile guest that writes transmit requests and receive
+/// buffers (any bytes, decoded as the ring decodes them), rewrites ring indices, and a
+/// network that sends frames of any length.
+///
+/// Input: `FUZZED_GRANTS` raw grant entries (16 bytes each), then steps of one byte each
+/// (with operands): push a transmit request (16 bytes) or a receive request (8 bytes)
+/// and publish it; inject a frame (a u16 length, taken modulo 2048, then its bytes);
+/// serve the transmit or the receive path; write a ring's `req_prod` (a u32).
+///
+/// Checked: a transmit request the check accepts names 14..=1514 bytes inside its frame;
+/// every frame that reaches the network, and every frame a receive response announces,
+/// has such a length; the counters agree with what the network saw; the grant table is
+/// never written.
+pub fn net_request(data: &[u8]) {
+    let mut input = Input(data);
+    let memory = model_memory();
+    let table = input.bytes(FUZZED_GRANTS * GRANT_ENTRY_SIZE);
+    memory.write_slice(&table, GuestAddress(page(GRANT_TABLE_PAGE).raw())).expect("the table page is in memory");
+    let eventfd = || EventFd::new(EFD_NONBLOCK).expect("an eventfd");
+    let ring = |n| GuestPage::new(memory.clone(), page(n)).expect("a ring page is in memory");
+    let network = Arc::new(std::sync::Mutex::new(ModelNetwork::default()));
+    let usable = FrameRange { start: PseudoFrame::new(NET_FIRST_USABLE_FRAME), end: PseudoFrame::new(MODEL_PAGES) };
+    let wiring = NetWiring {
+        tx_ring: ring(RING_PAGE),
+        rx_ring: ring(NET_RX_RING_PAGE),
+        grants: GrantTable::new(memory.clone(), page(GRANT_TABLE_PAGE), usable),
+        port: Box::new(ModelPort { network: network.clone(), ready: eventfd() }),
+        tx_notifier: GuestNotifier::new(memory.clone(), page(SHARED_INFO_PAGE), 2, eventfd()).expect("channel 2 exists"),
+        rx_notifier: GuestNotifier::new(memory.clone(), page(SHARED_INFO_PAGE), 3, eventfd()).expect("channel 3 exists"),
+        events: Arc::new(NoEvents),
+        notify_policy: NotifyPolicy::EventIndex,
+    };
+    let mut tx: FrontRing<GuestPage, NetTxRequest, NetTxResponse> = FrontRing::init(ring(RING_PAGE));
+    let mut rx: FrontRing<GuestPage, NetRxRequest, NetRxResponse> = FrontRing::init(ring(NET_RX_RING_PAGE));
+    let mut backend = NetBackend::new(wiring);
+    let mut injected = 0;
+    for _ in 0..MAX_REQUESTS * 4 {
+        if input.is_empty() {
+            break;
+        }
+        match input.u8() % 7 {
+            0 => {
+                let request = NetTxRequest::decode(&input.bytes(NetTxRequest::SIZE));
+                if let Ok(bytes) = net_check::check_tx_shape(&request) {
+                    assert!((NET_MIN_FRAME..=NET_MAX_FRAME).contains(&bytes.len()), "a {}-byte frame passed", bytes.len());
+                    assert!(bytes.end <= PAGE_SIZE as usize, "the bytes leave the frame");
+                }
+                if tx.push_request(&request).is_ok() {
+                    tx.publish_requests();
+                }
+            }
+            1 => {
+                let request = NetRxRequest::decode(&input.bytes(NetRxRequest::SIZE));
+                if rx.push_request(&request).is_ok() {
+                    rx.publish_requests();
+                }
+            }
+            2 => {
+                let len = usize::from(u16::from_le_bytes([input.u8(), input.u8()])) % 2048;
+                let frame = input.bytes(len);
+                if injected < MAX_NET_FRAMES {
+                    injected += 1;
+                    network.lock().expect("the model network").waiting.push_back(frame);
+                }
+            }
+            3 => {
+                backend.serve_tx();
+                while let Ok(Some(_)) = tx.take_response() {}
+            }
+            4 => {
+                backend.serve_rx();
+                while let Ok(Some(response)) = rx.take_response() {
+                    assert!(response.status < 0 || (NET_MIN_FRAME..=NET_MAX_FRAME).contains(&(response.status as usize)), "a receive response of {} bytes", response.status);
+                }
+            }
+            5 => ring(RING_PAGE).store_u32(REQ_PROD_OFFSET, input.u32()),
+            _ => ring(NET_RX_RING_PAGE).store_u32(REQ_PROD_OFFSET, input.u32()),
+        }
+    }
+    let stats = backend.stats().clone();
+    let sent = std::mem::take(&mut network.lock().expect("the model network").sent);
+    assert_eq!(sent.len() as u64, stats.frames_tx);
+    for frame in &sent {
+        assert!((NET_MIN_FRAME..=NET_MAX_FRAME).contains(&frame.len()), "a {}-byte frame reached the network", frame.len());
+    }
+    let mut after = vec![0u8; table.len()];
+    memory.read_slice(&mut after, GuestAddress(page(GRANT_TABLE_PAGE).raw())).expect("the table page is in memory");
+    assert_eq!(after, table, "the backend wrote into the grant table");
 }

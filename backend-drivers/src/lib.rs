@@ -37,6 +37,7 @@
 //! | [`console`] | the console backend and its check of the frontend's requests | send a control character to the terminal |
 //! | [`block`] | the block backend, its disk image and its check of the frontend's requests | move data before every grant of a request passed |
 //! | [`frame_port`] | what a network backend sees of the network: one port, frames in and out | block its caller |
+//! | [`net`] | the network backend (netback): both rings, the port, the backlog, its own bounded thread loop, and its check of the frontend's requests | copy a byte before the request's length, placement and grant passed; serve one source without bound |
 //! | [`switch`] | the virtual L2 learning switch joining network backends and host TAP devices: MAC table with ageing, per-port bounded queues, the TAP port thread | block a sender, grow without bound on what guests send, or echo a frame to its sender |
 //! | [`fuzz_entry`] | the bodies of the fuzz targets on this crate's parsers (`fuzz/`, `tests/fuzz_corpus.rs`) | be used by the backends themselves |
 //!
@@ -48,6 +49,7 @@
 //!    check.rs  the frontend's          check.rs  the backend's
 //!              requests, checked                 responses, checked
 //!    (image.rs: block only, the disk image on the host)
+//!    (thread.rs: net only, its loop over two doorbells and a port)
 //! ```
 //!
 //! `check.rs` is where every test of the peer's input lives, on both sides: here
@@ -104,6 +106,7 @@ pub mod runner;
 pub mod console;
 pub mod block;
 pub mod frame_port;
+pub mod net;
 pub mod switch;
 #[doc(hidden)]
 pub mod fuzz_entry;

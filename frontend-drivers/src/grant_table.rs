@@ -4,6 +4,15 @@
 //! picks a free entry, writes `f`, and *then* writes the flags with release ordering:
 //! a backend that sees the permission also sees the frame. Revoking clears the flags.
 //! Entry 0 is never handed out, so a zero reference in a request always fails.
+//!
+//! ## One table, several frontends
+//!
+//! The guest has one grant table page and several frontends (block, network) that need
+//! entries. Each frontend owns its own [`GrantTableFront`], over a *range* of the
+//! table's entries: [`GrantTableFront::new`] takes the whole table, and
+//! [`GrantTableFront::split_off`] hands the top of its range to a second allocator, so
+//! no entry ever has two owners and no frontend can revoke another's grant. Nothing is
+//! shared at run time, so no lock is needed: the split happens once, at boot.
 
 use pv_abi::addr::PseudoFrame;
 use pv_abi::grant::{GrantRef, GRANT_ENTRIES, GRANT_ENTRY_SIZE, GRANT_FLAGS_OFFSET, GRANT_FRAME_OFFSET, GrantFlags};
@@ -24,10 +33,39 @@ impl core::fmt::Display for GrantTableFull {
 
 impl core::error::Error for GrantTableFull {}
 
-/// The guest's grant table.
+/// A split that cannot be made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GrantSplitError {
+    /// The allocator owns fewer entries than asked for (or would keep none).
+    TooMany {
+        /// Entries asked for.
+        asked: u32,
+        /// Entries owned.
+        owned: u32,
+    },
+    /// An entry that would move is granted right now.
+    InUse,
+}
+
+impl core::fmt::Display for GrantSplitError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            GrantSplitError::TooMany { asked, owned } => write!(f, "cannot hand {asked} grant entries over: this allocator owns {owned} and must keep one"),
+            GrantSplitError::InUse => f.write_str("a grant entry that would be handed over is in use"),
+        }
+    }
+}
+
+impl core::error::Error for GrantSplitError {}
+
+/// The guest's grant table, or the range of its entries one frontend owns.
 pub struct GrantTableFront<P: SharedPage> {
     page: P,
+    /// One bit per entry of the table: set if granted, and set for good for entry 0 and
+    /// every entry outside `owned` (so the search never hands those out).
     in_use: [u64; BITMAP_WORDS],
+    /// The entries this allocator owns.
+    owned: core::ops::Range<GrantRef>,
 }
 
 impl<P: SharedPage> GrantTableFront<P> {
@@ -39,7 +77,49 @@ impl<P: SharedPage> GrantTableFront<P> {
         // Entry 0 is reserved: mark it used forever.
         let mut in_use = [0; BITMAP_WORDS];
         in_use[0] = 1;
-        GrantTableFront { page, in_use }
+        GrantTableFront { page, in_use, owned: 1..GRANT_ENTRIES }
+    }
+
+    /// Hands the top `entries` entries of this allocator's range to a new allocator on
+    /// the same page (for another frontend). They must all be free; this one keeps at
+    /// least one entry. Their grants were revoked when the table was taken over.
+    pub fn split_off(&mut self, entries: GrantRef) -> Result<GrantTableFront<P>, GrantSplitError>
+    where
+        P: Clone,
+    {
+        let owned = self.owned.end - self.owned.start;
+        if entries >= owned {
+            return Err(GrantSplitError::TooMany { asked: entries, owned });
+        }
+        let moved = self.owned.end - entries..self.owned.end;
+        if moved.clone().any(|gref| self.is_set(gref)) {
+            return Err(GrantSplitError::InUse);
+        }
+        let mut other = [u64::MAX; BITMAP_WORDS];
+        for gref in moved.clone() {
+            Self::set(&mut self.in_use, gref, true);
+            Self::set(&mut other, gref, false);
+        }
+        self.owned.end = moved.start;
+        Ok(GrantTableFront { page: self.page.clone(), in_use: other, owned: moved })
+    }
+
+    /// The entries this allocator owns.
+    pub fn entries(&self) -> core::ops::Range<GrantRef> {
+        self.owned.clone()
+    }
+
+    fn is_set(&self, gref: GrantRef) -> bool {
+        self.in_use[gref as usize / 64] & (1 << (gref % 64)) != 0
+    }
+
+    fn set(bitmap: &mut [u64; BITMAP_WORDS], gref: GrantRef, value: bool) {
+        let (word, bit) = (gref as usize / 64, gref % 64);
+        if value {
+            bitmap[word] |= 1 << bit;
+        } else {
+            bitmap[word] &= !(1 << bit);
+        }
     }
 
     fn offset(gref: GrantRef) -> usize {
@@ -67,18 +147,19 @@ impl<P: SharedPage> GrantTableFront<P> {
         Ok(gref)
     }
 
-    /// Takes a grant back. Unknown or reserved references are ignored.
+    /// Takes a grant back. References this allocator does not own (reserved, out of
+    /// range, or another frontend's) are ignored.
     pub fn revoke(&mut self, gref: GrantRef) {
-        if gref == 0 || gref >= GRANT_ENTRIES {
+        if !self.owned.contains(&gref) {
             return;
         }
         self.page.store_u32(Self::offset(gref) + GRANT_FLAGS_OFFSET, 0);
-        self.in_use[gref as usize / 64] &= !(1 << (gref % 64));
+        Self::set(&mut self.in_use, gref, false);
     }
 
-    /// Number of grants currently given.
+    /// Number of grants currently given from this allocator's entries.
     pub fn granted(&self) -> u32 {
-        self.in_use.iter().map(|w| w.count_ones()).sum::<u32>() - 1
+        self.owned.clone().filter(|gref| self.is_set(*gref)).count() as u32
     }
 }
 
@@ -121,6 +202,53 @@ mod tests {
         t.revoke(g);
         assert_eq!(entry(&t, g).0, 0);
         assert_eq!(t.granted(), 0);
+    }
+
+    /// A page two allocators can share (cloning shares the buffer).
+    #[derive(Clone)]
+    struct SharedTestPage(std::rc::Rc<TestPage>);
+    impl SharedPage for SharedTestPage {
+        fn load_u32(&self, o: usize) -> u32 {
+            self.0.load_u32(o)
+        }
+        fn store_u32(&self, o: usize, v: u32) {
+            self.0.store_u32(o, v)
+        }
+        fn read_bytes(&self, o: usize, buf: &mut [u8]) {
+            self.0.read_bytes(o, buf)
+        }
+        fn write_bytes(&self, o: usize, data: &[u8]) {
+            self.0.write_bytes(o, data)
+        }
+        fn full_fence(&self) {}
+    }
+
+    #[test]
+    fn a_split_table_gives_each_frontend_its_own_entries() {
+        let mut block = GrantTableFront::new(SharedTestPage(std::rc::Rc::new(TestPage(RefCell::new([0; 4096])))));
+        let mut net = block.split_off(64).unwrap();
+        assert_eq!((block.entries(), net.entries()), (1..192, 192..256));
+        let from_block: Vec<_> = (0..191).map(|f| block.grant(PseudoFrame::new(f), false).unwrap()).collect();
+        assert_eq!(block.grant(PseudoFrame::new(1), false), Err(GrantTableFull), "block's range is full");
+        let from_net: Vec<_> = (0..64).map(|f| net.grant(PseudoFrame::new(f), true).unwrap()).collect();
+        assert!(from_block.iter().all(|g| (1..192).contains(g)) && from_net.iter().all(|g| (192..256).contains(g)));
+        // One frontend cannot take back another's grant.
+        block.revoke(from_net[0]);
+        net.revoke(from_block[0]);
+        assert_eq!((block.granted(), net.granted()), (191, 64));
+        assert_ne!(net.page.load_u32(from_net[0] as usize * GRANT_ENTRY_SIZE), 0, "net's grant still stands");
+        net.revoke(from_net[0]);
+        assert_eq!(net.granted(), 63);
+    }
+
+    #[test]
+    fn a_split_is_refused_if_it_would_take_everything_or_a_grant_in_use() {
+        let mut t = GrantTableFront::new(SharedTestPage(std::rc::Rc::new(TestPage(RefCell::new([0; 4096])))));
+        assert_eq!(t.split_off(255).err(), Some(GrantSplitError::TooMany { asked: 255, owned: 255 }));
+        let grants: Vec<_> = (0..255).map(|f| t.grant(PseudoFrame::new(f), false).unwrap()).collect();
+        assert_eq!(t.split_off(1).err(), Some(GrantSplitError::InUse));
+        t.revoke(grants[254]);
+        assert_eq!(t.split_off(1).map(|n| n.entries()).ok(), Some(255..256));
     }
 
     #[test]

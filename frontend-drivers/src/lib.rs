@@ -28,6 +28,7 @@
 //! | [`grant_table`] | the guest's grant entries: handing out and revoking | grant a frame it was not asked to |
 //! | [`console`] | the console frontend and its check of the backend's responses | lose or reorder text |
 //! | [`block`] | the block frontend, its requests in flight and its check of the backend's responses | keep a grant after its response |
+//! | [`net`] | the network frontend: its tx and rx buffers, both rings, and its check of the backend's responses | copy a received frame before its id, length and offset passed |
 //!
 //! ## One folder per device, mirrored across the split
 //!
@@ -42,6 +43,10 @@
 //! block device is: the driver in `mod.rs`, and in `check.rs` every test applied to
 //! what the *other* side wrote before it is acted on. Anything only one device needs
 //! sits next to them (the backend's `block/image.rs`).
+//!
+//! Frontends that grant frames each own a range of the one grant table: the kernel
+//! takes the table with [`grant_table::GrantTableFront::new`] and hands part of it to
+//! the next frontend with [`grant_table::GrantTableFront::split_off`].
 //!
 //! ## Adding a device
 //!
@@ -66,6 +71,7 @@
 pub mod grant_table;
 pub mod console;
 pub mod block;
+pub mod net;
 
 /// Rings one device's doorbell: tells its backend "the ring has new requests".
 pub trait Doorbell {

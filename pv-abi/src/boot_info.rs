@@ -49,6 +49,21 @@ impl MmuMode {
     }
 }
 
+/// A locally administered, unicast MAC address for guest `index` (0-based), as hv
+/// announces in [`BootInfo::net_mac`]: the first byte `0x02` sets the "locally
+/// administered" bit and clears the "multicast" bit, as for any address a VMM invents;
+/// the last four bytes are the index.
+pub const fn guest_mac(index: u32) -> [u8; 6] {
+    let i = index.to_be_bytes();
+    [0x02, 0x68, i[0], i[1], i[2], i[3]]
+}
+
+/// Whether `mac` is unicast (bit 0 of the first byte clear) and locally administered
+/// (bit 1 set): the kind of address hv gives its guests.
+pub const fn is_local_unicast(mac: [u8; 6]) -> bool {
+    mac[0] & 0x01 == 0 && mac[0] & 0x02 != 0
+}
+
 /// Where one split-driver device lives: its ring page, event channel and doorbell.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C)]
@@ -121,6 +136,22 @@ pub struct BootInfo {
     pub pt_pool_free: u64,
     /// Guest-physical address of the PML4 the VMM built (the guest's first CR3).
     pub boot_page_table_root: u64,
+    // ---- the network device (`device::net`): one block, kept together ----
+    /// The network device's transmit ring (`present` is 0 if the guest has no network).
+    pub net_tx: DeviceInfo,
+    /// The network device's receive ring (present exactly when `net_tx` is).
+    pub net_rx: DeviceInfo,
+    /// The guest's MAC address: locally administered unicast ([`guest_mac`]).
+    pub net_mac: [u8; 6],
+    /// The prefix length of the guest's IPv4 network (e.g. 24 for a /24), at most 32.
+    pub net_prefix_len: u8,
+    /// Reserved, zero.
+    pub net_reserved: u8,
+    /// The guest's IPv4 address, in network byte order (`[10, 0, 0, 2]` is 10.0.0.2).
+    pub net_ipv4: [u8; 4],
+    /// The address of the host (or gateway) on that network, network byte order; all
+    /// zeros if there is none.
+    pub net_gateway: [u8; 4],
     /// The guest command line: the words after `hv run --`, each followed by one zero
     /// byte (so a word may contain spaces), UTF-8.
     pub cmdline: [u8; CMDLINE_MAX],
@@ -153,6 +184,13 @@ impl BootInfo {
             pt_pool_end: 0,
             pt_pool_free: 0,
             boot_page_table_root: 0,
+            net_tx: DeviceInfo::ABSENT,
+            net_rx: DeviceInfo::ABSENT,
+            net_mac: [0; 6],
+            net_prefix_len: 0,
+            net_reserved: 0,
+            net_ipv4: [0; 4],
+            net_gateway: [0; 4],
             cmdline: [0; CMDLINE_MAX],
         }
     }
@@ -220,6 +258,12 @@ impl BootInfo {
         if self.cmdline_len as usize > CMDLINE_MAX {
             return Err(BootInfoProblem::CmdlineTooLong);
         }
+        if self.net_tx.present != 0 || self.net_rx.present != 0 {
+            let both = self.net_tx.present != 0 && self.net_rx.present != 0;
+            if !both || !is_local_unicast(self.net_mac) || self.net_prefix_len > 32 {
+                return Err(BootInfoProblem::BadNetwork);
+            }
+        }
         Ok(())
     }
 }
@@ -248,6 +292,9 @@ pub enum BootInfoProblem {
     CmdlineTooLong,
     /// The page-table pool is not a page-aligned range after free memory and inside RAM.
     BadPageTablePool,
+    /// The network device has only one of its two rings, a MAC that is not locally
+    /// administered unicast, or a prefix length above 32.
+    BadNetwork,
 }
 
 /// Size of [`BootInfo`] in bytes; it must fit in one page.
@@ -285,9 +332,16 @@ mod tests {
         assert_eq!(offset_of!(BootInfo, pt_pool_end), 152);
         assert_eq!(offset_of!(BootInfo, pt_pool_free), 160);
         assert_eq!(offset_of!(BootInfo, boot_page_table_root), 168);
-        assert_eq!(offset_of!(BootInfo, cmdline), 176);
+        assert_eq!(offset_of!(BootInfo, net_tx), 176);
+        assert_eq!(offset_of!(BootInfo, net_rx), 192);
+        assert_eq!(offset_of!(BootInfo, net_mac), 208);
+        assert_eq!(offset_of!(BootInfo, net_prefix_len), 214);
+        assert_eq!(offset_of!(BootInfo, net_reserved), 215);
+        assert_eq!(offset_of!(BootInfo, net_ipv4), 216);
+        assert_eq!(offset_of!(BootInfo, net_gateway), 220);
+        assert_eq!(offset_of!(BootInfo, cmdline), 224);
         assert_eq!(core::mem::size_of::<DeviceInfo>(), 16);
-        assert_eq!(BOOT_INFO_SIZE, 176 + CMDLINE_MAX, "no trailing padding");
+        assert_eq!(BOOT_INFO_SIZE, 224 + CMDLINE_MAX, "no trailing padding");
     }
 
     fn sane() -> BootInfo {
@@ -354,5 +408,35 @@ mod tests {
         b.cmdline_len = u32::MAX;
         assert_eq!(b.check(), Err(BootInfoProblem::CmdlineTooLong));
         assert!(b.cmdline_bytes().len() == CMDLINE_MAX, "a bad length is clamped");
+    }
+
+    fn with_network() -> BootInfo {
+        let ring = |gpa, channel| DeviceInfo { ring_gpa: gpa, channel, doorbell_port: crate::event_channel::doorbell_port(channel), present: 1 };
+        BootInfo {
+            net_tx: ring(crate::layout::NET_TX_RING_GPA, crate::event_channel::NET_TX_CHANNEL),
+            net_rx: ring(crate::layout::NET_RX_RING_GPA, crate::event_channel::NET_RX_CHANNEL),
+            net_mac: crate::device::net::guest_mac(0),
+            net_prefix_len: 24,
+            net_ipv4: [10, 0, 0, 2],
+            net_gateway: [10, 0, 0, 1],
+            ..sane()
+        }
+    }
+
+    #[test]
+    fn hostile_network_announcements_are_rejected() {
+        assert_eq!(with_network().check(), Ok(()));
+        let mut b = with_network();
+        b.net_rx.present = 0;
+        assert_eq!(b.check(), Err(BootInfoProblem::BadNetwork), "half a device");
+        let mut b = with_network();
+        b.net_mac = [0xff; 6];
+        assert_eq!(b.check(), Err(BootInfoProblem::BadNetwork), "a broadcast MAC");
+        let mut b = with_network();
+        b.net_mac[0] = 0x00;
+        assert_eq!(b.check(), Err(BootInfoProblem::BadNetwork), "a globally administered MAC");
+        let mut b = with_network();
+        b.net_prefix_len = 33;
+        assert_eq!(b.check(), Err(BootInfoProblem::BadNetwork));
     }
 }

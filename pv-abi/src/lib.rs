@@ -22,7 +22,7 @@
 //! | [`exception`] | the names of the x86 exception vectors, shared by both sides | |
 //! | [`ring`] | the shared-page request/response ring both halves of a split driver use | trust an index the other side wrote |
 //! | [`grant`] | how a frontend lets a backend touch one of its frames, which frames it may, and how that is checked | let a page table or hv's reserved area be granted |
-//! | [`device`] | each device's request and response formats (console, block) | hold logic of either side |
+//! | [`device`] | each device's request and response formats (console, block, net) | hold logic of either side |
 //!
 //! ## DESIGN
 //! - Owns: numbers and `#[repr(C)]` layouts. Nothing here touches memory or hardware.

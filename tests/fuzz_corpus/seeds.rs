@@ -5,6 +5,7 @@
 
 use pv_abi::device::block::{BlockRequest, BLOCK_MAX_SEGMENTS, BLOCK_OP_FLUSH, BLOCK_OP_READ, BLOCK_OP_WRITE};
 use pv_abi::device::console::{ConsoleRequest, CONSOLE_CHUNK};
+use pv_abi::device::net::{NetRxRequest, NetTxRequest};
 use pv_abi::grant::{GrantFlags, GRANT_ENTRY_SIZE};
 use pv_abi::layout::{KERNEL_VIRT_BASE, PAGE_SIZE};
 use pv_abi::ring::RingEntry;
@@ -32,6 +33,9 @@ pub fn all() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     }
     for (name, bytes) in console_request() {
         out.push(("console_request", name, bytes));
+    }
+    for (name, bytes) in net_request() {
+        out.push(("net_request", name, bytes));
     }
     for (name, bytes) in ring_back() {
         out.push(("ring_back", name, bytes));
@@ -366,6 +370,47 @@ fn console_request() -> Vec<(&'static str, Vec<u8>)> {
         ("hostile-terminal-escapes", [console(1, b"\x1b]0;title\x07\x1b[2J", None), console(2, "\u{9b}2J\u{202e}".as_bytes(), None), console(3, b"ok\rhv: forged\n", None)].concat()),
         ("hostile-length-past-the-slot", [console(1, b"x", Some(CONSOLE_CHUNK as u32 + 1)), console(2, b"y", Some(u32::MAX))].concat()),
         ("hostile-invalid-utf8", console(1, b"\xff\xfe\xc3(\xe2\x82", None)),
+    ]
+}
+
+// ---- network requests -------------------------------------------------------------
+
+/// A `net_request` step pushing a transmit request.
+fn net_tx(id: u32, gref: u32, offset: u16, len: u32) -> Vec<u8> {
+    let mut out = vec![0u8; 1 + NetTxRequest::SIZE];
+    NetTxRequest { id, gref, offset, flags: 0, len }.encode(&mut out[1..]);
+    out
+}
+
+/// A `net_request` step posting a receive buffer.
+fn net_rx(id: u32, gref: u32) -> Vec<u8> {
+    let mut out = vec![1u8; 1 + NetRxRequest::SIZE];
+    NetRxRequest { id, gref }.encode(&mut out[1..]);
+    out
+}
+
+/// A `net_request` step injecting a frame of `len` bytes from the network.
+fn net_frame(len: u16) -> Vec<u8> {
+    [vec![2], len.to_le_bytes().to_vec(), (0..len).map(|i| i as u8).collect()].concat()
+}
+
+const NET_SERVE_TX: u8 = 3;
+const NET_SERVE_RX: u8 = 4;
+
+fn net_request() -> Vec<(&'static str, Vec<u8>)> {
+    let permit = GrantFlags::PERMIT_ACCESS.bits();
+    let read_only = GrantFlags::READ_ONLY.bits();
+    // Entry 1: frame 4 read-only (a tx buffer); 2: frame 5 writable (an rx buffer);
+    // 3: frame 6 read-only (a bad rx buffer); 4: the grant table's own frame.
+    let table = grant_table(&[(1, permit | read_only, 4), (2, permit, 5), (3, permit | read_only, 6), (4, permit, 0)]);
+    let input = |steps: &[Vec<u8>]| [table.clone(), steps.concat()].concat();
+    vec![
+        ("both-ways", input(&[net_tx(1, 1, 0, 60), net_tx(2, 1, 2582, 1514), vec![NET_SERVE_TX], net_rx(7, 2), net_frame(60), net_frame(1514), net_rx(8, 2), vec![NET_SERVE_RX]])),
+        ("hostile-lengths", input(&[net_tx(1, 1, 0, 0), net_tx(2, 1, 0, 13), net_tx(3, 1, 0, 1515), net_tx(4, 1, 0, u32::MAX), vec![NET_SERVE_TX]])),
+        ("hostile-offset-past-the-frame", input(&[net_tx(1, 1, 4000, 100), net_tx(2, 1, u16::MAX, 14), vec![NET_SERVE_TX]])),
+        ("hostile-grants", input(&[net_tx(1, 0, 0, 60), net_tx(2, 4, 0, 60), net_tx(3, 200, 0, 60), vec![NET_SERVE_TX], net_rx(1, 3), net_rx(2, 4), net_frame(100), vec![NET_SERVE_RX]])),
+        ("hostile-frames-from-the-network", input(&[net_frame(0), net_frame(13), net_frame(1515), net_frame(2047), vec![NET_SERVE_RX], net_rx(1, 2), vec![NET_SERVE_RX]])),
+        ("hostile-corrupt-indices", input(&[net_tx(1, 1, 0, 60), vec![5, 0x40, 0x42, 0x0f, 0], vec![NET_SERVE_TX], vec![6, 0xff, 0xff, 0xff, 0xff], net_frame(60), vec![NET_SERVE_RX]])),
     ]
 }
 

@@ -37,6 +37,7 @@ use crate::guest_page::GuestPage;
 pub use inline::{InlineBackend, InlineService, Served};
 pub use service::service_ring;
 pub use thread::{spawn, spawn_with_setup, BackendHandle, Control, DrainError, SpawnError, ThreadSetup};
+pub(crate) use thread::{RateLimit, REPORT_INTERVAL};
 
 /// How one device answers one request.
 pub trait RequestHandler: Send + 'static {

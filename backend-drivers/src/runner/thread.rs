@@ -163,23 +163,23 @@ impl Drop for BackendHandle {
 
 /// A guest that keeps its ring corrupt and rings the doorbell in a loop must not flood
 /// the user's terminal: at most one message per interval, saying how many were not.
-const REPORT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+pub(crate) const REPORT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Says when a repeated message is due again.
-struct RateLimit {
+/// Says when a repeated message is due again (the network backend uses it too).
+pub(crate) struct RateLimit {
     interval: std::time::Duration,
     last: Option<std::time::Instant>,
     unsaid: u64,
 }
 
 impl RateLimit {
-    fn new(interval: std::time::Duration) -> Self {
+    pub(crate) fn new(interval: std::time::Duration) -> Self {
         RateLimit { interval, last: None, unsaid: 0 }
     }
 
     /// `Some(n)` when the message should be printed now (`n` were held back since the
     /// last one); `None` when it should be held back.
-    fn due(&mut self) -> Option<u64> {
+    pub(crate) fn due(&mut self) -> Option<u64> {
         let now = std::time::Instant::now();
         if self.last.is_some_and(|t| now.duration_since(t) < self.interval) {
             self.unsaid += 1;

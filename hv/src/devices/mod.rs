@@ -1,9 +1,11 @@
 //! Wiring the split-driver devices into KVM, so that guest and backends can wake each
 //! other without hv's vCPU loop taking part.
 //!
-//! One file per device holds what is particular to it ([`console`], [`block`]); this
-//! file is what every device shares. [`tap`] attaches a host TAP device to the virtual
-//! switch, with a thread of its own. For each device ([`Devices::attach`]):
+//! One file per device holds what is particular to it ([`console`], [`block`], [`net`]);
+//! this file is what every device shares. (The network device has two rings and is
+//! attached on its own, after the others: [`net::NetDevice::attach`].) [`tap`] attaches a
+//! host TAP device to the virtual switch, with a thread of its own; [`uart`] is the one
+//! emulated device, a 16550 at COM1. For each device ([`Devices::attach`]):
 //! - a **doorbell**: an eventfd registered with KVM_IOEVENTFD on the device's port.
 //!   When the guest writes the port, KVM signals the eventfd and resumes the guest at
 //!   once; the backend thread, waiting on that eventfd, wakes. No exit reaches hv.
@@ -20,6 +22,7 @@
 pub mod block;
 pub mod console;
 pub mod inline;
+pub mod net;
 pub mod tap;
 pub mod uart;
 
@@ -99,6 +102,9 @@ pub enum DeviceError {
     /// The backend thread did not start.
     #[error(transparent)]
     Spawn(#[from] runner::SpawnError),
+    /// A network identity no guest should be given.
+    #[error("network device: MAC {0:02x?} is not locally administered unicast, or prefix /{1} is longer than 32")]
+    NetConfig([u8; 6], u8),
 }
 
 /// The devices of one VM, with their backends.

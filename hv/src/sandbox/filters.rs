@@ -161,6 +161,9 @@ pub(super) fn allowed(kind: ThreadKind) -> Vec<i64> {
         ThreadKind::Vcpu => &[VCPU],
         ThreadKind::ConsoleBackend => &[WAITS],
         ThreadKind::BlockBackend => &[WAITS, DISK],
+        // Its port's frames travel through queues in memory, or through `read` (in
+        // WAITS) and `write` (common) on a descriptor the port was opened with.
+        ThreadKind::NetBackend => &[WAITS],
         // A client thread starts under the accept thread's filter and adds its own:
         // both apply, so the accept thread's list must hold the client's.
         ThreadKind::ControlAccept => &[WAITS, CONTROL_ACCEPT, CONTROL_CLIENT],
@@ -223,7 +226,7 @@ fn conditional(kind: ThreadKind) -> Result<Vec<(i64, Vec<SeccompRule>)>, seccomp
             rules.push((libc::SYS_ioctl, vec![SeccompRule::new(vec![kvm_only])?, SeccompRule::new(vec![fionbio])?]));
             rules.push(tgkill);
         }
-        ThreadKind::ConsoleBackend | ThreadKind::BlockBackend | ThreadKind::TapPort => {}
+        ThreadKind::ConsoleBackend | ThreadKind::BlockBackend | ThreadKind::TapPort | ThreadKind::NetBackend => {}
     }
     Ok(rules)
 }

@@ -61,11 +61,14 @@ pub enum ThreadKind {
     /// A host TAP device's port on the virtual switch (`hv-tap`): waits on its eventfds
     /// and the TAP's descriptor, reads and writes frames. The TAP was opened before.
     TapPort,
+    /// The network backend: eventfds, guest memory, and its port's frames (a port's
+    /// queues, or `read`/`write` on a descriptor it was given, such as a TAP device's).
+    NetBackend,
 }
 
 impl ThreadKind {
     /// Every kind, in declaration order.
-    pub const ALL: [ThreadKind; 8] = [
+    pub const ALL: [ThreadKind; 9] = [
         ThreadKind::Vcpu,
         ThreadKind::ConsoleBackend,
         ThreadKind::BlockBackend,
@@ -74,6 +77,7 @@ impl ThreadKind {
         ThreadKind::Watchdog,
         ThreadKind::MigrationSender,
         ThreadKind::TapPort,
+        ThreadKind::NetBackend,
     ];
 
     /// The name messages use ("the console backend thread made ...").
@@ -87,6 +91,7 @@ impl ThreadKind {
             ThreadKind::Watchdog => "watchdog",
             ThreadKind::MigrationSender => "migration sender",
             ThreadKind::TapPort => "tap port",
+            ThreadKind::NetBackend => "net backend",
         }
     }
 

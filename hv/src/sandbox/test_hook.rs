@@ -3,7 +3,7 @@
 //!
 //! With `HV_TEST_SECCOMP_VIOLATION=<kind>` in the environment (`<kind>` is a thread
 //! kind's name with `-` for spaces: `console-backend`, `block-backend`, `vcpu`,
-//! `control-accept`, `control-connection`, `watchdog`, `tap-port`), a thread of that kind opens a
+//! `control-accept`, `control-connection`, `watchdog`, `tap-port`, `net-backend`), a thread of that kind opens a
 //! network socket right after installing its filter, which no filter allows.
 //!
 //! Why it cannot be abused: it exists only when `debug_assertions` are on (release builds

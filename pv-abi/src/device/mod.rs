@@ -1,5 +1,5 @@
 //! The request and response formats of each paravirtual device, like Xen's
-//! `io/blkif.h` and `io/console.h`. Each type implements the ring's `RingEntry`: a
+//! `io/blkif.h`, `io/console.h` and `io/netif.h`. Each type implements the ring's `RingEntry`: a
 //! fixed-size little-endian encoding, and a decoder that accepts any bytes (checking
 //! the decoded values is the receiver's job).
 //!
@@ -23,6 +23,7 @@
 
 pub mod block;
 pub mod console;
+pub mod net;
 
 /// Reads a little-endian u32 at `at` (the caller guarantees the range).
 pub(crate) fn le_u32(b: &[u8], at: usize) -> u32 {
