@@ -54,6 +54,7 @@ fn run_one<'a>(info: &BootInfo, mut words: impl Iterator<Item = &'a str>) -> u8 
         Some("net-serve") => net::serve(info, words),
         Some("net-bench") => net::bench(info, words),
         Some("net-selftest") => net::selftest(info),
+        Some("net-ring3-probe") => net::ring3_probe(info, words),
         Some(other) => {
             println!("pv-guest: unknown command '{other}'");
             usage()
@@ -103,7 +104,8 @@ fn usage() -> u8 {
     println!("pv-guest:           blk-read-sum LBA COUNT | blk-fill LBA COUNT BYTE | blk-bench SECTORS COUNT [always] |");
     println!("pv-guest:           count N [MS] | count-user N [SPIN] | hostile-ptes | overflow-shadow [N] |");
     println!("pv-guest:           dirty-loop MIB PAGES_PER_S [SECONDS] | checksum-loop MIB STEPS [MS_PER_STEP] |");
-    println!("pv-guest:           net-ping IP [COUNT] | net-serve [SECONDS] | net-bench loopback|IP [COUNT] | net-selftest");
+    println!("pv-guest:           net-ping IP [COUNT] | net-serve [SECONDS] | net-bench loopback|IP [COUNT] | net-selftest |");
+    println!("pv-guest:           net-ring3-probe [N]");
     EXIT_USAGE
 }
 

@@ -1,5 +1,6 @@
 //! The network commands: `net-ping IP [COUNT]`, `net-serve [SECONDS]`,
-//! `net-bench loopback|IP [COUNT]` and `net-selftest`.
+//! `net-bench loopback|IP [COUNT]`, `net-selftest`, and `net-ring3-probe [N]`, the
+//! experiment behind where the stack runs (`crate::net`'s module doc).
 //!
 //! All of them run the stack in `crate::net` (smoltcp). `net-selftest` and
 //! `net-bench loopback` need no device: they run two interfaces in this kernel joined by
@@ -9,9 +10,11 @@
 
 mod bench;
 mod pair;
+mod ring3_probe;
 mod selftest;
 
 pub use bench::bench;
+pub use ring3_probe::ring3_probe;
 pub use selftest::selftest;
 
 use smoltcp::iface::SocketStorage;

@@ -169,8 +169,9 @@ impl HttpServer {
             } else if self.head_len == MAX_REQUEST_HEAD {
                 self.error(431, "Request Header Fields Too Large");
             }
-        } else if self.phase == Phase::Reading && !socket.may_recv() {
-            // The client closed before finishing its request.
+        } else if self.phase == Phase::Reading && socket.state() == tcp::State::CloseWait {
+            // The client closed its side before finishing its request. (Not
+            // `!may_recv()`: that is also true while listening and in SYN-RECEIVED.)
             socket.close();
             self.phase = Phase::Closing;
             return;
