@@ -28,6 +28,8 @@ use crate::println;
 const DEFAULT_COUNT: u32 = 100;
 /// Iterations of the calibration loop (two instructions each).
 const CALIBRATION_ITERATIONS: u64 = 20_000;
+/// Calibration loops timed (the median counts).
+const CALIBRATION_RUNS: usize = 5;
 /// Idle polls timed.
 const IDLE_POLLS: u64 = 50;
 /// The size of the large response, in bytes.
@@ -88,11 +90,17 @@ fn loopback(info: &pv_abi::BootInfo, count: u32) -> u8 {
     let clock = NetClock::new(info.tsc_khz);
     let ns = |ticks: u64| clock.micros(ticks.saturating_mul(1000));
 
-    // What one instruction costs in ring 0 on this host.
-    let start = clock.ticks();
-    cpu::spin_instructions(CALIBRATION_ITERATIONS);
-    let ns_per_instruction = (ns(clock.ticks() - start) / (2 * CALIBRATION_ITERATIONS)).max(1);
-    println!("net-bench: ring 0 here: {ns_per_instruction} ns per instruction (a timed dec/jnz loop)");
+    // What one instruction costs in ring 0 on this host: the median of a few timed
+    // loops, so one preempted sample on a busy host does not decide it.
+    let mut samples = [0u64; CALIBRATION_RUNS];
+    for sample in &mut samples {
+        let start = clock.ticks();
+        cpu::spin_instructions(CALIBRATION_ITERATIONS);
+        *sample = ns(clock.ticks() - start) / (2 * CALIBRATION_ITERATIONS);
+    }
+    samples.sort_unstable();
+    let ns_per_instruction = samples[CALIBRATION_RUNS / 2].max(1);
+    println!("net-bench: ring 0 here: {ns_per_instruction} ns per instruction (median of {CALIBRATION_RUNS} timed dec/jnz loops)");
 
     let mut memory = pair::memory();
     let memory = &mut *memory;
