@@ -32,7 +32,8 @@
 //! - Must never: trust what it cannot check (the boot-info page is validated before
 //!   use, shared-ring indices are checked by `frontend-drivers`), write a page table
 //!   except through `mm::writer` (under shadow paging the VMM must see every write),
-//!   or do in ring 0 what a ring-3 task can do (ring 0 may be emulated, and slow).
+//!   or do in ring 0 what a ring-3 task can do (ring 0 may be emulated, and slow; the
+//!   network stack is the one measured exception for now, see [`net`]).
 //! - Data enters through the boot-info page (read once at boot), hypercall results,
 //!   shared pages (device rings, the grant table, event flags) and upcall interrupts,
 //!   and the command line. It leaves through hypercalls (console, page-table updates,
