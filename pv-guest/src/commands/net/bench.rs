@@ -127,7 +127,7 @@ fn loopback(info: &pv_abi::BootInfo, count: u32) -> u8 {
         a.poll();
     }
     let idle_ns = ns(clock.ticks() - start) / IDLE_POLLS;
-    println!("net-bench: one idle poll: {} us (about {} instructions)", idle_ns / 1000, idle_ns / ns_per_instruction);
+    println!("net-bench: one idle poll: {} us ({} dec/jnz loops' worth)", idle_ns / 1000, idle_ns / ns_per_instruction);
 
     // The series: B's polls that took in a frame are the work of answering a ping.
     let frames_before = a.device.counters.sent + b.device.counters.sent;
@@ -148,7 +148,7 @@ fn loopback(info: &pv_abi::BootInfo, count: u32) -> u8 {
     if series.received > 0 {
         let per_ping_ns = ns(busy_ticks) / series.received as u64;
         println!(
-            "net-bench: the peer's stack per ping answered (echo request in, reply out): {} us, about {} instructions ({busy_polls} busy polls)",
+            "net-bench: the peer's stack per ping answered (echo request in, reply out): {} us, {} dec/jnz loops' worth ({busy_polls} busy polls)",
             per_ping_ns / 1000,
             per_ping_ns / ns_per_instruction
         );

@@ -3,13 +3,14 @@
 //! Two smoltcp interfaces, A (the guest's own address) and B (its peer), are joined
 //! by the loopback wire. A pings B (ARP first, then ICMP echo: B's interface answers),
 //! then fetches pages from B's HTTP server over TCP, then sends it requests no server
-//! should accept. Each check prints a line; the last line is
+//! should accept, and puts malformed frames on the wire at B. Each check prints a line; the last line is
 //! `net-selftest: N passed, M failed`, and the exit code is 0 only if none failed.
 
 use smoltcp::iface::SocketStorage;
 
 use super::pair::{self, loopback_get, LoopbackGetError};
 use super::ping_series;
+use crate::net::device::{FrameIo, MAX_FRAME};
 use crate::net::http::{HttpServer, MAX_REQUEST_HEAD};
 use crate::net::http_get::{HttpClient, HttpResponse, MAX_REQUEST};
 use crate::net::ping::Pinger;
@@ -23,6 +24,60 @@ const BIG_BYTES: u64 = 48 * 1024;
 const GET_TIMEOUT_US: u64 = 30_000_000;
 /// A's first local port; each request takes the next, so none meets an old connection.
 const FIRST_LOCAL_PORT: u16 = 49152;
+
+/// Malformed frames sent at B.
+const HOSTILE_FRAMES: usize = 7;
+
+/// A frame of up to a full Ethernet frame's bytes.
+struct RawFrame {
+    bytes: [u8; MAX_FRAME],
+    len: usize,
+}
+
+impl RawFrame {
+    /// A frame starting with `head`, `len` bytes long (zeros after `head`).
+    fn new(head: &[u8], len: usize) -> RawFrame {
+        let mut bytes = [0u8; MAX_FRAME];
+        let n = head.len().min(MAX_FRAME);
+        bytes[..n].copy_from_slice(&head[..n]);
+        RawFrame { bytes, len: len.min(MAX_FRAME) }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+/// Frames that are broken at each layer a stack parses, addressed to `mac`.
+fn hostile_frames(mac: &[u8]) -> [RawFrame; HOSTILE_FRAMES] {
+    let mut eth = [0u8; 14];
+    eth[..6].copy_from_slice(&mac[..6]);
+    eth[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 0x66]);
+    let with_type = |ethertype: [u8; 2], rest: &[u8], len: usize| {
+        let mut head = [0u8; 64];
+        head[..12].copy_from_slice(&eth[..12]);
+        head[12..14].copy_from_slice(&ethertype);
+        head[14..14 + rest.len()].copy_from_slice(rest);
+        RawFrame::new(&head[..14 + rest.len()], len)
+    };
+    const IPV4: [u8; 2] = [0x08, 0x00];
+    const ARP: [u8; 2] = [0x08, 0x06];
+    [
+        // Empty, and shorter than an Ethernet header.
+        RawFrame::new(&[], 0),
+        RawFrame::new(&eth[..13], 13),
+        // IPv4 cut inside its header.
+        with_type(IPV4, &[0x45, 0, 0], 17),
+        // An IPv4 header claiming 1500 bytes in a 40-byte frame.
+        with_type(IPV4, &[0x45, 0, 0x05, 0xdc, 0, 0, 0, 0, 64, 1, 0, 0, 10, 0, 0, 2, 10, 0, 0, 3], 40),
+        // An ICMP echo request with a wrong header checksum.
+        with_type(IPV4, &[0x45, 0, 0, 28, 0, 0, 0, 0, 64, 1, 0xde, 0xad, 10, 0, 0, 2, 10, 0, 0, 3, 8, 0, 0, 0, 0, 1, 0, 1], 42),
+        // ARP with impossible hardware and protocol lengths.
+        with_type(ARP, &[0, 1, 8, 0, 0xff, 0xff, 0, 1], 42),
+        // A full-size frame of ones: broadcast, unknown EtherType.
+        RawFrame::new(&[0xff; 64], MAX_FRAME),
+    ]
+}
 
 /// Counts and prints the checks.
 struct Checks {
@@ -70,6 +125,25 @@ pub fn selftest(info: &pv_abi::BootInfo) -> u8 {
         pair::pump_peer(&mut b, &mut server);
     });
     checks.check("ping: every echo request over the loopback wire is answered", series.received == PINGS as usize, format_args!("{} of {PINGS} replies", series.received));
+
+    // Frames no stack should choke on, straight onto the wire from A's end: B must
+    // drop every one and still answer the next ping.
+    let b_mac = b.iface.hardware_addr();
+    let frames_before = b.device.counters.received;
+    for frame in hostile_frames(b_mac.as_bytes()).iter().take(HOSTILE_FRAMES) {
+        a.device.io.send(frame.bytes());
+        pair::pump_peer(&mut b, &mut server);
+    }
+    let taken = b.device.counters.received - frames_before;
+    let after = ping_series(&mut a, &pinger, peer, 1, false, |a| {
+        a.poll();
+        pair::pump_peer(&mut b, &mut server);
+    });
+    checks.check(
+        "hostile_frames: malformed frames are taken in and dropped, and the peer still answers ping",
+        taken == HOSTILE_FRAMES as u64 && after.received == 1,
+        format_args!("{taken} of {HOSTILE_FRAMES} frames taken, {} ping replies after", after.received),
+    );
 
     let mut port = FIRST_LOCAL_PORT;
     // One request from A to B's server, each from a fresh local port.
