@@ -151,8 +151,8 @@ impl HttpClient {
                 return Some(Err(e));
             }
         }
-        if socket.state() == tcp::State::CloseWait {
-            // The server has sent all and closed its side: close ours.
+        if socket.state() == tcp::State::CloseWait && !socket.can_recv() {
+            // The server has sent all and closed its side, and all of it is read: close ours.
             socket.close();
         }
         if socket.is_open() {
