@@ -52,6 +52,11 @@ fn run_one<'a>(info: &BootInfo, mut words: impl Iterator<Item = &'a str>) -> u8 
         Some("bench") => bench::run(info, words),
         Some("dirty-loop") => migration::dirty_loop(info, words),
         Some("checksum-loop") => migration::checksum_loop(info, words),
+        Some("net-ping") => net::ping(info, words),
+        Some("net-serve") => net::serve(info, words),
+        Some("net-bench") => net::bench(info, words),
+        Some("net-selftest") => net::selftest(info),
+        Some("net-ring3-probe") => net::ring3_probe(info, words),
         Some(other) => {
             println!("pv-guest: unknown command '{other}'");
             usage()
@@ -62,8 +67,8 @@ fn run_one<'a>(info: &BootInfo, mut words: impl Iterator<Item = &'a str>) -> u8 
 // The command families that need more than a function each, one module per family:
 // `selftest` and `bad-hypercalls` (selftest), `blk-read-sum`, `blk-fill`, `blk-bench`
 // (blk), `hostile-ptes` (hostile_ptes), `overflow-shadow` (overflow_shadow), `bench`,
-// the guest half of `hv bench`, and `dirty-loop` and `checksum-loop`, workloads to
-// migrate (migration).
+// the guest half of `hv bench`, `dirty-loop` and `checksum-loop`, workloads to
+// migrate (migration), and `net-ping`, `net-serve`, `net-bench`, `net-selftest` (net).
 // The one-function commands are below. (This file keeps its name and the order of its
 // first lines: hv's tests read the location of the `panic` command's panic.)
 pub mod bench;
@@ -72,6 +77,7 @@ pub mod count;
 pub mod hostile_ptes;
 pub mod lines;
 pub mod migration;
+pub mod net;
 pub mod overflow_shadow;
 pub mod selftest;
 pub mod sensitive;
@@ -101,7 +107,9 @@ fn usage() -> u8 {
     println!("pv-guest:           triple-fault | bad-hypercalls | hypercall-bench [N] |");
     println!("pv-guest:           blk-read-sum LBA COUNT | blk-fill LBA COUNT BYTE | blk-bench SECTORS COUNT [always] |");
     println!("pv-guest:           count N [MS] | count-user N [SPIN] | hostile-ptes | overflow-shadow [N] |");
-    println!("pv-guest:           dirty-loop MIB PAGES_PER_S [SECONDS] | checksum-loop MIB STEPS [MS_PER_STEP]");
+    println!("pv-guest:           dirty-loop MIB PAGES_PER_S [SECONDS] | checksum-loop MIB STEPS [MS_PER_STEP] |");
+    println!("pv-guest:           net-ping IP [COUNT] | net-serve [SECONDS] | net-bench loopback|IP [COUNT] | net-selftest |");
+    println!("pv-guest:           net-ring3-probe [N]");
     EXIT_USAGE
 }
 

@@ -17,7 +17,8 @@
 //! | [`mm`] | frames, the page-table pool, typed page-table entries, the writer, address spaces | write a page table except through `mm::writer` |
 //! | [`task`] | ring-3 tasks: scheduler, demand paging, system calls, user programs | run a command |
 //! | [`trap`] | what each exception and interrupt does (called by arch's entry stubs) | return to a task that faulted without a fix |
-//! | [`commands`] | what the words after `hv run --` ask for: selftest, bench, blk-*, hostile-ptes | be reached by a lower layer |
+//! | [`net`] | the TCP/IP stack (smoltcp) over any frame device, its clock, the ping client and the HTTP server | own a device: it gets one through `net::device::FrameIo` |
+//! | [`commands`] | what the words after `hv run --` ask for: selftest, bench, blk-*, net-*, hostile-ptes | be reached by a lower layer |
 //!
 //! Two calls go *up* the layers, and neither is an import: `arch::boot` calls [`kmain`]
 //! and `arch::idt`'s entry stubs call `trap::trap_dispatch`, each by its link name,
@@ -31,7 +32,8 @@
 //! - Must never: trust what it cannot check (the boot-info page is validated before
 //!   use, shared-ring indices are checked by `frontend-drivers`), write a page table
 //!   except through `mm::writer` (under shadow paging the VMM must see every write),
-//!   or do in ring 0 what a ring-3 task can do (ring 0 may be emulated, and slow).
+//!   or do in ring 0 what a ring-3 task can do (ring 0 may be emulated, and slow; the
+//!   network stack is the one measured exception for now, see [`net`]).
 //! - Data enters through the boot-info page (read once at boot), hypercall results,
 //!   shared pages (device rings, the grant table, event flags) and upcall interrupts,
 //!   and the command line. It leaves through hypercalls (console, page-table updates,
@@ -50,6 +52,7 @@ pub mod hv;
 pub mod mm;
 pub mod task;
 pub mod trap;
+pub mod net;
 pub mod commands;
 
 /// The kernel's Rust entry point, called by `_start` (`arch::boot`) with the

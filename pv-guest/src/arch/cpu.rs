@@ -115,6 +115,17 @@ pub fn rdtsc() -> u64 {
     unsafe { core::arch::x86_64::_rdtsc() }
 }
 
+/// Runs `iterations` rounds of a two-instruction loop (`dec`, `jnz`): a known number
+/// of instructions, to time what one instruction costs in this ring (ring 0 may be
+/// emulated one instruction at a time; see `shared/docs/kvm-platform.md`).
+pub fn spin_instructions(iterations: u64) {
+    if iterations == 0 {
+        return;
+    }
+    // SAFETY: only a register is counted down; no memory, stack or flags outside it.
+    unsafe { asm!("2:", "dec {n}", "jnz 2b", n = inout(reg) iterations => _, options(nomem, nostack)) };
+}
+
 /// Reads CR2, the linear address of the last page fault.
 pub fn read_cr2() -> GuestVirt {
     let v: u64;

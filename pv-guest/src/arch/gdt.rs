@@ -66,16 +66,54 @@ static DOUBLE_FAULT_STACK: VcpuCell<TrapStack> = VcpuCell::new(TrapStack([0; TRA
 /// The stack a trap from ring 3 runs on. Only the CPU uses it (through the TSS).
 static RING0_STACK: VcpuCell<TrapStack> = VcpuCell::new(TrapStack([0; TRAP_STACK_SIZE]));
 
+/// Ports the I/O permission bitmap covers: the legacy range and hv's hypercall and
+/// doorbell ports (`pv_abi::event_channel::DOORBELL_PORT_BASE` is 0x700). A port past
+/// the bitmap's end is always denied to ring 3.
+const IO_BITMAP_PORTS: usize = 0x800;
+/// The bitmap's bytes (one bit per port), plus the all-ones byte the CPU requires after
+/// its last one (an access may read two bytes).
+const IO_BITMAP_BYTES: usize = IO_BITMAP_PORTS / 8 + 1;
+
+/// The TSS and, right after it, its I/O permission bitmap: bit p set denies port p to
+/// ring 3 (when CPL > IOPL). All set at boot: ring 3 gets no port until
+/// [`allow_user_port`] opens one.
+#[repr(C)]
+struct TssWithIoBitmap {
+    tss: TaskStateSegment,
+    io_bitmap: [u8; IO_BITMAP_BYTES],
+}
+
 /// The TSS: filled in by [`init`], read by the CPU from then on.
-static TSS_TABLE: VcpuCell<TaskStateSegment> = VcpuCell::new(TaskStateSegment {
-    reserved0: 0,
-    rsp: [0; 3],
-    reserved1: 0,
-    ist: [0; 7],
-    reserved2: 0,
-    reserved3: 0,
-    iomap_base: TSS_SIZE as u16,
+static TSS_TABLE: VcpuCell<TssWithIoBitmap> = VcpuCell::new(TssWithIoBitmap {
+    tss: TaskStateSegment {
+        reserved0: 0,
+        rsp: [0; 3],
+        reserved1: 0,
+        ist: [0; 7],
+        reserved2: 0,
+        reserved3: 0,
+        iomap_base: TSS_SIZE as u16,
+    },
+    io_bitmap: [0xff; IO_BITMAP_BYTES],
 });
+
+/// Opens (`allowed`) or closes one I/O port to ring 3 through the TSS's bitmap; `false`
+/// for a port the bitmap does not cover. The CPU reads the bitmap at every port access
+/// from ring 3, so the change holds from the next one on.
+pub fn allow_user_port(port: u16, allowed: bool) -> bool {
+    let port = usize::from(port);
+    if port >= IO_BITMAP_PORTS {
+        return false;
+    }
+    let mut table = TSS_TABLE.borrow_mut();
+    let bit = 1u8 << (port % 8);
+    if allowed {
+        table.io_bitmap[port / 8] &= !bit;
+    } else {
+        table.io_bitmap[port / 8] |= bit;
+    }
+    true
+}
 
 /// Descriptors in a GDT (the null descriptor, four segments, the TSS's two slots).
 const GDT_ENTRIES: usize = 7;
@@ -93,7 +131,8 @@ fn stack_top(stack: &VcpuCell<TrapStack>) -> u64 {
 fn tss_descriptor(tss: GuestVirt) -> (u64, u64) {
     // The descriptor scatters the address's bits over both halves.
     let base = tss.raw();
-    let limit = (TSS_SIZE - 1) as u64;
+    // The limit covers the I/O bitmap too: the CPU denies any port whose bit lies past it.
+    let limit = (core::mem::size_of::<TssWithIoBitmap>() - 1) as u64;
     // 0x89 = present, ring 0, type 9 ("available 64-bit TSS").
     let low = (limit & 0xffff)
         | ((base & 0xff_ffff) << 16)
@@ -106,7 +145,8 @@ fn tss_descriptor(tss: GuestVirt) -> (u64, u64) {
 /// Fills in the TSS and GDT and loads them. Call once, first thing in `kmain`.
 pub fn init() {
     {
-        let mut tss = TSS_TABLE.borrow_mut();
+        let mut table = TSS_TABLE.borrow_mut();
+        let tss = &mut table.tss;
         tss.ist[(DOUBLE_FAULT_IST - 1) as usize] = stack_top(&DOUBLE_FAULT_STACK);
         tss.rsp[0] = stack_top(&RING0_STACK);
     }

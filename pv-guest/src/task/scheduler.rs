@@ -171,6 +171,20 @@ pub fn spawn(program: &UserProgram, args: [u64; 2]) -> Result<usize, MmuError> {
     Ok(slot)
 }
 
+/// RFLAGS.IOPL (bits 12–13) at 3: ring 3 may use `in`/`out` on every port (and `cli`).
+const RFLAGS_IOPL3: u64 = 3 << 12;
+
+/// Lets the task in `slot` use port I/O (IOPL 3) when it runs. For the ring-3 doorbell
+/// experiment of `net-ring3-probe` only: IOPL 3 opens *every* port and `cli`/`sti` to
+/// the task, so a real ring-3 driver would get its one doorbell port through the TSS's
+/// I/O permission bitmap instead.
+pub fn allow_port_io(slot: usize) -> Result<(), MmuError> {
+    let mut guard = scheduler();
+    let task = guard.tasks.get_mut(slot).and_then(Option::as_mut).ok_or(MmuError::NotMapped)?;
+    task.context.rflags |= RFLAGS_IOPL3;
+    Ok(())
+}
+
 /// Lets `edit` change the address space of the task in `slot` before it runs.
 pub fn edit_space(slot: usize, edit: impl FnOnce(&mut AddressSpace, &mut PageTableWriter) -> Result<(), MmuError>) -> Result<(), MmuError> {
     let mut guard = scheduler();
