@@ -9,6 +9,22 @@
 //!
 //! Every response is checked ([`check::check_response`]) before it is acted on: its id
 //! must name a request in flight.
+//!
+//! ## Persistent grants (the batched path for ring-3 tasks)
+//!
+//! Granting and revoking every frame of every request costs ring-0 instructions per
+//! segment, and on a host that emulates ring 0 that is most of a request's cost. A
+//! caller that reuses the same buffers request after request can grant them once
+//! ([`BlockFront::grant_persistent`]), submit requests that name those grants
+//! ([`BlockFront::submit_granted`]), take completions with
+//! [`BlockFront::take_completion`] (which finds the request in one lookup, not a scan),
+//! and revoke the grants when it is done with the buffers
+//! ([`BlockFront::revoke_persistent`]). This is Xen blkif's *persistent grants*, with one
+//! difference: the data is not copied through the persistent pages, they *are* the
+//! buffers. The caller owns the rule that makes it safe: a frame stays granted only
+//! while it is pinned for this use, and is revoked (after every request naming it has
+//! completed) before it can be freed or reused. `pv-guest`'s `task::blk_io` does that
+//! for a ring-3 task's buffer.
 
 pub mod check;
 
@@ -100,7 +116,13 @@ pub struct BlockFront<P: SharedPage, G: SharedPage, D: Doorbell, W: WaitForEvent
     next_id: u64,
     always_ring: bool,
     stats: BlockFrontStats,
+    /// Where the request whose id is `id % ID_SLOT_HINTS` was put in `in_flight`: a hint
+    /// that makes finding a completed request one lookup (checked, and a scan if wrong).
+    slot_of_id: [u8; ID_SLOT_HINTS],
 }
+
+/// Entries in [`BlockFront`]'s id-to-slot hints (twice the requests in flight).
+const ID_SLOT_HINTS: usize = 2 * MAX_IN_FLIGHT;
 
 impl<P: SharedPage, G: SharedPage, D: Doorbell, W: WaitForEvent> BlockFront<P, G, D, W> {
     /// Initialises the ring in `ring_page`; grants come from `grants`.
@@ -114,6 +136,7 @@ impl<P: SharedPage, G: SharedPage, D: Doorbell, W: WaitForEvent> BlockFront<P, G
             next_id: 1,
             always_ring: false,
             stats: BlockFrontStats::default(),
+            slot_of_id: [0; ID_SLOT_HINTS],
         }
     }
 
@@ -214,6 +237,88 @@ impl<P: SharedPage, G: SharedPage, D: Doorbell, W: WaitForEvent> BlockFront<P, G
                 self.stats.waits += 1;
                 self.waiter.wait();
             }
+        }
+    }
+
+    /// Grants `frame` to the backend for as long as the caller keeps it (see "Persistent
+    /// grants" above); `read_only` if the backend may only read it.
+    pub fn grant_persistent(&mut self, frame: PseudoFrame, read_only: bool) -> Result<GrantRef, BlockError> {
+        self.grants.grant(frame, read_only).map_err(|GrantTableFull| BlockError::NoGrants)
+    }
+
+    /// Takes back a grant made with [`BlockFront::grant_persistent`]. The caller must
+    /// know that no request naming it is in flight.
+    pub fn revoke_persistent(&mut self, gref: GrantRef) {
+        self.grants.revoke(gref);
+    }
+
+    /// Grant entries the table has left.
+    pub fn grants_free(&self) -> u32 {
+        pv_abi::grant::GRANT_ENTRIES - 1 - self.grants.granted()
+    }
+
+    /// Queues one request on frames granted with [`BlockFront::grant_persistent`]
+    /// (`grefs`, one per 4 KiB of `nr_sectors`); nothing is granted now or revoked at
+    /// completion. `slot_hint` is where in the table of requests in flight to look
+    /// first (a caller that keeps at most [`MAX_IN_FLIGHT`] buffers passes its buffer's
+    /// number, and the search is one step). Returns the request's id.
+    pub fn submit_granted(&mut self, slot_hint: usize, op: BlockOp, sector: u64, nr_sectors: u32, grefs: &[GrantRef]) -> Result<u64, BlockError> {
+        let shape_ok = op != BlockOp::Flush
+            && !grefs.is_empty()
+            && grefs.len() <= BLOCK_MAX_SEGMENTS
+            && nr_sectors.div_ceil(SECTORS_PER_SEGMENT) as usize == grefs.len();
+        if !shape_ok {
+            return Err(BlockError::BadShape);
+        }
+        let slot = match self.in_flight.get(slot_hint) {
+            Some(None) => slot_hint,
+            _ => self.in_flight.iter().position(Option::is_none).ok_or(BlockError::RingFull)?,
+        };
+        if self.ring.free_slots() == 0 {
+            return Err(BlockError::RingFull);
+        }
+        let mut request_grefs = [0; BLOCK_MAX_SEGMENTS];
+        request_grefs[..grefs.len()].copy_from_slice(grefs);
+        let id = self.next_id;
+        self.next_id += 1;
+        let request = BlockRequest { id, sector, op: op.to_u8(), nr_segments: grefs.len() as u8, nr_sectors, grefs: request_grefs };
+        // free_slots() > 0, so this cannot fail.
+        let _ = self.ring.push_request(&request);
+        // segments = 0: the grants are the caller's, nothing is revoked at completion.
+        self.in_flight[slot] = Some(InFlight { id, grefs: request_grefs, segments: 0 });
+        self.slot_of_id[id as usize % ID_SLOT_HINTS] = slot as u8;
+        self.stats.requests += 1;
+        Ok(id)
+    }
+
+    /// Takes one response if there is one, as [`BlockFront::poll`] does (checked, its
+    /// grants revoked unless they are persistent), but finds its request through the
+    /// id-to-slot hint instead of a scan of every slot; falls back to
+    /// [`check::check_response`] if the hint does not name it. Returns the request's
+    /// id, the slot it had, and its status.
+    pub fn take_completion(&mut self) -> Result<Option<(u64, usize, BlockStatus)>, BlockError> {
+        let Some(response) = self.ring.take_response()? else {
+            return Ok(None);
+        };
+        let hint = self.slot_of_id[response.id as usize % ID_SLOT_HINTS] as usize;
+        let slot = match self.in_flight[hint] {
+            Some(f) if f.id == response.id => hint,
+            _ => check::check_response(&response, self.in_flight.iter().map(|s| s.map(|f| f.id)))?.slot,
+        };
+        if let Some(done) = self.in_flight[slot].take() {
+            for gref in &done.grefs[..done.segments] {
+                self.grants.revoke(*gref);
+            }
+        }
+        Ok(Some((response.id, slot, BlockStatus::from_i32(response.status))))
+    }
+
+    /// Sleeps until the backend may have answered (re-arming the upcall first, so an
+    /// answer published meanwhile is not missed); returns at once if one is there.
+    pub fn wait_for_responses(&mut self) {
+        if !self.ring.final_check_for_responses() {
+            self.stats.waits += 1;
+            self.waiter.wait();
         }
     }
 
