@@ -235,8 +235,8 @@ pub fn io(task: usize, submissions: GuestVirt, count: u64, completions: GuestVir
     let mut reaped = 0usize;
     while reg.busy != 0 {
         match blk.take_completion() {
-            Ok(Some((id, slot, status))) => {
-                let Some(buffer) = buffer_of(reg, id, slot) else { continue };
+            Ok(Some((id, buffer, status))) => {
+                let Some(buffer) = buffer.filter(|&b| owns(reg, b, id)) else { continue };
                 reg.busy &= !(1 << buffer);
                 let entry = &mut done[reaped * COMPLETION_ENTRY_BYTES..(reaped + 1) * COMPLETION_ENTRY_BYTES];
                 entry[..4].copy_from_slice(&(buffer as u32).to_le_bytes());
@@ -257,14 +257,9 @@ pub fn io(task: usize, submissions: GuestVirt, count: u64, completions: GuestVir
     Ok(reaped as u64)
 }
 
-/// The buffer whose request `id` completed (`slot`: where the frontend kept it, which
-/// is the buffer's number unless the kernel had other requests in flight).
-fn buffer_of(reg: &Registration, id: u64, slot: usize) -> Option<usize> {
-    let owns = |b: usize| reg.busy & (1 << b) != 0 && reg.request_of[b] == id;
-    if slot < MAX_IN_FLIGHT && owns(slot) {
-        return Some(slot);
-    }
-    (0..reg.buffers).find(|&b| owns(b))
+/// Whether buffer `buffer` of the registration has request `id` in flight.
+fn owns(reg: &Registration, buffer: usize, id: u64) -> bool {
+    buffer < MAX_IN_FLIGHT && reg.busy & (1 << buffer) != 0 && reg.request_of[buffer] == id
 }
 
 /// `blk_release()`, and task exit: waits for the task's requests in flight, then revokes
@@ -278,8 +273,8 @@ pub fn release(task: usize) -> Result<(), BlkIoError> {
     let blk = device.as_mut().ok_or(BlkIoError::NoDevice)?;
     while reg.busy != 0 {
         match blk.take_completion() {
-            Ok(Some((id, slot, _))) => {
-                if let Some(b) = buffer_of(reg, id, slot) {
+            Ok(Some((id, buffer, _))) => {
+                if let Some(b) = buffer.filter(|&b| owns(reg, b, id)) {
                     reg.busy &= !(1 << b);
                 }
             }
