@@ -266,6 +266,7 @@ impl<P: SharedPage, G: SharedPage, D: Doorbell, W: WaitForEvent> BlockFront<P, G
     /// granted now or revoked at completion. The request is stored field by field into
     /// the ring slot (`FrontRing::push_request_with`), the fastest way there is on a
     /// host that emulates ring 0. Returns the request's id.
+    #[inline]
     pub fn submit_granted(&mut self, buffer: usize, op: BlockOp, sector: u64, nr_sectors: u32, grefs: &[GrantRef]) -> Result<u64, BlockError> {
         let shape_ok = op != BlockOp::Flush
             && !grefs.is_empty()
@@ -284,7 +285,7 @@ impl<P: SharedPage, G: SharedPage, D: Doorbell, W: WaitForEvent> BlockFront<P, G
         // The layout of pv_abi::device::block: id, sector, op, nr_segments, reserved,
         // nr_sectors, grefs (those past nr_segments are ignored by the protocol).
         self.ring
-            .push_request_with(|page, at| {
+            .push_request_with(move |page, at| {
                 page.store_u32(at, id as u32);
                 page.store_u32(at + 4, (id >> 32) as u32);
                 page.store_u32(at + 8, sector as u32);
@@ -308,6 +309,7 @@ impl<P: SharedPage, G: SharedPage, D: Doorbell, W: WaitForEvent> BlockFront<P, G
     /// lookup through the id hint, or a scan if the hint is wrong), `None` for one of
     /// [`BlockFront::submit`] (whose grants are revoked). The response's two fields are
     /// loaded once each, straight from the slot. Returns the id, the buffer and the status.
+    #[inline]
     pub fn take_completion(&mut self) -> Result<Option<(u64, Option<usize>, BlockStatus)>, BlockError> {
         let Some(response) = self.ring.take_response_with(|page, at| BlockResponse {
             id: u64::from(page.load_u32(at)) | u64::from(page.load_u32(at + 4)) << 32,

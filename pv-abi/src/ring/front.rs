@@ -77,6 +77,7 @@ impl<P: SharedPage, Req: RingEntry, Rsp: RingEntry> FrontRing<P, Req, Rsp> {
     /// `offset` (every field of `Req`'s layout, reserved bytes included, must be
     /// written: the slot holds an old request). No intermediate copy: on a host that
     /// emulates the guest kernel an instruction at a time, each byte copied costs.
+    #[inline]
     pub fn push_request_with(&mut self, write: impl FnOnce(&P, usize)) -> Result<(), RingFull> {
         if self.free_slots() == 0 {
             return Err(RingFull);
@@ -127,6 +128,7 @@ impl<P: SharedPage, Req: RingEntry, Rsp: RingEntry> FrontRing<P, Req, Rsp> {
     /// the next response's fields straight from the slot at `offset` and returns them.
     /// It must load each field once and decide nothing from the page afterwards: what
     /// it returns is the copy that is checked, as `take_response`'s is.
+    #[inline]
     pub fn take_response_with<T>(&mut self, read: impl FnOnce(&P, usize) -> T) -> Result<Option<T>, RingError> {
         // Acquire: the responses before rsp_prod are visible. Read once, judged once.
         let rsp_prod = self.page.load_u32(RSP_PROD_OFFSET);

@@ -46,9 +46,10 @@ use pv_abi::addr::{GuestVirt, PAGE_SIZE};
 use pv_abi::device::block::{BlockOp, BLOCK_MAX_SEGMENTS, SECTORS_PER_SEGMENT};
 use pv_abi::grant::GrantRef;
 
-use super::scheduler;
+use super::demand_paging::TaskMemory;
 use crate::arch::cpu_local::VcpuCell;
 use crate::hv::drivers;
+use crate::mm::writer::PageTableWriter;
 
 /// Most buffers one registration may have: one per request in flight.
 pub const MAX_BUFFERS: u64 = MAX_IN_FLIGHT as u64;
@@ -117,8 +118,9 @@ struct Registration {
 /// task exit, never from an interrupt handler.
 static REGISTRATION: VcpuCell<Option<Registration>> = VcpuCell::new(None);
 
-/// `blk_setup(buffer, buffers, frames_per_buffer)` for the running task `task`.
-pub fn setup(task: usize, start: GuestVirt, buffers: u64, frames_per_buffer: u64) -> Result<(), BlkIoError> {
+/// `blk_setup(buffer, buffers, frames_per_buffer)` for the running task `task`, whose
+/// memory is `memory` (the scheduler lends it, with its page-table writer `w`).
+pub fn setup(task: usize, memory: &mut TaskMemory, w: &mut PageTableWriter, start: GuestVirt, buffers: u64, frames_per_buffer: u64) -> Result<(), BlkIoError> {
     if !(1..=MAX_BUFFERS).contains(&buffers) || !(1..=MAX_FRAMES_PER_BUFFER).contains(&frames_per_buffer) || !start.is_aligned(PAGE_SIZE) {
         return Err(BlkIoError::Invalid);
     }
@@ -139,8 +141,7 @@ pub fn setup(task: usize, start: GuestVirt, buffers: u64, frames_per_buffer: u64
     'pages: for (b, buffer) in grefs.iter_mut().enumerate().take(buffers as usize) {
         for (f, gref) in buffer.iter_mut().enumerate().take(frames_per_buffer as usize) {
             let va = GuestVirt::new(start.raw() + (b as u64 * frames_per_buffer + f as u64) * PAGE_SIZE);
-            let frame = scheduler::with_current_memory(|m, w| m.user_writable_frame(w, va)).flatten();
-            let Some(frame) = frame else {
+            let Some(frame) = memory.user_writable_frame(w, va) else {
                 result = Err(BlkIoError::Fault);
                 break 'pages;
             };
@@ -183,9 +184,22 @@ struct Submission {
     op: BlockOp,
 }
 
+/// Decodes one entry of a `blk_io` request array (`None`: an unknown operation).
+#[inline]
+fn decode(entry: &[u8]) -> Option<Submission> {
+    let word = |at: usize| u64::from_le_bytes([entry[at], entry[at + 1], entry[at + 2], entry[at + 3], entry[at + 4], entry[at + 5], entry[at + 6], entry[at + 7]]);
+    let (sector, rest) = (word(0), word(8));
+    let op = match (rest >> 48) as u8 {
+        0 => BlockOp::Read,
+        1 => BlockOp::Write,
+        _ => return None,
+    };
+    Some(Submission { sector, nr_sectors: rest as u32, buffer: usize::from((rest >> 32) as u16), op })
+}
+
 /// `blk_io(submissions, count, completions)` for the running task `task`: queues
 /// `count` requests, then reaps. Returns the number of completions written.
-pub fn io(task: usize, submissions: GuestVirt, count: u64, completions: GuestVirt) -> Result<u64, BlkIoError> {
+pub fn io(task: usize, memory: &mut TaskMemory, w: &mut PageTableWriter, submissions: GuestVirt, count: u64, completions: GuestVirt) -> Result<u64, BlkIoError> {
     if count > MAX_BUFFERS {
         return Err(BlkIoError::TooBig);
     }
@@ -194,34 +208,26 @@ pub fn io(task: usize, submissions: GuestVirt, count: u64, completions: GuestVir
     // Copy the whole batch first, then check the copy: the task cannot change it after.
     let mut raw = [0u8; MAX_IN_FLIGHT * SUBMIT_ENTRY_BYTES];
     let raw = &mut raw[..count as usize * SUBMIT_ENTRY_BYTES];
-    if !raw.is_empty() && scheduler::with_current_memory(|m, w| m.copy_from_user(w, submissions, raw)) != Some(true) {
+    if !raw.is_empty() && !memory.copy_from_user(w, submissions, raw) {
         return Err(BlkIoError::Fault);
     }
-    let mut batch = [Submission { sector: 0, nr_sectors: 0, buffer: 0, op: BlockOp::Read }; MAX_IN_FLIGHT];
+    // Check all of them before submitting any: a bad entry fails the whole call.
     let mut claimed = reg.busy;
-    for (entry, s) in raw.chunks_exact(SUBMIT_ENTRY_BYTES).zip(batch.iter_mut()) {
-        let sector = u64::from_le_bytes([entry[0], entry[1], entry[2], entry[3], entry[4], entry[5], entry[6], entry[7]]);
-        let nr_sectors = u32::from_le_bytes([entry[8], entry[9], entry[10], entry[11]]);
-        let buffer = usize::from(u16::from_le_bytes([entry[12], entry[13]]));
-        let op = match entry[14] {
-            0 => BlockOp::Read,
-            1 => BlockOp::Write,
-            _ => return Err(BlkIoError::Invalid),
-        };
-        let capacity = reg.frames_per_buffer as u32 * SECTORS_PER_SEGMENT;
-        if buffer >= reg.buffers || nr_sectors == 0 || nr_sectors > capacity {
+    for entry in raw.chunks_exact(SUBMIT_ENTRY_BYTES) {
+        let s = decode(entry).ok_or(BlkIoError::Invalid)?;
+        if s.buffer >= reg.buffers || s.nr_sectors == 0 || s.nr_sectors > reg.frames_per_buffer as u32 * SECTORS_PER_SEGMENT {
             return Err(BlkIoError::Invalid);
         }
         // A buffer already in flight, or named twice in this batch.
-        if claimed & (1 << buffer) != 0 {
+        if claimed & (1 << s.buffer) != 0 {
             return Err(BlkIoError::Busy);
         }
-        claimed |= 1 << buffer;
-        *s = Submission { sector, nr_sectors, buffer, op };
+        claimed |= 1 << s.buffer;
     }
     let mut device = drivers::block();
     let blk = device.as_mut().ok_or(BlkIoError::NoDevice)?;
-    for s in &batch[..count as usize] {
+    // The kernel's own copy, checked above: decoding it again gives the same entries.
+    for s in raw.chunks_exact(SUBMIT_ENTRY_BYTES).filter_map(decode) {
         let segments = s.nr_sectors.div_ceil(SECTORS_PER_SEGMENT) as usize;
         let id = blk.submit_granted(s.buffer, s.op, s.sector, s.nr_sectors, &reg.grefs[s.buffer][..segments]).map_err(|_| BlkIoError::Io)?;
         reg.busy |= 1 << s.buffer;
@@ -251,7 +257,7 @@ pub fn io(task: usize, submissions: GuestVirt, count: u64, completions: GuestVir
     drop(device);
     drop(guard);
     let out = &done[..reaped * COMPLETION_ENTRY_BYTES];
-    if !out.is_empty() && scheduler::with_current_memory(|m, w| m.copy_to_user(w, completions, out)) != Some(true) {
+    if !out.is_empty() && !memory.copy_to_user(w, completions, out) {
         return Err(BlkIoError::Fault);
     }
     Ok(reaped as u64)

@@ -89,12 +89,14 @@ pub fn handle(frame: &mut TrapFrame) {
         SYS_WRITE => frame.rax = write(GuestVirt::new(frame.rdi), frame.rsi),
         SYS_BENCH_REPORT => frame.rax = if reports::record(frame.rdi, frame.rsi).is_ok() { 0 } else { ENOSPC },
         SYS_BLK_SETUP => {
-            let result = blk_io::setup(scheduler::current_task(), GuestVirt::new(frame.rdi), frame.rsi, frame.rdx);
-            frame.rax = result.map_or_else(blk_io::BlkIoError::errno, |()| 0);
+            let (task, start, buffers, pages) = (scheduler::current_task(), GuestVirt::new(frame.rdi), frame.rsi, frame.rdx);
+            let result = scheduler::with_current_memory(|m, w| blk_io::setup(task, m, w, start, buffers, pages));
+            frame.rax = result.unwrap_or(Err(blk_io::BlkIoError::NoDevice)).map_or_else(blk_io::BlkIoError::errno, |()| 0);
         }
         SYS_BLK_IO => {
-            let result = blk_io::io(scheduler::current_task(), GuestVirt::new(frame.rdi), frame.rsi, GuestVirt::new(frame.rdx));
-            frame.rax = result.unwrap_or_else(blk_io::BlkIoError::errno);
+            let (task, submissions, count, completions) = (scheduler::current_task(), GuestVirt::new(frame.rdi), frame.rsi, GuestVirt::new(frame.rdx));
+            let result = scheduler::with_current_memory(|m, w| blk_io::io(task, m, w, submissions, count, completions));
+            frame.rax = result.unwrap_or(Err(blk_io::BlkIoError::NoDevice)).unwrap_or_else(blk_io::BlkIoError::errno);
         }
         SYS_BLK_RELEASE => frame.rax = blk_io::release(scheduler::current_task()).map_or_else(blk_io::BlkIoError::errno, |()| 0),
         _ => frame.rax = ENOSYS,
