@@ -33,7 +33,7 @@ pub enum Kind {
     },
     /// The null hypercall.
     Hypercall,
-    /// Reads through the block ring.
+    /// Reads through the block ring, by a ring-3 task into its own frames.
     Blk {
         /// Sectors per request.
         sectors: u64,
@@ -162,7 +162,7 @@ pub const ALL: [Workload; 10] = [
         name: "blk",
         id: "blk/4k",
         guest_name: "blk",
-        operation: "a 4 KiB read through the block ring (32 in flight)",
+        operation: "a 4 KiB read by a ring-3 task into its own frames through the block ring (32 in flight, one system call per batch)",
         kind: Kind::Blk { sectors: 8 },
         quick: size_with(3, 32, 8),
         full: size_with(7, 256, 8),
@@ -171,7 +171,7 @@ pub const ALL: [Workload; 10] = [
         name: "blk",
         id: "blk/64k",
         guest_name: "blk",
-        operation: "a 64 KiB read through the block ring (32 in flight)",
+        operation: "a 64 KiB read by a ring-3 task into its own frames through the block ring (15 in flight: 16 grants each, 255 in the table)",
         kind: Kind::Blk { sectors: 128 },
         quick: size_with(3, 16, 128),
         full: size_with(7, 128, 128),

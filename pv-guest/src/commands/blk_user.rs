@@ -401,8 +401,11 @@ fn buffers_for(sectors: u64) -> Option<u64> {
     Some((free / pages).min(MAX_IN_FLIGHT as u64)).filter(|&b| b > 0)
 }
 
+/// A task's reports, (cycles, checksum) each, and how many there are.
+type Reports = ([(u64, u64); reports::MAX_REPORTS], usize);
+
 /// Runs the task with its arguments; returns its reports, or why it failed.
-fn run_task(program: &UserProgram, args: [u64; 3]) -> Result<([(u64, u64); reports::MAX_REPORTS], usize), &'static str> {
+fn run_task(program: &UserProgram, args: [u64; 3]) -> Result<Reports, &'static str> {
     reports::take();
     scheduler::spawn_with(program, args).map_err(|_| "could not spawn the task")?;
     let results = scheduler::run_all();
