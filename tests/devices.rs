@@ -210,6 +210,8 @@ fn hostile_ring3_block_calls_get_errors_never_a_grant_of_someone_elses_frame() {
     // more grants than the table has, a second registration, too many requests, a bad
     // buffer number, sector count or operation, a buffer twice, an unmap of the pinned
     // buffer, completions aimed at kernel memory: each gets its error, the kernel runs on.
+    // The task then exits with reads in flight; the exit drains them before its frames
+    // are freed, and the kernel's own reads go on working.
     let image = Image::new(64);
     let r = hv(&["run", "--disk", &image.arg(",ro"), "--", "blk-user-hostile", ";", "blk-read-sum", "0", "8"]);
     r.expect_code(0);

@@ -7,7 +7,8 @@
 //! - `blk-user-hostile`: a task makes every kind of bad `blk_setup` / `blk_io` call
 //!   (kernel address, unmapped buffer, its own code page, too many buffers or requests,
 //!   a buffer twice, a pinned region unmapped, a completion array it cannot write) and
-//!   reports each result; the kernel checks each is the error it must be.
+//!   reports each result; the kernel checks each is the error it must be. Then it exits
+//!   with reads in flight, which the exit must drain before the frames are freed.
 //! - [`bench`]: the `blk` workload of `hv bench`, timed by the task itself.
 //!
 //! The task program ([`BLK_USER`]) is the same for all three. Its loop keeps every
@@ -373,6 +374,22 @@ core::arch::global_asm!(
     "    mov eax, 7",
     "    int 0x80",
     "    call 80f",
+    // Last: reads for buffers 1, 2 and 3, then exit at once, some maybe still in
+    // flight: the exit must drain them before it revokes and frees the frames.
+    "    mov ecx, 1",
+    "81: mov rax, rcx",
+    "    shl rax, 4",
+    "    mov qword ptr [rsp + rax], rcx",
+    "    mov dword ptr [rsp + rax + 8], 8",
+    "    mov dword ptr [rsp + rax + 12], ecx",
+    "    inc ecx",
+    "    cmp ecx, 4",
+    "    jb 81b",
+    "    lea rdi, [rsp + 16]",
+    "    mov esi, 3",
+    "    lea rdx, [rsp + 512]",
+    "    mov eax, 7",
+    "    int 0x80",
     "    xor edi, edi",
     "    xor eax, eax",
     "    int 0x80",
