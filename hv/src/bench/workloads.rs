@@ -33,6 +33,8 @@ pub enum Kind {
     },
     /// The null hypercall.
     Hypercall,
+    /// A `dec; jnz` loop in the guest kernel: the price of a ring-0 instruction.
+    Ring0Loop,
     /// Reads through the block ring, by a ring-3 task into its own frames.
     Blk {
         /// Sectors per request.
@@ -85,7 +87,7 @@ const fn size_with(reps: u64, ops: u64, arg: u64) -> Size {
 }
 
 /// Every workload, in report order.
-pub const ALL: [Workload; 10] = [
+pub const ALL: [Workload; 11] = [
     Workload {
         name: "pt-update",
         id: "pt-update/direct",
@@ -157,6 +159,15 @@ pub const ALL: [Workload; 10] = [
         kind: Kind::Hypercall,
         quick: size(3, 500),
         full: size(7, 5000),
+    },
+    Workload {
+        name: "ring0",
+        id: "ring0",
+        guest_name: "ring0-loop",
+        operation: "one iteration of a `dec; jnz` loop in the guest kernel (two ring-0 instructions): the unit every kernel path here is paid in",
+        kind: Kind::Ring0Loop,
+        quick: size(3, 2_000),
+        full: size(7, 20_000),
     },
     Workload {
         name: "blk",
@@ -238,6 +249,7 @@ impl Workload {
             Kind::Pagefault => checks::pagefault(ops),
             Kind::TlbMiss { .. } => checks::tlb_walk(size.arg.unwrap_or(0) << 20, ops, rep + 1),
             Kind::Hypercall => checks::hypercall(ops),
+            Kind::Ring0Loop => checks::ring0_loop(ops),
             Kind::Blk { .. } => return None,
         })
     }
@@ -256,7 +268,7 @@ mod tests {
         assert_eq!(select("pt-update").len(), 2);
         assert_eq!(select("tlb-miss/2m").len(), 1);
         assert!(select("nonsense").is_empty());
-        assert_eq!(names(), ["pt-update", "aspace", "ctxswitch", "pagefault", "tlb-miss", "hypercall", "blk"]);
+        assert_eq!(names(), ["pt-update", "aspace", "ctxswitch", "pagefault", "tlb-miss", "hypercall", "ring0", "blk"]);
     }
 
     #[test]

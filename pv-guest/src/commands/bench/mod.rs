@@ -14,11 +14,13 @@
 //! answer fails). On failure the last line is `bench-error: MESSAGE`.
 //!
 //! Most workloads are ring-3 tasks (`programs.rs`) that time their own loop and hand
-//! the kernel (cycles, checksum) with the `bench_report` system call. Two are timed
+//! the kernel (cycles, checksum) with the `bench_report` system call. Three are timed
 //! by the kernel, because what they measure is kernel work: `aspace` (creating and
-//! destroying address spaces is the kernel's job) and `hypercall` (a ring-3 task cannot
-//! make one). `blk` is a ring-3 task too: it reads the disk into its own
-//! frames through `task::blk_io` and times its own loop (see `commands/blk_user.rs`).
+//! destroying address spaces is the kernel's job), `hypercall` (a ring-3 task cannot
+//! make one) and `ring0-loop` (two ring-0 instructions, the unit the kernel's work is
+//! paid in where ring 0 is emulated). `blk` is a ring-3 task: it reads the disk into
+//! its own frames through `task::blk_io` and times its own loop (see
+//! `commands/blk_user.rs`).
 //!
 //! With OPS = 0 every workload does its fixed work (boot, tasks spawned, memory mapped
 //! and unmapped, working set filled) without the measured operations. hv runs that too
@@ -87,6 +89,7 @@ pub fn run<'a>(info: &BootInfo, mut words: impl Iterator<Item = &'a str>) -> u8 
         "tlb-miss-4k" => tlb_miss(false, reps, ops, parse(extra)),
         "tlb-miss-2m" => tlb_miss(true, reps, ops, parse(extra)),
         "hypercall" => hypercalls(reps, ops),
+        "ring0-loop" => ring0_loop(reps, ops),
         "blk" => blk(info, reps, ops, parse(extra)),
         _ => Err("unknown workload"),
     };
@@ -196,6 +199,23 @@ fn hypercalls(reps: u64, ops: u64) -> BenchResult {
             answered += u64::from(hypercall::nop() == Ok(0));
         }
         emit(rep, ops, clock::read() - start, answered);
+    }
+    Ok(())
+}
+
+/// Timed by the kernel, in the kernel: `ops` iterations of `dec; jnz`, two ring-0
+/// instructions each. On a host that emulates ring 0 this is the price of everything
+/// else the kernel does, measured in the same run (the checksum is the count the loop
+/// ran down, so it cannot be skipped).
+fn ring0_loop(reps: u64, ops: u64) -> BenchResult {
+    for rep in 0..reps {
+        let start = clock::read();
+        let mut left = ops;
+        if left > 0 {
+            // SAFETY: a register-only loop: no memory, no stack, flags only.
+            unsafe { core::arch::asm!("2: dec {n}", "jnz 2b", n = inout(reg) left, options(nomem, nostack)) };
+        }
+        emit(rep, ops, clock::read() - start, ops - left);
     }
     Ok(())
 }
