@@ -6,7 +6,7 @@ mod common;
 use serde_json::Value;
 
 /// Every workload id `hv bench` runs.
-const WORKLOADS: [&str; 10] = [
+const WORKLOADS: [&str; 11] = [
     "pt-update/direct",
     "pt-update/batched",
     "aspace",
@@ -15,6 +15,7 @@ const WORKLOADS: [&str; 10] = [
     "tlb-miss/4k",
     "tlb-miss/2m",
     "hypercall",
+    "ring0",
     "blk/4k",
     "blk/64k",
 ];

@@ -16,7 +16,9 @@
 //! ([`grant_table::GrantTableFront::grant`]) and puts a request on the ring;
 //! [`block::BlockFront::kick`] publishes it and rings the doorbell if the backend asked
 //! for one; [`block::BlockFront::wait_for_completion`] sleeps until the upcall, takes
-//! the response and revokes the grants.
+//! the response and revokes the grants. A caller that reuses its buffers grants them
+//! once instead ([`block::BlockFront::grant_persistent`], `submit_granted`,
+//! `take_completion`): the kernel's path for ring-3 tasks does.
 //!
 //! ## Modules, lowest first
 //!
@@ -27,7 +29,7 @@
 //! | --- | --- | --- |
 //! | [`grant_table`] | the guest's grant entries: handing out and revoking | grant a frame it was not asked to |
 //! | [`console`] | the console frontend and its check of the backend's responses | lose or reorder text |
-//! | [`block`] | the block frontend, its requests in flight and its check of the backend's responses | keep a grant after its response |
+//! | [`block`] | the block frontend, its requests in flight and its check of the backend's responses | keep a request's grant after its response (persistent grants are the caller's, revoked when it lets go of the buffer) |
 //! | [`net`] | the network frontend: its tx and rx buffers, both rings, and its check of the backend's responses | copy a received frame before its id, length and offset passed |
 //!
 //! ## One folder per device, mirrored across the split
@@ -63,7 +65,9 @@
 //! - Owns: the front ends of the rings, the guest's grant table entries, the bookkeeping
 //!   of requests in flight.
 //! - Must never: trust a response (its id must match a request in flight), grant more
-//!   than a request needs, or keep a grant after its response arrived.
+//!   than a request needs, or keep a grant after its response arrived (except a
+//!   persistent grant, which its caller holds until it revokes it: see
+//!   [`block::BlockFront::grant_persistent`]).
 #![cfg_attr(not(test), no_std)]
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]

@@ -42,6 +42,8 @@ fn run_one<'a>(info: &BootInfo, mut words: impl Iterator<Item = &'a str>) -> u8 
         Some("blk-read-sum") => blk::read_sum(words),
         Some("blk-fill") => blk::fill(words),
         Some("blk-bench") => blk::bench(info, words),
+        Some("blk-user-read-sum") => blk_user::read_sum(words),
+        Some("blk-user-hostile") => blk_user::hostile(),
         Some("hostile-ptes") => hostile_ptes::run(info),
         Some("overflow-shadow") => overflow_shadow::run(info, words),
         Some("task-demo") => task_demo(),
@@ -66,13 +68,15 @@ fn run_one<'a>(info: &BootInfo, mut words: impl Iterator<Item = &'a str>) -> u8 
 
 // The command families that need more than a function each, one module per family:
 // `selftest` and `bad-hypercalls` (selftest), `blk-read-sum`, `blk-fill`, `blk-bench`
-// (blk), `hostile-ptes` (hostile_ptes), `overflow-shadow` (overflow_shadow), `bench`,
+// (blk), `blk-user-read-sum` and `blk-user-hostile` (blk_user: a ring-3 task reading
+// into its own frames), `hostile-ptes` (hostile_ptes), `overflow-shadow` (overflow_shadow), `bench`,
 // the guest half of `hv bench`, `dirty-loop` and `checksum-loop`, workloads to
 // migrate (migration), and `net-ping`, `net-serve`, `net-bench`, `net-selftest` (net).
 // The one-function commands are below. (This file keeps its name and the order of its
 // first lines: hv's tests read the location of the `panic` command's panic.)
 pub mod bench;
 pub mod blk;
+pub mod blk_user;
 pub mod count;
 pub mod hostile_ptes;
 pub mod lines;
@@ -106,6 +110,7 @@ fn usage() -> u8 {
     println!("pv-guest: commands: (none) | selftest | echo WORDS... | panic | fault ud|gp|pf|de |");
     println!("pv-guest:           triple-fault | bad-hypercalls | hypercall-bench [N] |");
     println!("pv-guest:           blk-read-sum LBA COUNT | blk-fill LBA COUNT BYTE | blk-bench SECTORS COUNT [always] |");
+    println!("pv-guest:           blk-user-read-sum LBA COUNT | blk-user-hostile |");
     println!("pv-guest:           count N [MS] | count-user N [SPIN] | hostile-ptes | overflow-shadow [N] |");
     println!("pv-guest:           dirty-loop MIB PAGES_PER_S [SECONDS] | checksum-loop MIB STEPS [MS_PER_STEP] |");
     println!("pv-guest:           net-ping IP [COUNT] | net-serve [SECONDS] | net-bench loopback|IP [COUNT] | net-selftest |");

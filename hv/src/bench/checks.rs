@@ -51,6 +51,11 @@ pub fn hypercall(calls: u64) -> u64 {
     calls
 }
 
+/// What `ring0` reports: the iterations its loop counted down.
+pub fn ring0_loop(iterations: u64) -> u64 {
+    iterations
+}
+
 /// The word `tlb-miss` stores at byte offset `offset` of its working set.
 pub fn tlb_fill_word(offset: u64) -> u64 {
     offset.wrapping_mul(TLB_MISS_FILL_MULTIPLIER)

@@ -33,7 +33,9 @@ pub enum Kind {
     },
     /// The null hypercall.
     Hypercall,
-    /// Reads through the block ring.
+    /// A `dec; jnz` loop in the guest kernel: the price of a ring-0 instruction.
+    Ring0Loop,
+    /// Reads through the block ring, by a ring-3 task into its own frames.
     Blk {
         /// Sectors per request.
         sectors: u64,
@@ -91,7 +93,7 @@ const fn size_with(reps: u64, ops: u64, arg: u64) -> Size {
 }
 
 /// Every workload, in report order.
-pub const ALL: [Workload; 10] = [
+pub const ALL: [Workload; 11] = [
     Workload {
         name: "pt-update",
         id: "pt-update/direct",
@@ -165,10 +167,19 @@ pub const ALL: [Workload; 10] = [
         full: size(7, 5000),
     },
     Workload {
+        name: "ring0",
+        id: "ring0",
+        guest_name: "ring0-loop",
+        operation: "one iteration of a `dec; jnz` loop in the guest kernel (two ring-0 instructions): the unit every kernel path here is paid in",
+        kind: Kind::Ring0Loop,
+        quick: size(3, 2_000),
+        full: size(7, 20_000),
+    },
+    Workload {
         name: "blk",
         id: "blk/4k",
         guest_name: "blk",
-        operation: "a 4 KiB read through the block ring (32 in flight)",
+        operation: "a 4 KiB read by a ring-3 task into its own frames through the block ring (32 in flight, one system call per batch)",
         kind: Kind::Blk { sectors: 8 },
         quick: size_with(3, 32, 8),
         full: size_with(7, 256, 8),
@@ -177,7 +188,7 @@ pub const ALL: [Workload; 10] = [
         name: "blk",
         id: "blk/64k",
         guest_name: "blk",
-        operation: "a 64 KiB read through the block ring (32 in flight)",
+        operation: "a 64 KiB read by a ring-3 task into its own frames through the block ring (15 in flight: 16 grants each, 255 in the table)",
         kind: Kind::Blk { sectors: 128 },
         quick: size_with(3, 16, 128),
         full: size_with(7, 128, 128),
@@ -244,6 +255,7 @@ impl Workload {
             Kind::Pagefault => checks::pagefault(ops),
             Kind::TlbMiss { .. } => checks::tlb_walk(size.arg.unwrap_or(0) << 20, ops, rep + 1),
             Kind::Hypercall => checks::hypercall(ops),
+            Kind::Ring0Loop => checks::ring0_loop(ops),
             Kind::Blk { .. } => return None,
         })
     }
@@ -262,7 +274,7 @@ mod tests {
         assert_eq!(select("pt-update").len(), 2);
         assert_eq!(select("tlb-miss/2m").len(), 1);
         assert!(select("nonsense").is_empty());
-        assert_eq!(names(), ["pt-update", "aspace", "ctxswitch", "pagefault", "tlb-miss", "hypercall", "blk"]);
+        assert_eq!(names(), ["pt-update", "aspace", "ctxswitch", "pagefault", "tlb-miss", "hypercall", "ring0", "blk"]);
     }
 
     #[test]

@@ -125,6 +125,37 @@ impl TaskMemory {
         ok & unmapped.release(w)
     }
 
+    /// The frame behind the user page at `va`, if the task may write it (demand-zero
+    /// pages are faulted in first). For pinning a buffer the task hands to a device:
+    /// only its own writable data pages qualify, never its code, never kernel memory.
+    pub fn user_writable_frame(&mut self, w: &mut PageTableWriter, va: GuestVirt) -> Option<PseudoFrame> {
+        if va >= USER_END {
+            return None;
+        }
+        let translated = self.space.translate(va).or_else(|| if self.serve_fault(w, va, 0) { self.space.translate(va) } else { None });
+        let (gpa, entry) = translated?;
+        entry.flags().contains(PteFlags::USER | PteFlags::WRITABLE).then_some(gpa.frame())
+    }
+
+    /// Copies `data` into this task's memory through its page tables; false if any byte
+    /// is not mapped writable for the user (demand-zero pages are faulted in first).
+    pub fn copy_to_user(&mut self, w: &mut PageTableWriter, address: GuestVirt, data: &[u8]) -> bool {
+        let mut done = 0usize;
+        while done < data.len() {
+            let Some(va) = address.checked_add(done as u64) else { return false };
+            let Some(frame) = self.user_writable_frame(w, va) else { return false };
+            let n = (PAGE_SIZE - va.page_offset()).min((data.len() - done) as u64) as usize;
+            let page_offset = va.page_offset() as usize;
+            // SAFETY: the page is mapped writable for the user in this task's space, so it
+            // is a frame the task owns; the task is stopped while the kernel runs on its
+            // behalf, and the slice is dropped before this loop goes on.
+            let page = unsafe { frames::bytes(frame) };
+            page[page_offset..page_offset + n].copy_from_slice(&data[done..done + n]);
+            done += n;
+        }
+        true
+    }
+
     /// Copies from this task's memory through its page tables; false if any byte is not
     /// mapped for the user (demand-zero pages are faulted in first).
     pub fn copy_from_user(&mut self, w: &mut PageTableWriter, address: GuestVirt, buf: &mut [u8]) -> bool {

@@ -10,8 +10,11 @@
 //!   records a region, and the first touch of each page faults and gets a zeroed frame.
 //!
 //! [`syscall`] is how a task asks the kernel for either, and [`reports`] is where the
-//! benchmark tasks leave their measurements for the kernel to print.
+//! benchmark tasks leave their measurements for the kernel to print. [`blk_io`] lets a
+//! task read the disk straight into its own frames (persistent grants, one system call
+//! per batch of requests).
 
+pub mod blk_io;
 pub mod demand_paging;
 pub mod programs;
 pub mod reports;

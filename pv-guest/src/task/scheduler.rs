@@ -140,6 +140,11 @@ pub fn with_address_space<R>(space: &mut AddressSpace, f: impl FnOnce(&mut Addre
 
 /// Creates a task running `program` with `args` in rdi and rsi; returns its slot.
 pub fn spawn(program: &UserProgram, args: [u64; 2]) -> Result<usize, MmuError> {
+    spawn_with(program, [args[0], args[1], 0])
+}
+
+/// [`spawn`] with a third argument, in rdx.
+pub fn spawn_with(program: &UserProgram, args: [u64; 3]) -> Result<usize, MmuError> {
     let mut guard = scheduler();
     let s = &mut *guard;
     let slot = s.tasks.iter().position(Option::is_none).ok_or(MmuError::NoTables)?;
@@ -164,6 +169,7 @@ pub fn spawn(program: &UserProgram, args: [u64; 2]) -> Result<usize, MmuError> {
         ss: u64::from(gdt::USER_DATA),
         rdi: args[0],
         rsi: args[1],
+        rdx: args[2],
         ..TrapFrame::ZERO
     };
     s.tasks[slot] = Some(Task { program: program.name, memory, context });
@@ -200,6 +206,11 @@ pub fn with_current_memory<R>(f: impl FnOnce(&mut TaskMemory, &mut PageTableWrit
     let s = &mut *guard;
     let task = s.tasks[s.current].as_mut()?;
     Some(f(&mut task.memory, &mut s.writer))
+}
+
+/// The slot of the running task (meaningful only while a task runs: in its traps).
+pub fn current_task() -> usize {
+    scheduler().current
 }
 
 /// Runs every task until all have ended; returns how each slot's task ended.
@@ -265,6 +276,11 @@ pub fn exit_current(frame: &mut TrapFrame, how: TaskExit) {
         let s = &mut *guard;
         let current = s.current;
         s.results[current] = Some(how);
+        // A buffer granted to the block device is let go (its requests drained, its
+        // grants revoked) before the frames can be freed below.
+        if super::blk_io::release(current) == Err(super::blk_io::BlkIoError::Io) {
+            println!("task {current}: the block device failed while its buffer was released");
+        }
         let Some(task) = s.tasks[current].take() else { return };
         // Leave its address space before freeing it.
         load_cr3(kernel_root());

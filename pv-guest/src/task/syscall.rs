@@ -10,6 +10,9 @@
 //! | 3 | unmap | address, length | 0 |
 //! | 4 | write | buffer, length (≤ 4096) | bytes written to the console |
 //! | 5 | bench_report | TSC cycles, checksum | 0 (`-ENOSPC` when the record is full); see `commands/bench/` |
+//! | 6 | blk_setup | buffer address, buffers (≤ 32), pages per buffer (≤ 16) | 0: the pages are granted to the block device until release; see `blk_io.rs` |
+//! | 7 | blk_io | request array, count (≤ 32), completion array | completions written (≥ 1 if any request is in flight) |
+//! | 8 | blk_release | — | 0: requests drained, grants revoked (also done at exit) |
 //!
 //! ## How a system call reaches the kernel, on every host
 //!
@@ -24,7 +27,7 @@ use pv_abi::addr::GuestVirt;
 
 use super::demand_paging::MapError;
 use super::scheduler::{self, TaskExit, USER_CODE_END};
-use super::reports;
+use super::{blk_io, reports};
 use crate::arch::trap_frame::TrapFrame;
 use crate::counters::{self, SYSCALLS};
 use crate::println;
@@ -41,6 +44,12 @@ pub const SYS_UNMAP: u64 = 3;
 pub const SYS_WRITE: u64 = 4;
 /// Hand a benchmark measurement to the kernel (see `crate::commands::bench`).
 pub const SYS_BENCH_REPORT: u64 = 5;
+/// Register a buffer for block I/O (see [`blk_io`]).
+pub const SYS_BLK_SETUP: u64 = 6;
+/// Submit a batch of block requests and reap completions.
+pub const SYS_BLK_IO: u64 = 7;
+/// Let go of the block buffer.
+pub const SYS_BLK_RELEASE: u64 = 8;
 
 /// Error results (negated errno values, as hypercalls use).
 const EINVAL: u64 = (-22i64) as u64;
@@ -48,6 +57,7 @@ const EFAULT: u64 = (-14i64) as u64;
 const ENOSYS: u64 = (-38i64) as u64;
 const ENOMEM: u64 = (-12i64) as u64;
 const ENOSPC: u64 = (-28i64) as u64;
+const EBUSY: u64 = (-16i64) as u64;
 
 /// Largest write one call may make.
 const WRITE_MAX: u64 = 4096;
@@ -70,6 +80,7 @@ pub fn handle(frame: &mut TrapFrame) {
                 Err(MapError::NoMemory) => ENOMEM,
             }
         }
+        SYS_UNMAP if blk_io::pins(scheduler::current_task(), GuestVirt::new(frame.rdi), frame.rsi) => frame.rax = EBUSY,
         SYS_UNMAP => {
             let (address, len) = (GuestVirt::new(frame.rdi), frame.rsi);
             let unmapped = scheduler::with_current_memory(|m, w| m.unmap_anonymous(w, address, len));
@@ -77,6 +88,17 @@ pub fn handle(frame: &mut TrapFrame) {
         }
         SYS_WRITE => frame.rax = write(GuestVirt::new(frame.rdi), frame.rsi),
         SYS_BENCH_REPORT => frame.rax = if reports::record(frame.rdi, frame.rsi).is_ok() { 0 } else { ENOSPC },
+        SYS_BLK_SETUP => {
+            let (task, start, buffers, pages) = (scheduler::current_task(), GuestVirt::new(frame.rdi), frame.rsi, frame.rdx);
+            let result = scheduler::with_current_memory(|m, w| blk_io::setup(task, m, w, start, buffers, pages));
+            frame.rax = result.unwrap_or(Err(blk_io::BlkIoError::NoDevice)).map_or_else(blk_io::BlkIoError::errno, |()| 0);
+        }
+        SYS_BLK_IO => {
+            let (task, submissions, count, completions) = (scheduler::current_task(), GuestVirt::new(frame.rdi), frame.rsi, GuestVirt::new(frame.rdx));
+            let result = scheduler::with_current_memory(|m, w| blk_io::io(task, m, w, submissions, count, completions));
+            frame.rax = result.unwrap_or(Err(blk_io::BlkIoError::NoDevice)).unwrap_or_else(blk_io::BlkIoError::errno);
+        }
+        SYS_BLK_RELEASE => frame.rax = blk_io::release(scheduler::current_task()).map_or_else(blk_io::BlkIoError::errno, |()| 0),
         _ => frame.rax = ENOSYS,
     }
 }
