@@ -121,6 +121,9 @@ pub struct BootInfo {
     pub pt_pool_free: u64,
     /// Guest-physical address of the PML4 the VMM built (the guest's first CR3).
     pub boot_page_table_root: u64,
+    /// The balloon device (`present` is 0 when hv serves no balloon, e.g. in a recorded
+    /// run); its target and floor are in its ring page (`device::balloon`).
+    pub balloon: DeviceInfo,
     /// The guest command line: the words after `hv run --`, each followed by one zero
     /// byte (so a word may contain spaces), UTF-8.
     pub cmdline: [u8; CMDLINE_MAX],
@@ -153,6 +156,7 @@ impl BootInfo {
             pt_pool_end: 0,
             pt_pool_free: 0,
             boot_page_table_root: 0,
+            balloon: DeviceInfo::ABSENT,
             cmdline: [0; CMDLINE_MAX],
         }
     }
@@ -285,9 +289,10 @@ mod tests {
         assert_eq!(offset_of!(BootInfo, pt_pool_end), 152);
         assert_eq!(offset_of!(BootInfo, pt_pool_free), 160);
         assert_eq!(offset_of!(BootInfo, boot_page_table_root), 168);
-        assert_eq!(offset_of!(BootInfo, cmdline), 176);
+        assert_eq!(offset_of!(BootInfo, balloon), 176);
+        assert_eq!(offset_of!(BootInfo, cmdline), 192);
         assert_eq!(core::mem::size_of::<DeviceInfo>(), 16);
-        assert_eq!(BOOT_INFO_SIZE, 176 + CMDLINE_MAX, "no trailing padding");
+        assert_eq!(BOOT_INFO_SIZE, 192 + CMDLINE_MAX, "no trailing padding");
     }
 
     fn sane() -> BootInfo {
