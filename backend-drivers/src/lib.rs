@@ -36,6 +36,7 @@
 //! | [`runner`] | the backend thread and the ring loop every device shares | know any one device |
 //! | [`console`] | the console backend and its check of the frontend's requests | send a control character to the terminal |
 //! | [`block`] | the block backend, its disk image and its check of the frontend's requests | move data before every grant of a request passed |
+//! | [`balloon`] | the balloon backend: its check of the frontend's batches, the set of frames the host holds, releasing their host memory | release a frame before every frame of its batch passed |
 //! | [`frame_port`] | what a network backend sees of the network: one port, frames in and out | block its caller |
 //! | [`fuzz_entry`] | the bodies of the fuzz targets on this crate's parsers (`fuzz/`, `tests/fuzz_corpus.rs`) | be used by the backends themselves |
 //!
@@ -46,7 +47,8 @@
 //!    mod.rs    the driver              mod.rs    the driver              request and response formats
 //!    check.rs  the frontend's          check.rs  the backend's
 //!              requests, checked                 responses, checked
-//!    (image.rs: block only, the disk image on the host)
+//!    (image.rs: block only, the disk image on the host;
+//!     release.rs and state.rs: balloon only, host memory and the set of frames held)
 //! ```
 //!
 //! `check.rs` is where every test of the peer's input lives, on both sides: here
@@ -100,6 +102,7 @@ pub mod grant_table;
 pub mod runner;
 pub mod console;
 pub mod block;
+pub mod balloon;
 pub mod frame_port;
 #[doc(hidden)]
 pub mod fuzz_entry;
