@@ -28,6 +28,7 @@
 //! | [`grant_table`] | the guest's grant entries: handing out and revoking | grant a frame it was not asked to |
 //! | [`console`] | the console frontend and its check of the backend's responses | lose or reorder text |
 //! | [`block`] | the block frontend, its requests in flight and its check of the backend's responses | keep a grant after its response |
+//! | [`balloon`] | the balloon frontend: batches of frames in flight, the control block's target and floor | choose frames (the kernel owns its allocator) or wait |
 //!
 //! ## One folder per device, mirrored across the split
 //!
@@ -66,6 +67,7 @@
 pub mod grant_table;
 pub mod console;
 pub mod block;
+pub mod balloon;
 
 /// Rings one device's doorbell: tells its backend "the ring has new requests".
 pub trait Doorbell {
