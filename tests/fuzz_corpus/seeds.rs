@@ -242,6 +242,7 @@ fn real_snapshot(stored_page: Option<u64>) -> Vec<u8> {
         disk: None,
         notify_always: false,
         guest_args: vec!["seed".into()],
+        balloon: None,
     };
     let path = std::env::temp_dir().join(format!("hv-seed-snapshot-{}-{}", std::process::id(), stored_page.unwrap_or(u64::MAX)));
     snapshot_file::write(&path, state, &ram).expect("writing a snapshot");

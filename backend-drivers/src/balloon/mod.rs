@@ -39,14 +39,39 @@ pub struct BalloonBackend {
     state: SharedBalloonState,
     host: HostMemory,
     ring_page: GuestPage,
+    rss: Option<RssProbe>,
+}
+
+/// Reads the process's resident memory (VmRSS in `/proc/self/status`) through a file
+/// opened before the backend's thread was confined: the thread then needs `pread`, not
+/// `open`.
+pub struct RssProbe {
+    file: std::fs::File,
+}
+
+impl RssProbe {
+    /// Opens `/proc/self/status` (call it before confining the thread that reads it).
+    pub fn open() -> std::io::Result<Self> {
+        Ok(RssProbe { file: std::fs::File::open("/proc/self/status")? })
+    }
+
+    /// VmRSS in KiB, if the kernel says.
+    pub fn resident_kib(&self) -> Option<u64> {
+        use std::os::unix::fs::FileExt;
+        let mut buf = [0u8; 4096];
+        let n = self.file.read_at(&mut buf, 0).ok()?;
+        let text = std::str::from_utf8(&buf[..n]).ok()?;
+        text.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    }
 }
 
 impl BalloonBackend {
     /// A backend for a guest laid out as `limits`, releasing memory of `host`, keeping
     /// its set and counters in `state` (empty for a new guest, a snapshot's for a
     /// restored one), and publishing the balloon's size in `ring_page`'s control block.
-    pub fn new(limits: BalloonLimits, state: SharedBalloonState, host: HostMemory, ring_page: GuestPage) -> Self {
-        let backend = BalloonBackend { limits, state, host, ring_page };
+    /// With `rss`, the counters also record hv's resident memory around inflations.
+    pub fn new(limits: BalloonLimits, state: SharedBalloonState, host: HostMemory, ring_page: GuestPage, rss: Option<RssProbe>) -> Self {
+        let backend = BalloonBackend { limits, state, host, ring_page, rss };
         let size = backend.lock().ballooned.len();
         backend.publish_size(size);
         backend
@@ -66,12 +91,22 @@ impl BalloonBackend {
     fn apply(&self, batch: &CheckedBatch, cx: &mut HandlerContext) -> BalloonStatus {
         let mut state = self.lock();
         let status = match batch.op {
-            BalloonOp::Inflate => match self.host.release(&batch.frames) {
+            BalloonOp::Inflate => {
+                let rss = |b: &Self| b.rss.as_ref().and_then(RssProbe::resident_kib).unwrap_or(0);
+                if !state.counters.inflating {
+                    state.counters.rss_before_kib = rss(self);
+                }
+                let started = std::time::Instant::now();
+                let released = self.host.release(&batch.frames);
+                state.counters.release_ns += started.elapsed().as_nanos() as u64;
+                match released {
                 Ok(_) => {
                     for &f in &batch.frames {
                         state.ballooned.insert(f);
                     }
                     state.counters.inflated += batch.frames.len() as u64;
+                    state.counters.inflating = true;
+                    state.counters.rss_after_kib = rss(self);
                     BalloonStatus::Ok
                 }
                 Err(e) => {
@@ -79,7 +114,8 @@ impl BalloonBackend {
                     record_refusal(cx, format!("inflate: host error: {e}"));
                     BalloonStatus::HostError
                 }
-            },
+                }
+            }
             BalloonOp::Deflate => {
                 let mut status = BalloonStatus::Ok;
                 for &f in &batch.frames {
@@ -91,6 +127,7 @@ impl BalloonBackend {
                     state.ballooned.remove(f);
                 }
                 state.counters.deflated += batch.frames.len() as u64;
+                state.counters.inflating = false;
                 status
             }
         };

@@ -86,6 +86,16 @@ pub struct BalloonCounters {
     pub refused: u64,
     /// Frames whose host memory could not be released (the host's own fault).
     pub release_errors: u64,
+    /// Nanoseconds spent in `madvise` releasing frames, in all.
+    pub release_ns: u64,
+    /// hv's resident memory (KiB) just before the current inflation's first release (an
+    /// inflation starts with the first inflate, or the first after a deflate); 0 if
+    /// unknown.
+    pub rss_before_kib: u64,
+    /// hv's resident memory (KiB) right after the latest inflate; 0 if unknown.
+    pub rss_after_kib: u64,
+    /// The latest accepted batch was an inflate (so the next one continues an inflation).
+    pub inflating: bool,
 }
 
 /// Everything the balloon keeps: which frames the host holds, and the counters.

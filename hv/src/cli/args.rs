@@ -398,6 +398,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "MIB", default_value_t = DEFAULT_MEM_MIB)]
     pub mem: u64,
 
+    /// The balloon's first target: MIB of RAM the guest should keep (it gives the rest
+    /// back to the host, down to the floor it announces). Without it the guest keeps all
+    /// of its RAM until `hv ctl PATH balloon MIB` asks otherwise. See docs/balloon.md.
+    #[arg(long, value_name = "MIB")]
+    pub balloon_target: Option<u64>,
+
     /// The trace: where, in which format, how long at most.
     #[command(flatten)]
     pub trace: TraceArgs,

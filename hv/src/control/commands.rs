@@ -197,6 +197,7 @@ fn stats(session: &Session, _: &Args, _: &mut Progress) -> Result<Reply, String>
         // The backend threads answer for themselves; the guest waits meanwhile (a few
         // microseconds: each thread replies between two requests).
         stats.devices = b.devices.stats_now();
+        stats.balloon = b.devices.balloon_report(b.kvm.ram());
         stats.finish(b.console.first_line_at());
         (stats, as_it_was(b))
     })?;

@@ -63,6 +63,10 @@ const DISK: &[i64] = &[
     libc::SYS_statx,
 ];
 
+/// The balloon backend: `pread` of `/proc/self/status`, opened before confinement, for
+/// the RSS figures (its `madvise` is in [`COMMON`]).
+const BALLOON: &[i64] = &[libc::SYS_pread64];
+
 /// The vCPU thread, which in `hv run` is also the main thread: its exits, a snapshot
 /// written from a control job (create, write, sync, rename a file), and what hv does
 /// after the guest stops (join the other threads, shut the control socket and remove its
@@ -155,6 +159,7 @@ pub(super) fn allowed(kind: ThreadKind) -> Vec<i64> {
         ThreadKind::Vcpu => &[VCPU],
         ThreadKind::ConsoleBackend => &[WAITS],
         ThreadKind::BlockBackend => &[WAITS, DISK],
+        ThreadKind::BalloonBackend => &[WAITS, BALLOON],
         // A client thread starts under the accept thread's filter and adds its own:
         // both apply, so the accept thread's list must hold the client's.
         ThreadKind::ControlAccept => &[WAITS, CONTROL_ACCEPT, CONTROL_CLIENT],
@@ -216,7 +221,7 @@ fn conditional(kind: ThreadKind) -> Result<Vec<(i64, Vec<SeccompRule>)>, seccomp
             rules.push((libc::SYS_ioctl, vec![SeccompRule::new(vec![kvm_only])?, SeccompRule::new(vec![fionbio])?]));
             rules.push(tgkill);
         }
-        ThreadKind::ConsoleBackend | ThreadKind::BlockBackend => {}
+        ThreadKind::ConsoleBackend | ThreadKind::BlockBackend | ThreadKind::BalloonBackend => {}
     }
     Ok(rules)
 }

@@ -48,6 +48,10 @@ pub enum ThreadKind {
     ConsoleBackend,
     /// The block backend: the console's needs plus reads, writes and flushes of the image.
     BlockBackend,
+    /// The balloon backend: the console's needs, and `pread` of `/proc/self/status` for
+    /// its RSS figures; its `madvise(MADV_DONTNEED)` is in every thread's list already
+    /// (the allocator returns memory with it).
+    BalloonBackend,
     /// The control socket's accept thread: takes clients, starts their threads.
     ControlAccept,
     /// One control-socket client's thread: reads requests, writes replies.
@@ -62,10 +66,11 @@ pub enum ThreadKind {
 
 impl ThreadKind {
     /// Every kind, in declaration order.
-    pub const ALL: [ThreadKind; 7] = [
+    pub const ALL: [ThreadKind; 8] = [
         ThreadKind::Vcpu,
         ThreadKind::ConsoleBackend,
         ThreadKind::BlockBackend,
+        ThreadKind::BalloonBackend,
         ThreadKind::ControlAccept,
         ThreadKind::ControlClient,
         ThreadKind::Watchdog,
@@ -78,6 +83,7 @@ impl ThreadKind {
             ThreadKind::Vcpu => "vcpu",
             ThreadKind::ConsoleBackend => "console backend",
             ThreadKind::BlockBackend => "block backend",
+            ThreadKind::BalloonBackend => "balloon backend",
             ThreadKind::ControlAccept => "control accept",
             ThreadKind::ControlClient => "control connection",
             ThreadKind::Watchdog => "watchdog",
