@@ -56,6 +56,7 @@ fn run_one<'a>(info: &BootInfo, mut words: impl Iterator<Item = &'a str>) -> u8 
         Some("balloon-status") => balloon::status(),
         Some("balloon-wait") => balloon::wait(info, words),
         Some("touch-mem") => balloon::touch_mem(words),
+        Some("balloon-hostile") => balloon::hostile(info),
         Some(other) => {
             println!("pv-guest: unknown command '{other}'");
             usage()

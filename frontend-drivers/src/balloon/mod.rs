@@ -182,6 +182,25 @@ impl<P: SharedPage + Clone, D: Doorbell> BalloonFront<P, D> {
         Ok(id)
     }
 
+    /// Queues a request exactly as given, unchecked: any operation, any count, any frame
+    /// numbers. Only for adversarial tests of the backend (the guest's `balloon-hostile`
+    /// command); its answer comes back through [`BalloonFront::poll`] as a batch of no
+    /// frames, so nothing the kernel owns moves.
+    pub fn submit_unchecked(&mut self, op: u8, count: u32, frames: &[u64]) -> Result<u64, BalloonError> {
+        let slot = self.in_flight.iter().position(Option::is_none).ok_or(BalloonError::RingFull)?;
+        if self.ring.free_slots() == 0 {
+            return Err(BalloonError::RingFull);
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut request = BalloonRequest::new(id, op, frames);
+        request.count = count;
+        let _ = self.ring.push_request(&request);
+        let kind = if op == BALLOON_OP_DEFLATE { BalloonOp::Deflate } else { BalloonOp::Inflate };
+        self.in_flight[slot] = Some(InFlight { id, op: kind, frames: [PseudoFrame::new(0); BALLOON_BATCH], count: 0 });
+        Ok(id)
+    }
+
     /// Publishes queued batches (re-arming the upcall for answers first) and rings the
     /// doorbell if the backend asked for it.
     pub fn kick(&mut self) {
