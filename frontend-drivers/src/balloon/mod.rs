@@ -210,6 +210,14 @@ impl<P: SharedPage + Clone, D: Doorbell> BalloonFront<P, D> {
         }
     }
 
+    /// Asks for an upcall at the next answer (the ring's `rsp_event`), then looks once
+    /// more: true if answers are already waiting (take them before sleeping). A caller
+    /// that took answers without sending anything must call this before it sleeps, or the
+    /// answers still to come would arrive without waking it.
+    pub fn arm_for_answers(&mut self) -> bool {
+        self.ring.final_check_for_responses()
+    }
+
     /// Takes one answer if there is one, with its batch's frames.
     pub fn poll(&mut self) -> Result<Option<Completed>, BalloonError> {
         let Some(response) = self.ring.take_response()? else {

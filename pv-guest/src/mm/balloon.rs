@@ -252,6 +252,21 @@ pub fn service() {
     let mut guard = drivers::balloon();
     let Some(front) = guard.as_mut() else { return };
     let mut d = DRIVER.borrow_mut();
+    // Bounded: each round takes answers or sends batches; a backend that keeps answering
+    // cannot hold the kernel here for more than this many rounds.
+    for _ in 0..MAX_ROUNDS_PER_SERVICE {
+        if !serve_once(front, &mut d) {
+            return;
+        }
+    }
+}
+
+/// Rounds one [`service`] call makes at most.
+const MAX_ROUNDS_PER_SERVICE: u32 = 64;
+
+/// One round: answers, then new batches; re-arms the upcall for the answers still to
+/// come. True if answers arrived meanwhile (another round is worth it).
+fn serve_once(front: &mut drivers::Balloon, d: &mut Driver) -> bool {
     // Answers first: they free ring slots and may change what is left to do.
     loop {
         match front.poll() {
@@ -259,7 +274,7 @@ pub fn service() {
             Ok(None) => break,
             // A backend that corrupts the ring or answers nonsense: stop using the
             // balloon for this call; the frames in flight stay out of the allocator.
-            Err(_) => return,
+            Err(_) => return false,
         }
     }
     let wanted = d.wanted(front.target_pages());
@@ -330,8 +345,10 @@ pub fn service() {
         }
     }
     if sent {
+        // Publishing re-arms the upcall for the answers first.
         front.kick();
     }
+    front.in_flight() > 0 && front.arm_for_answers()
 }
 
 /// The balloon as it stands (`None` without a balloon device).

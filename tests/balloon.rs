@@ -1,0 +1,159 @@
+//! The balloon, end to end: a real `hv run` whose guest makes its free memory resident,
+//! then gives 32 MiB back when `hv ctl PATH balloon 32` asks, and takes it again when
+//! the target goes back up. The figures are hv's own resident memory, read from
+//! `/proc/PID/status` of the hv process, before and after. And the hostile batches a
+//! guest can send (`balloon-hostile` in the guest) are refused, each with a trace event,
+//! while the guest goes on.
+
+mod common;
+
+#[path = "control/running_hv.rs"]
+#[allow(dead_code)] // the control tests use the rest
+mod running_hv;
+
+use std::time::{Duration, Instant};
+
+use running_hv::RunningHv;
+
+/// VmRSS of process `pid`, in KiB.
+fn resident_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/PID/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("a VmRSS line")
+}
+
+/// Waits until the guest has printed a line containing `text`; returns it.
+fn wait_for_line(hv: &RunningHv, text: &str) -> String {
+    let start = Instant::now();
+    loop {
+        if let Some(line) = hv.lines().into_iter().find(|l| l.contains(text)) {
+            return line;
+        }
+        assert!(start.elapsed() < Duration::from_secs(120), "no line with {text:?}; the guest printed {:?}", hv.lines());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A field `name N KiB` of a `balloon:` status line.
+fn kib_field(line: &str, name: &str) -> u64 {
+    let at = line.find(&format!("{name} ")).unwrap_or_else(|| panic!("no {name:?} in {line:?}"));
+    line[at + name.len() + 1..].split_whitespace().next().and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("no number after {name:?} in {line:?}"))
+}
+
+fn inflate_then_deflate(mode: &str) {
+    // 64 MiB of RAM, about 58 MiB of it free: 48 MiB made resident, then a target of 32
+    // MiB (a balloon of 32 MiB), then back to 64 (an empty balloon), then 48 MiB again,
+    // which fits only if the 32 MiB really came back.
+    let guest = ["touch-mem", "48", ";", "balloon-wait", "32", "60", ";", "balloon-wait", "64", "60", ";", "touch-mem", "48", ";", "balloon-status"];
+    let hv = RunningHv::start(&["--mmu", mode, "--mem", "64", "--stats"], &guest);
+    wait_for_line(&hv, "touch-mem: 48 MiB touched");
+    let before = resident_kib(hv.pid());
+
+    let started = Instant::now();
+    let reply = hv.request(r#"{"v":1,"cmd":"balloon","mib":32}"#);
+    assert_eq!(reply["ok"], true, "{reply}");
+    let inflated = wait_for_line(&hv, "balloon: target 32768 KiB");
+    let took = started.elapsed();
+    let after = resident_kib(hv.pid());
+    assert_eq!(kib_field(&inflated, "current"), 32 << 10, "{inflated}");
+    assert_eq!(kib_field(&inflated, "host"), 32 << 10, "hv holds what the guest gave: {inflated}");
+    let dropped_mib = before.saturating_sub(after) as f64 / 1024.0;
+    println!(
+        "balloon ({mode}): RSS {:.1} MiB -> {:.1} MiB: {dropped_mib:.1} MiB released for a 32 MiB inflate in {:.0} ms (target set to guest settled: {:.0} MiB/s)",
+        before as f64 / 1024.0,
+        after as f64 / 1024.0,
+        took.as_secs_f64() * 1e3,
+        32.0 / took.as_secs_f64()
+    );
+    assert!(before >= after + (24 << 10), "hv's RSS fell from {before} KiB to {after} KiB: less than 24 MiB");
+
+    let reply = hv.request(r#"{"v":1,"cmd":"balloon","mib":64}"#);
+    assert_eq!(reply["ok"], true, "{reply}");
+    let deflated = wait_for_line(&hv, "balloon: target 65536 KiB");
+    assert_eq!(kib_field(&deflated, "current"), 0, "{deflated}");
+    assert_eq!(kib_field(&deflated, "taken back"), 32 << 10, "{deflated}");
+    assert!(deflated.contains("not zero 0,"), "every frame taken back reads as zeros: {deflated}");
+    let ended = hv.finish();
+    assert_eq!(ended.code, 0, "the guest ends well\n{:?}\n{}", ended.stdout, ended.stderr);
+    let touched = ended.stdout.iter().filter(|l| l.contains("touch-mem: 48 MiB touched")).count();
+    assert_eq!(touched, 2, "48 MiB fit again once the balloon deflated: {:?}", ended.stdout);
+    assert!(ended.stderr.contains("balloon: target 64.0 MiB of 64.0 MiB") && ended.stderr.contains("frames given 8192, taken back 8192"), "--stats: {}", ended.stderr);
+}
+
+#[test]
+fn an_inflate_of_32_mib_lowers_hvs_rss_and_a_deflate_gives_the_memory_back() {
+    require_kvm!();
+    inflate_then_deflate("ept");
+}
+
+#[test]
+fn an_inflate_in_shadow_mode_releases_the_frames_the_guest_gave() {
+    require_kvm!();
+    inflate_then_deflate("shadow");
+}
+
+#[test]
+fn a_target_at_boot_inflates_before_the_first_command() {
+    require_kvm!();
+    let out = common::hv(&["run", "--stats", "--balloon-target", "40", "--", "balloon-wait", "40", "30"]);
+    out.expect_code(0);
+    out.expect(out.stdout.contains("balloon: target 40960 KiB") && out.stdout.contains("current 24576 KiB, host 24576 KiB"), "a 24 MiB balloon");
+    out.expect(out.stderr.contains("frames given 6144"), "--stats counts the frames given");
+}
+
+#[test]
+fn a_target_below_the_floor_stops_at_the_floor() {
+    require_kvm!();
+    let out = common::hv(&["run", "--balloon-target", "0", "--", "balloon-wait", "0", "30"]);
+    out.expect_code(0);
+    let line = out.stdout.lines().find(|l| l.starts_with("balloon: target")).unwrap_or_default().to_string();
+    let (floor, current) = (kib_field(&line, "floor"), kib_field(&line, "current"));
+    out.expect(floor > 0 && current + floor == 64 << 10, "the guest keeps exactly its floor");
+}
+
+#[test]
+fn hostile_balloon_batches_are_refused_with_a_trace_event_and_the_guest_goes_on() {
+    require_kvm!();
+    for mode in ["ept", "shadow"] {
+        let trace = common::temp_path("balloon-hostile.trace");
+        let trace_arg = trace.display().to_string();
+        let out = common::hv(&["run", "--mmu", mode, "--trace", &trace_arg, "--", "balloon-hostile", ";", "touch-mem", "8", ";", "balloon-status"]);
+        out.expect_code(0);
+        for case in ["double return", "outside RAM", "page-table pool", "reserved area", "kernel frame", "deflate never given", "huge count", "zero count", "unknown operation"] {
+            out.expect(out.stdout.contains(&format!("balloon-hostile: {case}: ")) && !out.stdout.contains("WRONG"), case);
+        }
+        out.expect(out.stdout.contains("9 of 9 refused as they should, 0 wrong"), "all refused");
+        out.expect(out.stdout.contains("touch-mem: 8 MiB touched"), "the guest goes on");
+        let text = std::fs::read_to_string(&trace).expect("the trace");
+        let _ = std::fs::remove_file(&trace);
+        for reason in ["already-ballooned", "outside-ram", "page-table-pool", "reserved-area", "kernel-image", "not-ballooned", "bad-request"] {
+            out.expect(text.lines().any(|l| l.contains("balloon") && l.contains("REFUSED") && l.contains(reason)), &format!("a trace event for {reason}"));
+        }
+    }
+}
+
+#[test]
+fn hostile_balloon_targets_over_the_ram_are_refused_by_hv_ctl() {
+    require_kvm!();
+    let hv = RunningHv::start(&[], &["count", "300", "20"]);
+    let reply = hv.request(r#"{"v":1,"cmd":"balloon","mib":100000}"#);
+    assert_eq!(reply["ok"], false, "{reply}");
+    let reply = hv.request(r#"{"v":1,"cmd":"balloon","mib":-1}"#);
+    assert_eq!(reply["ok"], false, "{reply}");
+    // The guest runs on: a target it can meet, met while it counts.
+    let reply = hv.request(r#"{"v":1,"cmd":"balloon","mib":48}"#);
+    assert_eq!(reply["ok"], true, "{reply}");
+    let start = Instant::now();
+    loop {
+        let stats = hv.request(r#"{"v":1,"cmd":"stats"}"#);
+        if stats["stats"]["balloon"]["ballooned_pages"] == 4096 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "the balloon did not reach 16 MiB while the guest counted: {stats}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(hv);
+}
