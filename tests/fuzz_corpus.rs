@@ -29,6 +29,7 @@ const TARGETS: &[Target] = &[
     ("control_request", hv::fuzz_entry::control_request),
     ("block_request", backend_drivers::fuzz_entry::block_request),
     ("console_request", backend_drivers::fuzz_entry::console_request),
+    ("balloon_request", backend_drivers::fuzz_entry::balloon_request),
     ("ring_back", backend_drivers::fuzz_entry::ring_back),
     ("shadow_mmu", shadow_mmu::fuzz_entry::shadow_sequence),
 ];
@@ -133,6 +134,11 @@ fn hostile_fuzz_corpus_block_request() {
 #[test]
 fn hostile_fuzz_corpus_console_request() {
     replay("console_request");
+}
+
+#[test]
+fn hostile_fuzz_corpus_balloon_request() {
+    replay("balloon_request");
 }
 
 #[test]

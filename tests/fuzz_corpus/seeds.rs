@@ -33,6 +33,9 @@ pub fn all() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     for (name, bytes) in console_request() {
         out.push(("console_request", name, bytes));
     }
+    for (name, bytes) in balloon_request() {
+        out.push(("balloon_request", name, bytes));
+    }
     for (name, bytes) in ring_back() {
         out.push(("ring_back", name, bytes));
     }
@@ -367,6 +370,28 @@ fn console_request() -> Vec<(&'static str, Vec<u8>)> {
         ("hostile-terminal-escapes", [console(1, b"\x1b]0;title\x07\x1b[2J", None), console(2, "\u{9b}2J\u{202e}".as_bytes(), None), console(3, b"ok\rhv: forged\n", None)].concat()),
         ("hostile-length-past-the-slot", [console(1, b"x", Some(CONSOLE_CHUNK as u32 + 1)), console(2, b"y", Some(u32::MAX))].concat()),
         ("hostile-invalid-utf8", console(1, b"\xff\xfe\xc3(\xe2\x82", None)),
+    ]
+}
+
+fn balloon(op: u8, frames: &[u64], count: Option<u32>) -> Vec<u8> {
+    use pv_abi::device::balloon::BalloonRequest;
+    let mut request = BalloonRequest::new(1, op, frames);
+    if let Some(count) = count {
+        request.count = count;
+    }
+    let mut bytes = vec![0u8; BalloonRequest::SIZE];
+    request.encode(&mut bytes);
+    bytes
+}
+
+fn balloon_request() -> Vec<(&'static str, Vec<u8>)> {
+    use pv_abi::device::balloon::{BALLOON_OP_DEFLATE as DEFLATE, BALLOON_OP_INFLATE as INFLATE};
+    vec![
+        ("inflate-then-deflate", [balloon(INFLATE, &[3, 4, 5, 20], None), balloon(DEFLATE, &[4, 20], None), balloon(INFLATE, &[4], None)].concat()),
+        ("hostile-double-return", [balloon(INFLATE, &[30], None), balloon(INFLATE, &[30], None), balloon(INFLATE, &[31, 31], None)].concat()),
+        ("hostile-frames-not-the-guests", [balloon(INFLATE, &[0], None), balloon(INFLATE, &[9], None), balloon(INFLATE, &[60], None), balloon(INFLATE, &[64], None), balloon(INFLATE, &[u64::MAX], None)].concat()),
+        ("hostile-deflate-never-given", balloon(DEFLATE, &[40, 41], None)),
+        ("hostile-counts-and-ops", [balloon(INFLATE, &[40], Some(0)), balloon(INFLATE, &[40], Some(31)), balloon(INFLATE, &[40], Some(u32::MAX)), balloon(0, &[40], None), balloon(255, &[40], None)].concat()),
     ]
 }
 
