@@ -76,7 +76,8 @@
 //! - Owns: the backend threads, their rings' back ends, and the host resources (the
 //!   disk image, hv's standard output).
 //! - Must never: touch guest memory except its ring page, its pending flag and frames
-//!   that [`grant_table::GrantTable`] has just checked; trust any value read from
+//!   that [`grant_table::GrantTable`] has just checked (the balloon: frames its own
+//!   check has just accepted, which it only releases or zeroes, never reads for meaning); trust any value read from
 //!   shared memory before copying and checking it; panic or loop forever on anything a
 //!   guest writes.
 //! - Data enters through the ring and granted frames; leaves through responses,

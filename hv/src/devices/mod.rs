@@ -1,7 +1,8 @@
 //! Wiring the split-driver devices into KVM, so that guest and backends can wake each
 //! other without hv's vCPU loop taking part.
 //!
-//! One file per device holds what is particular to it ([`console`], [`block`]); this
+//! One file per device holds what is particular to it ([`console`], [`block`],
+//! [`balloon`]); this
 //! file is what every device shares. For each device ([`Devices::attach`]):
 //! - a **doorbell**: an eventfd registered with KVM_IOEVENTFD on the device's port.
 //!   When the guest writes the port, KVM signals the eventfd and resumes the guest at
