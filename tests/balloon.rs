@@ -157,3 +157,77 @@ fn hostile_balloon_targets_over_the_ram_are_refused_by_hv_ctl() {
     }
     drop(hv);
 }
+
+/// Polls `hv ctl stats` until `done` holds for its balloon figures.
+fn wait_for_balloon(hv: &RunningHv, what: &str, done: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let start = Instant::now();
+    loop {
+        let stats = hv.request(r#"{"v":1,"cmd":"stats"}"#);
+        let balloon = stats["stats"]["balloon"].clone();
+        if done(&balloon) {
+            return balloon;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "{what}: the balloon stands at {balloon}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_snapshot_leaves_the_ballooned_frames_out_and_the_restored_guest_takes_them_back() {
+    require_kvm!();
+    // 48 MiB made resident, then a 48 MiB balloon (target 16 MiB), then a snapshot while
+    // the guest counts; the restored guest is given all its RAM back and deflates.
+    let guest = ["touch-mem", "48", ";", "balloon-wait", "16", "60", ";", "count", "150", "20", ";", "balloon-status"];
+    let hv = RunningHv::start(&["--mem", "64"], &guest);
+    wait_for_line(&hv, "touch-mem: 48 MiB touched");
+    assert_eq!(hv.request(r#"{"v":1,"cmd":"balloon","mib":16}"#)["ok"], true);
+    wait_for_line(&hv, "balloon: target 16384 KiB");
+    wait_for_line(&hv, "count: 1");
+    let file = common::temp_path("balloon.snap");
+    let reply = hv.request(&format!(r#"{{"v":1,"cmd":"snapshot","file":"{}","stop":true}}"#, file.display()));
+    assert_eq!(reply["ok"], true, "{reply}");
+    let stored_mib = reply["pages_stored"].as_u64().unwrap() as f64 * 4096.0 / f64::from(1 << 20);
+    println!("snapshot of a guest with a 48 MiB balloon (48 MiB touched before): {stored_mib:.1} MiB stored");
+    assert!(stored_mib < 16.0, "the balloon's 48 MiB are not saved: {stored_mib:.1} MiB stored");
+    let ended = hv.finish();
+    assert_eq!(ended.code, 0, "{}", ended.stderr);
+
+    let restored = RunningHv::restore(&file);
+    let balloon = wait_for_balloon(&restored, "restored", |b| b["ballooned_pages"] == 12288);
+    assert_eq!(balloon["target_pages"], 4096, "the target came back with RAM: {balloon}");
+    assert!(balloon["floor_pages"].as_u64().unwrap() > 0, "so did the floor: {balloon}");
+    assert_eq!(restored.request(r#"{"v":1,"cmd":"balloon","mib":64}"#)["ok"], true);
+    wait_for_balloon(&restored, "deflated after the restore", |b| b["ballooned_pages"] == 0 && b["deflated"] == 12288);
+    let ended = restored.finish();
+    let _ = std::fs::remove_file(&file);
+    assert_eq!(ended.code, 0, "{}", ended.stderr);
+    let status = ended.stdout.iter().find(|l| l.starts_with("balloon: target")).cloned().unwrap_or_default();
+    assert_eq!(kib_field(&status, "taken back"), 48 << 10, "{status}");
+    assert!(status.contains("not zero 0,") && status.contains("lost 0"), "frames from file-backed RAM read as zeros once taken back: {status}");
+}
+
+#[test]
+fn ram_mapped_from_a_snapshot_file_shrinks_hvs_rss_too() {
+    require_kvm!();
+    // After `hv restore`, RAM is a private mapping of the snapshot file: MADV_DONTNEED
+    // drops this process's copies of the pages, so hv's RSS falls just the same.
+    let guest = ["touch-mem", "48", ";", "count", "50", "20", ";", "touch-mem", "48", ";", "balloon-wait", "32", "60"];
+    let hv = RunningHv::start(&["--mem", "64"], &guest);
+    wait_for_line(&hv, "count: 1");
+    let file = common::temp_path("balloon-file-backed.snap");
+    let reply = hv.request(&format!(r#"{{"v":1,"cmd":"snapshot","file":"{}","stop":true}}"#, file.display()));
+    assert_eq!(reply["ok"], true, "{reply}");
+    assert_eq!(hv.finish().code, 0);
+
+    let restored = RunningHv::restore(&file);
+    wait_for_line(&restored, "touch-mem: 48 MiB touched");
+    let before = resident_kib(restored.pid());
+    assert_eq!(restored.request(r#"{"v":1,"cmd":"balloon","mib":32}"#)["ok"], true);
+    wait_for_line(&restored, "balloon: target 32768 KiB");
+    let after = resident_kib(restored.pid());
+    let ended = restored.finish();
+    let _ = std::fs::remove_file(&file);
+    assert_eq!(ended.code, 0, "{}", ended.stderr);
+    println!("balloon (file-backed RAM after a restore): RSS {:.1} MiB -> {:.1} MiB", before as f64 / 1024.0, after as f64 / 1024.0);
+    assert!(before >= after + (24 << 10), "hv's RSS fell from {before} KiB to {after} KiB: less than 24 MiB");
+}
