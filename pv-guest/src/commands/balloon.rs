@@ -101,7 +101,7 @@ pub fn touch_mem<'a>(mut words: impl Iterator<Item = &'a str>) -> u8 {
         chain = (link != 0).then_some(pv_abi::addr::PseudoFrame::new(link));
     }
     if taken < pages {
-        println!("touch-mem: only {} of {mib} MiB free", taken * PAGE_SIZE >> 20);
+        println!("touch-mem: only {} of {mib} MiB free", (taken * PAGE_SIZE) >> 20);
         return 1;
     }
     println!("touch-mem: {mib} MiB touched");

@@ -149,7 +149,11 @@ impl Driver {
             // SAFETY (for every list_word access in this impl): list pages are frames
             // this driver took from the allocator and owns, guest RAM in the direct map
             // that no Rust object lives in.
-            Some(top) => (unsafe { *list_word(top, 1) }) >= ENTRIES_PER_PAGE,
+            Some(top) => {
+                // SAFETY: see above.
+                let count = unsafe { *list_word(top, 1) };
+                count >= ENTRIES_PER_PAGE
+            }
             None => true,
         };
         if full {
