@@ -231,6 +231,7 @@ pub fn raise_upcall(machine: &KvmVm) -> Result<(), kvm_ioctls::Error> {
 
 impl Devices {
     /// Creates the console (and, with `disk`, the block device) and their backends.
+    #[allow(clippy::too_many_arguments)]
     pub fn attach(
         machine: &KvmVm,
         console_out: ConsoleOutput,
