@@ -230,7 +230,8 @@ pub fn raise_upcall(machine: &KvmVm) -> Result<(), kvm_ioctls::Error> {
 }
 
 impl Devices {
-    /// Creates the console (and, with `disk`, the block device) and their backends.
+    /// Creates the console (with `disk`, the block device; with `balloon`, the balloon)
+    /// and their backends.
     #[allow(clippy::too_many_arguments)]
     pub fn attach(
         machine: &KvmVm,
