@@ -231,3 +231,23 @@ fn ram_mapped_from_a_snapshot_file_shrinks_hvs_rss_too() {
     println!("balloon (file-backed RAM after a restore): RSS {:.1} MiB -> {:.1} MiB", before as f64 / 1024.0, after as f64 / 1024.0);
     assert!(before >= after + (24 << 10), "hv's RSS fell from {before} KiB to {after} KiB: less than 24 MiB");
 }
+
+#[test]
+fn a_migrated_guest_keeps_its_balloon() {
+    require_kvm!();
+    // The source inflates 24 MiB, then migrates while the guest counts; on the
+    // destination hv's backend must hold the same frames (it publishes its size in the
+    // control block from the state it received) and the guest's list must agree.
+    let mut destination = common::background::Background::start(&["run", "--incoming", "127.0.0.1:0", "--stats"]);
+    let target = format!("127.0.0.1:{}", destination.listening_port());
+    let source = common::hv(&[
+        "run", "--balloon-target", "40", "--migrate-to", &target, "--migrate-after", "1.5", "--",
+        "balloon-wait", "40", "30", ";", "count", "150", "20", ";", "balloon-status",
+    ]);
+    let destination = destination.finish();
+    source.expect(source.stderr.contains("migrated to 127.0.0.1:"), "the guest migrated");
+    destination.expect_code(0);
+    let line = destination.stdout.lines().filter(|l| l.starts_with("balloon: target")).last().unwrap_or_default().to_string();
+    destination.expect(kib_field(&line, "current") == 24 << 10 && kib_field(&line, "host") == 24 << 10, "the destination's backend holds the 24 MiB the guest gave");
+    destination.expect(destination.stderr.contains("held 24.0 MiB"), "and says so in --stats");
+}
