@@ -47,7 +47,7 @@ fn inflate_then_deflate(mode: &str) {
     // 64 MiB of RAM, about 58 MiB of it free: 48 MiB made resident, then a target of 32
     // MiB (a balloon of 32 MiB), then back to 64 (an empty balloon), then 48 MiB again,
     // which fits only if the 32 MiB really came back.
-    let guest = ["touch-mem", "48", ";", "balloon-wait", "32", "60", ";", "balloon-wait", "64", "60", ";", "touch-mem", "48", ";", "balloon-status"];
+    let guest = ["touch-mem", "48", ";", "balloon-wait", "32", "60", ";", "balloon-wait", "48", "60", ";", "balloon-wait", "64", "60", ";", "touch-mem", "48", ";", "balloon-status"];
     let hv = RunningHv::start(&["--mmu", mode, "--mem", "64", "--stats"], &guest);
     wait_for_line(&hv, "touch-mem: 48 MiB touched");
     let before = resident_kib(hv.pid());
@@ -69,6 +69,12 @@ fn inflate_then_deflate(mode: &str) {
         32.0 / took.as_secs_f64()
     );
     assert!(before >= after + (24 << 10), "hv's RSS fell from {before} KiB to {after} KiB: less than 24 MiB");
+
+    // Part of it back: exactly 16 MiB taken back, 16 MiB still given.
+    let reply = hv.request(r#"{"v":1,"cmd":"balloon","mib":48}"#);
+    assert_eq!(reply["ok"], true, "{reply}");
+    let partly = wait_for_line(&hv, "balloon: target 49152 KiB");
+    assert_eq!((kib_field(&partly, "current"), kib_field(&partly, "host"), kib_field(&partly, "taken back")), (16 << 10, 16 << 10, 16 << 10), "{partly}");
 
     let reply = hv.request(r#"{"v":1,"cmd":"balloon","mib":64}"#);
     assert_eq!(reply["ok"], true, "{reply}");
@@ -211,7 +217,8 @@ fn ram_mapped_from_a_snapshot_file_shrinks_hvs_rss_too() {
     require_kvm!();
     // After `hv restore`, RAM is a private mapping of the snapshot file: MADV_DONTNEED
     // drops this process's copies of the pages, so hv's RSS falls just the same.
-    let guest = ["touch-mem", "48", ";", "count", "50", "20", ";", "touch-mem", "48", ";", "balloon-wait", "32", "60"];
+    // (The last `count` keeps hv alive while the test reads its RSS.)
+    let guest = ["touch-mem", "48", ";", "count", "50", "20", ";", "touch-mem", "48", ";", "balloon-wait", "32", "60", ";", "count", "100", "20"];
     let hv = RunningHv::start(&["--mem", "64"], &guest);
     wait_for_line(&hv, "count: 1");
     let file = common::temp_path("balloon-file-backed.snap");

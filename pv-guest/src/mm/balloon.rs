@@ -72,8 +72,8 @@ struct Driver {
     not_zero: u64,
     /// Frames taken back, in all.
     taken_back: u64,
-    /// Times the allocator had no frame for an inflate.
-    short: u64,
+    /// The allocator had no frame for the latest inflate (cleared by a full batch).
+    short: bool,
 }
 
 static DRIVER: VcpuCell<Driver> = VcpuCell::new(Driver {
@@ -88,7 +88,7 @@ static DRIVER: VcpuCell<Driver> = VcpuCell::new(Driver {
     lost: 0,
     not_zero: 0,
     taken_back: 0,
-    short: 0,
+    short: false,
 });
 
 /// What `balloon-status` shows.
@@ -138,9 +138,10 @@ impl Driver {
         self.mem_pages.saturating_sub(target_pages.max(self.floor_pages))
     }
 
-    /// Frames the balloon will hold once every batch in flight is answered as sent.
+    /// Frames the balloon will hold once every batch in flight is answered as sent
+    /// (frames being taken back are off the list already).
     fn committed(&self) -> u64 {
-        self.listed + self.inflating - self.deflating
+        self.listed + self.inflating
     }
 
     /// Puts an accepted frame on the list (room is guaranteed by the spare page).
@@ -291,7 +292,7 @@ fn serve_once(front: &mut drivers::Balloon, d: &mut Driver) -> bool {
                 match frames::alloc() {
                     Some(page) => d.spare = Some(page),
                     None => {
-                        d.short += 1;
+                        d.short = true;
                         break;
                     }
                 }
@@ -305,10 +306,13 @@ fn serve_once(front: &mut drivers::Balloon, d: &mut Driver) -> bool {
                         n += 1;
                     }
                     None => {
-                        d.short += 1;
+                        d.short = true;
                         break;
                     }
                 }
+            }
+            if n == want {
+                d.short = false;
             }
             if n == 0 {
                 break;
@@ -364,7 +368,7 @@ pub fn status() -> Option<Status> {
     let idle = d.inflating == 0 && d.deflating == 0;
     // Settled: the list is as large as wanted, or it is smaller but the allocator ran
     // dry (nothing more can be given).
-    let settled = idle && (d.listed == wanted || (d.listed < wanted && d.short > 0));
+    let settled = idle && (d.listed == wanted || (d.listed < wanted && d.short));
     Some(Status {
         target_pages: front.target_pages(),
         floor_pages: d.floor_pages,
