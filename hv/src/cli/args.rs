@@ -286,13 +286,19 @@ quoted ';' word, e.g. `-- blk-fill 0 8 7 ';' count 5`: they run in order until o
   checksum-loop MIB STEPS [MS_PER_STEP]
                           STEPS steps over a MIB buffer (and the disk, with --disk), MS_PER_STEP
                           apart (default 10); prints a result a migration must not change
+  touch-mem MIB           take MIB of free frames, write each, give them back (resident memory)
+  balloon-wait [MIB [SECONDS]]
+                          serve the balloon until hv's target is MIB and met (default 30 s at most)
+  balloon-status          the balloon: target, floor, size as the guest and hv count it
+  balloon-hostile         send the balloon backend batches it must refuse; each is refused
 
 Examples:
   hv run
   hv run --stats -- selftest
   hv run --mmu shadow --stats -- selftest
   hv run --trace boot.trace -- echo hello
-  hv run --control /tmp/hv.sock -- count 1000   (then: hv ctl /tmp/hv.sock pause)";
+  hv run --control /tmp/hv.sock -- count 1000   (then: hv ctl /tmp/hv.sock pause)
+  hv run --balloon-target 32 --stats -- balloon-wait 32   (see docs/balloon.md)";
 
 const REPLAY_HELP: &str = "\
 Examples:
