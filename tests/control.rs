@@ -224,7 +224,7 @@ fn hv_ctl_says_what_went_wrong() {
     out.expect(out.stderr.contains("no control socket at"), "names the missing socket");
     let out = common::hv(&["ctl", missing.to_str().unwrap(), "paws"]);
     out.expect_code(1);
-    out.expect(out.stderr.contains("unknown command 'paws' (known: pause, resume, status, stats, snapshot, migrate)"), "names the commands");
+    out.expect(out.stderr.contains("unknown command 'paws' (known: pause, resume, status, stats, snapshot, migrate, balloon)"), "names the commands");
     let out = common::hv(&["ctl", missing.to_str().unwrap(), "status", "now"]);
     out.expect_code(1);
     out.expect(out.stderr.contains("'status' takes no more words (got 'now')"), "refuses extra words");

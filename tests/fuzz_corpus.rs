@@ -30,6 +30,7 @@ const TARGETS: &[Target] = &[
     ("block_request", backend_drivers::fuzz_entry::block_request),
     ("console_request", backend_drivers::fuzz_entry::console_request),
     ("net_request", backend_drivers::fuzz_entry::net_request),
+    ("balloon_request", backend_drivers::fuzz_entry::balloon_request),
     ("ring_back", backend_drivers::fuzz_entry::ring_back),
     ("shadow_mmu", shadow_mmu::fuzz_entry::shadow_sequence),
 ];
@@ -139,6 +140,11 @@ fn hostile_fuzz_corpus_console_request() {
 #[test]
 fn hostile_fuzz_corpus_net_request() {
     replay("net_request");
+}
+
+#[test]
+fn hostile_fuzz_corpus_balloon_request() {
+    replay("balloon_request");
 }
 
 #[test]

@@ -110,9 +110,9 @@ fn every_thread_of_a_running_hv_is_in_seccomp_filter_mode() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start hv");
-    // Every kind of thread: main (the vCPU), both backends, the watchdog, the control
+    // Every kind of thread: main (the vCPU), the three backends, the watchdog, the control
     // socket's accept thread and, once a client connects, its connection thread.
-    let expected = ["hv", "console-backend", "blk-backend", "hv-watchdog", "hv-control", "hv-control-clie"];
+    let expected = ["hv", "console-backend", "blk-backend", "balloon-backend", "hv-watchdog", "hv-control", "hv-control-clie"];
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut client = None;
     let mut seen = Vec::new();

@@ -151,10 +151,10 @@ fn hostile_snapshot_files_are_refused_with_a_one_line_error() {
         ("extended", Box::new(|b: &mut Vec<u8>| b.extend_from_slice(&[0; 4096])), "truncated or extended"),
         ("magic", Box::new(flip(0)), "not an hv snapshot"),
         ("version", Box::new(|b: &mut Vec<u8>| {
-            b[8] = 2;
+            b[8] = 1;
             let crc = crc32fast::hash(&b[..60]);
             b[60..64].copy_from_slice(&crc.to_le_bytes());
-        }), "version 2"),
+        }), "version 1"),
         ("header-field", Box::new(flip(41)), "header is damaged"),
         ("state-byte", Box::new(flip(4096 + state_len / 3)), "state section is damaged"),
         ("stored-page", Box::new(flip(stored)), "memory image is damaged"),

@@ -54,6 +54,14 @@ pub enum DeviceEvent {
         /// Whether the backend signalled the upcall.
         notified: bool,
     },
+    /// A request was refused for what it asked (a balloon frame not the guest's to give,
+    /// say); its response carries the status too.
+    Refused {
+        /// Device name.
+        device: &'static str,
+        /// What was refused and why.
+        reason: String,
+    },
     /// The ring is corrupt (the guest wrote an impossible index); nothing was consumed.
     RingError {
         /// Device name.

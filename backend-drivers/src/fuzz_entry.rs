@@ -228,6 +228,55 @@ pub fn console_request(data: &[u8]) {
     assert_terminal_safe(&String::from_utf8(out).expect("the console's output is UTF-8"));
 }
 
+/// The balloon's frame check and its backend: each input is a series of balloon
+/// requests (`BalloonRequest::SIZE` bytes each) served in order against a 64-frame
+/// model RAM (hv's reserved area frames 0..3, the kernel 8..12, the page-table pool
+/// 56..64). Whatever the requests say: the backend holds only frames the guest may
+/// give, a refused batch changes nothing, an accepted one moves every frame, and the
+/// set's size is always frames given minus frames taken back.
+pub fn balloon_request(data: &[u8]) {
+    use crate::balloon::check::{check_request, BalloonLimits};
+    use crate::balloon::release::HostMemory;
+    use crate::balloon::state::BalloonState;
+    use crate::balloon::BalloonBackend;
+    use pv_abi::device::balloon::{BalloonRequest, BalloonStatus};
+
+    let memory = GuestMemory::from_ranges(&[(GuestAddress(0), (MODEL_PAGES * PAGE_SIZE) as usize)]).expect("the model memory");
+    let limits = BalloonLimits { ram_frames: MODEL_PAGES, reserved_end: 3, kernel: 8..12, pool: 56..64 };
+    let state = Arc::new(std::sync::Mutex::new(BalloonState::new(MODEL_PAGES)));
+    let ring = GuestPage::new(memory.clone(), PseudoPhys::new(RING_PAGE * PAGE_SIZE)).expect("the ring page");
+    let mut backend = BalloonBackend::new(limits.clone(), state.clone(), HostMemory::new(memory), ring, None);
+    let mut stats = BackendStats::default();
+    let mut input = Input(data);
+    for _ in 0..MAX_REQUESTS {
+        if input.is_empty() {
+            break;
+        }
+        let request = BalloonRequest::decode(&input.bytes(BalloonRequest::SIZE));
+        let before = state.lock().expect("not poisoned").clone();
+        let expected = check_request(&request, &limits, &before.ballooned);
+        let response = backend.handle(&request, &mut HandlerContext { events: &NoEvents, stats: &mut stats });
+        let after = state.lock().expect("not poisoned").clone();
+        match expected {
+            Ok(batch) => {
+                assert_eq!(response.status, BalloonStatus::Ok as i32, "a batch that passed the check was not done");
+                for &f in &batch.frames {
+                    assert!(f >= 3 && !(8..12).contains(&f) && f < 56, "frame {f:#x} is not the guest's to give, yet passed");
+                }
+                assert_eq!(after.ballooned.len().abs_diff(before.ballooned.len()), batch.frames.len() as u64, "not every frame moved");
+            }
+            Err(refusal) => {
+                assert_eq!(response.status, refusal.status as i32);
+                assert_eq!(after.ballooned, before.ballooned, "a refused batch changed the set");
+            }
+        }
+        assert_eq!(after.ballooned.len(), after.counters.inflated - after.counters.deflated, "the set and the counters disagree");
+        assert!(after.ballooned.is_consistent());
+        let _ = BalloonBackend::summarize(&request);
+        let _ = BalloonBackend::describe_response(&response);
+    }
+}
+
 /// A wiring for a backend thread on the model memory (eventfds that nobody reads).
 fn model_wiring(memory: &GuestMemory) -> BackendWiring {
     // Non-blocking, so that a full eventfd counter never blocks the fuzzer.

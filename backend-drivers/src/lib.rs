@@ -36,6 +36,7 @@
 //! | [`runner`] | the backend thread and the ring loop every device shares | know any one device |
 //! | [`console`] | the console backend and its check of the frontend's requests | send a control character to the terminal |
 //! | [`block`] | the block backend, its disk image and its check of the frontend's requests | move data before every grant of a request passed |
+//! | [`balloon`] | the balloon backend: its check of the frontend's batches, the set of frames the host holds, releasing their host memory | release a frame before every frame of its batch passed |
 //! | [`frame_port`] | what a network backend sees of the network: one port, frames in and out | block its caller |
 //! | [`net`] | the network backend (netback): both rings, the port, the backlog, its own bounded thread loop, and its check of the frontend's requests | copy a byte before the request's length, placement and grant passed; serve one source without bound |
 //! | [`switch`] | the virtual L2 learning switch joining network backends and host TAP devices: MAC table with ageing, per-port bounded queues, the TAP port thread | block a sender, grow without bound on what guests send, or echo a frame to its sender |
@@ -48,8 +49,9 @@
 //!    mod.rs    the driver              mod.rs    the driver              request and response formats
 //!    check.rs  the frontend's          check.rs  the backend's
 //!              requests, checked                 responses, checked
-//!    (image.rs: block only, the disk image on the host)
-//!    (thread.rs: net only, its loop over two doorbells and a port)
+//!    (image.rs: block only, the disk image on the host; thread.rs: net only, its loop
+//!     over two doorbells and a port; release.rs and state.rs: balloon only, host
+//!     memory and the set of frames held)
 //! ```
 //!
 //! `check.rs` is where every test of the peer's input lives, on both sides: here
@@ -78,7 +80,8 @@
 //!   disk image, hv's standard output); the virtual switch that joins network backends
 //!   ([`switch`]), and the TAP devices attached to it with their threads.
 //! - Must never: touch guest memory except its ring page, its pending flag and frames
-//!   that [`grant_table::GrantTable`] has just checked; trust any value read from
+//!   that [`grant_table::GrantTable`] has just checked (the balloon: frames its own
+//!   check has just accepted, which it only releases or zeroes, never reads for meaning); trust any value read from
 //!   shared memory before copying and checking it; panic or loop forever on anything a
 //!   guest writes.
 //! - Data enters through the ring and granted frames; leaves through responses,
@@ -105,6 +108,7 @@ pub mod grant_table;
 pub mod runner;
 pub mod console;
 pub mod block;
+pub mod balloon;
 pub mod frame_port;
 pub mod net;
 pub mod switch;

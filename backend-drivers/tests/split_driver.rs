@@ -524,3 +524,75 @@ fn wait_for<T>(mut f: impl FnMut() -> Option<T>) -> T {
         std::thread::sleep(Duration::from_micros(100));
     }
 }
+
+// ---------------------------------------------------------------- balloon
+
+/// A balloon backend on the test's memory: reserved below frame 0x100, a "kernel" at
+/// 0x100..0x110, a "page-table pool" in the top 1 MiB.
+fn balloon_rig(m: &GuestMemory) -> (Rig, Arc<Mutex<backend_drivers::balloon::state::BalloonState>>) {
+    use backend_drivers::balloon::check::BalloonLimits;
+    use backend_drivers::balloon::release::HostMemory;
+    use backend_drivers::balloon::state::BalloonState;
+    let frames = MEM / 4096;
+    let limits = BalloonLimits { ram_frames: frames, reserved_end: FIRST_DATA_FRAME, kernel: 0x100..0x110, pool: frames - 256..frames };
+    let state = Arc::new(Mutex::new(BalloonState::new(frames)));
+    let backend = backend_drivers::balloon::BalloonBackend::new(limits, state.clone(), HostMemory::new(m.clone()), page(m, RING), None);
+    (rig(m, backend, NotifyPolicy::EventIndex), state)
+}
+
+#[test]
+fn balloon_frames_given_read_as_zeros_and_come_back_when_taken() {
+    use frontend_drivers::balloon::{BalloonFront, BalloonOp};
+    use pv_abi::device::balloon::{BalloonStatus, BALLOON_SIZE_OFFSET};
+    let m = memory();
+    let (rig, state) = balloon_rig(&m);
+    let mut front = BalloonFront::new(page(&m, RING), rig.doorbell());
+    let given: Vec<PseudoFrame> = (0x200..0x200 + 60).map(PseudoFrame::new).collect();
+    for f in &given {
+        m.write_slice(&[0xee; 4096], GuestAddress(f.raw() * 4096)).unwrap();
+    }
+    for batch in given.chunks(30) {
+        front.submit(BalloonOp::Inflate, batch).unwrap();
+    }
+    front.kick();
+    for _ in 0..2 {
+        let done = wait_for(|| front.poll().unwrap());
+        assert_eq!((done.op, done.status, done.count), (BalloonOp::Inflate, BalloonStatus::Ok, 30));
+    }
+    let mut byte = [0u8; 1];
+    m.read_slice(&mut byte, GuestAddress(0x200 * 4096 + 17)).unwrap();
+    assert_eq!(byte[0], 0, "a released frame reads as zeros");
+    assert_eq!(front.host_size_pages(), 60, "the control block says what the host holds");
+    assert_eq!(state.lock().unwrap().ballooned.len(), 60);
+    let mut size = [0u8; 8];
+    page(&m, RING).read_bytes(BALLOON_SIZE_OFFSET, &mut size);
+    assert_eq!(u64::from_le_bytes(size), 60);
+
+    front.submit(BalloonOp::Deflate, &given[..10]).unwrap();
+    front.kick();
+    let done = wait_for(|| front.poll().unwrap());
+    assert_eq!((done.op, done.status, done.frames()), (BalloonOp::Deflate, BalloonStatus::Ok, &given[..10]));
+    assert_eq!(state.lock().unwrap().ballooned.len(), 50);
+    assert_eq!(state.lock().unwrap().counters.deflated, 10);
+}
+
+#[test]
+fn hostile_balloon_batches_are_refused_whole_with_a_refused_event() {
+    use frontend_drivers::balloon::{BalloonFront, BalloonOp};
+    use pv_abi::device::balloon::BalloonStatus;
+    let m = memory();
+    let (rig, state) = balloon_rig(&m);
+    let mut front = BalloonFront::new(page(&m, RING), rig.doorbell());
+    // One good frame, then one of the "kernel": nothing of the batch may happen.
+    front.submit(BalloonOp::Inflate, &[PseudoFrame::new(0x300), PseudoFrame::new(0x105)]).unwrap();
+    front.kick();
+    let done = wait_for(|| front.poll().unwrap());
+    assert_eq!(done.status, BalloonStatus::Kernel);
+    assert!(state.lock().unwrap().ballooned.is_empty(), "a refused batch gives nothing");
+    front.submit(BalloonOp::Deflate, &[PseudoFrame::new(0x300)]).unwrap();
+    front.kick();
+    assert_eq!(wait_for(|| front.poll().unwrap()).status, BalloonStatus::NotBallooned);
+    let refused = rig.events.0.lock().unwrap().iter().filter(|e| matches!(e, DeviceEvent::Refused { device: "balloon", .. })).count();
+    assert_eq!(refused, 2, "each refusal is an event for the trace");
+    assert_eq!(state.lock().unwrap().counters.refused, 2);
+}

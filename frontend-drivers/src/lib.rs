@@ -31,6 +31,7 @@
 //! | [`console`] | the console frontend and its check of the backend's responses | lose or reorder text |
 //! | [`block`] | the block frontend, its requests in flight and its check of the backend's responses | keep a request's grant after its response (persistent grants are the caller's, revoked when it lets go of the buffer) |
 //! | [`net`] | the network frontend: its tx and rx buffers, both rings, and its check of the backend's responses | copy a received frame before its id, length and offset passed |
+//! | [`balloon`] | the balloon frontend: batches of frames in flight, the control block's target and floor | choose frames (the kernel owns its allocator) or wait |
 //!
 //! ## One folder per device, mirrored across the split
 //!
@@ -76,6 +77,7 @@ pub mod grant_table;
 pub mod console;
 pub mod block;
 pub mod net;
+pub mod balloon;
 
 /// Rings one device's doorbell: tells its backend "the ring has new requests".
 pub trait Doorbell {

@@ -152,6 +152,9 @@ pub struct BootInfo {
     /// The address of the host (or gateway) on that network, network byte order; all
     /// zeros if there is none.
     pub net_gateway: [u8; 4],
+    /// The balloon device (`present` is 0 when hv serves no balloon, e.g. in a recorded
+    /// run); its target and floor are in its ring page (`device::balloon`).
+    pub balloon: DeviceInfo,
     /// The guest command line: the words after `hv run --`, each followed by one zero
     /// byte (so a word may contain spaces), UTF-8.
     pub cmdline: [u8; CMDLINE_MAX],
@@ -191,6 +194,7 @@ impl BootInfo {
             net_reserved: 0,
             net_ipv4: [0; 4],
             net_gateway: [0; 4],
+            balloon: DeviceInfo::ABSENT,
             cmdline: [0; CMDLINE_MAX],
         }
     }
@@ -339,9 +343,10 @@ mod tests {
         assert_eq!(offset_of!(BootInfo, net_reserved), 215);
         assert_eq!(offset_of!(BootInfo, net_ipv4), 216);
         assert_eq!(offset_of!(BootInfo, net_gateway), 220);
-        assert_eq!(offset_of!(BootInfo, cmdline), 224);
+        assert_eq!(offset_of!(BootInfo, balloon), 224);
+        assert_eq!(offset_of!(BootInfo, cmdline), 240);
         assert_eq!(core::mem::size_of::<DeviceInfo>(), 16);
-        assert_eq!(BOOT_INFO_SIZE, 224 + CMDLINE_MAX, "no trailing padding");
+        assert_eq!(BOOT_INFO_SIZE, 240 + CMDLINE_MAX, "no trailing padding");
     }
 
     fn sane() -> BootInfo {

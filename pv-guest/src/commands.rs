@@ -4,6 +4,7 @@
 //! With no words the kernel greets and shuts down; the other commands exist to show,
 //! and to test, what the hypervisor does in each situation.
 
+use crate::mm;
 use crate::println;
 use pv_abi::BootInfo;
 
@@ -21,6 +22,8 @@ pub fn run(info: &BootInfo) -> u8 {
         .peekable();
     loop {
         let command = core::iter::from_fn(|| words.next_if(|w| *w != ";"));
+        // Between commands the kernel holds nothing: a safe point to serve the balloon.
+        mm::balloon::service();
         let code = run_one(info, command);
         if code != 0 || words.next().is_none() {
             return code;
@@ -59,6 +62,10 @@ fn run_one<'a>(info: &BootInfo, mut words: impl Iterator<Item = &'a str>) -> u8 
         Some("net-bench") => net::bench(info, words),
         Some("net-selftest") => net::selftest(info),
         Some("net-ring3-probe") => net::ring3_probe(info, words),
+        Some("balloon-status") => balloon::status(),
+        Some("balloon-wait") => balloon::wait(info, words),
+        Some("touch-mem") => balloon::touch_mem(words),
+        Some("balloon-hostile") => balloon::hostile(info),
         Some(other) => {
             println!("pv-guest: unknown command '{other}'");
             usage()
@@ -71,9 +78,11 @@ fn run_one<'a>(info: &BootInfo, mut words: impl Iterator<Item = &'a str>) -> u8 
 // (blk), `blk-user-read-sum` and `blk-user-hostile` (blk_user: a ring-3 task reading
 // into its own frames), `hostile-ptes` (hostile_ptes), `overflow-shadow` (overflow_shadow), `bench`,
 // the guest half of `hv bench`, `dirty-loop` and `checksum-loop`, workloads to
-// migrate (migration), and `net-ping`, `net-serve`, `net-bench`, `net-selftest` (net).
+// migrate (migration), `net-ping`, `net-serve`, `net-bench`, `net-selftest` (net), and
+// `balloon-status`, `balloon-wait`, `touch-mem` (balloon).
 // The one-function commands are below. (This file keeps its name and the order of its
 // first lines: hv's tests read the location of the `panic` command's panic.)
+pub mod balloon;
 pub mod bench;
 pub mod blk;
 pub mod blk_user;

@@ -80,7 +80,7 @@ fn hostile_garbage_wrong_versions_and_wrong_fields_get_errors_on_a_connection_th
         (br#"{"v":"1","cmd":"status"}"#, "unsupported protocol version"),
         (br#"{"v":1}"#, "no \"cmd\" field"),
         (br#"{"v":1,"cmd":42}"#, "\"cmd\" must be a string, not a number"),
-        (br#"{"v":1,"cmd":"reboot"}"#, "unknown command 'reboot' (known: pause, resume, status, stats, snapshot, migrate)"),
+        (br#"{"v":1,"cmd":"reboot"}"#, "unknown command 'reboot' (known: pause, resume, status, stats, snapshot, migrate, balloon)"),
         (br#"{"v":1,"cmd":"status","verbose":true}"#, "'status' has no argument \"verbose\" (it takes no arguments)"),
         (br#"{"v":1,"cmd":"pause","for_ms":"soon"}"#, "'pause' has no argument \"for_ms\""),
         (b"{\"v\":1,\"cmd\":\"status\"", "not valid JSON"),

@@ -37,6 +37,9 @@ pub fn all() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     for (name, bytes) in net_request() {
         out.push(("net_request", name, bytes));
     }
+    for (name, bytes) in balloon_request() {
+        out.push(("balloon_request", name, bytes));
+    }
     for (name, bytes) in ring_back() {
         out.push(("ring_back", name, bytes));
     }
@@ -246,6 +249,7 @@ fn real_snapshot(stored_page: Option<u64>) -> Vec<u8> {
         disk: None,
         notify_always: false,
         guest_args: vec!["seed".into()],
+        balloon: None,
     };
     let path = std::env::temp_dir().join(format!("hv-seed-snapshot-{}-{}", std::process::id(), stored_page.unwrap_or(u64::MAX)));
     snapshot_file::write(&path, state, &ram).expect("writing a snapshot");
@@ -411,6 +415,30 @@ fn net_request() -> Vec<(&'static str, Vec<u8>)> {
         ("hostile-grants", input(&[net_tx(1, 0, 0, 60), net_tx(2, 4, 0, 60), net_tx(3, 200, 0, 60), vec![NET_SERVE_TX], net_rx(1, 3), net_rx(2, 4), net_frame(100), vec![NET_SERVE_RX]])),
         ("hostile-frames-from-the-network", input(&[net_frame(0), net_frame(13), net_frame(1515), net_frame(2047), vec![NET_SERVE_RX], net_rx(1, 2), vec![NET_SERVE_RX]])),
         ("hostile-corrupt-indices", input(&[net_tx(1, 1, 0, 60), vec![5, 0x40, 0x42, 0x0f, 0], vec![NET_SERVE_TX], vec![6, 0xff, 0xff, 0xff, 0xff], net_frame(60), vec![NET_SERVE_RX]])),
+    ]
+}
+
+// ---- balloon requests -------------------------------------------------------------
+
+fn balloon(op: u8, frames: &[u64], count: Option<u32>) -> Vec<u8> {
+    use pv_abi::device::balloon::BalloonRequest;
+    let mut request = BalloonRequest::new(1, op, frames);
+    if let Some(count) = count {
+        request.count = count;
+    }
+    let mut bytes = vec![0u8; BalloonRequest::SIZE];
+    request.encode(&mut bytes);
+    bytes
+}
+
+fn balloon_request() -> Vec<(&'static str, Vec<u8>)> {
+    use pv_abi::device::balloon::{BALLOON_OP_DEFLATE as DEFLATE, BALLOON_OP_INFLATE as INFLATE};
+    vec![
+        ("inflate-then-deflate", [balloon(INFLATE, &[3, 4, 5, 20], None), balloon(DEFLATE, &[4, 20], None), balloon(INFLATE, &[4], None)].concat()),
+        ("hostile-double-return", [balloon(INFLATE, &[30], None), balloon(INFLATE, &[30], None), balloon(INFLATE, &[31, 31], None)].concat()),
+        ("hostile-frames-not-the-guests", [balloon(INFLATE, &[0], None), balloon(INFLATE, &[9], None), balloon(INFLATE, &[60], None), balloon(INFLATE, &[64], None), balloon(INFLATE, &[u64::MAX], None)].concat()),
+        ("hostile-deflate-never-given", balloon(DEFLATE, &[40, 41], None)),
+        ("hostile-counts-and-ops", [balloon(INFLATE, &[40], Some(0)), balloon(INFLATE, &[40], Some(31)), balloon(INFLATE, &[40], Some(u32::MAX)), balloon(0, &[40], None), balloon(255, &[40], None)].concat()),
     ]
 }
 

@@ -169,6 +169,7 @@ fn guest_run(disk: &Path, sectors: u64, requests: u64, suppression: bool, seccom
         timeout: Some(std::time::Duration::from_secs(600)),
 
         seccomp,
+        balloon_target_mib: None,
     };
     let console = CapturedOutput::default();
     let report = super::run_vm(&config, Box::new(console.clone()))?;

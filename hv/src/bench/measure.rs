@@ -140,6 +140,7 @@ fn boot(workload: &Workload, inputs: &MeasureInputs, ops: u64) -> Result<(GuestR
         mmu: inputs.mode,
 
         seccomp: inputs.seccomp,
+        balloon_target_mib: None,
     };
     let console = CapturedOutput::default();
     let run = super::run_vm(&config, Box::new(console.clone()))?;

@@ -46,6 +46,8 @@ pub struct DeviceLayout {
     pub block_sectors: u64,
     /// The disk's `BlockFlags`, as the boot-info page carries them.
     pub block_flags: u32,
+    /// The balloon (absent in a recorded or replayed run).
+    pub balloon: DeviceInfo,
 }
 
 /// What the boot inputs are.
@@ -133,6 +135,7 @@ pub fn prepare(ram: &GuestRam, inputs: &BootInputs) -> Result<BootPlan, BootErro
         block: inputs.devices.block,
         block_sectors: inputs.devices.block_sectors,
         block_flags: inputs.devices.block_flags,
+        balloon: inputs.devices.balloon,
         flags: if inputs.clock_recorded { pv_abi::boot_info::BOOT_FLAG_CLOCK_RECORDED } else { 0 },
         ..BootInfo::empty()
     };

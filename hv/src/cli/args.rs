@@ -363,13 +363,19 @@ quoted ';' word, e.g. `-- blk-fill 0 8 7 ';' count 5`: they run in order until o
   checksum-loop MIB STEPS [MS_PER_STEP]
                           STEPS steps over a MIB buffer (and the disk, with --disk), MS_PER_STEP
                           apart (default 10); prints a result a migration must not change
+  touch-mem MIB           take MIB of free frames, write each, give them back (resident memory)
+  balloon-wait [MIB [SECONDS]]
+                          serve the balloon until hv's target is MIB and met (default 30 s at most)
+  balloon-status          the balloon: target, floor, size as the guest and hv count it
+  balloon-hostile         send the balloon backend batches it must refuse; each is refused
 
 Examples:
   hv run
   hv run --stats -- selftest
   hv run --mmu shadow --stats -- selftest
   hv run --trace boot.trace -- echo hello
-  hv run --control /tmp/hv.sock -- count 1000   (then: hv ctl /tmp/hv.sock pause)";
+  hv run --control /tmp/hv.sock -- count 1000   (then: hv ctl /tmp/hv.sock pause)
+  hv run --balloon-target 32 --stats -- balloon-wait 32   (see docs/balloon.md)";
 
 const REPLAY_HELP: &str = "\
 Examples:
@@ -496,6 +502,11 @@ pub struct RunArgs {
     /// says about several guests applies.
     #[arg(long, value_name = "WORDS", conflicts_with_all = ["guest_args", "disk", "control", "record", "incoming", "migrate_to"])]
     pub guest: Vec<String>,
+    /// The balloon's first target: MIB of RAM the guest should keep (it gives the rest
+    /// back to the host, down to the floor it announces). Without it the guest keeps all
+    /// of its RAM until `hv ctl PATH balloon MIB` asks otherwise. See docs/balloon.md.
+    #[arg(long, value_name = "MIB")]
+    pub balloon_target: Option<u64>,
 
     /// The trace: where, in which format, how long at most.
     #[command(flatten)]

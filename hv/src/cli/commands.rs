@@ -106,6 +106,7 @@ pub(super) fn run_command(args: RunArgs, started: Instant) -> ExitCode {
         timeout: args.timeout,
         mmu: mmu.into(),
         seccomp: seccomp_wanted(args.no_seccomp),
+        balloon_target_mib: args.balloon_target,
     };
     let setup = args.record.map(|log| SessionSetup::Record { log });
     let vm = match &args.incoming {

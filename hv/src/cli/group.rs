@@ -89,6 +89,7 @@ fn guest_specs(args: &RunArgs) -> Result<Vec<GuestSpec>, String> {
                 timeout: args.timeout,
                 mmu: mmu.into(),
                 seccomp,
+                balloon_target_mib: None,
             };
             GuestSpec { name, config }
         })

@@ -89,6 +89,12 @@ pub const COMMANDS: &[Command] = &[
         ],
         run: migrate,
     },
+    Command {
+        name: "balloon",
+        about: "set the balloon's target to MIB of RAM the guest should keep and tell the guest; answers at once with the balloon as it stands (the guest inflates or deflates while it runs)",
+        fields: &[Field { name: "mib", kind: FieldKind::Count, required: true, positional: true }],
+        run: balloon,
+    },
 ];
 
 /// `migrate`'s round limit and downtime target when the request names none (the same
@@ -135,6 +141,39 @@ fn resume(session: &Session, _: &Args, _: &mut Progress) -> Result<Reply, String
     let was_paused = on_vcpu(session, |b| (b.paused, AfterJob::Run))?;
     let text = if was_paused { "resumed" } else { "the guest was already running" };
     Ok(Reply::new(text).with("state", "running").with("changed", was_paused))
+}
+
+fn balloon(session: &Session, args: &Args, _: &mut Progress) -> Result<Reply, String> {
+    let mib = args.count("mib").ok_or("'balloon' needs \"mib\"")?;
+    let ram_mib = session.config.mem_mib;
+    if mib > ram_mib {
+        return Err(format!("a balloon target of {mib} MiB is more than the guest's {ram_mib} MiB of RAM"));
+    }
+    let pages = crate::devices::balloon::mib_to_pages(mib);
+    let report = on_vcpu(session, move |b| {
+        let set = b.devices.set_balloon_target(b.kvm, pages);
+        let report = b.devices.balloon_report(b.kvm.ram());
+        ((set, report), as_it_was(b))
+    })?;
+    match report {
+        (Ok(true), Some(r)) => {
+            let mib_of = |pages: u64| pages as f64 * 4096.0 / f64::from(1 << 20);
+            let text = format!(
+                "balloon target set to {mib} MiB; the host holds {:.1} MiB now (floor {:.1} MiB)",
+                mib_of(r.ballooned_pages),
+                mib_of(r.floor_pages)
+            );
+            Ok(Reply::new(text)
+                .with("target_mib", mib)
+                .with("held_pages", r.ballooned_pages)
+                .with("floor_pages", r.floor_pages)
+                .with("inflated", r.inflated)
+                .with("deflated", r.deflated)
+                .with("refused", r.refused))
+        }
+        (Ok(_), _) => Err("this VM has no balloon (a recorded or replayed run)".into()),
+        (Err(why), _) => Err(format!("could not set the balloon's target: {why}")),
+    }
 }
 
 /// What `status` reads on the vCPU thread.
@@ -198,6 +237,7 @@ fn stats(session: &Session, _: &Args, _: &mut Progress) -> Result<Reply, String>
         // The backend threads answer for themselves; the guest waits meanwhile (a few
         // microseconds: each thread replies between two requests).
         stats.devices = b.devices.stats_now();
+        stats.balloon = b.devices.balloon_report(b.kvm.ram());
         stats.finish(b.console.first_line_at());
         let rings = b.devices.ring_occupancy(b.kvm.ram());
         ((stats, rings), as_it_was(b))

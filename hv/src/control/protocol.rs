@@ -35,6 +35,7 @@
 //! | `stats` | none | `stats`: the `--stats` figures as an object (`wall_ms`, `first_console_line_ms`, `exits {total, by_reason}`, `hypercalls {total, by_name, refused}`, `mmu_update_entries`, `memory {mode, kvm_translation_flushes, shadow, guest}`, `devices {NAME: {...}}`, `doorbell_exits`; see `RunStats::to_json`) |
 //! | `snapshot` | `file` (string, required: where to write; relative to hv's working directory, and `hv ctl` makes it absolute first); `stop` (bool, default false: end the run once written) | `file`; `pages_stored`, `ram_pages`, `file_bytes` (apparent size), `stored_bytes` (integers); `paused_ms` (number: how long the guest was stopped for it); `stopped` (bool) |
 //! | `migrate` | `destination` (string, required: `HOST:PORT` of an `hv run --incoming`); `max_rounds` (integer 1..=1000, default 30); `downtime_ms` (integer, default 5: the target); `json`, `plot` (strings: files to write the figures and the chart to) | `report`: the whole `MigrationReport` (rounds, `stopped_because`, totals, `downtime_ms`, ...); before it, one progress line per round with `round`: that round's `RoundFigures` |
+//! | `balloon` | `mib` (integer, required: MiB of RAM the guest should keep, at most its RAM) | `target_mib`, `held_pages` (frames the host holds now), `floor_pages` (the floor the guest announced), `inflated`, `deflated` (frames, in all), `refused` (batches) |
 //!
 //! `pause` answers only once the vCPU is out of the guest and will not enter it again
 //! until `resume`; `resume` answers once it may. `status` and `stats` leave the guest
@@ -53,7 +54,7 @@
 //! - `text` (success only): the answer for a person, possibly several lines; `hv ctl`
 //!   prints it. Programs read the other fields.
 //! - `error` (failure only): one line saying what was wrong, e.g. `unknown command
-//!   'paws' (known: pause, resume, status, stats, snapshot, migrate)`.
+//!   'paws' (known: pause, resume, status, stats, snapshot, migrate, balloon)`.
 //!
 //! ## Progress lines
 //!
@@ -97,7 +98,7 @@
 //! → {"v":1,"cmd":"status"}
 //! ← {"v":1,"ok":true,"text":"state        paused\n...","exits":2,...,"mmu":"ept",...,"state":"paused",...}
 //! → {"v":1,"cmd":"paws"}
-//! ← {"v":1,"ok":false,"error":"unknown command 'paws' (known: pause, resume, status, stats, snapshot, migrate)"}
+//! ← {"v":1,"ok":false,"error":"unknown command 'paws' (known: pause, resume, status, stats, snapshot, migrate, balloon)"}
 //! ```
 
 use serde_json::{Map, Value};

@@ -1,7 +1,8 @@
 //! Wiring the split-driver devices into KVM, so that guest and backends can wake each
 //! other without hv's vCPU loop taking part.
 //!
-//! One file per device holds what is particular to it ([`console`], [`block`], [`net`]);
+//! One file per device holds what is particular to it ([`console`], [`block`], [`net`],
+//! [`balloon`]);
 //! this file is what every device shares. (The network device has two rings and is
 //! attached on its own, after the others: [`net::NetDevice::attach`].) [`tap`] attaches a
 //! host TAP device to the virtual switch, with a thread of its own; [`uart`] is the one
@@ -19,6 +20,7 @@
 //! serves each ring on the vCPU thread when the guest's doorbell write exits to hv
 //! ([`inline`]), and a replay serves nothing (the log says what the device did).
 
+pub mod balloon;
 pub mod block;
 pub mod console;
 pub mod inline;
@@ -26,6 +28,9 @@ pub mod net;
 pub mod tap;
 pub mod uart;
 
+use backend_drivers::balloon::check::BalloonLimits;
+use backend_drivers::balloon::release::HostMemory;
+use backend_drivers::balloon::{BalloonBackend, SharedBalloonState};
 use backend_drivers::block::image::{DiskImage, ImageError};
 use backend_drivers::console::ConsoleBackend;
 use backend_drivers::event_channel::{GuestNotifier, NotifierError};
@@ -35,7 +40,7 @@ use kvm_bindings::{kvm_irq_routing_entry, kvm_msi, KvmIrqRouting, KVM_IRQ_ROUTIN
 use kvm_ioctls::{IoEventAddress, NoDatamatch};
 use pv_abi::addr::PseudoPhys;
 use pv_abi::device::block::BlockFlags;
-use pv_abi::event_channel::{doorbell_port, BLOCK_CHANNEL, CONSOLE_CHANNEL, UPCALL_VECTOR};
+use pv_abi::event_channel::{doorbell_port, BALLOON_CHANNEL, BLOCK_CHANNEL, CONSOLE_CHANNEL, SHARED_INFO_PENDING_OFFSET, UPCALL_VECTOR};
 use pv_abi::layout::{BLOCK_RING_GPA, CONSOLE_RING_GPA, LOCAL_APIC_GPA, SHARED_INFO_GPA};
 use pv_abi::ring::SharedPage;
 use pv_abi::DeviceInfo;
@@ -111,6 +116,25 @@ pub enum DeviceError {
 pub struct Devices {
     console: Backend,
     block: Option<(Backend, u64, bool)>,
+    balloon: Option<BalloonDevice>,
+}
+
+/// The balloon's backend and hv's handle on its state.
+struct BalloonDevice {
+    backend: Backend,
+    state: SharedBalloonState,
+}
+
+/// What the balloon starts from: the frames a guest may give, the set of frames held
+/// (empty for a new guest, a snapshot's for a restored one) and, for a new guest, the
+/// target to write into the control block (a restored one's is in its RAM already).
+pub struct BalloonPlan {
+    /// The frames the guest may give.
+    pub limits: BalloonLimits,
+    /// The set of frames held and the counters.
+    pub state: SharedBalloonState,
+    /// The first target (pages of RAM to keep), or `None` to keep the one in RAM.
+    pub target_pages: Option<u64>,
 }
 
 /// How the backends run.
@@ -181,6 +205,8 @@ pub struct RingPositions {
     pub console: u32,
     /// The block ring's index (0 without a disk).
     pub block: u32,
+    /// The balloon ring's index (0 without a balloon).
+    pub balloon: u32,
 }
 
 /// Counters of every backend, by device name.
@@ -213,7 +239,9 @@ pub fn raise_upcall(machine: &KvmVm) -> Result<(), kvm_ioctls::Error> {
 }
 
 impl Devices {
-    /// Creates the console (and, with `disk`, the block device) and their backends.
+    /// Creates the console (with `disk`, the block device; with `balloon`, the balloon)
+    /// and their backends.
+    #[allow(clippy::too_many_arguments)]
     pub fn attach(
         machine: &KvmVm,
         console_out: ConsoleOutput,
@@ -222,13 +250,16 @@ impl Devices {
         policy: NotifyPolicy,
         positions: RingPositions,
         seccomp: bool,
+        balloon: Option<BalloonPlan>,
     ) -> Result<Devices, DeviceError> {
-        Self::attach_serving(machine, console_out, disk, tracer, policy, positions, Serving::Threads, seccomp)
+        Self::attach_serving(machine, console_out, disk, tracer, policy, positions, Serving::Threads, seccomp, balloon)
     }
 
     /// [`Devices::attach`], with the backends run as `serving` says (a recorded or
     /// replayed run always starts from boot: its rings from 0). With `seccomp`, each
     /// backend thread confines itself (`crate::sandbox`) before it serves its ring.
+    /// The balloon (`balloon`) is served only by a thread: a recorded or replayed run
+    /// has none (its boot-info page says so).
     #[allow(clippy::too_many_arguments)]
     pub fn attach_serving(
         machine: &KvmVm,
@@ -239,6 +270,7 @@ impl Devices {
         positions: RingPositions,
         serving: Serving,
         seccomp: bool,
+        balloon: Option<BalloonPlan>,
     ) -> Result<Devices, DeviceError> {
         match serving {
             Serving::Threads => {}
@@ -249,10 +281,10 @@ impl Devices {
                     Some((sectors, ro)) => Some((Backend::Replayed(backend_drivers::block::BlockBackend::NAME, page(BLOCK_RING)?), sectors, ro)),
                     None => None,
                 };
-                return Ok(Devices { console: Backend::Replayed(ConsoleBackend::NAME, page(CONSOLE_RING)?), block });
+                return Ok(Devices { console: Backend::Replayed(ConsoleBackend::NAME, page(CONSOLE_RING)?), block, balloon: None });
             }
         }
-        let gsis = [FIRST_DEVICE_GSI, FIRST_DEVICE_GSI + 1];
+        let gsis = [FIRST_DEVICE_GSI, FIRST_DEVICE_GSI + 1, FIRST_DEVICE_GSI + 2];
         let mut routing = KvmIrqRouting::new(gsis.len()).map_err(|source| DeviceError::Routing { entries: gsis.len(), source })?;
         for (slot, gsi) in routing.as_mut_slice().iter_mut().zip(gsis) {
             *slot = msi_route(gsi);
@@ -282,7 +314,24 @@ impl Devices {
                 Some((handle, sectors, read_only))
             }
         };
-        Ok(Devices { console: Backend::Thread(console), block: block.map(|(b, s, ro)| (Backend::Thread(b), s, ro)) })
+        let balloon = match balloon {
+            None => None,
+            Some(plan) => {
+                let ram = machine.ram();
+                if let Some(pages) = plan.target_pages {
+                    balloon::write_target(ram, pages).map_err(|_| BadPage { gpa: balloon::BALLOON_RING })?;
+                }
+                let page = GuestPage::new(ram.memory().clone(), balloon::BALLOON_RING)?;
+                // Opened here, before the backend's thread confines itself; without it the
+                // balloon works and only its RSS figures are missing.
+                let rss = backend_drivers::balloon::RssProbe::open().ok();
+                let backend = BalloonBackend::new(plan.limits, plan.state.clone(), HostMemory::new(ram.memory().clone()), page, rss);
+                let confine = seccomp.then_some(ThreadKind::BalloonBackend);
+                let handle = wire(machine, backend, balloon::BALLOON_RING, BALLOON_CHANNEL, gsis[2], tracer, policy, positions.balloon, confine)?;
+                Some(BalloonDevice { backend: Backend::Thread(handle), state: plan.state })
+            }
+        };
+        Ok(Devices { console: Backend::Thread(console), block: block.map(|(b, s, ro)| (Backend::Thread(b), s, ro)), balloon })
     }
 
     /// The devices of a recorded run: no ioeventfd, no irqfd, no thread; each ring is
@@ -305,7 +354,7 @@ impl Devices {
                 Some((inline(machine, backend, BLOCK_RING, BLOCK_CHANNEL, tracer, policy, InlineCopies::default())?, sectors, read_only))
             }
         };
-        Ok(Devices { console, block })
+        Ok(Devices { console, block, balloon: None })
     }
 
     /// A recorded run: the guest wrote doorbell `port`. Serves that device's ring now,
@@ -342,12 +391,45 @@ impl Devices {
             Some((_, sectors, ro)) => (device_info(BLOCK_RING, BLOCK_CHANNEL), *sectors, if *ro { BlockFlags::READ_ONLY.bits() } else { 0 }),
             None => (DeviceInfo::ABSENT, 0, 0),
         };
-        DeviceLayout { console: device_info(CONSOLE_RING, CONSOLE_CHANNEL), block, block_sectors, block_flags }
+        let balloon = if self.balloon.is_some() { device_info(balloon::BALLOON_RING, BALLOON_CHANNEL) } else { DeviceInfo::ABSENT };
+        DeviceLayout { console: device_info(CONSOLE_RING, CONSOLE_CHANNEL), block, block_sectors, block_flags, balloon }
+    }
+
+    /// The balloon's state (`None` without a balloon): a snapshot saves it, with the
+    /// guest paused and the ring drained.
+    pub fn balloon_state(&self) -> Option<backend_drivers::balloon::state::BalloonState> {
+        let device = self.balloon.as_ref()?;
+        Some(device.state.lock().unwrap_or_else(|p| p.into_inner()).clone())
+    }
+
+    /// The balloon's figures (`None` without a balloon).
+    pub fn balloon_report(&self, ram: &crate::memory::GuestRam) -> Option<balloon::BalloonReport> {
+        self.balloon.as_ref().map(|d| balloon::report(ram, &d.state))
+    }
+
+    /// Sets the balloon's target to `pages` of RAM and tells the guest: the control
+    /// block, then the channel's pending flag, then the upcall (`KVM_SIGNAL_MSI`, so
+    /// call it on the vCPU thread). `Ok(false)` without a balloon.
+    pub fn set_balloon_target(&self, machine: &KvmVm, pages: u64) -> Result<bool, String> {
+        if self.balloon.is_none() {
+            return Ok(false);
+        }
+        let ram = machine.ram();
+        balloon::write_target(ram, pages).map_err(|e| e.to_string())?;
+        let flag = PseudoPhys::new(SHARED_INFO_GPA + (SHARED_INFO_PENDING_OFFSET as u64) + u64::from(BALLOON_CHANNEL));
+        ram.write(flag, &[1]).map_err(|e| e.to_string())?;
+        raise_upcall(machine).map_err(|e| format!("KVM_SIGNAL_MSI failed: {e}"))?;
+        Ok(true)
+    }
+
+    /// Every backend, console first.
+    fn backends(&self) -> impl Iterator<Item = &Backend> {
+        std::iter::once(&self.console).chain(self.block.as_ref().map(|(b, _, _)| b)).chain(self.balloon.as_ref().map(|d| &d.backend))
     }
 
     /// Lets the backends serve their rings.
     pub fn start(&self) {
-        for backend in std::iter::once(&self.console).chain(self.block.as_ref().map(|(b, _, _)| b)) {
+        for backend in self.backends() {
             if let Backend::Thread(handle) = backend {
                 handle.start();
             }
@@ -359,7 +441,8 @@ impl Devices {
     pub fn drain(&self) -> Result<RingPositions, DrainError> {
         let console = self.console.drain()?;
         let block = self.block.as_ref().map(|(b, _, _)| b.drain()).transpose()?.unwrap_or(0);
-        Ok(RingPositions { console, block })
+        let balloon = self.balloon.as_ref().map(|d| d.backend.drain()).transpose()?.unwrap_or(0);
+        Ok(RingPositions { console, block, balloon })
     }
 
     /// How many requests each device's ring holds that its backend has not answered yet
@@ -383,14 +466,13 @@ impl Devices {
 
     /// The backends' counters now (`None` for a backend whose thread has ended).
     pub fn stats_now(&self) -> DeviceStats {
-        let handles = std::iter::once(&self.console).chain(self.block.as_ref().map(|(b, _, _)| b));
-        handles.map(|h| (h.name(), h.stats().unwrap_or_default())).collect()
+        self.backends().map(|h| (h.name(), h.stats().unwrap_or_default())).collect()
     }
 
     /// Stops every backend thread and returns their counters.
     pub fn stop(self) -> DeviceStats {
         let mut stats = Vec::new();
-        let backends = std::iter::once(self.console).chain(self.block.map(|(b, _, _)| b));
+        let backends = std::iter::once(self.console).chain(self.block.map(|(b, _, _)| b)).chain(self.balloon.map(|d| d.backend));
         for backend in backends {
             let name = backend.name();
             let counters = match backend {

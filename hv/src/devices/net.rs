@@ -43,10 +43,10 @@ const RX_RING: PseudoPhys = PseudoPhys::new(NET_RX_RING_GPA);
 /// The device name in messages.
 const NAME: &str = "net";
 /// GSIs hv routes once the network device is attached: the console's, the block
-/// device's (whether or not it has a disk), then transmit and receive.
-const ROUTED_GSIS: u32 = 4;
-const TX_GSI: u32 = FIRST_DEVICE_GSI + 2;
-const RX_GSI: u32 = FIRST_DEVICE_GSI + 3;
+/// device's (whether or not it has a disk), the balloon's, then transmit and receive.
+const ROUTED_GSIS: u32 = 5;
+const TX_GSI: u32 = FIRST_DEVICE_GSI + 3;
+const RX_GSI: u32 = FIRST_DEVICE_GSI + 4;
 
 /// Who the guest is on the network: announced in its boot-info page.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

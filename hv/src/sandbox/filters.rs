@@ -63,6 +63,10 @@ const DISK: &[i64] = &[
     libc::SYS_statx,
 ];
 
+/// The balloon backend: `pread` of `/proc/self/status`, opened before confinement, for
+/// the RSS figures (its `madvise` is in [`COMMON`]).
+const BALLOON: &[i64] = &[libc::SYS_pread64];
+
 /// The vCPU thread, which in `hv run` is also the main thread: its exits, a snapshot
 /// written from a control job (create, write, sync, rename a file), and what hv does
 /// after the guest stops (join the other threads, shut the control socket and remove its
@@ -164,6 +168,7 @@ pub(super) fn allowed(kind: ThreadKind) -> Vec<i64> {
         // Its port's frames travel through queues in memory, or through `read` (in
         // WAITS) and `write` (common) on a descriptor the port was opened with.
         ThreadKind::NetBackend => &[WAITS],
+        ThreadKind::BalloonBackend => &[WAITS, BALLOON],
         // A client thread starts under the accept thread's filter and adds its own:
         // both apply, so the accept thread's list must hold the client's.
         ThreadKind::ControlAccept => &[WAITS, CONTROL_ACCEPT, CONTROL_CLIENT],
@@ -226,7 +231,7 @@ fn conditional(kind: ThreadKind) -> Result<Vec<(i64, Vec<SeccompRule>)>, seccomp
             rules.push((libc::SYS_ioctl, vec![SeccompRule::new(vec![kvm_only])?, SeccompRule::new(vec![fionbio])?]));
             rules.push(tgkill);
         }
-        ThreadKind::ConsoleBackend | ThreadKind::BlockBackend | ThreadKind::TapPort | ThreadKind::NetBackend => {}
+        ThreadKind::ConsoleBackend | ThreadKind::BlockBackend | ThreadKind::TapPort | ThreadKind::NetBackend | ThreadKind::BalloonBackend => {}
     }
     Ok(rules)
 }

@@ -48,6 +48,10 @@ pub enum ThreadKind {
     ConsoleBackend,
     /// The block backend: the console's needs plus reads, writes and flushes of the image.
     BlockBackend,
+    /// The balloon backend: the console's needs, and `pread` of `/proc/self/status` for
+    /// its RSS figures; its `madvise(MADV_DONTNEED)` is in every thread's list already
+    /// (the allocator returns memory with it).
+    BalloonBackend,
     /// The control socket's accept thread: takes clients, starts their threads.
     ControlAccept,
     /// One control-socket client's thread: reads requests, writes replies.
@@ -68,10 +72,11 @@ pub enum ThreadKind {
 
 impl ThreadKind {
     /// Every kind, in declaration order.
-    pub const ALL: [ThreadKind; 9] = [
+    pub const ALL: [ThreadKind; 10] = [
         ThreadKind::Vcpu,
         ThreadKind::ConsoleBackend,
         ThreadKind::BlockBackend,
+        ThreadKind::BalloonBackend,
         ThreadKind::ControlAccept,
         ThreadKind::ControlClient,
         ThreadKind::Watchdog,
@@ -86,6 +91,7 @@ impl ThreadKind {
             ThreadKind::Vcpu => "vcpu",
             ThreadKind::ConsoleBackend => "console backend",
             ThreadKind::BlockBackend => "block backend",
+            ThreadKind::BalloonBackend => "balloon backend",
             ThreadKind::ControlAccept => "control accept",
             ThreadKind::ControlClient => "control connection",
             ThreadKind::Watchdog => "watchdog",

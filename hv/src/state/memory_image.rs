@@ -36,10 +36,23 @@ impl PageExtent {
 
 /// The runs of pages of `ram` that are not all zeros, in address order.
 pub fn stored_extents(ram: &GuestRam) -> Vec<PageExtent> {
+    stored_extents_except(ram, |_| false)
+}
+
+/// [`stored_extents`], leaving out the pages `skip` names: the balloon's frames, which
+/// the guest gave away. (After a release of anonymous RAM they read as zeros and would
+/// be left out anyway; after a release of RAM mapped from a snapshot file they read the
+/// file's old bytes, which must not be saved again.)
+pub fn stored_extents_except(ram: &GuestRam, skip: impl Fn(u64) -> bool) -> Vec<PageExtent> {
     let mut extents: Vec<PageExtent> = Vec::new();
-    ram.for_each_nonzero_page(|number, _| match extents.last_mut() {
-        Some(last) if last.first + last.count == number => last.count += 1,
-        _ => extents.push(PageExtent { first: number, count: 1 }),
+    ram.for_each_nonzero_page(|number, _| {
+        if skip(number) {
+            return;
+        }
+        match extents.last_mut() {
+            Some(last) if last.first + last.count == number => last.count += 1,
+            _ => extents.push(PageExtent { first: number, count: 1 }),
+        }
     });
     extents
 }

@@ -68,6 +68,10 @@ pub struct VmState {
     pub notify_always: bool,
     /// The words the guest was started with (for `status`; the guest has them in memory).
     pub guest_args: Vec<String>,
+    /// The balloon's set of frames held and its counters (`None`: the VM had no
+    /// balloon). Its target, floor and size are in guest RAM (the ring page's control
+    /// block); the frames it holds are not saved (`memory_image`).
+    pub balloon: Option<backend_drivers::balloon::state::BalloonState>,
 }
 
 /// Which disk image a guest was using, precisely enough to refuse another one.
@@ -180,6 +184,7 @@ pub fn capture(boundary: &mut ExitBoundary, inputs: &CaptureInputs) -> Result<Vm
         disk,
         notify_always: inputs.notify_always,
         guest_args: inputs.guest_args.to_vec(),
+        balloon: boundary.devices.balloon_state(),
     })
 }
 
@@ -220,6 +225,11 @@ impl VmState {
         if let Some(disk) = &self.disk {
             if disk.path.as_os_str().is_empty() {
                 return Err(StateError::Invalid("the disk has an empty path".into()));
+            }
+        }
+        if let Some(balloon) = &self.balloon {
+            if balloon.ballooned.capacity() != self.ram_bytes / pv_abi::addr::PAGE_SIZE || !balloon.ballooned.is_consistent() {
+                return Err(StateError::Invalid("the balloon's set of frames does not fit the RAM or is inconsistent".into()));
             }
         }
         Ok(())

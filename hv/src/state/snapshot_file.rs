@@ -41,14 +41,14 @@ use std::path::{Path, PathBuf};
 use pv_abi::addr::{PseudoPhys, PAGE_SIZE};
 use serde::{Deserialize, Serialize};
 
-use super::memory_image::{check_extents, stored_extents, PageExtent};
+use super::memory_image::{check_extents, stored_extents_except, PageExtent};
 use super::VmState;
 use crate::memory::GuestRam;
 
 /// The file's first eight bytes.
 pub const MAGIC: [u8; 8] = *b"HVSNAP\r\n";
 /// The format version this hv writes and reads.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 const HEADER_LEN: u32 = 64;
 const STATE_OFF: u64 = PAGE_SIZE;
 /// The state section is a few KiB; anything much larger is not a real snapshot.
@@ -173,7 +173,11 @@ impl Header {
 /// Writes `state` and `ram` to `path` (through a temporary name, renamed at the end, so
 /// that a failed snapshot never leaves a half file under the name asked for).
 pub fn write(path: &Path, state: VmState, ram: &GuestRam) -> Result<SnapshotSummary, SnapshotFileError> {
-    let extents = stored_extents(ram);
+    // The balloon's frames are not the guest's memory any more: not saved.
+    let extents = match &state.balloon {
+        Some(balloon) => stored_extents_except(ram, |page| balloon.ballooned.contains(page)),
+        None => stored_extents_except(ram, |_| false),
+    };
     let saved = SavedState { vm: state, extents };
     let state_bytes = postcard::to_stdvec(&saved).map_err(|e| invalid(path, format!("cannot encode the state: {e}")))?;
     let memory_off = (STATE_OFF + state_bytes.len() as u64).next_multiple_of(PAGE_SIZE);

@@ -76,6 +76,7 @@ pub enum Kind {
     PublishedNotified,
     PublishedSuppressed,
     RingError,
+    DeviceRefused,
     Stop,
     Cut,
     Unknown,
@@ -185,6 +186,8 @@ fn classify_device(detail: &str) -> Kind {
         Kind::PublishedSuppressed
     } else if detail.starts_with("RING ERROR") {
         Kind::RingError
+    } else if detail.starts_with("REFUSED") {
+        Kind::DeviceRefused
     } else {
         Kind::Unknown
     }
@@ -235,6 +238,7 @@ pub fn explanation(kind: Kind) -> &'static str {
         Kind::PublishedNotified => "The backend published its responses and the guest had asked to be told (its event index was reached), so it set the channel's pending flag and signalled the irqfd: KVM injects the upcall interrupt into the guest.",
         Kind::PublishedSuppressed => "The backend published its responses without an upcall: the guest had not asked for one yet (event-index notification suppression, as in Xen's rings), so no interrupt was needed. This is how split drivers avoid one interrupt per request.",
         Kind::RingError => "The ring's indices were impossible (the guest claims more requests than the ring holds): the backend refuses to read it and says so, rate-limited, until the next doorbell.",
+        Kind::DeviceRefused => "A backend refused what the guest asked: for the balloon, a frame given twice, outside its RAM, in the page-table pool or the kernel, or taken back without having been given. The request is answered with an error and nothing is done; the guest's memory and the host's are as before.",
         Kind::Stop => "How the guest stopped: a clean shutdown with its exit code, or what hv caught (a panic, an exception, a triple fault, a timeout, memory it was not given).",
         Kind::Cut => "The trace reached its `--trace-max` limit and recorded nothing more, so a guest in an exit storm cannot fill the disk.",
         Kind::Unknown => "A line hv's trace explainer does not recognise (a newer trace format, or a file that is not an hv text trace).",

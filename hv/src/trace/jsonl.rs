@@ -75,6 +75,7 @@ pub fn device_json(event: &DeviceEvent) -> Value {
         }
         DeviceEvent::Published { device, notified } => json!({"event": "publish", "device": device, "upcall": notified}),
         DeviceEvent::RingError { device, what } => json!({"event": "ring_error", "device": device, "what": what.to_string()}),
+        DeviceEvent::Refused { device, reason } => json!({"event": "refused", "device": device, "reason": reason}),
     }
 }
 

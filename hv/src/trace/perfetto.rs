@@ -295,6 +295,7 @@ fn device_name(event: &DeviceEvent) -> &'static str {
         | DeviceEvent::GrantCheck { device, .. }
         | DeviceEvent::ResponsePushed { device, .. }
         | DeviceEvent::Published { device, .. }
-        | DeviceEvent::RingError { device, .. } => device,
+        | DeviceEvent::RingError { device, .. }
+        | DeviceEvent::Refused { device, .. } => device,
     }
 }

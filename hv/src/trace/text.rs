@@ -99,6 +99,7 @@ pub fn describe_device(event: &DeviceEvent) -> (&'static str, String) {
             (device, format!("publish responses: {}", if *notified { "notify guest (upcall)" } else { "guest not waiting, no upcall" }))
         }
         DeviceEvent::RingError { device, what } => (device, format!("RING ERROR {what}")),
+        DeviceEvent::Refused { device, reason } => (device, format!("REFUSED {reason}")),
     }
 }
 

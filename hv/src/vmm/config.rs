@@ -52,6 +52,10 @@ pub struct VmConfig {
     /// `--no-seccomp`; off here, because a program driving the library usually runs more
     /// than one VM, and code of its own, on the same threads.
     pub seccomp: bool,
+    /// The balloon's first target, in MiB of RAM the guest should keep
+    /// (`--balloon-target`); `None`: all of it (an empty balloon). A balloon is served
+    /// whenever the devices run on threads, so `hv ctl PATH balloon MIB` can set one later.
+    pub balloon_target_mib: Option<u64>,
 }
 
 impl VmConfig {
@@ -69,6 +73,7 @@ impl VmConfig {
             timeout: None,
             mmu: MmuMode::Ept,
             seccomp: false,
+            balloon_target_mib: None,
         }
     }
 }

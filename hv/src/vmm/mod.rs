@@ -122,7 +122,8 @@ impl Vm {
         }
         let disk_identity = disk.as_ref().map(|d| (d.sectors(), d.read_only()));
         let serving = setup.as_ref().map_or(Serving::Threads, SessionSetup::serving);
-        let devices = Devices::attach_serving(&kvm, console.clone(), disk, &tracer, config.notify_policy, RingPositions::default(), serving, config.seccomp)?;
+        let balloon = (serving == Serving::Threads).then(|| balloon_plan(config, ram_bytes, &image, kvm.ram()));
+        let devices = Devices::attach_serving(&kvm, console.clone(), disk, &tracer, config.notify_policy, RingPositions::default(), serving, config.seccomp, balloon)?;
         let session = match setup {
             None => None,
             Some(setup) => {
@@ -239,6 +240,7 @@ impl Vm {
         stats.shadow = shadow.as_ref().map(ShadowPaging::counters);
         drop(watchdog);
         drop(kick_target);
+        stats.balloon = devices.balloon_report(kvm.ram());
         stats.devices = devices.stop();
         console.flush();
         stats.finish(console.first_line_at());
@@ -246,5 +248,21 @@ impl Vm {
             tracer.finish().map_err(|source| VmError::Trace { path: path.clone(), source })?;
         }
         Ok(RunReport { stop, stats, session })
+    }
+}
+
+/// The balloon of a new guest: empty, with the first target `--balloon-target` asks
+/// (all of RAM without it), and the kernel image's frames from the checked ELF file
+/// (the same bounds the boot-info page will give the guest).
+fn balloon_plan(config: &VmConfig, ram_bytes: u64, image: &boot::elf::KernelImage, ram: &crate::memory::GuestRam) -> crate::devices::BalloonPlan {
+    let occupied = || image.segments.iter().filter(|s| s.mem_size > 0);
+    let kernel_start = occupied().map(|s| s.phys_pages().0.raw()).min().unwrap_or_default();
+    let kernel_end = occupied().map(|s| s.phys_pages().1.raw()).max().unwrap_or_default();
+    let mem_pages = crate::devices::balloon::mib_to_pages(ram_bytes >> 20);
+    let target = config.balloon_target_mib.map_or(mem_pages, |mib| crate::devices::balloon::mib_to_pages(mib).min(mem_pages));
+    crate::devices::BalloonPlan {
+        limits: crate::devices::balloon::limits(ram_bytes, kernel_start..kernel_end),
+        state: crate::devices::balloon::new_state(ram),
+        target_pages: Some(target),
     }
 }

@@ -65,7 +65,7 @@ impl Vm {
         let kvm = KvmVm::with_ram(ram, memory)?;
         tell_guest_its_mode(&kvm, config.mmu)?;
         let console = ConsoleOutput::new(console);
-        let devices = Devices::attach(&kvm, console.clone(), disk, &tracer, config.notify_policy, state.rings, config.seccomp)?;
+        let devices = Devices::attach(&kvm, console.clone(), disk, &tracer, config.notify_policy, state.rings, config.seccomp, restored_balloon(&kvm, state)?)?;
         let root = state.checked_guest_root()?;
         let cr3 = match shadow.as_mut() {
             None => MachineAddr::new(root.raw()),
@@ -114,6 +114,7 @@ impl VmConfig {
             timeout: None,
             mmu: mmu.unwrap_or(taken_in),
             seccomp: false,
+            balloon_target_mib: None,
         })
     }
 }
@@ -156,4 +157,21 @@ fn raise_pending_upcall(kvm: &KvmVm) -> Result<(), VmError> {
         return Ok(());
     }
     crate::devices::raise_upcall(kvm).map_err(|e| VmError::Restore(format!("KVM_SIGNAL_MSI failed: {e}")))
+}
+
+
+/// The balloon of a restored guest: the saved set of frames held (an empty one if the
+/// state had no balloon), the target already in its RAM, and the kernel's bounds from
+/// its boot-info page.
+fn restored_balloon(kvm: &KvmVm, state: &VmState) -> Result<Option<crate::devices::BalloonPlan>, VmError> {
+    let ram = kvm.ram();
+    let limits = crate::devices::balloon::limits_from_boot_info(ram).map_err(|e| VmError::Restore(e.to_string()))?;
+    let saved = match &state.balloon {
+        Some(saved) => std::sync::Arc::new(std::sync::Mutex::new(saved.clone())),
+        None => crate::devices::balloon::new_state(ram),
+    };
+    // A state without a balloon came from a guest that never saw one: its control
+    // block is zero, which would read as "keep nothing"; give it all of RAM.
+    let target_pages = state.balloon.is_none().then(|| ram.size() >> pv_abi::addr::PAGE_SHIFT);
+    Ok(Some(crate::devices::BalloonPlan { limits, state: saved, target_pages }))
 }

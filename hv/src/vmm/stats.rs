@@ -27,6 +27,8 @@ pub struct RunStats {
     pub mmu: MmuMode,
     /// What the shadow-paging engine did (shadow mode only).
     pub shadow: Option<ShadowCounters>,
+    /// The balloon's figures (none in a recorded or replayed run).
+    pub balloon: Option<crate::devices::balloon::BalloonReport>,
 }
 
 impl RunStats {
@@ -40,6 +42,7 @@ impl RunStats {
             devices: Vec::new(),
             mmu: MmuMode::Ept,
             shadow: None,
+            balloon: None,
         }
     }
 
@@ -121,6 +124,7 @@ impl RunStats {
                 "guest": guest,
             },
             "devices": devices,
+            "balloon": self.balloon,
             "doorbell_exits": self.vcpu.doorbell_exits,
         })
     }
@@ -196,6 +200,10 @@ impl fmt::Display for RunStats {
         if !self.devices.is_empty() {
             writeln!(f)?;
             write!(f, "  {:<32} {:>12}", "doorbell exits to the vCPU loop", self.vcpu.doorbell_exits)?;
+        }
+        if let Some(balloon) = &self.balloon {
+            writeln!(f)?;
+            write!(f, "  {}", balloon.line())?;
         }
         Ok(())
     }

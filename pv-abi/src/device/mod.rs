@@ -21,6 +21,7 @@
 //! console folder (see the "Adding a device" sections of `frontend-drivers` and
 //! `backend-drivers`).
 
+pub mod balloon;
 pub mod block;
 pub mod console;
 pub mod net;

@@ -2,8 +2,10 @@
 //!
 //! The boot-info page says where each device's ring is, which event channel and which
 //! doorbell port it uses. [`init`] switches on the local APIC (so upcalls can arrive)
-//! and creates the console frontend, and the block frontend if hv attached a disk.
+//! and creates the console frontend, the block frontend if hv attached a disk, and the
+//! balloon frontend if hv serves one (`mm::balloon` decides which frames it carries).
 
+use frontend_drivers::balloon::BalloonFront;
 use frontend_drivers::block::BlockFront;
 use frontend_drivers::console::ConsoleFront;
 use frontend_drivers::grant_table::GrantTableFront;
@@ -31,6 +33,9 @@ const NET_GRANT_ENTRIES: u32 = 64;
 /// The network frontend as the kernel instantiates it.
 pub type Net = NetFront<PhysPage, PhysPage, PhysPage, PortDoorbell, NET_TX_BUFFERS, NET_RX_BUFFERS>;
 
+/// The balloon frontend as the kernel instantiates it.
+pub type Balloon = BalloonFront<PhysPage, PortDoorbell>;
+
 /// The console frontend, once [`init`] has made it (and if hv attached one). Never
 /// used by an interrupt handler: the upcall handler only reads event flags.
 static CONSOLE: VcpuCell<Option<Console>> = VcpuCell::new(None);
@@ -38,6 +43,8 @@ static CONSOLE: VcpuCell<Option<Console>> = VcpuCell::new(None);
 static BLOCK: VcpuCell<Option<Block>> = VcpuCell::new(None);
 /// The network frontend, if hv attached a network. Never used by an interrupt handler.
 static NET: VcpuCell<Option<Net>> = VcpuCell::new(None);
+/// The balloon frontend, if hv serves one. Never used by an interrupt handler.
+static BALLOON: VcpuCell<Option<Balloon>> = VcpuCell::new(None);
 
 /// Switches on interrupts from devices and creates the frontends.
 pub fn init(info: &BootInfo) {
@@ -67,6 +74,12 @@ pub fn init(info: &BootInfo) {
         // SAFETY: see above.
         let ring = unsafe { PhysPage::new(PseudoPhys::new(info.block.ring_gpa)) };
         *BLOCK.borrow_mut() = Some(BlockFront::new(ring, grants, doorbell, UpcallWait));
+    }
+    if info.balloon.present != 0 {
+        let doorbell = PortDoorbell { port: info.balloon.doorbell_port };
+        // SAFETY: see above.
+        let ring = unsafe { PhysPage::new(PseudoPhys::new(info.balloon.ring_gpa)) };
+        *BALLOON.borrow_mut() = Some(BalloonFront::new(ring, doorbell));
     }
 }
 
@@ -116,4 +129,9 @@ pub fn console() -> VcpuRefMut<'static, Option<Console>> {
 /// The block frontend (`None` if hv attached no disk), borrowed until the guard is dropped.
 pub fn block() -> VcpuRefMut<'static, Option<Block>> {
     BLOCK.borrow_mut()
+}
+
+/// The balloon frontend (`None` if hv serves no balloon), borrowed until the guard is dropped.
+pub fn balloon() -> VcpuRefMut<'static, Option<Balloon>> {
+    BALLOON.borrow_mut()
 }

@@ -8,7 +8,7 @@
 //! | [`clock`] | the time-stamp counter: `rdtsc`, or the `read_clock` hypercall when hv records the run |
 //! | [`event_channel`] | the upcall handler, waiting for an upcall, doorbells |
 //! | [`memory_mode`] | the memory mode, read at each use (a restore may change it), and the CR3 section |
-//! | [`drivers`] | the console and block frontends, set up from the boot-info page |
+//! | [`drivers`] | the console, block and balloon frontends, set up from the boot-info page |
 //! | [`console`] | `print!`/`println!`: through the console ring, or a hypercall early on |
 //! | [`panic`](mod@panic) | a Rust panic becomes a `report_panic` hypercall |
 

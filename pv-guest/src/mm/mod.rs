@@ -25,8 +25,10 @@
 //! | [`table`] | a page table and an entry's address, as types |
 //! | [`writer`] | the one path by which entries change: direct stores or `mmu_update` batches |
 //! | [`address_space`] | one tree of tables: map, unmap, protect, translate, destroy |
+//! | [`balloon`] | the balloon driver: free frames given to hv and taken back as its target says |
 
 pub mod address_space;
+pub mod balloon;
 pub mod frames;
 pub mod pool;
 pub mod table;
