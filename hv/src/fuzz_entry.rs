@@ -75,7 +75,7 @@ pub fn elf(data: &[u8]) {
         assert!(segment.file_offset.checked_add(segment.file_size).is_some_and(|e| e <= data.len() as u64), "a segment's bytes pass the end of the file");
     }
     let ram = GuestRam::new(MODEL_RAM).expect("8 MiB of model RAM");
-    let absent = DeviceLayout { console: DeviceInfo::ABSENT, block: DeviceInfo::ABSENT, block_sectors: 0, block_flags: 0, balloon: DeviceInfo::ABSENT };
+    let absent = DeviceLayout { console: DeviceInfo::ABSENT, block: DeviceInfo::ABSENT, block_sectors: 0, block_flags: 0, balloon: DeviceInfo::ABSENT, net: None };
     let inputs = BootInputs { kernel: data, image: &image, guest_args: &[], mmu: MmuMode::Ept, tsc_khz: 0, nx: true, devices: absent, clock_recorded: false };
     // An accepted kernel that cannot be prepared is an error for the user, not a panic.
     let _ = boot::prepare(&ram, &inputs);

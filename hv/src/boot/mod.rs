@@ -48,6 +48,26 @@ pub struct DeviceLayout {
     pub block_flags: u32,
     /// The balloon (absent in a recorded or replayed run).
     pub balloon: DeviceInfo,
+    /// The network device and the guest's identity on the network (absent without one).
+    pub net: Option<NetLayout>,
+}
+
+/// The network device as the boot-info page announces it (`pv_abi::BootInfo`'s `net_*`
+/// block).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NetLayout {
+    /// The transmit ring.
+    pub tx: DeviceInfo,
+    /// The receive ring.
+    pub rx: DeviceInfo,
+    /// The guest's MAC address.
+    pub mac: [u8; 6],
+    /// Its IPv4 address.
+    pub ipv4: [u8; 4],
+    /// Its network's prefix length.
+    pub prefix_len: u8,
+    /// The host's address on that network.
+    pub gateway: [u8; 4],
 }
 
 /// What the boot inputs are.
@@ -139,6 +159,14 @@ pub fn prepare(ram: &GuestRam, inputs: &BootInputs) -> Result<BootPlan, BootErro
         flags: if inputs.clock_recorded { pv_abi::boot_info::BOOT_FLAG_CLOCK_RECORDED } else { 0 },
         ..BootInfo::empty()
     };
+    if let Some(net) = inputs.devices.net {
+        info.net_tx = net.tx;
+        info.net_rx = net.rx;
+        info.net_mac = net.mac;
+        info.net_ipv4 = net.ipv4;
+        info.net_prefix_len = net.prefix_len;
+        info.net_gateway = net.gateway;
+    }
     info.set_cmdline(inputs.guest_args.iter().map(String::as_str)).map_err(BootError::Cmdline)?;
     ram.write(PseudoPhys::new(BOOT_INFO_GPA), BootInfoPage(info).as_slice())?;
 

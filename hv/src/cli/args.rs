@@ -497,6 +497,17 @@ pub struct RunArgs {
           conflicts_with_all = ["guest", "disk", "control", "record", "incoming", "migrate_to"])]
     pub guests: Option<u8>,
 
+    /// Attach the existing host TAP device NAME to the guests' virtual switch, so that the
+    /// host reaches them with its own tools (`ping 10.0.0.2`, `curl http://10.0.0.2/`).
+    ///
+    /// Every guest of `hv run` with --guests, --guest or --tap has a network device on one
+    /// virtual switch (MAC learning, flooding, bounded queues), and its address from its
+    /// boot-info page: guest i is 10.0.0.(i+2)/24; give the TAP 10.0.0.1/24. Create the TAP
+    /// first (`ip tuntap add dev NAME mode tap`, then an address and `ip link set NAME up`),
+    /// in hv's network namespace. See docs/network.md.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["disk", "control", "record", "incoming", "migrate_to"])]
+    pub tap: Option<String>,
+
     /// Add a guest that runs WORDS (split at spaces), instead of the GUEST ARGS; repeat it
     /// for each guest, e.g. `--guest 'count 3' --guest 'echo hi'`. Everything --guests
     /// says about several guests applies.

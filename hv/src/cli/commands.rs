@@ -85,7 +85,7 @@ pub(super) fn bench_command(args: BenchArgs) -> ExitCode {
 /// `hv run`: one [`Vm`] with its console on standard output: booted, or received from
 /// another hv (`--incoming`); sent to another after a while with `--migrate-to`.
 pub(super) fn run_command(args: RunArgs, started: Instant) -> ExitCode {
-    if args.guests.is_some() || !args.guest.is_empty() {
+    if args.guests.is_some() || !args.guest.is_empty() || args.tap.is_some() {
         return super::group::run_group_command(args, started);
     }
     let mmu = match args.mmu.as_slice() {

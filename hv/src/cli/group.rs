@@ -11,7 +11,7 @@ use backend_drivers::runner::NotifyPolicy;
 use super::args::{seccomp_wanted, RunArgs};
 use crate::devices::console::PrefixedLines;
 use crate::outcome::EXIT_VMM_ERROR;
-use crate::vmm::group::{guest_name, run_group, GuestSpec};
+use crate::vmm::group::{guest_name, run_group, GroupNetwork, GuestSpec};
 use crate::vmm::VmConfig;
 
 /// Runs the guests `args` describes; hv's exit code is the first non-zero one in guest
@@ -24,8 +24,17 @@ pub(super) fn run_group_command(args: RunArgs, started: Instant) -> ExitCode {
             return ExitCode::from(EXIT_VMM_ERROR);
         }
     };
-    let console = |name: &str| Box::new(PrefixedLines::new(name, std::io::stdout())) as Box<dyn std::io::Write + Send>;
-    let ends = match run_group(specs, started, console) {
+    // One guest (`hv run --tap`) prints as `hv run` does; several are told apart by name.
+    let prefixed = specs.len() > 1;
+    let console = move |name: &str| -> Box<dyn std::io::Write + Send> {
+        if prefixed {
+            Box::new(PrefixedLines::new(name, std::io::stdout()))
+        } else {
+            Box::new(std::io::stdout())
+        }
+    };
+    let network = GroupNetwork { tap: args.tap.clone() };
+    let ends = match run_group(specs, started, console, Some(network)) {
         Ok(ends) => ends,
         Err(e) => {
             eprintln!("hv: error: {e}");
@@ -34,7 +43,15 @@ pub(super) fn run_group_command(args: RunArgs, started: Instant) -> ExitCode {
     };
     let mut code = ExitCode::SUCCESS;
     let mut failed = false;
-    for end in ends {
+    if args.stats {
+        if let Some(switch) = &ends.switch {
+            eprintln!("virtual switch:\n{switch}");
+        }
+        if let Some((name, tap)) = &ends.tap {
+            eprintln!("TAP {name}: {tap:?}");
+        }
+    }
+    for end in ends.guests {
         let guest_code = match end.result {
             Ok(report) => {
                 if let Some(message) = report.stop.message() {
@@ -61,9 +78,11 @@ pub(super) fn run_group_command(args: RunArgs, started: Instant) -> ExitCode {
 /// One [`GuestSpec`] per guest: `--guests N` copies of the GUEST ARGS, or one per
 /// `--guest WORDS`; `--mmu` gives one mode for all or one per guest.
 fn guest_specs(args: &RunArgs) -> Result<Vec<GuestSpec>, String> {
-    let commands: Vec<Vec<String>> = match args.guests {
-        Some(n) => vec![args.guest_args.clone(); usize::from(n)],
-        None => args.guest.iter().map(|words| words.split_whitespace().map(str::to_string).collect()).collect(),
+    let commands: Vec<Vec<String>> = match (args.guests, args.guest.is_empty()) {
+        (Some(n), _) => vec![args.guest_args.clone(); usize::from(n)],
+        (None, false) => args.guest.iter().map(|words| words.split_whitespace().map(str::to_string).collect()).collect(),
+        // `hv run --tap NAME -- ARGS`: one guest on the network.
+        (None, true) => vec![args.guest_args.clone()],
     };
     let modes = match args.mmu.as_slice() {
         [one] => vec![*one; commands.len()],
@@ -71,13 +90,14 @@ fn guest_specs(args: &RunArgs) -> Result<Vec<GuestSpec>, String> {
         modes => return Err(format!("--mmu lists {} modes for {} guests: give one mode for all, or one per guest", modes.len(), commands.len())),
     };
     let seccomp = seccomp_wanted(args.no_seccomp);
+    let several = commands.len() > 1;
     Ok(commands
         .into_iter()
         .zip(modes)
         .enumerate()
         .map(|(index, (guest_args, mmu))| {
             let name = guest_name(index);
-            let trace = args.trace.destination().map(|(path, format)| (trace_path_for(&path, &name), format));
+            let trace = args.trace.destination().map(|(path, format)| (if several { trace_path_for(&path, &name) } else { path }, format));
             let config = VmConfig {
                 kernel: args.kernel.clone(),
                 mem_mib: args.mem,

@@ -392,7 +392,7 @@ impl Devices {
             None => (DeviceInfo::ABSENT, 0, 0),
         };
         let balloon = if self.balloon.is_some() { device_info(balloon::BALLOON_RING, BALLOON_CHANNEL) } else { DeviceInfo::ABSENT };
-        DeviceLayout { console: device_info(CONSOLE_RING, CONSOLE_CHANNEL), block, block_sectors, block_flags, balloon }
+        DeviceLayout { console: device_info(CONSOLE_RING, CONSOLE_CHANNEL), block, block_sectors, block_flags, balloon, net: None }
     }
 
     /// The balloon's state (`None` without a balloon): a snapshot saves it, with the

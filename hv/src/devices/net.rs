@@ -8,10 +8,9 @@
 //! a test's queues) is the caller's business: [`NetDevice::attach`] takes any
 //! `FramePort`.
 //!
-//! Not yet wired into `hv run`: the caller (a multi-guest VMM) attaches it after
-//! [`super::Devices::attach`], writes its block of the boot-info page with
-//! [`NetDevice::announce`], starts it with the other devices, and stops it at the end.
-//! Threaded serving only: a recorded or replayed run has no network.
+//! `Vm::on_network` attaches it after [`super::Devices::attach`], announces it in the
+//! boot-info page ([`NetDevice::layout`]), starts it with the other devices, and stops it
+//! at the end. Threaded serving only: a recorded or replayed run has no network.
 
 use std::sync::Arc;
 
@@ -28,10 +27,10 @@ use pv_abi::addr::PseudoPhys;
 use pv_abi::event_channel::{doorbell_port, NET_RX_CHANNEL, NET_TX_CHANNEL};
 use pv_abi::grant::grant_window;
 use pv_abi::layout::{GRANT_TABLE_GPA, NET_RX_RING_GPA, NET_TX_RING_GPA};
-use pv_abi::BootInfo;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use super::{device_info, msi_route, DeviceError, FIRST_DEVICE_GSI, SHARED_INFO};
+use crate::boot::NetLayout;
 use crate::kvm::KvmVm;
 use crate::sandbox::ThreadKind;
 use crate::trace::Tracer;
@@ -131,15 +130,16 @@ impl NetDevice {
         Ok(NetDevice { handle, config })
     }
 
-    /// Writes the device's block of the boot-info page: both rings, the MAC, the
-    /// addresses.
-    pub fn announce(&self, info: &mut BootInfo) {
-        info.net_tx = device_info(TX_RING, NET_TX_CHANNEL);
-        info.net_rx = device_info(RX_RING, NET_RX_CHANNEL);
-        info.net_mac = self.config.mac;
-        info.net_ipv4 = self.config.ipv4;
-        info.net_prefix_len = self.config.prefix_len;
-        info.net_gateway = self.config.gateway;
+    /// The device's block of the boot-info page: both rings, the MAC, the addresses.
+    pub fn layout(&self) -> NetLayout {
+        NetLayout {
+            tx: device_info(TX_RING, NET_TX_CHANNEL),
+            rx: device_info(RX_RING, NET_RX_CHANNEL),
+            mac: self.config.mac,
+            ipv4: self.config.ipv4,
+            prefix_len: self.config.prefix_len,
+            gateway: self.config.gateway,
+        }
     }
 
     /// Lets the backend serve.
@@ -201,9 +201,8 @@ mod tests {
         let port = TestPort { waiting, ready: ready.try_clone().unwrap() };
         let config = NetConfig::nth_guest(0).unwrap();
         let device = NetDevice::attach(&machine, Box::new(port), config, &Tracer::default(), NotifyPolicy::EventIndex, true).unwrap();
-        let mut info = BootInfo::empty();
-        device.announce(&mut info);
-        assert_eq!((info.net_tx.ring_gpa, info.net_rx.channel, info.net_ipv4), (NET_TX_RING_GPA, NET_RX_CHANNEL, [10, 0, 0, 2]));
+        let layout = device.layout();
+        assert_eq!((layout.tx.ring_gpa, layout.rx.channel, layout.ipv4), (NET_TX_RING_GPA, NET_RX_CHANNEL, [10, 0, 0, 2]));
         device.start();
 
         // The guest's part, written straight into its RAM: grant 1 gives frame 0x300

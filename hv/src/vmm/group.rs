@@ -15,7 +15,12 @@
 use std::io::Write;
 use std::time::Instant;
 
+use backend_drivers::switch::{Switch, SwitchConfig, SwitchStats};
+use backend_drivers::switch::tap::TapStats;
+
 use super::{RunReport, Vm, VmConfig, VmError};
+use crate::devices::net::NetConfig;
+use crate::devices::tap::{attach_tap, AttachTapError};
 
 /// Most guests one hv runs at once: each needs a thread, its RAM and its share of two
 /// cores here; more would teach nothing new.
@@ -42,6 +47,24 @@ pub struct GuestEnd {
     pub result: Result<RunReport, VmError>,
 }
 
+/// The group's network: every guest gets a network device on one virtual switch, and
+/// its address from the boot-info page (guest `i`: 10.0.0.(i+2)/24, the host 10.0.0.1).
+#[derive(Clone, Debug, Default)]
+pub struct GroupNetwork {
+    /// An existing host TAP device to attach as one more port of the switch.
+    pub tap: Option<String>,
+}
+
+/// How a group ended: each guest, and the network's counters (if it had one).
+pub struct GroupEnds {
+    /// Each guest, in the order of the specs.
+    pub guests: Vec<GuestEnd>,
+    /// The switch's counters at the end.
+    pub switch: Option<SwitchStats>,
+    /// The TAP's counters at the end.
+    pub tap: Option<(String, TapStats)>,
+}
+
 /// Why a group did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum GroupError {
@@ -56,6 +79,17 @@ pub enum GroupError {
         /// Why.
         source: VmError,
     },
+    /// The TAP device could not be attached.
+    #[error(transparent)]
+    Tap(#[from] AttachTapError),
+    /// A guest's switch port could not be made.
+    #[error("{name}: cannot make its port on the switch: {source}")]
+    Port {
+        /// The guest's name.
+        name: String,
+        /// Why.
+        source: std::io::Error,
+    },
     /// A guest's thread could not be started.
     #[error("{name}: cannot start its vCPU thread: {source}")]
     Thread {
@@ -66,24 +100,42 @@ pub enum GroupError {
     },
 }
 
-/// Creates every guest of `specs`, each printing through `console(name)`, then runs each
-/// on a thread of its own (named `vcpu-NAME`) and waits for all of them. The ends are in
-/// the order of `specs`.
+/// Creates every guest of `specs`, each printing through `console(name)` (and, with
+/// `network`, each on one virtual switch), then runs each on a thread of its own (named
+/// `vcpu-NAME`) and waits for all of them. The ends are in the order of `specs`.
 pub fn run_group(
     specs: Vec<GuestSpec>,
     started: Instant,
     console: impl Fn(&str) -> Box<dyn Write + Send>,
-) -> Result<Vec<GuestEnd>, GroupError> {
+    network: Option<GroupNetwork>,
+) -> Result<GroupEnds, GroupError> {
     if specs.is_empty() || specs.len() > MAX_GUESTS {
         return Err(GroupError::Size(specs.len()));
     }
+    let seccomp = specs.iter().any(|s| s.config.seccomp);
+    let switch = network.as_ref().map(|_| Switch::new(SwitchConfig::default()));
     let mut vms = Vec::with_capacity(specs.len());
-    for spec in specs {
-        match Vm::new(&spec.config, console(&spec.name), started) {
+    for (index, spec) in specs.into_iter().enumerate() {
+        let vm = match &switch {
+            None => Vm::new(&spec.config, console(&spec.name), started),
+            Some(switch) => {
+                let port = switch.add_port(spec.name.clone()).map_err(|source| GroupError::Port { name: spec.name.clone(), source })?;
+                // At most MAX_GUESTS guests: every index has an address.
+                let net = NetConfig::nth_guest(index as u8).ok_or(GroupError::Size(index + 1))?;
+                Vm::on_network(&spec.config, console(&spec.name), started, Box::new(port), net)
+            }
+        };
+        match vm {
             Ok(vm) => vms.push((spec.name, vm)),
             Err(source) => return Err(GroupError::Guest { name: spec.name, source }),
         }
     }
+    // The TAP's thread starts after the guests' devices exist (`sandbox::prepare` has run
+    // for them: the TAP thread confines itself too).
+    let tap = match (&switch, network.as_ref().and_then(|n| n.tap.as_deref())) {
+        (Some(switch), Some(name)) => Some((name.to_string(), attach_tap(switch, name, seccomp)?)),
+        _ => None,
+    };
     let confine = vms.iter().any(|(_, vm)| vm.config.seccomp);
     let mut threads = Vec::with_capacity(vms.len());
     for (name, vm) in vms {
@@ -108,11 +160,13 @@ pub fn run_group(
             eprintln!("hv: {e}; the guests run on, this thread unconfined");
         }
     }
-    Ok(threads
+    let guests = threads
         .into_iter()
         .map(|(name, handle)| {
             let result = handle.join().unwrap_or(Err(VmError::GuestThreadPanicked));
             GuestEnd { name, result }
         })
-        .collect())
+        .collect();
+    let tap = tap.map(|(name, port)| (name, port.stop()));
+    Ok(GroupEnds { guests, switch: switch.as_ref().map(Switch::stats), tap })
 }

@@ -35,7 +35,9 @@ use pv_abi::MmuMode;
 use crate::boot::{self, cpu_state, BootError, BootInputs};
 use crate::devices::console::ConsoleOutput;
 use crate::devices::uart::Uart16550;
+use crate::devices::net::{NetConfig, NetDevice};
 use crate::devices::{block, DeviceError, Devices, RingPositions, Serving};
+use backend_drivers::frame_port::FramePort;
 use crate::kvm::host_info::HostMmu;
 use crate::kvm::{KvmVm, MemoryPlan};
 use crate::outcome::GuestStop;
@@ -68,6 +70,7 @@ pub struct RunReport {
 /// serve is closed.
 pub struct Vm {
     devices: Devices,
+    net: Option<NetDevice>,
     kvm: KvmVm,
     shadow: Option<ShadowPaging>,
     console: ConsoleOutput,
@@ -93,6 +96,23 @@ impl Vm {
     /// told to read its clock through hv. A replay first checks that it boots what was
     /// recorded.
     pub fn with_session(config: &VmConfig, console: Box<dyn Write + Send>, started: Instant, setup: Option<SessionSetup>) -> Result<Vm, VmError> {
+        Self::build(config, console, started, setup, None)
+    }
+
+    /// [`Vm::new`], with a network device whose frames go to and come from `port` (a
+    /// virtual switch's port, usually), the guest told its identity `net` in its
+    /// boot-info page.
+    pub fn on_network(config: &VmConfig, console: Box<dyn Write + Send>, started: Instant, port: Box<dyn FramePort>, net: NetConfig) -> Result<Vm, VmError> {
+        Self::build(config, console, started, None, Some((port, net)))
+    }
+
+    fn build(
+        config: &VmConfig,
+        console: Box<dyn Write + Send>,
+        started: Instant,
+        setup: Option<SessionSetup>,
+        network: Option<(Box<dyn FramePort>, NetConfig)>,
+    ) -> Result<Vm, VmError> {
         let ram_bytes = config::check_memory_size(config.mem_mib)?;
         if config.seccomp {
             crate::sandbox::prepare()?;
@@ -124,6 +144,13 @@ impl Vm {
         let serving = setup.as_ref().map_or(Serving::Threads, SessionSetup::serving);
         let balloon = (serving == Serving::Threads).then(|| balloon_plan(config, ram_bytes, &image, kvm.ram()));
         let devices = Devices::attach_serving(&kvm, console.clone(), disk, &tracer, config.notify_policy, RingPositions::default(), serving, config.seccomp, balloon)?;
+        // The network device comes after the others: it routes their GSIs again with its own.
+        let net = match network {
+            Some((port, net)) => Some(NetDevice::attach(&kvm, port, net, &tracer, config.notify_policy, config.seccomp)?),
+            None => None,
+        };
+        let mut layout = devices.layout();
+        layout.net = net.as_ref().map(NetDevice::layout);
         let session = match setup {
             None => None,
             Some(setup) => {
@@ -141,7 +168,7 @@ impl Vm {
             mmu: config.mmu,
             tsc_khz,
             nx: kvm.nx_supported(),
-            devices: devices.layout(),
+            devices: layout,
             clock_recorded: session.is_some(),
         };
         let plan = boot::prepare(kvm.ram(), &inputs)?;
@@ -164,7 +191,7 @@ impl Vm {
             tracer.emit(|| TraceEvent::Shadow(event));
         }
         let (control, mailbox) = control::channel();
-        Ok(Vm { devices, kvm, shadow, console, tracer, config: config.clone(), started, control, mailbox, session })
+        Ok(Vm { devices, net, kvm, shadow, console, tracer, config: config.clone(), started, control, mailbox, session })
     }
 
     /// A handle through which other threads reach this VM while it runs (pause, resume,
@@ -177,13 +204,16 @@ impl Vm {
     /// Runs the guest on the calling thread (its vCPU thread) until it stops, then
     /// stops the devices and reports how it ended.
     pub fn run(self) -> Result<RunReport, VmError> {
-        let Vm { devices, mut kvm, mut shadow, console, tracer, config, started, control: _, mailbox, mut session } = self;
+        let Vm { devices, net, mut kvm, mut shadow, console, tracer, config, started, control: _, mailbox, mut session } = self;
         let mut stats = RunStats::new(started);
         stats.mmu = config.mmu;
         let mut counters = VcpuCounters::default();
         // The emulated UART at COM1 prints to the same console as the PV one.
         let mut uart = Uart16550::new(console.clone());
         devices.start();
+        if let Some(net) = &net {
+            net.start();
+        }
         let pt_pool = pt_pool(kvm.ram().size());
         // This thread runs the vCPU: it is the one the watchdog and the control kick.
         let kick_target = mailbox.kicker().register_current_thread().map_err(VmError::Watchdog)?;
@@ -242,6 +272,13 @@ impl Vm {
         drop(kick_target);
         stats.balloon = devices.balloon_report(kvm.ram());
         stats.devices = devices.stop();
+        if let Some(net) = net {
+            // The network's two rings, counted like the other devices' one each.
+            if let Some(n) = net.stop() {
+                stats.devices.push(("net-tx", n.tx));
+                stats.devices.push(("net-rx", n.rx));
+            }
+        }
         console.flush();
         stats.finish(console.first_line_at());
         if let Some((path, _)) = &config.trace {

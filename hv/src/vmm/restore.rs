@@ -90,7 +90,7 @@ impl Vm {
             tracer.emit(|| TraceEvent::Shadow(event));
         }
         let (control, mailbox) = control::channel();
-        Ok(Vm { devices, kvm, shadow, console, tracer, config: config.clone(), started, control, mailbox, session: None })
+        Ok(Vm { devices, net: None, kvm, shadow, console, tracer, config: config.clone(), started, control, mailbox, session: None })
     }
 }
 

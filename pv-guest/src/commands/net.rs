@@ -35,14 +35,47 @@ const DEFAULT_PING_COUNT: u32 = 4;
 /// Round trips one series keeps for its percentiles (and the most `COUNT` may ask).
 pub const MAX_PING_COUNT: usize = 512;
 
-/// The guest's network device, when it has one.
-///
-/// The seam for issue 12's netfront: once `frontend-drivers` has it and `hv::drivers`
-/// sets it up, this returns an adapter implementing [`FrameIo`] over its rings (and
-/// [`FrameIo::wait`] over its upcall). Until then there is no device, and the commands
-/// that need one say so.
+/// The guest's network device, when hv gave it one: the netfront (`hv::drivers`) seen as
+/// a [`FrameIo`], borrowed for as long as the command runs.
 fn network_device() -> Option<impl FrameIo> {
-    None::<crate::net::loopback::LoopbackEnd<'static>>
+    let front = crate::hv::drivers::net();
+    if front.is_none() {
+        return None;
+    }
+    Some(NetFrontIo { front, dropped: 0 })
+}
+
+/// The netfront as the stack's link: `send` transmits (dropping the frame, and counting
+/// it, when every transmit buffer is in flight: the protocols above retransmit); `recv`
+/// keeps the receive ring stocked and takes the next frame.
+struct NetFrontIo {
+    front: crate::arch::cpu_local::VcpuRefMut<'static, Option<crate::hv::drivers::Net>>,
+    /// Frames dropped because no transmit buffer was free.
+    dropped: u64,
+}
+
+impl FrameIo for NetFrontIo {
+    fn send(&mut self, frame: &[u8]) {
+        let Some(net) = self.front.as_mut() else { return };
+        let _ = net.reap_tx();
+        if net.transmit(frame).is_err() {
+            self.dropped += 1;
+        }
+    }
+
+    fn recv(&mut self, buffer: &mut [u8]) -> Option<usize> {
+        let net = self.front.as_mut()?;
+        let _ = net.post_rx_buffers();
+        // A malformed answer costs its buffer's turn (the frontend posts it again), not
+        // the frames behind it; the ring bounds how many there can be.
+        for _ in 0..=crate::hv::drivers::NET_RX_BUFFERS {
+            match net.receive_into(buffer) {
+                Ok(found) => return found,
+                Err(_) => continue,
+            }
+        }
+        None
+    }
 }
 
 /// Says the device is missing; returns the exit code for that.

@@ -9,6 +9,7 @@ use frontend_drivers::balloon::BalloonFront;
 use frontend_drivers::block::BlockFront;
 use frontend_drivers::console::ConsoleFront;
 use frontend_drivers::grant_table::GrantTableFront;
+use frontend_drivers::net::{NetBuffer, NetFront};
 use pv_abi::addr::PseudoPhys;
 use pv_abi::BootInfo;
 
@@ -22,6 +23,15 @@ use super::shared_page::PhysPage;
 pub type Console = ConsoleFront<PhysPage, PortDoorbell, UpcallWait>;
 /// The block frontend as the kernel instantiates it.
 pub type Block = BlockFront<PhysPage, PhysPage, PortDoorbell, UpcallWait>;
+/// Transmit and receive buffers of the network frontend (one frame each).
+pub const NET_TX_BUFFERS: usize = 16;
+/// Receive buffers: enough for a burst of frames between two polls of the stack.
+pub const NET_RX_BUFFERS: usize = 32;
+/// Grant entries the network frontend takes from the table (one per buffer in flight,
+/// with room to spare); the block device keeps the rest.
+const NET_GRANT_ENTRIES: u32 = 64;
+/// The network frontend as the kernel instantiates it.
+pub type Net = NetFront<PhysPage, PhysPage, PhysPage, PortDoorbell, NET_TX_BUFFERS, NET_RX_BUFFERS>;
 
 /// The balloon frontend as the kernel instantiates it.
 pub type Balloon = BalloonFront<PhysPage, PortDoorbell>;
@@ -31,6 +41,8 @@ pub type Balloon = BalloonFront<PhysPage, PortDoorbell>;
 static CONSOLE: VcpuCell<Option<Console>> = VcpuCell::new(None);
 /// The block frontend, if hv attached a disk. Never used by an interrupt handler.
 static BLOCK: VcpuCell<Option<Block>> = VcpuCell::new(None);
+/// The network frontend, if hv attached a network. Never used by an interrupt handler.
+static NET: VcpuCell<Option<Net>> = VcpuCell::new(None);
 /// The balloon frontend, if hv serves one. Never used by an interrupt handler.
 static BALLOON: VcpuCell<Option<Balloon>> = VcpuCell::new(None);
 
@@ -47,9 +59,17 @@ pub fn init(info: &BootInfo) {
         let ring = unsafe { PhysPage::new(PseudoPhys::new(info.console.ring_gpa)) };
         *CONSOLE.borrow_mut() = Some(ConsoleFront::new(ring, doorbell, UpcallWait));
     }
+    // One grant table for every frontend that lends frames: the network device takes the
+    // top of it, the block device keeps the rest.
+    // SAFETY: see above.
+    let mut grants = GrantTableFront::new(unsafe { PhysPage::new(PseudoPhys::new(info.grant_table_gpa)) });
+    if info.net_tx.present != 0 && info.net_rx.present != 0 {
+        match grants.split_off(NET_GRANT_ENTRIES) {
+            Ok(net_grants) => *NET.borrow_mut() = net_front(info, net_grants),
+            Err(_) => crate::println!("pv-guest: no grant entries left for the network device; running without it"),
+        }
+    }
     if info.block.present != 0 {
-        // SAFETY: see above.
-        let grants = GrantTableFront::new(unsafe { PhysPage::new(PseudoPhys::new(info.grant_table_gpa)) });
         let doorbell = PortDoorbell { port: info.block.doorbell_port };
         // SAFETY: see above.
         let ring = unsafe { PhysPage::new(PseudoPhys::new(info.block.ring_gpa)) };
@@ -61,6 +81,43 @@ pub fn init(info: &BootInfo) {
         let ring = unsafe { PhysPage::new(PseudoPhys::new(info.balloon.ring_gpa)) };
         *BALLOON.borrow_mut() = Some(BalloonFront::new(ring, doorbell));
     }
+}
+
+/// The network frontend over the rings hv announced, with buffer frames from the frame
+/// allocator (`None`, said on the console, if there are not enough frames).
+fn net_front(info: &BootInfo, grants: GrantTableFront<PhysPage>) -> Option<Net> {
+    fn buffer() -> Option<NetBuffer<PhysPage>> {
+        let frame = crate::mm::frames::alloc()?;
+        // SAFETY: a frame just taken from the allocator belongs to this buffer alone and
+        // lies in guest RAM, in the direct map.
+        Some(NetBuffer { frame, page: unsafe { PhysPage::new(PseudoPhys::new(frame.raw() << pv_abi::addr::PAGE_SHIFT)) } })
+    }
+    let (Some(tx), Some(rx)) = (try_array::<NET_TX_BUFFERS>(buffer), try_array::<NET_RX_BUFFERS>(buffer)) else {
+        crate::println!("pv-guest: not enough memory for the network device's buffers; running without it");
+        return None;
+    };
+    // SAFETY: the rings are the pages hv announced for the network device (see `init`).
+    let (tx_ring, rx_ring) = unsafe { (PhysPage::new(PseudoPhys::new(info.net_tx.ring_gpa)), PhysPage::new(PseudoPhys::new(info.net_rx.ring_gpa))) };
+    let (tx_doorbell, rx_doorbell) = (PortDoorbell { port: info.net_tx.doorbell_port }, PortDoorbell { port: info.net_rx.doorbell_port });
+    let mut net = NetFront::new(tx_ring, rx_ring, grants, tx, rx, tx_doorbell, rx_doorbell);
+    let _ = net.post_rx_buffers();
+    Some(net)
+}
+
+/// An array of `N` buffers from `make`, or `None` if it ran out (the frames already
+/// taken stay with the kernel: this happens at boot, once).
+fn try_array<const N: usize>(mut make: impl FnMut() -> Option<NetBuffer<PhysPage>>) -> Option<[NetBuffer<PhysPage>; N]> {
+    let made: [Option<NetBuffer<PhysPage>>; N] = core::array::from_fn(|_| make());
+    if made.iter().any(Option::is_none) {
+        return None;
+    }
+    Some(made.map(|b| b.expect("checked above: every buffer was made")))
+}
+
+/// The network frontend (`None` if hv attached no network), borrowed until the guard is
+/// dropped.
+pub fn net() -> VcpuRefMut<'static, Option<Net>> {
+    NET.borrow_mut()
 }
 
 /// The console frontend (`None` before [`init`], or without a console device),

@@ -33,14 +33,14 @@ impl NetConfig {
     /// first byte set: not a vendor's address).
     pub const FIRST_GUEST: NetConfig = NetConfig { mac: [0x02, 0x68, 0x76, 0, 0, 2], ipv4: [10, 0, 0, 2], prefix_len: 24 };
 
-    /// The guest's identity from its boot-info page.
-    ///
-    /// The one seam to the hypervisor's side: hv is to announce the MAC, the address and
-    /// the prefix in `BootInfo` (issue 12, item 2). Until those fields exist this is
-    /// [`NetConfig::FIRST_GUEST`]; then it reads them here, and [`NetConfig::check`]
-    /// keeps guarding against a bad page.
-    pub fn from_boot_info(_info: &BootInfo) -> NetConfig {
-        NetConfig::FIRST_GUEST
+    /// The guest's identity from its boot-info page: the MAC, address and prefix hv
+    /// announced with the network device ([`NetConfig::FIRST_GUEST`] without one, for
+    /// the loopback commands). [`NetConfig::check`] still guards against a bad page.
+    pub fn from_boot_info(info: &BootInfo) -> NetConfig {
+        if info.net_tx.present == 0 {
+            return NetConfig::FIRST_GUEST;
+        }
+        NetConfig { mac: info.net_mac, ipv4: info.net_ipv4, prefix_len: info.net_prefix_len }
     }
 
     /// The same identity with the last byte of the MAC and of the address set to `host`
