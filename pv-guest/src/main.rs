@@ -73,6 +73,7 @@ pub extern "C" fn kmain(boot_info_gpa: u64) -> ! {
     // The local APIC and the split-driver frontends: from here on, output goes through
     // the console device's ring instead of a hypercall per line.
     hv::drivers::init(boot_info);
+    net::front::attach(boot_info);
     mm::balloon::init(boot_info);
     let code = commands::run(boot_info);
     hv::hypercall::shutdown(code)

@@ -43,6 +43,9 @@ static CONSOLE: VcpuCell<Option<Console>> = VcpuCell::new(None);
 static BLOCK: VcpuCell<Option<Block>> = VcpuCell::new(None);
 /// The network frontend, if hv attached a network. Never used by an interrupt handler.
 static NET: VcpuCell<Option<Net>> = VcpuCell::new(None);
+/// The network device's share of the grant table, set aside by [`init`] until the
+/// frontend is made (`crate::net::front`, once the frame allocator can lend it buffers).
+static NET_GRANTS: VcpuCell<Option<GrantTableFront<PhysPage>>> = VcpuCell::new(None);
 /// The balloon frontend, if hv serves one. Never used by an interrupt handler.
 static BALLOON: VcpuCell<Option<Balloon>> = VcpuCell::new(None);
 
@@ -65,7 +68,7 @@ pub fn init(info: &BootInfo) {
     let mut grants = GrantTableFront::new(unsafe { PhysPage::new(PseudoPhys::new(info.grant_table_gpa)) });
     if info.net_tx.present != 0 && info.net_rx.present != 0 {
         match grants.split_off(NET_GRANT_ENTRIES) {
-            Ok(net_grants) => *NET.borrow_mut() = net_front(info, net_grants),
+            Ok(net_grants) => *NET_GRANTS.borrow_mut() = Some(net_grants),
             Err(_) => crate::println!("pv-guest: no grant entries left for the network device; running without it"),
         }
     }
@@ -83,35 +86,20 @@ pub fn init(info: &BootInfo) {
     }
 }
 
-/// The network frontend over the rings hv announced, with buffer frames from the frame
-/// allocator (`None`, said on the console, if there are not enough frames).
-fn net_front(info: &BootInfo, grants: GrantTableFront<PhysPage>) -> Option<Net> {
-    fn buffer() -> Option<NetBuffer<PhysPage>> {
-        let frame = crate::mm::frames::alloc()?;
-        // SAFETY: a frame just taken from the allocator belongs to this buffer alone and
-        // lies in guest RAM, in the direct map.
-        Some(NetBuffer { frame, page: unsafe { PhysPage::new(PseudoPhys::new(frame.raw() << pv_abi::addr::PAGE_SHIFT)) } })
-    }
-    let (Some(tx), Some(rx)) = (try_array::<NET_TX_BUFFERS>(buffer), try_array::<NET_RX_BUFFERS>(buffer)) else {
-        crate::println!("pv-guest: not enough memory for the network device's buffers; running without it");
-        return None;
-    };
+/// The grant entries set aside for the network device (`None` without one, or once taken).
+pub fn take_net_grants() -> Option<GrantTableFront<PhysPage>> {
+    NET_GRANTS.borrow_mut().take()
+}
+
+/// The network frontend over the rings `info` announces, with `grants` and the buffer
+/// frames the caller lends it; installed for [`net`] to find, its receive buffers posted.
+pub fn install_net(info: &BootInfo, grants: GrantTableFront<PhysPage>, tx: [NetBuffer<PhysPage>; NET_TX_BUFFERS], rx: [NetBuffer<PhysPage>; NET_RX_BUFFERS]) {
     // SAFETY: the rings are the pages hv announced for the network device (see `init`).
     let (tx_ring, rx_ring) = unsafe { (PhysPage::new(PseudoPhys::new(info.net_tx.ring_gpa)), PhysPage::new(PseudoPhys::new(info.net_rx.ring_gpa))) };
     let (tx_doorbell, rx_doorbell) = (PortDoorbell { port: info.net_tx.doorbell_port }, PortDoorbell { port: info.net_rx.doorbell_port });
     let mut net = NetFront::new(tx_ring, rx_ring, grants, tx, rx, tx_doorbell, rx_doorbell);
     let _ = net.post_rx_buffers();
-    Some(net)
-}
-
-/// An array of `N` buffers from `make`, or `None` if it ran out (the frames already
-/// taken stay with the kernel: this happens at boot, once).
-fn try_array<const N: usize>(mut make: impl FnMut() -> Option<NetBuffer<PhysPage>>) -> Option<[NetBuffer<PhysPage>; N]> {
-    let made: [Option<NetBuffer<PhysPage>>; N] = core::array::from_fn(|_| make());
-    if made.iter().any(Option::is_none) {
-        return None;
-    }
-    Some(made.map(|b| b.expect("checked above: every buffer was made")))
+    *NET.borrow_mut() = Some(net);
 }
 
 /// The network frontend (`None` if hv attached no network), borrowed until the guard is

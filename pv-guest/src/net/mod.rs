@@ -12,6 +12,8 @@
 //!   page), its sockets and its poll.
 //! - `ping`: the ICMP echo client.
 //! - `http`: the HTTP/1.0 server; `http_get`: the client the tests and benchmarks use.
+//! - `front`: the network frontend made at boot (buffer frames, its grants, the rings hv
+//!   announced), which `commands::net` then drives through `FrameIo`.
 //!
 //! The network frontend (`frontend-drivers`' netfront, issue 12) plugs in under
 //! `device` by implementing `FrameIo` over its transmit and receive rings.
@@ -77,3 +79,4 @@ pub mod stack;
 pub mod ping;
 pub mod http;
 pub mod http_get;
+pub mod front;
