@@ -122,7 +122,8 @@ fn probe_addresses() -> Vec<GuestVirt> {
 }
 
 /// Target `shadow_mmu`. Input: one byte of setup (bit 0: the pool traps writes; bit 1:
-/// a tiny shadow area of 5 frames that overflows often, else 256), then steps: a write,
+/// a tiny shadow area of 5 frames that overflows often, else 256; bit 2: a build budget
+/// of 2 tables per write or batch, reached often, else the area's size), then steps: a write,
 /// a batch of up to 8 writes, or a root load.
 pub fn shadow_sequence(data: &[u8]) {
     let mut input = Input(data);
@@ -139,6 +140,9 @@ pub fn shadow_sequence(data: &[u8]) {
         device_frames: vec![(PseudoFrame::new(DEVICE_FRAME), MachineFrame::new(DEVICE_FRAME))],
     };
     let mut s = ShadowMmu::new(config, p2m).expect("the model's configuration is valid");
+    if setup & 4 != 0 {
+        s.set_build_budget(2);
+    }
     let probes = probe_addresses();
     let mut current: Option<(u64, MachineAddr)> = None;
     for _ in 0..MAX_STEPS {

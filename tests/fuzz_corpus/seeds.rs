@@ -430,6 +430,7 @@ fn shadow_mmu() -> Vec<(&'static str, Vec<u8>)> {
         ("build-a-tree", [vec![0], tree.clone()].concat()),
         ("build-a-tree-pool-traps", [vec![1], tree.clone()].concat()),
         ("hostile-tiny-shadow-area", [vec![2], tree.clone(), load(1), load(2), load(0)].concat()),
+        ("hostile-tiny-build-budget", [vec![4], load(0), tree.clone(), write(0, 0, 0, 0, 0), write(0, 0, 1, 3, 1)].concat()),
         ("hostile-raw-entry-addresses", [vec![0], load(0), vec![0, 0xff], u64::MAX.to_le_bytes().to_vec(), vec![0, 0, 0], vec![3, 0xff], 0x1000u64.to_le_bytes().to_vec()].concat()),
         ("hostile-garbage-values", [vec![0], load(0), vec![0, 0, 0, 7], 0xffff_ffff_ffff_ffffu64.to_le_bytes().to_vec(), vec![2, 3, 0, 0, 1, 3, 0, 1, 0, 1, 4, 7, 255]].concat()),
         ("hostile-page-table-mapped-writable", [vec![0], load(0), write(0, 0, 1, 3, 1), write(1, 0, 1, 3, 2), write(2, 0, 1, 3, 3), write(3, 0, 4, 1, 140)].concat()),
