@@ -44,6 +44,7 @@ fn run_one<'a>(info: &BootInfo, mut words: impl Iterator<Item = &'a str>) -> u8 
         Some("blk-bench") => blk::bench(info, words),
         Some("hostile-ptes") => hostile_ptes::run(info),
         Some("overflow-shadow") => overflow_shadow::run(info, words),
+        Some("shadow-storm") => shadow_storm::run(info, words),
         Some("task-demo") => task_demo(),
         Some("count") => count::count(info, words),
         Some("count-user") => count::count_user(words),
@@ -59,7 +60,8 @@ fn run_one<'a>(info: &BootInfo, mut words: impl Iterator<Item = &'a str>) -> u8 
 
 // The command families that need more than a function each, one module per family:
 // `selftest` and `bad-hypercalls` (selftest), `blk-read-sum`, `blk-fill`, `blk-bench`
-// (blk), `hostile-ptes` (hostile_ptes), `overflow-shadow` (overflow_shadow), `bench`,
+// (blk), `hostile-ptes` (hostile_ptes), `overflow-shadow` (overflow_shadow),
+// `shadow-storm` (shadow_storm), `bench`,
 // the guest half of `hv bench`, and `dirty-loop` and `checksum-loop`, workloads to
 // migrate (migration).
 // The one-function commands are below. (This file keeps its name and the order of its
@@ -70,6 +72,7 @@ pub mod count;
 pub mod hostile_ptes;
 pub mod migration;
 pub mod overflow_shadow;
+pub mod shadow_storm;
 pub mod selftest;
 
 use crate::arch::{cpu, idt};
