@@ -73,15 +73,15 @@ impl Machine {
         let mut pd_index = 0;
         while left > 0 {
             let pd = self.table();
-            self.store(pdpt, pd_index, pd * PAGE_SIZE | LINK);
+            self.store(pdpt, pd_index, (pd * PAGE_SIZE) | LINK);
             pd_index += 1;
             left -= 1;
             for i in 0..512.min(left) {
                 let pt = self.table();
-                self.store(pd, i, pt * PAGE_SIZE | LINK);
+                self.store(pd, i, (pt * PAGE_SIZE) | LINK);
                 for e in 0..512 {
                     // Data pages: the frames below the pool, never the same one twice.
-                    self.store(pt, e, ((i * 512 + e) % self.pool_start) * PAGE_SIZE | DATA);
+                    self.store(pt, e, (((i * 512 + e) % self.pool_start) * PAGE_SIZE) | DATA);
                 }
                 left -= 1;
             }
@@ -110,13 +110,13 @@ fn main() {
         // 1. One trapped store links a subtree that fills the whole area.
         let before = m.engine.stats();
         let t = Instant::now();
-        m.engine.guest_pt_write(&mut m.mem, entry(root, 0), Pte::from_raw(fits * PAGE_SIZE | LINK)).expect("a pool entry");
+        m.engine.guest_pt_write(&mut m.mem, entry(root, 0), Pte::from_raw((fits * PAGE_SIZE) | LINK)).expect("a pool entry");
         report("store linking a subtree of the whole area", &m, before, t.elapsed().as_secs_f64() * 1e3);
         m.engine.guest_pt_write(&mut m.mem, entry(root, 0), Pte::EMPTY).expect("a pool entry");
 
         // 2. One mmu_update batch of the largest size, linking and unlinking it in turn.
         let batch: Vec<(PseudoPhys, Pte)> = (0..pv_abi::hypercall::MMU_UPDATE_MAX)
-            .map(|i| (entry(root, 0), if i % 2 == 0 { Pte::from_raw(fits * PAGE_SIZE | LINK) } else { Pte::EMPTY }))
+            .map(|i| (entry(root, 0), if i % 2 == 0 { Pte::from_raw((fits * PAGE_SIZE) | LINK) } else { Pte::EMPTY }))
             .collect();
         let before = m.engine.stats();
         let t = Instant::now();
@@ -128,7 +128,7 @@ fn main() {
         let too_big = m.subtree(m.area);
         let before = m.engine.stats();
         let t = Instant::now();
-        m.engine.guest_pt_write(&mut m.mem, entry(root, 1), Pte::from_raw(too_big * PAGE_SIZE | LINK)).expect("a pool entry");
+        m.engine.guest_pt_write(&mut m.mem, entry(root, 1), Pte::from_raw((too_big * PAGE_SIZE) | LINK)).expect("a pool entry");
         let reload = m.engine.load_root(&mut m.mem, PseudoPhys::new(root * PAGE_SIZE));
         report(&format!("store growing the loaded root past the area (reload {})", if reload.is_ok() { "ok" } else { "fails" }), &m, before, t.elapsed().as_secs_f64() * 1e3);
         m.engine.guest_pt_write(&mut m.mem, entry(root, 1), Pte::EMPTY).expect("a pool entry");
@@ -136,9 +136,9 @@ fn main() {
 
         // 4. set_cr3 of a root that needs more than the area, while the loaded one fills
         //    most of it: build, drop the idle roots, drop all, build, rebuild the loaded one.
-        m.engine.guest_pt_write(&mut m.mem, entry(root, 0), Pte::from_raw(fits * PAGE_SIZE | LINK)).expect("a pool entry");
+        m.engine.guest_pt_write(&mut m.mem, entry(root, 0), Pte::from_raw((fits * PAGE_SIZE) | LINK)).expect("a pool entry");
         let other = m.table();
-        m.store(other, 0, too_big * PAGE_SIZE | LINK);
+        m.store(other, 0, (too_big * PAGE_SIZE) | LINK);
         let before = m.engine.stats();
         let t = Instant::now();
         let r = m.engine.load_root(&mut m.mem, PseudoPhys::new(other * PAGE_SIZE));
