@@ -33,6 +33,8 @@ const TARGETS: &[Target] = &[
     ("balloon_request", backend_drivers::fuzz_entry::balloon_request),
     ("ring_back", backend_drivers::fuzz_entry::ring_back),
     ("shadow_mmu", shadow_mmu::fuzz_entry::shadow_sequence),
+    ("migration_stream", hv::fuzz_entry::migration_stream),
+    ("record_log", hv::fuzz_entry::record_log),
 ];
 
 fn fuzz_dir() -> PathBuf {
@@ -155,6 +157,16 @@ fn hostile_fuzz_corpus_ring_back() {
 #[test]
 fn hostile_fuzz_corpus_shadow_mmu() {
     replay("shadow_mmu");
+}
+
+#[test]
+fn hostile_fuzz_corpus_migration_stream() {
+    replay("migration_stream");
+}
+
+#[test]
+fn hostile_fuzz_corpus_record_log() {
+    replay("record_log");
 }
 
 /// The valid seeds really are valid, so the fuzzer starts past the first checks.

@@ -6,7 +6,9 @@
 //!   each one, with a trace event naming why;
 //! - the trace of one small fixed workload (`task-demo`) is a snapshot in each mode;
 //! - `overflow-shadow` asks for more shadow tables than the shadow area holds, with
-//!   `set_cr3` and with `mmu_update`: each gets E2BIG and the guest runs on.
+//!   `set_cr3` and with `mmu_update`: each gets E2BIG and the guest runs on;
+//! - `shadow-storm` makes the costliest exits shadow mode has, in a loop, and
+//!   `--timeout` still stops it promptly (the engine's build budget bounds each exit).
 
 mod common;
 use common::{hv, selftest_counts, temp_path};
@@ -86,6 +88,25 @@ fn hostile_address_spaces_too_big_for_the_shadow_area_get_e2big_and_the_guest_ru
         assert!(text.lines().any(|l| l.contains(call) && l.contains("E2BIG")), "no {call} answered E2BIG in the trace");
     }
     assert!(text.contains("every shadow dropped"), "the area overflowed on the way");
+}
+
+/// A guest whose every exit asks hv to build most of the shadow area (an `mmu_update`
+/// batch of 512 entries linking and unlinking a subtree of 200 page tables) is still
+/// stopped by `--timeout`, within a generous bound: each exit's work is bounded by the
+/// engine's build budget. A correctness test, not a speed one: the bound is ten times
+/// what a prompt stop takes on a loaded machine.
+#[test]
+fn hostile_shadow_storm_is_stopped_by_the_timeout() {
+    require_kvm!();
+    let started = std::time::Instant::now();
+    let r = hv(&["run", "--mmu", "shadow", "--stats", "--timeout", "3", "--", "shadow-storm", "200"]);
+    let took = started.elapsed();
+    r.expect_code(124);
+    r.expect(r.stdout.contains("shadow-storm: linking and unlinking 200 page tables"), "the storm started");
+    r.expect(r.stderr.contains("still running after 3 s (--timeout)"), "the timeout stopped it");
+    let budget = r.stderr.lines().find(|l| l.contains("build budget reached")).and_then(|l| l.split_whitespace().last()?.parse::<u64>().ok());
+    r.expect(budget.is_some_and(|n| n > 0), "--stats shows the budget was reached");
+    assert!(took < std::time::Duration::from_secs(30), "hv took {took:?} to stop a guest with --timeout 3");
 }
 
 fn task_demo_trace(mode: &str) -> String {

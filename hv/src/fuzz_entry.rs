@@ -243,3 +243,103 @@ pub fn control_request(data: &[u8]) {
         }
     }
 }
+
+/// What the fuzzed migration receiver expects: the model guest's RAM and this kernel
+/// identity (the seeds' headers carry both, so the fuzzer starts past the header).
+pub const MIGRATION_KERNEL: u64 = 0x6876_2d66_757a_7a21;
+
+/// Target `migration_stream`: any bytes as what a source sends a destination: the
+/// header through `migration::stream::Header::read` and the destination's check
+/// (RAM size [`MODEL_RAM`], kernel [`MIGRATION_KERNEL`]), then the records through the
+/// receiver's round loop (`migration::receive::read_rounds`) into a fresh 8 MiB guest,
+/// and a received state through the decoder the destination uses. The same bytes also
+/// go through the source's reader of the destination's replies (`Reply::read`).
+/// Every refusal is a message for a terminal: it must be short and sanitized.
+pub fn migration_stream(data: &[u8]) {
+    use crate::migration::{receive, stream};
+    let check_message = |message: String| {
+        assert!(message.len() < 4096, "a refusal of {} bytes", message.len());
+        assert_sanitized(&message);
+    };
+    match stream::Reply::read(&mut &data[..]) {
+        Ok(stream::Reply::Refuse(message)) => check_message(message),
+        Ok(_) => {}
+        Err(e) => check_message(e.to_string()),
+    }
+    let mut input = data;
+    let expect = receive::Expect { ram_bytes: MODEL_RAM, kernel: MIGRATION_KERNEL };
+    let header = match stream::Header::read(&mut input).map_err(crate::migration::MigrationError::from).and_then(|h| receive::check_header(h, expect)) {
+        Ok(header) => header,
+        Err(e) => return check_message(e.to_string()),
+    };
+    let ram = GuestRam::new(header.ram_bytes).expect("8 MiB of model RAM");
+    match receive::read_rounds(&mut input, &ram) {
+        Ok((state, rounds, pages)) => {
+            assert!(rounds >= 1 && pages <= u64::from(rounds) * (MODEL_RAM / PAGE_SIZE), "{pages} pages in {rounds} rounds");
+            if let Ok(state) = postcard::from_bytes::<crate::state::VmState>(&state) {
+                let _ = crate::vmm::VmConfig::for_state(&state, Some(header.mode));
+            }
+        }
+        Err(e) => check_message(e.to_string()),
+    }
+}
+
+/// Most events the `record_log` target reads from one input.
+const MAX_LOG_EVENTS: usize = 4096;
+
+/// Target `record_log`: any bytes as a record log (`hv replay LOG`), written to a
+/// temporary file and read with `record::log::LogReader`: the header, then events until
+/// the end record, an error or [`MAX_LOG_EVENTS`]; each device event's memory writes
+/// are applied to a fresh 8 MiB guest as replay applies them.
+///
+/// The first byte is a mode, the rest the file. Mode bit 0 takes the rest as bare JSON
+/// lines and frames them (checksum chain) as the recorder does, so that the fuzzer
+/// reaches the event decoder instead of stopping at a checksum (a hostile log can have
+/// right checksums: FNV is no signature). Every message the reader makes, and every
+/// event's description, reaches the user's terminal: it must be sanitized.
+pub fn record_log(data: &[u8]) {
+    use crate::record::framing::{frame, Chain};
+    use crate::record::log::{Event, LogReader};
+    static FILES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let (mode, file) = data.split_first().map_or((0, &[][..]), |(m, f)| (*m, f));
+    let bytes = if mode & 1 != 0 {
+        let mut chain = Chain::default();
+        String::from_utf8_lossy(file).lines().map(|line| frame(&mut chain, line)).collect::<String>().into_bytes()
+    } else {
+        file.to_vec()
+    };
+    let n = FILES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!("hv-fuzz-record-log-{}-{n}", std::process::id()));
+    std::fs::write(&path, &bytes).expect("writing the temporary record log");
+    let checked = |message: String| assert_sanitized(&message);
+    match LogReader::open(&path) {
+        Err(e) => checked(e.to_string()),
+        Ok(mut log) => {
+            if let Err(e) = crate::vmm::session::replay_config(log.header(), None) {
+                checked(e.to_string());
+            }
+            let ram = GuestRam::new(MODEL_RAM).expect("8 MiB of model RAM");
+            for _ in 0..MAX_LOG_EVENTS {
+                match log.next_event() {
+                    Err(e) => {
+                        checked(e.to_string());
+                        break;
+                    }
+                    Ok(event) => {
+                        checked(event.describe());
+                        match &event {
+                            Event::Device(device) => {
+                                for write in &device.writes {
+                                    let _ = crate::record::replayer::apply(&ram, write.gpa, &write.data);
+                                }
+                            }
+                            Event::End { .. } => break,
+                            _ => {}
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let _ = std::fs::remove_file(&path);
+}

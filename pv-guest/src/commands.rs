@@ -49,6 +49,7 @@ fn run_one<'a>(info: &BootInfo, mut words: impl Iterator<Item = &'a str>) -> u8 
         Some("blk-user-hostile") => blk_user::hostile(),
         Some("hostile-ptes") => hostile_ptes::run(info),
         Some("overflow-shadow") => overflow_shadow::run(info, words),
+        Some("shadow-storm") => shadow_storm::run(info, words),
         Some("task-demo") => task_demo(),
         Some("count") => count::count(info, words),
         Some("count-user") => count::count_user(words),
@@ -76,10 +77,10 @@ fn run_one<'a>(info: &BootInfo, mut words: impl Iterator<Item = &'a str>) -> u8 
 // The command families that need more than a function each, one module per family:
 // `selftest` and `bad-hypercalls` (selftest), `blk-read-sum`, `blk-fill`, `blk-bench`
 // (blk), `blk-user-read-sum` and `blk-user-hostile` (blk_user: a ring-3 task reading
-// into its own frames), `hostile-ptes` (hostile_ptes), `overflow-shadow` (overflow_shadow), `bench`,
-// the guest half of `hv bench`, `dirty-loop` and `checksum-loop`, workloads to
-// migrate (migration), `net-ping`, `net-serve`, `net-bench`, `net-selftest` (net), and
-// `balloon-status`, `balloon-wait`, `touch-mem` (balloon).
+// into its own frames), `hostile-ptes` (hostile_ptes), `overflow-shadow` (overflow_shadow),
+// `shadow-storm` (shadow_storm), `bench`, the guest half of `hv bench`, `dirty-loop` and
+// `checksum-loop`, workloads to migrate (migration), `net-ping`, `net-serve`, `net-bench`,
+// `net-selftest` (net), and `balloon-status`, `balloon-wait`, `touch-mem` (balloon).
 // The one-function commands are below. (This file keeps its name and the order of its
 // first lines: hv's tests read the location of the `panic` command's panic.)
 pub mod balloon;
@@ -92,6 +93,7 @@ pub mod lines;
 pub mod migration;
 pub mod net;
 pub mod overflow_shadow;
+pub mod shadow_storm;
 pub mod selftest;
 pub mod sensitive;
 

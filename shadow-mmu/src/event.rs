@@ -113,4 +113,7 @@ pub struct ShadowStats {
     pub recycles: u64,
     /// Present shadow entries changed or removed (each needs the CPU's cached copy gone).
     pub entries_changed: u64,
+    /// Guest writes or batches that reached the build budget, so every shadow was
+    /// dropped instead of building more (`ShadowMmu::build_budget`).
+    pub budget_spent: u64,
 }

@@ -25,7 +25,10 @@
 //!   to a table updates every shadow of that table ([`ShadowMmu::guest_pt_write`]).
 //! - **Builds eagerly**: a shadow table is filled completely when it is made. Cheap for
 //!   small guests, and it makes "the shadow equals the reference walk" a property that
-//!   holds at every instant, which is what the tests check.
+//!   holds at every instant, which is what the tests check. The work is bounded per
+//!   operation: a write or batch builds at most a budget of tables
+//!   ([`ShadowMmu::build_budget`]), past which every shadow is dropped and the root is
+//!   built once afresh (`examples/worst_exit.rs` measures the worst exits).
 //! - **Never** reflects an entry that points outside the guest's frames, a 1 GiB page, or
 //!   an entry with reserved bits; never lets a guest page table live outside the
 //!   page-table pool; never reflects a pool frame writable unless the pool's machine

@@ -103,10 +103,19 @@ fn probe_addresses() -> Vec<u64> {
 }
 
 fn run(ops: &[Op], pool_traps_writes: bool, shadow_frames: u64) -> Result<(), TestCaseError> {
+    run_with_budget(ops, pool_traps_writes, shadow_frames, None)
+}
+
+/// `run` with the engine's build budget (tables one write or batch may build) set to
+/// `budget`, if given.
+fn run_with_budget(ops: &[Op], pool_traps_writes: bool, shadow_frames: u64, budget: Option<u64>) -> Result<(), TestCaseError> {
     let mut mem = VecMemory::new(MACHINE_BASE + GUEST_FRAMES);
     let p2m = P2m::swapped_halves(GUEST_FRAMES, MachineFrame::new(MACHINE_BASE), 512);
     let config = ShadowConfig { pool: PseudoFrame::new(POOL_START)..PseudoFrame::new(GUEST_FRAMES), shadow_area: MachineFrame::new(0)..MachineFrame::new(shadow_frames), root_cache: 2, pool_traps_writes, device_frames: vec![(PseudoFrame::new(DEVICE_FRAME), MachineFrame::new(DEVICE_FRAME))] };
     let mut s = ShadowMmu::new(config, p2m).unwrap();
+    if let Some(budget) = budget {
+        s.set_build_budget(budget);
+    }
     let probes = probe_addresses();
     let mut current: Option<(u64, MachineAddr)> = None;
     for op in ops {
@@ -197,5 +206,17 @@ proptest! {
     #[test]
     fn hostile_overflowing_a_tiny_shadow_area_never_gives_a_wrong_translation(ops in prop::collection::vec(op(), 1..24)) {
         run(&ops, false, 5)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+
+    /// A build budget of one or two tables per write or batch is reached all the time:
+    /// every shadow is dropped and the root built afresh instead, and the shadow must
+    /// still translate exactly as the guest's tables say.
+    #[test]
+    fn hostile_a_tiny_build_budget_never_gives_a_wrong_translation(ops in prop::collection::vec(op(), 1..24), budget in 1..3u64) {
+        run_with_budget(&ops, false, 256, Some(budget))?;
     }
 }

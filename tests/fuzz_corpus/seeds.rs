@@ -46,6 +46,12 @@ pub fn all() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     for (name, bytes) in shadow_mmu() {
         out.push(("shadow_mmu", name, bytes));
     }
+    for (name, bytes) in migration_stream() {
+        out.push(("migration_stream", name, bytes));
+    }
+    for (name, bytes) in record_log() {
+        out.push(("record_log", name, bytes));
+    }
     out
 }
 
@@ -226,6 +232,19 @@ fn real_snapshot(stored_page: Option<u64>) -> Vec<u8> {
     if let Some(page) = stored_page {
         ram.write(pv_abi::addr::PseudoPhys::new(page * PAGE_SIZE), b"stored page").expect("inside RAM");
     }
+    let state = seed_state();
+    let path = std::env::temp_dir().join(format!("hv-seed-snapshot-{}-{}", std::process::id(), stored_page.unwrap_or(u64::MAX)));
+    snapshot_file::write(&path, state, &ram).expect("writing a snapshot");
+    let mut bytes = std::fs::read(&path).expect("reading it back");
+    let _ = std::fs::remove_file(&path);
+    let memory_off = u64::from_le_bytes(bytes[32..40].try_into().expect("8 bytes"));
+    let keep = memory_off + stored_page.map_or(0, |p| (p + 1) * PAGE_SIZE);
+    bytes.truncate(keep as usize);
+    bytes
+}
+
+/// The VM state of an all-zero 8 MiB ept guest, as a snapshot or a migration carries it.
+fn seed_state() -> hv::state::VmState {
     let pool = pv_abi::layout::pt_pool(8 << 20);
     let vcpu = hv::kvm::vcpu_state::VcpuState {
         mp_state: Default::default(),
@@ -239,7 +258,7 @@ fn real_snapshot(stored_page: Option<u64>) -> Vec<u8> {
         events: Default::default(),
         tsc_khz: 0,
     };
-    let state = hv::state::VmState {
+    hv::state::VmState {
         mmu: pv_abi::MmuMode::Ept as u32,
         ram_bytes: 8 << 20,
         guest_root: pool.start.raw(),
@@ -250,15 +269,7 @@ fn real_snapshot(stored_page: Option<u64>) -> Vec<u8> {
         notify_always: false,
         guest_args: vec!["seed".into()],
         balloon: None,
-    };
-    let path = std::env::temp_dir().join(format!("hv-seed-snapshot-{}-{}", std::process::id(), stored_page.unwrap_or(u64::MAX)));
-    snapshot_file::write(&path, state, &ram).expect("writing a snapshot");
-    let mut bytes = std::fs::read(&path).expect("reading it back");
-    let _ = std::fs::remove_file(&path);
-    let memory_off = u64::from_le_bytes(bytes[32..40].try_into().expect("8 bytes"));
-    let keep = memory_off + stored_page.map_or(0, |p| (p + 1) * PAGE_SIZE);
-    bytes.truncate(keep as usize);
-    bytes
+    }
 }
 
 fn snapshot_file() -> Vec<(&'static str, Vec<u8>)> {
@@ -266,7 +277,7 @@ fn snapshot_file() -> Vec<(&'static str, Vec<u8>)> {
     let valid = real_snapshot(None);
     let one_page = real_snapshot(Some(3));
     let mut bad_version = valid.clone();
-    bad_version[8] = 2;
+    bad_version[8] = 99;
     let mut huge_state = valid.clone();
     huge_state[24..32].copy_from_slice(&u64::MAX.to_le_bytes());
     let mut memory_overlaps_state = valid.clone();
@@ -492,8 +503,139 @@ fn shadow_mmu() -> Vec<(&'static str, Vec<u8>)> {
         ("build-a-tree", [vec![0], tree.clone()].concat()),
         ("build-a-tree-pool-traps", [vec![1], tree.clone()].concat()),
         ("hostile-tiny-shadow-area", [vec![2], tree.clone(), load(1), load(2), load(0)].concat()),
+        ("hostile-tiny-build-budget", [vec![4], load(0), tree.clone(), write(0, 0, 0, 0, 0), write(0, 0, 1, 3, 1)].concat()),
         ("hostile-raw-entry-addresses", [vec![0], load(0), vec![0, 0xff], u64::MAX.to_le_bytes().to_vec(), vec![0, 0, 0], vec![3, 0xff], 0x1000u64.to_le_bytes().to_vec()].concat()),
         ("hostile-garbage-values", [vec![0], load(0), vec![0, 0, 0, 7], 0xffff_ffff_ffff_ffffu64.to_le_bytes().to_vec(), vec![2, 3, 0, 0, 1, 3, 0, 1, 0, 1, 4, 7, 255]].concat()),
         ("hostile-page-table-mapped-writable", [vec![0], load(0), write(0, 0, 1, 3, 1), write(1, 0, 1, 3, 2), write(2, 0, 1, 3, 3), write(3, 0, 4, 1, 140)].concat()),
+    ]
+}
+
+// ---- migration stream -------------------------------------------------------------
+
+/// A migration stream as a source's `hv::migration::stream` writer makes it, for the
+/// model guest the target receives into (8 MiB, kernel `MIGRATION_KERNEL`): `rounds`
+/// of (frame, data byte or None for a zero page), then the seed state and `Done`.
+fn migration(ram_bytes: u64, rounds: &[&[(u64, Option<u8>)]], state: Option<Vec<u8>>) -> Vec<u8> {
+    use hv::migration::stream::{write_pages, Header, PageData, Record};
+    use pv_abi::addr::PseudoFrame;
+    let mut b = Vec::new();
+    Header { ram_bytes, mode: pv_abi::MmuMode::Shadow, kernel: hv::fuzz_entry::MIGRATION_KERNEL }.write(&mut b).expect("into a Vec");
+    let mut total = 0;
+    for (round, pages) in rounds.iter().enumerate() {
+        let pages: Vec<(PseudoFrame, PageData)> = pages
+            .iter()
+            .map(|&(frame, byte)| (PseudoFrame::new(frame), byte.map_or(PageData::Zero, |x| PageData::Data(Box::new([x; PAGE_SIZE as usize])))))
+            .collect();
+        write_pages(&mut b, round as u32, pages.iter().map(|(f, d)| (*f, d))).expect("into a Vec");
+        Record::EndOfRound { round: round as u32, pages: pages.len() as u64 }.write(&mut b).expect("into a Vec");
+        total += pages.len() as u64;
+    }
+    if let Some(state) = state {
+        Record::State(state).write(&mut b).expect("into a Vec");
+        Record::Done { total_pages: total }.write(&mut b).expect("into a Vec");
+    }
+    b
+}
+
+fn migration_stream() -> Vec<(&'static str, Vec<u8>)> {
+    let state = postcard::to_stdvec(&seed_state()).expect("the seed state encodes");
+    let two_rounds: [&[(u64, Option<u8>)]; 2] = [&[(1, Some(7)), (2, None), (3, Some(9))], &[(2, Some(1))]];
+    let valid = migration(8 << 20, &two_rounds, Some(state.clone()));
+    let header_len = 40;
+    let mut frame_outside = migration(8 << 20, &[&[(5, None)]], Some(state.clone()));
+    frame_outside[header_len + 9..header_len + 17].copy_from_slice(&(8u64 << 20 >> 12).to_le_bytes());
+    let mut miscounted = migration(8 << 20, &[&[(5, None)]], Some(state.clone()));
+    let end_of_round = header_len + 9 + 9;
+    miscounted[end_of_round + 5..end_of_round + 13].copy_from_slice(&7u64.to_le_bytes());
+    let mut huge_batch = migration(8 << 20, &[&[(5, None)]], None);
+    huge_batch[header_len + 5..header_len + 9].copy_from_slice(&u32::MAX.to_le_bytes());
+    let mut refusal = vec![0x7f];
+    refusal.extend_from_slice(&7u16.to_le_bytes());
+    refusal.extend_from_slice(b"\x1b]0;hi\x07");
+    vec![
+        ("two-rounds-state-done", valid.clone()),
+        ("hostile-garbage-state", migration(8 << 20, &[&[(1, Some(1))]], Some(vec![0xff; 64]))),
+        ("hostile-truncated", valid[..valid.len() - 20].to_vec()),
+        ("hostile-wrong-ram-size", migration(64 << 20, &two_rounds, Some(state.clone()))),
+        ("hostile-frame-outside-ram", frame_outside),
+        ("hostile-miscounted-round", miscounted),
+        ("hostile-huge-batch", huge_batch),
+        ("hostile-no-state", migration(8 << 20, &two_rounds, None)),
+        ("hostile-escapes-in-a-refusal", refusal),
+    ]
+}
+
+// ---- record log -------------------------------------------------------------------
+
+/// A record log as `hv::record::log::LogWriter` writes it: a header of a run of the
+/// built-in guest on 8 MiB, then `events`.
+fn record_log_file(events: &[hv::record::log::Event]) -> Vec<u8> {
+    use hv::record::log::{Header, LogWriter, MAGIC, VERSION};
+    static FILES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let header = Header {
+        magic: MAGIC.into(),
+        version: VERSION,
+        kernel_hash: "7b0a3c5e9d1f2468".into(),
+        kernel_bytes: 123_456,
+        kernel_path: None,
+        guest_args: vec!["count".into(), "3".into()],
+        mem_mib: 8,
+        mmu: "ept".into(),
+        tsc_khz: 2_000_000,
+        nx: true,
+        disk: None,
+    };
+    let n = FILES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!("hv-seed-record-log-{}-{n}", std::process::id()));
+    let mut log = LogWriter::create(&path, &header).expect("creating a record log");
+    for event in events {
+        log.append(event);
+    }
+    log.finish().expect("writing the record log");
+    let bytes = std::fs::read(&path).expect("reading it back");
+    let _ = std::fs::remove_file(&path);
+    bytes
+}
+
+fn record_log() -> Vec<(&'static str, Vec<u8>)> {
+    use hv::record::log::{DeviceRecord, Event, ExitRecord, MemoryWrite};
+    let exit = |n: u64, reason: &str, port: Option<u16>| Event::Exit(ExitRecord { n, reason: reason.into(), port, gpa: None });
+    let device = |gpa: u64, data: &str| {
+        Event::Device(Box::new(DeviceRecord {
+            n: 2,
+            port: 0x600,
+            rip: 0xffff_8000_0020_1234,
+            ring_hash: "0123456789abcdef".into(),
+            writes: vec![MemoryWrite { gpa, data: data.into() }],
+            lines: Vec::new(),
+            printed: "68690a".into(),
+            upcall: true,
+        }))
+    };
+    let end = Event::End { exits: 3, stop: "shutdown code=0".into(), memory_hash: "0011223344556677".into() };
+    let run = [exit(1, "io-out", Some(0x600)), device(0x1000, "6869"), Event::Clock { n: 3, tsc: 123_456_789 }, exit(3, "hlt", None), end.clone()];
+    let valid = record_log_file(&run);
+    // The same log as bare JSON lines (mode 1: the target frames them).
+    let bare: String = String::from_utf8(valid.clone()).expect("a log is text").lines().map(|l| format!("{}\n", &l[17..])).collect();
+    let with_mode = |mode: u8, file: &[u8]| [&[mode][..], file].concat();
+    let mut flipped = valid.clone();
+    let last = flipped.len() - 5;
+    flipped[last] ^= 1;
+    // Escaped in JSON (raw control characters are not JSON); `\u{9b}` is a C1 CSI.
+    let escapes = bare.replace("shutdown code=0", r"\u001b]52;c;cm0gLXJm\u0007").replace("\"io-out\"", "\"\\u001b[2J\u{9b}2J\"");
+    let bad_version = bare.replacen("\"version\":1", "\"version\":2", 1);
+    vec![
+        ("exit-device-clock-end", with_mode(0, &valid)),
+        ("exit-device-clock-end-bare", with_mode(1, bare.as_bytes())),
+        ("hostile-flipped-byte", with_mode(0, &flipped)),
+        ("hostile-truncated", with_mode(0, &valid[..valid.len() / 2])),
+        ("hostile-no-end-record", with_mode(0, &record_log_file(&run[..3]))),
+        ("hostile-not-a-log", with_mode(0, b"0123456789abcdef {\"magic\":\"something else\"}\n")),
+        ("hostile-wrong-version", with_mode(1, bad_version.as_bytes())),
+        ("hostile-terminal-escapes", with_mode(1, escapes.as_bytes())),
+        ("hostile-escapes-in-the-header", with_mode(1, bare.replacen("\"mmu\":\"ept\"", "\"mmu\":\"\\u001b]0;owned\\u0007\"", 1).as_bytes())),
+        ("hostile-device-write-outside-ram", with_mode(0, &record_log_file(&[device(u64::MAX - 1, "6869"), end.clone()]))),
+        ("hostile-device-write-not-hex", with_mode(0, &record_log_file(&[device(0x1000, "zz"), end.clone()]))),
+        ("hostile-unknown-event", with_mode(1, format!("{}{{\"e\":\"reboot\",\"n\":1}}\n", bare.lines().next().expect("a header")).as_bytes())),
     ]
 }

@@ -105,7 +105,7 @@ pub fn accept_vm(listener: &TcpListener, expect: Expect) -> Result<Incoming, Mig
     }
 }
 
-fn check_header(header: Header, expect: Expect) -> Result<Header, MigrationError> {
+pub(crate) fn check_header(header: Header, expect: Expect) -> Result<Header, MigrationError> {
     if header.ram_bytes != expect.ram_bytes {
         return Err(MigrationError::Mismatch(format!(
             "the source's guest has {} MiB of RAM, this destination {} MiB (--mem)",
@@ -124,7 +124,7 @@ fn check_header(header: Header, expect: Expect) -> Result<Header, MigrationError
 
 /// Reads rounds of pages into `ram` until `Done`; returns the state, the rounds and the
 /// pages received.
-fn read_rounds(input: &mut impl std::io::Read, ram: &GuestRam) -> Result<(Vec<u8>, u32, u64), MigrationError> {
+pub(crate) fn read_rounds(input: &mut impl std::io::Read, ram: &GuestRam) -> Result<(Vec<u8>, u32, u64), MigrationError> {
     let frames = ram.size() / PAGE_SIZE;
     let zero = [0u8; PAGE_SIZE as usize];
     let (mut round, mut in_round, mut total) = (0u32, 0u64, 0u64);

@@ -165,6 +165,57 @@ impl Event {
     }
 }
 
+/// Text from a log file on its way to a terminal (a divergence message quotes the
+/// log): a hostile log could otherwise carry escape sequences, as a guest could
+/// (docs/security.md). The log hv writes holds only text that passes unchanged.
+fn clean(text: String) -> String {
+    backend_drivers::console::sanitize_text(&text)
+}
+
+impl Header {
+    /// The first text field a message may quote that holds characters a terminal would
+    /// act on (hv never records such a header: it is refused, not cleaned, because
+    /// its fields name files and modes).
+    fn unprintable_field(&self) -> Option<&'static str> {
+        let bad = |text: &str| backend_drivers::console::sanitize_text(text) != text;
+        let path_bad = |path: &Path| bad(&path.to_string_lossy());
+        if bad(&self.magic) || bad(&self.kernel_hash) || bad(&self.mmu) {
+            Some("magic, kernel hash or memory mode")
+        } else if self.kernel_path.as_deref().is_some_and(path_bad) {
+            Some("kernel path")
+        } else if self.disk.as_ref().is_some_and(|d| bad(&d.path)) {
+            Some("disk path")
+        } else if self.guest_args.iter().any(|a| bad(a)) {
+            Some("guest command line")
+        } else {
+            None
+        }
+    }
+}
+
+impl Event {
+    /// The event with every text field a message may quote sanitized (a no-op on what
+    /// hv records; a hostile log's escape sequences become visible characters).
+    fn cleaned(self) -> Event {
+        match self {
+            Event::Exit(mut x) => {
+                x.reason = clean(x.reason);
+                Event::Exit(x)
+            }
+            Event::Device(mut d) => {
+                d.ring_hash = clean(d.ring_hash);
+                for line in &mut d.lines {
+                    line.kind = clean(std::mem::take(&mut line.kind));
+                    line.detail = clean(std::mem::take(&mut line.detail));
+                }
+                Event::Device(d)
+            }
+            Event::End { exits, stop, memory_hash } => Event::End { exits, stop: clean(stop), memory_hash: clean(memory_hash) },
+            clock @ Event::Clock { .. } => clock,
+        }
+    }
+}
+
 /// Why a log cannot be written or read.
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
@@ -298,7 +349,10 @@ impl LogReader {
             return Err(LogError::Frame { path: path.to_path_buf(), source: FrameError::BadChecksum { line: 1 } });
         }
         let header: Header = serde_json::from_value(value)
-            .map_err(|e| LogError::BadEvent { path: path.to_path_buf(), line: 1, what: format!("header: {e}") })?;
+            .map_err(|e| LogError::BadEvent { path: path.to_path_buf(), line: 1, what: clean(format!("header: {e}")) })?;
+        if let Some(field) = header.unprintable_field() {
+            return Err(LogError::BadEvent { path: path.to_path_buf(), line: 1, what: format!("header: its {field} holds control characters") });
+        }
         Ok(LogReader { path: path.to_path_buf(), lines, header })
     }
 
@@ -320,6 +374,63 @@ impl LogReader {
             Ok(None) => return Err(LogError::Truncated { path: self.path.clone(), line: self.lines.line() }),
             Err(source) => return Err(LogError::Frame { path: self.path.clone(), source }),
         };
-        serde_json::from_str(&json).map_err(|e| LogError::BadEvent { path: self.path.clone(), line: self.lines.line(), what: e.to_string() })
+        let event: Event = serde_json::from_str(&json).map_err(|e| LogError::BadEvent { path: self.path.clone(), line: self.lines.line(), what: clean(e.to_string()) })?;
+        Ok(event.cleaned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header() -> Header {
+        Header {
+            magic: MAGIC.into(),
+            version: VERSION,
+            kernel_hash: "0123456789abcdef".into(),
+            kernel_bytes: 1,
+            kernel_path: None,
+            guest_args: vec!["count".into()],
+            mem_mib: 8,
+            mmu: "ept".into(),
+            tsc_khz: 1,
+            nx: true,
+            disk: None,
+        }
+    }
+
+    fn write_log(name: &str, header: &Header, events: &[Event]) -> PathBuf {
+        let path = std::env::temp_dir().join(format!("hv-log-test-{}-{name}", std::process::id()));
+        let mut w = LogWriter::create(&path, header).unwrap();
+        for e in events {
+            w.append(e);
+        }
+        w.finish().unwrap();
+        path
+    }
+
+    #[test]
+    fn hostile_log_text_reaches_messages_sanitized() {
+        let exit = Event::Exit(ExitRecord { n: 1, reason: "\u{1b}]52;c;eA==\u{7}".into(), port: None, gpa: None });
+        let end = Event::End { exits: 1, stop: "\u{9b}2J\rhv: forged".into(), memory_hash: "00".into() };
+        let path = write_log("escapes", &header(), &[exit, end]);
+        let mut log = LogReader::open(&path).unwrap();
+        let first = log.next_event().unwrap().describe();
+        let second = log.next_event().unwrap().describe();
+        let _ = std::fs::remove_file(&path);
+        for text in [first, second] {
+            assert!(!text.chars().any(|c| c.is_control()), "a terminal would act on {text:?}");
+        }
+    }
+
+    #[test]
+    fn hostile_header_with_control_characters_is_refused() {
+        let mut h = header();
+        h.mmu = "\u{1b}[2Jept".into();
+        let path = write_log("header", &h, &[]);
+        let e = LogReader::open(&path).err().expect("refused").to_string();
+        let _ = std::fs::remove_file(&path);
+        assert!(e.contains("memory mode holds control characters"), "{e}");
+        assert!(!e.contains('\u{1b}'));
     }
 }

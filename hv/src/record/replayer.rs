@@ -231,7 +231,7 @@ impl Replayer {
 }
 
 /// Writes one logged device write into guest RAM, checked.
-fn apply(ram: &GuestRam, gpa: u64, hex: &str) -> Result<(), String> {
+pub(crate) fn apply(ram: &GuestRam, gpa: u64, hex: &str) -> Result<(), String> {
     let bytes = from_hex(hex).ok_or("its data is not hex")?;
     if bytes.len() as u64 > PAGE_SIZE * 64 {
         return Err(format!("{} bytes is more than a device writes at once", bytes.len()));

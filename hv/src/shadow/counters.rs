@@ -28,4 +28,7 @@ pub struct ShadowCounters {
     pub entries_changed: u64,
     /// Guest entries refused by the isolation rules.
     pub refused: u64,
+    /// Page-table writes or batches that reached the engine's build budget (every
+    /// shadow dropped and the root built afresh instead: docs/memory-modes.md).
+    pub budget_spent: u64,
 }

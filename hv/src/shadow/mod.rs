@@ -276,6 +276,7 @@ impl ShadowPaging {
             recycles: s.recycles,
             entries_changed: s.entries_changed,
             refused: s.refused,
+            budget_spent: s.budget_spent,
         }
     }
 }

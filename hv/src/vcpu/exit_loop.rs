@@ -129,7 +129,12 @@ pub fn run(vm: &mut KvmVm, cx: &mut LoopContext) -> GuestStop {
             .or_else(|| handle_exit(vm, cx, exit))
             .or_else(|| forget_stale_translations(vm, cx))
             .or_else(|| if guest_made { cx.session.as_deref_mut().and_then(Session::after_exit) } else { None })
-            .or_else(|| serve_jobs(vm, cx, reason == ExitReason::Interrupted, &mut deferred_since));
+            .or_else(|| serve_jobs(vm, cx, reason == ExitReason::Interrupted, &mut deferred_since))
+            // Checked after every exit, not only when the watchdog's signal interrupted
+            // KVM_RUN: a guest whose exits keep hv busy (a storm of costly page-table
+            // batches) spends most of its time outside KVM_RUN, where the signal is
+            // handled and lost, and would otherwise outlive --timeout by far.
+            .or_else(|| timed_out(vm, cx));
         if let Some(stop) = stop {
             cx.tracer.emit(|| TraceEvent::Stop(Box::new(stop.clone())));
             return stop;
@@ -262,16 +267,17 @@ fn handle_exit(vm: &mut KvmVm, cx: &mut LoopContext, exit: Exit) -> Option<Guest
             dump: vm.register_dump(),
         }),
         // A signal interrupted KVM_RUN: the watchdog's, if its time is up.
-        Exit::Interrupted => match cx.watchdog {
-            Some(w) if w.fired() => {
-                Some(GuestStop::TimedOut { millis: w.timeout().as_millis() as u64, dump: vm.register_dump() })
-            }
-            _ => None,
-        },
+        Exit::Interrupted => timed_out(vm, cx),
         Exit::Other(what) => {
             Some(GuestStop::KvmFailure { what: KvmFailure::UnexpectedExit { exit: what }, dump: vm.register_dump() })
         }
     }
+}
+
+/// The guest's stop if the `--timeout` watchdog has fired.
+fn timed_out(vm: &mut KvmVm, cx: &LoopContext) -> Option<GuestStop> {
+    let w = cx.watchdog.filter(|w| w.fired())?;
+    Some(GuestStop::TimedOut { millis: w.timeout().as_millis() as u64, dump: vm.register_dump() })
 }
 
 /// Reads the suberror of a KVM_EXIT_INTERNAL_ERROR (1 = emulation failure, …).

@@ -77,6 +77,7 @@ impl RunStats {
                 "entries_changed": c.entries_changed,
                 "recycles": c.recycles,
                 "refused": c.refused,
+                "budget_spent": c.budget_spent,
             })
         });
         let guest = self.vcpu.guest.as_ref().map(|g| {
@@ -145,6 +146,7 @@ impl RunStats {
             writeln!(f, "    {:<30} {:>12}", "shadow tables built / freed", format!("{} / {}", c.tables_built, c.tables_freed))?;
             writeln!(f, "    {:<30} {:>12}", "present shadow entries changed", c.entries_changed)?;
             writeln!(f, "    {:<30} {:>12}", "shadow area recycled", c.recycles)?;
+            writeln!(f, "    {:<30} {:>12}", "build budget reached", c.budget_spent)?;
             write!(f, "    {:<30} {:>12}", "guest entries refused", c.refused)?;
         } else {
             writeln!(f)?;

@@ -480,3 +480,60 @@ fn hostile_memory_error_mid_sync_leaves_the_shadows_as_they_were() {
     check_against_reference(&mem, &s, 960, shadow, 0);
     assert_eq!(s.unreachable_tables(&mem), 0);
 }
+
+/// PML4 entry 0 of root 960 can link PDPT 961 → PD 962 → PTs 963..963+`pts`, each with
+/// 512 data pages: a subtree of 2 + `pts` tables.
+fn wide_subtree(mem: &mut VecMemory, s: &mut ShadowMmu, pts: u64) {
+    write(mem, s, 961, 0, (962 * PAGE_SIZE) | TABLE);
+    for i in 0..pts {
+        write(mem, s, 962, i, ((963 + i) * PAGE_SIZE) | TABLE);
+        for e in 0..512 {
+            write(mem, s, 963 + i, e, ((e % 400) * PAGE_SIZE) | DATA);
+        }
+    }
+}
+
+#[test]
+fn hostile_batch_linking_a_subtree_over_and_over_builds_at_most_the_budget_then_rebuilds_once() {
+    let (mut mem, mut s) = setup(false);
+    wide_subtree(&mut mem, &mut s, 50);
+    let root = s.load_root(&mut mem, PseudoPhys::new(960 * PAGE_SIZE)).unwrap();
+    assert_eq!(s.build_budget(), SHADOW, "the default budget is the area's size");
+    s.set_build_budget(60);
+    // Link and unlink the 52-table subtree 256 times in one batch: without the budget,
+    // 256 × 52 tables built in one exit.
+    let link = Pte::from_raw((961 * PAGE_SIZE) | TABLE);
+    let batch: Vec<_> = (0..512).map(|i| (entry(960, 0), if i % 2 == 0 { link } else { Pte::EMPTY })).collect();
+    let before = s.stats();
+    assert_eq!(s.mmu_update(&mut mem, &batch).unwrap(), SyncOutcome::AllDropped, "the budget ran out: every shadow dropped");
+    let after = s.stats();
+    assert!(after.tables_built - before.tables_built <= 60 + 1, "built {} tables in one batch", after.tables_built - before.tables_built);
+    assert!(after.budget_spent > before.budget_spent);
+    // The root was built again from the guest's tables, which end unlinked.
+    let shadow = s.current_shadow().unwrap();
+    let _ = root; // dropped with every shadow; the area's frames were reset, so it may be reused
+    assert_eq!(s.live_tables(), 1, "the batch ends with the subtree unlinked: only the root is shadowed");
+    for va in [0, 0x1000, 0x20_0000 * 49] {
+        check_against_reference(&mem, &s, 960, shadow, va);
+    }
+    assert_eq!(s.unreachable_tables(&mem), 0);
+}
+
+#[test]
+fn hostile_store_linking_more_than_the_budget_drops_and_the_reload_matches_the_guest() {
+    let (mut mem, mut s) = setup(false);
+    wide_subtree(&mut mem, &mut s, 20);
+    s.load_root(&mut mem, PseudoPhys::new(960 * PAGE_SIZE)).unwrap();
+    s.set_build_budget(5);
+    let outcome = s.guest_pt_write(&mut mem, entry(960, 0), Pte::from_raw((961 * PAGE_SIZE) | TABLE)).unwrap();
+    assert_eq!(outcome, SyncOutcome::AllDropped);
+    assert_eq!(s.live_tables(), 0, "nothing half-built is left");
+    // Root loads are not budgeted: the whole 23-table tree loads.
+    let shadow = s.load_root(&mut mem, PseudoPhys::new(960 * PAGE_SIZE)).unwrap();
+    for va in [0, 0x1000, 0x20_0000 * 19 + 0x5000] {
+        check_against_reference(&mem, &s, 960, shadow, va);
+    }
+    assert!(s.translate_shadow(&mem, shadow, GuestVirt::new(0x20_0000 * 19)).is_some());
+    // A small write within the budget still syncs in place.
+    assert_eq!(s.guest_pt_write(&mut mem, entry(963, 1), Pte::EMPTY).unwrap(), SyncOutcome::Synced);
+}
