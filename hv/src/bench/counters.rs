@@ -157,17 +157,24 @@ pub fn per_op(measured: &Counts, zero_work: &Counts, operations: u64) -> PerOp {
     }
 }
 
-/// The handling time of each kind of exit the operations caused: (measured − zero-work)
-/// time over (measured − zero-work) exits, so boot's exits do not blur the mean.
+/// The handling time of each kind of exit the operations caused: how many per operation
+/// ((measured − zero-work) / operations), and hv's mean time on one: the measured run's
+/// time less the zero-work run's, over the exits the operations added, as for every other
+/// counter. When that difference is not positive (the zero-work run's few exits of a
+/// kind can be its costliest, as a first `set_cr3` building a root is, and timing noise
+/// does the rest), the mean over all the measured run's exits of that kind is used.
 fn handling_per_op(measured: &Counts, zero_work: &Counts, operations: f64) -> BTreeMap<String, HandlingPerOp> {
     let get = |c: &Counts, k: String| c.get(&k).copied().unwrap_or(0) as f64;
     measured
         .keys()
         .filter_map(|k| k.strip_prefix(HANDLING_COUNT))
         .filter_map(|label| {
-            let exits = get(measured, format!("{HANDLING_COUNT}{label}")) - get(zero_work, format!("{HANDLING_COUNT}{label}"));
-            let nanos = get(measured, format!("{HANDLING_NS}{label}")) - get(zero_work, format!("{HANDLING_NS}{label}"));
-            (exits > 0.0 && nanos > 0.0).then(|| (label.to_string(), HandlingPerOp { per_op: exits / operations, mean_ns: nanos / exits }))
+            let count = get(measured, format!("{HANDLING_COUNT}{label}"));
+            let nanos = get(measured, format!("{HANDLING_NS}{label}"));
+            let exits = count - get(zero_work, format!("{HANDLING_COUNT}{label}"));
+            let added = nanos - get(zero_work, format!("{HANDLING_NS}{label}"));
+            let mean_ns = if added > 0.0 { added / exits } else { nanos / count };
+            (exits > 0.0).then(|| (label.to_string(), HandlingPerOp { per_op: exits / operations, mean_ns }))
         })
         .collect()
 }
