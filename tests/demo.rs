@@ -7,7 +7,7 @@ mod common;
 use common::hv;
 
 /// Each demo's name; `hv demo` must list them all.
-const DEMOS: [&str; 10] = ["trap-and-emulate", "popek-goldberg", "hypercall", "split-driver", "emulated-vs-pv", "event-index", "shadow-vs-ept", "isolation", "snapshot", "record-replay"];
+const DEMOS: [&str; 12] = ["trap-and-emulate", "popek-goldberg", "hypercall", "split-driver", "emulated-vs-pv", "event-index", "shadow-vs-ept", "isolation", "switch", "balloon", "snapshot", "record-replay"];
 
 /// Runs one demo and snapshots its narration with the figures redacted; returns its
 /// output (empty without KVM).
@@ -142,4 +142,39 @@ fn demo_snapshot_and_restore() {
     }
     let counted: Vec<u32> = out.lines().filter_map(|l| l.strip_prefix("   │ count: ")).filter_map(|n| n.parse().ok()).collect();
     assert_eq!(counted, (1..=8).collect::<Vec<_>>(), "every line once, in order, across the snapshot:\n{out}");
+}
+
+#[test]
+fn demo_switch() {
+    // Round trips and frame counts depend on timing (an ARP retry, a late reply).
+    let out = demo_snapshot_with(
+        "switch",
+        &[(r"time=\d+ us", "time=[n] us"), (r"(min|p50|p99|max) \d+ us", "$1 [n] us"), (r"port (g\d): .*", "port $1: [frames]")],
+    );
+    if out.is_empty() {
+        return;
+    }
+    assert!(out.contains("g1 | net-ping: 3 sent, 3 received"), "g1's pings crossed the switch:\n{out}");
+    for port in ["g0", "g1"] {
+        let line = out.lines().find(|l| l.contains(&format!("▸ port {port}: "))).unwrap_or_else(|| panic!("{port}'s counters are shown:\n{out}"));
+        assert!(!line.contains(": 0 frames in"), "{port} sent frames: {line}");
+    }
+    assert!(out.contains("(1 flooded)") || out.contains("(2 flooded)"), "the first ARP broadcast was flooded");
+}
+
+#[test]
+fn demo_balloon() {
+    let out = demo_snapshot_with(
+        "balloon",
+        &[(r"resident memory: .*", "resident memory: [MiB]"), (r"released per second: .*", "released per second: [rate]"), (r"(?m)^   │ balloon: .*$", "   │ balloon: [status line]")],
+    );
+    if out.is_empty() {
+        return;
+    }
+    let drop: f64 = out
+        .lines()
+        .find_map(|l| l.split("MiB (").nth(1)?.strip_suffix(" MiB)")?.parse().ok())
+        .unwrap_or_else(|| panic!("the resident memory's change is shown:\n{out}"));
+    assert!(drop <= -24.0, "inflating 40 MiB lowered hv's RSS by at least 24 MiB, got {drop}");
+    assert!(out.contains("taken back 40960 KiB"), "the deflate took every frame back");
 }

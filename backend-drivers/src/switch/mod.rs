@@ -132,7 +132,13 @@ struct FabricState {
     table: MacTable,
     ports: BTreeMap<PortId, Arc<PortQueue>>,
     next_port: u64,
+    /// The final counters of ports that have left, the last [`DEPARTED_KEPT`] of them.
+    departed: Vec<PortReport>,
 }
+
+/// How many departed ports' final counters the switch keeps (a guest's port leaves with
+/// its guest; `--stats` at the end still shows what it did).
+const DEPARTED_KEPT: usize = 64;
 
 /// One port's line in [`SwitchStats`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -152,6 +158,8 @@ pub struct PortReport {
 pub struct SwitchStats {
     /// The ports, in the order they were added.
     pub ports: Vec<PortReport>,
+    /// Ports that have left (their owner ended), with their final counters, oldest first.
+    pub departed: Vec<PortReport>,
     /// The MAC table's counters.
     pub table: MacTableStats,
 }
@@ -166,7 +174,7 @@ impl Switch {
     /// [`clock::ManualClock`]).
     pub fn with_clock(config: SwitchConfig, clock: Arc<dyn Clock>) -> Switch {
         let table = MacTable::new(config.mac_capacity, config.macs_per_port, config.ageing);
-        let state = FabricState { table, ports: BTreeMap::new(), next_port: 0 };
+        let state = FabricState { table, ports: BTreeMap::new(), next_port: 0, departed: Vec::new() };
         Switch { fabric: Arc::new(Fabric { config, clock, state: Mutex::new(state) }) }
     }
 
@@ -186,7 +194,7 @@ impl Switch {
     pub fn stats(&self) -> SwitchStats {
         let state = self.fabric.lock();
         let ports = state.ports.iter().map(|(id, q)| PortReport { id: *id, name: q.name().to_string(), stats: q.stats(), queued: q.len() }).collect();
-        SwitchStats { ports, table: state.table.stats() }
+        SwitchStats { ports, departed: state.departed.clone(), table: state.table.stats() }
     }
 }
 
@@ -225,7 +233,12 @@ impl Fabric {
     /// Removes port `id`: its queue goes, and so does every address learned on it.
     pub(crate) fn detach(&self, id: PortId) {
         let mut state = self.lock();
-        state.ports.remove(&id);
+        if let Some(q) = state.ports.remove(&id) {
+            if state.departed.len() == DEPARTED_KEPT {
+                state.departed.remove(0);
+            }
+            state.departed.push(PortReport { id, name: q.name().to_string(), stats: q.stats(), queued: 0 });
+        }
         state.table.forget_port(id);
     }
 }
@@ -241,7 +254,7 @@ fn flood(ports: &BTreeMap<PortId, Arc<PortQueue>>, from: PortId, frame: &[u8]) -
 impl fmt::Display for SwitchStats {
     /// One line per port and one for the table, as `--stats` prints them.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for p in &self.ports {
+        for p in self.ports.iter().chain(&self.departed) {
             let s = &p.stats;
             writeln!(
                 f,

@@ -19,6 +19,8 @@
 //! | [`event_index`] | upcalls per request with and without notification suppression |
 //! | [`shadow_vs_ept`] | trapped page-table writes in both modes, and batching |
 //! | [`isolation`] | hostile hypercalls and page-table entries refused |
+//! | [`switch`] | two guests ping each other through hv's virtual switch, which floods, learns, forwards |
+//! | [`balloon`] | a running guest gives 40 MiB back; hv's resident memory falls by as much |
 //! | [`snapshot`] | a running guest saved at an exit, continued from the file in the other mode |
 //! | [`record_replay`] | a run recorded, replayed without devices, to the same memory |
 
@@ -32,6 +34,8 @@ pub mod event_index;
 pub mod emulated_vs_pv;
 pub mod shadow_vs_ept;
 pub mod isolation;
+pub mod switch;
+pub mod balloon;
 pub mod snapshot;
 pub mod record_replay;
 
@@ -110,6 +114,18 @@ pub const DEMOS: &[Demo] = &[
         about: "hostile hypercalls and page-table entries refused; the guest harms only itself",
         lecture: "isolation, the hypervisor as a security boundary",
         run: |s, _| isolation::run(s),
+    },
+    Demo {
+        name: "switch",
+        about: "two guests ping each other through hv's virtual L2 switch: the first frame flooded, then learned and forwarded",
+        lecture: "split drivers and device domains: the network, Xen's dom0 bridge",
+        run: |s, _| switch::run(s),
+    },
+    Demo {
+        name: "balloon",
+        about: "a running guest gives 40 MiB back to the host and hv's resident memory falls by as much; then it takes it back",
+        lecture: "memory management: ballooning",
+        run: |s, _| balloon::run(s),
     },
     Demo {
         name: "snapshot",
