@@ -7,7 +7,7 @@ mod common;
 use common::hv;
 
 /// Each demo's name; `hv demo` must list them all.
-const DEMOS: [&str; 12] = ["trap-and-emulate", "popek-goldberg", "hypercall", "split-driver", "emulated-vs-pv", "event-index", "shadow-vs-ept", "isolation", "switch", "balloon", "snapshot", "record-replay"];
+const DEMOS: [&str; 13] = ["trap-and-emulate", "popek-goldberg", "hypercall", "split-driver", "emulated-vs-pv", "event-index", "shadow-vs-ept", "isolation", "switch", "balloon", "snapshot", "migration", "record-replay"];
 
 /// Runs one demo and snapshots its narration with the figures redacted; returns its
 /// output (empty without KVM).
@@ -34,6 +34,8 @@ fn demo_snapshot_with(name: &str, filters: &[(&str, &str)]) -> String {
     settings.add_filter(r"\d+\.\d+×", "[ratio]");
     settings.add_filter(r"\d+(\.\d+)?%", "[share]");
     settings.add_filter(r"\b\d+\.\d+\b", "[n]");
+    // Guest addresses move whenever the kernel's image changes size.
+    settings.add_filter(r"0x[0-9a-f]{5,}", "[addr]");
     for (pattern, replacement) in filters {
         settings.add_filter(pattern, *replacement);
     }
@@ -177,4 +179,19 @@ fn demo_balloon() {
         .unwrap_or_else(|| panic!("the resident memory's change is shown:\n{out}"));
     assert!(drop <= -24.0, "inflating 40 MiB lowered hv's RSS by at least 24 MiB, got {drop}");
     assert!(out.contains("taken back 40960 KiB"), "the deflate took every frame back");
+}
+
+#[test]
+fn demo_migration() {
+    // How many rounds, pages and lines fall on each side depends on timing.
+    let out = demo_snapshot_with(
+        "migration",
+        &[(r"(?m)^   ▸ round \d+ .*\n", ""), (r"(?m)^   │ (here +|there) \| count: \d+\n", ""), (r"(?m)^   │ count: \d+\n", ""), (r"\d+ \+ \d+ = 12", "[n] + [n] = 12")],
+    );
+    if out.is_empty() {
+        return;
+    }
+    let counted: Vec<u32> = out.lines().filter_map(|l| l.split("count: ").nth(1)).filter_map(|n| n.split_whitespace().next()?.parse().ok()).collect();
+    assert_eq!(counted, (1..=12).collect::<Vec<_>>(), "every line once, in order, across the migration:\n{out}");
+    assert!(out.contains("(guest paused ):"), "the last round ran with the guest paused");
 }

@@ -22,6 +22,7 @@
 //! | [`switch`] | two guests ping each other through hv's virtual switch, which floods, learns, forwards |
 //! | [`balloon`] | a running guest gives 40 MiB back; hv's resident memory falls by as much |
 //! | [`snapshot`] | a running guest saved at an exit, continued from the file in the other mode |
+//! | [`migration`] | pre-copy live migration between two VMs, round by round, and the downtime |
 //! | [`record_replay`] | a run recorded, replayed without devices, to the same memory |
 
 pub mod stage;
@@ -37,6 +38,7 @@ pub mod isolation;
 pub mod switch;
 pub mod balloon;
 pub mod snapshot;
+pub mod migration;
 pub mod record_replay;
 
 use std::io::Write;
@@ -132,6 +134,12 @@ pub const DEMOS: &[Demo] = &[
         about: "a running guest saved to a file at an exit boundary, then continued from it in the other memory mode",
         lecture: "VM state: snapshots (and the start of live migration)",
         run: |s, _| snapshot::run(s),
+    },
+    Demo {
+        name: "migration",
+        about: "a running guest moved to another VM by pre-copy live migration: the rounds, the downtime, every line once",
+        lecture: "VM state: pre-copy live migration",
+        run: |s, _| migration::run(s),
     },
     Demo {
         name: "record-replay",
