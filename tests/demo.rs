@@ -7,7 +7,7 @@ mod common;
 use common::hv;
 
 /// Each demo's name; `hv demo` must list them all.
-const DEMOS: [&str; 13] = ["trap-and-emulate", "popek-goldberg", "hypercall", "split-driver", "emulated-vs-pv", "event-index", "shadow-vs-ept", "isolation", "switch", "balloon", "snapshot", "migration", "record-replay"];
+const DEMOS: [&str; 14] = ["trap-and-emulate", "popek-goldberg", "hypercall", "split-driver", "emulated-vs-pv", "event-index", "shadow-vs-ept", "isolation", "switch", "balloon", "snapshot", "migration", "record-replay", "vm-vs-container"];
 
 /// Runs one demo and snapshots its narration with the figures redacted; returns its
 /// output (empty without KVM).
@@ -194,4 +194,23 @@ fn demo_migration() {
     let counted: Vec<u32> = out.lines().filter_map(|l| l.split("count: ").nth(1)).filter_map(|n| n.split_whitespace().next()?.parse().ok()).collect();
     assert_eq!(counted, (1..=12).collect::<Vec<_>>(), "every line once, in order, across the migration:\n{out}");
     assert!(out.contains("(guest paused ):"), "the last round ran with the guest paused");
+}
+
+#[test]
+fn demo_vm_vs_container() {
+    // SAFETY: geteuid has no arguments and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED: the container of vm-vs-container needs root (namespaces, a cgroup)");
+        return;
+    }
+    let out = demo_snapshot_with(
+        "vm-vs-container",
+        &[(r"its resident memory: .*", "its resident memory: [kB]"), (r"memory limit \(cgroup\): .*", "memory limit (cgroup): [limit]"), (r"\d+×", "[ratio]")],
+    );
+    if out.is_empty() {
+        return;
+    }
+    for seen in ["│ pid = 1", "│ hostname = hv-container", "│ interfaces = lo", "│ processes_visible = 1"] {
+        assert!(out.contains(seen), "the container sees only its own namespaces: {seen}\n{out}");
+    }
 }

@@ -30,6 +30,7 @@
 //! | [`bench`](mod@bench) | `hv bench` and `hv blk-bench`: fresh VMs per measurement, baselines, reports | change how a guest runs |
 //! | [`control`] | the control socket (`hv run --control`, `hv ctl`): its protocol, server threads and client | touch a VM except through jobs on its vCPU thread |
 //! | [`top`] | `hv top`: a live view of a running hv, sampled through its control socket | lock anything on the guest's paths, or sample faster than asked |
+//! | [`container`] | a container made by hand (namespaces, a memory cgroup), to set beside a VM | pretend to isolate what it does not |
 //! | [`demo`] | `hv demo`: the course's concepts on real VMs, narrated and paced for a room | fake a figure: every one is measured in the run |
 //! | [`cli`] | hv's command line: arguments, and the commands that run them | contain VMM logic |
 //! | [`fuzz_entry`] | the bodies of the fuzz targets on hv's parsers (`fuzz/`, `tests/fuzz_corpus.rs`) | be used by hv itself |
@@ -67,6 +68,7 @@ pub mod migration;
 pub mod bench;
 pub mod control;
 pub mod top;
+pub mod container;
 pub mod demo;
 pub mod cli;
 #[doc(hidden)]

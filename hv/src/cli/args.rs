@@ -120,6 +120,14 @@ pub enum Command {
     /// then waits for Enter (a standard input that is not a terminal goes on by itself).
     /// docs/classroom.md says which demo belongs to which lecture.
     Demo(DemoArgs),
+
+    /// The inside of `hv demo vm-vs-container`'s container (started by hv itself, in new
+    /// namespaces): not for people.
+    #[command(name = "__container-init", hide = true)]
+    ContainerInit {
+        /// System calls to time.
+        rounds: u64,
+    },
 }
 
 /// Options of `hv demo`.

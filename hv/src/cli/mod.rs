@@ -29,5 +29,6 @@ pub fn main() -> ExitCode {
         Command::Trace(args::TraceCommand::Explain(args)) => commands::trace_explain_command(args),
         Command::Top(args) => commands::top_command(args),
         Command::Demo(args) => commands::demo_command(args),
+        Command::ContainerInit { rounds } => ExitCode::from(u8::try_from(crate::container::workload::init(rounds)).unwrap_or(1)),
     }
 }

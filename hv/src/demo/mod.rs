@@ -23,6 +23,7 @@
 //! | [`balloon`] | a running guest gives 40 MiB back; hv's resident memory falls by as much |
 //! | [`snapshot`] | a running guest saved at an exit, continued from the file in the other mode |
 //! | [`migration`] | pre-copy live migration between two VMs, round by round, and the downtime |
+//! | [`vm_vs_container`] | a VM against a container hv makes from namespaces and a cgroup |
 //! | [`record_replay`] | a run recorded, replayed without devices, to the same memory |
 
 pub mod stage;
@@ -40,6 +41,7 @@ pub mod balloon;
 pub mod snapshot;
 pub mod migration;
 pub mod record_replay;
+pub mod vm_vs_container;
 
 use std::io::Write;
 
@@ -146,6 +148,12 @@ pub const DEMOS: &[Demo] = &[
         about: "a run recorded, then replayed with no device running, to the same memory byte for byte",
         lecture: "record and replay (ReVirt)",
         run: |s, _| record_replay::run(s),
+    },
+    Demo {
+        name: "vm-vs-container",
+        about: "a VM against a container hv makes itself (namespaces, a cgroup): start time, memory, hypercall vs system call, what each isolates",
+        lecture: "containers: namespaces and cgroups, against VMs",
+        run: |s, fast| vm_vs_container::run(s, if fast { 2_000 } else { 20_000 }),
     },
 ];
 
