@@ -376,6 +376,16 @@ quoted ';' word, e.g. `-- blk-fill 0 8 7 ';' count 5`: they run in order until o
                           serve the balloon until hv's target is MIB and met (default 30 s at most)
   balloon-status          the balloon: target, floor, size as the guest and hv count it
   balloon-hostile         send the balloon backend batches it must refuse; each is refused
+  net-ping IP [COUNT]     (network: --guests, --guest, --tap) ping IP COUNT times (default 4)
+  net-serve [SECONDS]     (network) answer ping and serve HTTP on port 80 for SECONDS (default 30)
+  net-bench loopback|IP [COUNT]
+                          the TCP/IP stack's cost in the guest, over a loopback wire or the network
+  net-selftest            two stacks in the guest, joined by a loopback wire: ping and HTTP checks
+  sensitive [umip]        ring-3 pushf, popf, smsw, sgdt, sidt, str: what each reveals (Popek-Goldberg)
+  lines uart|pv N         N lines through the emulated 16550 UART or the PV console, time per line
+  shadow-storm [N]        (--mmu shadow, with --timeout) the costliest shadow exits, forever
+  blk-user-read-sum LBA COUNT
+                          (--disk) a ring-3 task reads into its own frames (zero copy); prints the hash
 
 Examples:
   hv run
@@ -383,7 +393,9 @@ Examples:
   hv run --mmu shadow --stats -- selftest
   hv run --trace boot.trace -- echo hello
   hv run --control /tmp/hv.sock -- count 1000   (then: hv ctl /tmp/hv.sock pause)
-  hv run --balloon-target 32 --stats -- balloon-wait 32   (see docs/balloon.md)";
+  hv run --balloon-target 32 --stats -- balloon-wait 32   (see docs/balloon.md)
+  hv run --guest 'net-serve 10' --guest 'net-ping 10.0.0.2 3'   (two guests, one switch)
+  hv run --tap hvtap0 -- net-serve 60   (then, on the host: curl http://10.0.0.2/)";
 
 const REPLAY_HELP: &str = "\
 Examples:
