@@ -254,7 +254,7 @@ fn a_migrated_guest_keeps_its_balloon() {
     let destination = destination.finish();
     source.expect(source.stderr.contains("migrated to 127.0.0.1:"), "the guest migrated");
     destination.expect_code(0);
-    let line = destination.stdout.lines().filter(|l| l.starts_with("balloon: target")).last().unwrap_or_default().to_string();
+    let line = destination.stdout.lines().rfind(|l| l.starts_with("balloon: target")).unwrap_or_default().to_string();
     destination.expect(kib_field(&line, "current") == 24 << 10 && kib_field(&line, "host") == 24 << 10, "the destination's backend holds the 24 MiB the guest gave");
     destination.expect(destination.stderr.contains("held 24.0 MiB"), "and says so in --stats");
 }

@@ -157,12 +157,11 @@ fn run_with_budget(ops: &[Op], pool_traps_writes: bool, shadow_frames: u64, budg
             // can refuse a plain store), hv stops the guest there
             // (`GuestStop::PageTableStoreRefused`, see docs/memory-modes.md): so does this
             // model of it, and nothing after that point is a guest's to check.
-            match current {
-                Some((g, _)) => match s.load_root(&mut mem, PseudoPhys::new(g * PAGE)) {
+            if let Some((g, _)) = current {
+                match s.load_root(&mut mem, PseudoPhys::new(g * PAGE)) {
                     Ok(m) => current = Some((g, m)),
                     Err(_) => return Ok(()),
-                },
-                None => {}
+                }
             }
         }
         prop_assert_eq!(s.unreachable_tables(&mem), 0, "a shadow table outlived every reference to it after {:?}", op);
