@@ -144,6 +144,10 @@ pub fn draw(frame: &mut Frame, view: &View) {
     memory.push(Line::from(format!(" KVM translation flushes/s   {:>9}", rate(r.flushes))));
     let rss = r.rss_kib.map_or("?".to_string(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
     memory.push(Line::from(format!(" hv resident memory          {rss:>9}")));
+    if let Some((held, target, ram)) = r.balloon {
+        let mib = |pages: u64| pages as f64 * 4096.0 / (1 << 20) as f64;
+        memory.push(Line::from(format!(" balloon: host holds {:.1} MiB, target {:.0}/{:.0} MiB", mib(held), mib(target), mib(ram))));
+    }
     let meaning = if r.trapped_pt_writes.is_some() {
         "shadow mode: every guest page-table store exits so hv can sync its copy"
     } else {

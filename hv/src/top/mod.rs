@@ -1,7 +1,7 @@
 //! `hv top PATH`: a live view of a running hv, in the spirit of `kvm_stat` and `xentop`,
 //! readable on a projector: VM exits per second by reason, hypercalls by name, trapped
-//! page-table writes and shadow syncs, each device's ring, hv's resident memory, and a
-//! line under each panel saying what it means.
+//! page-table writes and shadow syncs, each device's ring, hv's resident memory and the
+//! balloon, and a line under each panel saying what it means.
 //!
 //! It watches from outside, through the control socket (`hv run --control PATH`): every
 //! interval it asks for `stats`, which hv answers at the guest's next exit boundary, and

@@ -40,6 +40,8 @@ pub struct Sample {
     pub devices: BTreeMap<String, DeviceSample>,
     /// hv's resident memory in KiB (VmRSS), if it could be read.
     pub rss_kib: Option<u64>,
+    /// The balloon, if the VM has one: (pages held by the host, target pages, RAM pages).
+    pub balloon: Option<(u64, u64, u64)>,
 }
 
 fn counts(value: &Value) -> BTreeMap<String, u64> {
@@ -81,6 +83,13 @@ impl Sample {
             flushes: stats["memory"]["kvm_translation_flushes"].as_u64().unwrap_or(0),
             devices,
             rss_kib,
+            balloon: {
+                let b = &stats["balloon"];
+                match (b["ballooned_pages"].as_u64(), b["target_pages"].as_u64(), b["mem_pages"].as_u64()) {
+                    (Some(held), Some(target), Some(ram)) => Some((held, target, ram)),
+                    _ => None,
+                }
+            },
         }
     }
 }
@@ -103,6 +112,8 @@ pub struct Rates {
     pub devices: BTreeMap<String, (f64, f64, f64, f64, u64)>,
     /// Resident memory now, KiB.
     pub rss_kib: Option<u64>,
+    /// The balloon now: (pages held by the host, target pages, RAM pages).
+    pub balloon: Option<(u64, u64, u64)>,
 }
 
 impl Rates {
@@ -130,6 +141,7 @@ impl Rates {
             flushes: rate(before.flushes, after.flushes),
             devices,
             rss_kib: after.rss_kib,
+            balloon: after.balloon,
         }
     }
 

@@ -16,7 +16,8 @@ fn stats_reply([io_out, mmio]: [u64; 2], [nop, set_cr3]: [u64; 2], trapped: u64,
             "hypercalls": {"total": nop + set_cr3, "by_name": {"nop": nop, "set_cr3": set_cr3}, "refused": 0},
             "memory": {"mode": "shadow", "kvm_translation_flushes": trapped / 2,
                        "shadow": {"trapped_pt_writes": trapped, "shadow_syncs": trapped * 3}},
-            "devices": {"console": {"doorbells": doorbells, "requests": doorbells, "upcalls": upcalls, "upcalls_suppressed": suppressed}}
+            "devices": {"console": {"doorbells": doorbells, "requests": doorbells, "upcalls": upcalls, "upcalls_suppressed": suppressed}},
+            "balloon": {"ballooned_pages": trapped * 10, "target_pages": 8192, "mem_pages": 16384}
         },
         "rings_in_flight": {"console": 2}
     });
@@ -42,6 +43,7 @@ fn rates_are_differences_per_second() {
     assert_eq!(r.shadow_syncs, Some(900.0));
     assert_eq!(r.devices["console"], (100.0, 100.0, 25.0, 75.0, 2));
     assert_eq!(r.rss_kib, Some(22_528));
+    assert_eq!(r.balloon, Some((7000, 8192, 16384)));
 }
 
 #[test]
