@@ -137,7 +137,6 @@ fn hv_top_shows_a_running_guests_exits_devices_and_memory() {
     top.expect(screen.contains("io-out"), "the guest's exits are listed by reason");
     top.expect(screen.contains(" nop "), "and its hypercalls by name");
     top.expect(screen.contains(" console "), "the console device has a row");
-    top.expect(screen.contains("interrupted"), "top's own samples show as the exits they cost (a kick each)");
     top.expect(screen.contains("hv resident memory") && screen.contains(" MiB"), "hv's resident memory is read");
     top.expect(screen.contains("shadow mode: every guest page-table store exits"), "each panel says what it means");
     drop(hv);

@@ -349,7 +349,7 @@ pub(super) fn trace_explain_command(args: TraceExplainArgs) -> ExitCode {
 /// until the run is over; dropping it removes the socket.
 fn serve_control(path: Option<&std::path::Path>, vm: &Vm, config: VmConfig, started: Instant) -> Result<Option<ControlServer>, ExitCode> {
     let Some(path) = path else { return Ok(None) };
-    match ControlServer::start_catching_signals(path, Session { control: vm.control(), config, started, migration_worker: None }) {
+    match ControlServer::start_catching_signals(path, Session { control: vm.control(), config, started, migration_worker: None, migration_progress: Default::default() }) {
         Ok(server) => {
             eprintln!("hv: control socket listening at {}", server.path().display());
             Ok(Some(server))

@@ -38,6 +38,24 @@ pub struct Session {
     /// The thread that sends migrations (the server starts it, before anything is
     /// confined); without it a migration runs on the client's own thread.
     pub migration_worker: Option<super::migration_worker::MigrationWorker>,
+    /// The latest migration's progress, for `stats` (and so `hv top`): its rounds so far,
+    /// as the client that asked for it sees them.
+    pub migration_progress: std::sync::Arc<std::sync::Mutex<Option<MigrationProgress>>>,
+}
+
+/// How a migration asked through this socket is going.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct MigrationProgress {
+    /// Where the guest is going.
+    pub destination: String,
+    /// Rounds done so far.
+    pub rounds: u32,
+    /// Pages sent so far.
+    pub pages_sent: u64,
+    /// Pages the last round let the guest dirty (what the next round must send).
+    pub last_dirtied: u64,
+    /// `running`, `done` or `failed`.
+    pub state: &'static str,
 }
 
 /// Where a command sends progress reports before its reply (a migration's rounds, say):
@@ -244,7 +262,11 @@ fn stats(session: &Session, _: &Args, _: &mut Progress) -> Result<Reply, String>
     })?;
     let (stats, rings) = stats;
     let rings: serde_json::Map<String, Value> = rings.into_iter().map(|(name, n)| (name.to_string(), Value::from(n))).collect();
-    Ok(Reply::new(stats.to_string()).with("stats", stats.to_json()).with("rings_in_flight", rings))
+    let migration = session.migration_progress.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    Ok(Reply::new(stats.to_string())
+        .with("stats", stats.to_json())
+        .with("rings_in_flight", rings)
+        .with("migration", serde_json::to_value(migration).unwrap_or_default()))
 }
 
 fn snapshot(session: &Session, args: &Args, _: &mut Progress) -> Result<Reply, String> {
@@ -313,12 +335,26 @@ fn migrate(session: &Session, args: &Args, progress: &mut Progress) -> Result<Re
         }
     };
     let mut outcome = Err("the migration thread ended without a result".to_string());
+    let shared = session.migration_progress.clone();
+    let update = |f: &dyn Fn(&mut MigrationProgress)| {
+        if let Some(p) = shared.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+            f(p);
+        }
+    };
+    *shared.lock().unwrap_or_else(|p| p.into_inner()) = Some(MigrationProgress { destination: destination.to_string(), state: "running", ..Default::default() });
     for event in events.iter() {
         match event {
             MigrationEvent::Round(round) => {
+                update(&|p| {
+                    p.rounds += 1;
+                    p.pages_sent += round.pages_sent;
+                    p.last_dirtied = round.pages_dirtied;
+                });
                 progress(Reply::new(round.line()).with("round", serde_json::to_value(&round).unwrap_or_default()))
             }
             MigrationEvent::Done(result) => {
+                let state = if result.is_ok() { "done" } else { "failed" };
+                update(&|p| p.state = state);
                 outcome = result;
                 break;
             }

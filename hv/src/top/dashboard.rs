@@ -114,7 +114,10 @@ pub fn draw(frame: &mut Frame, view: &View) {
         "hv top".bold(),
         Span::raw(format!("  {}  pid {pid}  --mmu {}  {} MiB  guest: {}", view.socket, view.mmu, view.ram_mib, view.guest_args)),
     ]);
-    let keys = Line::from(format!("  sampled every {:.1} s through the control socket (one exit per sample); q quits", view.interval_secs).dim());
+    let keys = match view.rates.as_ref().and_then(|r| r.migration.as_deref()) {
+        Some(migration) => Line::from(format!("  {migration}").yellow()),
+        None => Line::from(format!("  sampled every {:.1} s through the control socket (one exit per sample); q quits", view.interval_secs).dim()),
+    };
     frame.render_widget(Paragraph::new(vec![title, keys]), header);
 
     let [exits_area, calls_area] = Layout::horizontal([Constraint::Fill(1), Constraint::Fill(1)]).areas(top);

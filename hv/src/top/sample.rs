@@ -42,6 +42,8 @@ pub struct Sample {
     pub rss_kib: Option<u64>,
     /// The balloon, if the VM has one: (pages held by the host, target pages, RAM pages).
     pub balloon: Option<(u64, u64, u64)>,
+    /// A migration asked through the socket: a line saying how it goes.
+    pub migration: Option<String>,
 }
 
 fn counts(value: &Value) -> BTreeMap<String, u64> {
@@ -83,6 +85,19 @@ impl Sample {
             flushes: stats["memory"]["kvm_translation_flushes"].as_u64().unwrap_or(0),
             devices,
             rss_kib,
+            migration: {
+                let m = &fields.get("migration").cloned().unwrap_or(Value::Null);
+                m["destination"].as_str().map(|to| {
+                    let to = backend_drivers::console::sanitize_text(to);
+                    format!(
+                        "migration to {to}: {}, round {}, {} pages sent, {} dirtied in the last round",
+                        m["state"].as_str().unwrap_or("?"),
+                        m["rounds"].as_u64().unwrap_or(0),
+                        m["pages_sent"].as_u64().unwrap_or(0),
+                        m["last_dirtied"].as_u64().unwrap_or(0)
+                    )
+                })
+            },
             balloon: {
                 let b = &stats["balloon"];
                 match (b["ballooned_pages"].as_u64(), b["target_pages"].as_u64(), b["mem_pages"].as_u64()) {
@@ -114,6 +129,8 @@ pub struct Rates {
     pub rss_kib: Option<u64>,
     /// The balloon now: (pages held by the host, target pages, RAM pages).
     pub balloon: Option<(u64, u64, u64)>,
+    /// A migration's progress, if one was asked for.
+    pub migration: Option<String>,
 }
 
 impl Rates {
@@ -142,6 +159,7 @@ impl Rates {
             devices,
             rss_kib: after.rss_kib,
             balloon: after.balloon,
+            migration: after.migration.clone(),
         }
     }
 

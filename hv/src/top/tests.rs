@@ -93,3 +93,16 @@ fn hostile_guest_words_in_the_header_are_shown_sanitised() {
     let text = render_text(&v, (100, 24));
     assert!(!text.contains('\u{1b}') && !text.contains('\u{7}'));
 }
+
+#[test]
+fn a_migration_in_flight_is_shown_in_the_header() {
+    let mut fields = stats_reply([10, 0], [1, 0], 0, [1, 1, 0]);
+    fields.insert("migration".into(), json!({"destination": "10.0.0.9:7000\u{1b}[2J", "rounds": 2, "pages_sent": 1234, "last_dirtied": 56, "state": "running"}));
+    let t0 = Instant::now();
+    let r = Rates::between(&Sample::from_stats(t0, &fields, None), &Sample::from_stats(t0 + Duration::from_secs(1), &fields, None));
+    let line = r.migration.clone().expect("a migration line");
+    assert!(line.contains("running, round 2, 1234 pages sent, 56 dirtied"), "{line}");
+    assert!(!line.contains('\u{1b}'), "the destination is shown sanitised");
+    let text = render_text(&view(Some(r)), ONCE_SIZE);
+    assert!(text.contains("migration to 10.0.0.9:7000"), "the header shows it:\n{text}");
+}
