@@ -116,7 +116,7 @@ pub fn draw(frame: &mut Frame, view: &View) {
     ]);
     let keys = match view.rates.as_ref().and_then(|r| r.migration.as_deref()) {
         Some(migration) => Line::from(format!("  {migration}").yellow()),
-        None => Line::from(format!("  sampled every {:.1} s through the control socket (one exit per sample); q quits", view.interval_secs).dim()),
+        None => Line::from(format!("  sampled every {:.1} s through the control socket (at most one exit per sample); q quits", view.interval_secs).dim()),
     };
     frame.render_widget(Paragraph::new(vec![title, keys]), header);
 

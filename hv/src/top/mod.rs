@@ -5,7 +5,7 @@
 //!
 //! It watches from outside, through the control socket (`hv run --control PATH`): every
 //! interval it asks for `stats`, which hv answers at the guest's next exit boundary, and
-//! shows the difference from the last answer. So watching costs the guest one extra exit
+//! shows the difference from the last answer. So watching costs the guest at most one extra exit
 //! per sample (a kick, then the counters are copied): **sampling, not per-event
 //! locking**. Nothing is added to the guest's hot paths; the counters it reads are the
 //! ones `--stats` keeps anyway. docs/classroom.md gives the measured cost.
