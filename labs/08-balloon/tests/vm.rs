@@ -51,8 +51,11 @@ fn vm_an_inflate_of_32_mib_lowers_the_resident_memory() {
     if !kvm_or_not_run() {
         return;
     }
-    // 64 MiB of RAM: 48 MiB made resident, then hv asks the guest to keep 32 MiB.
-    let words = ["touch-mem", "48", ";", "balloon-wait", "32", "120"];
+    // 64 MiB of RAM: 48 MiB made resident, then hv asks the guest to keep 32 MiB. The
+    // guest then waits for the target to go back to 64 MiB, so it is still running (its
+    // memory still mapped) when the test reads the resident memory, and takes 48 MiB
+    // again at the end, which fits only if the balloon gave the memory back.
+    let words = ["touch-mem", "48", ";", "balloon-wait", "32", "120", ";", "balloon-wait", "64", "120", ";", "touch-mem", "48"];
     let config = VmConfig { mem_mib: 64, timeout: Some(Duration::from_secs(180)), ..VmConfig::builtin_guest(&words) };
     let console = CapturedOutput::default();
     let vm = Vm::new(&config, Box::new(console.clone()), Instant::now()).expect("lab 8: the VM is created");
@@ -68,13 +71,14 @@ fn vm_an_inflate_of_32_mib_lowers_the_resident_memory() {
     let line = wait_for_line(&console, "balloon: target 32768 KiB", "the guest inflates to the target");
     let took = started.elapsed();
     let after = resident_kib();
+    let _ = control.call(|b| (b.devices.set_balloon_target(b.kvm, mib_to_pages(64)), AfterJob::Run));
     let stop = guest.join().expect("lab 8: the guest's thread");
     let fell = before.saturating_sub(after);
     println!("lab 8: a 32 MiB inflate took {:.0} ms; VmRSS {before} KiB -> {after} KiB ({:.1} MiB released)", took.as_secs_f64() * 1e3, fell as f64 / 1024.0);
     let context = format!("--- the guest printed:\n{}", console.text());
     assert_eq!(kib_field(&line, "current"), Some(32 << 10), "lab 8: a target of 32 MiB of 64: the balloon must hold 32 MiB (mem_pages - target, in batches of frames from the allocator)\n{context}");
     assert_eq!(kib_field(&line, "host"), Some(32 << 10), "lab 8: hv must hold what the guest gave: 32 MiB\n{context}");
-    assert!(matches!(stop, Ok(GuestStop::Shutdown { code: 0 })), "lab 8: the guest must settle and shut down cleanly, but stopped with {stop:?}\n{context}");
+    assert!(matches!(stop, Ok(GuestStop::Shutdown { code: 0 })), "lab 8: the guest must settle, take its memory back when the target returns to 64 MiB, touch 48 MiB again and shut down cleanly, but it stopped with {stop:?}\n{context}");
     assert!(
         fell >= 24 << 10,
         "lab 8: a 32 MiB inflate of resident memory lowered hv's VmRSS by only {fell} KiB ({before} -> {after} KiB): the backend must release each frame it accepts (HostMemory::release)\n{context}"
