@@ -154,6 +154,7 @@ impl MacTable {
     /// Notes that a frame from `mac` arrived on `port` at `now`. The caller has checked
     /// that `mac` is a valid source ([`MacAddr::is_valid_source`]).
     pub fn learn(&mut self, mac: MacAddr, port: PortId, now: Duration) -> Learned {
+        // LAB 7 BEGIN: learning: refresh, move, or add the address, within the table's bounds
         if let Some(entry) = self.entries.get_mut(&mac) {
             if entry.port == port {
                 entry.last_seen = now;
@@ -176,11 +177,15 @@ impl MacTable {
         self.insert(mac, port, now);
         self.stats.learned += 1;
         Learned::New
+        // LAB 7 STUB: let _ = (mac, port, now, Self::has_room_for, Self::insert, Self::remove, Self::refusal);
+        // LAB 7 STUB: todo!("lab 7: learn the source address: refresh it, move it to this port, or add it if the table and the port have room: MacTable::learn")
+        // LAB 7 END
     }
 
     /// The port `mac` was last seen on, if it was seen there less than the ageing time
     /// ago. An expired entry is removed and reads as unknown.
     pub fn lookup(&mut self, mac: MacAddr, now: Duration) -> Option<PortId> {
+        // LAB 7 BEGIN: ageing: an entry older than the ageing time is forgotten when looked at
         let entry = *self.entries.get(&mac)?;
         if self.expired(entry, now) {
             self.remove(mac, entry.port);
@@ -188,6 +193,9 @@ impl MacTable {
             return None;
         }
         Some(entry.port)
+        // LAB 7 STUB: let _ = (mac, now, Self::expired);
+        // LAB 7 STUB: todo!("lab 7: find the address's port unless its entry has aged out (then forget it): MacTable::lookup")
+        // LAB 7 END
     }
 
     /// Forgets every address learned on `port` (the port was removed). Bounded by the

@@ -135,7 +135,11 @@ fn list_word(page: PseudoFrame, i: u64) -> *mut u64 {
 impl Driver {
     /// The size the balloon should have now.
     fn wanted(&self, target_pages: u64) -> u64 {
+        // LAB 8 BEGIN: the balloon's size: RAM minus the target, never below the floor
         self.mem_pages.saturating_sub(target_pages.max(self.floor_pages))
+        // LAB 8 STUB: let _ = (target_pages, self.mem_pages, self.floor_pages);
+        // LAB 8 STUB: 0 // lab 8: the balloon should hold mem_pages - max(target, floor) pages: Driver::wanted
+        // LAB 8 END
     }
 
     /// Frames the balloon will hold once every batch in flight is answered as sent
@@ -286,48 +290,18 @@ fn serve_once(front: &mut drivers::Balloon, d: &mut Driver) -> bool {
     let mut sent = false;
     while front.can_submit() {
         let committed = d.committed();
-        let mut batch = [PseudoFrame::new(0); BALLOON_BATCH];
         if wanted > committed {
-            if d.spare.is_none() {
-                match frames::alloc() {
-                    Some(page) => d.spare = Some(page),
-                    None => {
-                        d.short = true;
-                        break;
-                    }
+            match inflate_batch(front, d, wanted - committed) {
+                Inflated::Full => sent = true,
+                Inflated::Short => {
+                    sent = true;
+                    break;
                 }
-            }
-            let want = (wanted - committed).min(BALLOON_BATCH as u64) as usize;
-            let mut n = 0;
-            while n < want {
-                match frames::alloc() {
-                    Some(frame) => {
-                        batch[n] = frame;
-                        n += 1;
-                    }
-                    None => {
-                        d.short = true;
-                        break;
-                    }
-                }
-            }
-            if n == want {
-                d.short = false;
-            }
-            if n == 0 {
-                break;
-            }
-            if front.submit(BalloonOp::Inflate, &batch[..n]).is_err() {
-                batch[..n].iter().for_each(|f| frames::free(*f));
-                break;
-            }
-            d.inflating += n as u64;
-            sent = true;
-            if n < want {
-                break;
+                Inflated::Nothing => break,
             }
         } else if wanted < committed {
             // Only frames hv has accepted can be asked back.
+            let mut batch = [PseudoFrame::new(0); BALLOON_BATCH];
             let want = (committed - wanted).min(d.listed).min(BALLOON_BATCH as u64) as usize;
             let mut n = 0;
             while n < want {
@@ -357,6 +331,67 @@ fn serve_once(front: &mut drivers::Balloon, d: &mut Driver) -> bool {
         front.kick();
     }
     front.in_flight() > 0 && front.arm_for_answers()
+}
+
+/// What [`inflate_batch`] did.
+enum Inflated {
+    /// Sent a batch of all the frames asked for: there may be room for another.
+    Full,
+    /// Sent a batch of fewer frames (the allocator ran dry): stop for now.
+    Short,
+    /// Sent nothing (no frame, no spare list page, or the ring refused).
+    Nothing,
+}
+
+/// Sends one inflate batch of up to `missing` frames (at most [`BALLOON_BATCH`]), taken
+/// from the frame allocator so nothing in the guest uses them any more. Keeps a spare
+/// list page first, so an accepted batch always has room on the list.
+fn inflate_batch(front: &mut drivers::Balloon, d: &mut Driver, missing: u64) -> Inflated {
+    // LAB 8 BEGIN: inflate: take frames from the allocator and send them to hv in one batch
+    if d.spare.is_none() {
+        match frames::alloc() {
+            Some(page) => d.spare = Some(page),
+            None => {
+                d.short = true;
+                return Inflated::Nothing;
+            }
+        }
+    }
+    let want = missing.min(BALLOON_BATCH as u64) as usize;
+    let mut batch = [PseudoFrame::new(0); BALLOON_BATCH];
+    let mut n = 0;
+    while n < want {
+        match frames::alloc() {
+            Some(frame) => {
+                batch[n] = frame;
+                n += 1;
+            }
+            None => {
+                d.short = true;
+                break;
+            }
+        }
+    }
+    if n == want {
+        d.short = false;
+    }
+    if n == 0 {
+        return Inflated::Nothing;
+    }
+    if front.submit(BalloonOp::Inflate, &batch[..n]).is_err() {
+        // The ring refused: the frames were never sent, so they are the guest's again.
+        batch[..n].iter().for_each(|f| frames::free(*f));
+        return Inflated::Nothing;
+    }
+    d.inflating += n as u64;
+    if n < want {
+        Inflated::Short
+    } else {
+        Inflated::Full
+    }
+    // LAB 8 STUB: let _ = (front, d, missing, BALLOON_BATCH, frames::alloc, BalloonOp::Inflate);
+    // LAB 8 STUB: todo!("lab 8: take up to BALLOON_BATCH frames from the allocator and submit them as one inflate batch: balloon::inflate_batch")
+    // LAB 8 END
 }
 
 /// The balloon as it stands (`None` without a balloon device).
