@@ -186,7 +186,7 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport, BenchError> {
 fn measure_baselines(config: &BenchConfig, disk: Option<&ScratchImage>, progress: &mut Progress) -> Result<Baselines, BenchError> {
     let mut baselines = Baselines::default();
     let reps = config.workloads.first().map_or(3, |w| w.size(config.quick).reps);
-    progress.step("baseline: bare KVM exit round trip (minimal 64-bit ring-0 guest)");
+    progress.step("baseline: bare KVM exit round trip (the guest's hypercall loop, without hv)");
     let exits = if config.quick { BARE_EXITS_QUICK } else { BARE_EXITS_FULL };
     match baseline::bare_exit_round_trip(exits, reps) {
         Ok(s) => baselines.bare_exit_round_trip_ns = Some(s),

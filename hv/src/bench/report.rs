@@ -145,7 +145,7 @@ fn render_baselines(report: &BenchReport, s: &mut String) {
     let _ = writeln!(s, "\n  baselines, measured in this run:");
     match (&b.bare_exit_round_trip_ns, &b.bare_exit_error) {
         (Some(t), _) => {
-            let _ = writeln!(s, "    bare KVM exit round trip (minimal 64-bit ring-0 guest, `out` in a loop): {} (spread {:.0}%)", format_ns(t.median), t.spread_percent);
+            let _ = writeln!(s, "    bare KVM exit round trip (the guest's hypercall loop, 64-bit ring 0, without hv): {} (spread {:.0}%)", format_ns(t.median), t.spread_percent);
         }
         (None, Some(e)) => {
             let _ = writeln!(s, "    bare KVM exit round trip: FAILED: {e}");

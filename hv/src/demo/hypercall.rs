@@ -12,9 +12,9 @@ use crate::vcpu::handling::HandledAs;
 pub fn run(stage: &mut Stage, calls: u64) -> Result<(), DemoError> {
     stage.step("a bare exit: the floor");
     stage.say(
-        "First the least an exit can cost: a tiny VM whose only code is `out` in a loop, in the same CPU mode as \
-         hv's guest kernel (64-bit ring 0), run by a loop that does nothing but KVM_RUN again. Guest to host and \
-         back, with no hypervisor logic at all.",
+        "First the least an exit can cost: a tiny VM running the very instructions of the guest kernel's hypercall \
+         loop (64-bit ring 0: set up the arguments, `out`, decode the answer), but to a port nobody claims, under a loop \
+         that does nothing but KVM_RUN again. Guest to host and back, with no hypervisor logic at all.",
     );
     let bare = crate::bench::baseline::bare_exit_round_trip(calls, 3).map_err(|e| DemoError::Measure(e.to_string()))?;
     stage.figure("bare KVM exit round trip", &duration(bare.median));
