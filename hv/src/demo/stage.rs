@@ -9,6 +9,8 @@
 use std::io::{BufRead, Write};
 use std::time::Duration;
 
+use crate::trace::explain::wrap;
+
 /// How a demo waits between steps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Pacing {
@@ -102,21 +104,6 @@ impl<'a> Stage<'a> {
             }
         }
     }
-}
-
-/// `text` in lines of at most `width` characters.
-fn wrap(text: &str, width: usize) -> Vec<String> {
-    let mut lines: Vec<String> = Vec::new();
-    for word in text.split_whitespace() {
-        match lines.last_mut() {
-            Some(line) if line.chars().count() + 1 + word.chars().count() <= width => {
-                line.push(' ');
-                line.push_str(word);
-            }
-            _ => lines.push(word.to_string()),
-        }
-    }
-    lines
 }
 
 /// A duration in a readable unit.

@@ -21,6 +21,7 @@ use ratatui::widgets::{Block, Paragraph, Sparkline};
 use ratatui::Frame;
 
 use super::sample::Rates;
+use crate::trace::explain::wrap;
 
 /// Everything one frame shows.
 #[derive(Clone, Debug)]
@@ -88,21 +89,6 @@ fn panel<'a>(frame: &mut Frame, area: Rect, title: &'a str, mut lines: Vec<Line<
     }
     lines.extend(meaning.into_iter().map(|l| Line::from(l.italic().dim())));
     frame.render_widget(Paragraph::new(lines).block(Block::bordered().title(title.bold())), area);
-}
-
-/// `text` in lines of at most `width` characters, broken at spaces.
-fn wrap(text: &str, width: usize) -> Vec<String> {
-    let mut lines: Vec<String> = Vec::new();
-    for word in text.split_whitespace() {
-        match lines.last_mut() {
-            Some(line) if line.chars().count() + 1 + word.chars().count() <= width => {
-                line.push(' ');
-                line.push_str(word);
-            }
-            _ => lines.push(word.to_string()),
-        }
-    }
-    lines
 }
 
 /// Draws `view` over the whole frame.

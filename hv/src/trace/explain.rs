@@ -319,8 +319,10 @@ fn read_bounded_line(input: &mut impl BufRead, line: &mut Vec<u8>) -> std::io::R
     }
 }
 
-/// `text` in lines of at most `width` characters, broken at spaces.
-fn wrap(text: &str, width: usize) -> Vec<String> {
+/// `text` in lines of at most `width` characters, broken at spaces (a longer word gets a
+/// line of its own). The one word-wrap of hv's text for people: `hv top` and `hv demo`
+/// use it too.
+pub fn wrap(text: &str, width: usize) -> Vec<String> {
     let mut lines = Vec::new();
     let mut current = String::new();
     for word in text.split_whitespace() {
