@@ -185,9 +185,9 @@ fn balloon(session: &Session, args: &Args, _: &mut Progress) -> Result<Reply, St
                 .with("target_mib", mib)
                 .with("held_pages", r.ballooned_pages)
                 .with("floor_pages", r.floor_pages)
-                .with("inflated", r.inflated)
-                .with("deflated", r.deflated)
-                .with("refused", r.refused))
+                .with("inflated", r.counters.inflated)
+                .with("deflated", r.counters.deflated)
+                .with("refused", r.counters.refused))
         }
         (Ok(_), _) => Err("this VM has no balloon (a recorded or replayed run)".into()),
         (Err(why), _) => Err(format!("could not set the balloon's target: {why}")),

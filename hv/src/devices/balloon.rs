@@ -77,38 +77,20 @@ pub struct BalloonReport {
     pub floor_pages: u64,
     /// Frames the host holds.
     pub ballooned_pages: u64,
-    /// The backend's counters.
-    pub inflated: u64,
-    /// Frames taken back.
-    pub deflated: u64,
-    /// Batches refused.
-    pub refused: u64,
-    /// Frames whose release failed on the host.
-    pub release_errors: u64,
-    /// Time spent in `madvise`, nanoseconds.
-    pub release_ns: u64,
-    /// hv's VmRSS (KiB) before the latest inflation, 0 if unknown.
-    pub rss_before_kib: u64,
-    /// hv's VmRSS (KiB) after it, 0 if unknown.
-    pub rss_after_kib: u64,
+    /// The backend's counters (flattened into the report's JSON object).
+    #[serde(flatten)]
+    pub counters: BalloonCounters,
 }
 
 /// Reads the report from the control block and the shared state.
 pub fn report(ram: &GuestRam, state: &SharedBalloonState) -> BalloonReport {
     let guard = state.lock().unwrap_or_else(|p| p.into_inner());
-    let BalloonCounters { inflated, deflated, refused, release_errors, release_ns, rss_before_kib, rss_after_kib, inflating: _ } = guard.counters;
     BalloonReport {
         mem_pages: ram.size() >> PAGE_SHIFT,
         target_pages: read_field(ram, BALLOON_TARGET_OFFSET).unwrap_or(0),
         floor_pages: read_field(ram, BALLOON_FLOOR_OFFSET).unwrap_or(0),
         ballooned_pages: guard.ballooned.len(),
-        inflated,
-        deflated,
-        refused,
-        release_errors,
-        release_ns,
-        rss_before_kib,
-        rss_after_kib,
+        counters: guard.counters,
     }
 }
 
@@ -116,19 +98,20 @@ impl BalloonReport {
     /// `--stats`' line.
     pub fn line(&self) -> String {
         let mib = |pages: u64| pages as f64 * 4096.0 / (1 << 20) as f64;
-        let rate = if self.release_ns > 0 { mib(self.inflated) / (self.release_ns as f64 / 1e9) } else { 0.0 };
+        let c = &self.counters;
+        let rate = if c.release_ns > 0 { mib(c.inflated) / (c.release_ns as f64 / 1e9) } else { 0.0 };
         format!(
             "balloon: target {:.1} MiB of {:.1} MiB, floor {:.1} MiB, held {:.1} MiB; frames given {}, taken back {}, batches refused {}, release errors {}; RSS before the latest inflation {:.1} MiB, after {:.1} MiB; madvise {:.0} MiB/s",
             mib(self.target_pages),
             mib(self.mem_pages),
             mib(self.floor_pages),
             mib(self.ballooned_pages),
-            self.inflated,
-            self.deflated,
-            self.refused,
-            self.release_errors,
-            self.rss_before_kib as f64 / 1024.0,
-            self.rss_after_kib as f64 / 1024.0,
+            c.inflated,
+            c.deflated,
+            c.refused,
+            c.release_errors,
+            c.rss_before_kib as f64 / 1024.0,
+            c.rss_after_kib as f64 / 1024.0,
             rate
         )
     }
