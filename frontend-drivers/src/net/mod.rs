@@ -14,6 +14,12 @@
 //!   posts it; [`NetFront::receive_into`] (or [`NetFront::receive_with`]) takes one
 //!   response, checks it ([`check::check_rx_response`]), copies the frame out, revokes
 //!   the grant and posts the buffer again, so the ring stays full of buffers.
+//! - **Grants, per use or for good**: the kernel's frontend owns its range of the grant
+//!   table and grants a buffer for each use, as above ([`NetFront::new`]). A frontend
+//!   running in a ring-3 task cannot write the grant table (the kernel keeps it), so the
+//!   kernel grants every buffer once, before it lends them, and the task's frontend uses
+//!   those references for good ([`NetFront::with_persistent_grants`]: Xen's persistent
+//!   grants); then nothing is granted or revoked per frame.
 //! - **Sleeping**: the frontend never blocks. Before the kernel sleeps it calls
 //!   [`NetFront::rearm_rx`] (and [`NetFront::rearm_tx`] if it waits for a tx buffer),
 //!   which asks for an upcall on the next response and says whether one is already
@@ -132,12 +138,47 @@ pub struct NetFrontStats {
     pub doorbells_suppressed: u64,
 }
 
+/// How a frontend's buffers are granted to the backend.
+enum BufferGrants<G: SharedPage, const TX: usize, const RX: usize> {
+    /// Granted for each use and revoked on its response, from the frontend's own range of
+    /// the grant table.
+    PerUse(GrantTableFront<G>),
+    /// Granted once by whoever made the frontend: tx buffer `i` is always `tx[i]`
+    /// (read-only), rx buffer `i` always `rx[i]` (writable).
+    Persistent { tx: [GrantRef; TX], rx: [GrantRef; RX] },
+}
+
+impl<G: SharedPage, const TX: usize, const RX: usize> BufferGrants<G, TX, RX> {
+    /// The grant for tx buffer `slot`, made now or made for good.
+    fn for_tx(&mut self, slot: usize, frame: PseudoFrame) -> Result<GrantRef, NetError> {
+        match self {
+            BufferGrants::PerUse(table) => table.grant(frame, true).map_err(|_| NetError::NoGrants),
+            BufferGrants::Persistent { tx, .. } => Ok(tx[slot]),
+        }
+    }
+
+    /// The grant for rx buffer `slot`.
+    fn for_rx(&mut self, slot: usize, frame: PseudoFrame) -> Result<GrantRef, NetError> {
+        match self {
+            BufferGrants::PerUse(table) => table.grant(frame, false).map_err(|_| NetError::NoGrants),
+            BufferGrants::Persistent { rx, .. } => Ok(rx[slot]),
+        }
+    }
+
+    /// Done with `gref` for this use: revoked if it was granted per use.
+    fn done(&mut self, gref: GrantRef) {
+        if let BufferGrants::PerUse(table) = self {
+            table.revoke(gref);
+        }
+    }
+}
+
 /// The network device's frontend, with `TX` transmit and `RX` receive buffers (each at
 /// most one ring's worth, `NET_RING_SLOTS`).
 pub struct NetFront<P: SharedPage, G: SharedPage, B: SharedPage, D: Doorbell, const TX: usize, const RX: usize> {
     tx: FrontRing<P, NetTxRequest, NetTxResponse>,
     rx: FrontRing<P, NetRxRequest, NetRxResponse>,
-    grants: GrantTableFront<G>,
+    grants: BufferGrants<G, TX, RX>,
     tx_buffers: [NetBuffer<B>; TX],
     rx_buffers: [NetBuffer<B>; RX],
     /// `Some(grant)` while tx buffer `i` is with the backend.
@@ -159,6 +200,37 @@ impl<P: SharedPage, G: SharedPage, B: SharedPage, D: Doorbell, const TX: usize, 
         tx_ring: P,
         rx_ring: P,
         grants: GrantTableFront<G>,
+        tx_buffers: [NetBuffer<B>; TX],
+        rx_buffers: [NetBuffer<B>; RX],
+        tx_doorbell: D,
+        rx_doorbell: D,
+    ) -> Self {
+        Self::make(tx_ring, rx_ring, BufferGrants::PerUse(grants), tx_buffers, rx_buffers, tx_doorbell, rx_doorbell)
+    }
+
+    /// Initialises both rings for buffers granted once, for good, by the caller:
+    /// `tx_grants[i]` names `tx_buffers[i]` read-only and `rx_grants[i]` names
+    /// `rx_buffers[i]` writable (a wrong reference makes the backend refuse that
+    /// buffer's requests, nothing worse). For a frontend that cannot write the grant
+    /// table: the ring-3 network task's.
+    #[allow(clippy::too_many_arguments)]
+    pub fn with_persistent_grants(
+        tx_ring: P,
+        rx_ring: P,
+        tx_grants: [GrantRef; TX],
+        rx_grants: [GrantRef; RX],
+        tx_buffers: [NetBuffer<B>; TX],
+        rx_buffers: [NetBuffer<B>; RX],
+        tx_doorbell: D,
+        rx_doorbell: D,
+    ) -> Self {
+        Self::make(tx_ring, rx_ring, BufferGrants::Persistent { tx: tx_grants, rx: rx_grants }, tx_buffers, rx_buffers, tx_doorbell, rx_doorbell)
+    }
+
+    fn make(
+        tx_ring: P,
+        rx_ring: P,
+        grants: BufferGrants<G, TX, RX>,
         tx_buffers: [NetBuffer<B>; TX],
         rx_buffers: [NetBuffer<B>; RX],
         tx_doorbell: D,
@@ -203,7 +275,7 @@ impl<P: SharedPage, G: SharedPage, B: SharedPage, D: Doorbell, const TX: usize, 
         while let Some(response) = self.tx.take_response()? {
             let slot = check::check_tx_response(&response, &self.tx_in_flight)?;
             if let Some(gref) = self.tx_in_flight[slot].take() {
-                self.grants.revoke(gref);
+                self.grants.done(gref);
             }
             if response.status != NET_STATUS_OK {
                 self.stats.tx_errors += 1;
@@ -246,11 +318,11 @@ impl<P: SharedPage, G: SharedPage, B: SharedPage, D: Doorbell, const TX: usize, 
         let result = fill(&mut scratch[..len]);
         let buffer = &self.tx_buffers[slot];
         buffer.page.write_bytes(0, &scratch[..len]);
-        let gref = self.grants.grant(buffer.frame, true).map_err(|_| NetError::NoGrants)?;
+        let gref = self.grants.for_tx(slot, buffer.frame)?;
         // len <= NET_MAX_FRAME, slot < TX <= NET_RING_SLOTS: both fit.
         let request = NetTxRequest { id: slot as u32, gref, offset: 0, flags: 0, len: len as u32 };
         if self.tx.push_request(&request).is_err() {
-            self.grants.revoke(gref);
+            self.grants.done(gref);
             return Err(NetError::TxBusy);
         }
         self.tx_in_flight[slot] = Some(gref);
@@ -283,12 +355,12 @@ impl<P: SharedPage, G: SharedPage, B: SharedPage, D: Doorbell, const TX: usize, 
             if self.rx_posted[slot].is_some() {
                 continue;
             }
-            let gref = match self.grants.grant(self.rx_buffers[slot].frame, false) {
+            let gref = match self.grants.for_rx(slot, self.rx_buffers[slot].frame) {
                 Ok(gref) => gref,
                 Err(_) => break,
             };
             if self.rx.push_request(&NetRxRequest { id: slot as u32, gref }).is_err() {
-                self.grants.revoke(gref);
+                self.grants.done(gref);
                 break;
             }
             self.rx_posted[slot] = Some(gref);
@@ -354,7 +426,7 @@ impl<P: SharedPage, G: SharedPage, B: SharedPage, D: Doorbell, const TX: usize, 
     fn take_back(&mut self, response: &NetRxResponse) -> Result<(usize, Result<RxOutcome, NetError>), NetError> {
         let (slot, outcome) = check::check_rx_response(response, &self.rx_posted)?;
         if let Some(gref) = self.rx_posted[slot].take() {
-            self.grants.revoke(gref);
+            self.grants.done(gref);
         }
         Ok((slot, outcome))
     }

@@ -17,6 +17,7 @@ pub use bench::bench;
 pub use ring3_probe::ring3_probe;
 pub use selftest::selftest;
 
+use pv_netstack::handoff::NetTaskCommand;
 use smoltcp::iface::SocketStorage;
 
 use crate::net::device::FrameIo;
@@ -28,12 +29,9 @@ use crate::println;
 
 /// Exit code for bad arguments or a missing device.
 const EXIT_USAGE: u8 = 2;
-/// How long a ping waits for its reply (as `ping`'s default), in microseconds.
-const PING_TIMEOUT_US: u64 = 1_000_000;
 /// Pings `net-ping` sends without a COUNT.
 const DEFAULT_PING_COUNT: u32 = 4;
-/// Round trips one series keeps for its percentiles (and the most `COUNT` may ask).
-pub const MAX_PING_COUNT: usize = 512;
+pub use pv_netstack::ping::{PingSeries, MAX_PING_COUNT};
 
 /// The guest's network device, when hv gave it one: the netfront (`hv::drivers`) seen as
 /// a [`FrameIo`], borrowed for as long as the command runs.
@@ -80,8 +78,65 @@ impl FrameIo for NetFrontIo {
 
 /// Says the device is missing; returns the exit code for that.
 fn no_device(command: &str) -> u8 {
-    println!("{command}: no network device: hv does not give this guest one yet (net-selftest and net-bench loopback run without one)");
+    if crate::hv::drivers::net_lent() {
+        println!("{command}: the network device was lent to the ring-3 network task earlier in this boot, and stays with it");
+    } else {
+        println!("{command}: no network device: run hv with --guests, --guest or --tap (net-selftest and net-bench loopback run without one)");
+    }
     EXIT_USAGE
+}
+
+/// The most words a network command takes.
+const MAX_WORDS: usize = 4;
+
+/// A command's words without `--ring0`.
+struct Words<'a> {
+    words: [&'a str; MAX_WORDS],
+    len: usize,
+}
+
+impl<'a> Words<'a> {
+    /// Whether `--ring0` is among `words`, and the others (extra words beyond
+    /// [`MAX_WORDS`] are kept as one `"?"`, so the usage check refuses them).
+    fn take_ring0(words: impl Iterator<Item = &'a str>) -> (bool, Words<'a>) {
+        let mut kept = Words { words: [""; MAX_WORDS], len: 0 };
+        let mut ring0 = false;
+        for word in words {
+            if word == "--ring0" {
+                ring0 = true;
+            } else if kept.len < MAX_WORDS {
+                kept.words[kept.len] = word;
+                kept.len += 1;
+            } else {
+                kept.words[MAX_WORDS - 1] = "?";
+            }
+        }
+        (ring0, kept)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &'a str> + '_ {
+        self.words[..self.len].iter().copied()
+    }
+}
+
+/// Runs `command` in the ring-3 network task (`crate::task::net_task`); its exit code,
+/// or a message and 1 if it could not run.
+fn in_net_task(name: &str, info: &pv_abi::BootInfo, command: NetTaskCommand, args: [u64; 2]) -> u8 {
+    use crate::task::net_task::{self, NetTaskError};
+    use crate::task::scheduler::TaskExit;
+    match net_task::run(info, command, args) {
+        Ok(TaskExit::Exited(code)) => code.min(255) as u8,
+        Ok(TaskExit::Killed { .. }) => 1,
+        Err(NetTaskError::NoDevice) | Err(NetTaskError::AlreadyLent) => no_device(name),
+        Err(NetTaskError::DeviceInUse) => {
+            println!("{name}: the kernel's own stack (--ring0) already drives the network device in this boot");
+            EXIT_USAGE
+        }
+        Err(e) => {
+            println!("{name}: the ring-3 network task could not start: {e:?}");
+            1
+        }
+    }
 }
 
 /// Parses a dotted IPv4 address.
@@ -94,26 +149,6 @@ fn parse_ipv4(word: &str) -> Option<[u8; 4]> {
     parts.next().is_none().then_some(bytes)
 }
 
-/// Round trips of one series of pings, in TSC cycles.
-pub struct PingSeries {
-    /// Requests sent.
-    pub sent: u32,
-    /// Round trips measured (replies received), the first `received` sorted ascending.
-    pub rtts: [u64; MAX_PING_COUNT],
-    /// Replies received.
-    pub received: usize,
-}
-
-impl PingSeries {
-    /// The round trip at percentile `p` (0–100), in cycles; 0 if none were received.
-    pub fn percentile(&self, p: usize) -> u64 {
-        match self.received {
-            0 => 0,
-            n => self.rtts[((n - 1) * p / 100).min(n - 1)],
-        }
-    }
-}
-
 /// Sends `count` pings one after the other, each waiting for its reply; prints each
 /// reply if `verbose`. `pump` polls the stack (and whatever else must run).
 pub fn ping_series<'s, F: FrameIo>(
@@ -122,44 +157,27 @@ pub fn ping_series<'s, F: FrameIo>(
     target: [u8; 4],
     count: u32,
     verbose: bool,
-    mut pump: impl FnMut(&mut NetStack<'s, F>),
+    pump: impl FnMut(&mut NetStack<'s, F>),
 ) -> PingSeries {
-    let mut series = PingSeries { sent: 0, rtts: [0; MAX_PING_COUNT], received: 0 };
+    let clock = stack.clock;
     let [a, b, c, d] = target;
-    for seq in 0..count.min(MAX_PING_COUNT as u32) {
-        series.sent += 1;
-        match pinger.ping(stack, seq as u16, PING_TIMEOUT_US, &mut pump) {
-            Ok(rtt) => {
-                series.rtts[series.received] = rtt;
-                series.received += 1;
-                if verbose {
-                    println!("net-ping: reply from {a}.{b}.{c}.{d}: seq={seq} time={} us", stack.clock.micros(rtt));
-                }
-            }
-            Err(e) if verbose => println!("net-ping: no reply from {a}.{b}.{c}.{d}: seq={seq} ({e:?})"),
-            Err(_) => {}
-        }
-    }
-    series.rtts[..series.received].sort_unstable();
-    series
+    pv_netstack::ping::ping_series(stack, pinger, count, pump, |seq, outcome| match outcome {
+        Ok(rtt) if verbose => println!("net-ping: reply from {a}.{b}.{c}.{d}: seq={seq} time={} us", clock.micros(rtt)),
+        Err(e) if verbose => println!("net-ping: no reply from {a}.{b}.{c}.{d}: seq={seq} ({e:?})"),
+        _ => {}
+    })
 }
 
 /// Prints a series' summary line (`ping`'s last two lines in one).
 fn print_summary(what: &str, series: &PingSeries, clock: NetClock) {
-    let loss = 100 - series.received * 100 / (series.sent.max(1) as usize);
-    println!(
-        "{what}: {} sent, {} received, {loss}% loss; round trip min {} us, p50 {} us, p99 {} us, max {} us",
-        series.sent,
-        series.received,
-        clock.micros(series.percentile(0)),
-        clock.micros(series.percentile(50)),
-        clock.micros(series.percentile(99)),
-        clock.micros(series.percentile(100)),
-    );
+    println!("{}", series.summary(what, clock));
 }
 
-/// `net-ping IP [COUNT]`.
-pub fn ping<'a>(info: &pv_abi::BootInfo, mut words: impl Iterator<Item = &'a str>) -> u8 {
+/// `net-ping IP [COUNT] [--ring0]`: in the ring-3 network task, or with `--ring0` in
+/// the kernel's own stack.
+pub fn ping<'a>(info: &pv_abi::BootInfo, words: impl Iterator<Item = &'a str>) -> u8 {
+    let (ring0, words) = Words::take_ring0(words);
+    let mut words = words.iter();
     let Some(target) = words.next().and_then(parse_ipv4) else {
         println!("net-ping: usage: net-ping IP [COUNT] (IP dotted, like 10.0.0.3)");
         return EXIT_USAGE;
@@ -172,6 +190,10 @@ pub fn ping<'a>(info: &pv_abi::BootInfo, mut words: impl Iterator<Item = &'a str
             return EXIT_USAGE;
         }
     };
+    if !ring0 {
+        let address = u64::from(u32::from_le_bytes(target));
+        return in_net_task("net-ping", info, NetTaskCommand::Ping, [address, u64::from(count)]);
+    }
     let Some(io) = network_device() else { return no_device("net-ping") };
     let mut memory = pair::memory();
     let mut storage = [SocketStorage::EMPTY; pair::SOCKETS];
@@ -182,8 +204,11 @@ pub fn ping<'a>(info: &pv_abi::BootInfo, mut words: impl Iterator<Item = &'a str
     u8::from(series.received == 0)
 }
 
-/// `net-serve [SECONDS]`: answers pings and serves HTTP for SECONDS (default 30).
-pub fn serve<'a>(info: &pv_abi::BootInfo, mut words: impl Iterator<Item = &'a str>) -> u8 {
+/// `net-serve [SECONDS] [--ring0]`: answers pings and serves HTTP for SECONDS (default
+/// 30), in the ring-3 network task or, with `--ring0`, in the kernel.
+pub fn serve<'a>(info: &pv_abi::BootInfo, words: impl Iterator<Item = &'a str>) -> u8 {
+    let (ring0, words) = Words::take_ring0(words);
+    let mut words = words.iter();
     let seconds = match words.next().map(str::parse::<u64>) {
         None => 30,
         Some(Ok(n)) if n > 0 => n,
@@ -192,13 +217,16 @@ pub fn serve<'a>(info: &pv_abi::BootInfo, mut words: impl Iterator<Item = &'a st
             return EXIT_USAGE;
         }
     };
+    if !ring0 {
+        return in_net_task("net-serve", info, NetTaskCommand::Serve, [seconds, 0]);
+    }
     let Some(io) = network_device() else { return no_device("net-serve") };
     let mut memory = pair::memory();
     let mut storage = [SocketStorage::EMPTY; pair::SOCKETS];
     let Some(mut stack) = pair::device_stack(info, io, &mut storage) else { return 1 };
-    let mut server = HttpServer::new(&mut stack, &mut memory.server);
+    let mut server = HttpServer::new(&mut stack, &mut memory.server, crate::net::kernel_about);
     let deadline = stack.clock.ticks().saturating_add(stack.clock.ticks_in(seconds.saturating_mul(1_000_000)));
-    println!("net-serve: answering ping and HTTP on port 80 for {seconds} s");
+    println!("net-serve: answering ping and HTTP on port 80 for {seconds} s (the stack in the kernel, ring 0)");
     while stack.clock.ticks() < deadline {
         pair::poll_and_wait(&mut stack);
         server.step(&mut stack);

@@ -24,9 +24,9 @@ pub type Console = ConsoleFront<PhysPage, PortDoorbell, UpcallWait>;
 /// The block frontend as the kernel instantiates it.
 pub type Block = BlockFront<PhysPage, PhysPage, PortDoorbell, UpcallWait>;
 /// Transmit and receive buffers of the network frontend (one frame each).
-pub const NET_TX_BUFFERS: usize = 16;
+pub const NET_TX_BUFFERS: usize = pv_netstack::handoff::TX_BUFFERS;
 /// Receive buffers: enough for a burst of frames between two polls of the stack.
-pub const NET_RX_BUFFERS: usize = 32;
+pub const NET_RX_BUFFERS: usize = pv_netstack::handoff::RX_BUFFERS;
 /// Grant entries the network frontend takes from the table (one per buffer in flight,
 /// with room to spare); the block device keeps the rest.
 const NET_GRANT_ENTRIES: u32 = 64;
@@ -41,8 +41,17 @@ pub type Balloon = BalloonFront<PhysPage, PortDoorbell>;
 static CONSOLE: VcpuCell<Option<Console>> = VcpuCell::new(None);
 /// The block frontend, if hv attached a disk. Never used by an interrupt handler.
 static BLOCK: VcpuCell<Option<Block>> = VcpuCell::new(None);
-/// The network frontend, if hv attached a network. Never used by an interrupt handler.
+/// The network frontend, once the kernel's stack first asks for it ([`net`]). Never
+/// used by an interrupt handler.
 static NET: VcpuCell<Option<Net>> = VcpuCell::new(None);
+/// The network device before anyone has used it: its rings, grants and buffers, until
+/// either the kernel makes its frontend of them ([`net`]) or a ring-3 task borrows them
+/// ([`lend_net`]). Whoever comes first keeps the device for the rest of the boot: the
+/// rings' private indices live with the frontend that drives them.
+static NET_PARTS: VcpuCell<Option<NetParts>> = VcpuCell::new(None);
+/// Whether the device was lent to a ring-3 task (so the kernel says so instead of "no
+/// device").
+static NET_LENT: VcpuCell<bool> = VcpuCell::new(false);
 /// The network device's share of the grant table, set aside by [`init`] until the
 /// frontend is made (`crate::net::front`, once the frame allocator can lend it buffers).
 static NET_GRANTS: VcpuCell<Option<GrantTableFront<PhysPage>>> = VcpuCell::new(None);
@@ -91,21 +100,69 @@ pub fn take_net_grants() -> Option<GrantTableFront<PhysPage>> {
     NET_GRANTS.borrow_mut().take()
 }
 
-/// The network frontend over the rings `info` announces, with `grants` and the buffer
-/// frames the caller lends it; installed for [`net`] to find, its receive buffers posted.
-pub fn install_net(info: &BootInfo, grants: GrantTableFront<PhysPage>, tx: [NetBuffer<PhysPage>; NET_TX_BUFFERS], rx: [NetBuffer<PhysPage>; NET_RX_BUFFERS]) {
-    // SAFETY: the rings are the pages hv announced for the network device (see `init`).
-    let (tx_ring, rx_ring) = unsafe { (PhysPage::new(PseudoPhys::new(info.net_tx.ring_gpa)), PhysPage::new(PseudoPhys::new(info.net_rx.ring_gpa))) };
-    let (tx_doorbell, rx_doorbell) = (PortDoorbell { port: info.net_tx.doorbell_port }, PortDoorbell { port: info.net_rx.doorbell_port });
-    let mut net = NetFront::new(tx_ring, rx_ring, grants, tx, rx, tx_doorbell, rx_doorbell);
-    let _ = net.post_rx_buffers();
-    *NET.borrow_mut() = Some(net);
+/// Everything a network frontend is made of, before one is made.
+pub struct NetParts {
+    /// The transmit ring's page (guest-physical), as the boot-info page announced it.
+    pub tx_ring: PseudoPhys,
+    /// The receive ring's page.
+    pub rx_ring: PseudoPhys,
+    /// The transmit doorbell's port.
+    pub tx_doorbell_port: u16,
+    /// The receive doorbell's port.
+    pub rx_doorbell_port: u16,
+    /// The device's range of the grant table.
+    pub grants: GrantTableFront<PhysPage>,
+    /// The transmit buffers.
+    pub tx: [NetBuffer<PhysPage>; NET_TX_BUFFERS],
+    /// The receive buffers.
+    pub rx: [NetBuffer<PhysPage>; NET_RX_BUFFERS],
 }
 
-/// The network frontend (`None` if hv attached no network), borrowed until the guard is
-/// dropped.
+/// Keeps the network device's rings (as `info` announces them), `grants` and the buffer
+/// frames the caller lends it, for [`net`] or [`lend_net`].
+pub fn install_net(info: &BootInfo, grants: GrantTableFront<PhysPage>, tx: [NetBuffer<PhysPage>; NET_TX_BUFFERS], rx: [NetBuffer<PhysPage>; NET_RX_BUFFERS]) {
+    *NET_PARTS.borrow_mut() = Some(NetParts {
+        tx_ring: PseudoPhys::new(info.net_tx.ring_gpa),
+        rx_ring: PseudoPhys::new(info.net_rx.ring_gpa),
+        tx_doorbell_port: info.net_tx.doorbell_port,
+        rx_doorbell_port: info.net_rx.doorbell_port,
+        grants,
+        tx,
+        rx,
+    });
+}
+
+/// The kernel's network frontend (`None` if hv attached no network, or if the device
+/// was lent to a ring-3 task), borrowed until the guard is dropped. The first call makes
+/// it and posts its receive buffers.
 pub fn net() -> VcpuRefMut<'static, Option<Net>> {
-    NET.borrow_mut()
+    let mut net = NET.borrow_mut();
+    if net.is_none() {
+        if let Some(p) = NET_PARTS.borrow_mut().take() {
+            // SAFETY: the rings are the pages hv announced for the network device (see `init`).
+            let (tx_ring, rx_ring) = unsafe { (PhysPage::new(p.tx_ring), PhysPage::new(p.rx_ring)) };
+            let (tx_doorbell, rx_doorbell) = (PortDoorbell { port: p.tx_doorbell_port }, PortDoorbell { port: p.rx_doorbell_port });
+            let mut front = NetFront::new(tx_ring, rx_ring, p.grants, p.tx, p.rx, tx_doorbell, rx_doorbell);
+            let _ = front.post_rx_buffers();
+            *net = Some(front);
+        }
+    }
+    net
+}
+
+/// Hands the unused network device to the caller, to lend to a ring-3 task; `None` if
+/// there is none or the kernel's frontend already drives it.
+pub fn lend_net() -> Option<NetParts> {
+    let parts = NET_PARTS.borrow_mut().take();
+    if parts.is_some() {
+        *NET_LENT.borrow_mut() = true;
+    }
+    parts
+}
+
+/// Whether the network device was lent to a ring-3 task earlier in this boot.
+pub fn net_lent() -> bool {
+    *NET_LENT.borrow_mut()
 }
 
 /// The console frontend (`None` before [`init`], or without a console device),

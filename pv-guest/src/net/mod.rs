@@ -2,21 +2,14 @@
 //! can send and receive Ethernet frames, and the two services built on it, a ping
 //! client and a tiny HTTP server.
 //!
-//! ## Modules, lowest first
-//! - `device`: [`device::FrameIo`] (what a network device must do: send a frame, take
-//!   a received frame) and smoltcp's `phy::Device` over it.
-//! - `loopback`: two `FrameIo` ends joined back to back, to run two stacks against each
-//!   other inside the guest.
-//! - `time`: smoltcp's clock from the guest's TSC.
-//! - `stack`: one interface (its identity, [`stack::NetConfig`], from the boot-info
-//!   page), its sockets and its poll.
-//! - `ping`: the ICMP echo client.
-//! - `http`: the HTTP/1.0 server; `http_get`: the client the tests and benchmarks use.
+//! The stack itself is the library `pv-netstack` (`pv-guest/netstack/`), shared with
+//! the ring-3 network task `pv-netd` (`pv-guest/netd/`): this module re-exports its
+//! modules under their old names (`net::device`, `net::stack`, ...) and adds what only
+//! the kernel has:
 //! - `front`: the network frontend made at boot (buffer frames, its grants, the rings hv
-//!   announced), which `commands::net` then drives through `FrameIo`.
-//!
-//! The network frontend (`frontend-drivers`' netfront, issue 12) plugs in under
-//! `device` by implementing `FrameIo` over its transmit and receive rings.
+//!   announced), which `commands::net` then drives through `FrameIo`, or lends to the
+//!   network task (`task::net_task`);
+//! - [`kernel_about`]: the kernel's counters on the HTTP server's page.
 //!
 //! ## Where the stack runs, and why (issue 12, item 4)
 //! The kernel's rule is to do in ring 0 only what ring 3 cannot, because ring 0 may be
@@ -72,11 +65,23 @@
 //! host computing and checking checksums, as Xen's netif does) would remove the
 //! per-byte checksum work that the TCP figure pays for.
 
-pub mod device;
-pub mod loopback;
-pub mod time;
-pub mod stack;
-pub mod ping;
-pub mod http;
-pub mod http_get;
+pub use pv_netstack::{device, http, http_get, loopback, ping, stack, time};
 pub mod front;
+
+use crate::counters;
+
+/// The kernel's lines on the `GET /` page of a server running in the kernel
+/// (`http::AboutPage`).
+pub fn kernel_about(w: &mut dyn core::fmt::Write) -> core::fmt::Result {
+    writeln!(w, "stack: in the guest kernel (ring 0)")?;
+    writeln!(w, "upcalls {}", counters::read(&counters::UPCALLS))?;
+    writeln!(w, "page_faults {}", counters::read(&counters::PAGE_FAULTS))?;
+    writeln!(w, "syscalls {}", counters::read(&counters::SYSCALLS))?;
+    writeln!(w, "cr3_loads {}", counters::read(&counters::CR3_LOADS))
+}
+
+/// The kernel's clock for the stack: the TSC rate from the boot-info page, read
+/// through `hv::clock` (so a recorded run replays it).
+pub fn kernel_clock(info: &pv_abi::BootInfo) -> time::NetClock {
+    time::NetClock::new(info.tsc_khz, crate::hv::clock::read)
+}

@@ -16,7 +16,9 @@
 
 pub mod blk_io;
 pub mod demand_paging;
+pub mod net_task;
 pub mod programs;
 pub mod reports;
 pub mod scheduler;
 pub mod syscall;
+pub mod user_image;

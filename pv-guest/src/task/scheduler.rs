@@ -64,6 +64,9 @@ struct Task {
     program: &'static str,
     memory: TaskMemory,
     context: TrapFrame,
+    /// Pages the kernel lent the task (a device's rings and buffers): unmapped, never
+    /// freed, when the task ends.
+    borrowed: core::ops::Range<GuestVirt>,
 }
 
 /// Every task, how the ended ones ended, which one runs, and the page-table writer
@@ -172,9 +175,75 @@ pub fn spawn_with(program: &UserProgram, args: [u64; 3]) -> Result<usize, MmuErr
         rdx: args[2],
         ..TrapFrame::ZERO
     };
-    s.tasks[slot] = Some(Task { program: program.name, memory, context });
+    s.tasks[slot] = Some(Task { program: program.name, memory, context, borrowed: NOTHING_BORROWED });
     s.results[slot] = None;
     Ok(slot)
+}
+
+/// A task that borrowed nothing.
+const NOTHING_BORROWED: core::ops::Range<GuestVirt> = GuestVirt::new(0)..GuestVirt::new(0);
+
+/// Creates a task from a separately linked program (`super::user_image`): `build`
+/// fills its fresh address space (the image's segments and whatever the kernel lends
+/// it), and it starts at `entry` with `args` in rdi, rsi, rdx. Pages mapped in
+/// `borrowed` are the kernel's: they are unmapped, never freed, when the task ends.
+pub fn spawn_image<E>(
+    name: &'static str,
+    entry: GuestVirt,
+    args: [u64; 3],
+    borrowed: core::ops::Range<GuestVirt>,
+    build: impl FnOnce(&mut AddressSpace, &mut PageTableWriter) -> Result<(), E>,
+) -> Result<usize, SpawnError<E>> {
+    let mut guard = scheduler();
+    let s = &mut *guard;
+    let slot = s.tasks.iter().position(Option::is_none).ok_or(SpawnError::Mmu(MmuError::NoTables))?;
+    let mut space = AddressSpace::new(&mut s.writer, kernel_root()).map_err(SpawnError::Mmu)?;
+    if let Err(e) = build(&mut space, &mut s.writer) {
+        release_space(space, &borrowed, &mut s.writer);
+        return Err(SpawnError::Build(e));
+    }
+    let memory = TaskMemory::new(space, USER_STACK_BOTTOM..USER_STACK_TOP);
+    let context = TrapFrame {
+        rip: entry.raw(),
+        cs: u64::from(gdt::USER_CODE),
+        rflags: USER_RFLAGS,
+        rsp: USER_STACK_TOP.raw(),
+        ss: u64::from(gdt::USER_DATA),
+        rdi: args[0],
+        rsi: args[1],
+        rdx: args[2],
+        ..TrapFrame::ZERO
+    };
+    s.tasks[slot] = Some(Task { program: name, memory, context, borrowed });
+    s.results[slot] = None;
+    Ok(slot)
+}
+
+/// Why [`spawn_image`] failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SpawnError<E> {
+    /// No task slot, page table or frame.
+    Mmu(MmuError),
+    /// The caller's `build` failed.
+    Build(E),
+}
+
+/// Frees an address space that is not loaded: first unmaps the pages in `borrowed`
+/// (they belong to someone else), then frees every other frame and every table.
+fn release_space(mut space: AddressSpace, borrowed: &core::ops::Range<GuestVirt>, w: &mut PageTableWriter) {
+    let mut va = borrowed.start;
+    // Bounded by the window's size, which the kernel chose.
+    while va < borrowed.end {
+        let _ = space.unmap(w, va);
+        va = va.checked_add(PageSize::Small.bytes()).unwrap_or(borrowed.end);
+    }
+    let destroyed = space.destroy(w, &mut |frame, size| match size {
+        PageSize::Small => frames::free(frame),
+        PageSize::Large => frames::free_large(frame),
+    });
+    if destroyed.is_err() {
+        println!("pv-guest: the VMM refused a page-table write while freeing an address space");
+    }
 }
 
 /// RFLAGS.IOPL (bits 12–13) at 3: ring 3 may use `in`/`out` on every port (and `cli`).
@@ -284,13 +353,7 @@ pub fn exit_current(frame: &mut TrapFrame, how: TaskExit) {
         let Some(task) = s.tasks[current].take() else { return };
         // Leave its address space before freeing it.
         load_cr3(kernel_root());
-        let destroyed = task.memory.space.destroy(&mut s.writer, &mut |frame, size| match size {
-            PageSize::Small => frames::free(frame),
-            PageSize::Large => frames::free_large(frame),
-        });
-        if destroyed.is_err() {
-            println!("task {current}: the VMM refused a page-table write while freeing its address space");
-        }
+        release_space(task.memory.space, &task.borrowed, &mut s.writer);
     }
     switch_away(frame);
 }

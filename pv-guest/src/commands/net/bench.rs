@@ -21,7 +21,6 @@ use crate::arch::cpu;
 use crate::net::http::HttpServer;
 use crate::net::http_get::HttpClient;
 use crate::net::ping::Pinger;
-use crate::net::time::NetClock;
 use crate::println;
 
 /// Round trips measured without a COUNT.
@@ -87,7 +86,7 @@ fn over_device(info: &pv_abi::BootInfo, target: [u8; 4], count: u32) -> u8 {
 
 /// `net-bench loopback [COUNT]`.
 fn loopback(info: &pv_abi::BootInfo, count: u32) -> u8 {
-    let clock = NetClock::new(info.tsc_khz);
+    let clock = crate::net::kernel_clock(info);
     let ns = |ticks: u64| clock.micros(ticks.saturating_mul(1000));
 
     // What one instruction costs in ring 0 on this host: the median of a few timed
@@ -108,7 +107,7 @@ fn loopback(info: &pv_abi::BootInfo, count: u32) -> u8 {
     let mut storage_b = [SocketStorage::EMPTY; pair::SOCKETS];
     let Some((mut a, mut b)) = pair::loopback_stacks(info, &memory.wire, &mut storage_a, &mut storage_b) else { return 1 };
     let peer = b.iface.ipv4_addr().map_or([0; 4], |ip| ip.octets());
-    let mut server = HttpServer::new(&mut b, &mut memory.server);
+    let mut server = HttpServer::new(&mut b, &mut memory.server, crate::net::kernel_about);
     let pinger = Pinger::new(&mut a, &mut memory.ping, peer.into());
     let mut client = HttpClient::new(&mut a, &mut memory.client);
 

@@ -13,7 +13,6 @@ use crate::net::http_get::{GetError, HttpClient, HttpGetBuffers, HttpResponse, S
 use crate::net::loopback::{LoopbackEnd, LoopbackWire};
 use crate::net::ping::PingBuffers;
 use crate::net::stack::{NetConfig, NetStack};
-use crate::net::time::NetClock;
 use crate::println;
 
 /// Sockets one stack holds: a ping socket, the server's, the client's, one spare.
@@ -54,7 +53,7 @@ pub fn memory() -> VcpuRefMut<'static, NetMemory> {
 /// The guest's stack on its network device, or `None` (after saying why).
 pub fn device_stack<'s, F: FrameIo>(info: &BootInfo, io: F, storage: &'s mut [SocketStorage<'s>]) -> Option<NetStack<'s, F>> {
     let config = NetConfig::from_boot_info(info);
-    NetStack::new(config, io, storage, NetClock::new(info.tsc_khz))
+    NetStack::new(config, io, storage, crate::net::kernel_clock(info))
         .map_err(|e| println!("net: the boot-info page's network identity is unusable: {e:?}"))
         .ok()
 }
@@ -67,7 +66,7 @@ pub fn loopback_stacks<'s>(
     storage_b: &'s mut [SocketStorage<'s>],
 ) -> Option<(NetStack<'s, LoopbackEnd<'s>>, NetStack<'s, LoopbackEnd<'s>>)> {
     let config = NetConfig::from_boot_info(info);
-    let clock = NetClock::new(info.tsc_khz);
+    let clock = crate::net::kernel_clock(info);
     let (end_a, end_b) = wire.ends();
     let a = NetStack::new(config, end_a, storage_a, clock);
     let b = NetStack::new(config.with_host(LOOPBACK_PEER_HOST), end_b, storage_b, clock);

@@ -137,7 +137,7 @@ pub fn ring3_probe<'a>(info: &pv_abi::BootInfo, mut words: impl Iterator<Item = 
         return 1;
     }
     let port = info.console.doorbell_port;
-    let clock = NetClock::new(info.tsc_khz);
+    let clock = crate::net::kernel_clock(info);
     let (denied, reported, n) = run_task(port, doorbells, Permission::None);
     let denied_ok = matches!(denied, Some(TaskExit::Killed { vector: GENERAL_PROTECTION, .. }));
     println!(

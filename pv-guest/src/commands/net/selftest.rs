@@ -115,7 +115,7 @@ pub fn selftest(info: &pv_abi::BootInfo) -> u8 {
     let mut storage_b = [SocketStorage::EMPTY; pair::SOCKETS];
     let Some((mut a, mut b)) = pair::loopback_stacks(info, &memory.wire, &mut storage_a, &mut storage_b) else { return 1 };
     let peer = b.iface.ipv4_addr().map_or([0; 4], |ip| ip.octets());
-    let mut server = HttpServer::new(&mut b, &mut memory.server);
+    let mut server = HttpServer::new(&mut b, &mut memory.server, crate::net::kernel_about);
     let pinger = Pinger::new(&mut a, &mut memory.ping, peer.into());
     let mut client = HttpClient::new(&mut a, &mut memory.client);
     let mut checks = Checks { passed: 0, failed: 0 };

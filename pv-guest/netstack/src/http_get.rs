@@ -11,9 +11,9 @@ use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp;
 use smoltcp::wire::{IpAddress, Ipv4Address};
 
-use super::device::FrameIo;
-use super::http::{HTTP_PORT, PATTERN_BLOCK};
-use super::stack::NetStack;
+use crate::device::FrameIo;
+use crate::http::{HTTP_PORT, PATTERN_BLOCK};
+use crate::stack::NetStack;
 
 /// The largest request this client sends.
 pub const MAX_REQUEST: usize = 2048;

@@ -13,8 +13,8 @@ use pv_abi::BootInfo;
 use smoltcp::iface::{Config, Interface, PollIngressSingleResult, PollResult, SocketSet, SocketStorage};
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, Ipv4Address};
 
-use super::device::{FrameDevice, FrameIo};
-use super::time::NetClock;
+use crate::device::{FrameDevice, FrameIo};
+use crate::time::NetClock;
 
 /// Who an interface is on the network.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

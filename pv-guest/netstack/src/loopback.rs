@@ -9,7 +9,7 @@
 
 use core::cell::RefCell;
 
-use super::device::{FrameIo, MAX_FRAME};
+use crate::device::{FrameIo, MAX_FRAME};
 
 /// Frames each direction holds before it drops: more than smoltcp sends in one poll
 /// (an ARP exchange, a TCP window of segments is paced by the peer's polls).

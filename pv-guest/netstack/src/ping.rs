@@ -15,8 +15,9 @@ use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::socket::icmp::{self, PacketBuffer, PacketMetadata};
 use smoltcp::wire::{Icmpv4Packet, Icmpv4Repr, IpAddress, Ipv4Address};
 
-use super::device::FrameIo;
-use super::stack::NetStack;
+use crate::device::FrameIo;
+use crate::stack::NetStack;
+use crate::time::NetClock;
 
 /// The identifier of our echo requests ("hv").
 pub const PING_IDENT: u16 = 0x6876;
@@ -147,4 +148,84 @@ fn is_reply_to(bytes: &[u8], seq: u16) -> bool {
         Ok(Icmpv4Repr::EchoReply { ident, seq_no, data }) => ident == PING_IDENT && seq_no == seq && data == echo_data(seq),
         _ => false,
     }
+}
+
+/// How long a ping waits for its reply (as `ping`'s default), in microseconds.
+pub const PING_TIMEOUT_US: u64 = 1_000_000;
+/// Round trips one series keeps for its percentiles (and the most pings it sends).
+pub const MAX_PING_COUNT: usize = 512;
+
+/// Round trips of one series of pings, in TSC cycles.
+pub struct PingSeries {
+    /// Requests sent.
+    pub sent: u32,
+    /// Round trips measured (replies received), the first `received` sorted ascending.
+    pub rtts: [u64; MAX_PING_COUNT],
+    /// Replies received.
+    pub received: usize,
+}
+
+impl PingSeries {
+    /// The round trip at percentile `p` (0–100), in cycles; 0 if none were received.
+    pub fn percentile(&self, p: usize) -> u64 {
+        match self.received {
+            0 => 0,
+            n => self.rtts[((n - 1) * p / 100).min(n - 1)],
+        }
+    }
+
+    /// The summary line (`ping`'s last two lines in one), headed `what`.
+    pub fn summary<'a>(&'a self, what: &'a str, clock: NetClock) -> PingSummary<'a> {
+        PingSummary { what, series: self, clock }
+    }
+}
+
+/// A series' summary line, for `Display`.
+pub struct PingSummary<'a> {
+    what: &'a str,
+    series: &'a PingSeries,
+    clock: NetClock,
+}
+
+impl core::fmt::Display for PingSummary<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let (s, c) = (self.series, self.clock);
+        let loss = 100 - s.received * 100 / (s.sent.max(1) as usize);
+        write!(
+            f,
+            "{}: {} sent, {} received, {loss}% loss; round trip min {} us, p50 {} us, p99 {} us, max {} us",
+            self.what,
+            s.sent,
+            s.received,
+            c.micros(s.percentile(0)),
+            c.micros(s.percentile(50)),
+            c.micros(s.percentile(99)),
+            c.micros(s.percentile(100)),
+        )
+    }
+}
+
+/// Sends `count` pings (at most [`MAX_PING_COUNT`]) one after the other, each waiting
+/// for its reply for [`PING_TIMEOUT_US`]; tells `report` how each went (its sequence
+/// number and round trip in cycles, or why not). `pump` polls the stack (and whatever
+/// else must run).
+pub fn ping_series<'s, F: FrameIo>(
+    stack: &mut NetStack<'s, F>,
+    pinger: &Pinger,
+    count: u32,
+    mut pump: impl FnMut(&mut NetStack<'s, F>),
+    mut report: impl FnMut(u16, Result<u64, PingError>),
+) -> PingSeries {
+    let mut series = PingSeries { sent: 0, rtts: [0; MAX_PING_COUNT], received: 0 };
+    for seq in 0..count.min(MAX_PING_COUNT as u32) {
+        series.sent += 1;
+        let outcome = pinger.ping(stack, seq as u16, PING_TIMEOUT_US, &mut pump);
+        if let Ok(rtt) = outcome {
+            series.rtts[series.received] = rtt;
+            series.received += 1;
+        }
+        report(seq as u16, outcome);
+    }
+    series.rtts[..series.received].sort_unstable();
+    series
 }

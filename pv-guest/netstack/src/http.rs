@@ -1,4 +1,5 @@
-//! A tiny HTTP/1.0 server: `GET /` answers a page of the guest's own counters,
+//! A tiny HTTP/1.0 server: `GET /` answers a page of the guest's own counters (the
+//! link's and the server's, then whatever lines its owner adds: [`AboutPage`]),
 //! `GET /big?bytes=N` answers N bytes of a known pattern (the throughput benchmark's
 //! large response), anything else an error status. One connection at a time.
 //!
@@ -19,9 +20,8 @@ use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp;
 use smoltcp::time::Duration;
 
-use super::device::FrameIo;
-use super::stack::NetStack;
-use crate::counters;
+use crate::device::FrameIo;
+use crate::stack::NetStack;
 
 /// The port the server listens on.
 pub const HTTP_PORT: u16 = 80;
@@ -98,9 +98,14 @@ pub struct HttpStats {
     pub refused: u64,
 }
 
+/// Writes the lines the owner of a server adds to its `GET /` page (the kernel adds
+/// its own counters; the ring-3 network task says where it runs).
+pub type AboutPage = fn(&mut dyn Write) -> core::fmt::Result;
+
 /// The server: one listening TCP socket and the state of its connection.
 pub struct HttpServer {
     handle: SocketHandle,
+    about: AboutPage,
     phase: Phase,
     head: [u8; MAX_REQUEST_HEAD],
     head_len: usize,
@@ -116,12 +121,14 @@ pub struct HttpServer {
 }
 
 impl HttpServer {
-    /// A server on `stack`'s port 80, with its socket memory in `buffers`.
-    pub fn new<'s, F: FrameIo>(stack: &mut NetStack<'s, F>, buffers: &'s mut HttpBuffers) -> HttpServer {
+    /// A server on `stack`'s port 80, with its socket memory in `buffers`; `about`
+    /// writes the last lines of its `GET /` page.
+    pub fn new<'s, F: FrameIo>(stack: &mut NetStack<'s, F>, buffers: &'s mut HttpBuffers, about: AboutPage) -> HttpServer {
         let mut socket = tcp::Socket::new(tcp::SocketBuffer::new(&mut buffers.rx[..]), tcp::SocketBuffer::new(&mut buffers.tx[..]));
         socket.set_timeout(Some(Duration::from_secs(ACK_TIMEOUT_S)));
         HttpServer {
             handle: stack.sockets.add(socket),
+            about,
             phase: Phase::Reading,
             head: [0; MAX_REQUEST_HEAD],
             head_len: 0,
@@ -164,7 +171,7 @@ impl HttpServer {
             self.head_len += socket.recv_slice(room).unwrap_or(0);
             let head = &self.head[..self.head_len];
             if head.windows(4).any(|w| w == b"\r\n\r\n") {
-                let counters_page = CountersPage { frames_sent: link.sent, frames_received: link.received, stats: self.stats };
+                let counters_page = CountersPage { frames_sent: link.sent, frames_received: link.received, stats: self.stats, about: self.about };
                 self.respond(&counters_page);
             } else if self.head_len == MAX_REQUEST_HEAD {
                 self.error(431, "Request Header Fields Too Large");
@@ -288,24 +295,22 @@ fn parse_get(head: &[u8]) -> Option<Result<&str, ()>> {
     Some(if method == "GET" { Ok(target) } else { Err(()) })
 }
 
-/// The page `GET /` answers: the kernel's counters and the server's own.
+/// The page `GET /` answers: the link's and the server's counters, then its owner's lines.
 struct CountersPage {
     frames_sent: u64,
     frames_received: u64,
     stats: HttpStats,
+    about: AboutPage,
 }
 
 impl CountersPage {
     fn write_to(&self, w: &mut impl Write) -> core::fmt::Result {
-        writeln!(w, "pv-guest: the guest kernel's own counters")?;
+        writeln!(w, "pv-guest: the guest's own counters")?;
         writeln!(w, "frames_sent {}", self.frames_sent)?;
         writeln!(w, "frames_received {}", self.frames_received)?;
         writeln!(w, "http_ok {}", self.stats.ok)?;
         writeln!(w, "http_refused {}", self.stats.refused)?;
-        writeln!(w, "upcalls {}", counters::read(&counters::UPCALLS))?;
-        writeln!(w, "page_faults {}", counters::read(&counters::PAGE_FAULTS))?;
-        writeln!(w, "syscalls {}", counters::read(&counters::SYSCALLS))?;
-        writeln!(w, "cr3_loads {}", counters::read(&counters::CR3_LOADS))
+        (self.about)(w)
     }
 }
 

@@ -3,12 +3,11 @@
 //!
 //! smoltcp never reads a clock itself: every call takes "now", which drives its timers
 //! (ARP retries, TCP retransmission and TIME-WAIT, the delayed ACK). The guest's clock is
-//! the TSC (`hv::clock`, recorded through hv when a run is recorded), and the boot-info
-//! page says its rate in kHz.
+//! the TSC, and the boot-info page says its rate in kHz. Who reads the counter is the
+//! user's choice: the kernel passes its `hv::clock::read` (which goes through hv when a
+//! run is recorded), the ring-3 network task its own `rdtsc`.
 
 use smoltcp::time::Instant;
-
-use crate::hv::clock;
 
 /// The TSC rate assumed when the boot-info page does not give one (1 GHz): timers then
 /// run at the wrong speed, but they still run.
@@ -18,17 +17,19 @@ const FALLBACK_TSC_KHZ: u64 = 1_000_000;
 #[derive(Clone, Copy, Debug)]
 pub struct NetClock {
     tsc_khz: u64,
+    read: fn() -> u64,
 }
 
 impl NetClock {
-    /// A clock for a TSC ticking `tsc_khz` thousand times a second (0: unknown).
-    pub fn new(tsc_khz: u64) -> Self {
-        NetClock { tsc_khz: if tsc_khz == 0 { FALLBACK_TSC_KHZ } else { tsc_khz } }
+    /// A clock for a TSC ticking `tsc_khz` thousand times a second (0: unknown), read
+    /// with `read`.
+    pub fn new(tsc_khz: u64, read: fn() -> u64) -> Self {
+        NetClock { tsc_khz: if tsc_khz == 0 { FALLBACK_TSC_KHZ } else { tsc_khz }, read }
     }
 
     /// The TSC now.
     pub fn ticks(&self) -> u64 {
-        clock::read()
+        (self.read)()
     }
 
     /// Microseconds in `ticks` TSC cycles.

@@ -1,0 +1,175 @@
+//! # pv-netd: the guest's network stack as a ring-3 task
+//!
+//! The kernel (`pv-guest`, `task::net_task`) lends this program the network device and
+//! starts it in ring 3 with the address of a [`Handoff`] page. Everything per packet
+//! then happens here, in user mode: taking frames off the receive ring, smoltcp's ARP,
+//! IP, ICMP and TCP (the `pv-netstack` library, the same code the kernel's own stack
+//! runs), queueing replies on the transmit ring and ringing the backend's doorbell with
+//! an `out` the kernel allowed. The kernel is entered only to print a line and to exit.
+//!
+//! Why bother: on a host that emulates guest ring 0 (PVM, this project's development
+//! machine), the kernel's stack costs milliseconds per ping, and the same code in ring 3
+//! costs microseconds. On a host with hardware virtualization both rings run natively,
+//! and the task is still the better design (a driver that crashes takes down a task,
+//! not the kernel: Xen's driver domains, a microkernel's network server).
+//!
+//! The task polls: it never sleeps, so a frame is seen as soon as the backend publishes
+//! it, without an interrupt (whose ring-0 entry is what this host makes slow). It runs
+//! for as long as its command says, one of:
+//! - `serve SECONDS`: answer ping and HTTP (`GET /`, `GET /big?bytes=N`), as the
+//!   kernel's `net-serve` does;
+//! - `ping IP COUNT`: ping IP COUNT times and print each round trip and a summary, as
+//!   `net-ping` does.
+//!
+//! Files: `sys.rs` (the two system calls), `link.rs` (the device: mapped pages, the
+//! doorbell, the frontend as the stack's link), this file (the commands).
+
+#![no_std]
+#![no_main]
+
+mod link;
+mod sys;
+
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use pv_netstack::handoff::{Handoff, NetTaskCommand, HANDOFF_MAGIC};
+use pv_netstack::http::{HttpBuffers, HttpServer};
+use pv_netstack::ping::{ping_series, PingBuffers, Pinger, MAX_PING_COUNT};
+use pv_netstack::stack::{NetConfig, NetStack};
+use pv_netstack::time::NetClock;
+use smoltcp::iface::SocketStorage;
+
+use link::FrontLink;
+
+// The entry: the kernel starts the task with rsp at the top of its stack and the
+// handoff's address in rdi. Align the stack as a call expects and call the Rust entry.
+core::arch::global_asm!(
+    ".section .text.start, \"ax\"",
+    ".global _start",
+    "_start:",
+    "    and rsp, -16",
+    "    call netd_main",
+    "    ud2",
+);
+
+/// Sockets the stack can hold (ping and HTTP need one each).
+const SOCKETS: usize = 4;
+
+/// The task's network memory, in its `.bss`: the kernel's loader maps it zeroed.
+struct Memory {
+    storage: [SocketStorage<'static>; SOCKETS],
+    ping: PingBuffers,
+    server: HttpBuffers,
+}
+
+/// A value that can be taken (mutably) once: the task's one thread takes its memory at
+/// the start and keeps it.
+struct TakeOnce<T> {
+    taken: AtomicBool,
+    value: UnsafeCell<T>,
+}
+
+// SAFETY: the value is handed out at most once (the atomic swap), so no two references
+// to it can exist, whatever threads there are (this task has one).
+unsafe impl<T> Sync for TakeOnce<T> {}
+
+impl<T> TakeOnce<T> {
+    fn take(&'static self) -> Option<&'static mut T> {
+        if self.taken.swap(true, Ordering::AcqRel) {
+            return None;
+        }
+        // SAFETY: the swap above succeeds once, so this is the only reference ever made.
+        Some(unsafe { &mut *self.value.get() })
+    }
+}
+
+static MEMORY: TakeOnce<Memory> = TakeOnce {
+    taken: AtomicBool::new(false),
+    value: UnsafeCell::new(Memory { storage: [SocketStorage::EMPTY; SOCKETS], ping: PingBuffers::new(), server: HttpBuffers::new() }),
+};
+
+/// The TSC, read natively (ring 3 may: the kernel leaves CR4.TSD clear).
+fn rdtsc() -> u64 {
+    // SAFETY: rdtsc only reads the time-stamp counter.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+/// The Rust entry (from `_start`).
+#[no_mangle]
+extern "C" fn netd_main(handoff: *const Handoff) -> ! {
+    // SAFETY: the kernel maps the handoff page (read-only, holding one Handoff) at the
+    // address it passes, for the task's whole life; it is copied once, here.
+    let h = unsafe { core::ptr::read_unaligned(handoff) };
+    let code = match (h.magic == HANDOFF_MAGIC, NetTaskCommand::from_raw(h.command)) {
+        (true, Some(NetTaskCommand::Serve)) => serve(&h, h.args[0]),
+        (true, Some(NetTaskCommand::Ping)) => ping(&h, h.args[0].to_le_bytes()[..4].try_into().unwrap_or([0; 4]), h.args[1]),
+        _ => {
+            println!("pv-netd: the kernel's handoff is not one this program understands");
+            2
+        }
+    };
+    sys::exit(code)
+}
+
+/// The stack over the lent device, with the task's memory.
+fn stack(h: &Handoff, storage: &'static mut [SocketStorage<'static>]) -> Option<NetStack<'static, FrontLink>> {
+    let config = NetConfig { mac: h.mac, ipv4: h.ipv4, prefix_len: h.prefix_len };
+    let link = FrontLink { front: link::front(h), dropped: 0 };
+    match NetStack::new(config, link, storage, NetClock::new(h.tsc_khz, rdtsc)) {
+        Ok(stack) => Some(stack),
+        Err(e) => {
+            println!("pv-netd: the network identity is unusable: {e:?}");
+            None
+        }
+    }
+}
+
+/// The last lines of the HTTP page.
+fn about(w: &mut dyn core::fmt::Write) -> core::fmt::Result {
+    writeln!(w, "stack: in a ring-3 task (pv-netd)")
+}
+
+/// `serve SECONDS`.
+fn serve(h: &Handoff, seconds: u64) -> u64 {
+    let Some(memory) = MEMORY.take() else { return 1 };
+    let Some(mut stack) = stack(h, &mut memory.storage) else { return 1 };
+    let mut server = HttpServer::new(&mut stack, &mut memory.server, about);
+    let deadline = stack.clock.ticks().saturating_add(stack.clock.ticks_in(seconds.saturating_mul(1_000_000)));
+    println!("net-serve: answering ping and HTTP on port 80 for {seconds} s (the stack in a ring-3 task, pv-netd)");
+    while stack.clock.ticks() < deadline {
+        stack.poll();
+        server.step(&mut stack);
+        core::hint::spin_loop();
+    }
+    let link = stack.device.counters;
+    println!(
+        "net-serve: done: {} responses, {} refused; {} frames in, {} out, {} dropped for want of a transmit buffer",
+        server.stats.ok, server.stats.refused, link.received, link.sent, stack.device.io.dropped
+    );
+    0
+}
+
+/// `ping IP COUNT`.
+fn ping(h: &Handoff, target: [u8; 4], count: u64) -> u64 {
+    let Some(memory) = MEMORY.take() else { return 1 };
+    let Some(mut stack) = stack(h, &mut memory.storage) else { return 1 };
+    let pinger = Pinger::new(&mut stack, &mut memory.ping, target.into());
+    let clock = stack.clock;
+    let [a, b, c, d] = target;
+    let count = count.clamp(1, MAX_PING_COUNT as u64) as u32;
+    let series = ping_series(&mut stack, &pinger, count, |s| {
+        s.poll();
+    }, |seq, outcome| match outcome {
+        Ok(rtt) => println!("net-ping: reply from {a}.{b}.{c}.{d}: seq={seq} time={} us", clock.micros(rtt)),
+        Err(e) => println!("net-ping: no reply from {a}.{b}.{c}.{d}: seq={seq} ({e:?})"),
+    });
+    println!("{}", series.summary("net-ping", clock));
+    u64::from(series.received == 0)
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    println!("pv-netd: panic: {info}");
+    sys::exit(101)
+}
