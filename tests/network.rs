@@ -20,8 +20,30 @@ fn two_guests_ping_each_other_through_the_virtual_switch() {
     let replies = r.stdout.lines().filter(|l| l.starts_with("g1 | net-ping: reply from 10.0.0.2")).count();
     r.expect(replies == 3, "g1 got three replies from g0 through the switch");
     r.expect(r.stdout.contains("g1 | net-ping: 3 sent, 3 received"), "and says so");
+    r.expect(r.stdout.contains("g0 | net-serve: answering ping and HTTP on port 80 for 6 s (the stack in a ring-3 task, pv-netd)"), "the stack runs in the ring-3 network task by default");
     r.expect(r.stderr.contains("virtual switch:"), "--stats shows the switch's counters");
     r.expect(r.stderr.contains("device net-tx") && r.stderr.contains("device net-rx"), "and each guest's network rings");
+}
+
+#[test]
+fn the_kernels_own_stack_still_answers_with_ring0() {
+    if !common::kvm_available() {
+        return;
+    }
+    let r = hv(&["run", "--guest", "net-serve 8 --ring0", "--guest", "net-ping 10.0.0.2 2 --ring0"]);
+    r.expect_code(0);
+    r.expect(r.stdout.contains("g0 | net-serve: answering ping and HTTP on port 80 for 8 s (the stack in the kernel, ring 0)"), "g0's stack runs in the kernel");
+    r.expect(r.stdout.contains("g1 | net-ping: 2 sent, 2 received"), "and answers g1's kernel stack");
+}
+
+#[test]
+fn a_ring3_stack_answers_a_ring0_one() {
+    if !common::kvm_available() {
+        return;
+    }
+    let r = hv(&["run", "--guest", "net-serve 8 --ring0", "--guest", "net-ping 10.0.0.2 2"]);
+    r.expect_code(0);
+    r.expect(r.stdout.contains("g1 | net-ping: 2 sent, 2 received"), "the two stacks, in different rings, talk");
 }
 
 /// A network namespace with a TAP at 10.0.0.1/24, removed when dropped (also when the
@@ -113,6 +135,7 @@ fn the_hosts_curl_and_ping_reach_a_guest_through_a_tap() {
     assert!(serving, "the guest started serving");
     let page = String::from_utf8_lossy(&fetch.stdout);
     assert!(fetch.status.success() && page.contains("pv-guest") && page.contains("frames_received"), "curl fetched the guest's page:\n{page}");
+    assert!(page.contains("stack: in a ring-3 task (pv-netd)"), "served by the ring-3 network task:\n{page}");
     match ping {
         Some(out) => assert!(out.status.success(), "the host's ping got answers: {}", String::from_utf8_lossy(&out.stdout)),
         None => eprintln!("SKIPPED (part): `ping` is not installed (apt-get install iputils-ping)"),

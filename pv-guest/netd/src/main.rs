@@ -75,6 +75,9 @@ struct TakeOnce<T> {
 unsafe impl<T> Sync for TakeOnce<T> {}
 
 impl<T> TakeOnce<T> {
+    // A `&mut` from a `&`: sound here because the atomic swap lets only one caller
+    // through (the lint cannot see that).
+    #[allow(clippy::mut_from_ref)]
     fn take(&'static self) -> Option<&'static mut T> {
         if self.taken.swap(true, Ordering::AcqRel) {
             return None;
