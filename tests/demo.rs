@@ -36,6 +36,8 @@ fn demo_snapshot_with(name: &str, filters: &[(&str, &str)]) -> String {
     settings.add_filter(r"\b\d+\.\d+\b", "[n]");
     // Guest addresses move whenever the kernel's image changes size.
     settings.add_filter(r"0x[0-9a-f]{5,}", "[addr]");
+    // The kernel's size changes with every change to it (and the free memory with it).
+    settings.add_filter(r"\d+ KiB free above it", "[n] KiB free above it");
     for (pattern, replacement) in filters {
         settings.add_filter(pattern, *replacement);
     }
