@@ -40,6 +40,11 @@ use crate::mm::{frames, MmuError, PageSize, Protection};
 /// `pv-netd`, built by this crate's build script before the kernel and embedded here.
 static NETD_IMAGE: &[u8] = include_bytes!(env!("PV_NETD_ELF"));
 
+/// The embedded program's ELF file (for the loader's self-tests).
+pub fn image() -> &'static [u8] {
+    NETD_IMAGE
+}
+
 /// The program's name in messages.
 const NAME: &str = "pv-netd";
 

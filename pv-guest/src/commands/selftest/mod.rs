@@ -11,11 +11,13 @@
 //! | [`basics`] | boot info, CPUID, hypercalls, traps, the direct map, upcalls, frames |
 //! | [`memory`] | address spaces, page-table writers, tasks, demand paging |
 //! | [`hostile_hypercalls`] | bad hypercalls hv must refuse (also the `bad-hypercalls` command) |
+//! | [`user_image`] | the user-image loader refuses bad ELF files |
 
 pub mod basics;
 pub mod check;
 pub mod hostile_hypercalls;
 pub mod memory;
+pub mod user_image;
 
 use pv_abi::BootInfo;
 
@@ -39,6 +41,9 @@ pub fn run(info: &BootInfo) -> u8 {
         record(name, test(info));
     }
     for (name, test) in memory::TESTS {
+        record(name, test(info));
+    }
+    for (name, test) in user_image::TESTS {
         record(name, test(info));
     }
     for call in hostile_hypercalls::calls(info) {
