@@ -196,6 +196,25 @@ pub fn front(m: &GuestMemory, host: &Host) -> Front {
     )
 }
 
+/// The frontend a ring-3 network task makes: every buffer granted once, up front (as
+/// the kernel does before lending them), and the references used for good.
+pub fn front_with_persistent_grants(m: &GuestMemory, host: &Host) -> Front {
+    let buffer = |i: u64| NetBuffer { frame: data_frame(i), page: page(m, data_frame(i).checked_address().unwrap().raw()) };
+    let mut grants = net_grants(m);
+    let tx_grants = std::array::from_fn(|i| grants.grant(data_frame(i as u64), true).unwrap());
+    let rx_grants = std::array::from_fn(|i| grants.grant(data_frame((TX + i) as u64), false).unwrap());
+    NetFront::with_persistent_grants(
+        page(m, NET_TX_RING_GPA),
+        page(m, NET_RX_RING_GPA),
+        tx_grants,
+        rx_grants,
+        std::array::from_fn(|i| buffer(i as u64)),
+        std::array::from_fn(|i| buffer((TX + i) as u64)),
+        EventFdDoorbell(host.tx_doorbell.try_clone().unwrap()),
+        EventFdDoorbell(host.rx_doorbell.try_clone().unwrap()),
+    )
+}
+
 /// Waits for the next frame the frontend receives, sleeping on the rx upcall.
 pub fn receive(front: &mut Front, host: &Host) -> Frame {
     let start = Instant::now();
