@@ -44,6 +44,8 @@ const CRATES: &[(&str, &str)] = &[
     ("backend-drivers", "backend-drivers/src/lib.rs"),
     ("hv", "hv/src/lib.rs"),
     ("pv-guest", "pv-guest/src/main.rs"),
+    ("pv-netstack", "pv-guest/netstack/src/lib.rs"),
+    ("pv-netd", "pv-guest/netd/src/main.rs"),
     ("labs", "labs/src/lib.rs"),
 ];
 

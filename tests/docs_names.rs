@@ -21,9 +21,9 @@ const FOREIGN_ROOTS: &[&str] =
     &["std", "core", "alloc", "kvm_ioctls", "kvm_bindings", "vm_memory", "vmm_sys_util", "crossbeam_channel", "goblin", "serde", "insta", "libc", "bitflags", "clap", "proptest", "clippy", "u8", "u16", "u32", "u64", "usize", "i32", "i64"];
 
 /// Our crates, as paths name them.
-const OUR_CRATES: &[&str] = &["hv", "pv_abi", "pv_guest", "shadow_mmu", "frontend_drivers", "backend_drivers"];
+const OUR_CRATES: &[&str] = &["hv", "pv_abi", "pv_guest", "pv_netstack", "pv_netd", "shadow_mmu", "frontend_drivers", "backend_drivers"];
 
-const SOURCE_DIRS: &[&str] = &["hv/src", "pv-abi/src", "pv-guest/src", "shadow-mmu/src", "frontend-drivers/src", "backend-drivers/src", "tests"];
+const SOURCE_DIRS: &[&str] = &["hv/src", "pv-abi/src", "pv-guest/src", "pv-guest/netstack/src", "pv-guest/netd/src", "shadow-mmu/src", "frontend-drivers/src", "backend-drivers/src", "tests"];
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("hv/ has a parent").to_path_buf()

@@ -15,9 +15,9 @@
 //! | [`arch`] | every `asm!` and CPU structure: boot, cpu, gdt, idt, trap frame, user entry, apic, the kernel's address windows, and `VcpuCell` (the one kind of mutable global) | know what a trap or a hypercall means |
 //! | [`hv`] | hypercalls, shared pages, event channels, driver frontends, console, panic | touch a page table |
 //! | [`mm`] | frames, the page-table pool, typed page-table entries, the writer, address spaces | write a page table except through `mm::writer` |
-//! | [`task`] | ring-3 tasks: scheduler, demand paging, system calls, user programs | run a command |
+//! | [`task`] | ring-3 tasks: scheduler, demand paging, system calls, user programs, the user-image loader, the network task | run a command |
 //! | [`trap`] | what each exception and interrupt does (called by arch's entry stubs) | return to a task that faulted without a fix |
-//! | [`net`] | the TCP/IP stack (smoltcp) over any frame device, its clock, the ping client and the HTTP server | own a device: it gets one through `net::device::FrameIo` |
+//! | [`net`] | the TCP/IP stack (smoltcp, the `pv-netstack` library) as the kernel runs it with `--ring0`, and the network frontend made at boot | own a device: it gets one through `net::device::FrameIo` |
 //! | [`commands`] | what the words after `hv run --` ask for: selftest, bench, blk-*, net-*, hostile-ptes | be reached by a lower layer |
 //!
 //! Two calls go *up* the layers, and neither is an import: `arch::boot` calls [`kmain`]
@@ -32,8 +32,8 @@
 //! - Must never: trust what it cannot check (the boot-info page is validated before
 //!   use, shared-ring indices are checked by `frontend-drivers`), write a page table
 //!   except through `mm::writer` (under shadow paging the VMM must see every write),
-//!   or do in ring 0 what a ring-3 task can do (ring 0 may be emulated, and slow; the
-//!   network stack is the one measured exception for now, see [`net`]).
+//!   or do in ring 0 what a ring-3 task can do (ring 0 may be emulated, and slow: the
+//!   network stack runs in a ring-3 task, `pv-netd`, see [`net`] for the measurements).
 //! - Data enters through the boot-info page (read once at boot), hypercall results,
 //!   shared pages (device rings, the grant table, event flags) and upcall interrupts,
 //!   and the command line. It leaves through hypercalls (console, page-table updates,

@@ -21,14 +21,19 @@
 //! - `ping IP COUNT`: ping IP COUNT times and print each round trip and a summary, as
 //!   `net-ping` does.
 //!
-//! Files: `sys.rs` (the two system calls), `link.rs` (the device: mapped pages, the
-//! doorbell, the frontend as the stack's link), this file (the commands).
+//! ## Modules, lowest first
+//! | module | owns |
+//! | --- | --- |
+//! | [`sys`] | the two system calls it makes (a console line, exit) and its `println!` |
+//! | [`link`] | the device: the mapped pages, the doorbell, the frontend as the stack's link |
+//!
+//! This file holds the commands.
 
 #![no_std]
 #![no_main]
 
-mod link;
 mod sys;
+mod link;
 
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, Ordering};

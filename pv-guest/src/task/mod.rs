@@ -12,7 +12,9 @@
 //! [`syscall`] is how a task asks the kernel for either, and [`reports`] is where the
 //! benchmark tasks leave their measurements for the kernel to print. [`blk_io`] lets a
 //! task read the disk straight into its own frames (persistent grants, one system call
-//! per batch of requests).
+//! per batch of requests). [`user_image`] loads a separately linked program (an ELF
+//! file embedded in the kernel) into a task, and [`net_task`] uses it to lend the
+//! network device to `pv-netd`, the ring-3 network stack.
 
 pub mod blk_io;
 pub mod demand_paging;
