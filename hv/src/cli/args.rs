@@ -378,6 +378,7 @@ quoted ';' word, e.g. `-- blk-fill 0 8 7 ';' count 5`: they run in order until o
   balloon-hostile         send the balloon backend batches it must refuse; each is refused
   net-ping IP [COUNT]     (network: --guests, --guest, --tap) ping IP COUNT times (default 4)
   net-serve [SECONDS]     (network) answer ping and serve HTTP on port 80 for SECONDS (default 30)
+                          both run the stack in a ring-3 task (pv-netd); add --ring0 for the kernel's
   net-bench loopback|IP [COUNT]
                           the TCP/IP stack's cost in the guest, over a loopback wire or the network
   net-selftest            two stacks in the guest, joined by a loopback wire: ping and HTTP checks
