@@ -18,7 +18,7 @@ fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let root = manifest_dir.parent().expect("hv/ has a parent").to_path_buf();
     let guest_dir = root.join("pv-guest");
-    for path in ["src", "Cargo.toml", "Cargo.lock", "build.rs", "linker.ld", ".cargo/config.toml", "netstack", "netd"] {
+    for path in ["src", "Cargo.toml", "Cargo.lock", "build.rs", "linker.ld", ".cargo/config.toml", "netstack", "netd", "blkd", "user"] {
         println!("cargo:rerun-if-changed={}", guest_dir.join(path).display());
     }
     // The guest's path dependencies: a change to either must rebuild the guest too.

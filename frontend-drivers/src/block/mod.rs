@@ -27,11 +27,12 @@
 //! for a ring-3 task's buffer.
 
 pub mod check;
+pub mod direct;
 
 use pv_abi::addr::PseudoFrame;
 use pv_abi::device::block::{BlockOp, BlockRequest, BlockResponse, BlockStatus, BLOCK_MAX_SEGMENTS, SECTORS_PER_SEGMENT};
 use pv_abi::grant::GrantRef;
-use pv_abi::ring::{FrontRing, RingError, SharedPage};
+use pv_abi::ring::{FrontRing, RingError, RingFull, SharedPage};
 
 use crate::grant_table::{GrantTableFront, GrantTableFull};
 use crate::{Doorbell, WaitForEvent};
@@ -83,6 +84,39 @@ impl From<RingError> for BlockError {
     fn from(e: RingError) -> Self {
         BlockError::Ring(e)
     }
+}
+
+/// Whether a request on persistent grants has a shape the protocol allows: a read or
+/// write, one grant per 4 KiB of `nr_sectors`, at most [`BLOCK_MAX_SEGMENTS`].
+fn granted_shape_ok(op: BlockOp, nr_sectors: u32, grefs: &[GrantRef]) -> bool {
+    op != BlockOp::Flush && !grefs.is_empty() && grefs.len() <= BLOCK_MAX_SEGMENTS && nr_sectors.div_ceil(SECTORS_PER_SEGMENT) as usize == grefs.len()
+}
+
+/// Stores a request on persistent grants field by field into the next ring slot
+/// (`FrontRing::push_request_with`), the fastest way there is on a host that emulates
+/// ring 0.
+#[inline]
+fn push_granted<P: SharedPage>(ring: &mut FrontRing<P, BlockRequest, BlockResponse>, id: u64, op: BlockOp, sector: u64, nr_sectors: u32, grefs: &[GrantRef]) -> Result<(), RingFull> {
+    let head = u32::from(op.to_u8()) | (grefs.len() as u32) << 8;
+    // The layout of pv_abi::device::block: id, sector, op, nr_segments, reserved,
+    // nr_sectors, grefs (those past nr_segments are ignored by the protocol).
+    ring.push_request_with(move |page, at| {
+        page.store_u32(at, id as u32);
+        page.store_u32(at + 4, (id >> 32) as u32);
+        page.store_u32(at + 8, sector as u32);
+        page.store_u32(at + 12, (sector >> 32) as u32);
+        page.store_u32(at + 16, head);
+        page.store_u32(at + 20, nr_sectors);
+        for (i, g) in grefs.iter().enumerate() {
+            page.store_u32(at + 24 + 4 * i, *g);
+        }
+    })
+}
+
+/// Takes the next response, its two fields loaded once each straight from the slot.
+#[inline]
+fn take_raw<P: SharedPage>(ring: &mut FrontRing<P, BlockRequest, BlockResponse>) -> Result<Option<BlockResponse>, RingError> {
+    ring.take_response_with(|page, at| BlockResponse { id: u64::from(page.load_u32(at)) | u64::from(page.load_u32(at + 4)) << 32, status: page.load_u32(at + 8) as i32 })
 }
 
 /// A request waiting for its response.
@@ -269,11 +303,7 @@ impl<P: SharedPage, G: SharedPage, D: Doorbell, W: WaitForEvent> BlockFront<P, G
     /// host that emulates ring 0. Returns the request's id.
     #[inline]
     pub fn submit_granted(&mut self, buffer: usize, op: BlockOp, sector: u64, nr_sectors: u32, grefs: &[GrantRef]) -> Result<u64, BlockError> {
-        let shape_ok = op != BlockOp::Flush
-            && !grefs.is_empty()
-            && grefs.len() <= BLOCK_MAX_SEGMENTS
-            && nr_sectors.div_ceil(SECTORS_PER_SEGMENT) as usize == grefs.len();
-        if !shape_ok {
+        if !granted_shape_ok(op, nr_sectors, grefs) {
             return Err(BlockError::BadShape);
         }
         match self.granted_in_flight.get(buffer) {
@@ -282,22 +312,7 @@ impl<P: SharedPage, G: SharedPage, D: Doorbell, W: WaitForEvent> BlockFront<P, G
             None => return Err(BlockError::BadShape),
         }
         let id = self.next_id;
-        let head = u32::from(op.to_u8()) | (grefs.len() as u32) << 8;
-        // The layout of pv_abi::device::block: id, sector, op, nr_segments, reserved,
-        // nr_sectors, grefs (those past nr_segments are ignored by the protocol).
-        self.ring
-            .push_request_with(move |page, at| {
-                page.store_u32(at, id as u32);
-                page.store_u32(at + 4, (id >> 32) as u32);
-                page.store_u32(at + 8, sector as u32);
-                page.store_u32(at + 12, (sector >> 32) as u32);
-                page.store_u32(at + 16, head);
-                page.store_u32(at + 20, nr_sectors);
-                for (i, g) in grefs.iter().enumerate() {
-                    page.store_u32(at + 24 + 4 * i, *g);
-                }
-            })
-            .map_err(|_| BlockError::RingFull)?;
+        push_granted(&mut self.ring, id, op, sector, nr_sectors, grefs).map_err(|_| BlockError::RingFull)?;
         self.next_id += 1;
         self.granted_in_flight[buffer] = id;
         self.buffer_of_id[id as usize % ID_HINTS] = buffer as u8;
@@ -312,11 +327,7 @@ impl<P: SharedPage, G: SharedPage, D: Doorbell, W: WaitForEvent> BlockFront<P, G
     /// loaded once each, straight from the slot. Returns the id, the buffer and the status.
     #[inline]
     pub fn take_completion(&mut self) -> Result<Option<(u64, Option<usize>, BlockStatus)>, BlockError> {
-        let Some(response) = self.ring.take_response_with(|page, at| BlockResponse {
-            id: u64::from(page.load_u32(at)) | u64::from(page.load_u32(at + 4)) << 32,
-            status: page.load_u32(at + 8) as i32,
-        })?
-        else {
+        let Some(response) = take_raw(&mut self.ring)? else {
             return Ok(None);
         };
         let id = response.id;
@@ -338,6 +349,27 @@ impl<P: SharedPage, G: SharedPage, D: Doorbell, W: WaitForEvent> BlockFront<P, G
             }
         }
         Ok(Some((id, None, status)))
+    }
+
+    /// The ring index this frontend is quiet at (no request in flight on either path,
+    /// every response taken), or `None`: what the kernel hands a ring-3 task that will
+    /// drive the ring itself ([`direct::DirectQueue::adopt`]).
+    pub fn quiet_index(&self) -> Option<u32> {
+        let idle = self.in_flight.iter().all(Option::is_none) && self.granted_in_flight.iter().all(|&id| id == 0);
+        self.ring.quiet_index().filter(|_| idle)
+    }
+
+    /// Takes the ring back from whoever drove it meanwhile, once the backend has
+    /// answered everything it was given ([`FrontRing::answered_index`]); `false` if it
+    /// has not yet (ask again later).
+    pub fn take_back(&mut self) -> bool {
+        match self.ring.answered_index() {
+            Some(index) => {
+                self.ring.take_back(index);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Sleeps until the backend may have answered (re-arming the upcall first, so an

@@ -93,7 +93,7 @@ const fn size_with(reps: u64, ops: u64, arg: u64) -> Size {
 }
 
 /// Every workload, in report order.
-pub const ALL: [Workload; 11] = [
+pub const ALL: [Workload; 13] = [
     Workload {
         name: "pt-update",
         id: "pt-update/direct",
@@ -193,6 +193,24 @@ pub const ALL: [Workload; 11] = [
         quick: size_with(3, 16, 128),
         full: size_with(7, 128, 128),
     },
+    Workload {
+        name: "blk-direct",
+        id: "blk-direct/4k",
+        guest_name: "blk-direct",
+        operation: "a 4 KiB read by pv-blkd, a ring-3 task driving the block ring itself (32 in flight, no system call or interrupt per request)",
+        kind: Kind::Blk { sectors: 8 },
+        quick: size_with(3, 64, 8),
+        full: size_with(7, 2048, 8),
+    },
+    Workload {
+        name: "blk-direct",
+        id: "blk-direct/64k",
+        guest_name: "blk-direct",
+        operation: "a 64 KiB read by pv-blkd, a ring-3 task driving the block ring itself (as many in flight as grant entries allow, up to 32)",
+        kind: Kind::Blk { sectors: 128 },
+        quick: size_with(3, 32, 128),
+        full: size_with(7, 512, 128),
+    },
 ];
 
 /// The names `--workload` accepts (each selects all its variants).
@@ -274,7 +292,7 @@ mod tests {
         assert_eq!(select("pt-update").len(), 2);
         assert_eq!(select("tlb-miss/2m").len(), 1);
         assert!(select("nonsense").is_empty());
-        assert_eq!(names(), ["pt-update", "aspace", "ctxswitch", "pagefault", "tlb-miss", "hypercall", "ring0", "blk"]);
+        assert_eq!(names(), ["pt-update", "aspace", "ctxswitch", "pagefault", "tlb-miss", "hypercall", "ring0", "blk", "blk-direct"]);
     }
 
     #[test]

@@ -273,7 +273,8 @@ Workloads (--workload NAME selects a workload with all its variants, or NAME/VAR
   pagefault   first touches of fresh memory (demand-zero faults)
   tlb-miss    dependent random reads over a large working set; variants 4k, 2m (page size)
   hypercall   the null hypercall round trip
-  blk         reads through the block ring; variants 4k, 64k (request size)
+  blk         reads through the block ring by a ring-3 task, one system call per batch; variants 4k, 64k (request size)
+  blk-direct  the same reads by pv-blkd, a ring-3 task driving the ring itself; variants 4k, 64k
 
 Examples:
   hv bench --quick                                   both modes, all workloads, about 11 s here

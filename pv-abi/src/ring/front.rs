@@ -51,6 +51,42 @@ impl<P: SharedPage, Req: RingEntry, Rsp: RingEntry> FrontRing<P, Req, Rsp> {
         FrontRing { page, req_prod_pvt: start, req_prod_published: start, rsp_cons: start, entries: PhantomData }
     }
 
+    /// Takes over a ring another frontend left **quiet** at `index` (every request it
+    /// published answered and every response taken: `req_prod == rsp_prod == index`),
+    /// writing nothing. This is how a driver hands its ring to another (the guest kernel
+    /// lending the block device to a ring-3 task, and taking it back): the new owner
+    /// goes on from the same index, so the backend, which keeps its own copies of the
+    /// indices, never sees a change. Adopting a ring that is not quiet at `index` makes
+    /// this end's view wrong; the next response check catches a gross mismatch.
+    pub fn adopt(page: P, index: u32) -> Self {
+        let _ = Self::SLOTS;
+        FrontRing { page, req_prod_pvt: index, req_prod_published: index, rsp_cons: index, entries: PhantomData }
+    }
+
+    /// The index this ring is quiet at (nothing pushed but unpublished, nothing
+    /// published without its response taken), or `None` if it is not quiet: what a
+    /// frontend hands over with [`FrontRing::adopt`].
+    pub fn quiet_index(&self) -> Option<u32> {
+        (self.req_prod_pvt == self.req_prod_published && self.req_prod_pvt == self.rsp_cons).then_some(self.rsp_cons)
+    }
+
+    /// [`FrontRing::adopt`] in place: this end goes on from `index`, where another
+    /// frontend left the ring quiet (the guest kernel taking its ring back from a task).
+    pub fn take_back(&mut self, index: u32) {
+        self.req_prod_pvt = index;
+        self.req_prod_published = index;
+        self.rsp_cons = index;
+    }
+
+    /// The index the shared page says the ring is quiet at, whoever drove it: `Some`
+    /// when the backend has answered every request published (`rsp_prod == req_prod`).
+    /// How a frontend that lent its ring finds where to take it back
+    /// ([`FrontRing::take_back`]) without trusting the borrower's word.
+    pub fn answered_index(&self) -> Option<u32> {
+        let req_prod = self.page.load_u32(REQ_PROD_OFFSET);
+        (self.page.load_u32(RSP_PROD_OFFSET) == req_prod).then_some(req_prod)
+    }
+
     /// Slots free for new requests: N minus the requests whose responses have not been
     /// taken yet.
     pub fn free_slots(&self) -> u32 {

@@ -413,3 +413,40 @@ proptest! {
         prop_assert_eq!(front.free_slots(), N - published + answered);
     }
 }
+
+// ---------------------------------------------------------------- handing a ring over
+
+#[test]
+fn a_quiet_ring_is_handed_over_and_back_without_the_backend_noticing() {
+    // Near the wrap, so the handed-over index wraps while the second owner has it.
+    let (mut first, mut back, page) = ring_at(u32::MAX - 5);
+    for id in 0..3 {
+        first.push_request(&request(id)).unwrap();
+    }
+    assert_eq!(first.quiet_index(), None, "pushed but not published: not quiet");
+    first.publish_requests();
+    assert_eq!(first.quiet_index(), None, "published but unanswered: not quiet");
+    serve_all(&mut back);
+    while first.take_response().unwrap().is_some() {}
+    let index = first.quiet_index().expect("every response taken: quiet");
+    // The second owner adopts the ring where the first left it, and goes on.
+    let mut second = Front::adopt(page.clone(), index);
+    for id in 10..20 {
+        second.push_request(&request(id)).unwrap();
+    }
+    second.publish_requests();
+    serve_all(&mut back);
+    let mut answered = Vec::new();
+    while let Some(r) = second.take_response().unwrap() {
+        answered.push(r.id);
+    }
+    assert_eq!(answered, (10..20).collect::<Vec<_>>(), "the backend answered the new owner in order");
+    // And back to the first, at the index the shared page says is answered (what a
+    // kernel taking its ring back from a task trusts, rather than the task's word).
+    assert_eq!(second.answered_index(), second.quiet_index());
+    let mut first = Front::adopt(page, second.answered_index().unwrap());
+    first.push_request(&request(99)).unwrap();
+    first.publish_requests();
+    serve_all(&mut back);
+    assert_eq!(first.take_response().unwrap().map(|r| r.id), Some(99));
+}

@@ -24,21 +24,21 @@
 //! ## Modules, lowest first
 //! | module | owns |
 //! | --- | --- |
-//! | [`sys`] | the two system calls it makes (a console line, exit) and its `println!` |
-//! | [`link`] | the device: the mapped pages, the doorbell, the frontend as the stack's link |
+//! | [`link`] | the device: the frontend over the mapped rings and buffers, as the stack's link |
+//!
+//! The system calls, mapped pages and doorbells are `pv-user`'s (`pv-guest/user/`),
+//! shared with the ring-3 block task `pv-blkd`.
 //!
 //! This file holds the commands.
 
 #![no_std]
 #![no_main]
 
-mod sys;
 mod link;
 
-use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicBool, Ordering};
-
-use pv_netstack::handoff::{Handoff, NetTaskCommand, HANDOFF_MAGIC};
+use pv_user::handoff::net::{Handoff, NetTaskCommand, HANDOFF_MAGIC};
+use pv_user::once::TakeOnce;
+use pv_user::{println, sys};
 use pv_netstack::http::{HttpBuffers, HttpServer};
 use pv_netstack::ping::{ping_series, PingBuffers, Pinger, MAX_PING_COUNT};
 use pv_netstack::stack::{NetConfig, NetStack};
@@ -68,34 +68,7 @@ struct Memory {
     server: HttpBuffers,
 }
 
-/// A value that can be taken (mutably) once: the task's one thread takes its memory at
-/// the start and keeps it.
-struct TakeOnce<T> {
-    taken: AtomicBool,
-    value: UnsafeCell<T>,
-}
-
-// SAFETY: the value is handed out at most once (the atomic swap), so no two references
-// to it can exist, whatever threads there are (this task has one).
-unsafe impl<T> Sync for TakeOnce<T> {}
-
-impl<T> TakeOnce<T> {
-    // A `&mut` from a `&`: sound here because the atomic swap lets only one caller
-    // through (the lint cannot see that).
-    #[allow(clippy::mut_from_ref)]
-    fn take(&'static self) -> Option<&'static mut T> {
-        if self.taken.swap(true, Ordering::AcqRel) {
-            return None;
-        }
-        // SAFETY: the swap above succeeds once, so this is the only reference ever made.
-        Some(unsafe { &mut *self.value.get() })
-    }
-}
-
-static MEMORY: TakeOnce<Memory> = TakeOnce {
-    taken: AtomicBool::new(false),
-    value: UnsafeCell::new(Memory { storage: [SocketStorage::EMPTY; SOCKETS], ping: PingBuffers::new(), server: HttpBuffers::new() }),
-};
+static MEMORY: TakeOnce<Memory> = TakeOnce::new(Memory { storage: [SocketStorage::EMPTY; SOCKETS], ping: PingBuffers::new(), server: HttpBuffers::new() });
 
 /// The TSC, read natively (ring 3 may: the kernel leaves CR4.TSD clear).
 fn rdtsc() -> u64 {

@@ -21,7 +21,6 @@
 //! | [`ping`] | the ICMP echo client |
 //! | [`http`] | the HTTP/1.0 server |
 //! | [`http_get`] | the HTTP client the tests and benchmarks use |
-//! | [`handoff`] | what the kernel hands the ring-3 network task: where its rings and buffers are, their grants, what to do |
 
 #![no_std]
 
@@ -32,4 +31,3 @@ pub mod stack;
 pub mod ping;
 pub mod http;
 pub mod http_get;
-pub mod handoff;

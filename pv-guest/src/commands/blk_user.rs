@@ -457,11 +457,51 @@ pub fn bench(info: &BootInfo, reps: u64, ops: u64, sectors: u64, verify_sectors:
     if n as u64 != reps + 1 {
         return Err("blk: the task did not report every repetition");
     }
+    println!("blk: {buffers} buffers of {} KiB in flight, read by a ring-3 task into its own frames", sectors / 2);
+    print_reports(&reported, reps, ops);
+    Ok(())
+}
+
+/// The task's reports as `hv bench` reads them: one `bench-rep:` line per timed
+/// repetition (cycles, requests completed), then `blk-read-sum:` (the last report's hash).
+fn print_reports(reported: &[(u64, u64); reports::MAX_REPORTS], reps: u64, ops: u64) {
     for (rep, (cycles, completed)) in reported[..reps as usize].iter().enumerate() {
         println!("bench-rep: rep={rep} ops={ops} cycles={cycles} check={completed:#x}");
     }
-    println!("blk: {buffers} buffers of {} KiB in flight, read by a ring-3 task into its own frames", sectors / 2);
     println!("blk-read-sum: {:016x}", reported[reps as usize].1);
+}
+
+/// The `blk-direct` workload of `hv bench`: the same reads as [`bench`], made by
+/// `pv-blkd`, a ring-3 task that drives the block ring itself (`task::blk_task`): no
+/// system call and no ring-0 work per request.
+pub fn bench_direct(info: &BootInfo, reps: u64, ops: u64, sectors: u64, verify_sectors: u64) -> Result<(), &'static str> {
+    use crate::task::blk_task::{self, BlkTaskError, BlkTaskReads};
+    if !request_ok(sectors) || ops >= 1 << 32 || reps >= 1 << 8 {
+        return Err("blk-direct: sectors must be a multiple of 8 up to 128");
+    }
+    let reps = if ops == 0 { 0 } else { reps };
+    reports::take();
+    let exit = blk_task::run(info, BlkTaskReads { reps, ops, sectors, verify_sectors }).map_err(|e| match e {
+        BlkTaskError::NoDevice => "blk-direct: no block device (start hv with --disk PATH)",
+        BlkTaskError::Busy => "blk-direct: the kernel's block frontend has requests in flight",
+        BlkTaskError::BadShape => "blk-direct: sectors must be a multiple of 8 up to 128, and the verification read must fit the buffers",
+        BlkTaskError::NoGrants => "blk-direct: not one buffer's worth of grant entries or frames is free",
+        BlkTaskError::Image(_) => "blk-direct: the embedded pv-blkd is not a loadable image",
+        BlkTaskError::NoMemory => "blk-direct: no memory for the task",
+        BlkTaskError::PortNotOpenable => "blk-direct: the block doorbell's port cannot be opened to ring 3",
+        BlkTaskError::RingNotReturned => "blk-direct: the backend did not answer everything the task sent",
+    })?;
+    let (reported, n) = reports::take();
+    match exit {
+        TaskExit::Exited(0) => {}
+        TaskExit::Exited(_) => return Err("blk-direct: a read failed (pv-blkd said why above)"),
+        TaskExit::Killed { .. } => return Err("blk-direct: pv-blkd was killed"),
+    }
+    if n as u64 != reps + 1 {
+        return Err("blk-direct: the task did not report every repetition");
+    }
+    println!("blk-direct: {} KiB reads by pv-blkd, straight through the block ring from ring 3", sectors / 2);
+    print_reports(&reported, reps, ops);
     Ok(())
 }
 

@@ -17,7 +17,7 @@ pub use bench::bench;
 pub use ring3_probe::ring3_probe;
 pub use selftest::selftest;
 
-use pv_netstack::handoff::NetTaskCommand;
+use pv_user::handoff::net::NetTaskCommand;
 use smoltcp::iface::SocketStorage;
 
 use crate::net::device::FrameIo;

@@ -24,9 +24,9 @@ pub type Console = ConsoleFront<PhysPage, PortDoorbell, UpcallWait>;
 /// The block frontend as the kernel instantiates it.
 pub type Block = BlockFront<PhysPage, PhysPage, PortDoorbell, UpcallWait>;
 /// Transmit and receive buffers of the network frontend (one frame each).
-pub const NET_TX_BUFFERS: usize = pv_netstack::handoff::TX_BUFFERS;
+pub const NET_TX_BUFFERS: usize = pv_user::handoff::net::TX_BUFFERS;
 /// Receive buffers: enough for a burst of frames between two polls of the stack.
-pub const NET_RX_BUFFERS: usize = pv_netstack::handoff::RX_BUFFERS;
+pub const NET_RX_BUFFERS: usize = pv_user::handoff::net::RX_BUFFERS;
 /// Grant entries the network frontend takes from the table (one per buffer in flight,
 /// with room to spare); the block device keeps the rest.
 const NET_GRANT_ENTRIES: u32 = 64;

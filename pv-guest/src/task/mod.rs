@@ -14,9 +14,11 @@
 //! task read the disk straight into its own frames (persistent grants, one system call
 //! per batch of requests). [`user_image`] loads a separately linked program (an ELF
 //! file embedded in the kernel) into a task, and [`net_task`] uses it to lend the
-//! network device to `pv-netd`, the ring-3 network stack.
+//! network device to `pv-netd`, the ring-3 network stack, and [`blk_task`] to lend the
+//! block ring to `pv-blkd`, which reads the disk with no system call per request.
 
 pub mod blk_io;
+pub mod blk_task;
 pub mod demand_paging;
 pub mod net_task;
 pub mod programs;

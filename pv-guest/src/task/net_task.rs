@@ -11,7 +11,7 @@
 //!   starts (a grant can name any frame of the guest, so a task must never write the
 //!   table); the task's frontend uses the references for good;
 //! - the **mappings**: the two ring pages and the buffer frames are mapped into the task
-//!   at the addresses `pv_netstack::handoff` fixes, with a read-only [`Handoff`] page
+//!   at the addresses `pv_user::handoff::net` fixes, with a read-only [`Handoff`] page
 //!   saying what is where;
 //! - the **doorbells**: the two ports are opened in the TSS's I/O permission bitmap while
 //!   the task runs, so it notifies the backend with an `out` of its own, no system call.
@@ -27,7 +27,7 @@
 //! IOMMU's job on real hardware).
 
 use pv_abi::addr::{GuestVirt, PseudoFrame, PAGE_SHIFT};
-use pv_netstack::handoff::{Handoff, NetTaskCommand, BUFFERS_VA, DEVICE_WINDOW_END, HANDOFF_MAGIC, HANDOFF_VA, RINGS_VA, RX_BUFFERS, TX_BUFFERS};
+use pv_user::handoff::net::{Handoff, NetTaskCommand, BUFFERS_VA, DEVICE_WINDOW_END, HANDOFF_MAGIC, HANDOFF_VA, RINGS_VA, RX_BUFFERS, TX_BUFFERS};
 
 use super::scheduler::{self, SpawnError, TaskExit};
 use super::user_image::{ImageError, UserImage};
@@ -81,21 +81,25 @@ pub fn run(info: &pv_abi::BootInfo, command: NetTaskCommand, args: [u64; 2]) -> 
     let mut parts = drivers::lend_net().ok_or(NetTaskError::DeviceInUse)?;
     let handoff = handoff(info, &mut parts, command, args)?;
     let ports = [parts.tx_doorbell_port, parts.rx_doorbell_port];
-    let borrowed = GuestVirt::new(RINGS_VA)..GuestVirt::new(DEVICE_WINDOW_END);
-    let slot = scheduler::spawn_image(NAME, image.entry, [HANDOFF_VA, 0, 0], borrowed, |space, w| {
-        image.load(space, w).map_err(NetTaskError::Image)?;
-        map_device(space, w, &parts, &handoff).map_err(|_| NetTaskError::NoMemory)
-    })
-    .map_err(|e| match e {
-        SpawnError::Mmu(_) => NetTaskError::NoMemory,
-        SpawnError::Build(e) => e,
-    })?;
+    // The ports first: a task that could not ring its doorbells must not be started.
     for port in ports {
         if !gdt::allow_user_port(port, true) {
             close(ports);
             return Err(NetTaskError::PortNotOpenable);
         }
     }
+    let borrowed = GuestVirt::new(RINGS_VA)..GuestVirt::new(DEVICE_WINDOW_END);
+    let slot = scheduler::spawn_image(NAME, image.entry, [HANDOFF_VA, 0, 0], borrowed, |space, w| {
+        image.load(space, w).map_err(NetTaskError::Image)?;
+        map_device(space, w, &parts, &handoff).map_err(|_| NetTaskError::NoMemory)
+    })
+    .map_err(|e| {
+        close(ports);
+        match e {
+            SpawnError::Mmu(_) => NetTaskError::NoMemory,
+            SpawnError::Build(e) => e,
+        }
+    })?;
     let results = scheduler::run_all();
     close(ports);
     Ok(results[slot].unwrap_or(TaskExit::Exited(1)))
@@ -146,7 +150,7 @@ fn map_device(space: &mut AddressSpace, w: &mut PageTableWriter, parts: &NetPart
     let bytes = unsafe { frames::bytes(page) };
     bytes.fill(0);
     // SAFETY: a frame is 4096 bytes, page-aligned, and Handoff (repr(C), align 8) fits
-    // in it (checked at compile time in pv_netstack::handoff); the write is unaligned-safe anyway.
+    // in it (checked at compile time in pv_user::handoff::net); the write is unaligned-safe anyway.
     unsafe { core::ptr::write_unaligned(bytes.as_mut_ptr() as *mut Handoff, *handoff) };
     space.map(w, GuestVirt::new(HANDOFF_VA), page, Protection::USER_READ_ONLY, PageSize::Small)?;
     let rings = [parts.tx_ring, parts.rx_ring];

@@ -91,6 +91,7 @@ pub fn run<'a>(info: &BootInfo, mut words: impl Iterator<Item = &'a str>) -> u8 
         "hypercall" => hypercalls(reps, ops),
         "ring0-loop" => ring0_loop(reps, ops),
         "blk" => blk(info, reps, ops, parse(extra)),
+        "blk-direct" => blk_direct(info, reps, ops, parse(extra)),
         _ => Err("unknown workload"),
     };
     match result {
@@ -228,4 +229,11 @@ fn ring0_loop(reps: u64, ops: u64) -> BenchResult {
 fn blk(info: &BootInfo, reps: u64, ops: u64, sectors: Option<u64>) -> BenchResult {
     let sectors = sectors.ok_or("blk needs ARG: sectors per request")?;
     blk_user::bench(info, reps, ops, sectors, BLK_VERIFY_SECTORS)
+}
+
+/// The same reads made by `pv-blkd`, a ring-3 task driving the block ring itself
+/// (`task::blk_task`): no system call and no kernel work per request.
+fn blk_direct(info: &BootInfo, reps: u64, ops: u64, sectors: Option<u64>) -> BenchResult {
+    let sectors = sectors.ok_or("blk-direct needs ARG: sectors per request")?;
+    blk_user::bench_direct(info, reps, ops, sectors, BLK_VERIFY_SECTORS)
 }

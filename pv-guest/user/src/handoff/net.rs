@@ -4,12 +4,13 @@
 //!
 //! The kernel writes one [`Handoff`] into a page mapped read-only at [`HANDOFF_VA`] and
 //! starts the task with that address in `rdi`. Everything else the task may touch is
-//! mapped by the kernel at the addresses below, user read-write:
+//! mapped by the kernel at these addresses, user read-write:
 //!
 //! ```text
 //!  HANDOFF_VA         the Handoff (read-only)
 //!  RINGS_VA           the transmit ring's page, then the receive ring's
 //!  BUFFERS_VA         TX_BUFFERS transmit buffer frames, then RX_BUFFERS receive ones
+//!  (transmit first)
 //! ```
 //!
 //! The task cannot write the grant table (the kernel keeps it, since a grant names any
@@ -23,12 +24,7 @@ pub const TX_BUFFERS: usize = 16;
 /// Receive buffers: enough for a burst of frames between two polls of the stack.
 pub const RX_BUFFERS: usize = 32;
 
-/// Where the [`Handoff`] page is mapped in the task.
-pub const HANDOFF_VA: u64 = 0x3000_0000;
-/// Where the two ring pages are mapped (transmit ring first).
-pub const RINGS_VA: u64 = HANDOFF_VA + 0x1000;
-/// Where the buffer frames are mapped, one page each (transmit buffers first).
-pub const BUFFERS_VA: u64 = HANDOFF_VA + 0x10_0000;
+pub use super::{BUFFERS_VA, HANDOFF_VA, RINGS_VA};
 /// The end of the window the kernel maps for the device; the task's image must lie
 /// outside `HANDOFF_VA..DEVICE_WINDOW_END`.
 pub const DEVICE_WINDOW_END: u64 = BUFFERS_VA + ((TX_BUFFERS + RX_BUFFERS) as u64) * 0x1000;
