@@ -204,6 +204,28 @@ fn a_ring3_tasks_read_lands_byte_exact_in_its_own_frames() {
 }
 
 #[test]
+fn pv_blkd_reads_straight_through_the_ring_and_gives_it_back() {
+    require_kvm!();
+    // pv-blkd (a separately linked ring-3 program) adopts the block ring from the
+    // kernel, reads 4 KiB and 64 KiB requests with every buffer in flight, and hashes
+    // the first 64 sectors; then the kernel takes the ring back and reads on it, and a
+    // ring-3 task of the other kind (task::blk_io) does too.
+    let image = Image::new(2048);
+    let bytes = image.bytes();
+    let disk = image.arg(",ro");
+    let first_64 = fnv1a(&bytes[..64 * 512]);
+    for sectors in ["8", "128"] {
+        let r = hv(&["run", "--disk", &disk, "--", "bench", "blk-direct", "2", "100", sectors, ";", "blk-read-sum", "8", "16", ";", "blk-user-read-sum", "3", "200"]);
+        r.expect_code(0);
+        r.expect(r.stdout.contains("by pv-blkd, straight through the block ring from ring 3"), "pv-blkd ran");
+        r.expect(r.stdout.lines().filter(|l| l.starts_with("bench-rep:") && l.contains("ops=100")).count() == 2, "two repetitions of 100 reads, each reported");
+        r.expect(r.stdout.contains(&format!("blk-read-sum: {first_64:016x}")), "the task's reads land byte-exact in its buffers");
+        r.expect(r.stdout.contains(&format!("blk-read-sum: {:016x}", fnv1a(&bytes[8 * 512..24 * 512]))), "the kernel reads on the ring it took back");
+        r.expect(r.stdout.contains(&format!("blk-user-read-sum: {:016x}", fnv1a(&bytes[3 * 512..203 * 512]))), "and so does a blk_io task");
+    }
+}
+
+#[test]
 fn hostile_ring3_block_calls_get_errors_never_a_grant_of_someone_elses_frame() {
     require_kvm!();
     // A kernel address, memory never mapped, the task's own code page, too many buffers,
