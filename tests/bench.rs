@@ -6,7 +6,7 @@ mod common;
 use serde_json::Value;
 
 /// Every workload id `hv bench` runs.
-const WORKLOADS: [&str; 11] = [
+const WORKLOADS: [&str; 13] = [
     "pt-update/direct",
     "pt-update/batched",
     "aspace",
@@ -18,6 +18,8 @@ const WORKLOADS: [&str; 11] = [
     "ring0",
     "blk/4k",
     "blk/64k",
+    "blk-direct/4k",
+    "blk-direct/64k",
 ];
 
 fn result<'a>(report: &'a Value, workload: &str, mode: &str) -> &'a Value {
