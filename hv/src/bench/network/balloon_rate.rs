@@ -196,6 +196,6 @@ mod tests {
     fn the_madvise_baseline_releases_what_it_touched() {
         let m = madvise_baseline(8).expect("8 MiB");
         assert!(m.seconds > 0.0 && m.mib_per_second > 0.0);
-        assert!(m.rss_before_mib >= m.rss_after_mib + 6.0, "RSS {} -> {} MiB", m.rss_before_mib, m.rss_after_mib);
+        assert!(m.rss_before_mib >= m.rss_after_mib + 4.0, "RSS {} -> {} MiB", m.rss_before_mib, m.rss_after_mib);
     }
 }
