@@ -95,7 +95,7 @@ impl Sizes {
             }
         } else {
             Sizes {
-                tap: TapPlan { pings: 200, curl_bytes: 8 << 20, curl_reps: 3, curl_limit: Duration::from_secs(180), seccomp: config.seccomp },
+                tap: TapPlan { pings: 200, curl_bytes: 2 << 20, curl_reps: 3, curl_limit: Duration::from_secs(180), seccomp: config.seccomp },
                 guest_pings: 100,
                 switch_frames: 64 * 10_000,
                 switch_reps: 7,

@@ -44,7 +44,8 @@ pub fn render(report: &NetReport) -> String {
         let _ = writeln!(s, "  the guests' network stacks and balloon driver run in guest ring 0, which this host emulates: these are this host's figures, not hardware virtualization's");
     }
     let load = |l: Option<[f64; 3]>| l.map_or("?".to_string(), |[a, b, c]| format!("{a:.2} {b:.2} {c:.2}"));
-    let _ = writeln!(s, "  load average at the start {}, at the end {} (2 figures the same run shares with other work)", load(report.load_average_start), load(report.load_average_end));
+    let cpus = std::thread::available_parallelism().map_or(0, usize::from);
+    let _ = writeln!(s, "  load average at the start {}, at the end {}, on {cpus} CPUs: other work on the host inflates every figure", load(report.load_average_start), load(report.load_average_end));
     let _ = writeln!(s, "  ratio = the guest's cost / the baseline's (time per round trip, per frame, per MiB): 10x means ten times as long");
     let _ = writeln!(s);
 
