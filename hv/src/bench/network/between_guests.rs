@@ -3,9 +3,9 @@
 //! round trip as g0's TSC timed it. So every part of the path is a guest's or hv's:
 //! g0's stack and netfront, netback, the switch, g1's netback, netfront and stack, and back.
 //!
-//! g0 first sends a few warm-up pings (ARP, and g1 may still be booting), then the
-//! measured series; only the second series' lines are read. g0 ends by itself; g1 is
-//! stopped once g0 is done. This step needs no namespace and runs on the benchmark's
+//! g0 first sends a few warm-up pings (ARP, and g1 may still be booting: `net-ping` fails
+//! only if none is answered), then the measured series; only the second series' lines
+//! are read. g0 ends by itself; g1 is stopped once g0 is done. This step needs no namespace and runs on the benchmark's
 //! main thread, which starts the group's thread (see `super::guests`).
 
 use std::time::Duration;
@@ -21,7 +21,7 @@ use crate::vmm::VmConfig;
 /// The pinged guest's address (the second guest on the switch).
 pub const PINGED: &str = "10.0.0.3";
 /// Pings before the measured series.
-const WARM_UP_PINGS: &str = "3";
+const WARM_UP_PINGS: &str = "5";
 
 /// `pings` round trips from g0 to g1.
 pub fn measure(pings: usize, seccomp: bool, interrupts: &Interrupts) -> Outcome<PingFigure> {
