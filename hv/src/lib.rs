@@ -27,7 +27,7 @@
 //! | [`state`] | a VM's whole state out of the hypervisor: vCPU, devices' ring indices, memory mode; the snapshot file | run a guest |
 //! | [`vmm`] | [`vmm::Vm`]: one guest (memory, vCPU, devices, memory mode) as a value; its config, errors and stats | hold state shared with another `Vm` |
 //! | [`migration`] | pre-copy live migration: dirty tracking, the stream, the sender and the receiver, their figures | run a guest the stream did not deliver whole, or end the source's run before the destination confirms |
-//! | [`bench`](mod@bench) | `hv bench` and `hv blk-bench`: fresh VMs per measurement, baselines, reports | change how a guest runs |
+//! | [`bench`](mod@bench) | `hv bench` (memory modes; `--network`: the network and the balloon) and `hv blk-bench`: fresh VMs per measurement, baselines, reports | change how a guest runs |
 //! | [`control`] | the control socket (`hv run --control`, `hv ctl`): its protocol, server threads and client | touch a VM except through jobs on its vCPU thread |
 //! | [`top`] | `hv top`: a live view of a running hv, sampled through its control socket | lock anything on the guest's paths, or sample faster than asked |
 //! | [`container`] | a container made by hand (namespaces, a memory cgroup), to set beside a VM | pretend to isolate what it does not |

@@ -15,6 +15,10 @@
 //!
 //! A mode in which no VM can run at all (for example one that this build of hv does not
 //! offer) is reported as such, with hv's error, and the other mode still runs.
+//!
+//! `hv bench --network` ([`network`]) measures the network and the balloon instead, each
+//! figure against a baseline from the same run; `hv blk-bench` ([`blk_bench`]) and `hv
+//! state-bench` ([`state_bench`]) measure the block ring and moving a VM.
 
 pub mod baseline;
 pub mod blk_bench;
@@ -24,6 +28,7 @@ pub mod guest_output;
 pub mod json;
 pub mod measure;
 pub mod native;
+pub mod network;
 pub mod plot;
 pub mod report;
 pub mod results;

@@ -276,10 +276,16 @@ Workloads (--workload NAME selects a workload with all its variants, or NAME/VAR
   blk         reads through the block ring by a ring-3 task, one system call per batch; variants 4k, 64k (request size)
   blk-direct  the same reads by pv-blkd, a ring-3 task driving the ring itself; variants 4k, 64k
 
+With --network, the network and the balloon instead (needs root, iproute2; curl for the TCP row):
+  ping host -> guest and guest -> guest (baseline: the host's loopback ping), the switch's
+  frames/s (baseline: a port queue alone), TCP through curl (baseline: a host server on
+  loopback), balloon reclaim and hv's RSS (baseline: madvise of as much host memory).
+
 Examples:
   hv bench --quick                                   both modes, all workloads, about 11 s here
   hv bench --mmu ept --workload tlb-miss             one mode, one workload, full size
   hv bench --json bench.json --plot bench.svg        the full run (under 3 minutes), saved
+  hv bench --network --quick                         the network figures, under a minute
 See docs/bench.md for what each figure means and what the literature predicts.";
 
 /// Options of `hv bench`.
@@ -292,6 +298,13 @@ pub struct BenchArgs {
     /// Run only this workload (repeat the option for several); see the list below.
     #[arg(long = "workload", value_name = "NAME", value_parser = parse_workload)]
     pub workloads: Vec<String>,
+
+    /// Measure the network and the balloon instead of the memory modes: pings, the
+    /// switch, TCP through curl, balloon reclaim, each against a baseline from the same
+    /// run. Makes (and always removes) its own network namespace with a TAP: needs root
+    /// and iproute2. docs/bench.md, "Network figures".
+    #[arg(long, conflicts_with_all = ["mmu", "workloads", "plot"])]
+    pub network: bool,
 
     /// Small sizes and 3 repetitions: a check that everything works (under 20 s), not
     /// figures to quote.

@@ -41,6 +41,9 @@ pub(super) fn blk_bench_command(args: BlkBenchArgs) -> ExitCode {
 /// `hv bench`.
 pub(super) fn bench_command(args: BenchArgs) -> ExitCode {
     use crate::bench::{self, workloads};
+    if args.network {
+        return network_bench_command(args);
+    }
     let modes = match args.mmu {
         BenchMmuArg::Both => vec![pv_abi::MmuMode::Ept, pv_abi::MmuMode::Shadow],
         BenchMmuArg::Ept => vec![pv_abi::MmuMode::Ept],
@@ -78,6 +81,44 @@ pub(super) fn bench_command(args: BenchArgs) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         eprintln!("hv bench: not everything was measured and verified (see \"failures\" above)");
+        ExitCode::from(EXIT_VMM_ERROR)
+    }
+}
+
+/// `hv bench --network`.
+fn network_bench_command(args: BenchArgs) -> ExitCode {
+    use crate::bench::network::{self, interrupt::Interrupts, report, table};
+    // Before any thread starts: every thread of the run inherits the blocked signals.
+    let interrupts = match Interrupts::catch() {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("hv: error: cannot catch Ctrl-C for the benchmark: {e}");
+            return ExitCode::from(EXIT_VMM_ERROR);
+        }
+    };
+    let config = network::NetBenchConfig { quick: args.quick, seccomp: seccomp_wanted(args.no_seccomp) };
+    let report = match network::run(&config, &interrupts) {
+        Ok(report) => report,
+        Err(network::NetBenchError::Interrupted(signal)) => {
+            eprintln!("hv bench: interrupted; the guests are stopped and the namespace removed");
+            return ExitCode::from((128 + signal) as u8);
+        }
+    };
+    print!("{}", table::render(&report));
+    let mut ok = report.complete();
+    if let Some(path) = &args.json {
+        match report::write_json(&report, path) {
+            Ok(()) => eprintln!("hv bench: wrote the JSON to {}", path.display()),
+            Err(e) => {
+                eprintln!("hv: error: cannot write the JSON to {}: {e}", path.display());
+                ok = false;
+            }
+        }
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("hv bench: not every figure was measured (see \"not measured\" above)");
         ExitCode::from(EXIT_VMM_ERROR)
     }
 }

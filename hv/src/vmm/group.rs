@@ -21,6 +21,7 @@ use backend_drivers::switch::tap::TapStats;
 use super::{RunReport, Vm, VmConfig, VmError};
 use crate::devices::net::NetConfig;
 use crate::devices::tap::{attach_tap, AttachTapError};
+use crate::vcpu::control::VcpuControl;
 
 /// Most guests one hv runs at once: each needs a thread, its RAM and its share of two
 /// cores here; more would teach nothing new.
@@ -109,6 +110,21 @@ pub fn run_group(
     console: impl Fn(&str) -> Box<dyn Write + Send>,
     network: Option<GroupNetwork>,
 ) -> Result<GroupEnds, GroupError> {
+    run_group_with_controls(specs, started, console, network, |_| ())
+}
+
+/// [`run_group`], handing `on_running` each guest's name and [`VcpuControl`] once every
+/// guest's thread has started (and before this thread confines itself), so that another
+/// thread can reach the guests while they run: stop a guest that serves until told
+/// (`hv bench --network`), set a balloon target. `on_running` runs on this thread: it
+/// should pass the controls on (a channel) and return.
+pub fn run_group_with_controls(
+    specs: Vec<GuestSpec>,
+    started: Instant,
+    console: impl Fn(&str) -> Box<dyn Write + Send>,
+    network: Option<GroupNetwork>,
+    on_running: impl FnOnce(Vec<(String, VcpuControl)>),
+) -> Result<GroupEnds, GroupError> {
     if specs.is_empty() || specs.len() > MAX_GUESTS {
         return Err(GroupError::Size(specs.len()));
     }
@@ -137,6 +153,7 @@ pub fn run_group(
         _ => None,
     };
     let confine = vms.iter().any(|(_, vm)| vm.config.seccomp);
+    let controls: Vec<(String, VcpuControl)> = vms.iter().map(|(name, vm)| (name.clone(), vm.control())).collect();
     let mut threads = Vec::with_capacity(vms.len());
     for (name, vm) in vms {
         let thread = std::thread::Builder::new().name(format!("vcpu-{name}")).spawn(move || vm.run());
@@ -152,6 +169,7 @@ pub fn run_group(
             }
         }
     }
+    on_running(controls);
     // Every guest's thread exists: the calling thread only waits for them and reports,
     // which the vCPU thread's filter covers (it is what `hv run`'s one vCPU thread does
     // after its guest stops).
