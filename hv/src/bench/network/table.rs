@@ -41,7 +41,7 @@ pub fn render(report: &NetReport) -> String {
     let _ = writeln!(s, "hv bench --network: the network and the balloon, each against a baseline from the same run ({kind})");
     let _ = writeln!(s, "  host: {}; {}", report.host.cpu, report.host.mmu_description);
     if !report.host.hardware_two_dimensional_paging {
-        let _ = writeln!(s, "  the guests' network stacks and balloon driver run in guest ring 0, which this host emulates: these are this host's figures, not hardware virtualization's");
+        let _ = writeln!(s, "  the guests' network stacks run in a ring-3 task (pv-netd: native here), their balloon drivers in guest ring 0, which this host emulates: these are this host's figures, not hardware virtualization's");
     }
     let load = |l: Option<[f64; 3]>| l.map_or("?".to_string(), |[a, b, c]| format!("{a:.2} {b:.2} {c:.2}"));
     let cpus = std::thread::available_parallelism().map_or(0, usize::from);
