@@ -58,7 +58,7 @@ use pv_abi::MmuMode;
 /// The first bytes of every migration stream.
 pub const MAGIC: [u8; 8] = *b"HVMIGRAT";
 /// The stream format's version. Bump it on any change to this file's tables.
-pub const STREAM_VERSION: u32 = 2;
+pub const STREAM_VERSION: u32 = 3;
 /// Most pages one `Pages` record carries (1 MiB of data): bounds the receiver's buffer.
 pub const MAX_BATCH_PAGES: u32 = 256;
 /// Most bytes of VM state a `State` record may carry.
