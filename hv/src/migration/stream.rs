@@ -427,7 +427,7 @@ mod tests {
             Header::read(&mut &b[..]).unwrap_err().to_string()
         };
         assert!(bad(0, b"ELF\x7f").contains("not an hv migration stream"));
-        assert!(bad(8, &1u32.to_le_bytes()).contains("version 1, this hv speaks version 2"));
+        assert!(bad(8, &1u32.to_le_bytes()).contains("version 1, this hv speaks version 3"));
         assert!(bad(12, &8192u32.to_le_bytes()).contains("page size 8192"));
         assert!(bad(16, &0x1001u64.to_le_bytes()).contains("RAM size"));
         assert!(bad(24, &9u32.to_le_bytes()).contains("unknown memory mode 9"));
