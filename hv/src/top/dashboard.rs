@@ -154,6 +154,9 @@ pub fn draw(frame: &mut Frame, view: &View) {
             rate(*suppressed)
         )));
     }
+    if let Some((sent, received, dropped, refused)) = r.net {
+        devices.push(Line::from(format!(" network: {} frames/s out, {} in; {dropped} dropped, {refused} refused", rate(sent), rate(received))));
+    }
     panel(frame, devices_area, " devices (split drivers) ", devices, "ring: requests waiting for the backend. A doorbell causes no exit (KVM's ioeventfd); suppressed: upcalls the guest did not need (event index)");
 
     let history = Sparkline::default()
