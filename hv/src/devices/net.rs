@@ -318,6 +318,20 @@ mod tests {
     }
 
     #[test]
+    fn hostile_saved_network_identities_are_refused() {
+        let good = NetSaved { mac: pv_abi::device::net::guest_mac(3), ipv4: [10, 0, 0, 5], prefix_len: 24, gateway: [10, 0, 0, 1], tx: 7, rx: u32::MAX };
+        assert_eq!(good.config().unwrap().address(), "10.0.0.5/24");
+        assert_eq!(good.positions(), NetPositions { tx: 7, rx: u32::MAX }, "any index is a ring position (they wrap)");
+        let multicast = NetSaved { mac: [0x03, 0, 0, 0, 0, 1], ..good };
+        let global = NetSaved { mac: [0x00, 0x16, 0x3e, 0, 0, 1], ..good };
+        let prefix = NetSaved { prefix_len: 33, ..good };
+        for bad in [multicast, global, prefix] {
+            let why = bad.config().expect_err("refused");
+            assert!(why.contains("not locally administered unicast") && why.contains(&format!("/{}", bad.prefix_len)), "{why}");
+        }
+    }
+
+    #[test]
     fn guests_get_consecutive_addresses_and_distinct_local_macs() {
         let first = NetConfig::nth_guest(0).unwrap();
         assert_eq!((first.ipv4, first.prefix_len, first.gateway), ([10, 0, 0, 2], 24, [10, 0, 0, 1]));
