@@ -72,7 +72,7 @@ fn a_backend_attached_at_the_drained_positions_carries_on_with_the_same_frontend
     let positions = handle.drain().unwrap();
     assert_eq!(positions, NetPositions { tx: 300, rx: 40 });
     // What a snapshot does next: the old backend goes (frames it still held are lost)…
-    drop(handle.stop());
+    let _ = handle.stop();
 
     // …and the restored VM's backend attaches where the rings stood, on a new port.
     let (restored, mut host2) = backend_at(&m, NotifyPolicy::EventIndex, positions);
@@ -105,5 +105,5 @@ fn hostile_a_corrupt_transmit_ring_is_refused_by_the_drain_and_the_thread_lives_
     assert!(refused.to_string().contains("net-tx") && refused.to_string().contains("corrupt"), "{refused}");
     handle.thaw();
     assert!(handle.stats().is_some(), "the backend thread is still there");
-    drop(handle.stop());
+    let _ = handle.stop();
 }
