@@ -155,8 +155,9 @@ pub fn draw(frame: &mut Frame, view: &View) {
         )));
     }
     if let Some((sent, received, dropped, refused)) = r.net {
-        // Frames per second each way; drops and refusals since the start.
-        devices.push(Line::from(format!(" net frames: {} out/s, {} in/s; {dropped} dropped, {refused} refused", rate(sent), rate(received))));
+        // Frames per second each way; frames dropped (lost) and requests refused (bad)
+        // since the start.
+        devices.push(Line::from(format!(" net frames: {} out/s, {} in/s; {dropped} lost, {refused} bad", rate(sent), rate(received))));
     }
     panel(frame, devices_area, " devices (split drivers) ", devices, "ring: requests waiting for the backend. A doorbell causes no exit (KVM's ioeventfd); suppressed: upcalls the guest did not need (event index)");
 

@@ -118,7 +118,7 @@ fn a_network_device_is_shown_as_frames_per_second_with_its_drops() {
     let r = Rates::between(&Sample::from_stats(t0, &with_net(100, 50), None), &Sample::from_stats(t0 + Duration::from_secs(2), &with_net(300, 450), None));
     assert_eq!(r.net, Some((100.0, 200.0, 4, 2)));
     let text = render_text(&view(Some(r)), ONCE_SIZE);
-    assert!(text.contains("net frames: 100 out/s, 200 in/s; 4 dropped, 2 refused"), "the devices panel shows it:\n{text}");
+    assert!(text.contains("net frames: 100 out/s, 200 in/s; 4 lost, 2 bad"), "the devices panel shows it:\n{text}");
     let (before, after) = two_samples();
     assert_eq!(Rates::between(&before, &after).net, None, "no network device, no line");
 }
