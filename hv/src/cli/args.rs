@@ -614,7 +614,8 @@ pub struct RunArgs {
     /// guest reads its clock through hv. Exits caused by signals are left out of the
     /// trace. hv prints the guest's memory hash at the end (`hv: memory hash …`). A
     /// recording starts at boot and stays on this host: not with --incoming or
-    /// --migrate-to.
+    /// --migrate-to; and a network cannot be replayed: not with --tap, --guests or
+    /// --guest (hv says so and exits with 2).
     #[arg(long, value_name = "LOG", conflicts_with_all = ["incoming", "migrate_to"])]
     pub record: Option<PathBuf>,
 
