@@ -37,6 +37,16 @@ fn the_network_forms_refuse_by_name_what_they_cannot_do() {
     }
 }
 
+#[test]
+fn a_destination_whose_tap_cannot_be_attached_fails_before_it_accepts_a_guest() {
+    // Once a destination confirms, the source has ended: a TAP that cannot be attached
+    // must be found before anything is received.
+    let r = hv(&["run", "--incoming", "127.0.0.1:0", "--tap", "hvnosuchtap0"]);
+    r.expect_code(1);
+    r.expect(r.stderr.contains("hvnosuchtap0"), "the error names the TAP");
+    r.expect(!r.stderr.contains("waiting for a migrating guest"), "hv never listened");
+}
+
 /// An hv process in the background, its output collected line by line as it comes.
 struct Background {
     child: Child,

@@ -118,12 +118,18 @@ pub(super) fn run_command(args: RunArgs, started: Instant) -> ExitCode {
         seccomp: seccomp_wanted(args.no_seccomp),
         balloon_target_mib: args.balloon_target,
     };
-    let (mut network, port) = match args.tap.as_deref().map(OneGuestNetwork::new).transpose() {
-        Ok(made) => made.map_or((None, None), |(network, port)| (Some(network), Some(port))),
+    // The TAP first: a guest migrating here must not arrive (and its source end) only for
+    // hv to find that its network cannot be attached.
+    let network = match args.tap.as_deref().map(|tap| OneGuestNetwork::attach(tap, config.seccomp)).transpose() {
+        Ok(network) => network,
         Err(e) => {
             eprintln!("hv: error: {e}");
             return ExitCode::from(EXIT_VMM_ERROR);
         }
+    };
+    let (network, port) = match network {
+        Some((network, port)) => (Some(network), Some(port)),
+        None => (None, None),
     };
     let setup = args.record.map(|log| SessionSetup::Record { log });
     let vm = match (&args.incoming, port) {
@@ -140,14 +146,8 @@ pub(super) fn run_command(args: RunArgs, started: Instant) -> ExitCode {
             return ExitCode::from(EXIT_VMM_ERROR);
         }
     };
-    if let Some(network) = network.as_mut() {
-        if let Err(e) = network.attach_tap(config.seccomp) {
-            eprintln!("hv: error: {e}");
-            return ExitCode::from(EXIT_VMM_ERROR);
-        }
-        if let Some(net) = vm.net_config() {
-            eprintln!("hv: the guest is {} on the switch of TAP {}", net.address(), args.tap.as_deref().unwrap_or_default());
-        }
+    if let (Some(net), Some(tap)) = (vm.net_config(), &args.tap) {
+        eprintln!("hv: the guest is {} on the switch of TAP {tap}", net.address());
     }
     // --migrate-to: a thread that waits, then sends the guest while this one runs it.
     let migration = args.migrate_to.map(|destination| {
@@ -259,8 +259,9 @@ pub(super) fn restore_command(args: RestoreArgs, started: Instant) -> ExitCode {
     config.trace_max_events = args.trace.max_events;
     config.timeout = args.timeout;
     config.seccomp = seccomp_wanted(args.no_seccomp);
-    let (mut network, port) = match args.tap.as_deref().map(OneGuestNetwork::new).transpose() {
-        Ok(made) => made.map_or((None, None), |(network, port)| (Some(network), Some(port))),
+    let (network, port) = match args.tap.as_deref().map(|tap| OneGuestNetwork::attach(tap, config.seccomp)).transpose() {
+        Ok(Some((network, port))) => (Some(network), Some(port)),
+        Ok(None) => (None, None),
         Err(e) => return fail(&e),
     };
     let vm = match Vm::restore_on_network(&config, &state, ram, Box::new(std::io::stdout()), started, port) {
@@ -268,11 +269,6 @@ pub(super) fn restore_command(args: RestoreArgs, started: Instant) -> ExitCode {
         Err(e) => return fail(&e),
     };
     let restored_in = started.elapsed();
-    if let Some(network) = network.as_mut() {
-        if let Err(e) = network.attach_tap(config.seccomp) {
-            return fail(&e);
-        }
-    }
     let switch = network.as_ref().map(OneGuestNetwork::switch);
     let server = match serve_control(args.control.as_deref(), &vm, config, started, switch) {
         Ok(server) => server,

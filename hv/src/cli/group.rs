@@ -50,7 +50,8 @@ pub(super) fn refusal(args: &RunArgs) -> Option<String> {
     }
     if args.migrate_to.is_some() {
         return Some(format!(
-            "--migrate-to sends one guest: use it with --tap NAME, or give {form} a --control PATH and migrate one guest of the group with `hv ctl PATH.gN… migrate HOST:PORT`"
+            "--migrate-to sends one guest: use it with --tap NAME, or give {form} a --control PATH and migrate one guest of the group through its own socket \
+             (with --control hv.sock: `hv ctl hv.g1.sock migrate HOST:PORT`)"
         ));
     }
     None
