@@ -269,6 +269,13 @@ fn a_serving_guest_is_snapshotted_and_restored_onto_a_tap_and_answers_curl_again
     first.wait_for("net-serve: answering", false);
     assert!(looks_served(&ns.curl()), "curl fetched the page before the snapshot");
 
+    // A snapshot that lets the guest go on: the drain froze the network backend while
+    // memory was written, and the job thawed it after.
+    let on_the_way = common::temp_path("net-on.snap");
+    assert_eq!(ctl_json(&socket, &["snapshot", &on_the_way.display().to_string()])["stopped"], false);
+    let _ = std::fs::remove_file(&on_the_way);
+    assert!(looks_served(&ns.curl()), "the guest serves on after a snapshot without --stop");
+
     let taken = ctl_json(&socket, &["snapshot", &file.display().to_string(), "--stop"]);
     assert_eq!(taken["stopped"], true, "{taken}");
     let (code, stderr) = first.end();
@@ -324,4 +331,39 @@ fn a_serving_guest_migrates_between_two_hosts_and_answers_curl_at_the_destinatio
     assert!(looks_served(&page), "the migrated guest serves curl at the destination:\n{page}");
     there.signal("TERM");
     let _ = there.end();
+}
+
+#[test]
+fn a_refused_migration_leaves_the_network_guest_serving_at_the_source() {
+    if !network_tests_possible() {
+        return;
+    }
+    let tap = "hvtapr0";
+    let ns = match Namespace::make("refuse", tap) {
+        Ok(ns) => ns,
+        Err(why) => {
+            eprintln!("SKIPPED: this test needs root and iproute2 to make a network namespace: {why}");
+            return;
+        }
+    };
+    // A destination with no network for the guest: it must refuse it, and say why.
+    let port = 40_000 + (std::process::id() + 7) % 20_000;
+    let destination = format!("127.0.0.1:{port}");
+    let mut there = Background::spawn(ns.command(env!("CARGO_BIN_EXE_hv")).args(["run", "--incoming", &destination]));
+    there.wait_for("waiting for a migrating guest", true);
+    let socket = common::temp_path("netrefused.sock");
+    let mut here = Background::spawn(ns.command(env!("CARGO_BIN_EXE_hv")).args(["run", "--tap", tap, "--control", &socket.display().to_string(), "--", "net-serve", "300"]));
+    here.wait_for("net-serve: answering", false);
+
+    let r = hv(&["ctl", &socket.display().to_string(), "migrate", &destination]);
+    r.expect_code(1);
+    r.expect(r.stderr.contains("--tap NAME") && r.stderr.contains("the guest runs on here"), "the source hears why, and that its guest runs on");
+    let (code, stderr) = there.end();
+    assert_eq!(code, 1, "the destination refused the guest:\n{stderr}");
+    // The pause job drained and froze the network backend; the failure thawed it.
+    let page = ns.curl();
+    assert!(looks_served(&page), "the source's guest still serves curl:\n{page}");
+    assert_eq!(ctl_json(&socket, &["status"])["state"], "running");
+    here.signal("TERM");
+    let _ = here.end();
 }
