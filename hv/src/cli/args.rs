@@ -202,7 +202,9 @@ Examples:
   hv ctl /tmp/hv.sock snapshot /tmp/guest.snap --stop
   hv restore /tmp/guest.snap                      continues counting where it stopped
   hv restore --mmu shadow /tmp/guest.snap         the same, in the other memory mode
-See docs/vm-state.md for what a snapshot holds and how restore works.";
+  hv restore --tap hvtap0 /tmp/web.snap           a guest that had a network device, on a TAP's switch
+See docs/vm-state.md for what a snapshot holds and how restore works, and docs/network.md
+(\"A network guest is a whole VM\") for a guest with a network device.";
 
 /// Options of `hv restore`.
 #[derive(Debug, Args)]
