@@ -367,3 +367,48 @@ fn a_refused_migration_leaves_the_network_guest_serving_at_the_source() {
     here.signal("TERM");
     let _ = here.end();
 }
+
+#[test]
+fn one_guest_of_a_group_migrates_through_its_own_socket_and_the_others_run_on() {
+    if !network_tests_possible() {
+        return;
+    }
+    let tap = "hvtapg0";
+    let ns = match Namespace::make("group", tap) {
+        Ok(ns) => ns,
+        Err(why) => {
+            eprintln!("SKIPPED: this test needs root and iproute2 to make a network namespace: {why}");
+            return;
+        }
+    };
+    let port = 40_000 + (std::process::id() + 13) % 20_000;
+    let destination = format!("127.0.0.1:{port}");
+    let mut there = Background::spawn(ns.command(env!("CARGO_BIN_EXE_hv")).args(["run", "--incoming", &destination, "--tap", tap]));
+    there.wait_for("waiting for a migrating guest", true);
+    let base = common::temp_path("mgroup.sock");
+    let socket = |guest: &str| base.with_file_name(format!("{}.{guest}.sock", base.file_stem().unwrap().to_string_lossy()));
+    let mut group = Background::spawn(ns.command(env!("CARGO_BIN_EXE_hv")).args([
+        "run",
+        "--control",
+        &base.display().to_string(),
+        "--guest",
+        "net-serve 300",
+        "--guest",
+        "count 3000 100",
+    ]));
+    group.wait_for("g0 | net-serve: answering", false);
+    group.wait_for("g1: control socket listening", true);
+
+    let moved = ctl_json(&socket("g0"), &["migrate", &destination]);
+    assert!(moved["report"]["total_pages"].as_u64().unwrap() > 0, "{moved}");
+    there.wait_for("received a guest from", true);
+    let page = ns.curl();
+    assert!(looks_served(&page), "g0, migrated onto the destination's TAP, serves curl there:\n{page}");
+    assert_eq!(ctl_json(&socket("g1"), &["status"])["state"], "running", "g1 runs on in the group");
+    group.signal("TERM");
+    let (code, stderr) = group.end();
+    assert!(stderr.contains("g0: the guest migrated to"), "the group says where g0 went:\n{stderr}");
+    assert_eq!(code, 128 + 15, "{stderr}");
+    there.signal("TERM");
+    let _ = there.end();
+}
