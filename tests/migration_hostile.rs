@@ -79,7 +79,7 @@ fn hostile_another_stream_version_is_refused() {
     let mut b = Vec::new();
     good_header().write(&mut b).unwrap();
     b[8..12].copy_from_slice(&7u32.to_le_bytes());
-    refused(send_and_read_reply(&mut conn, &b), dst.finish(), "migration stream version 7, this hv speaks version 2");
+    refused(send_and_read_reply(&mut conn, &b), dst.finish(), "migration stream version 7, this hv speaks version 3");
 }
 
 #[test]

@@ -227,12 +227,16 @@ fn hypercalls(shadow: bool) -> Vec<(&'static str, Vec<u8>)> {
 /// A real snapshot of an all-zero 8 MiB guest, as `snapshot_file::write` makes it, cut
 /// at the end of its stored data (the target's mode bit 1 extends it with a hole).
 fn real_snapshot(stored_page: Option<u64>) -> Vec<u8> {
+    real_snapshot_of(seed_state(), stored_page)
+}
+
+/// [`real_snapshot`] of `state`.
+fn real_snapshot_of(state: hv::state::VmState, stored_page: Option<u64>) -> Vec<u8> {
     use hv::state::snapshot_file;
     let ram = hv::memory::GuestRam::new(8 << 20).expect("8 MiB");
     if let Some(page) = stored_page {
         ram.write(pv_abi::addr::PseudoPhys::new(page * PAGE_SIZE), b"stored page").expect("inside RAM");
     }
-    let state = seed_state();
     let path = std::env::temp_dir().join(format!("hv-seed-snapshot-{}-{}", std::process::id(), stored_page.unwrap_or(u64::MAX)));
     snapshot_file::write(&path, state, &ram).expect("writing a snapshot");
     let mut bytes = std::fs::read(&path).expect("reading it back");
@@ -243,7 +247,8 @@ fn real_snapshot(stored_page: Option<u64>) -> Vec<u8> {
     bytes
 }
 
-/// The VM state of an all-zero 8 MiB ept guest, as a snapshot or a migration carries it.
+/// The VM state of an all-zero 8 MiB ept guest with a network device (guest 0 of a
+/// switch), as a snapshot or a migration carries it.
 fn seed_state() -> hv::state::VmState {
     let pool = pv_abi::layout::pt_pool(8 << 20);
     let vcpu = hv::kvm::vcpu_state::VcpuState {
@@ -269,6 +274,14 @@ fn seed_state() -> hv::state::VmState {
         notify_always: false,
         guest_args: vec!["seed".into()],
         balloon: None,
+        net: Some(hv::devices::net::NetSaved {
+            mac: pv_abi::device::net::guest_mac(0),
+            ipv4: [10, 0, 0, 2],
+            prefix_len: 24,
+            gateway: [10, 0, 0, 1],
+            tx: 300,
+            rx: 41,
+        }),
     }
 }
 
@@ -286,6 +299,19 @@ fn snapshot_file() -> Vec<(&'static str, Vec<u8>)> {
     for b in &mut garbage_state[PAGE_SIZE as usize..PAGE_SIZE as usize + 64] {
         *b = 0xff;
     }
+    // A network device with a multicast MAC (bit 0 of the first byte), written by
+    // `snapshot_file::write` itself so that every checksum is right: only the check of
+    // the state's values can refuse it.
+    let mut multicast = seed_state();
+    if let Some(net) = multicast.net.as_mut() {
+        net.mac[0] |= 1;
+    }
+    let multicast_mac = real_snapshot_of(multicast, None);
+    let mut long_prefix = seed_state();
+    if let Some(net) = long_prefix.net.as_mut() {
+        net.prefix_len = 33;
+    }
+    let long_prefix = real_snapshot_of(long_prefix, None);
     vec![
         ("zero-ram", with_mode(3, &valid)),
         ("one-stored-page", with_mode(3, &one_page)),
@@ -294,6 +320,8 @@ fn snapshot_file() -> Vec<(&'static str, Vec<u8>)> {
         ("hostile-huge-state-length", with_mode(3, &huge_state)),
         ("hostile-memory-over-the-state", with_mode(3, &memory_overlaps_state)),
         ("hostile-garbage-state", with_mode(3, &garbage_state)),
+        ("hostile-net-multicast-mac", with_mode(3, &multicast_mac)),
+        ("hostile-net-prefix-33", with_mode(3, &long_prefix)),
         ("hostile-not-a-snapshot", with_mode(2, &[0u8; 5000])),
     ]
 }

@@ -64,6 +64,8 @@ pub const TX_BUDGET: usize = 64;
 pub const RX_BUDGET: usize = 64;
 /// Frames that wait in the backend for the guest to post buffers; more are dropped.
 pub const RX_BACKLOG: usize = 64;
+/// Passes [`NetBackend::drain`] makes over each ring at most.
+pub const DRAIN_PASSES: usize = 64;
 
 /// Counters of one network backend.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -148,12 +150,29 @@ impl Path {
     }
 }
 
+/// Where a network backend's two rings stand when it is idle: every request it took is
+/// answered and published, so one index per ring is all its ring state
+/// (`BackRing::idle_position`). A snapshot saves it; a restored backend attaches there.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NetPositions {
+    /// The transmit ring's index.
+    pub tx: u32,
+    /// The receive ring's index.
+    pub rx: u32,
+}
+
 impl NetBackend {
     /// A backend on `wiring`, attached to fresh rings (every index at 0).
     pub fn new(wiring: NetWiring) -> Self {
+        Self::attach_at(wiring, NetPositions::default())
+    }
+
+    /// A backend on `wiring`, attached to rings that stand at `start` (a restored guest's:
+    /// see [`NetBackend::drain`]).
+    pub fn attach_at(wiring: NetWiring, start: NetPositions) -> Self {
         NetBackend {
-            tx: BackRing::attach(wiring.tx_ring),
-            rx: BackRing::attach(wiring.rx_ring),
+            tx: BackRing::attach_at(wiring.tx_ring, start.tx),
+            rx: BackRing::attach_at(wiring.rx_ring, start.rx),
             grants: wiring.grants,
             port: wiring.port,
             tx_notifier: wiring.tx_notifier,
@@ -181,6 +200,34 @@ impl NetBackend {
     /// Frames waiting for the guest to post buffers.
     pub fn backlog_len(&self) -> usize {
         self.backlog.len()
+    }
+
+    /// Brings both rings to a state worth saving, with the guest paused: serves every
+    /// transmit request published (the frames go out), moves waiting frames into buffers
+    /// the guest has posted, and returns where the rings stand. Bounded: at most
+    /// [`DRAIN_PASSES`] passes per ring, which a paused guest cannot outrun (a ring has
+    /// far fewer slots than that many budgets). Frames still in the backlog or the port
+    /// afterwards are not ring state: a snapshot does not hold them (a NIC's frames in
+    /// flight are lost the same way when its machine stops), and a guest that runs on
+    /// here still gets them.
+    pub fn drain(&mut self) -> Result<NetPositions, crate::runner::DrainError> {
+        use crate::runner::DrainError;
+        let errors_before = (self.stats.tx.ring_errors, self.stats.rx.ring_errors);
+        let tx_done = (0..DRAIN_PASSES).any(|_| !self.serve_tx());
+        let _ = (0..DRAIN_PASSES).any(|_| !self.serve_rx());
+        let corrupt = |device, what: &str| DrainError::CorruptRing { device, what: what.to_string() };
+        if self.stats.tx.ring_errors != errors_before.0 {
+            return Err(corrupt(TX_NAME, "the guest's request index is past the free slots"));
+        }
+        if self.stats.rx.ring_errors != errors_before.1 {
+            return Err(corrupt(RX_NAME, "the guest's request index is past the free slots"));
+        }
+        if !tx_done {
+            return Err(DrainError::Busy { device: TX_NAME });
+        }
+        let tx = self.tx.idle_position().ok_or(DrainError::Busy { device: TX_NAME })?;
+        let rx = self.rx.idle_position().ok_or(DrainError::Busy { device: RX_NAME })?;
+        Ok(NetPositions { tx, rx })
     }
 
     fn ring_stats(&mut self, path: Path) -> &mut BackendStats {

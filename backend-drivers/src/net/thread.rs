@@ -10,9 +10,17 @@
 //! scheduler shares a CPU (course notes: scheduling, time slices).
 //!
 //! What the thread shares with the runner's: the control channel's shape (a crossbeam
-//! channel plus an eventfd to wake the thread; start, stats, stop), doorbells before
-//! `start` remembered rather than lost, the setup hook hv installs its seccomp filter
-//! with, and a thread that never stops for anything the guest does.
+//! channel plus an eventfd to wake the thread; start, stats, drain, stop), doorbells
+//! before `start` remembered rather than lost, the setup hook hv installs its seccomp
+//! filter with, and a thread that never stops for anything the guest does.
+//!
+//! **Drained means frozen.** The other backends only act when the guest rings, so with
+//! the guest paused a drained ring stays still. Netback also acts when the *network*
+//! sends: a frame arriving while hv writes a snapshot would land in guest memory after
+//! the rings' indices were saved. So [`NetHandle::drain`] leaves the thread frozen: it
+//! notes doorbells and frames but serves nothing until [`NetHandle::thaw`] (frames meanwhile
+//! wait in the port's bounded queue, and beyond it are dropped and counted, as a busy
+//! NIC drops them).
 
 use std::os::unix::io::{AsRawFd, RawFd};
 use std::thread::JoinHandle;
@@ -21,8 +29,8 @@ use crossbeam_channel::{Receiver, Sender};
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
-use super::{NetBackend, NetStats};
-use crate::runner::{SpawnError, ThreadSetup};
+use super::{NetBackend, NetPositions, NetStats};
+use crate::runner::{DrainError, SpawnError, ThreadSetup};
 
 /// The thread's name, and the device's in messages.
 const NAME: &str = "net";
@@ -43,6 +51,11 @@ pub enum NetControl {
     Stats(Sender<NetStats>),
     /// End the thread; the final counters go back on the channel.
     Stop(Sender<NetStats>),
+    /// Serve what the guest published ([`NetBackend::drain`]), send back where the rings
+    /// stand, and freeze: serve nothing more until [`NetControl::Thaw`].
+    Drain(Sender<Result<NetPositions, DrainError>>),
+    /// Serve again after a drain (whatever came meanwhile is served at once).
+    Thaw,
 }
 
 /// hv's handle on a running network backend.
@@ -86,6 +99,23 @@ impl NetHandle {
             return None;
         }
         rx.recv().ok()
+    }
+
+    /// Serves what the guest published and returns where the rings stand; the thread then
+    /// serves nothing (frames wait in the port) until [`NetHandle::thaw`]. Call it with the
+    /// guest paused.
+    pub fn drain(&self) -> Result<NetPositions, DrainError> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let gone = DrainError::Gone { device: NAME };
+        if !self.send(NetControl::Drain(tx)) {
+            return Err(gone);
+        }
+        rx.recv().unwrap_or(Err(gone))
+    }
+
+    /// Lets a drained backend serve again (nothing happens if it was not drained).
+    pub fn thaw(&self) {
+        self.send(NetControl::Thaw);
     }
 
     /// Stops the thread and returns its final counters.
@@ -140,11 +170,13 @@ fn run(mut backend: NetBackend, doorbells: NetDoorbells, inbox: Receiver<NetCont
         return;
     }
     let mut started = false;
+    // Drained for a snapshot or a migration: noting work, doing none.
+    let mut frozen = false;
     let mut pending = Pending::default();
     let mut ready = [EpollEvent::default(); 4];
     loop {
         // Work left over from a pass that hit its budget: look at events, do not sleep.
-        let timeout = if started && (pending.tx || pending.rx) { 0 } else { -1 };
+        let timeout = if started && !frozen && (pending.tx || pending.rx) { 0 } else { -1 };
         let n = match epoll.wait(timeout, &mut ready) {
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -180,12 +212,24 @@ fn run(mut backend: NetBackend, doorbells: NetDoorbells, inbox: Receiver<NetCont
                                 let _ = reply.send(backend.stats().clone());
                                 return;
                             }
+                            NetControl::Drain(reply) => {
+                                let _ = reply.send(backend.drain());
+                                frozen = true;
+                            }
+                            NetControl::Thaw => {
+                                if frozen {
+                                    frozen = false;
+                                    // Frames may have come meanwhile (their eventfd was read).
+                                    pending.tx = true;
+                                    pending.rx = true;
+                                }
+                            }
                         }
                     }
                 }
             }
         }
-        if started {
+        if started && !frozen {
             if pending.tx {
                 pending.tx = backend.serve_tx();
             }

@@ -17,7 +17,7 @@ use backend_drivers::frame_port::{Frame, FramePort};
 use backend_drivers::grant_table::GrantTable;
 use backend_drivers::guest_page::GuestPage;
 use backend_drivers::net::thread::{self, NetDoorbells, NetHandle};
-use backend_drivers::net::{NetBackend, NetWiring};
+use backend_drivers::net::{NetBackend, NetPositions, NetWiring};
 use backend_drivers::runner::NotifyPolicy;
 use backend_drivers::GuestMemory;
 use crossbeam_channel::{Receiver, Sender};
@@ -137,6 +137,11 @@ pub struct Host {
 
 /// A backend on `m` (not yet on a thread) and the host's ends of its links.
 pub fn backend(m: &GuestMemory, policy: NotifyPolicy) -> (NetBackend, Host) {
+    backend_at(m, policy, NetPositions::default())
+}
+
+/// [`backend`], attached to rings that stand at `start` (a restored guest's).
+pub fn backend_at(m: &GuestMemory, policy: NotifyPolicy, start: NetPositions) -> (NetBackend, Host) {
     let (port, network) = port_pair();
     let events = Arc::new(Collected::default());
     let tx_irq = EventFd::new(EFD_NONBLOCK).unwrap();
@@ -160,7 +165,7 @@ pub fn backend(m: &GuestMemory, policy: NotifyPolicy) -> (NetBackend, Host) {
         tx_irq,
         rx_irq,
     };
-    (NetBackend::new(wiring), host)
+    (NetBackend::attach_at(wiring, start), host)
 }
 
 /// The backend on its own thread, started.

@@ -304,7 +304,7 @@ fn migrate_once(mem_mib: u64, mode: MmuMode) -> Result<crate::migration::figures
         seccomp: false,
     };
     let destination = std::thread::spawn(move || -> Result<(), migration::MigrationError> {
-        let received = migration::receive(&listener, &incoming, Box::new(std::io::sink()), Instant::now())?;
+        let received = migration::receive(&listener, &incoming, Box::new(std::io::sink()), Instant::now(), None)?;
         let _ = received.vm.run();
         Ok(())
     });

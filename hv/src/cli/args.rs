@@ -202,7 +202,9 @@ Examples:
   hv ctl /tmp/hv.sock snapshot /tmp/guest.snap --stop
   hv restore /tmp/guest.snap                      continues counting where it stopped
   hv restore --mmu shadow /tmp/guest.snap         the same, in the other memory mode
-See docs/vm-state.md for what a snapshot holds and how restore works.";
+  hv restore --tap hvtap0 /tmp/web.snap           a guest that had a network device, on a TAP's switch
+See docs/vm-state.md for what a snapshot holds and how restore works, and docs/network.md
+(\"A network guest is a whole VM\") for a guest with a network device.";
 
 /// Options of `hv restore`.
 #[derive(Debug, Args)]
@@ -232,6 +234,14 @@ pub struct RestoreArgs {
     /// --control` does (see `hv ctl --help`).
     #[arg(long, value_name = "PATH")]
     pub control: Option<PathBuf>,
+
+    /// Plug the guest's network device into a virtual switch with the existing host TAP
+    /// device NAME, as `hv run --tap NAME` does. Needed exactly when the snapshot is of a
+    /// guest with a network device (one started with --tap, --guests or --guest): it
+    /// keeps its address and MAC; frames that were on their way when the snapshot was
+    /// taken are lost (docs/network.md, "Snapshots and migration").
+    #[arg(long, value_name = "NAME")]
+    pub tap: Option<String>,
 
     /// Run without the seccomp filters that otherwise confine each of hv's threads to
     /// the system calls it needs (docs/security.md). For debugging hv only: a guest that
@@ -524,12 +534,13 @@ pub struct RunArgs {
     /// Each guest has its own vCPU thread, RAM, devices, memory mode (see --mmu) and
     /// console; each console line is prefixed with the guest's name (`g0 | …`, `g1 | …`).
     /// hv ends when the last guest stops, with the first non-zero exit code in guest
-    /// order (0 if all succeeded). --trace PATH writes one trace per guest, the name put
-    /// before the extension (`t.g0.txt`); --stats prints a table per guest. Not with
-    /// --disk (the guests would share one image), --control, --record, --incoming or
-    /// --migrate-to, which act on one guest.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=16),
-          conflicts_with_all = ["guest", "disk", "control", "record", "incoming", "migrate_to"])]
+    /// order (0 if all succeeded). --trace PATH writes one trace per guest and --control
+    /// PATH serves one control socket per guest, the name put before the extension
+    /// (`t.g0.txt`, `hv.g1.sock`); --stats prints a table per guest. Not with --disk (the
+    /// guests would share one image), --record (the network cannot be replayed),
+    /// --incoming or --migrate-to (they move one guest: use --tap, or migrate one guest of
+    /// the group through its control socket); hv says so and exits with 2.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=16), conflicts_with = "guest")]
     pub guests: Option<u8>,
 
     /// Attach the existing host TAP device NAME to the guests' virtual switch, so that the
@@ -540,13 +551,17 @@ pub struct RunArgs {
     /// boot-info page: guest i is 10.0.0.(i+2)/24; give the TAP 10.0.0.1/24. Create the TAP
     /// first (`ip tuntap add dev NAME mode tap`, then an address and `ip link set NAME up`),
     /// in hv's network namespace. See docs/network.md.
-    #[arg(long, value_name = "NAME", conflicts_with_all = ["disk", "control", "record", "incoming", "migrate_to"])]
+    ///
+    /// With one guest (no --guests or --guest) everything else of `hv run` works as without
+    /// a network: --disk, --control (snapshot, migrate), --incoming (a guest migrating
+    /// here is plugged into this TAP's switch), --migrate-to. Not with --record.
+    #[arg(long, value_name = "NAME")]
     pub tap: Option<String>,
 
     /// Add a guest that runs WORDS (split at spaces), instead of the GUEST ARGS; repeat it
     /// for each guest, e.g. `--guest 'count 3' --guest 'echo hi'`. Everything --guests
     /// says about several guests applies.
-    #[arg(long, value_name = "WORDS", conflicts_with_all = ["guest_args", "disk", "control", "record", "incoming", "migrate_to"])]
+    #[arg(long, value_name = "WORDS", conflicts_with = "guest_args")]
     pub guest: Vec<String>,
     /// The balloon's first target: MIB of RAM the guest should keep (it gives the rest
     /// back to the host, down to the floor it announces). Without it the guest keeps all
@@ -616,7 +631,8 @@ pub struct RunArgs {
     /// guest reads its clock through hv. Exits caused by signals are left out of the
     /// trace. hv prints the guest's memory hash at the end (`hv: memory hash …`). A
     /// recording starts at boot and stays on this host: not with --incoming or
-    /// --migrate-to.
+    /// --migrate-to; and a network cannot be replayed: not with --tap, --guests or
+    /// --guest (hv says so and exits with 2).
     #[arg(long, value_name = "LOG", conflicts_with_all = ["incoming", "migrate_to"])]
     pub record: Option<PathBuf>,
 

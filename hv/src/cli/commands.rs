@@ -10,6 +10,7 @@ use backend_drivers::runner::NotifyPolicy;
 
 use super::args::{seccomp_wanted, BenchArgs, BenchMmuArg, BlkBenchArgs, CtlArgs, ReplayArgs, RestoreArgs, RunArgs, StateBenchArgs, DemoArgs, TopArgs, TraceExplainArgs};
 use crate::control::{self, ControlServer, Session};
+use super::network::OneGuestNetwork;
 use crate::outcome::EXIT_VMM_ERROR;
 use crate::record::log::LogReader;
 use crate::vmm::session::replay_config;
@@ -123,10 +124,19 @@ fn network_bench_command(args: BenchArgs) -> ExitCode {
     }
 }
 
+/// hv's exit code for a command line that asks for something hv will not do (as clap's
+/// own usage errors).
+pub(super) const EXIT_USAGE: u8 = 2;
+
 /// `hv run`: one [`Vm`] with its console on standard output: booted, or received from
-/// another hv (`--incoming`); sent to another after a while with `--migrate-to`.
+/// another hv (`--incoming`); sent to another after a while with `--migrate-to`; with
+/// `--tap`, on a virtual switch with a host TAP device (`super::network`).
 pub(super) fn run_command(args: RunArgs, started: Instant) -> ExitCode {
-    if args.guests.is_some() || !args.guest.is_empty() || args.tap.is_some() {
+    if let Some(refusal) = super::group::refusal(&args) {
+        eprintln!("hv: error: {refusal}");
+        return ExitCode::from(EXIT_USAGE);
+    }
+    if args.guests.is_some() || !args.guest.is_empty() {
         return super::group::run_group_command(args, started);
     }
     let mmu = match args.mmu.as_slice() {
@@ -149,10 +159,26 @@ pub(super) fn run_command(args: RunArgs, started: Instant) -> ExitCode {
         seccomp: seccomp_wanted(args.no_seccomp),
         balloon_target_mib: args.balloon_target,
     };
+    // The TAP first: a guest migrating here must not arrive (and its source end) only for
+    // hv to find that its network cannot be attached.
+    let network = match args.tap.as_deref().map(|tap| OneGuestNetwork::attach(tap, config.seccomp)).transpose() {
+        Ok(network) => network,
+        Err(e) => {
+            eprintln!("hv: error: {e}");
+            return ExitCode::from(EXIT_VMM_ERROR);
+        }
+    };
+    let (network, port) = match network {
+        Some((network, port)) => (Some(network), Some(port)),
+        None => (None, None),
+    };
     let setup = args.record.map(|log| SessionSetup::Record { log });
-    let vm = match &args.incoming {
-        Some(address) => super::migrate::receive(address, &config, started),
-        None => Vm::with_session(&config, Box::new(std::io::stdout()), started, setup).map(|vm| (vm, config)).map_err(|e| e.to_string()),
+    let vm = match (&args.incoming, port) {
+        (Some(address), port) => super::migrate::receive(address, &config, started, port),
+        (None, Some(port)) => Vm::on_network(&config, Box::new(std::io::stdout()), started, port, OneGuestNetwork::new_guest())
+            .map(|vm| (vm, config))
+            .map_err(|e| e.to_string()),
+        (None, None) => Vm::with_session(&config, Box::new(std::io::stdout()), started, setup).map(|vm| (vm, config)).map_err(|e| e.to_string()),
     };
     let (vm, config) = match vm {
         Ok(vm) => vm,
@@ -161,6 +187,9 @@ pub(super) fn run_command(args: RunArgs, started: Instant) -> ExitCode {
             return ExitCode::from(EXIT_VMM_ERROR);
         }
     };
+    if let (Some(net), Some(tap)) = (vm.net_config(), &args.tap) {
+        eprintln!("hv: the guest is {} on the switch of TAP {tap}", net.address());
+    }
     // --migrate-to: a thread that waits, then sends the guest while this one runs it.
     let migration = args.migrate_to.map(|destination| {
         let (control, options, after, config) = (vm.control(), args.migrate, args.migrate_after, config.clone());
@@ -178,7 +207,8 @@ pub(super) fn run_command(args: RunArgs, started: Instant) -> ExitCode {
             }
         })
     });
-    let server = match serve_control(args.control.as_deref(), &vm, config, started) {
+    let switch = network.as_ref().map(OneGuestNetwork::switch);
+    let server = match serve_control(args.control.as_deref(), &vm, config, started, switch) {
         Ok(server) => server,
         Err(code) => return code,
     };
@@ -188,6 +218,9 @@ pub(super) fn run_command(args: RunArgs, started: Instant) -> ExitCode {
     }
     let signal = server.as_ref().and_then(ControlServer::stopped_by_signal);
     drop(server);
+    if let Some(network) = network {
+        network.finish(args.stats);
+    }
     match result {
         Ok(report) => finish(&report, args.stats, false, signal),
         Err(e) => {
@@ -267,18 +300,27 @@ pub(super) fn restore_command(args: RestoreArgs, started: Instant) -> ExitCode {
     config.trace_max_events = args.trace.max_events;
     config.timeout = args.timeout;
     config.seccomp = seccomp_wanted(args.no_seccomp);
-    let vm = match Vm::restore(&config, &state, ram, Box::new(std::io::stdout()), started) {
+    let (network, port) = match args.tap.as_deref().map(|tap| OneGuestNetwork::attach(tap, config.seccomp)).transpose() {
+        Ok(Some((network, port))) => (Some(network), Some(port)),
+        Ok(None) => (None, None),
+        Err(e) => return fail(&e),
+    };
+    let vm = match Vm::restore_on_network(&config, &state, ram, Box::new(std::io::stdout()), started, port) {
         Ok(vm) => vm,
         Err(e) => return fail(&e),
     };
     let restored_in = started.elapsed();
-    let server = match serve_control(args.control.as_deref(), &vm, config, started) {
+    let switch = network.as_ref().map(OneGuestNetwork::switch);
+    let server = match serve_control(args.control.as_deref(), &vm, config, started, switch) {
         Ok(server) => server,
         Err(code) => return code,
     };
     let result = vm.run();
     let signal = server.as_ref().and_then(ControlServer::stopped_by_signal);
     drop(server);
+    if let Some(network) = network {
+        network.finish(args.stats);
+    }
     match result {
         Ok(report) => {
             if let Some(message) = report.stop.message() {
@@ -388,9 +430,15 @@ pub(super) fn trace_explain_command(args: TraceExplainArgs) -> ExitCode {
 /// `--control PATH`: the control socket for `vm`, announced on standard error; SIGINT and
 /// SIGTERM then stop the guest cleanly (see [`exit_code`]). The caller keeps the server
 /// until the run is over; dropping it removes the socket.
-fn serve_control(path: Option<&std::path::Path>, vm: &Vm, config: VmConfig, started: Instant) -> Result<Option<ControlServer>, ExitCode> {
+fn serve_control(
+    path: Option<&std::path::Path>,
+    vm: &Vm,
+    config: VmConfig,
+    started: Instant,
+    switch: Option<backend_drivers::switch::Switch>,
+) -> Result<Option<ControlServer>, ExitCode> {
     let Some(path) = path else { return Ok(None) };
-    match ControlServer::start_catching_signals(path, Session { control: vm.control(), config, started, migration_worker: None, migration_progress: Default::default() }) {
+    match ControlServer::start_catching_signals(path, Session::new(vm.control(), config, started, switch)) {
         Ok(server) => {
             eprintln!("hv: control socket listening at {}", server.path().display());
             Ok(Some(server))

@@ -1,6 +1,11 @@
 //! `hv run --guests N` and `hv run --guest WORDS …`: several guests in one hv, each on
 //! its own vCPU thread, their console lines prefixed with their names
 //! (`crate::vmm::group` explains the idea).
+//!
+//! Every `hv run` option either works here or is refused by [`refusal`], naming the
+//! option and why: a tool that silently ignores what it was asked is worse than one that
+//! says no. What works per guest gets one file per guest, named by [`per_guest_path`]
+//! (`--trace t.txt` → `t.g0.txt`; `--control hv.sock` → `hv.g0.sock`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -9,10 +14,48 @@ use std::time::Instant;
 use backend_drivers::runner::NotifyPolicy;
 
 use super::args::{seccomp_wanted, RunArgs};
+use crate::control::{ControlServer, Session};
 use crate::devices::console::PrefixedLines;
 use crate::outcome::EXIT_VMM_ERROR;
-use crate::vmm::group::{guest_name, run_group, GroupNetwork, GuestSpec};
+use crate::vmm::group::{build_group, guest_name, GroupNetwork, GuestSpec};
 use crate::vmm::VmConfig;
+
+/// Why `args`, a network form of `hv run` (`--tap`, `--guests`, `--guest`), asks for
+/// something hv will not do; `None` if it does not.
+pub(super) fn refusal(args: &RunArgs) -> Option<String> {
+    let several = args.guests.is_some() || !args.guest.is_empty();
+    let form = if args.guests.is_some() {
+        "--guests"
+    } else if !args.guest.is_empty() {
+        "--guest"
+    } else if args.tap.is_some() {
+        "--tap"
+    } else {
+        return None;
+    };
+    if args.record.is_some() {
+        return Some(format!(
+            "--record cannot be used with {form}: a recorded run serves its devices on the vCPU thread at the guest's doorbell exits, \
+             and frames come from the network whenever it sends them, at no exit a replay could repeat"
+        ));
+    }
+    if !several {
+        return None;
+    }
+    if args.disk.is_some() {
+        return Some(format!("--disk cannot be used with {form}: the guests would share one image (for one guest on the network, use --tap with --disk)"));
+    }
+    if args.incoming.is_some() {
+        return Some(format!("--incoming receives one guest: use it with --tap NAME, not {form}"));
+    }
+    if args.migrate_to.is_some() {
+        return Some(format!(
+            "--migrate-to sends one guest: use it with --tap NAME, or give {form} a --control PATH and migrate one guest of the group through its own socket \
+             (with --control hv.sock: `hv ctl hv.g1.sock migrate HOST:PORT`)"
+        ));
+    }
+    None
+}
 
 /// Runs the guests `args` describes; hv's exit code is the first non-zero one in guest
 /// order, or 0.
@@ -34,13 +77,41 @@ pub(super) fn run_group_command(args: RunArgs, started: Instant) -> ExitCode {
         }
     };
     let network = GroupNetwork { tap: args.tap.clone() };
-    let ends = match run_group(specs, started, console, Some(network)) {
+    let group = match build_group(specs, started, console, Some(network)) {
+        Ok(group) => group,
+        Err(e) => {
+            eprintln!("hv: error: {e}");
+            return ExitCode::from(EXIT_VMM_ERROR);
+        }
+    };
+    // One control socket per guest, each announced with the guest's name.
+    let mut servers = Vec::new();
+    if let Some(path) = &args.control {
+        let several = group.guests().count() > 1;
+        for (name, vm) in group.guests() {
+            let path = if several { per_guest_path(path, name) } else { path.clone() };
+            let session = Session::new(vm.control(), vm.config().clone(), started, group.switch());
+            match ControlServer::start_catching_signals(&path, session) {
+                Ok(server) => {
+                    eprintln!("hv: {name}: control socket listening at {}", server.path().display());
+                    servers.push(server);
+                }
+                Err(e) => {
+                    eprintln!("hv: error: {name}: {e}");
+                    return ExitCode::from(EXIT_VMM_ERROR);
+                }
+            }
+        }
+    }
+    let ends = match group.run() {
         Ok(ends) => ends,
         Err(e) => {
             eprintln!("hv: error: {e}");
             return ExitCode::from(EXIT_VMM_ERROR);
         }
     };
+    let signal = servers.iter().find_map(ControlServer::stopped_by_signal);
+    drop(servers);
     let mut code = ExitCode::SUCCESS;
     let mut failed = false;
     if args.stats {
@@ -72,7 +143,12 @@ pub(super) fn run_group_command(args: RunArgs, started: Instant) -> ExitCode {
             code = ExitCode::from(guest_code);
         }
     }
-    code
+    // Stopped by Ctrl-C or SIGTERM through the control sockets: 128 + the signal, as a
+    // shell expects (and as `hv run` with one guest does).
+    match signal {
+        Some(signal) => ExitCode::from(u8::try_from(128 + signal).unwrap_or(u8::MAX)),
+        None => code,
+    }
 }
 
 /// One [`GuestSpec`] per guest: `--guests N` copies of the GUEST ARGS, or one per
@@ -97,7 +173,7 @@ fn guest_specs(args: &RunArgs) -> Result<Vec<GuestSpec>, String> {
         .enumerate()
         .map(|(index, (guest_args, mmu))| {
             let name = guest_name(index);
-            let trace = args.trace.destination().map(|(path, format)| (if several { trace_path_for(&path, &name) } else { path }, format));
+            let trace = args.trace.destination().map(|(path, format)| (if several { per_guest_path(&path, &name) } else { path }, format));
             let config = VmConfig {
                 kernel: args.kernel.clone(),
                 mem_mib: args.mem,
@@ -109,16 +185,17 @@ fn guest_specs(args: &RunArgs) -> Result<Vec<GuestSpec>, String> {
                 timeout: args.timeout,
                 mmu: mmu.into(),
                 seccomp,
-                balloon_target_mib: None,
+                balloon_target_mib: args.balloon_target,
             };
             GuestSpec { name, config }
         })
         .collect())
 }
 
-/// Guest `name`'s trace file: `name` put before `path`'s extension (`t.txt` → `t.g0.txt`,
-/// `trace` → `trace.g0`).
-fn trace_path_for(path: &Path, name: &str) -> PathBuf {
+/// Guest `name`'s own file of a per-guest option (`--trace`, `--control`): `name` put
+/// before `path`'s extension (`t.txt` → `t.g0.txt`, `hv.sock` → `hv.g0.sock`, `trace` →
+/// `trace.g0`).
+pub fn per_guest_path(path: &Path, name: &str) -> PathBuf {
     let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     let file = match path.extension() {
         Some(ext) => format!("{stem}.{name}.{}", ext.to_string_lossy()),
@@ -133,7 +210,8 @@ mod tests {
 
     #[test]
     fn each_guest_traces_to_its_own_file() {
-        assert_eq!(trace_path_for(Path::new("/tmp/t.txt"), "g0"), PathBuf::from("/tmp/t.g0.txt"));
-        assert_eq!(trace_path_for(Path::new("trace"), "g1"), PathBuf::from("trace.g1"));
+        assert_eq!(per_guest_path(Path::new("/tmp/t.txt"), "g0"), PathBuf::from("/tmp/t.g0.txt"));
+        assert_eq!(per_guest_path(Path::new("trace"), "g1"), PathBuf::from("trace.g1"));
+        assert_eq!(per_guest_path(Path::new("/run/hv.sock"), "g2"), PathBuf::from("/run/hv.g2.sock"));
     }
 }

@@ -19,21 +19,21 @@ pub struct MigrateOptions {
     /// Live rounds at most (round 0, which copies all touched memory, included) before
     /// the guest is paused anyway and the remaining dirty pages are sent
     /// (stop-and-copy).
-    #[arg(long, value_name = "N", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    #[arg(long, value_name = "N", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=1000), requires = "migrate_to")]
     pub max_rounds: u32,
 
     /// The downtime to aim for, in milliseconds: the live rounds stop once the pages
     /// still dirty could be sent in this time at the bandwidth measured so far.
-    #[arg(long, value_name = "MS", default_value_t = 5.0, value_parser = parse_downtime)]
+    #[arg(long, value_name = "MS", default_value_t = 5.0, value_parser = parse_downtime, requires = "migrate_to")]
     pub downtime_ms: f64,
 
     /// Write the migration's figures (every round, the downtime, the totals) as JSON to
     /// PATH.
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", requires = "migrate_to")]
     pub json: Option<PathBuf>,
 
     /// Draw the pages sent and dirtied per round as an SVG chart to PATH.
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", requires = "migrate_to")]
     pub plot: Option<PathBuf>,
 }
 
@@ -78,9 +78,10 @@ pub fn migrate(control: &VcpuControl, config: &VmConfig, destination: &str, opti
     Ok(report)
 }
 
-/// `hv run --incoming ADDR:PORT`: waits for one guest and builds it here; returns it
-/// with the configuration it runs with.
-pub fn receive(address: &str, config: &VmConfig, started: Instant) -> Result<(Vm, VmConfig), String> {
+/// `hv run --incoming ADDR:PORT`: waits for one guest and builds it here (a guest with a
+/// network device on `port`, `--tap`'s switch port); returns it with the configuration it
+/// runs with.
+pub fn receive(address: &str, config: &VmConfig, started: Instant, port: Option<Box<dyn backend_drivers::frame_port::FramePort>>) -> Result<(Vm, VmConfig), String> {
     let listener = TcpListener::bind(address).map_err(|e| format!("cannot listen on {address}: {e}"))?;
     let local = listener.local_addr().map_or_else(|_| address.to_string(), |a| a.to_string());
     eprintln!("hv: waiting for a migrating guest on {local}");
@@ -93,7 +94,7 @@ pub fn receive(address: &str, config: &VmConfig, started: Instant) -> Result<(Vm
         timeout: config.timeout,
         seccomp: config.seccomp,
     };
-    let received = migration::receive(&listener, &options, Box::new(std::io::stdout()), started)
+    let received = migration::receive(&listener, &options, Box::new(std::io::stdout()), started, port)
         .map_err(|e| format!("receiving a guest on {local}: {e}"))?;
     eprintln!(
         "hv: received a guest from {} ({} mode there, {} here): {} pages in {} rounds; restored and confirmed in {:.2} ms",

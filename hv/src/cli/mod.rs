@@ -1,11 +1,12 @@
 //! hv's command line: [`args`] says what the user may type, [`commands`] does it;
 //! [`migrate`] holds what live migration adds to both, [`group`] what running several
-//! guests adds.
+//! guests adds, [`network`] what one guest on a TAP device adds.
 
 pub mod args;
 pub mod commands;
 pub mod migrate;
 pub mod group;
+pub mod network;
 
 use std::process::ExitCode;
 use std::time::Instant;

@@ -41,6 +41,18 @@ pub struct Session {
     /// The latest migration's progress, for `stats` (and so `hv top`): its rounds so far,
     /// as the client that asked for it sees them.
     pub migration_progress: std::sync::Arc<std::sync::Mutex<Option<MigrationProgress>>>,
+    /// The virtual switch the guest's network device is a port of (`--tap`, `--guests`):
+    /// `stats` shows its ports. Shared by every guest of a group, so each guest's socket
+    /// shows the same switch.
+    pub switch: Option<backend_drivers::switch::Switch>,
+}
+
+impl Session {
+    /// A session for the VM `control` reaches, made from `config`, started at `started`
+    /// (no migration yet; the server starts the migration thread).
+    pub fn new(control: VcpuControl, config: VmConfig, started: Instant, switch: Option<backend_drivers::switch::Switch>) -> Session {
+        Session { control, config, started, migration_worker: None, migration_progress: Default::default(), switch }
+    }
 }
 
 /// How a migration asked through this socket is going.
@@ -256,6 +268,7 @@ fn stats(session: &Session, _: &Args, _: &mut Progress) -> Result<Reply, String>
         // microseconds: each thread replies between two requests).
         stats.devices = b.devices.stats_now();
         stats.balloon = b.devices.balloon_report(b.kvm.ram());
+        stats.net = b.devices.net_stats();
         stats.finish(b.console.first_line_at());
         let rings = b.devices.ring_occupancy(b.kvm.ram());
         ((stats, rings), as_it_was(b))
@@ -263,10 +276,49 @@ fn stats(session: &Session, _: &Args, _: &mut Progress) -> Result<Reply, String>
     let (stats, rings) = stats;
     let rings: serde_json::Map<String, Value> = rings.into_iter().map(|(name, n)| (name.to_string(), Value::from(n))).collect();
     let migration = session.migration_progress.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    Ok(Reply::new(stats.to_string())
+    let mut text = stats.to_string();
+    let switch = session.switch.as_ref().map(|switch| {
+        let now = switch.stats();
+        text.push_str(&format!("\n{now}"));
+        switch_json(&now)
+    });
+    Ok(Reply::new(text)
         .with("stats", stats.to_json())
         .with("rings_in_flight", rings)
-        .with("migration", serde_json::to_value(migration).unwrap_or_default()))
+        .with("migration", serde_json::to_value(migration).unwrap_or_default())
+        .with("switch", switch.unwrap_or_default()))
+}
+
+/// The switch's counters as JSON: each port by name, and the MAC table.
+fn switch_json(s: &backend_drivers::switch::SwitchStats) -> Value {
+    let port = |p: &backend_drivers::switch::PortReport| {
+        serde_json::json!({
+            "id": p.id.0,
+            "name": p.name,
+            "frames_from_it": p.stats.rx_frames,
+            "bytes_from_it": p.stats.rx_bytes,
+            "frames_to_it": p.stats.tx_frames,
+            "bytes_to_it": p.stats.tx_bytes,
+            "flooded": p.stats.flooded,
+            "filtered": p.stats.filtered,
+            "dropped_bad": p.stats.dropped_bad,
+            "dropped_queue_full": p.stats.dropped_full,
+            "queued": p.queued,
+        })
+    };
+    let t = &s.table;
+    serde_json::json!({
+        "ports": s.ports.iter().map(port).collect::<Vec<_>>(),
+        "departed": s.departed.iter().map(port).collect::<Vec<_>>(),
+        "mac_table": {
+            "entries": t.entries,
+            "learned": t.learned,
+            "moved": t.moved,
+            "aged_out": t.aged_out,
+            "refused_table_full": t.refused_table_full,
+            "refused_port_full": t.refused_port_full,
+        },
+    })
 }
 
 fn snapshot(session: &Session, args: &Args, _: &mut Progress) -> Result<Reply, String> {

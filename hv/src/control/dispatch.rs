@@ -66,7 +66,7 @@ mod tests {
     fn ended_session() -> Session {
         let (control, mailbox) = channel();
         drop(mailbox);
-        Session { control, config: VmConfig::builtin_guest(&["count", "3"]), started: Instant::now(), migration_worker: None, migration_progress: Default::default() }
+        Session::new(control, VmConfig::builtin_guest(&["count", "3"]), Instant::now(), None)
     }
 
     /// A command that reports three times, then answers: how `migrate` will use progress.

@@ -17,8 +17,9 @@
 //! A second signal while the run is stopping (a job can take a moment) ends hv at once,
 //! from the accept thread, after removing the socket file.
 //!
-//! The handler is per process, so this is for a program with one control socket (`hv
-//! run`, `hv restore`); a library user running several VMs catches signals itself.
+//! The handler is per process; each control socket that catches signals gets an eventfd
+//! of its own, and the handler writes every one of them, so that `hv run --guests N
+//! --control PATH` stops each of its guests (at most [`MAX_CATCHERS`] sockets).
 
 use std::io;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -30,8 +31,15 @@ use vmm_sys_util::signal::register_signal_handler;
 /// The signals caught.
 const CAUGHT: [libc::c_int; 2] = [libc::SIGINT, libc::SIGTERM];
 
-/// Written by the handler; read by the accept thread.
-static EVENT: OnceLock<EventFd> = OnceLock::new();
+/// Control sockets that may catch signals in one process: one per guest of the largest
+/// group (`vmm::group::MAX_GUESTS`), with room to spare.
+pub const MAX_CATCHERS: usize = 32;
+
+/// Written by the handler; each read by one accept thread. Filled in order, never
+/// emptied (a `OnceLock` is read without a lock: async-signal-safe).
+static EVENTS: [OnceLock<EventFd>; MAX_CATCHERS] = [const { OnceLock::new() }; MAX_CATCHERS];
+/// How many of [`EVENTS`] have been handed out.
+static HANDED_OUT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 /// The last signal caught (0: none).
 static LAST: AtomicI32 = AtomicI32::new(0);
 
@@ -39,22 +47,18 @@ extern "C" fn on_signal(num: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc:
     // Async-signal-safe only: an atomic store, a lock-free read of an initialized
     // OnceLock, and write(2) on an eventfd.
     LAST.store(num, Ordering::Release);
-    if let Some(event) = EVENT.get() {
+    for event in EVENTS.iter().filter_map(OnceLock::get) {
         let _ = event.write(1);
     }
 }
 
-/// Catches SIGINT and SIGTERM from now on; returns the eventfd the handler writes.
+/// Catches SIGINT and SIGTERM from now on; returns a new eventfd the handler writes (one
+/// per caller: each accept thread reads its own).
 pub fn catch() -> io::Result<&'static EventFd> {
-    let event = match EVENT.get() {
-        Some(event) => event,
-        None => {
-            let fresh = EventFd::new(EFD_NONBLOCK)?;
-            // Another thread may have won the race: then its eventfd is the one.
-            let _ = EVENT.set(fresh);
-            EVENT.get().ok_or_else(|| io::Error::other("the signal eventfd vanished"))?
-        }
-    };
+    let slot = HANDED_OUT.fetch_add(1, Ordering::AcqRel);
+    let cell = EVENTS.get(slot).ok_or_else(|| io::Error::other(format!("more than {MAX_CATCHERS} control sockets catch signals")))?;
+    let _ = cell.set(EventFd::new(EFD_NONBLOCK)?);
+    let event = cell.get().ok_or_else(|| io::Error::other("the signal eventfd vanished"))?;
     for signal in CAUGHT {
         register_signal_handler(signal, on_signal).map_err(|e| io::Error::from_raw_os_error(e.errno()))?;
     }

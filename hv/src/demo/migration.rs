@@ -42,7 +42,7 @@ pub fn run(stage: &mut Stage) -> Result<(), DemoError> {
     let destination = std::thread::Builder::new()
         .name("hv-demo-dest".into())
         .spawn(move || -> Result<crate::outcome::GuestStop, String> {
-            let received = migration::receive(&listener, &incoming, Box::new(there_sink), Instant::now()).map_err(|e| e.to_string())?;
+            let received = migration::receive(&listener, &incoming, Box::new(there_sink), Instant::now(), None).map_err(|e| e.to_string())?;
             received.vm.run().map(|r| r.stop).map_err(|e| e.to_string())
         })
         .map_err(|e| measure(&e))?;

@@ -117,6 +117,8 @@ pub struct Devices {
     console: Backend,
     block: Option<(Backend, u64, bool)>,
     balloon: Option<BalloonDevice>,
+    /// The network device, once [`Devices::attach_net`] has attached it.
+    net: Option<net::NetDevice>,
 }
 
 /// The balloon's backend and hv's handle on its state.
@@ -281,7 +283,7 @@ impl Devices {
                     Some((sectors, ro)) => Some((Backend::Replayed(backend_drivers::block::BlockBackend::NAME, page(BLOCK_RING)?), sectors, ro)),
                     None => None,
                 };
-                return Ok(Devices { console: Backend::Replayed(ConsoleBackend::NAME, page(CONSOLE_RING)?), block, balloon: None });
+                return Ok(Devices { console: Backend::Replayed(ConsoleBackend::NAME, page(CONSOLE_RING)?), block, balloon: None, net: None });
             }
         }
         let gsis = [FIRST_DEVICE_GSI, FIRST_DEVICE_GSI + 1, FIRST_DEVICE_GSI + 2];
@@ -331,7 +333,7 @@ impl Devices {
                 Some(BalloonDevice { backend: Backend::Thread(handle), state: plan.state })
             }
         };
-        Ok(Devices { console: Backend::Thread(console), block: block.map(|(b, s, ro)| (Backend::Thread(b), s, ro)), balloon })
+        Ok(Devices { console: Backend::Thread(console), block: block.map(|(b, s, ro)| (Backend::Thread(b), s, ro)), balloon, net: None })
     }
 
     /// The devices of a recorded run: no ioeventfd, no irqfd, no thread; each ring is
@@ -354,7 +356,34 @@ impl Devices {
                 Some((inline(machine, backend, BLOCK_RING, BLOCK_CHANNEL, tracer, policy, InlineCopies::default())?, sectors, read_only))
             }
         };
-        Ok(Devices { console, block, balloon: None })
+        Ok(Devices { console, block, balloon: None, net: None })
+    }
+
+    /// Adds the network device on `port` (`net::NetDevice::attach`: after the others,
+    /// whose interrupt routes it sets again with its own), its rings starting at `start`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attach_net(
+        &mut self,
+        machine: &KvmVm,
+        port: Box<dyn backend_drivers::frame_port::FramePort>,
+        config: net::NetConfig,
+        start: backend_drivers::net::NetPositions,
+        tracer: &Tracer,
+        policy: NotifyPolicy,
+        seccomp: bool,
+    ) -> Result<(), DeviceError> {
+        self.net = Some(net::NetDevice::attach(machine, port, config, start, tracer, policy, seccomp)?);
+        Ok(())
+    }
+
+    /// Who the guest is on the network (`None`: it has no network device).
+    pub fn net_config(&self) -> Option<net::NetConfig> {
+        self.net.as_ref().map(net::NetDevice::config)
+    }
+
+    /// The network backend's counters now (`None`: no network device, or its thread ended).
+    pub fn net_stats(&self) -> Option<backend_drivers::net::NetStats> {
+        self.net.as_ref().and_then(net::NetDevice::stats)
     }
 
     /// A recorded run: the guest wrote doorbell `port`. Serves that device's ring now,
@@ -392,7 +421,8 @@ impl Devices {
             None => (DeviceInfo::ABSENT, 0, 0),
         };
         let balloon = if self.balloon.is_some() { device_info(balloon::BALLOON_RING, BALLOON_CHANNEL) } else { DeviceInfo::ABSENT };
-        DeviceLayout { console: device_info(CONSOLE_RING, CONSOLE_CHANNEL), block, block_sectors, block_flags, balloon, net: None }
+        let net = self.net.as_ref().map(net::NetDevice::layout);
+        DeviceLayout { console: device_info(CONSOLE_RING, CONSOLE_CHANNEL), block, block_sectors, block_flags, balloon, net }
     }
 
     /// The balloon's state (`None` without a balloon): a snapshot saves it, with the
@@ -434,6 +464,9 @@ impl Devices {
                 handle.start();
             }
         }
+        if let Some(net) = &self.net {
+            net.start();
+        }
     }
 
     /// Lets every backend serve what the guest has published and returns where the
@@ -443,6 +476,21 @@ impl Devices {
         let block = self.block.as_ref().map(|(b, _, _)| b.drain()).transpose()?.unwrap_or(0);
         let balloon = self.balloon.as_ref().map(|d| d.backend.drain()).transpose()?.unwrap_or(0);
         Ok(RingPositions { console, block, balloon })
+    }
+
+    /// Drains the network device (`net::NetDevice::drain`), which then serves nothing
+    /// until [`Devices::thaw`]; `None` without one. Call it with the guest paused.
+    pub fn drain_net(&self) -> Result<Option<net::NetSaved>, DrainError> {
+        self.net.as_ref().map(net::NetDevice::drain).transpose()
+    }
+
+    /// Lets a drained network device serve again (the others need nothing: they only
+    /// act when the guest rings). Every job that drains calls it before the guest may run
+    /// again here; a guest that has moved elsewhere needs no thaw.
+    pub fn thaw(&self) {
+        if let Some(net) = &self.net {
+            net.thaw();
+        }
     }
 
     /// How many requests each device's ring holds that its backend has not answered yet
@@ -464,13 +512,21 @@ impl Devices {
             .collect()
     }
 
-    /// The backends' counters now (`None` for a backend whose thread has ended).
+    /// The backends' counters now (`None` for a backend whose thread has ended), the
+    /// network's two rings counted like the other devices' one each.
     pub fn stats_now(&self) -> DeviceStats {
-        self.backends().map(|h| (h.name(), h.stats().unwrap_or_default())).collect()
+        let mut stats: DeviceStats = self.backends().map(|h| (h.name(), h.stats().unwrap_or_default())).collect();
+        if let Some(n) = self.net_stats() {
+            stats.push((backend_drivers::net::TX_NAME, n.tx));
+            stats.push((backend_drivers::net::RX_NAME, n.rx));
+        }
+        stats
     }
 
-    /// Stops every backend thread and returns their counters.
-    pub fn stop(self) -> DeviceStats {
+    /// Stops every backend thread and returns their counters (the network's rings among
+    /// them) and, with a network device, its own final counters.
+    pub fn stop(self) -> (DeviceStats, Option<backend_drivers::net::NetStats>) {
+        let net = self.net.and_then(net::NetDevice::stop);
         let mut stats = Vec::new();
         let backends = std::iter::once(self.console).chain(self.block.map(|(b, _, _)| b)).chain(self.balloon.map(|d| d.backend));
         for backend in backends {
@@ -481,7 +537,11 @@ impl Devices {
             };
             stats.push((name, counters));
         }
-        stats
+        if let Some(n) = &net {
+            stats.push((backend_drivers::net::TX_NAME, n.tx.clone()));
+            stats.push((backend_drivers::net::RX_NAME, n.rx.clone()));
+        }
+        (stats, net)
     }
 }
 

@@ -8,9 +8,18 @@
 //! a test's queues) is the caller's business: [`NetDevice::attach`] takes any
 //! `FramePort`.
 //!
-//! `Vm::on_network` attaches it after [`super::Devices::attach`], announces it in the
-//! boot-info page ([`NetDevice::layout`]), starts it with the other devices, and stops it
-//! at the end. Threaded serving only: a recorded or replayed run has no network.
+//! `Vm::on_network` attaches it after [`super::Devices::attach`]
+//! ([`super::Devices::attach_net`]), announces it in the boot-info page
+//! ([`NetDevice::layout`]), starts it with the other devices, and stops it at the end.
+//! Threaded serving only: a recorded or replayed run has no network.
+//!
+//! **Saving it.** A snapshot or a migration drains it ([`NetDevice::drain`]): transmit
+//! requests are served, waiting frames go into posted buffers, and the backend freezes
+//! (a frame from the network must not land in guest memory after the ring indices were
+//! read) until [`NetDevice::thaw`]. What is saved ([`NetSaved`]) is the guest's identity
+//! on the network and one index per ring. Frames the backend or its switch port still
+//! hold are not saved: a restored guest has lost them, as a machine that stops loses
+//! what its NIC had not yet delivered, and its TCP retransmits.
 
 use std::sync::Arc;
 
@@ -19,7 +28,8 @@ use backend_drivers::frame_port::FramePort;
 use backend_drivers::grant_table::GrantTable;
 use backend_drivers::guest_page::GuestPage;
 use backend_drivers::net::thread::{self, NetDoorbells, NetHandle};
-use backend_drivers::net::{NetBackend, NetStats, NetWiring};
+use backend_drivers::net::{NetBackend, NetPositions, NetStats, NetWiring};
+use backend_drivers::runner::DrainError;
 use backend_drivers::runner::{NotifyPolicy, ThreadSetup};
 use kvm_bindings::KvmIrqRouting;
 use kvm_ioctls::{IoEventAddress, NoDatamatch};
@@ -60,7 +70,58 @@ pub struct NetConfig {
     pub gateway: [u8; 4],
 }
 
+/// What a snapshot or a migration saves of the network device: who the guest is on the
+/// network (its boot-info page says so too, but hv needs it before reading guest memory)
+/// and where its two rings stood after the drain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NetSaved {
+    /// The MAC address.
+    pub mac: [u8; 6],
+    /// The IPv4 address.
+    pub ipv4: [u8; 4],
+    /// The prefix length.
+    pub prefix_len: u8,
+    /// The gateway.
+    pub gateway: [u8; 4],
+    /// The transmit ring's index.
+    pub tx: u32,
+    /// The receive ring's index.
+    pub rx: u32,
+}
+
+impl NetSaved {
+    /// The guest's identity, checked as [`NetDevice::attach`] checks a new one (a saved
+    /// state is untrusted input).
+    pub fn config(&self) -> Result<NetConfig, String> {
+        let config = NetConfig { mac: self.mac, ipv4: self.ipv4, prefix_len: self.prefix_len, gateway: self.gateway };
+        config.check().map(|()| config)
+    }
+
+    /// Where the rings stood.
+    pub fn positions(&self) -> NetPositions {
+        NetPositions { tx: self.tx, rx: self.rx }
+    }
+}
+
 impl NetConfig {
+    /// Refuses an identity no guest should have: a MAC that is not locally administered
+    /// unicast, a prefix longer than 32 bits.
+    pub fn check(&self) -> Result<(), String> {
+        if !pv_abi::device::net::is_local_unicast(self.mac) || self.prefix_len > 32 {
+            return Err(format!(
+                "network device: MAC {:02x?} is not locally administered unicast, or prefix /{} is longer than 32",
+                self.mac, self.prefix_len
+            ));
+        }
+        Ok(())
+    }
+
+    /// The address as people write it, with its prefix: `10.0.0.2/24`.
+    pub fn address(&self) -> String {
+        let [a, b, c, d] = self.ipv4;
+        format!("{a}.{b}.{c}.{d}/{}", self.prefix_len)
+    }
+
     /// Guest `index` (0-based) of a 10.0.0.0/24 network whose host is 10.0.0.1: address
     /// 10.0.0.(index + 2), MAC `guest_mac(index)`. `None` past the 253rd guest.
     pub fn nth_guest(index: u8) -> Option<NetConfig> {
@@ -80,16 +141,19 @@ impl NetDevice {
     /// thread on `port` (serving after [`NetDevice::start`]). With `seccomp`, the thread
     /// confines itself (`ThreadKind::NetBackend`) before it serves. Call it after
     /// [`super::Devices::attach`]: it sets the VM's interrupt routing again, with the
-    /// network's two routes added to the console's and block device's.
+    /// network's two routes added to the console's and block device's. The backend's
+    /// rings start at `start` (all zero for a new guest, the saved indices for a restored
+    /// one).
     pub fn attach(
         machine: &KvmVm,
         port: Box<dyn FramePort>,
         config: NetConfig,
+        start: NetPositions,
         tracer: &Tracer,
         policy: NotifyPolicy,
         seccomp: bool,
     ) -> Result<NetDevice, DeviceError> {
-        if !pv_abi::device::net::is_local_unicast(config.mac) || config.prefix_len > 32 {
+        if config.check().is_err() {
             return Err(DeviceError::NetConfig(config.mac, config.prefix_len));
         }
         let eventfd = || EventFd::new(EFD_NONBLOCK).map_err(|source| DeviceError::EventFd { device: NAME, source });
@@ -126,7 +190,7 @@ impl NetDevice {
             notify_policy: policy,
         };
         let setup = seccomp.then(|| Box::new(|| crate::sandbox::confine_current_thread(ThreadKind::NetBackend).map_err(|e| e.to_string())) as ThreadSetup);
-        let handle = thread::spawn(NetBackend::new(wiring), NetDoorbells { tx, rx }, setup)?;
+        let handle = thread::spawn(NetBackend::attach_at(wiring, start), NetDoorbells { tx, rx }, setup)?;
         Ok(NetDevice { handle, config })
     }
 
@@ -150,6 +214,24 @@ impl NetDevice {
     /// The counters now (`None` if the thread has ended).
     pub fn stats(&self) -> Option<NetStats> {
         self.handle.stats()
+    }
+
+    /// Who the guest is on the network.
+    pub fn config(&self) -> NetConfig {
+        self.config
+    }
+
+    /// Serves what the guest published and freezes the backend until [`NetDevice::thaw`];
+    /// returns what a snapshot saves. Call it with the guest paused.
+    pub fn drain(&self) -> Result<NetSaved, DrainError> {
+        let at = self.handle.drain()?;
+        let c = self.config;
+        Ok(NetSaved { mac: c.mac, ipv4: c.ipv4, prefix_len: c.prefix_len, gateway: c.gateway, tx: at.tx, rx: at.rx })
+    }
+
+    /// Lets a drained backend serve again.
+    pub fn thaw(&self) {
+        self.handle.thaw();
     }
 
     /// Stops the backend thread and returns its final counters.
@@ -200,7 +282,7 @@ mod tests {
         let ready = EventFd::new(EFD_NONBLOCK).unwrap();
         let port = TestPort { waiting, ready: ready.try_clone().unwrap() };
         let config = NetConfig::nth_guest(0).unwrap();
-        let device = NetDevice::attach(&machine, Box::new(port), config, &Tracer::default(), NotifyPolicy::EventIndex, true).unwrap();
+        let device = NetDevice::attach(&machine, Box::new(port), config, NetPositions::default(), &Tracer::default(), NotifyPolicy::EventIndex, true).unwrap();
         let layout = device.layout();
         assert_eq!((layout.tx.ring_gpa, layout.rx.channel, layout.ipv4), (NET_TX_RING_GPA, NET_RX_CHANNEL, [10, 0, 0, 2]));
         device.start();
@@ -233,6 +315,20 @@ mod tests {
         assert_eq!(got, frame);
         let stats = device.stop().expect("the thread, confined, is still alive");
         assert_eq!((stats.frames_rx, stats.rx.notifications), (1, 1));
+    }
+
+    #[test]
+    fn hostile_saved_network_identities_are_refused() {
+        let good = NetSaved { mac: pv_abi::device::net::guest_mac(3), ipv4: [10, 0, 0, 5], prefix_len: 24, gateway: [10, 0, 0, 1], tx: 7, rx: u32::MAX };
+        assert_eq!(good.config().unwrap().address(), "10.0.0.5/24");
+        assert_eq!(good.positions(), NetPositions { tx: 7, rx: u32::MAX }, "any index is a ring position (they wrap)");
+        let multicast = NetSaved { mac: [0x03, 0, 0, 0, 0, 1], ..good };
+        let global = NetSaved { mac: [0x00, 0x16, 0x3e, 0, 0, 1], ..good };
+        let prefix = NetSaved { prefix_len: 33, ..good };
+        for bad in [multicast, global, prefix] {
+            let why = bad.config().expect_err("refused");
+            assert!(why.contains("not locally administered unicast") && why.contains(&format!("/{}", bad.prefix_len)), "{why}");
+        }
     }
 
     #[test]

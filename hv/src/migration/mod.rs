@@ -153,7 +153,15 @@ pub struct Received {
 
 /// Waits on `listener` for one VM, builds it here (`Vm::restore`) and confirms to the
 /// source. On any error the source is told why (if it still listens), and no guest runs.
-pub fn receive(listener: &TcpListener, options: &IncomingOptions, console: Box<dyn Write + Send>, started: Instant) -> Result<Received, MigrationError> {
+/// A guest with a network device continues on `port` (`Vm::restore_on_network`): one
+/// without a port, or a port without a network device, is refused like any mismatch.
+pub fn receive(
+    listener: &TcpListener,
+    options: &IncomingOptions,
+    console: Box<dyn Write + Send>,
+    started: Instant,
+    port: Option<Box<dyn backend_drivers::frame_port::FramePort>>,
+) -> Result<Received, MigrationError> {
     let expect = receive::Expect { ram_bytes: options.mem_mib << 20, kernel: options.kernel };
     let receive::Incoming { header, ram, state, rounds, pages, ended_at, peer, answer } = receive::accept_vm(listener, expect)?;
     let restored = postcard::from_bytes::<VmState>(&state)
@@ -167,7 +175,7 @@ pub fn receive(listener: &TcpListener, options: &IncomingOptions, console: Box<d
             config.trace_max_events = options.trace_max_events;
             config.timeout = options.timeout;
             config.seccomp = options.seccomp;
-            Vm::restore(&config, &state, ram, console, started).map(|vm| (vm, config)).map_err(|e| e.to_string())
+            Vm::restore_on_network(&config, &state, ram, console, started, port).map(|vm| (vm, config)).map_err(|e| e.to_string())
         });
     let (vm, config) = match restored {
         Ok(restored) => restored,

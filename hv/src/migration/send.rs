@@ -213,7 +213,11 @@ pub fn send(
             // Whatever failed, the guest must go on here as if nothing had happened:
             // running, or paused if it was paused before the migration began.
             let after = move || if was_paused { AfterJob::Pause } else { AfterJob::Run };
-            let _ = control.call(move |b: &mut ExitBoundary| (b.kvm.set_dirty_logging(false), after()));
+            let _ = control.call(move |b: &mut ExitBoundary| {
+                // The network backend, if the pause job drained it, serves again.
+                b.devices.thaw();
+                (b.kvm.set_dirty_logging(false), after())
+            });
             Err(e)
         }
     }

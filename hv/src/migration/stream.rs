@@ -58,7 +58,7 @@ use pv_abi::MmuMode;
 /// The first bytes of every migration stream.
 pub const MAGIC: [u8; 8] = *b"HVMIGRAT";
 /// The stream format's version. Bump it on any change to this file's tables.
-pub const STREAM_VERSION: u32 = 2;
+pub const STREAM_VERSION: u32 = 3;
 /// Most pages one `Pages` record carries (1 MiB of data): bounds the receiver's buffer.
 pub const MAX_BATCH_PAGES: u32 = 256;
 /// Most bytes of VM state a `State` record may carry.
@@ -427,7 +427,7 @@ mod tests {
             Header::read(&mut &b[..]).unwrap_err().to_string()
         };
         assert!(bad(0, b"ELF\x7f").contains("not an hv migration stream"));
-        assert!(bad(8, &1u32.to_le_bytes()).contains("version 1, this hv speaks version 2"));
+        assert!(bad(8, &1u32.to_le_bytes()).contains("version 1, this hv speaks version 3"));
         assert!(bad(12, &8192u32.to_le_bytes()).contains("page size 8192"));
         assert!(bad(16, &0x1001u64.to_le_bytes()).contains("RAM size"));
         assert!(bad(24, &9u32.to_le_bytes()).contains("unknown memory mode 9"));

@@ -72,6 +72,9 @@ pub struct VmState {
     /// balloon). Its target, floor and size are in guest RAM (the ring page's control
     /// block); the frames it holds are not saved (`memory_image`).
     pub balloon: Option<backend_drivers::balloon::state::BalloonState>,
+    /// The network device: the guest's address and MAC, and its rings' indices after the
+    /// drain (`None`: the VM had no network device).
+    pub net: Option<crate::devices::net::NetSaved>,
 }
 
 /// Which disk image a guest was using, precisely enough to refuse another one.
@@ -161,9 +164,12 @@ pub struct CaptureInputs<'a> {
 
 /// Takes the state of the VM at this exit boundary: drains the devices (so no request
 /// is half done), then reads the vCPU. Call it from a job that leaves the guest paused
-/// (or stopped) until the state has been used, so that memory matches it.
+/// (or stopped) until the state has been used, so that memory matches it. The network
+/// device stays frozen after its drain, whether or not the capture succeeds: the job
+/// calls `Devices::thaw` before the guest runs on here.
 pub fn capture(boundary: &mut ExitBoundary, inputs: &CaptureInputs) -> Result<VmState, StateError> {
     let rings = boundary.devices.drain()?;
+    let net = boundary.devices.drain_net()?;
     let regs = boundary.kvm.commit_registers().map_err(|source| VcpuStateError { what: "KVM_GET_REGS", source })?;
     let vcpu = VcpuState::capture(boundary.kvm.kvm(), boundary.kvm.vcpu(), regs)?;
     let (mmu, guest_root) = match boundary.shadow.as_deref() {
@@ -185,6 +191,7 @@ pub fn capture(boundary: &mut ExitBoundary, inputs: &CaptureInputs) -> Result<Vm
         notify_always: inputs.notify_always,
         guest_args: inputs.guest_args.to_vec(),
         balloon: boundary.devices.balloon_state(),
+        net,
     })
 }
 
@@ -226,6 +233,9 @@ impl VmState {
             if disk.path.as_os_str().is_empty() {
                 return Err(StateError::Invalid("the disk has an empty path".into()));
             }
+        }
+        if let Some(net) = &self.net {
+            net.config().map_err(StateError::Invalid)?;
         }
         if let Some(balloon) = &self.balloon {
             if balloon.ballooned.capacity() != self.ram_bytes / pv_abi::addr::PAGE_SIZE || !balloon.ballooned.is_consistent() {

@@ -3,7 +3,7 @@
 //! ```text
 //!   offset 0          header (one page; the first 64 bytes are used, little-endian)
 //!                       0  magic        "HVSNAP\r\n"  (a text-mode copy breaks it, as PNG's does)
-//!                       8  version      u32 = 1: any other is refused
+//!                       8  version      u32 = 3: any other is refused
 //!                      12  header_len   u32 = 64
 //!                      16  state_off    u64 = 4096
 //!                      24  state_len    u64  (at most 16 MiB)
@@ -48,7 +48,7 @@ use crate::memory::GuestRam;
 /// The file's first eight bytes.
 pub const MAGIC: [u8; 8] = *b"HVSNAP\r\n";
 /// The format version this hv writes and reads.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 const HEADER_LEN: u32 = 64;
 const STATE_OFF: u64 = PAGE_SIZE;
 /// The state section is a few KiB; anything much larger is not a real snapshot.

@@ -154,6 +154,11 @@ pub fn draw(frame: &mut Frame, view: &View) {
             rate(*suppressed)
         )));
     }
+    if let Some((sent, received, dropped, refused)) = r.net {
+        // Frames per second each way; frames dropped (lost) and requests refused (bad)
+        // since the start.
+        devices.push(Line::from(format!(" net frames: {} out/s, {} in/s; {dropped} lost, {refused} bad", rate(sent), rate(received))));
+    }
     panel(frame, devices_area, " devices (split drivers) ", devices, "ring: requests waiting for the backend. A doorbell causes no exit (KVM's ioeventfd); suppressed: upcalls the guest did not need (event index)");
 
     let history = Sparkline::default()

@@ -44,6 +44,22 @@ pub struct Sample {
     pub balloon: Option<(u64, u64, u64)>,
     /// A migration asked through the socket: a line saying how it goes.
     pub migration: Option<String>,
+    /// The network device, if the VM has one: frames sent, frames received, frames
+    /// dropped (no buffer posted, bad length) and requests refused.
+    pub net: Option<NetSample>,
+}
+
+/// The network device's counters at one moment (`stats.net`).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct NetSample {
+    /// Frames the guest sent.
+    pub sent: u64,
+    /// Frames delivered to the guest.
+    pub received: u64,
+    /// Frames dropped on the way to the guest.
+    pub dropped: u64,
+    /// Requests refused.
+    pub refused: u64,
 }
 
 fn counts(value: &Value) -> BTreeMap<String, u64> {
@@ -98,6 +114,16 @@ impl Sample {
                     )
                 })
             },
+            net: {
+                let n = &stats["net"];
+                let get = |k: &str| n[k].as_u64().unwrap_or(0);
+                n.is_object().then(|| NetSample {
+                    sent: get("frames_sent"),
+                    received: get("frames_received"),
+                    dropped: get("dropped_no_buffer") + get("dropped_bad_frame"),
+                    refused: get("refused"),
+                })
+            },
             balloon: {
                 let b = &stats["balloon"];
                 match (b["ballooned_pages"].as_u64(), b["target_pages"].as_u64(), b["mem_pages"].as_u64()) {
@@ -131,6 +157,8 @@ pub struct Rates {
     pub balloon: Option<(u64, u64, u64)>,
     /// A migration's progress, if one was asked for.
     pub migration: Option<String>,
+    /// The network: frames sent and received per second, and drops and refusals so far.
+    pub net: Option<(f64, f64, u64, u64)>,
 }
 
 impl Rates {
@@ -160,6 +188,10 @@ impl Rates {
             rss_kib: after.rss_kib,
             balloon: after.balloon,
             migration: after.migration.clone(),
+            net: after.net.map(|n| {
+                let p = before.net.unwrap_or_default();
+                (rate(p.sent, n.sent), rate(p.received, n.received), n.dropped, n.refused)
+            }),
         }
     }
 

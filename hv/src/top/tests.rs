@@ -106,3 +106,19 @@ fn a_migration_in_flight_is_shown_in_the_header() {
     let text = render_text(&view(Some(r)), ONCE_SIZE);
     assert!(text.contains("migration to 10.0.0.9:7000"), "the header shows it:\n{text}");
 }
+
+#[test]
+fn a_network_device_is_shown_as_frames_per_second_with_its_drops() {
+    let with_net = |sent: u64, received: u64| {
+        let mut fields = stats_reply([10, 0], [1, 0], 0, [1, 1, 0]);
+        fields["stats"]["net"] = json!({"frames_sent": sent, "frames_received": received, "dropped_no_buffer": 3, "dropped_bad_frame": 1, "refused": 2});
+        fields
+    };
+    let t0 = Instant::now();
+    let r = Rates::between(&Sample::from_stats(t0, &with_net(100, 50), None), &Sample::from_stats(t0 + Duration::from_secs(2), &with_net(300, 450), None));
+    assert_eq!(r.net, Some((100.0, 200.0, 4, 2)));
+    let text = render_text(&view(Some(r)), ONCE_SIZE);
+    assert!(text.contains("net frames: 100 out/s, 200 in/s; 4 lost, 2 bad"), "the devices panel shows it:\n{text}");
+    let (before, after) = two_samples();
+    assert_eq!(Rates::between(&before, &after).net, None, "no network device, no line");
+}

@@ -16,7 +16,7 @@ use std::io::Write;
 use std::time::Instant;
 
 use backend_drivers::switch::{Switch, SwitchConfig, SwitchStats};
-use backend_drivers::switch::tap::TapStats;
+use backend_drivers::switch::tap::{TapPort, TapStats};
 
 use super::{RunReport, Vm, VmConfig, VmError};
 use crate::devices::net::NetConfig;
@@ -101,6 +101,15 @@ pub enum GroupError {
     },
 }
 
+/// A group whose guests all exist (and whose TAP, if any, is attached), none running
+/// yet: [`Group::run`] runs them. Between the two, a caller may reach each guest
+/// ([`Group::guests`]), e.g. to serve a control socket for it.
+pub struct Group {
+    vms: Vec<(String, Vm)>,
+    switch: Option<Switch>,
+    tap: Option<(String, TapPort)>,
+}
+
 /// Creates every guest of `specs`, each printing through `console(name)` (and, with
 /// `network`, each on one virtual switch), then runs each on a thread of its own (named
 /// `vcpu-NAME`) and waits for all of them. The ends are in the order of `specs`.
@@ -110,7 +119,7 @@ pub fn run_group(
     console: impl Fn(&str) -> Box<dyn Write + Send>,
     network: Option<GroupNetwork>,
 ) -> Result<GroupEnds, GroupError> {
-    run_group_with_controls(specs, started, console, network, |_| ())
+    build_group(specs, started, console, network)?.run()
 }
 
 /// [`run_group`], handing `on_running` each guest's name and [`VcpuControl`] once every
@@ -125,6 +134,17 @@ pub fn run_group_with_controls(
     network: Option<GroupNetwork>,
     on_running: impl FnOnce(Vec<(String, VcpuControl)>),
 ) -> Result<GroupEnds, GroupError> {
+    build_group(specs, started, console, network)?.run_with_controls(on_running)
+}
+
+/// Creates every guest of `specs` as [`run_group`] does, and attaches the TAP, without
+/// running any.
+pub fn build_group(
+    specs: Vec<GuestSpec>,
+    started: Instant,
+    console: impl Fn(&str) -> Box<dyn Write + Send>,
+    network: Option<GroupNetwork>,
+) -> Result<Group, GroupError> {
     if specs.is_empty() || specs.len() > MAX_GUESTS {
         return Err(GroupError::Size(specs.len()));
     }
@@ -152,39 +172,64 @@ pub fn run_group_with_controls(
         (Some(switch), Some(name)) => Some((name.to_string(), attach_tap(switch, name, seccomp)?)),
         _ => None,
     };
-    let confine = vms.iter().any(|(_, vm)| vm.config.seccomp);
-    let controls: Vec<(String, VcpuControl)> = vms.iter().map(|(name, vm)| (name.clone(), vm.control())).collect();
-    let mut threads = Vec::with_capacity(vms.len());
-    for (name, vm) in vms {
-        let thread = std::thread::Builder::new().name(format!("vcpu-{name}")).spawn(move || vm.run());
-        match thread {
-            Ok(handle) => threads.push((name, handle)),
-            // The guests already running stop at their own pace (their `--timeout`, or
-            // their command's end); this one never started.
-            Err(source) => {
-                for (_, handle) in threads {
-                    let _ = handle.join();
+    Ok(Group { vms, switch, tap })
+}
+
+impl Group {
+    /// Each guest, by name, in the order of the specs.
+    pub fn guests(&self) -> impl Iterator<Item = (&str, &Vm)> {
+        self.vms.iter().map(|(name, vm)| (name.as_str(), vm))
+    }
+
+    /// The guests' switch (`None` without a network).
+    pub fn switch(&self) -> Option<Switch> {
+        self.switch.clone()
+    }
+
+    /// Runs each guest on a thread of its own (named `vcpu-NAME`) and waits for all of
+    /// them. The ends are in the order of the specs.
+    pub fn run(self) -> Result<GroupEnds, GroupError> {
+        self.run_with_controls(|_| ())
+    }
+
+    /// [`Group::run`], handing `on_running` the guests' controls once every guest's
+    /// thread has started (see [`run_group_with_controls`]).
+    pub fn run_with_controls(self, on_running: impl FnOnce(Vec<(String, VcpuControl)>)) -> Result<GroupEnds, GroupError> {
+        let Group { vms, switch, tap } = self;
+        let confine = vms.iter().any(|(_, vm)| vm.config.seccomp);
+        let controls: Vec<(String, VcpuControl)> = vms.iter().map(|(name, vm)| (name.clone(), vm.control())).collect();
+        let mut threads = Vec::with_capacity(vms.len());
+        for (name, vm) in vms {
+            let thread = std::thread::Builder::new().name(format!("vcpu-{name}")).spawn(move || vm.run());
+            match thread {
+                Ok(handle) => threads.push((name, handle)),
+                // The guests already running stop at their own pace (their `--timeout`, or
+                // their command's end); this one never started.
+                Err(source) => {
+                    for (_, handle) in threads {
+                        let _ = handle.join();
+                    }
+                    return Err(GroupError::Thread { name, source });
                 }
-                return Err(GroupError::Thread { name, source });
             }
         }
-    }
-    on_running(controls);
-    // Every guest's thread exists: the calling thread only waits for them and reports,
-    // which the vCPU thread's filter covers (it is what `hv run`'s one vCPU thread does
-    // after its guest stops).
-    if confine {
-        if let Err(e) = crate::sandbox::confine_current_thread(crate::sandbox::ThreadKind::Vcpu) {
-            eprintln!("hv: {e}; the guests run on, this thread unconfined");
+        on_running(controls);
+        // Every guest's thread exists: the calling thread only waits for them and reports,
+        // which the vCPU thread's filter covers (it is what `hv run`'s one vCPU thread does
+        // after its guest stops).
+        if confine {
+            if let Err(e) = crate::sandbox::confine_current_thread(crate::sandbox::ThreadKind::Vcpu) {
+                eprintln!("hv: {e}; the guests run on, this thread unconfined");
+            }
         }
+        let guests = threads
+            .into_iter()
+            .map(|(name, handle)| {
+                let result = handle.join().unwrap_or(Err(VmError::GuestThreadPanicked));
+                GuestEnd { name, result }
+            })
+            .collect();
+        let tap = tap.map(|(name, port)| (name, port.stop()));
+        Ok(GroupEnds { guests, switch: switch.as_ref().map(Switch::stats), tap })
     }
-    let guests = threads
-        .into_iter()
-        .map(|(name, handle)| {
-            let result = handle.join().unwrap_or(Err(VmError::GuestThreadPanicked));
-            GuestEnd { name, result }
-        })
-        .collect();
-    let tap = tap.map(|(name, port)| (name, port.stop()));
-    Ok(GroupEnds { guests, switch: switch.as_ref().map(Switch::stats), tap })
 }

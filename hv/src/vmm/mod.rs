@@ -35,7 +35,7 @@ use pv_abi::MmuMode;
 use crate::boot::{self, cpu_state, BootError, BootInputs};
 use crate::devices::console::ConsoleOutput;
 use crate::devices::uart::Uart16550;
-use crate::devices::net::{NetConfig, NetDevice};
+use crate::devices::net::NetConfig;
 use crate::devices::{block, DeviceError, Devices, RingPositions, Serving};
 use backend_drivers::frame_port::FramePort;
 use crate::kvm::host_info::HostMmu;
@@ -70,7 +70,6 @@ pub struct RunReport {
 /// serve is closed.
 pub struct Vm {
     devices: Devices,
-    net: Option<NetDevice>,
     kvm: KvmVm,
     shadow: Option<ShadowPaging>,
     console: ConsoleOutput,
@@ -143,14 +142,12 @@ impl Vm {
         let disk_identity = disk.as_ref().map(|d| (d.sectors(), d.read_only()));
         let serving = setup.as_ref().map_or(Serving::Threads, SessionSetup::serving);
         let balloon = (serving == Serving::Threads).then(|| balloon_plan(config, ram_bytes, &image, kvm.ram()));
-        let devices = Devices::attach_serving(&kvm, console.clone(), disk, &tracer, config.notify_policy, RingPositions::default(), serving, config.seccomp, balloon)?;
+        let mut devices = Devices::attach_serving(&kvm, console.clone(), disk, &tracer, config.notify_policy, RingPositions::default(), serving, config.seccomp, balloon)?;
         // The network device comes after the others: it routes their GSIs again with its own.
-        let net = match network {
-            Some((port, net)) => Some(NetDevice::attach(&kvm, port, net, &tracer, config.notify_policy, config.seccomp)?),
-            None => None,
-        };
-        let mut layout = devices.layout();
-        layout.net = net.as_ref().map(NetDevice::layout);
+        if let Some((port, net)) = network {
+            devices.attach_net(&kvm, port, net, Default::default(), &tracer, config.notify_policy, config.seccomp)?;
+        }
+        let layout = devices.layout();
         let session = match setup {
             None => None,
             Some(setup) => {
@@ -191,7 +188,7 @@ impl Vm {
             tracer.emit(|| TraceEvent::Shadow(event));
         }
         let (control, mailbox) = control::channel();
-        Ok(Vm { devices, net, kvm, shadow, console, tracer, config: config.clone(), started, control, mailbox, session })
+        Ok(Vm { devices, kvm, shadow, console, tracer, config: config.clone(), started, control, mailbox, session })
     }
 
     /// A handle through which other threads reach this VM while it runs (pause, resume,
@@ -201,19 +198,26 @@ impl Vm {
         self.control.clone()
     }
 
+    /// What the VM was made from.
+    pub fn config(&self) -> &VmConfig {
+        &self.config
+    }
+
+    /// Who the guest is on the network (`None`: it has no network device).
+    pub fn net_config(&self) -> Option<NetConfig> {
+        self.devices.net_config()
+    }
+
     /// Runs the guest on the calling thread (its vCPU thread) until it stops, then
     /// stops the devices and reports how it ended.
     pub fn run(self) -> Result<RunReport, VmError> {
-        let Vm { devices, net, mut kvm, mut shadow, console, tracer, config, started, control: _, mailbox, mut session } = self;
+        let Vm { devices, mut kvm, mut shadow, console, tracer, config, started, control: _, mailbox, mut session } = self;
         let mut stats = RunStats::new(started);
         stats.mmu = config.mmu;
         let mut counters = VcpuCounters::default();
         // The emulated UART at COM1 prints to the same console as the PV one.
         let mut uart = Uart16550::new(console.clone());
         devices.start();
-        if let Some(net) = &net {
-            net.start();
-        }
         let pt_pool = pt_pool(kvm.ram().size());
         // This thread runs the vCPU: it is the one the watchdog and the control kick.
         let kick_target = mailbox.kicker().register_current_thread().map_err(VmError::Watchdog)?;
@@ -271,14 +275,7 @@ impl Vm {
         drop(watchdog);
         drop(kick_target);
         stats.balloon = devices.balloon_report(kvm.ram());
-        stats.devices = devices.stop();
-        if let Some(net) = net {
-            // The network's two rings, counted like the other devices' one each.
-            if let Some(n) = net.stop() {
-                stats.devices.push(("net-tx", n.tx));
-                stats.devices.push(("net-rx", n.rx));
-            }
-        }
+        (stats.devices, stats.net) = devices.stop();
         console.flush();
         stats.finish(console.first_line_at());
         if let Some((path, _)) = &config.trace {

@@ -7,6 +7,12 @@
 //! guest's own root, so in ept mode CR3 points at it, and in shadow mode hv builds a
 //! shadow of it first. Which mode the state was taken in does not matter; the guest
 //! learns the mode it now runs in from the boot-info page, which hv rewrites here.
+//!
+//! A guest with a network device needs a network to be restored into
+//! ([`Vm::restore_on_network`]): its device is attached to the port the caller brings,
+//! with the saved identity and ring indices. Restoring it without one is refused rather
+//! than giving it a cable to nowhere: a guest that serves the network and silently
+//! cannot be reached is harder to understand than an error that says what to add.
 
 use std::io::Write;
 use std::time::Instant;
@@ -31,7 +37,31 @@ impl Vm {
     /// state was taken in; its RAM size and disk must be the state's
     /// ([`VmConfig::for_state`] builds such a config).
     pub fn restore(config: &VmConfig, state: &VmState, ram: GuestRam, console: Box<dyn Write + Send>, started: Instant) -> Result<Vm, VmError> {
+        Self::restore_on_network(config, state, ram, console, started, None)
+    }
+
+    /// [`Vm::restore`], with the guest's network device (if the state has one) on `port`:
+    /// a port is needed exactly when the state has a network device.
+    pub fn restore_on_network(
+        config: &VmConfig,
+        state: &VmState,
+        ram: GuestRam,
+        console: Box<dyn Write + Send>,
+        started: Instant,
+        port: Option<Box<dyn backend_drivers::frame_port::FramePort>>,
+    ) -> Result<Vm, VmError> {
         state.validate()?;
+        let network = match (&state.net, port) {
+            (None, None) => None,
+            (Some(saved), Some(port)) => Some((port, saved.config().map_err(VmError::Restore)?, saved.positions())),
+            (Some(saved), None) => {
+                let address = saved.config().map(|c| c.address()).unwrap_or_default();
+                return Err(VmError::Restore(format!(
+                    "the guest has a network device (address {address}); give it a network to continue on: --tap NAME"
+                )));
+            }
+            (None, Some(_)) => return Err(VmError::Restore("the guest has no network device; a restored guest cannot be given one (leave out --tap)".into())),
+        };
         if config.seccomp {
             crate::sandbox::prepare()?;
         }
@@ -65,7 +95,10 @@ impl Vm {
         let kvm = KvmVm::with_ram(ram, memory)?;
         tell_guest_its_mode(&kvm, config.mmu)?;
         let console = ConsoleOutput::new(console);
-        let devices = Devices::attach(&kvm, console.clone(), disk, &tracer, config.notify_policy, state.rings, config.seccomp, restored_balloon(&kvm, state)?)?;
+        let mut devices = Devices::attach(&kvm, console.clone(), disk, &tracer, config.notify_policy, state.rings, config.seccomp, restored_balloon(&kvm, state)?)?;
+        if let Some((port, net, at)) = network {
+            devices.attach_net(&kvm, port, net, at, &tracer, config.notify_policy, config.seccomp)?;
+        }
         let root = state.checked_guest_root()?;
         let cr3 = match shadow.as_mut() {
             None => MachineAddr::new(root.raw()),
@@ -90,7 +123,7 @@ impl Vm {
             tracer.emit(|| TraceEvent::Shadow(event));
         }
         let (control, mailbox) = control::channel();
-        Ok(Vm { devices, net: None, kvm, shadow, console, tracer, config: config.clone(), started, control, mailbox, session: None })
+        Ok(Vm { devices, kvm, shadow, console, tracer, config: config.clone(), started, control, mailbox, session: None })
     }
 }
 

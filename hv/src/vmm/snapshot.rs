@@ -78,6 +78,8 @@ pub fn take(control: &VcpuControl, inputs: SnapshotInputs, path: PathBuf, after:
             .map_err(SnapshotError::from)
             .and_then(|state| Ok(snapshot_file::write(&path, state, boundary.kvm.ram())?))
             .map(|summary| SnapshotReport { summary, paused_for: paused_at.elapsed() });
+        // Memory is written: the network backend, frozen by the drain, may serve again.
+        boundary.devices.thaw();
         let next = match (&result, after) {
             (Ok(report), AfterSnapshot::Stop) => AfterJob::Stop(GuestStop::Ended {
                 why: format!("guest stopped after its snapshot was written to {}", report.summary.path.display()),

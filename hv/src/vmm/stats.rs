@@ -29,6 +29,9 @@ pub struct RunStats {
     pub shadow: Option<ShadowCounters>,
     /// The balloon's figures (none in a recorded or replayed run).
     pub balloon: Option<crate::devices::balloon::BalloonReport>,
+    /// The network device's own counters (frames, drops), beyond its two rings' lines
+    /// in `devices`; none without a network device.
+    pub net: Option<backend_drivers::net::NetStats>,
 }
 
 impl RunStats {
@@ -43,6 +46,7 @@ impl RunStats {
             mmu: MmuMode::Ept,
             shadow: None,
             balloon: None,
+            net: None,
         }
     }
 
@@ -126,6 +130,7 @@ impl RunStats {
             },
             "devices": devices,
             "balloon": self.balloon,
+            "net": self.net.as_ref().map(net_json),
             "doorbell_exits": self.vcpu.doorbell_exits,
         })
     }
@@ -164,6 +169,30 @@ impl RunStats {
         }
         Ok(())
     }
+}
+
+/// The network device's counters as JSON (`net` in [`RunStats::to_json`]; `hv top` reads
+/// these names).
+pub fn net_json(n: &backend_drivers::net::NetStats) -> serde_json::Value {
+    serde_json::json!({
+        "frames_sent": n.frames_tx,
+        "bytes_sent": n.tx.bytes_from_guest,
+        "frames_received": n.frames_rx,
+        "bytes_received": n.rx.bytes_to_guest,
+        "refused": n.refused(),
+        "dropped_no_buffer": n.rx_dropped_no_buffer,
+        "dropped_bad_frame": n.rx_dropped_bad_frame,
+        "ring_errors": n.tx.ring_errors + n.rx.ring_errors,
+        "budget_exhausted": n.budget_exhausted,
+    })
+}
+
+/// The network device's line of the table.
+pub fn net_line(n: &backend_drivers::net::NetStats) -> String {
+    format!(
+        "network: sent {} frames ({} bytes), received {} frames ({} bytes); {} requests refused, {} frames dropped (no buffer posted), {} dropped (bad length)",
+        n.frames_tx, n.tx.bytes_from_guest, n.frames_rx, n.rx.bytes_to_guest, n.refused(), n.rx_dropped_no_buffer, n.rx_dropped_bad_frame
+    )
 }
 
 fn ms(d: Duration) -> String {
@@ -206,6 +235,10 @@ impl fmt::Display for RunStats {
         if let Some(balloon) = &self.balloon {
             writeln!(f)?;
             write!(f, "  {}", balloon.line())?;
+        }
+        if let Some(net) = &self.net {
+            writeln!(f)?;
+            write!(f, "  {}", net_line(net))?;
         }
         Ok(())
     }
