@@ -1,6 +1,6 @@
 //! The guest kernel under the workspace's lints: `cargo test --workspace` fails if
-//! `cargo clippy` has anything to say about pv-guest, its network stack library
-//! (`pv-guest/netstack`) or its ring-3 network task (`pv-guest/netd`).
+//! `cargo clippy` has anything to say about pv-guest, its libraries (`pv-guest/netstack`,
+//! `pv-guest/user`) or its ring-3 driver tasks (`pv-guest/netd`, `pv-guest/blkd`).
 //!
 //! pv-guest is its own workspace (a no_std kernel for `x86_64-unknown-none`), so the
 //! root's `cargo clippy` never sees it, and hv/build.rs only builds it. This test runs
@@ -67,9 +67,11 @@ fn the_guest_kernel_has_no_clippy_warnings() {
         );
         return;
     }
-    // Two workspaces: pv-guest's (the kernel and pv-netstack) and netd's. netd is a user
-    // program: static, small code model (the flags pv-guest's build script gives it).
-    for (dir, rustflags) in [("", None), ("netd", Some("-Crelocation-model=static\u{1f}-Ccode-model=small"))] {
+    // Three workspaces: pv-guest's (the kernel, pv-netstack and pv-user), netd's and
+    // blkd's. The two tasks are user programs: static, small code model (the flags
+    // pv-guest's build script gives them).
+    const USER_PROGRAM: Option<&str> = Some("-Crelocation-model=static\u{1f}-Ccode-model=small");
+    for (dir, rustflags) in [("", None), ("netd", USER_PROGRAM), ("blkd", USER_PROGRAM)] {
         let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("pv-guest-clippy-{}", if dir.is_empty() { "kernel" } else { dir }));
         let mut clippy = guest_cargo(&["clippy", "--workspace", "--release", "--target", GUEST_TARGET, "--target-dir"]);
         clippy.current_dir(guest_dir().join(dir)).arg(&target_dir).args(["--", "-D", "warnings"]);

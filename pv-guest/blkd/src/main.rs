@@ -211,10 +211,10 @@ fn check(h: &BlkHandoff) -> Result<(), Failure> {
         && (1..=MAX_BUFFERS as u32).contains(&h.buffers)
         && (1..=MAX_PAGES_PER_BUFFER as u64).contains(&pages)
         && h.sectors > 0
-        && h.sectors % 8 == 0
+        && h.sectors.is_multiple_of(8)
         && h.sectors <= pages * 8
         && h.wrap_sectors >= h.sectors
-        && h.verify_sectors % 8 == 0
+        && h.verify_sectors.is_multiple_of(8)
         && h.verify_sectors <= u64::from(h.buffers) * h.sectors;
     if sane {
         Ok(())

@@ -106,7 +106,7 @@ impl Buffers {
 /// says how the task ended.
 pub fn run(info: &pv_abi::BootInfo, reads: BlkTaskReads) -> Result<TaskExit, BlkTaskError> {
     let pages_per_buffer = reads.sectors / 8;
-    if reads.sectors == 0 || reads.sectors % 8 != 0 || pages_per_buffer > MAX_PAGES_PER_BUFFER as u64 || reads.verify_sectors % 8 != 0 {
+    if reads.sectors == 0 || !reads.sectors.is_multiple_of(8) || pages_per_buffer > MAX_PAGES_PER_BUFFER as u64 || !reads.verify_sectors.is_multiple_of(8) {
         return Err(BlkTaskError::BadShape);
     }
     let image = UserImage::parse(BLKD_IMAGE, GuestVirt::new(HANDOFF_VA)..GuestVirt::new(DEVICE_WINDOW_END)).map_err(BlkTaskError::Image)?;
