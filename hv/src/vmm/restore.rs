@@ -13,7 +13,8 @@ use std::time::Instant;
 
 use pv_abi::addr::{GuestVirt, MachineAddr, PseudoPhys};
 use pv_abi::event_channel::{MAX_CHANNELS, SHARED_INFO_PENDING_OFFSET};
-use pv_abi::layout::{BOOT_INFO_GPA, SHARED_INFO_GPA};
+use pv_abi::cpuid::HV_ABI_VERSION;
+use pv_abi::layout::{BOOT_INFO_GPA, GRANT_TABLE_FRAMES, GRANT_TABLE_GPA, SHARED_INFO_GPA};
 use pv_abi::{BootInfo, MmuMode};
 
 use super::{control, Vm, VmConfig, VmError};
@@ -63,6 +64,7 @@ impl Vm {
         };
         let memory = shadow.as_ref().map_or_else(|| crate::kvm::MemoryPlan::flat(state.ram_bytes), ShadowPaging::memory_plan);
         let kvm = KvmVm::with_ram(ram, memory)?;
+        check_guest_abi(&kvm)?;
         tell_guest_its_mode(&kvm, config.mmu)?;
         let console = ConsoleOutput::new(console);
         let devices = Devices::attach(&kvm, console.clone(), disk, &tracer, config.notify_policy, state.rings, config.seccomp, restored_balloon(&kvm, state)?)?;
@@ -134,6 +136,36 @@ fn open_same_disk(config: &VmConfig, state: &VmState) -> Result<Option<backend_d
         (Some(saved), None) => Err(VmError::Restore(format!("the guest had a disk ({}) and none is given", saved.path.display()))),
         (None, Some(_)) => Err(VmError::Restore("the guest had no disk; a restored guest cannot be given one".into())),
     }
+}
+
+/// Refuses a guest that was booted for another ABI. Its memory has its shared pages
+/// where that ABI put them, and this hv's backends look where this ABI does: a guest of
+/// ABI 5 keeps its one-frame grant table at 0x4000, where hv's backends no longer read,
+/// so each of its block requests would fail. The guest's boot-info page travels in its
+/// RAM (in a snapshot or a migration stream) and says which ABI and which grant table
+/// it was booted with.
+fn check_guest_abi(kvm: &KvmVm) -> Result<(), VmError> {
+    let field = |offset: usize, bytes: &mut [u8]| {
+        kvm.ram()
+            .read(PseudoPhys::new(BOOT_INFO_GPA + offset as u64), bytes)
+            .map_err(|e| VmError::Restore(format!("the boot-info page is not in RAM: {e}")))
+    };
+    let (mut version, mut table, mut frames) = ([0u8; 4], [0u8; 8], [0u8; 4]);
+    field(core::mem::offset_of!(BootInfo, abi_version), &mut version)?;
+    field(core::mem::offset_of!(BootInfo, grant_table_gpa), &mut table)?;
+    field(core::mem::offset_of!(BootInfo, grant_table_frames), &mut frames)?;
+    let (version, table, frames) = (u32::from_le_bytes(version), u64::from_le_bytes(table), u32::from_le_bytes(frames));
+    if version != HV_ABI_VERSION {
+        return Err(VmError::Restore(format!(
+            "the guest was booted for hv's ABI {version}; this hv speaks ABI {HV_ABI_VERSION} (its shared pages, such as the grant table, are elsewhere), so the guest cannot continue here"
+        )));
+    }
+    if (table, frames) != (GRANT_TABLE_GPA, GRANT_TABLE_FRAMES) {
+        return Err(VmError::Restore(format!(
+            "the guest's grant table is {frames} frame(s) at {table:#x}; this hv's backends read {GRANT_TABLE_FRAMES} at {GRANT_TABLE_GPA:#x}"
+        )));
+    }
+    Ok(())
 }
 
 /// Rewrites `BootInfo::mmu_mode`: the guest reads it at every CR3 load
