@@ -446,7 +446,7 @@ mod tests {
         assert_eq!(b.check(), Err(BootInfoProblem::BadGrantTable), "its last frame past the reserved area");
         b.grant_table_gpa -= 4096;
         assert_eq!(b.check(), Ok(()), "ending exactly at the reserved area's end");
-        b.grant_table_gpa = u64::MAX & !0xfff;
+        b.grant_table_gpa = !0xfff;
         assert_eq!(b.check(), Err(BootInfoProblem::BadGrantTable), "an end that overflows");
     }
 

@@ -66,7 +66,7 @@ pub const GRANT_ENTRIES: u32 = GRANT_TABLE_FRAMES * GRANT_ENTRIES_PER_FRAME;
 
 // An entry never straddles two frames, and the table holds the block device's 32
 // requests of 16 frames, the network's 64 entries and entry 0.
-const _: () = assert!(PAGE_SIZE as usize % GRANT_ENTRY_SIZE == 0);
+const _: () = assert!((PAGE_SIZE as usize).is_multiple_of(GRANT_ENTRY_SIZE));
 const _: () = assert!(GRANT_ENTRIES > 32 * 16 + 64);
 /// Byte offset of `flags` in an entry.
 pub const GRANT_FLAGS_OFFSET: usize = 0;
