@@ -32,14 +32,12 @@
 //!
 //! ## Why several frames
 //!
-//! Xen's first grant table was one frame too; it grows to as many frames as the guest
-//! asks for (`gnttab_setup_table`, up to a limit the host sets), because a busy split
-//! driver needs an entry per frame in flight. hv's table has a fixed size, set by hv and
+//! A Xen guest's grant table starts small and grows a frame at a time, up to a limit the
+//! host sets, because a busy split driver needs an entry per frame it has in flight. hv's table has a fixed size, set by hv and
 //! announced in the boot-info page (`grant_table_gpa`, `grant_table_frames`):
 //! [`GRANT_TABLE_FRAMES`] frames, [`GRANT_ENTRIES`] entries. The sizing: the block device
 //! keeps 32 requests of up to 16 frames in flight (512 entries), the network device sets
-//! 64 entries aside, and what is left (447) is headroom for the kernel's own per-request
-//! grants and for a device to come. One frame (255 usable entries) held only 15 requests
+//! 64 entries aside, and what is left (447) is headroom for a device to come. One frame (255 usable entries) held only 15 requests
 //! of 64 KiB.
 //!
 //! The guest cannot move or resize the table: hv places it in its reserved area (see
