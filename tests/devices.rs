@@ -226,10 +226,27 @@ fn pv_blkd_reads_straight_through_the_ring_and_gives_it_back() {
 }
 
 #[test]
+fn a_ring3_task_keeps_32_reads_of_64_kib_in_flight() {
+    require_kvm!();
+    // 32 buffers of 16 pages: 512 persistent grants, which the 4-frame grant table holds
+    // (one frame held 15 such buffers). One batch of 32 reads, 2 MiB, hashed in ring 3.
+    let image = Image::new(4096 + 8);
+    let bytes = image.bytes();
+    let disk = image.arg(",ro");
+    let r = hv(&["run", "--disk", &disk, "--", "blk-user-read-sum", "8", "4096"]);
+    r.expect_code(0);
+    r.expect(r.stdout.contains(&format!("blk-user-read-sum: {:016x}", fnv1a(&bytes[8 * 512..(8 + 4096) * 512]))), "hash of 32 × 64 KiB");
+    // The bench workload registers as many buffers as fit, and says how many.
+    let r = hv(&["run", "--disk", &disk, "--", "bench", "blk", "1", "64", "128"]);
+    r.expect_code(0);
+    r.expect(r.stdout.contains("blk: 32 buffers of 64 KiB in flight"), "32 requests of 64 KiB in flight");
+}
+
+#[test]
 fn hostile_ring3_block_calls_get_errors_never_a_grant_of_someone_elses_frame() {
     require_kvm!();
     // A kernel address, memory never mapped, the task's own code page, too many buffers,
-    // more grants than the table has, a second registration, too many requests, a bad
+    // the largest registration over memory mostly unmapped, a second registration, too many requests, a bad
     // buffer number, sector count or operation, a buffer twice, an unmap of the pinned
     // buffer, completions aimed at kernel memory: each gets its error, the kernel runs on.
     // The task then exits with reads in flight; the exit drains them before its frames

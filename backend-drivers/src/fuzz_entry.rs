@@ -23,7 +23,7 @@ use std::sync::Arc;
 use pv_abi::addr::{FrameRange, PseudoFrame, PseudoPhys, PAGE_SIZE};
 use pv_abi::device::block::{BlockOp, BlockRequest, BlockResponse, SECTOR_SIZE};
 use pv_abi::device::console::{ConsoleRequest, ConsoleResponse};
-use pv_abi::grant::GRANT_ENTRY_SIZE;
+use pv_abi::grant::{GRANT_ENTRY_SIZE, GRANT_TABLE_BYTES, GRANT_TABLE_FRAMES};
 use pv_abi::ring::{BackRing, RingEntry, SharedPage, REQ_PROD_OFFSET, RSP_EVENT_OFFSET};
 use vm_memory::{Bytes, GuestAddress};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
@@ -44,7 +44,10 @@ use pv_abi::ring::FrontRing;
 
 /// Pages of the model guest memory.
 const MODEL_PAGES: u64 = 64;
-const GRANT_TABLE_PAGE: u64 = 0;
+/// The grant table's first frame: the table is the model memory's top
+/// `GRANT_TABLE_FRAMES` pages, so its last entry is the memory's last 16 bytes, and no
+/// usable frame overlaps it.
+const GRANT_TABLE_PAGE: u64 = MODEL_PAGES - GRANT_TABLE_FRAMES as u64;
 const RING_PAGE: u64 = 1;
 const SHARED_INFO_PAGE: u64 = 2;
 const FIRST_USABLE_FRAME: u64 = 3;
@@ -90,7 +93,7 @@ fn page(n: u64) -> PseudoPhys {
 }
 
 fn usable_frames() -> FrameRange<PseudoFrame> {
-    FrameRange { start: PseudoFrame::new(FIRST_USABLE_FRAME), end: PseudoFrame::new(MODEL_PAGES) }
+    FrameRange { start: PseudoFrame::new(FIRST_USABLE_FRAME), end: PseudoFrame::new(GRANT_TABLE_PAGE) }
 }
 
 /// The model disk: created once per process and unlinked at once, so that nothing is
@@ -161,12 +164,19 @@ pub fn block_request(data: &[u8]) {
         assert_eq!(response.id, request.id, "the response answers another request");
         let _ = BlockBackend::summarize(&request);
     }
-    // Nothing outside granted frames was written: the grant table and ring pages are
-    // as the input left them (a read writes only into frames granted writable, all of
-    // which lie at FIRST_USABLE_FRAME or above).
-    let mut after = vec![0u8; table.len()];
-    memory.read_slice(&mut after, GuestAddress(page(GRANT_TABLE_PAGE).raw())).expect("the table page is in memory");
-    assert_eq!(after, table, "the backend wrote into the grant table");
+    // Nothing outside granted frames was written: the grant table is as the input left
+    // it (a read writes only into frames granted writable, all of which lie between
+    // FIRST_USABLE_FRAME and the table).
+    assert_table_unchanged(&memory, &table);
+}
+
+/// The whole grant table, every frame, is as the input wrote it: its first entries
+/// `table`, zeros after them.
+fn assert_table_unchanged(memory: &GuestMemory, table: &[u8]) {
+    let mut after = vec![0u8; GRANT_TABLE_BYTES as usize];
+    memory.read_slice(&mut after, GuestAddress(page(GRANT_TABLE_PAGE).raw())).expect("the table is in memory");
+    assert_eq!(after[..table.len()], *table, "the backend wrote into the grant table");
+    assert!(after[table.len()..].iter().all(|b| *b == 0), "the backend wrote into the grant table's later frames");
 }
 
 /// What the terminal may receive from a guest: no control character but newline, tab,
@@ -404,7 +414,7 @@ pub fn net_request(data: &[u8]) {
     let eventfd = || EventFd::new(EFD_NONBLOCK).expect("an eventfd");
     let ring = |n| GuestPage::new(memory.clone(), page(n)).expect("a ring page is in memory");
     let network = Arc::new(std::sync::Mutex::new(ModelNetwork::default()));
-    let usable = FrameRange { start: PseudoFrame::new(NET_FIRST_USABLE_FRAME), end: PseudoFrame::new(MODEL_PAGES) };
+    let usable = FrameRange { start: PseudoFrame::new(NET_FIRST_USABLE_FRAME), end: PseudoFrame::new(GRANT_TABLE_PAGE) };
     let wiring = NetWiring {
         tx_ring: ring(RING_PAGE),
         rx_ring: ring(NET_RX_RING_PAGE),
@@ -468,7 +478,5 @@ pub fn net_request(data: &[u8]) {
     for frame in &sent {
         assert!((NET_MIN_FRAME..=NET_MAX_FRAME).contains(&frame.len()), "a {}-byte frame reached the network", frame.len());
     }
-    let mut after = vec![0u8; table.len()];
-    memory.read_slice(&mut after, GuestAddress(page(GRANT_TABLE_PAGE).raw())).expect("the table page is in memory");
-    assert_eq!(after, table, "the backend wrote into the grant table");
+    assert_table_unchanged(&memory, &table);
 }

@@ -1,8 +1,10 @@
 //! The hypervisor's grant check: a backend's only way into guest memory.
 //!
 //! A backend is handed a [`GrantTable`], never guest memory itself. To touch a frame it
-//! must present the grant reference from the request; [`GrantTable::check`] reads that
-//! entry from the guest's grant table (once: the guest can change it at any moment),
+//! must present the grant reference from the request; [`GrantTable::check`] refuses a
+//! reference of 0 or past the table's `GRANT_ENTRIES` (its `GRANT_TABLE_FRAMES` frames,
+//! where hv put them: the guest cannot move the table), reads that entry from the
+//! guest's grant table (once: the guest can change it at any moment),
 //! checks it with `pv_abi::grant::check_grant`, and only then returns a
 //! [`GrantedFrame`], through which the backend can copy into or out of exactly that one
 //! frame, and only in the direction the grant allows.
@@ -59,7 +61,7 @@ impl GrantTable {
     }
 
     /// The address of the field at `field_offset` in entry `gref` (already known to be
-    /// below `GRANT_ENTRIES`, so inside the table's page).
+    /// below `GRANT_ENTRIES`, so inside the table's frames).
     fn entry_field(&self, gref: GrantRef, field_offset: usize) -> Result<PseudoPhys, GrantProblem> {
         let offset = u64::from(gref) * GRANT_ENTRY_SIZE as u64 + field_offset as u64;
         self.table.checked_add(offset).ok_or(GrantProblem::OutOfRange)
@@ -67,6 +69,9 @@ impl GrantTable {
 
     /// Checks `gref` for `access` and returns the frame it grants.
     pub fn check(&self, gref: GrantRef, access: GrantAccess) -> Result<GrantedFrame<'_>, GrantProblem> {
+        // The one bound on where an entry is read: the table's end. (Reference 0 is
+        // refused by check_grant below, after the read, which is harmless: entry 0 is
+        // inside the table.)
         if gref >= GRANT_ENTRIES {
             return Err(GrantProblem::OutOfRange);
         }
@@ -125,7 +130,7 @@ impl GrantedFrame<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pv_abi::grant::GrantFlags;
+    use pv_abi::grant::{GrantFlags, GRANT_ENTRIES_PER_FRAME, GRANT_TABLE_BYTES};
     use vm_memory::GuestAddress;
 
     const GTF_PERMIT_ACCESS: u32 = GrantFlags::PERMIT_ACCESS.bits();
@@ -176,6 +181,41 @@ mod tests {
         assert_eq!(table.check(GRANT_ENTRIES, GrantAccess::Read).err(), Some(GrantProblem::OutOfRange));
         assert_eq!(table.check(u32::MAX, GrantAccess::Read).err(), Some(GrantProblem::OutOfRange));
         assert_eq!(table.check(0, GrantAccess::Read).err(), Some(GrantProblem::OutOfRange));
+    }
+
+    #[test]
+    fn hostile_references_at_the_tables_end_the_last_is_read_from_the_last_frame_the_next_is_refused() {
+        let (mem, table) = setup();
+        let last = GRANT_ENTRIES - 1;
+        grant(&mem, last, 30, GTF_PERMIT_ACCESS);
+        // Entry 1023 is the last 16 bytes of the table's fourth frame.
+        assert_eq!(TABLE + u64::from(last) * 16 + 16, TABLE + GRANT_TABLE_BYTES);
+        assert_eq!(table.check(last, GrantAccess::Write).map(|f| f.gpa()).ok(), Some(PseudoPhys::new(30 * 4096)));
+        // The bytes just past the table look like a grant; the reference that would
+        // read them is refused before anything is read.
+        mem.write_obj(31u64, GuestAddress(TABLE + GRANT_TABLE_BYTES + 8)).unwrap();
+        mem.write_obj(GTF_PERMIT_ACCESS, GuestAddress(TABLE + GRANT_TABLE_BYTES)).unwrap();
+        assert_eq!(table.check(GRANT_ENTRIES, GrantAccess::Read).err(), Some(GrantProblem::OutOfRange));
+        // An entry of each frame past the first is read from that frame.
+        for gref in [GRANT_ENTRIES_PER_FRAME, 2 * GRANT_ENTRIES_PER_FRAME + 7, 3 * GRANT_ENTRIES_PER_FRAME] {
+            assert_eq!(table.check(gref, GrantAccess::Read).err(), Some(GrantProblem::NotGranted), "entry {gref} is empty");
+            grant(&mem, gref, 40, GTF_PERMIT_ACCESS | GTF_READONLY);
+            assert_eq!(table.check(gref, GrantAccess::Read).map(|f| f.gpa()).ok(), Some(PseudoPhys::new(40 * 4096)), "entry {gref}");
+        }
+    }
+
+    #[test]
+    fn hostile_a_table_whose_end_is_past_memory_refuses_what_it_cannot_read() {
+        // A table placed so that its last frame is not in memory: those entries cannot be
+        // read, and are refused, not a panic.
+        let mem = GuestMemory::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
+        let top = PseudoPhys::new((1 << 20) - 4096);
+        let table = GrantTable::new(mem.clone(), top, FrameRange { start: PseudoFrame::new(16), end: PseudoFrame::new(255) });
+        mem.write_obj(20u64, GuestAddress(top.raw() + 16 + 8)).unwrap();
+        mem.write_obj(GTF_PERMIT_ACCESS, GuestAddress(top.raw() + 16)).unwrap();
+        assert!(table.check(1, GrantAccess::Read).is_ok());
+        assert_eq!(table.check(GRANT_ENTRIES_PER_FRAME, GrantAccess::Read).err(), Some(GrantProblem::OutOfRange));
+        assert_eq!(table.check(GRANT_ENTRIES - 1, GrantAccess::Read).err(), Some(GrantProblem::OutOfRange));
     }
 
     #[test]

@@ -15,7 +15,7 @@ use net_rig::*;
 use pv_abi::device::net::{
     NetRxRequest, NetRxResponse, NetTxRequest, NetTxResponse, NET_RING_SLOTS, NET_STATUS_BAD_GRANT, NET_STATUS_BAD_REQUEST, NET_STATUS_OK,
 };
-use pv_abi::grant::GrantProblem;
+use pv_abi::grant::{GrantProblem, GRANT_ENTRIES};
 use pv_abi::layout::{NET_RX_RING_GPA, NET_TX_RING_GPA};
 use pv_abi::ring::{BackRing, FrontRing, SharedPage, REQ_PROD_OFFSET, RSP_PROD_OFFSET};
 use vm_memory::{Bytes, GuestAddress};
@@ -51,15 +51,36 @@ fn hostile_netif_ungranted_gref_is_refused_and_nothing_is_sent() {
     let m = memory();
     let (mut backend, host) = backend(&m, NotifyPolicy::EventIndex);
     let mut guest = hostile_guest(&m);
-    for gref in [0, 5, 200, 255, 256, u32::MAX] {
+    // 256 was past the one-frame table of ABI 5; the table now ends after entry 1023.
+    let last = GRANT_ENTRIES - 1;
+    for gref in [0, 5, 200, 255, 256, last, last + 1, u32::MAX] {
         let r = send_tx(&mut backend, &mut guest, NetTxRequest { id: 3, gref, offset: 0, flags: 0, len: 60 });
         assert_eq!(r, NetTxResponse { id: 3, status: NET_STATUS_BAD_GRANT }, "gref {gref}");
     }
-    assert!(refused_grant(&host, 200, GrantProblem::NotGranted));
-    assert!(refused_grant(&host, u32::MAX, GrantProblem::OutOfRange));
+    for gref in [200, 256, last] {
+        assert!(refused_grant(&host, gref, GrantProblem::NotGranted), "gref {gref}");
+    }
+    for gref in [0, last + 1, u32::MAX] {
+        assert!(refused_grant(&host, gref, GrantProblem::OutOfRange), "gref {gref}");
+    }
     assert!(host.network.sent.try_recv().is_err(), "nothing reached the network");
     let stats = backend.stats();
-    assert_eq!((stats.tx.grant_refusals, stats.refused(), stats.frames_tx), (6, 6, 0));
+    assert_eq!((stats.tx.grant_refusals, stats.refused(), stats.frames_tx), (8, 8, 0));
+}
+
+#[test]
+fn netif_the_network_keeps_the_tables_top_64_entries_and_the_last_one_is_served() {
+    let m = memory();
+    let (mut backend, host) = backend(&m, NotifyPolicy::EventIndex);
+    let mut guest = hostile_guest(&m);
+    assert_eq!(guest.grants.entries(), GRANT_ENTRIES - NET_GRANTS..GRANT_ENTRIES);
+    let grefs: Vec<_> = (0..u64::from(NET_GRANTS)).map(|i| guest.grants.grant(data_frame(i), true).unwrap()).collect();
+    let last = *grefs.last().unwrap();
+    assert_eq!(last, GRANT_ENTRIES - 1);
+    m.write_slice(&[0x5a; 60], GuestAddress(data_frame(u64::from(NET_GRANTS) - 1).raw() * 4096)).unwrap();
+    let r = send_tx(&mut backend, &mut guest, NetTxRequest { id: 9, gref: last, offset: 0, flags: 0, len: 60 });
+    assert_eq!(r, NetTxResponse { id: 9, status: NET_STATUS_OK });
+    assert_eq!(host.network.sent.try_recv().unwrap(), vec![0x5a; 60]);
 }
 
 #[test]

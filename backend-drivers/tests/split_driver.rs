@@ -21,11 +21,12 @@ use backend_drivers::guest_page::GuestPage;
 use backend_drivers::runner::{self, BackendHandle, BackendWiring, NotifyPolicy, RequestHandler};
 use frontend_drivers::block::{BlockError, BlockFront};
 use frontend_drivers::console::ConsoleFront;
-use frontend_drivers::grant_table::GrantTableFront;
+use frontend_drivers::grant_table::{GrantFrames, GrantTableFront};
 use frontend_drivers::{Doorbell, WaitForEvent};
 use pv_abi::device::block::{BlockOp, BlockRequest, BlockResponse, BlockStatus, BLOCK_MAX_SEGMENTS, BLOCK_OP_READ};
 use pv_abi::device::console::{ConsoleRequest, ConsoleResponse, CONSOLE_EINVAL};
 use pv_abi::addr::{FrameRange, PseudoFrame, PseudoPhys};
+use pv_abi::grant::GRANT_ENTRIES;
 use pv_abi::ring::{FrontRing, SharedPage};
 use backend_drivers::GuestMemory;
 use vm_memory::{Bytes, GuestAddress};
@@ -33,7 +34,8 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 const MEM: u64 = 8 << 20;
 const SHARED_INFO: u64 = 0x3000;
-const GRANT_TABLE: u64 = 0x4000;
+/// The grant table's first frame (its frames follow, past the ring), where hv puts it.
+const GRANT_TABLE: u64 = pv_abi::layout::GRANT_TABLE_GPA;
 const RING: u64 = 0x5000;
 /// Data frames live above the "reserved" first MiB, as in a real guest.
 const FIRST_DATA_FRAME: u64 = 0x100;
@@ -125,6 +127,11 @@ fn memory() -> GuestMemory {
 
 fn page(m: &GuestMemory, gpa: u64) -> GuestPage {
     GuestPage::new(m.clone(), PseudoPhys::new(gpa)).unwrap()
+}
+
+/// The grant table's frames, as the guest kernel hands them to its allocator.
+fn grant_frames(m: &GuestMemory) -> GrantFrames<GuestPage> {
+    core::array::from_fn(|i| page(m, GRANT_TABLE + i as u64 * 4096))
 }
 
 impl Rig {
@@ -219,7 +226,7 @@ fn block_rig(m: &GuestMemory, image: &TempImage, read_only: bool) -> Rig {
 type Front = BlockFront<GuestPage, GuestPage, EventFdDoorbell, IrqfdWait>;
 
 fn block_front(m: &GuestMemory, rig: &Rig) -> Front {
-    let grants = GrantTableFront::new(page(m, GRANT_TABLE));
+    let grants = GrantTableFront::new(grant_frames(m));
     BlockFront::new(page(m, RING), grants, rig.doorbell(), rig.waiter())
 }
 
@@ -265,7 +272,7 @@ fn persistent_grants_serve_many_rounds_of_requests_and_are_revoked_only_when_ask
     let rig = block_rig(&m, &image, false);
     let mut front = block_front(&m, &rig);
     let grefs: Vec<Vec<u32>> = (0..4u64).map(|b| (0..2).map(|f| front.grant_persistent(data_frame(b * 2 + f), false).unwrap()).collect()).collect();
-    assert_eq!(front.grants_free(), 255 - 8);
+    assert_eq!(front.grants_free(), GRANT_ENTRIES - 1 - 8);
     let disk = image.bytes();
     for round in 0..5u64 {
         for (b, g) in grefs.iter().enumerate() {
@@ -289,9 +296,9 @@ fn persistent_grants_serve_many_rounds_of_requests_and_are_revoked_only_when_ask
             assert_eq!(frame_bytes(&m, FIRST_DATA_FRAME + b * 2, 8192), disk[start..start + 8192], "round {round} buffer {b}");
         }
     }
-    assert_eq!(front.grants_free(), 255 - 8, "completions revoke nothing on the persistent path");
+    assert_eq!(front.grants_free(), GRANT_ENTRIES - 1 - 8, "completions revoke nothing on the persistent path");
     grefs.iter().flatten().for_each(|g| front.revoke_persistent(*g));
-    assert_eq!(front.grants_free(), 255);
+    assert_eq!(front.grants_free(), GRANT_ENTRIES - 1);
     // A request on revoked grants is refused by the backend's grant check.
     front.submit_granted(0, BlockOp::Read, 0, 16, &grefs[0]).unwrap();
     front.kick();
@@ -442,7 +449,7 @@ fn hostile_ungranted_reference_gets_an_error_and_no_data_moves() {
     let m = memory();
     let image = TempImage::new("nogrant", 16);
     let rig = block_rig(&m, &image, false);
-    let _grants = GrantTableFront::new(page(&m, GRANT_TABLE)); // every entry revoked
+    let _grants = GrantTableFront::new(grant_frames(&m)); // every entry revoked
     let mut grefs = [0; BLOCK_MAX_SEGMENTS];
     grefs[0] = 5;
     let r = raw_block_request(&m, &rig, read_request(0, grefs));
@@ -453,11 +460,49 @@ fn hostile_ungranted_reference_gets_an_error_and_no_data_moves() {
 }
 
 #[test]
+fn hostile_references_at_the_grant_tables_end_the_last_is_served_the_next_is_refused() {
+    let m = memory();
+    let image = TempImage::new("tableend", 16);
+    let rig = block_rig(&m, &image, false);
+    let mut front = block_front(&m, &rig);
+    assert_eq!(front.grants_free(), GRANT_ENTRIES - 1);
+    // Fill the table, so the last grant handed out is the table's last entry.
+    let all: Vec<_> = (0..GRANT_ENTRIES - 1).map(|i| front.grant_persistent(data_frame(u64::from(i % 64)), false).unwrap()).collect();
+    let last = *all.last().unwrap();
+    assert_eq!((last, front.grants_free()), (GRANT_ENTRIES - 1, 0));
+    front.revoke_persistent(last);
+    assert_eq!(front.grant_persistent(data_frame(100), false), Ok(last));
+    let mut read = |buffer: usize, gref: u32| {
+        front.submit_granted(buffer, BlockOp::Read, 0, 8, &[gref]).unwrap();
+        front.kick();
+        loop {
+            match front.take_completion().unwrap() {
+                Some((_, Some(b), status)) if b == buffer => break status,
+                Some(other) => panic!("an unexpected completion {other:?}"),
+                None => front.wait_for_responses(),
+            }
+        }
+    };
+    assert_eq!(read(0, last), BlockStatus::Ok, "entry {last}, in the table's last frame, is served");
+    assert_eq!(frame_bytes(&m, data_frame(100).raw(), 4096), image.bytes()[..4096]);
+    // One past it: the 16 bytes after the table hold what looks like a grant of
+    // another frame, which the backend must never read.
+    let past = GRANT_TABLE + u64::from(GRANT_ENTRIES) * 16;
+    m.write_obj(data_frame(101).raw(), GuestAddress(past + 8)).unwrap();
+    m.write_obj(1u32, GuestAddress(past)).unwrap();
+    let moved = rig.backend.stats().unwrap().bytes_to_guest;
+    assert_eq!(read(1, GRANT_ENTRIES), BlockStatus::BadGrant);
+    assert_eq!(read(2, u32::MAX), BlockStatus::BadGrant);
+    assert_eq!(rig.backend.stats().unwrap().bytes_to_guest, moved, "no data moved");
+    assert!(frame_bytes(&m, data_frame(101).raw(), 4096).iter().all(|b| *b == 0));
+}
+
+#[test]
 fn hostile_grant_of_a_frame_outside_guest_ram_is_refused() {
     let m = memory();
     let image = TempImage::new("badframe", 16);
     let rig = block_rig(&m, &image, false);
-    let mut grants = GrantTableFront::new(page(&m, GRANT_TABLE));
+    let mut grants = GrantTableFront::new(grant_frames(&m));
     let gref = grants.grant(PseudoFrame::new(u64::MAX / 4096), false).unwrap();
     let mut grefs = [0; BLOCK_MAX_SEGMENTS];
     grefs[0] = gref;
@@ -470,7 +515,7 @@ fn hostile_sector_near_u64_max_is_refused() {
     let m = memory();
     let image = TempImage::new("bigsector", 16);
     let rig = block_rig(&m, &image, false);
-    let mut grants = GrantTableFront::new(page(&m, GRANT_TABLE));
+    let mut grants = GrantTableFront::new(grant_frames(&m));
     let mut grefs = [0; BLOCK_MAX_SEGMENTS];
     grefs[0] = grants.grant(data_frame(0), false).unwrap();
     let r = raw_block_request(&m, &rig, read_request(u64::MAX - 3, grefs));

@@ -114,7 +114,7 @@ pub struct BootInfo {
     pub flags: u32,
     /// Guest-physical address of the shared-info page (see `event_channel`).
     pub shared_info_gpa: u64,
-    /// Guest-physical address of the grant table page (see `grant`).
+    /// Guest-physical address of the grant table's first frame (see `grant`).
     pub grant_table_gpa: u64,
     /// The console device.
     pub console: DeviceInfo,
@@ -124,8 +124,11 @@ pub struct BootInfo {
     pub block_sectors: u64,
     /// The block device's [`crate::device::block::BlockFlags`] (e.g. read-only).
     pub block_flags: u32,
-    /// Reserved, zero.
-    pub reserved2: u32,
+    /// Frames of the grant table, contiguous from `grant_table_gpa`: always
+    /// [`crate::layout::GRANT_TABLE_FRAMES`] (was a reserved zero field up to ABI 5, when
+    /// the table was one frame). Here rather than next to `grant_table_gpa` so that no
+    /// other field moves.
+    pub grant_table_frames: u32,
     /// First frame of the page-table pool: every page table the guest uses must be a
     /// frame of `pt_pool_start..pt_pool_end` (see `layout`, "the page-table pool").
     pub pt_pool_start: u64,
@@ -182,7 +185,7 @@ impl BootInfo {
             block: DeviceInfo::ABSENT,
             block_sectors: 0,
             block_flags: 0,
-            reserved2: 0,
+            grant_table_frames: 0,
             pt_pool_start: 0,
             pt_pool_end: 0,
             pt_pool_free: 0,
@@ -262,6 +265,12 @@ impl BootInfo {
         if self.cmdline_len as usize > CMDLINE_MAX {
             return Err(BootInfoProblem::CmdlineTooLong);
         }
+        // The guest's grant allocator is sized for exactly this table; it must lie in the
+        // reserved area, where no grant can point at it.
+        let table_end = self.grant_table_gpa.checked_add(crate::layout::GRANT_TABLE_BYTES);
+        if self.grant_table_frames != crate::layout::GRANT_TABLE_FRAMES || !aligned(self.grant_table_gpa) || table_end.is_none_or(|end| end > VMM_RESERVED_END) {
+            return Err(BootInfoProblem::BadGrantTable);
+        }
         if self.net_tx.present != 0 || self.net_rx.present != 0 {
             let both = self.net_tx.present != 0 && self.net_rx.present != 0;
             if !both || !is_local_unicast(self.net_mac) || self.net_prefix_len > 32 {
@@ -296,6 +305,9 @@ pub enum BootInfoProblem {
     CmdlineTooLong,
     /// The page-table pool is not a page-aligned range after free memory and inside RAM.
     BadPageTablePool,
+    /// The grant table is not [`crate::layout::GRANT_TABLE_FRAMES`] page-aligned frames
+    /// inside the VMM's reserved area.
+    BadGrantTable,
     /// The network device has only one of its two rings, a MAC that is not locally
     /// administered unicast, or a prefix length above 32.
     BadNetwork,
@@ -331,7 +343,7 @@ mod tests {
         assert_eq!(offset_of!(BootInfo, block), 112);
         assert_eq!(offset_of!(BootInfo, block_sectors), 128);
         assert_eq!(offset_of!(BootInfo, block_flags), 136);
-        assert_eq!(offset_of!(BootInfo, reserved2), 140);
+        assert_eq!(offset_of!(BootInfo, grant_table_frames), 140);
         assert_eq!(offset_of!(BootInfo, pt_pool_start), 144);
         assert_eq!(offset_of!(BootInfo, pt_pool_end), 152);
         assert_eq!(offset_of!(BootInfo, pt_pool_free), 160);
@@ -360,6 +372,8 @@ mod tests {
             pt_pool_free: (60 << 20) + 0x8000,
             pt_pool_end: 64 << 20,
             boot_page_table_root: 60 << 20,
+            grant_table_gpa: crate::layout::GRANT_TABLE_GPA,
+            grant_table_frames: crate::layout::GRANT_TABLE_FRAMES,
             ..BootInfo::empty()
         }
     }
@@ -413,6 +427,27 @@ mod tests {
         b.cmdline_len = u32::MAX;
         assert_eq!(b.check(), Err(BootInfoProblem::CmdlineTooLong));
         assert!(b.cmdline_bytes().len() == CMDLINE_MAX, "a bad length is clamped");
+    }
+
+    #[test]
+    fn hostile_grant_table_announcements_are_rejected() {
+        use crate::layout::{GRANT_TABLE_BYTES, GRANT_TABLE_FRAMES, VMM_RESERVED_END};
+        let mut b = sane();
+        b.grant_table_frames = 1;
+        assert_eq!(b.check(), Err(BootInfoProblem::BadGrantTable), "the one-frame table of ABI 5");
+        let mut b = sane();
+        b.grant_table_frames = GRANT_TABLE_FRAMES + 1;
+        assert_eq!(b.check(), Err(BootInfoProblem::BadGrantTable), "a table the guest's allocator does not fit");
+        let mut b = sane();
+        b.grant_table_gpa += 8;
+        assert_eq!(b.check(), Err(BootInfoProblem::BadGrantTable), "unaligned");
+        let mut b = sane();
+        b.grant_table_gpa = VMM_RESERVED_END - GRANT_TABLE_BYTES + 4096;
+        assert_eq!(b.check(), Err(BootInfoProblem::BadGrantTable), "its last frame past the reserved area");
+        b.grant_table_gpa -= 4096;
+        assert_eq!(b.check(), Ok(()), "ending exactly at the reserved area's end");
+        b.grant_table_gpa = !0xfff;
+        assert_eq!(b.check(), Err(BootInfoProblem::BadGrantTable), "an end that overflows");
     }
 
     fn with_network() -> BootInfo {

@@ -12,7 +12,7 @@ pub const LEAF_FEATURES: u32 = 0x4000_0001;
 /// The 12-byte signature, in EBX, ECX, EDX order.
 pub const HV_SIGNATURE: [u8; 12] = *b"hvHypervisor";
 /// Version of this ABI; bumped when any number or layout in this crate changes.
-pub const HV_ABI_VERSION: u32 = 5;
+pub const HV_ABI_VERSION: u32 = 6;
 /// Bit in leaf 1 ECX that tells software it runs under a hypervisor.
 pub const LEAF1_ECX_HYPERVISOR: u32 = 1 << 31;
 

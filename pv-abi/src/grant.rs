@@ -3,37 +3,69 @@
 //! A backend must never be able to read or write guest memory at will (in Xen it runs in
 //! another VM; in hv it runs on another thread, which is the same idea in miniature).
 //! Instead the frontend *grants* access to a frame: it fills an entry of its grant table
-//! (a page whose location the boot-info page announces) and puts the entry's index, a
+//! (frames whose location the boot-info page announces) and puts the entry's index, a
 //! [`GrantRef`], in the request. The hypervisor checks the entry on every access the
 //! backend makes, and refuses anything that is not granted, has been revoked, or names
 //! a frame outside the guest's memory.
 //!
 //! ```text
-//!  grant table page: 256 entries of 16 bytes
+//!  grant table: GRANT_TABLE_FRAMES contiguous frames of 256 entries of 16 bytes each
+//!  frame 0                                      entry 0 is never used (GrantRef 0 = "none")
 //!  ┌──────────┬──────────┬───────────────────┐
-//!  │ flags u32│ reserved │ frame (gpa >> 12) │   entry 0 is never used (GrantRef 0 = "none")
+//!  │ flags u32│ reserved │ frame (gpa >> 12) │  entries 0..=255
 //!  ├──────────┼──────────┼───────────────────┤
 //!  │ …        │          │                   │
+//!  frame 1                                      entries 256..=511
+//!  │ …        │          │                   │
+//!  frame 3                                      entries 768..=1023 (GRANT_ENTRIES - 1)
+//!  └──────────┴──────────┴───────────────────┘
 //! ```
+//!
+//! Entry `g` is at byte `g * 16` from the table's start, so it lies in frame
+//! `g / GRANT_ENTRIES_PER_FRAME`; an entry never straddles two frames (256 × 16 = 4096).
 //!
 //! The frontend writes `frame` first and `flags` last (with release ordering), so a
 //! backend that sees [`GrantFlags::PERMIT_ACCESS`] also sees the right frame. To revoke, it clears
 //! `flags` once the response has arrived. (hv's backends copy data in and out while they
 //! handle a request and keep no mapping, so a grant that is revoked early only makes that
 //! request fail.)
+//!
+//! ## Why several frames
+//!
+//! A Xen guest's grant table starts small and grows a frame at a time, up to a limit the
+//! host sets, because a busy split driver needs an entry per frame it has in flight. hv's table has a fixed size, set by hv and
+//! announced in the boot-info page (`grant_table_gpa`, `grant_table_frames`):
+//! [`GRANT_TABLE_FRAMES`] frames, [`GRANT_ENTRIES`] entries. The sizing: the block device
+//! keeps 32 requests of up to 16 frames in flight (512 entries), the network device sets
+//! 64 entries aside, and what is left (447) is headroom for a device to come. One frame (255 usable entries) held only 15 requests
+//! of 64 KiB.
+//!
+//! The guest cannot move or resize the table: hv places it in its reserved area (see
+//! `layout`), where no grant may point ([`grant_window`]), so a backend reading an entry
+//! never reads anything but the table, and no grant can make a backend write it.
 
 use bitflags::bitflags;
 
-use crate::addr::{FrameRange, PseudoFrame, PseudoPhys};
+use crate::addr::{FrameRange, PseudoFrame, PseudoPhys, PAGE_SIZE};
 use crate::layout::{pt_pool, VMM_RESERVED_END};
+pub use crate::layout::{GRANT_TABLE_BYTES, GRANT_TABLE_FRAMES};
 
 /// Index of an entry in the grant table.
 pub type GrantRef = u32;
 
 /// Size of one entry.
 pub const GRANT_ENTRY_SIZE: usize = 16;
-/// Entries in the (single-page) grant table.
-pub const GRANT_ENTRIES: u32 = 4096 / GRANT_ENTRY_SIZE as u32;
+/// Entries in one frame of the table.
+pub const GRANT_ENTRIES_PER_FRAME: u32 = PAGE_SIZE as u32 / GRANT_ENTRY_SIZE as u32;
+/// Entries in the whole table ([`GRANT_TABLE_FRAMES`] frames, contiguous from
+/// `BootInfo::grant_table_gpa`), entry 0 (never used) included: valid references are
+/// `1..GRANT_ENTRIES`.
+pub const GRANT_ENTRIES: u32 = GRANT_TABLE_FRAMES * GRANT_ENTRIES_PER_FRAME;
+
+// An entry never straddles two frames, and the table holds the block device's 32
+// requests of 16 frames, the network's 64 entries and entry 0.
+const _: () = assert!((PAGE_SIZE as usize).is_multiple_of(GRANT_ENTRY_SIZE));
+const _: () = assert!(GRANT_ENTRIES > 32 * 16 + 64);
 /// Byte offset of `flags` in an entry.
 pub const GRANT_FLAGS_OFFSET: usize = 0;
 /// Byte offset of `frame` in an entry.
@@ -163,6 +195,20 @@ mod tests {
         assert_eq!(GrantProblem::OutOfRange.to_string(), "the grant reference is 0 or past the grant table");
         let e: &dyn core::error::Error = &GrantProblem::BadFrame;
         assert!(e.to_string().contains("outside the frames a backend may use"));
+    }
+
+    #[test]
+    fn the_table_is_four_frames_of_256_entries() {
+        assert_eq!((GRANT_ENTRIES_PER_FRAME, GRANT_TABLE_FRAMES, GRANT_ENTRIES, GRANT_TABLE_BYTES), (256, 4, 1024, 16384));
+    }
+
+    #[test]
+    fn hostile_references_at_the_tables_end_the_last_is_valid_the_next_is_refused() {
+        let last = GRANT_ENTRIES - 1;
+        assert_eq!(check_grant(last, PERMIT, f(0x300), GrantAccess::Write, any()), Ok(f(0x300)));
+        assert_eq!(check_grant(last + 1, PERMIT, f(0x300), GrantAccess::Write, any()), Err(GrantProblem::OutOfRange));
+        // The old one-frame table's end is now an ordinary entry of the second frame.
+        assert_eq!(check_grant(GRANT_ENTRIES_PER_FRAME, PERMIT, f(0x300), GrantAccess::Read, any()), Ok(f(0x300)));
     }
 
     #[test]

@@ -12,8 +12,9 @@
 //!  0x0000_3000 ├──────────────────────────────┤ SHARED_INFO_GPA
 //!              │ shared-info page (event-     │
 //!              │ channel pending flags)       │
-//!  0x0000_4000 ├──────────────────────────────┤ GRANT_TABLE_GPA
-//!              │ grant table (guest writes)   │
+//!  0x0000_4000 ├──────────────────────────────┤
+//!              │ (unused: the grant table's   │
+//!              │ one frame before ABI 6)      │
 //!  0x0000_5000 ├──────────────────────────────┤ CONSOLE_RING_GPA
 //!              │ console ring                 │
 //!  0x0000_6000 ├──────────────────────────────┤ BLOCK_RING_GPA
@@ -24,7 +25,12 @@
 //!              │ network receive ring         │
 //!  0x0000_9000 ├──────────────────────────────┤ BALLOON_RING_GPA
 //!              │ balloon ring                 │
-//!  0x0001_0000 ├──────────────────────────────┤
+//!  0x0000_a000 ├──────────────────────────────┤
+//!              │ (unused)                     │
+//!  0x0001_0000 ├──────────────────────────────┤ GRANT_TABLE_GPA
+//!              │ grant table, 4 frames        │
+//!              │ (guest writes)               │
+//!  0x0001_4000 ├──────────────────────────────┤
 //!              │ (unused)                     │
 //!  0x0010_0000 ├──────────────────────────────┤ VMM_RESERVED_END
 //!              │ kernel image (ELF p_paddr)   │  the linker script puts it at 2 MiB
@@ -77,8 +83,14 @@ pub const BOOT_GDT_GPA: u64 = 0x1000;
 pub const BOOT_INFO_GPA: u64 = 0x2000;
 /// Guest-physical address of the shared-info page (event channels).
 pub const SHARED_INFO_GPA: u64 = 0x3000;
-/// Guest-physical address of the grant table (one page).
-pub const GRANT_TABLE_GPA: u64 = 0x4000;
+/// Guest-physical address of the grant table: [`GRANT_TABLE_FRAMES`] contiguous frames
+/// from here. (Up to ABI 5 it was one frame at 0x4000; it grew, as Xen's does, so that
+/// 32 block requests of 64 KiB fit: see `grant`, "Why several frames".)
+pub const GRANT_TABLE_GPA: u64 = 0x1_0000;
+/// Frames of the grant table (`grant` says what is in them and why this many).
+pub const GRANT_TABLE_FRAMES: u32 = 4;
+/// Bytes of the grant table.
+pub const GRANT_TABLE_BYTES: u64 = GRANT_TABLE_FRAMES as u64 * PAGE_SIZE;
 /// Guest-physical address of the console device's ring page.
 pub const CONSOLE_RING_GPA: u64 = 0x5000;
 /// Guest-physical address of the block device's ring page.
@@ -135,3 +147,7 @@ pub const MIN_MEM_MIB: u64 = 8;
 pub const MAX_MEM_MIB: u64 = 3 * 1024;
 
 const _: () = assert!((MAX_MEM_MIB << 20) <= LOCAL_APIC_GPA);
+// The grant table lies past the last ring page and inside the reserved area, where no
+// grant may point (`grant::grant_window`), so no grant can make a backend write it.
+const _: () = assert!(BALLOON_RING_GPA + PAGE_SIZE <= GRANT_TABLE_GPA);
+const _: () = assert!(GRANT_TABLE_GPA + GRANT_TABLE_BYTES <= VMM_RESERVED_END);

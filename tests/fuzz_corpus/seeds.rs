@@ -6,7 +6,7 @@
 use pv_abi::device::block::{BlockRequest, BLOCK_MAX_SEGMENTS, BLOCK_OP_FLUSH, BLOCK_OP_READ, BLOCK_OP_WRITE};
 use pv_abi::device::console::{ConsoleRequest, CONSOLE_CHUNK};
 use pv_abi::device::net::{NetRxRequest, NetTxRequest};
-use pv_abi::grant::{GrantFlags, GRANT_ENTRY_SIZE};
+use pv_abi::grant::{GrantFlags, GRANT_ENTRY_SIZE, GRANT_TABLE_FRAMES};
 use pv_abi::layout::{KERNEL_VIRT_BASE, PAGE_SIZE};
 use pv_abi::ring::RingEntry;
 
@@ -360,6 +360,10 @@ fn control_request() -> Vec<(&'static str, Vec<u8>)> {
 
 // ---- block requests ---------------------------------------------------------------
 
+/// The first frame of the grant table in the fuzz targets' 64-page model memory: its
+/// top `GRANT_TABLE_FRAMES` pages.
+const MODEL_GRANT_TABLE_FRAME: u64 = 64 - GRANT_TABLE_FRAMES as u64;
+
 /// The grant-table prefix of a `block_request` input: entry `i` of `grants` grants frame
 /// `frame` with `flags`; the table holds 24 entries.
 fn grant_table(grants: &[(usize, u32, u64)]) -> Vec<u8> {
@@ -383,7 +387,9 @@ fn block(id: u64, op: u8, sector: u64, nr_sectors: u32, grefs: &[u32]) -> Vec<u8
 fn block_request() -> Vec<(&'static str, Vec<u8>)> {
     let permit = GrantFlags::PERMIT_ACCESS.bits();
     let read_only = GrantFlags::READ_ONLY.bits();
-    let table = grant_table(&[(1, permit, 3), (2, permit, 4), (3, permit | read_only, 5), (4, permit, 0), (5, permit, 64)]);
+    // Entry 4 grants the grant table's own first frame (the model memory's top 4 pages
+    // hold the table, `backend_drivers::fuzz_entry`); entry 5 a frame past the memory.
+    let table = grant_table(&[(1, permit, 3), (2, permit, 4), (3, permit | read_only, 5), (4, permit, MODEL_GRANT_TABLE_FRAME), (5, permit, 64)]);
     let input = |ro: u8, sectors: u64, requests: &[Vec<u8>]| [table.clone(), vec![ro], sectors.to_le_bytes().to_vec(), requests.concat()].concat();
     vec![
         ("read-write-flush", input(0, 64, &[block(1, BLOCK_OP_WRITE, 0, 8, &[1]), block(2, BLOCK_OP_READ, 0, 12, &[1, 2]), block(3, BLOCK_OP_FLUSH, 0, 0, &[])])),
@@ -444,8 +450,8 @@ fn net_request() -> Vec<(&'static str, Vec<u8>)> {
     let permit = GrantFlags::PERMIT_ACCESS.bits();
     let read_only = GrantFlags::READ_ONLY.bits();
     // Entry 1: frame 4 read-only (a tx buffer); 2: frame 5 writable (an rx buffer);
-    // 3: frame 6 read-only (a bad rx buffer); 4: the grant table's own frame.
-    let table = grant_table(&[(1, permit | read_only, 4), (2, permit, 5), (3, permit | read_only, 6), (4, permit, 0)]);
+    // 3: frame 6 read-only (a bad rx buffer); 4: the grant table's own first frame.
+    let table = grant_table(&[(1, permit | read_only, 4), (2, permit, 5), (3, permit | read_only, 6), (4, permit, MODEL_GRANT_TABLE_FRAME)]);
     let input = |steps: &[Vec<u8>]| [table.clone(), steps.concat()].concat();
     vec![
         ("both-ways", input(&[net_tx(1, 1, 0, 60), net_tx(2, 1, 2582, 1514), vec![NET_SERVE_TX], net_rx(7, 2), net_frame(60), net_frame(1514), net_rx(8, 2), vec![NET_SERVE_RX]])),

@@ -181,7 +181,7 @@ pub type Front = NetFront<GuestPage, GuestPage, GuestPage, EventFdDoorbell, TX, 
 /// The guest's grant table, as the kernel would split it: block keeps the low entries,
 /// the network frontend gets the top [`NET_GRANTS`].
 pub fn net_grants(m: &GuestMemory) -> GrantTableFront<GuestPage> {
-    let mut block = GrantTableFront::new(page(m, GRANT_TABLE_GPA));
+    let mut block = GrantTableFront::new(core::array::from_fn(|i| page(m, GRANT_TABLE_GPA + i as u64 * 4096)));
     block.split_off(NET_GRANTS).unwrap()
 }
 

@@ -188,7 +188,7 @@ pub const ALL: [Workload; 13] = [
         name: "blk",
         id: "blk/64k",
         guest_name: "blk",
-        operation: "a 64 KiB read by a ring-3 task into its own frames through the block ring (15 in flight: 16 grants each, 255 in the table)",
+        operation: "a 64 KiB read by a ring-3 task into its own frames through the block ring (32 in flight, 16 grants each: 512 of the table's 1023)",
         kind: Kind::Blk { sectors: 128 },
         quick: size_with(3, 16, 128),
         full: size_with(7, 128, 128),

@@ -16,7 +16,7 @@ use crate::memory::{GuestRam, OutsideRam};
 use elf::{ElfError, KernelImage};
 use page_tables::{BootPageTables, PageTableError};
 use pv_abi::addr::{GuestVirt, PseudoPhys};
-use pv_abi::layout::{pt_pool, BOOT_INFO_GPA, GRANT_TABLE_GPA, PAGE_SIZE, SHARED_INFO_GPA};
+use pv_abi::layout::{pt_pool, BOOT_INFO_GPA, GRANT_TABLE_FRAMES, GRANT_TABLE_GPA, PAGE_SIZE, SHARED_INFO_GPA};
 use pv_abi::{BootInfo, CmdlineError, DeviceInfo, MmuMode};
 
 /// Where and how the vCPU starts.
@@ -151,6 +151,7 @@ pub fn prepare(ram: &GuestRam, inputs: &BootInputs) -> Result<BootPlan, BootErro
         tsc_khz: inputs.tsc_khz,
         shared_info_gpa: SHARED_INFO_GPA,
         grant_table_gpa: GRANT_TABLE_GPA,
+        grant_table_frames: GRANT_TABLE_FRAMES,
         console: inputs.devices.console,
         block: inputs.devices.block,
         block_sectors: inputs.devices.block_sectors,

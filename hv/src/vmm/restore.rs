@@ -19,7 +19,8 @@ use std::time::Instant;
 
 use pv_abi::addr::{GuestVirt, MachineAddr, PseudoPhys};
 use pv_abi::event_channel::{MAX_CHANNELS, SHARED_INFO_PENDING_OFFSET};
-use pv_abi::layout::{BOOT_INFO_GPA, SHARED_INFO_GPA};
+use pv_abi::cpuid::HV_ABI_VERSION;
+use pv_abi::layout::{BOOT_INFO_GPA, GRANT_TABLE_FRAMES, GRANT_TABLE_GPA, SHARED_INFO_GPA};
 use pv_abi::{BootInfo, MmuMode};
 
 use super::{control, Vm, VmConfig, VmError};
@@ -92,6 +93,7 @@ impl Vm {
             MmuMode::Shadow => Some(ShadowPaging::new(state.ram_bytes)?),
         };
         let memory = shadow.as_ref().map_or_else(|| crate::kvm::MemoryPlan::flat(state.ram_bytes), ShadowPaging::memory_plan);
+        check_guest_abi(&ram)?;
         let kvm = KvmVm::with_ram(ram, memory)?;
         tell_guest_its_mode(&kvm, config.mmu)?;
         let console = ConsoleOutput::new(console);
@@ -169,6 +171,35 @@ fn open_same_disk(config: &VmConfig, state: &VmState) -> Result<Option<backend_d
     }
 }
 
+/// Refuses a guest that was booted for another ABI. Its memory has its shared pages
+/// where that ABI put them, and this hv's backends look where this ABI does: a guest of
+/// ABI 5 keeps its one-frame grant table at 0x4000, where hv's backends no longer read,
+/// so each of its block requests would fail. The guest's boot-info page travels in its
+/// RAM (in a snapshot or a migration stream) and says which ABI and which grant table
+/// it was booted with.
+fn check_guest_abi(ram: &GuestRam) -> Result<(), VmError> {
+    let field = |offset: usize, bytes: &mut [u8]| {
+        ram.read(PseudoPhys::new(BOOT_INFO_GPA + offset as u64), bytes)
+            .map_err(|e| VmError::Restore(format!("the boot-info page is not in RAM: {e}")))
+    };
+    let (mut version, mut table, mut frames) = ([0u8; 4], [0u8; 8], [0u8; 4]);
+    field(core::mem::offset_of!(BootInfo, abi_version), &mut version)?;
+    field(core::mem::offset_of!(BootInfo, grant_table_gpa), &mut table)?;
+    field(core::mem::offset_of!(BootInfo, grant_table_frames), &mut frames)?;
+    let (version, table, frames) = (u32::from_le_bytes(version), u64::from_le_bytes(table), u32::from_le_bytes(frames));
+    if version != HV_ABI_VERSION {
+        return Err(VmError::Restore(format!(
+            "the guest was booted for hv's ABI {version}; this hv speaks ABI {HV_ABI_VERSION} (its shared pages, such as the grant table, are elsewhere), so the guest cannot continue here"
+        )));
+    }
+    if (table, frames) != (GRANT_TABLE_GPA, GRANT_TABLE_FRAMES) {
+        return Err(VmError::Restore(format!(
+            "the guest's grant table is {frames} frame(s) at {table:#x}; this hv's backends read {GRANT_TABLE_FRAMES} at {GRANT_TABLE_GPA:#x}"
+        )));
+    }
+    Ok(())
+}
+
 /// Rewrites `BootInfo::mmu_mode`: the guest reads it at every CR3 load
 /// (`hv::memory_mode` in pv-guest), so it follows a change of mode at once.
 fn tell_guest_its_mode(kvm: &KvmVm, mode: MmuMode) -> Result<(), VmError> {
@@ -207,4 +238,42 @@ fn restored_balloon(kvm: &KvmVm, state: &VmState) -> Result<Option<crate::device
     // block is zero, which would read as "keep nothing"; give it all of RAM.
     let target_pages = state.balloon.is_none().then(|| ram.size() >> pv_abi::addr::PAGE_SHIFT);
     Ok(Some(crate::devices::BalloonPlan { limits, state: saved, target_pages }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// RAM whose boot-info page says ABI `version` and a grant table of `frames` at `table`.
+    fn booted(version: u32, table: u64, frames: u32) -> GuestRam {
+        let ram = GuestRam::new(8 << 20).unwrap();
+        let info = BootInfo { abi_version: version, grant_table_gpa: table, grant_table_frames: frames, ..BootInfo::empty() };
+        let put = |offset: usize, bytes: &[u8]| ram.write(PseudoPhys::new(BOOT_INFO_GPA + offset as u64), bytes).unwrap();
+        put(core::mem::offset_of!(BootInfo, abi_version), &info.abi_version.to_le_bytes());
+        put(core::mem::offset_of!(BootInfo, grant_table_gpa), &info.grant_table_gpa.to_le_bytes());
+        put(core::mem::offset_of!(BootInfo, grant_table_frames), &info.grant_table_frames.to_le_bytes());
+        ram
+    }
+
+    fn refusal(ram: &GuestRam) -> String {
+        match check_guest_abi(ram) {
+            Err(VmError::Restore(why)) => why,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_guest_booted_for_this_abi_and_grant_table_continues() {
+        assert!(check_guest_abi(&booted(HV_ABI_VERSION, GRANT_TABLE_GPA, GRANT_TABLE_FRAMES)).is_ok());
+    }
+
+    #[test]
+    fn hostile_a_guest_of_abi_5_with_its_one_frame_grant_table_is_refused_with_the_reason() {
+        let why = refusal(&booted(5, 0x4000, 0));
+        assert!(why.contains("booted for hv's ABI 5; this hv speaks ABI 6"), "{why}");
+        let why = refusal(&booted(HV_ABI_VERSION, 0x4000, 1));
+        assert!(why.contains("grant table is 1 frame(s) at 0x4000; this hv's backends read 4 at 0x10000"), "{why}");
+        let why = refusal(&GuestRam::new(8 << 20).unwrap());
+        assert!(why.contains("ABI 0"), "{why}");
+    }
 }

@@ -24,7 +24,7 @@ use backend_drivers::grant_table::GrantTable;
 use backend_drivers::guest_page::GuestPage;
 use backend_drivers::runner::{service_ring, BackendStats, BackendWiring, NotifyPolicy};
 use frontend_drivers::block::BlockFront;
-use frontend_drivers::grant_table::GrantTableFront;
+use frontend_drivers::grant_table::{GrantFrames, GrantTableFront};
 use frontend_drivers::{Doorbell, WaitForEvent};
 use pv_abi::addr::{FrameRange, PseudoFrame, PseudoPhys};
 use pv_abi::device::block::{BlockRequest, BlockResponse, BLOCK_MAX_SEGMENTS};
@@ -37,8 +37,9 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 /// Guest RAM of the rig.
 pub const MEM: u64 = 8 << 20;
 const SHARED_INFO: u64 = 0x3000;
-/// The grant table page.
-pub const GRANT_TABLE: u64 = 0x4000;
+/// The grant table's first frame (`pv_abi::grant::GRANT_TABLE_FRAMES` frames from here,
+/// past the ring, where hv puts them).
+pub const GRANT_TABLE: u64 = 0x1_0000;
 const RING: u64 = 0x5000;
 /// The first frame a grant may name (1 MiB).
 pub const FIRST_DATA_FRAME: u64 = 0x100;
@@ -156,7 +157,7 @@ impl Rig {
     /// The real block frontend on this rig's ring and grant table (use it, or
     /// [`Rig::hand_made`], not both).
     pub fn front(&self) -> Front {
-        let grants = GrantTableFront::new(page(&self.memory, GRANT_TABLE));
+        let grants = GrantTableFront::new(grant_frames(&self.memory));
         BlockFront::new(page(&self.memory, RING), grants, QuietDoorbell, NeverSleep)
     }
 
@@ -164,7 +165,7 @@ impl Rig {
     pub fn hand_made(&self) -> HandMade {
         HandMade {
             ring: FrontRing::init(page(&self.memory, RING)),
-            grants: GrantTableFront::new(page(&self.memory, GRANT_TABLE)),
+            grants: GrantTableFront::new(grant_frames(&self.memory)),
         }
     }
 
@@ -242,4 +243,9 @@ pub fn request(op: u8, sector: u64, nr_sectors: u32, grefs: &[GrantRef]) -> Bloc
 
 fn page(memory: &GuestMemory, gpa: u64) -> GuestPage {
     GuestPage::new(memory.clone(), PseudoPhys::new(gpa)).expect("the page is in guest memory")
+}
+
+/// The grant table's frames, as the guest kernel hands them to its allocator.
+fn grant_frames(memory: &GuestMemory) -> GrantFrames<GuestPage> {
+    core::array::from_fn(|i| page(memory, GRANT_TABLE + i as u64 * 4096))
 }

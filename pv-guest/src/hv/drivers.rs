@@ -6,11 +6,13 @@
 //! balloon frontend if hv serves one (`mm::balloon` decides which frames it carries).
 
 use frontend_drivers::balloon::BalloonFront;
-use frontend_drivers::block::BlockFront;
+use frontend_drivers::block::{BlockFront, MAX_IN_FLIGHT};
 use frontend_drivers::console::ConsoleFront;
 use frontend_drivers::grant_table::GrantTableFront;
 use frontend_drivers::net::{NetBuffer, NetFront};
-use pv_abi::addr::PseudoPhys;
+use pv_abi::addr::{PseudoPhys, PAGE_SIZE};
+use pv_abi::device::block::BLOCK_MAX_SEGMENTS;
+use pv_abi::grant::GRANT_ENTRIES;
 use pv_abi::BootInfo;
 
 use crate::arch::apic;
@@ -30,6 +32,10 @@ pub const NET_RX_BUFFERS: usize = pv_user::handoff::net::RX_BUFFERS;
 /// Grant entries the network frontend takes from the table (one per buffer in flight,
 /// with room to spare); the block device keeps the rest.
 const NET_GRANT_ENTRIES: u32 = 64;
+// What the block device keeps (entry 0 is nobody's) holds a whole ring of the largest
+// requests, each with its own grants: 32 × 16 = 512 entries, so a ring-3 task's
+// persistent buffers (`task::blk_io`) can keep 32 reads of 64 KiB in flight.
+const _: () = assert!(GRANT_ENTRIES - 1 - NET_GRANT_ENTRIES >= MAX_IN_FLIGHT as u32 * BLOCK_MAX_SEGMENTS as u32);
 /// The network frontend as the kernel instantiates it.
 pub type Net = NetFront<PhysPage, PhysPage, PhysPage, PortDoorbell, NET_TX_BUFFERS, NET_RX_BUFFERS>;
 
@@ -72,9 +78,15 @@ pub fn init(info: &BootInfo) {
         *CONSOLE.borrow_mut() = Some(ConsoleFront::new(ring, doorbell, UpcallWait));
     }
     // One grant table for every frontend that lends frames: the network device takes the
-    // top of it, the block device keeps the rest.
-    // SAFETY: see above.
-    let mut grants = GrantTableFront::new(unsafe { PhysPage::new(PseudoPhys::new(info.grant_table_gpa)) });
+    // top of it, the block device keeps the rest. Its frames are contiguous from
+    // `grant_table_gpa`; `BootInfo::check` made sure there are GRANT_TABLE_FRAMES of them,
+    // all in the reserved area.
+    let frames = core::array::from_fn(|i| {
+        let gpa = PseudoPhys::new(info.grant_table_gpa + i as u64 * PAGE_SIZE);
+        // SAFETY: see above.
+        unsafe { PhysPage::new(gpa) }
+    });
+    let mut grants = GrantTableFront::new(frames);
     if info.net_tx.present != 0 && info.net_rx.present != 0 {
         match grants.split_off(NET_GRANT_ENTRIES) {
             Ok(net_grants) => *NET_GRANTS.borrow_mut() = Some(net_grants),

@@ -1,5 +1,5 @@
 //! A page shared with the hypervisor, as the ring protocol needs it: the guest's
-//! implementation of `pv_abi::ring::SharedPage` (and of the grant table's page).
+//! implementation of `pv_abi::ring::SharedPage` (and of each of the grant table's frames).
 //!
 //! The page is reached through the direct map. Index loads and stores are atomic with
 //! the orderings the protocol asks for, because a backend thread on another host CPU
