@@ -74,7 +74,7 @@ pub fn migrate(mode: MmuMode, guest: &[&str], after: Duration, max_rounds: u32, 
     };
     let destination = std::thread::spawn(move || {
         let console = CapturedOutput::default();
-        let received = migration::receive(&listener, &incoming, Box::new(console.clone()), Instant::now()).ok()?;
+        let received = migration::receive(&listener, &incoming, Box::new(console.clone()), Instant::now(), None).ok()?;
         Some(run_thread(received.vm, console).join().expect("lab 6: the destination's guest thread"))
     });
     let console = CapturedOutput::default();
