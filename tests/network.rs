@@ -37,6 +37,22 @@ fn the_kernels_own_stack_still_answers_with_ring0() {
 }
 
 #[test]
+fn the_network_device_passes_from_task_to_task_and_back_to_the_kernel() {
+    if !common::kvm_available() {
+        return;
+    }
+    // Each ring-3 network task leaves the rings where the next holder can go on from:
+    // g0 serves from a task, then pings from a second task, then serves from the kernel;
+    // g1 pings, serves, and pings from the kernel.
+    let r = hv(&["run", "--guest", "net-serve 4 ; net-ping 10.0.0.3 2 ; net-serve 3 --ring0", "--guest", "net-ping 10.0.0.2 2 ; net-serve 5 ; net-ping 10.0.0.2 2 --ring0"]);
+    r.expect_code(0);
+    r.expect(r.stdout.contains("g1 | net-ping: 2 sent, 2 received"), "g1's first task reached g0's");
+    r.expect(r.stdout.contains("g0 | net-ping: 2 sent, 2 received"), "g0's second task, on the rings its first left, reached g1's second");
+    r.expect(r.stdout.matches("g1 | net-ping: 2 sent, 2 received").count() == 2, "g1's kernel, on the rings its task left, reached g0's kernel");
+    r.expect(r.stdout.contains("g0 | net-serve: answering ping and HTTP on port 80 for 3 s (the stack in the kernel, ring 0)"), "g0's kernel took the device back");
+}
+
+#[test]
 fn a_ring3_stack_answers_a_ring0_one() {
     if !common::kvm_available() {
         return;

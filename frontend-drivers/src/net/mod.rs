@@ -138,6 +138,24 @@ pub struct NetFrontStats {
     pub doorbells_suppressed: u64,
 }
 
+/// Where a frontend on persistent grants left its rings ([`NetFront::handover`]), for
+/// the next driver of the same buffers ([`NetFront::resume_persistent`]): the kernel
+/// lending the device to a ring-3 task again, or taking it back.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct NetHandover {
+    /// The transmit ring's index: every transmission answered and taken.
+    pub tx_index: u32,
+    /// The receive ring's `req_prod`: buffers posted up to here.
+    pub rx_req_prod: u32,
+    /// The receive ring's `rsp_cons`: frames taken up to here.
+    pub rx_rsp_cons: u32,
+    /// Padding (zero).
+    pub _pad: u32,
+    /// Bit `i` set: receive buffer `i` is posted (or holds a frame not yet taken).
+    pub rx_posted: u64,
+}
+
 /// How a frontend's buffers are granted to the backend.
 enum BufferGrants<G: SharedPage, const TX: usize, const RX: usize> {
     /// Granted for each use and revoked on its response, from the frontend's own range of
@@ -205,7 +223,7 @@ impl<P: SharedPage, G: SharedPage, B: SharedPage, D: Doorbell, const TX: usize, 
         tx_doorbell: D,
         rx_doorbell: D,
     ) -> Self {
-        Self::make(tx_ring, rx_ring, BufferGrants::PerUse(grants), tx_buffers, rx_buffers, tx_doorbell, rx_doorbell)
+        Self::make(FrontRing::init(tx_ring), FrontRing::init(rx_ring), BufferGrants::PerUse(grants), tx_buffers, rx_buffers, tx_doorbell, rx_doorbell)
     }
 
     /// Initialises both rings for buffers granted once, for good, by the caller:
@@ -224,12 +242,64 @@ impl<P: SharedPage, G: SharedPage, B: SharedPage, D: Doorbell, const TX: usize, 
         tx_doorbell: D,
         rx_doorbell: D,
     ) -> Self {
-        Self::make(tx_ring, rx_ring, BufferGrants::Persistent { tx: tx_grants, rx: rx_grants }, tx_buffers, rx_buffers, tx_doorbell, rx_doorbell)
+        let grants = BufferGrants::Persistent { tx: tx_grants, rx: rx_grants };
+        Self::make(FrontRing::init(tx_ring), FrontRing::init(rx_ring), grants, tx_buffers, rx_buffers, tx_doorbell, rx_doorbell)
+    }
+
+    /// A frontend on persistent grants (as [`NetFront::with_persistent_grants`]) that goes
+    /// on where another left the rings ([`NetFront::handover`]): its receive buffers in
+    /// `left.rx_posted` are still posted, the responses after `left.rx_rsp_cons` are this
+    /// one's to take. `None` if `left` does not add up (a buffer past `RX`, or the posted
+    /// count not what the indices say is outstanding), which a frontend that wrote it
+    /// never produces.
+    #[allow(clippy::too_many_arguments)]
+    pub fn resume_persistent(
+        tx_ring: P,
+        rx_ring: P,
+        left: NetHandover,
+        tx_grants: [GrantRef; TX],
+        rx_grants: [GrantRef; RX],
+        tx_buffers: [NetBuffer<B>; TX],
+        rx_buffers: [NetBuffer<B>; RX],
+        tx_doorbell: D,
+        rx_doorbell: D,
+    ) -> Option<Self> {
+        let outstanding = left.rx_req_prod.wrapping_sub(left.rx_rsp_cons);
+        let beyond = if RX >= 64 { 0 } else { left.rx_posted >> RX };
+        if RX > 64 || beyond != 0 || u64::from(outstanding) != u64::from(left.rx_posted.count_ones()) {
+            return None;
+        }
+        let grants = BufferGrants::Persistent { tx: tx_grants, rx: rx_grants };
+        let tx = FrontRing::adopt(tx_ring, left.tx_index);
+        let rx = FrontRing::resume(rx_ring, left.rx_req_prod, left.rx_rsp_cons);
+        let mut front = Self::make(tx, rx, grants, tx_buffers, rx_buffers, tx_doorbell, rx_doorbell);
+        for (slot, posted) in front.rx_posted.iter_mut().enumerate() {
+            if left.rx_posted & (1 << slot) != 0 {
+                *posted = Some(rx_grants[slot]);
+            }
+        }
+        Some(front)
+    }
+
+    /// Where this frontend leaves its rings, for the next driver of the same buffers
+    /// ([`NetFront::resume_persistent`]): after reaping every transmission it can. `None`
+    /// if it cannot be handed over now: its grants are per use (they are revoked with
+    /// it), it has more than 64 receive buffers, a transmission is still unanswered (try again), or a request is unpublished.
+    pub fn handover(&mut self) -> Option<NetHandover> {
+        // The posted set travels as a 64-bit mask.
+        if RX > 64 || !matches!(self.grants, BufferGrants::Persistent { .. }) {
+            return None;
+        }
+        let _ = self.reap_tx();
+        let tx_index = self.tx.quiet_index()?;
+        let (rx_req_prod, rx_rsp_cons) = self.rx.outstanding()?;
+        let rx_posted = self.rx_posted.iter().enumerate().filter(|(_, g)| g.is_some()).fold(0u64, |bits, (slot, _)| bits | 1 << slot);
+        Some(NetHandover { tx_index, rx_req_prod, rx_rsp_cons, _pad: 0, rx_posted })
     }
 
     fn make(
-        tx_ring: P,
-        rx_ring: P,
+        tx: FrontRing<P, NetTxRequest, NetTxResponse>,
+        rx: FrontRing<P, NetRxRequest, NetRxResponse>,
         grants: BufferGrants<G, TX, RX>,
         tx_buffers: [NetBuffer<B>; TX],
         rx_buffers: [NetBuffer<B>; RX],
@@ -238,8 +308,8 @@ impl<P: SharedPage, G: SharedPage, B: SharedPage, D: Doorbell, const TX: usize, 
     ) -> Self {
         let () = Self::SHAPE_OK;
         NetFront {
-            tx: FrontRing::init(tx_ring),
-            rx: FrontRing::init(rx_ring),
+            tx,
+            rx,
             grants,
             tx_buffers,
             rx_buffers,

@@ -59,8 +59,23 @@ impl<P: SharedPage, Req: RingEntry, Rsp: RingEntry> FrontRing<P, Req, Rsp> {
     /// indices, never sees a change. Adopting a ring that is not quiet at `index` makes
     /// this end's view wrong; the next response check catches a gross mismatch.
     pub fn adopt(page: P, index: u32) -> Self {
+        Self::resume(page, index, index)
+    }
+
+    /// Takes over a ring another frontend left with requests outstanding: it published
+    /// every request up to `req_prod` and took every response before `rsp_cons`
+    /// ([`FrontRing::outstanding`]). Writes nothing; the responses still to come are this
+    /// end's to take. A receive ring is never quiet (its posted buffers wait for frames),
+    /// so it is handed over this way.
+    pub fn resume(page: P, req_prod: u32, rsp_cons: u32) -> Self {
         let _ = Self::SLOTS;
-        FrontRing { page, req_prod_pvt: index, req_prod_published: index, rsp_cons: index, entries: PhantomData }
+        FrontRing { page, req_prod_pvt: req_prod, req_prod_published: req_prod, rsp_cons, entries: PhantomData }
+    }
+
+    /// Where this end is, for [`FrontRing::resume`]: `(req_prod, rsp_cons)`, or `None`
+    /// while requests are pushed but not published.
+    pub fn outstanding(&self) -> Option<(u32, u32)> {
+        (self.req_prod_pvt == self.req_prod_published).then_some((self.req_prod_pvt, self.rsp_cons))
     }
 
     /// The index this ring is quiet at (nothing pushed but unpublished, nothing

@@ -96,7 +96,11 @@ extern "C" fn netd_main(handoff: *const Handoff) -> ! {
 /// The stack over the lent device, with the task's memory.
 fn stack(h: &Handoff, storage: &'static mut [SocketStorage<'static>]) -> Option<NetStack<'static, FrontLink>> {
     let config = NetConfig { mac: h.mac, ipv4: h.ipv4, prefix_len: h.prefix_len };
-    let link = FrontLink { front: link::front(h), dropped: 0 };
+    let Some(front) = link::front(h) else {
+        println!("pv-netd: the rings' previous holder left them in a state that does not add up");
+        return None;
+    };
+    let link = FrontLink { front, dropped: 0 };
     match NetStack::new(config, link, storage, NetClock::new(h.tsc_khz, rdtsc)) {
         Ok(stack) => Some(stack),
         Err(e) => {
@@ -128,7 +132,19 @@ fn serve(h: &Handoff, seconds: u64) -> u64 {
         "net-serve: done: {} responses, {} refused; {} frames in, {} out, {} dropped for want of a transmit buffer",
         server.stats.ok, server.stats.refused, link.received, link.sent, stack.device.io.dropped
     );
-    0
+    hand_back(&mut stack)
+}
+
+/// Leaves the rings for the next holder; the exit code (1 if they could not be handed
+/// back: the device then stays with this task for the rest of the boot).
+fn hand_back(stack: &mut NetStack<'static, FrontLink>) -> u64 {
+    let clock = stack.clock;
+    if link::hand_back(&mut stack.device.io.front, &clock) {
+        0
+    } else {
+        println!("pv-netd: transmissions still unanswered at exit: the network device cannot be handed back");
+        1
+    }
 }
 
 /// `ping IP COUNT`.
@@ -146,7 +162,8 @@ fn ping(h: &Handoff, target: [u8; 4], count: u64) -> u64 {
         Err(e) => println!("net-ping: no reply from {a}.{b}.{c}.{d}: seq={seq} ({e:?})"),
     });
     println!("{}", series.summary("net-ping", clock));
-    u64::from(series.received == 0)
+    let handed_back = hand_back(&mut stack);
+    u64::from(series.received == 0).max(handed_back)
 }
 
 #[panic_handler]

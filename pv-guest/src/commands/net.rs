@@ -78,8 +78,8 @@ impl FrameIo for NetFrontIo {
 
 /// Says the device is missing; returns the exit code for that.
 fn no_device(command: &str) -> u8 {
-    if crate::hv::drivers::net_lent() {
-        println!("{command}: the network device was lent to the ring-3 network task earlier in this boot, and stays with it");
+    if crate::hv::drivers::net_lost() {
+        println!("{command}: the network device is lost for this boot: a ring-3 network task ended without saying where it left the rings");
     } else {
         println!("{command}: no network device: run hv with --guests, --guest or --tap (net-selftest and net-bench loopback run without one)");
     }
@@ -127,7 +127,7 @@ fn in_net_task(name: &str, info: &pv_abi::BootInfo, command: NetTaskCommand, arg
     match net_task::run(info, command, args) {
         Ok(TaskExit::Exited(code)) => code.min(255) as u8,
         Ok(TaskExit::Killed { .. }) => 1,
-        Err(NetTaskError::NoDevice) | Err(NetTaskError::AlreadyLent) => no_device(name),
+        Err(NetTaskError::NoDevice) | Err(NetTaskError::Lost) => no_device(name),
         Err(NetTaskError::DeviceInUse) => {
             println!("{name}: the kernel's own stack (--ring0) already drives the network device in this boot");
             EXIT_USAGE

@@ -9,10 +9,10 @@ use frontend_drivers::balloon::BalloonFront;
 use frontend_drivers::block::{BlockFront, MAX_IN_FLIGHT};
 use frontend_drivers::console::ConsoleFront;
 use frontend_drivers::grant_table::GrantTableFront;
-use frontend_drivers::net::{NetBuffer, NetFront};
+use frontend_drivers::net::{NetBuffer, NetFront, NetHandover};
 use pv_abi::addr::{PseudoPhys, PAGE_SIZE};
 use pv_abi::device::block::BLOCK_MAX_SEGMENTS;
-use pv_abi::grant::GRANT_ENTRIES;
+use pv_abi::grant::{GrantRef, GRANT_ENTRIES};
 use pv_abi::BootInfo;
 
 use crate::arch::apic;
@@ -55,9 +55,25 @@ static NET: VcpuCell<Option<Net>> = VcpuCell::new(None);
 /// ([`lend_net`]). Whoever comes first keeps the device for the rest of the boot: the
 /// rings' private indices live with the frontend that drives them.
 static NET_PARTS: VcpuCell<Option<NetParts>> = VcpuCell::new(None);
-/// Whether the device was lent to a ring-3 task (so the kernel says so instead of "no
-/// device").
-static NET_LENT: VcpuCell<bool> = VcpuCell::new(false);
+/// The network device once it has been lent to a ring-3 task, between tasks: its parts,
+/// the grants made for good, and where the last task left the rings.
+static NET_LENT: VcpuCell<Option<LentNet>> = VcpuCell::new(None);
+
+/// The network device as the kernel keeps it between two holders that drive it on
+/// persistent grants (ring-3 tasks, then maybe the kernel's own stack).
+pub struct LentNet {
+    /// Its rings, ports, grant-table range and buffers.
+    pub parts: NetParts,
+    /// The grant of each transmit buffer, read-only, made once.
+    pub tx_grants: [GrantRef; NET_TX_BUFFERS],
+    /// The grant of each receive buffer, writable, made once.
+    pub rx_grants: [GrantRef; NET_RX_BUFFERS],
+    /// Where the last holder left the rings: `None` before the first holder (the rings are
+    /// fresh) or after one that did not say (the device is lost for this boot: see `lost`).
+    pub left: Option<NetHandover>,
+    /// A holder ended without saying where it left the rings: nobody can drive them again.
+    pub lost: bool,
+}
 /// The network device's share of the grant table, set aside by [`init`] until the
 /// frontend is made (`crate::net::front`, once the frame allocator can lend it buffers).
 static NET_GRANTS: VcpuCell<Option<GrantTableFront<PhysPage>>> = VcpuCell::new(None);
@@ -150,6 +166,9 @@ pub fn install_net(info: &BootInfo, grants: GrantTableFront<PhysPage>, tx: [NetB
 pub fn net() -> VcpuRefMut<'static, Option<Net>> {
     let mut net = NET.borrow_mut();
     if net.is_none() {
+        *net = take_back_lent_net();
+    }
+    if net.is_none() {
         if let Some(p) = NET_PARTS.borrow_mut().take() {
             // SAFETY: the rings are the pages hv announced for the network device (see `init`).
             let (tx_ring, rx_ring) = unsafe { (PhysPage::new(p.tx_ring), PhysPage::new(p.rx_ring)) };
@@ -162,19 +181,52 @@ pub fn net() -> VcpuRefMut<'static, Option<Net>> {
     net
 }
 
-/// Hands the unused network device to the caller, to lend to a ring-3 task; `None` if
-/// there is none or the kernel's frontend already drives it.
-pub fn lend_net() -> Option<NetParts> {
-    let parts = NET_PARTS.borrow_mut().take();
-    if parts.is_some() {
-        *NET_LENT.borrow_mut() = true;
+/// The kernel's frontend over a device a ring-3 task handed back, going on where it left
+/// the rings (on the grants made for it); `None` if there is none to take back.
+fn take_back_lent_net() -> Option<Net> {
+    let mut lent = NET_LENT.borrow_mut();
+    let left = lent.as_ref().and_then(|l| l.left)?;
+    let LentNet { parts: p, tx_grants, rx_grants, .. } = lent.take()?;
+    // SAFETY: the rings are the pages hv announced for the network device (see `init`).
+    let (tx_ring, rx_ring) = unsafe { (PhysPage::new(p.tx_ring), PhysPage::new(p.rx_ring)) };
+    let (tx_doorbell, rx_doorbell) = (PortDoorbell { port: p.tx_doorbell_port }, PortDoorbell { port: p.rx_doorbell_port });
+    let front = NetFront::resume_persistent(tx_ring, rx_ring, left, tx_grants, rx_grants, p.tx, p.rx, tx_doorbell, rx_doorbell);
+    if front.is_none() {
+        crate::println!("pv-guest: the network task left the rings in a state that does not add up; the device is lost for this boot");
     }
-    parts
+    front
 }
 
-/// Whether the network device was lent to a ring-3 task earlier in this boot.
-pub fn net_lent() -> bool {
-    *NET_LENT.borrow_mut()
+/// The network device as the kernel lends it to a ring-3 task.
+pub enum NetToLend {
+    /// Never driven: the caller grants its buffers and keeps them in a [`LentNet`].
+    Fresh(NetParts),
+    /// Driven by a task before, as it left the rings.
+    Driven(LentNet),
+}
+
+/// Hands the network device to the caller, to lend to a ring-3 task; `None` if there is
+/// none, the kernel's own stack drives it, or a task lost it.
+pub fn lend_net() -> Option<NetToLend> {
+    let mut lent = NET_LENT.borrow_mut();
+    if lent.as_ref().is_some_and(|l| l.lost) {
+        return None;
+    }
+    if let Some(l) = lent.take() {
+        return Some(NetToLend::Driven(l));
+    }
+    NET_PARTS.borrow_mut().take().map(NetToLend::Fresh)
+}
+
+/// Keeps the device between two holders.
+pub fn keep_lent_net(lent: LentNet) {
+    *NET_LENT.borrow_mut() = Some(lent);
+}
+
+/// Whether the network device was lost by a ring-3 task earlier in this boot (it ended
+/// without saying where it left the rings).
+pub fn net_lost() -> bool {
+    NET_LENT.borrow_mut().as_ref().is_some_and(|l| l.lost)
 }
 
 /// The console frontend (`None` before [`init`], or without a console device),

@@ -17,8 +17,11 @@
 //!   the task runs, so it notifies the backend with an `out` of its own, no system call.
 //!
 //! The task polls its receive ring in ring 3 (no upcall, so no emulated interrupt
-//! entry), runs smoltcp, and writes its lines with the `write` system call. The device
-//! stays lent for the rest of the boot: its rings' private indices lived in the task.
+//! entry), runs smoltcp, and writes its lines with the `write` system call. When it
+//! exits it writes where it left the rings into a handback page (the rings' private
+//! indices live with whoever drives them), and the kernel keeps that for the next holder
+//! (`hv::drivers::LentNet`): another task, or its own stack. A task that exits without
+//! writing it loses the device for the rest of the boot.
 //!
 //! What this does not protect: the task writes requests into the rings itself, so it
 //! could name in a receive request any grant reference the kernel has made (a block
@@ -27,12 +30,12 @@
 //! IOMMU's job on real hardware).
 
 use pv_abi::addr::{GuestVirt, PseudoFrame, PAGE_SHIFT};
-use pv_user::handoff::net::{Handoff, NetTaskCommand, BUFFERS_VA, DEVICE_WINDOW_END, HANDOFF_MAGIC, HANDOFF_VA, RINGS_VA, RX_BUFFERS, TX_BUFFERS};
+use pv_user::handoff::net::{Handback, Handoff, NetHandover, NetTaskCommand, BUFFERS_VA, DEVICE_WINDOW_END, HANDBACK_MAGIC, HANDBACK_VA, HANDOFF_MAGIC, HANDOFF_VA, RINGS_VA, RX_BUFFERS, TX_BUFFERS};
 
 use super::scheduler::{self, SpawnError, TaskExit};
 use super::user_image::{ImageError, UserImage};
 use crate::arch::gdt;
-use crate::hv::drivers::{self, NetParts};
+use crate::hv::drivers::{self, LentNet, NetParts, NetToLend};
 use crate::mm::address_space::AddressSpace;
 use crate::mm::writer::PageTableWriter;
 use crate::mm::{frames, MmuError, PageSize, Protection};
@@ -56,8 +59,9 @@ pub enum NetTaskError {
     /// The kernel's own stack already drives the device in this boot (or it could not
     /// be set up at boot).
     DeviceInUse,
-    /// The device was lent to the task earlier in this boot, and stays with it.
-    AlreadyLent,
+    /// A task earlier in this boot ended without saying where it left the rings: nobody
+    /// can drive them again.
+    Lost,
     /// No grant entry was left for a buffer.
     NoGrants,
     /// A doorbell port lies outside the TSS's I/O bitmap.
@@ -75,34 +79,70 @@ pub fn run(info: &pv_abi::BootInfo, command: NetTaskCommand, args: [u64; 2]) -> 
         return Err(NetTaskError::NoDevice);
     }
     let image = UserImage::parse(NETD_IMAGE, GuestVirt::new(HANDOFF_VA)..GuestVirt::new(DEVICE_WINDOW_END)).map_err(NetTaskError::Image)?;
-    if drivers::net_lent() {
-        return Err(NetTaskError::AlreadyLent);
+    if drivers::net_lost() {
+        return Err(NetTaskError::Lost);
     }
-    let mut parts = drivers::lend_net().ok_or(NetTaskError::DeviceInUse)?;
-    let handoff = handoff(info, &mut parts, command, args)?;
-    let ports = [parts.tx_doorbell_port, parts.rx_doorbell_port];
+    let mut lent = match drivers::lend_net().ok_or(NetTaskError::DeviceInUse)? {
+        NetToLend::Driven(lent) => lent,
+        NetToLend::Fresh(parts) => grant_for_good(parts)?,
+    };
+    let handoff = handoff(info, &lent, command, args);
+    let ports = [lent.parts.tx_doorbell_port, lent.parts.rx_doorbell_port];
+    let Some(handback) = frames::alloc() else {
+        drivers::keep_lent_net(lent);
+        return Err(NetTaskError::NoMemory);
+    };
+    // SAFETY: the frame was just allocated and nothing else refers to it.
+    unsafe { frames::bytes(handback) }.fill(0);
     // The ports first: a task that could not ring its doorbells must not be started.
-    for port in ports {
-        if !gdt::allow_user_port(port, true) {
-            close(ports);
-            return Err(NetTaskError::PortNotOpenable);
-        }
-    }
+    let opened = ports.iter().all(|&port| gdt::allow_user_port(port, true));
     let borrowed = GuestVirt::new(RINGS_VA)..GuestVirt::new(DEVICE_WINDOW_END);
-    let slot = scheduler::spawn_image(NAME, image.entry, [HANDOFF_VA, 0, 0], borrowed, |space, w| {
-        image.load(space, w).map_err(NetTaskError::Image)?;
-        map_device(space, w, &parts, &handoff).map_err(|_| NetTaskError::NoMemory)
-    })
-    .map_err(|e| {
-        close(ports);
-        match e {
+    let spawned = if opened {
+        scheduler::spawn_image(NAME, image.entry, [HANDOFF_VA, 0, 0], borrowed, |space, w| {
+            image.load(space, w).map_err(NetTaskError::Image)?;
+            map_device(space, w, &lent.parts, handback, &handoff).map_err(|_| NetTaskError::NoMemory)
+        })
+        .map_err(|e| match e {
             SpawnError::Mmu(_) => NetTaskError::NoMemory,
             SpawnError::Build(e) => e,
-        }
-    })?;
-    let results = scheduler::run_all();
+        })
+    } else {
+        Err(NetTaskError::PortNotOpenable)
+    };
+    let outcome = spawned.map(|slot| scheduler::run_all()[slot].unwrap_or(TaskExit::Exited(1)));
     close(ports);
-    Ok(results[slot].unwrap_or(TaskExit::Exited(1)))
+    if outcome.is_ok() {
+        // The task ran: the rings are where it says it left them, or nobody knows.
+        lent.left = read_handback(handback);
+        lent.lost = lent.left.is_none();
+    }
+    frames::free(handback);
+    drivers::keep_lent_net(lent);
+    outcome
+}
+
+/// Grants every buffer of a fresh device for good (the task never writes the grant table).
+fn grant_for_good(mut parts: NetParts) -> Result<LentNet, NetTaskError> {
+    let mut tx_grants = [0; TX_BUFFERS];
+    let mut rx_grants = [0; RX_BUFFERS];
+    for (i, buffer) in parts.tx.iter().enumerate() {
+        tx_grants[i] = parts.grants.grant(buffer.frame, true).map_err(|_| NetTaskError::NoGrants)?;
+    }
+    for (i, buffer) in parts.rx.iter().enumerate() {
+        rx_grants[i] = parts.grants.grant(buffer.frame, false).map_err(|_| NetTaskError::NoGrants)?;
+    }
+    Ok(LentNet { parts, tx_grants, rx_grants, left: None, lost: false })
+}
+
+/// Where the task says it left the rings, if it wrote a handback.
+fn read_handback(frame: PseudoFrame) -> Option<NetHandover> {
+    // SAFETY: the frame is the kernel's (lent to the task, which has ended); reading
+    // bytes from it aliases nothing.
+    let bytes = unsafe { frames::bytes(frame) };
+    // SAFETY: Handback is repr(C) plain integers (any bytes are a value) and fits in the
+    // page; read_unaligned needs no alignment.
+    let back = unsafe { core::ptr::read_unaligned(bytes.as_ptr() as *const Handback) };
+    (back.magic == HANDBACK_MAGIC).then_some(back.left)
 }
 
 /// Closes the doorbell ports to ring 3 again.
@@ -112,9 +152,9 @@ fn close(ports: [u16; 2]) {
     }
 }
 
-/// Grants every buffer for good and fills in the page the task reads first.
-fn handoff(info: &pv_abi::BootInfo, parts: &mut NetParts, command: NetTaskCommand, args: [u64; 2]) -> Result<Handoff, NetTaskError> {
-    let mut h = Handoff {
+/// The page the task reads first.
+fn handoff(info: &pv_abi::BootInfo, lent: &LentNet, command: NetTaskCommand, args: [u64; 2]) -> Handoff {
+    Handoff {
         magic: HANDOFF_MAGIC,
         command: command as u64,
         args,
@@ -123,28 +163,22 @@ fn handoff(info: &pv_abi::BootInfo, parts: &mut NetParts, command: NetTaskComman
         ipv4: info.net_ipv4,
         prefix_len: info.net_prefix_len,
         _pad: 0,
-        tx_doorbell_port: parts.tx_doorbell_port,
-        rx_doorbell_port: parts.rx_doorbell_port,
+        tx_doorbell_port: lent.parts.tx_doorbell_port,
+        rx_doorbell_port: lent.parts.rx_doorbell_port,
         _pad2: 0,
-        tx_frames: [0; TX_BUFFERS],
-        rx_frames: [0; RX_BUFFERS],
-        tx_grants: [0; TX_BUFFERS],
-        rx_grants: [0; RX_BUFFERS],
-    };
-    for (i, buffer) in parts.tx.iter().enumerate() {
-        h.tx_frames[i] = buffer.frame.raw();
-        h.tx_grants[i] = parts.grants.grant(buffer.frame, true).map_err(|_| NetTaskError::NoGrants)?;
+        tx_frames: core::array::from_fn(|i| lent.parts.tx[i].frame.raw()),
+        rx_frames: core::array::from_fn(|i| lent.parts.rx[i].frame.raw()),
+        tx_grants: lent.tx_grants,
+        rx_grants: lent.rx_grants,
+        resume: u32::from(lent.left.is_some()),
+        _pad3: 0,
+        left: lent.left.unwrap_or_default(),
     }
-    for (i, buffer) in parts.rx.iter().enumerate() {
-        h.rx_frames[i] = buffer.frame.raw();
-        h.rx_grants[i] = parts.grants.grant(buffer.frame, false).map_err(|_| NetTaskError::NoGrants)?;
-    }
-    Ok(h)
 }
 
-/// Maps the handoff page (a fresh frame, the task's), the two rings and every buffer
-/// (the device's, lent) into the task's space.
-fn map_device(space: &mut AddressSpace, w: &mut PageTableWriter, parts: &NetParts, handoff: &Handoff) -> Result<(), MmuError> {
+/// Maps the handoff page (a fresh frame, the task's), the two rings, the handback page
+/// and every buffer (the kernel's, lent) into the task's space.
+fn map_device(space: &mut AddressSpace, w: &mut PageTableWriter, parts: &NetParts, handback: PseudoFrame, handoff: &Handoff) -> Result<(), MmuError> {
     let page = frames::alloc().ok_or(MmuError::NoTables)?;
     // SAFETY: the frame was just allocated and nothing else refers to it.
     let bytes = unsafe { frames::bytes(page) };
@@ -158,6 +192,7 @@ fn map_device(space: &mut AddressSpace, w: &mut PageTableWriter, parts: &NetPart
         let frame = PseudoFrame::new(ring.raw() >> PAGE_SHIFT);
         space.map(w, GuestVirt::new(RINGS_VA + (i as u64) * 4096), frame, Protection::USER_DATA, PageSize::Small)?;
     }
+    space.map(w, GuestVirt::new(HANDBACK_VA), handback, Protection::USER_DATA, PageSize::Small)?;
     let buffers = parts.tx.iter().chain(parts.rx.iter());
     for (i, buffer) in buffers.enumerate() {
         space.map(w, GuestVirt::new(BUFFERS_VA + (i as u64) * 4096), buffer.frame, Protection::USER_DATA, PageSize::Small)?;
