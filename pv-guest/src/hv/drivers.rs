@@ -198,6 +198,9 @@ fn take_back_lent_net() -> Option<Net> {
 }
 
 /// The network device as the kernel lends it to a ring-3 task.
+// The variants differ in size by the grant arrays; the kernel has no heap to box them
+// into, and the value lives on the stack for one call.
+#[allow(clippy::large_enum_variant)]
 pub enum NetToLend {
     /// Never driven: the caller grants its buffers and keeps them in a [`LentNet`].
     Fresh(NetParts),
