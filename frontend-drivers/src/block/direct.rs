@@ -18,7 +18,7 @@ use pv_abi::device::block::{BlockOp, BlockRequest, BlockResponse, BlockStatus};
 use pv_abi::grant::GrantRef;
 use pv_abi::ring::{FrontRing, SharedPage};
 
-use super::{granted_shape_ok, push_granted, take_raw, BlockError};
+use super::{check_granted, push_granted, take_raw, BlockError};
 use crate::Doorbell;
 
 /// Counters.
@@ -64,14 +64,7 @@ impl<P: SharedPage, D: Doorbell, const N: usize> DirectQueue<P, D, N> {
     /// grants `grefs` (one per 4 KiB of `nr_sectors`). Not visible to the backend until
     /// [`DirectQueue::kick`]. Returns the request's id.
     pub fn submit(&mut self, buffer: usize, op: BlockOp, sector: u64, nr_sectors: u32, grefs: &[GrantRef]) -> Result<u64, BlockError> {
-        if !granted_shape_ok(op, nr_sectors, grefs) {
-            return Err(BlockError::BadShape);
-        }
-        match self.in_flight.get(buffer) {
-            Some(0) => {}
-            Some(_) => return Err(BlockError::RingFull),
-            None => return Err(BlockError::BadShape),
-        }
+        check_granted(op, nr_sectors, grefs, self.in_flight.get(buffer))?;
         let id = self.next_id;
         push_granted(&mut self.ring, id, op, sector, nr_sectors, grefs).map_err(|_| BlockError::RingFull)?;
         self.next_id += 1;

@@ -86,10 +86,18 @@ impl From<RingError> for BlockError {
     }
 }
 
-/// Whether a request on persistent grants has a shape the protocol allows: a read or
-/// write, one grant per 4 KiB of `nr_sectors`, at most [`BLOCK_MAX_SEGMENTS`].
-fn granted_shape_ok(op: BlockOp, nr_sectors: u32, grefs: &[GrantRef]) -> bool {
-    op != BlockOp::Flush && !grefs.is_empty() && grefs.len() <= BLOCK_MAX_SEGMENTS && nr_sectors.div_ceil(SECTORS_PER_SEGMENT) as usize == grefs.len()
+/// Whether a request on persistent grants may be queued for a buffer whose request in
+/// flight is `buffer_in_flight` (its id, 0 for none; `None`: no such buffer): a read or
+/// write, one grant per 4 KiB of `nr_sectors`, at most [`BLOCK_MAX_SEGMENTS`], and the
+/// buffer free.
+fn check_granted(op: BlockOp, nr_sectors: u32, grefs: &[GrantRef], buffer_in_flight: Option<&u64>) -> Result<(), BlockError> {
+    let shape_ok = op != BlockOp::Flush && !grefs.is_empty() && grefs.len() <= BLOCK_MAX_SEGMENTS && nr_sectors.div_ceil(SECTORS_PER_SEGMENT) as usize == grefs.len();
+    match buffer_in_flight {
+        _ if !shape_ok => Err(BlockError::BadShape),
+        Some(0) => Ok(()),
+        Some(_) => Err(BlockError::RingFull),
+        None => Err(BlockError::BadShape),
+    }
 }
 
 /// Stores a request on persistent grants field by field into the next ring slot
@@ -303,14 +311,7 @@ impl<P: SharedPage, G: SharedPage, D: Doorbell, W: WaitForEvent> BlockFront<P, G
     /// host that emulates ring 0. Returns the request's id.
     #[inline]
     pub fn submit_granted(&mut self, buffer: usize, op: BlockOp, sector: u64, nr_sectors: u32, grefs: &[GrantRef]) -> Result<u64, BlockError> {
-        if !granted_shape_ok(op, nr_sectors, grefs) {
-            return Err(BlockError::BadShape);
-        }
-        match self.granted_in_flight.get(buffer) {
-            Some(0) => {}
-            Some(_) => return Err(BlockError::RingFull),
-            None => return Err(BlockError::BadShape),
-        }
+        check_granted(op, nr_sectors, grefs, self.granted_in_flight.get(buffer))?;
         let id = self.next_id;
         push_granted(&mut self.ring, id, op, sector, nr_sectors, grefs).map_err(|_| BlockError::RingFull)?;
         self.next_id += 1;

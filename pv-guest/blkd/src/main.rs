@@ -31,16 +31,7 @@ use pv_user::handoff::blk::{BlkHandoff, BLK_HANDOFF_MAGIC, BUFFERS_VA, MAX_BUFFE
 use pv_user::page::{MappedPage, PAGE};
 use pv_user::{println, sys};
 
-// The entry: the kernel starts the task with rsp at the top of its stack and the
-// handoff's address in rdi. Align the stack as a call expects and call the Rust entry.
-core::arch::global_asm!(
-    ".section .text.start, \"ax\"",
-    ".global _start",
-    "_start:",
-    "    and rsp, -16",
-    "    call blkd_main",
-    "    ud2",
-);
+pv_user::task_entry!(blkd_main);
 
 /// The queue over the lent ring.
 type Queue = DirectQueue<MappedPage, PortDoorbell, MAX_BUFFERS>;
@@ -53,11 +44,6 @@ const SILENCE_LIMIT_US: u64 = 10_000_000;
 /// FNV-1a, 64-bit (as hv's `checks` and the kernel's `blk-read-sum`).
 const FNV_OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
-
-fn rdtsc() -> u64 {
-    // SAFETY: rdtsc only reads the time-stamp counter (ring 3 may: CR4.TSD is clear).
-    unsafe { core::arch::x86_64::_rdtsc() }
-}
 
 /// Why the run stopped.
 enum Failure {
@@ -119,12 +105,12 @@ impl Reader {
     /// Waits for the next response (publishing queued requests first); the buffer it completes.
     fn completion(&mut self) -> Result<usize, Failure> {
         let limit = self.h.tsc_khz.max(1).saturating_mul(SILENCE_LIMIT_US / 1000);
-        let start = rdtsc();
+        let start = pv_user::entry::rdtsc();
         loop {
             match self.queue.take_completion().map_err(Failure::Queue)? {
                 Some((b, BlockStatus::Ok)) => return Ok(b),
                 Some((_, status)) => return Err(Failure::Read(status)),
-                None if rdtsc().wrapping_sub(start) > limit => return Err(Failure::Silent),
+                None if pv_user::entry::rdtsc().wrapping_sub(start) > limit => return Err(Failure::Silent),
                 None => core::hint::spin_loop(),
             }
         }
@@ -139,7 +125,7 @@ impl Reader {
     /// A sleeping backend then wakes to half a ring of work, one doorbell for many reads.
     fn repetition(&mut self) -> Result<u64, Failure> {
         let (ops, buffers) = (self.h.ops, u64::from(self.h.buffers));
-        let start = rdtsc();
+        let start = pv_user::entry::rdtsc();
         let mut submitted = 0;
         for b in 0..buffers.min(ops) as usize {
             let sector = self.next();
@@ -163,7 +149,7 @@ impl Reader {
                 unpublished = 0;
             }
         }
-        Ok(rdtsc().wrapping_sub(start))
+        Ok(pv_user::entry::rdtsc().wrapping_sub(start))
     }
 
     /// Reads the first `verify_sectors` sectors into the buffers in order and hashes them.
@@ -243,7 +229,6 @@ fn run(h: BlkHandoff) -> Result<(), Failure> {
 }
 
 /// The Rust entry (from `_start`).
-#[no_mangle]
 extern "C" fn blkd_main(handoff: *const BlkHandoff) -> ! {
     // SAFETY: the kernel maps the handoff page (read-only, holding one BlkHandoff) at the
     // address it passes, for the task's whole life; it is copied once, here.

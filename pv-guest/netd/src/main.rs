@@ -47,16 +47,7 @@ use smoltcp::iface::SocketStorage;
 
 use link::FrontLink;
 
-// The entry: the kernel starts the task with rsp at the top of its stack and the
-// handoff's address in rdi. Align the stack as a call expects and call the Rust entry.
-core::arch::global_asm!(
-    ".section .text.start, \"ax\"",
-    ".global _start",
-    "_start:",
-    "    and rsp, -16",
-    "    call netd_main",
-    "    ud2",
-);
+pv_user::task_entry!(netd_main);
 
 /// Sockets the stack can hold (ping and HTTP need one each).
 const SOCKETS: usize = 4;
@@ -70,14 +61,7 @@ struct Memory {
 
 static MEMORY: TakeOnce<Memory> = TakeOnce::new(Memory { storage: [SocketStorage::EMPTY; SOCKETS], ping: PingBuffers::new(), server: HttpBuffers::new() });
 
-/// The TSC, read natively (ring 3 may: the kernel leaves CR4.TSD clear).
-fn rdtsc() -> u64 {
-    // SAFETY: rdtsc only reads the time-stamp counter.
-    unsafe { core::arch::x86_64::_rdtsc() }
-}
-
 /// The Rust entry (from `_start`).
-#[no_mangle]
 extern "C" fn netd_main(handoff: *const Handoff) -> ! {
     // SAFETY: the kernel maps the handoff page (read-only, holding one Handoff) at the
     // address it passes, for the task's whole life; it is copied once, here.
@@ -101,7 +85,7 @@ fn stack(h: &Handoff, storage: &'static mut [SocketStorage<'static>]) -> Option<
         return None;
     };
     let link = FrontLink { front, dropped: 0 };
-    match NetStack::new(config, link, storage, NetClock::new(h.tsc_khz, rdtsc)) {
+    match NetStack::new(config, link, storage, NetClock::new(h.tsc_khz, pv_user::entry::rdtsc)) {
         Ok(stack) => Some(stack),
         Err(e) => {
             println!("pv-netd: the network identity is unusable: {e:?}");

@@ -163,9 +163,17 @@ pub fn spawn_with(program: &UserProgram, args: [u64; 3]) -> Result<usize, MmuErr
     page[..code.len()].copy_from_slice(code);
     space.map(&mut s.writer, USER_CODE_BASE, frame, Protection::USER_CODE, PageSize::Small)?;
     s.writer.flush()?;
+    install(s, slot, program.name, space, USER_CODE_BASE, args, NOTHING_BORROWED);
+    Ok(slot)
+}
+
+/// Puts a task whose address space is ready into `slot`: its stack is the demand-zero
+/// region under [`USER_STACK_TOP`], and it starts at `entry` in ring 3 with interrupts
+/// on and `args` in rdi, rsi and rdx.
+fn install(s: &mut Scheduler, slot: usize, program: &'static str, space: AddressSpace, entry: GuestVirt, args: [u64; 3], borrowed: core::ops::Range<GuestVirt>) {
     let memory = TaskMemory::new(space, USER_STACK_BOTTOM..USER_STACK_TOP);
     let context = TrapFrame {
-        rip: USER_CODE_BASE.raw(),
+        rip: entry.raw(),
         cs: u64::from(gdt::USER_CODE),
         rflags: USER_RFLAGS,
         rsp: USER_STACK_TOP.raw(),
@@ -175,9 +183,8 @@ pub fn spawn_with(program: &UserProgram, args: [u64; 3]) -> Result<usize, MmuErr
         rdx: args[2],
         ..TrapFrame::ZERO
     };
-    s.tasks[slot] = Some(Task { program: program.name, memory, context, borrowed: NOTHING_BORROWED });
+    s.tasks[slot] = Some(Task { program, memory, context, borrowed });
     s.results[slot] = None;
-    Ok(slot)
 }
 
 /// A task that borrowed nothing.
@@ -202,20 +209,7 @@ pub fn spawn_image<E>(
         release_space(space, &borrowed, &mut s.writer);
         return Err(SpawnError::Build(e));
     }
-    let memory = TaskMemory::new(space, USER_STACK_BOTTOM..USER_STACK_TOP);
-    let context = TrapFrame {
-        rip: entry.raw(),
-        cs: u64::from(gdt::USER_CODE),
-        rflags: USER_RFLAGS,
-        rsp: USER_STACK_TOP.raw(),
-        ss: u64::from(gdt::USER_DATA),
-        rdi: args[0],
-        rsi: args[1],
-        rdx: args[2],
-        ..TrapFrame::ZERO
-    };
-    s.tasks[slot] = Some(Task { program: name, memory, context, borrowed });
-    s.results[slot] = None;
+    install(s, slot, name, space, entry, args, borrowed);
     Ok(slot)
 }
 

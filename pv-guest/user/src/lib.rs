@@ -15,6 +15,7 @@
 //! | [`page`] | a page the kernel mapped into the task, as the rings' `SharedPage` |
 //! | [`doorbell`] | a doorbell rung from ring 3 with an `out` the kernel allowed |
 //! | [`once`] | a value a task takes once: its memory in `.bss` |
+//! | [`entry`] | how a task starts (`task_entry!`), and its clock |
 
 #![no_std]
 
@@ -23,3 +24,4 @@ pub mod sys;
 pub mod page;
 pub mod doorbell;
 pub mod once;
+pub mod entry;
