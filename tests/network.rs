@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::hv;
+use common::namespace::Namespace;
 
 #[test]
 fn two_guests_ping_each_other_through_the_virtual_switch() {
@@ -62,47 +63,6 @@ fn a_ring3_stack_answers_a_ring0_one() {
     r.expect(r.stdout.contains("g1 | net-ping: 2 sent, 2 received"), "the two stacks, in different rings, talk");
 }
 
-/// A network namespace with a TAP at 10.0.0.1/24, removed when dropped (also when the
-/// test fails half-way).
-struct Namespace {
-    name: String,
-}
-
-impl Namespace {
-    /// Makes it, or says why it cannot (not root, no `ip`).
-    fn make(tap: &str) -> Result<Namespace, String> {
-        let name = format!("hvtest{}", std::process::id());
-        let ns = Namespace { name };
-        let steps: [&[&str]; 5] = [
-            &["ip", "netns", "add", &ns.name],
-            &["ip", "netns", "exec", &ns.name, "ip", "tuntap", "add", "dev", tap, "mode", "tap"],
-            &["ip", "netns", "exec", &ns.name, "ip", "addr", "add", "10.0.0.1/24", "dev", tap],
-            &["ip", "netns", "exec", &ns.name, "ip", "link", "set", tap, "up"],
-            &["ip", "netns", "exec", &ns.name, "ip", "link", "set", "lo", "up"],
-        ];
-        for step in steps {
-            let out = Command::new(step[0]).args(&step[1..]).output().map_err(|e| format!("cannot run `ip`: {e}"))?;
-            if !out.status.success() {
-                return Err(format!("`{}` failed: {}", step.join(" "), String::from_utf8_lossy(&out.stderr).trim()));
-            }
-        }
-        Ok(ns)
-    }
-
-    /// A command run inside the namespace.
-    fn command(&self, program: &str) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.name, program]);
-        c
-    }
-}
-
-impl Drop for Namespace {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
-    }
-}
-
 fn installed(program: &str) -> bool {
     Command::new(program).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
 }
@@ -117,7 +77,7 @@ fn the_hosts_curl_and_ping_reach_a_guest_through_a_tap() {
         return;
     }
     let tap = "hvtap0";
-    let ns = match Namespace::make(tap) {
+    let ns = match Namespace::make("test", tap) {
         Ok(ns) => ns,
         Err(why) => {
             eprintln!("SKIPPED: this test needs root and iproute2 to make a network namespace: {why}");

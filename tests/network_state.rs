@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::hv;
+use common::namespace::Namespace;
 use serde_json::Value;
 
 /// How long a guest may take to start serving, or hv to answer, on a loaded machine.
@@ -170,68 +171,6 @@ fn each_guest_of_a_group_has_a_control_socket_with_its_network_counters() {
     let (code, stderr) = group.end();
     assert_eq!(code, 128 + 15, "hv ends as a shell expects after SIGTERM:\n{stderr}");
     assert!(!name("g0").exists() && !name("g1").exists(), "both sockets are removed");
-}
-
-/// A network namespace with a TAP at 10.0.0.1/24, removed when dropped (also when the
-/// test fails half-way).
-struct Namespace {
-    name: String,
-}
-
-impl Namespace {
-    /// Makes namespace `hvNAMEpid` with TAP `tap`, or says why it cannot (not root, no `ip`).
-    fn make(name: &str, tap: &str) -> Result<Namespace, String> {
-        let ns = Namespace { name: format!("hv{name}{}", std::process::id()) };
-        let steps: [&[&str]; 5] = [
-            &["ip", "netns", "add", &ns.name],
-            &["ip", "netns", "exec", &ns.name, "ip", "tuntap", "add", "dev", tap, "mode", "tap"],
-            &["ip", "netns", "exec", &ns.name, "ip", "addr", "add", "10.0.0.1/24", "dev", tap],
-            &["ip", "netns", "exec", &ns.name, "ip", "link", "set", tap, "up"],
-            &["ip", "netns", "exec", &ns.name, "ip", "link", "set", "lo", "up"],
-        ];
-        for step in steps {
-            run(step)?;
-        }
-        Ok(ns)
-    }
-
-    /// Joins this namespace (192.168.231.1/24) and `other` (.2) with a veth pair.
-    fn link(&self, other: &Namespace) -> Result<(), String> {
-        let (a, b) = (format!("hva{}", std::process::id() % 100_000), format!("hvb{}", std::process::id() % 100_000));
-        run(&["ip", "link", "add", &a, "netns", &self.name, "type", "veth", "peer", "name", &b, "netns", &other.name])?;
-        for (ns, dev, addr) in [(self, &a, "192.168.231.1/24"), (other, &b, "192.168.231.2/24")] {
-            run(&["ip", "netns", "exec", &ns.name, "ip", "addr", "add", addr, "dev", dev])?;
-            run(&["ip", "netns", "exec", &ns.name, "ip", "link", "set", dev, "up"])?;
-        }
-        Ok(())
-    }
-
-    /// A command run inside the namespace.
-    fn command(&self, program: &str) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.name, program]);
-        c
-    }
-
-    /// The guest's page, fetched with the host's `curl` from inside the namespace.
-    fn curl(&self) -> String {
-        let out = self.command("curl").args(["-s", "-m", "20", "--retry", "3", "http://10.0.0.2/"]).output().expect("curl runs");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-impl Drop for Namespace {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
-    }
-}
-
-fn run(step: &[&str]) -> Result<(), String> {
-    let out = Command::new(step[0]).args(&step[1..]).output().map_err(|e| format!("cannot run `{}`: {e}", step[0]))?;
-    if !out.status.success() {
-        return Err(format!("`{}` failed: {}", step.join(" "), String::from_utf8_lossy(&out.stderr).trim()));
-    }
-    Ok(())
 }
 
 /// Whether the machine can run these tests: KVM, curl, root for namespaces. Says why not.

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test file uses a different subset
 
 pub mod background;
+pub mod namespace;
 
 use std::io::Read;
 use std::path::PathBuf;
