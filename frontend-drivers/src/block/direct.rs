@@ -94,9 +94,4 @@ impl<P: SharedPage, D: Doorbell, const N: usize> DirectQueue<P, D, N> {
         self.stats.completions += 1;
         Ok(Some((buffer, BlockStatus::from_i32(status))))
     }
-
-    /// The index the ring is quiet at, if it is (see [`super::BlockFront::quiet_index`]).
-    pub fn quiet_index(&self) -> Option<u32> {
-        self.ring.quiet_index().filter(|_| self.in_flight() == 0)
-    }
 }

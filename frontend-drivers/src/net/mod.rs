@@ -484,6 +484,29 @@ impl<P: SharedPage, G: SharedPage, B: SharedPage, D: Doorbell, const TX: usize, 
         Ok(None)
     }
 
+    /// The link layer's send: reaps finished transmissions, then sends `frame`; `false`
+    /// if it was dropped instead (every transmit buffer in flight, or a bad length). A
+    /// network stack above retransmits, as on any lossy link.
+    pub fn send_or_drop(&mut self, frame: &[u8]) -> bool {
+        let _ = self.reap_tx();
+        self.transmit(frame).is_ok()
+    }
+
+    /// The link layer's receive: keeps the receive ring stocked, then copies the next
+    /// frame that arrived into `out` (which should hold `NET_MAX_FRAME` bytes). A
+    /// malformed answer costs its buffer's turn (posted again), not the frames behind
+    /// it; the ring bounds how many answers one call looks at.
+    pub fn next_frame(&mut self, out: &mut [u8]) -> Option<usize> {
+        let _ = self.post_rx_buffers();
+        for _ in 0..=RX {
+            match self.receive_into(out) {
+                Ok(found) => return found,
+                Err(_) => continue,
+            }
+        }
+        None
+    }
+
     /// Takes the next received frame, if any, and lends it to `consume` (from a scratch
     /// copy): the shape of smoltcp's `RxToken::consume`.
     pub fn receive_with<R>(&mut self, consume: impl FnOnce(&[u8]) -> R) -> Result<Option<R>, NetError> {

@@ -75,22 +75,12 @@ pub struct FrontLink {
 
 impl FrameIo for FrontLink {
     fn send(&mut self, frame: &[u8]) {
-        let _ = self.front.reap_tx();
-        if self.front.transmit(frame).is_err() {
+        if !self.front.send_or_drop(frame) {
             self.dropped += 1;
         }
     }
 
     fn recv(&mut self, buffer: &mut [u8]) -> Option<usize> {
-        let _ = self.front.post_rx_buffers();
-        // A malformed answer costs its buffer's turn, not the frames behind it; the ring
-        // bounds how many there can be.
-        for _ in 0..=RX_BUFFERS {
-            match self.front.receive_into(buffer) {
-                Ok(found) => return found,
-                Err(_) => continue,
-            }
-        }
-        None
+        self.front.next_frame(buffer)
     }
 }

@@ -95,7 +95,8 @@ pub fn touch_mem<'a>(mut words: impl Iterator<Item = &'a str>) -> u8 {
         taken += 1;
     }
     while let Some(frame) = chain {
-        // SAFETY: as above: the frame is still ours until freed just below.
+        // SAFETY: `frame` was allocated by the loop above and is freed only after this read;
+        // nothing else refers to it meanwhile.
         let link = u64::from_le_bytes(unsafe { frames::bytes(frame) }[..8].try_into().unwrap_or([0; 8]));
         frames::free(frame);
         chain = (link != 0).then_some(pv_abi::addr::PseudoFrame::new(link));

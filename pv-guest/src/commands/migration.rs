@@ -198,7 +198,7 @@ pub fn checksum_loop<'a>(info: &BootInfo, mut args: impl Iterator<Item = &'a str
             // SAFETY: `word` points into a page the buffer owns.
             let old = unsafe { word.read_volatile() };
             hash = mix(hash, old ^ step);
-            // SAFETY: as above.
+            // SAFETY: the same `word`, in a page the buffer owns; the read above has ended.
             unsafe { word.write_volatile(hash) };
         }
         if let Some(d) = disk.as_mut() {

@@ -55,24 +55,13 @@ struct NetFrontIo {
 impl FrameIo for NetFrontIo {
     fn send(&mut self, frame: &[u8]) {
         let Some(net) = self.front.as_mut() else { return };
-        let _ = net.reap_tx();
-        if net.transmit(frame).is_err() {
+        if !net.send_or_drop(frame) {
             self.dropped += 1;
         }
     }
 
     fn recv(&mut self, buffer: &mut [u8]) -> Option<usize> {
-        let net = self.front.as_mut()?;
-        let _ = net.post_rx_buffers();
-        // A malformed answer costs its buffer's turn (the frontend posts it again), not
-        // the frames behind it; the ring bounds how many there can be.
-        for _ in 0..=crate::hv::drivers::NET_RX_BUFFERS {
-            match net.receive_into(buffer) {
-                Ok(found) => return found,
-                Err(_) => continue,
-            }
-        }
-        None
+        self.front.as_mut()?.next_frame(buffer)
     }
 }
 

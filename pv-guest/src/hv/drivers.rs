@@ -83,13 +83,14 @@ static BALLOON: VcpuCell<Option<Balloon>> = VcpuCell::new(None);
 /// Switches on interrupts from devices and creates the frontends.
 pub fn init(info: &BootInfo) {
     apic::enable();
-    // SAFETY (for each PhysPage::new below): the VMM announced these pages in the
-    // boot-info page as the device's ring and the grant table; they lie in the area it
-    // reserves below the kernel (pv_abi::layout), where no Rust object of ours lives.
-    // The guest has to trust its hypervisor about its own memory map.
+    // Every PhysPage::new below names a page the VMM announced in the boot-info page (a
+    // device's ring or a grant-table frame). The guest has to trust its hypervisor about
+    // its own memory map; `BootInfo::check` already refused pages outside the reserved
+    // area below the kernel (pv_abi::layout), where no Rust object of ours lives.
     if info.console.present != 0 {
         let doorbell = PortDoorbell { port: info.console.doorbell_port };
-        // SAFETY: see above.
+        // SAFETY: the console ring the boot-info page announced, in the reserved area
+        // (checked by BootInfo::check): shared with the console backend alone.
         let ring = unsafe { PhysPage::new(PseudoPhys::new(info.console.ring_gpa)) };
         *CONSOLE.borrow_mut() = Some(ConsoleFront::new(ring, doorbell, UpcallWait));
     }
@@ -99,7 +100,8 @@ pub fn init(info: &BootInfo) {
     // all in the reserved area.
     let frames = core::array::from_fn(|i| {
         let gpa = PseudoPhys::new(info.grant_table_gpa + i as u64 * PAGE_SIZE);
-        // SAFETY: see above.
+        // SAFETY: frame i < GRANT_TABLE_FRAMES of the grant table, which BootInfo::check
+        // found page-aligned and wholly inside the reserved area: no Rust object lives there.
         unsafe { PhysPage::new(gpa) }
     });
     let mut grants = GrantTableFront::new(frames);
@@ -111,13 +113,15 @@ pub fn init(info: &BootInfo) {
     }
     if info.block.present != 0 {
         let doorbell = PortDoorbell { port: info.block.doorbell_port };
-        // SAFETY: see above.
+        // SAFETY: the block ring the boot-info page announced, in the reserved area
+        // (checked by BootInfo::check): shared with the block backend alone.
         let ring = unsafe { PhysPage::new(PseudoPhys::new(info.block.ring_gpa)) };
         *BLOCK.borrow_mut() = Some(BlockFront::new(ring, grants, doorbell, UpcallWait));
     }
     if info.balloon.present != 0 {
         let doorbell = PortDoorbell { port: info.balloon.doorbell_port };
-        // SAFETY: see above.
+        // SAFETY: the balloon ring the boot-info page announced, in the reserved area
+        // (checked by BootInfo::check): shared with the balloon backend alone.
         let ring = unsafe { PhysPage::new(PseudoPhys::new(info.balloon.ring_gpa)) };
         *BALLOON.borrow_mut() = Some(BalloonFront::new(ring, doorbell));
     }

@@ -151,11 +151,10 @@ impl Driver {
     /// Puts an accepted frame on the list (room is guaranteed by the spare page).
     fn push(&mut self, frame: PseudoFrame) {
         let full = match self.top {
-            // SAFETY (for every list_word access in this impl): list pages are frames
-            // this driver took from the allocator and owns, guest RAM in the direct map
-            // that no Rust object lives in.
+            // List pages are frames this driver took from the allocator and owns, guest
+            // RAM in the direct map that no Rust object lives in; `top` is one of them.
             Some(top) => {
-                // SAFETY: see above.
+                // SAFETY: `top` is a list page (owned, see above); word 1 is its count.
                 let count = unsafe { *list_word(top, 1) };
                 count >= ENTRIES_PER_PAGE
             }
@@ -168,7 +167,8 @@ impl Driver {
                 self.lost += 1;
                 return;
             };
-            // SAFETY: see `push`.
+            // SAFETY: `page` is the spare, a frame this driver took from the allocator and
+            // owns; words 0 and 1 are its link and count.
             unsafe {
                 *list_word(page, 0) = self.top.map_or(0, PseudoFrame::raw);
                 *list_word(page, 1) = 0;
@@ -176,7 +176,8 @@ impl Driver {
             self.top = Some(page);
         }
         if let Some(top) = self.top {
-            // SAFETY: see `push`; the count is below ENTRIES_PER_PAGE.
+            // SAFETY: `top` is a list page this driver owns; the count is below
+            // ENTRIES_PER_PAGE (a full page was replaced above), so word 2 + n is inside it.
             unsafe {
                 let n = *list_word(top, 1);
                 *list_word(top, 2 + n) = frame.raw();
@@ -189,14 +190,15 @@ impl Driver {
     /// Takes a frame off the list; an emptied list page becomes the spare or is freed.
     fn pop(&mut self) -> Option<PseudoFrame> {
         let top = self.top?;
-        // SAFETY: see `push`.
+        // SAFETY: `top` is a list page this driver owns; words 0 and 1 are its link and count.
         let (n, link) = unsafe { (*list_word(top, 1), *list_word(top, 0)) };
         if n == 0 {
             return None;
         }
-        // SAFETY: see `push`; n - 1 is an entry written by `push`.
+        // SAFETY: `top` is a list page this driver owns, and n - 1 < ENTRIES_PER_PAGE is
+        // an entry `push` wrote.
         let frame = PseudoFrame::new(unsafe { *list_word(top, 2 + n - 1) });
-        // SAFETY: see `push`.
+        // SAFETY: `top` is a list page this driver owns; word 1 is its count.
         unsafe { *list_word(top, 1) = n - 1 };
         self.listed -= 1;
         if n == 1 {

@@ -48,7 +48,9 @@ impl SharedPage for MappedPage {
     }
 
     fn store_u32(&self, offset: usize, value: u32) {
-        // SAFETY: as in load_u32.
+        // SAFETY: the page is mapped read-write for the task's whole life
+        // (MappedPage::at), the offset is 4-byte aligned inside it, and AtomicU32 has u32's
+        // layout; the store is atomic because the backend reads the page concurrently.
         let cell = unsafe { &*(self.ptr(offset & !3) as *const AtomicU32) };
         cell.store(value, Ordering::Release);
     }
@@ -62,7 +64,8 @@ impl SharedPage for MappedPage {
 
     fn write_bytes(&self, offset: usize, data: &[u8]) {
         let len = data.len().min(PAGE - offset % PAGE);
-        // SAFETY: as in read_bytes, the other way round.
+        // SAFETY: the destination lies inside the mapped page for `len` bytes and `data`
+        // is the caller's own memory, so the two do not overlap.
         unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), self.ptr(offset), len) };
     }
 
